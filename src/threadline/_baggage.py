@@ -1,0 +1,165 @@
+"""W3C Baggage: strict codec, limits, and the encoding of store values as members.
+
+A store value ``{"user_id": 42}`` in store ``request`` travels as the member
+``request.user_id=42;tl=json``; a string value as ``request.request_id=r1;tl``.
+Any W3C Baggage reader sees the members; the ``tl`` property tells a threadline
+reader that they belong to a store, and with which JSON type.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import quote, unquote
+
+from ._values import FrozenMapping, freeze
+
+__all__ = [
+    "MAX_BYTES",
+    "MAX_MEMBERS",
+    "BaggageError",
+    "encode",
+    "parse",
+]
+
+MAX_BYTES = 8192
+MAX_MEMBERS = 180
+_OWS = " \t"
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_VALUE = re.compile(r"(?:[\x21\x23-\x24\x26-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]|%[0-9A-Fa-f]{2})*")
+_STORE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Every baggage-octet but "%" stays as it is, so "+" is a literal plus and a
+# space is "%20" (unlike form encoding, where "+" means a space).
+_SAFE = "".join(
+    chr(c) for c in range(0x21, 0x7F) if chr(c) not in '",;\\%' and not chr(c).isalnum()
+)
+STORE_PROPERTY = "tl"
+JSON_TYPE = "json"
+
+
+class BaggageError(ValueError):
+    """Inbound baggage that must be dropped whole; the message says why."""
+
+
+def parse(headers: list[str]) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """Return ``(plain members, store values by store name)`` from the combined headers.
+
+    Raises:
+        BaggageError: for anything outside the W3C grammar or its limits.
+    """
+    text = ",".join(headers)
+    # Non-ASCII text fails the grammar below, so characters count as bytes here.
+    if len(text) > MAX_BYTES:
+        raise BaggageError(f"baggage is {len(text)} bytes, more than {MAX_BYTES}")
+    plain: dict[str, str] = {}
+    stores: dict[str, dict[str, Any]] = {}
+    count = 0
+    for raw in text.split(","):
+        member = raw.strip(_OWS)
+        if not member:
+            continue
+        count += 1
+        if count > MAX_MEMBERS:
+            raise BaggageError(f"more than {MAX_MEMBERS} baggage members")
+        key, value, properties = _parse_member(member)
+        kind = properties.get(STORE_PROPERTY, False)
+        if kind is False:
+            plain[key] = value
+            continue
+        store, dot, name = key.partition(".")
+        if not dot or not name or not _STORE_NAME.fullmatch(store):
+            raise BaggageError(f"store member {key!r} is not 'store.key'")
+        stores.setdefault(store, {})[name] = _typed(key, value, kind)
+    return plain, stores
+
+
+def _parse_member(member: str) -> tuple[str, str, dict[str, str | None]]:
+    pair, *props = member.split(";")
+    key, sep, value = pair.partition("=")
+    key, value = key.strip(_OWS), value.strip(_OWS)
+    if not sep or not _TOKEN.fullmatch(key):
+        raise BaggageError(f"bad baggage key in {member[:64]!r}")
+    properties: dict[str, str | None] = {}
+    for prop in props:
+        name, has_value, prop_value = prop.partition("=")
+        name = name.strip(_OWS)
+        if not _TOKEN.fullmatch(name) or (has_value and not _VALUE.fullmatch(prop_value.strip(_OWS))):
+            raise BaggageError(f"bad property {prop[:64]!r} on baggage member {key!r}")
+        properties[name] = prop_value.strip(_OWS) if has_value else None
+    return key, _decode(key, value), properties
+
+
+def _decode(key: str, value: str) -> str:
+    if not _VALUE.fullmatch(value):
+        raise BaggageError(f"bad characters in the value of baggage member {key!r}")
+    try:
+        return unquote(value, errors="strict")
+    except UnicodeDecodeError:
+        raise BaggageError(f"value of baggage member {key!r} is not UTF-8") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise BaggageError(f"{name} is not JSON")
+
+
+def _typed(key: str, value: str, kind: str | None) -> Any:
+    if kind is None:
+        return value
+    if kind != JSON_TYPE:
+        raise BaggageError(f"unknown {STORE_PROPERTY}={kind} on store member {key!r}")
+    try:
+        return freeze(json.loads(value, parse_constant=_reject_constant))
+    except ValueError as exc:  # json.JSONDecodeError and BaggageError both are
+        raise BaggageError(f"store member {key!r} is not JSON: {exc}") from None
+
+
+def encode_value(value: str) -> str:
+    """Percent-encode *value* as a baggage value (UTF-8; ``+`` stays, space is ``%20``)."""
+    return quote(value, safe=_SAFE)
+
+
+def encode(plain: Mapping[str, str], stores: Mapping[str, FrozenMapping]) -> Iterator[str]:
+    """Yield the members for plain baggage entries and for each store's values.
+
+    Raises:
+        TypeError: a store key is not a W3C token or a value is not JSON-typed;
+            the message names the store and the key.
+    """
+    for key, value in plain.items():
+        yield f"{key}={encode_value(value)}"
+    for store, values in stores.items():
+        for key, value in values.items():
+            if not _TOKEN.fullmatch(key):
+                raise TypeError(
+                    f"ContextStore {store!r} key {key!r} cannot cross a process boundary: "
+                    "keys must be W3C baggage tokens (letters, digits, !#$%&'*+-.^_`|~)"
+                )
+            if type(value) is str:
+                yield f"{store}.{key}={encode_value(value)};{STORE_PROPERTY}"
+            else:
+                text = _to_json(store, key, value)
+                yield f"{store}.{key}={encode_value(text)};{STORE_PROPERTY}={JSON_TYPE}"
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, FrozenMapping):
+        return dict(value)
+    raise TypeError(type(value).__name__)
+
+
+def _to_json(store: str, key: str, value: Any) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False, default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"ContextStore {store!r} key {key!r} cannot cross a process boundary: "
+            f"its value {value!r} is not JSON-typed (str, int, float, bool, None, list, dict; "
+            f"{exc})"
+        ) from None
+
+
+def is_token(name: str) -> bool:
+    """Return True if *name* may be a baggage key."""
+    return _TOKEN.fullmatch(name) is not None

@@ -1,0 +1,213 @@
+"""The one carrier: context as W3C text (traceparent, tracestate, baggage with the stores).
+
+The same encoder and strict decoder serve HTTP headers, environment
+variables, process-pool IPC and message headers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from typing import Any
+
+from opentelemetry import baggage as otel_baggage
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+
+from . import _baggage
+from ._context import SPAN_KEY, STORE_KEY_PREFIX, Context, get_current, store_key
+from ._snapshot import Snapshot
+from ._tracecontext import format_traceparent, parse_traceparent, parse_tracestate
+from ._values import FrozenMapping
+from .diagnostics import record_drop
+
+__all__ = [
+    "BAGGAGE",
+    "ENV_NAMES",
+    "FIELDS",
+    "TRACEPARENT",
+    "TRACESTATE",
+    "extract",
+    "extract_context",
+    "extract_env",
+    "inject",
+    "inject_context",
+    "inject_env",
+]
+
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+BAGGAGE = "baggage"
+FIELDS = (TRACEPARENT, TRACESTATE, BAGGAGE)
+# OpenTelemetry's environment-variable carrier: the field names in upper case.
+ENV_NAMES = {field: field.upper() for field in FIELDS}
+
+Getter = Callable[[str], Sequence[str]]
+Setter = Callable[[str, str], None]
+
+
+def inject(carrier: MutableMapping[str, str], context: Context | None = None) -> None:
+    """Write the context (default: the current one) into *carrier* as W3C text fields.
+
+    Sets ``traceparent`` (and ``tracestate``) when a valid span is active and
+    ``baggage`` when there is baggage or any store value.
+
+    Raises:
+        TypeError: a store value cannot cross a process boundary; the message
+            names the store and the key.
+        ValueError: the baggage would be over the W3C limits (8192 bytes, 180 members).
+    """
+    inject_context(carrier.__setitem__, context)
+
+
+def extract(
+    carrier: Mapping[str, str | Sequence[str]], context: Context | None = None
+) -> Snapshot:
+    """Return the context that *carrier* brought, as a `Snapshot`; never raises for bad input.
+
+    Field names match case-insensitively and a field may hold several values
+    (repeated HTTP headers). Invalid fields are dropped whole, counted and
+    reported (see `threadline.diagnostics`); the result then holds the rest.
+    The context is built on *context* (default: an empty one).
+    """
+    return Snapshot(extract_context(_mapping_getter(carrier), context))
+
+
+def inject_env(env: MutableMapping[str, str], context: Context | None = None) -> None:
+    """Write the context into *env* under ``TRACEPARENT``, ``TRACESTATE`` and ``BAGGAGE``.
+
+    Fields the context does not produce are removed from *env*, so a child
+    never inherits a stale trace from this process's own environment.
+    """
+    for name in ENV_NAMES.values():
+        env.pop(name, None)
+    inject_context(lambda field, value: env.__setitem__(ENV_NAMES[field], value), context)
+
+
+def extract_env(env: Mapping[str, str] | None = None, context: Context | None = None) -> Snapshot:
+    """Return the context in *env* (default: ``os.environ``), as `extract` does for a dict."""
+    source = os.environ if env is None else env
+
+    def get(field: str) -> Sequence[str]:
+        value = source.get(ENV_NAMES[field])
+        return () if value is None else (value,)
+
+    return Snapshot(extract_context(get, context))
+
+
+def inject_context(set_field: Setter, context: Context | None = None) -> None:
+    """Write *context* (default: current) through *set_field*; see `inject`."""
+    ctx = get_current() if context is None else context
+    span = ctx.get(SPAN_KEY)
+    if span is not None:
+        span_context: SpanContext = span.get_span_context()
+        if span_context.is_valid:
+            set_field(
+                TRACEPARENT,
+                format_traceparent(
+                    span_context.trace_id, span_context.span_id, span_context.trace_flags
+                ),
+            )
+            if span_context.trace_state:
+                set_field(TRACESTATE, span_context.trace_state.to_header())
+    members = _baggage_members(ctx)
+    if members:
+        set_field(BAGGAGE, members)
+
+
+def _baggage_members(ctx: Context) -> str:
+    stores: dict[str, FrozenMapping] = {}
+    for key, value in ctx.items():
+        if value is not None and key.startswith(STORE_KEY_PREFIX):
+            stores[key[len(STORE_KEY_PREFIX) :]] = value
+    plain = _valid_plain_baggage(otel_baggage.get_all(ctx))
+    if not stores and not plain:
+        return ""
+    members = list(_baggage.encode(plain, stores))
+    text = ",".join(members)
+    if len(members) > _baggage.MAX_MEMBERS or len(text) > _baggage.MAX_BYTES:
+        largest = max(members, key=len)
+        raise ValueError(
+            f"the context's baggage is {len(members)} members and {len(text)} bytes, over the "
+            f"W3C limits ({_baggage.MAX_MEMBERS} members, {_baggage.MAX_BYTES} bytes); "
+            f"the largest member starts {largest[:60]!r}"
+        )
+    return text
+
+
+def _valid_plain_baggage(entries: Mapping[str, object]) -> dict[str, str]:
+    plain: dict[str, str] = {}
+    for name, value in entries.items():
+        if _baggage.is_token(name):
+            plain[name] = str(value)
+        else:
+            record_drop("baggage.outbound_key", f"OpenTelemetry baggage name {name!r} is no token")
+    return plain
+
+
+def extract_context(get: Getter, context: Context | None = None) -> Context:
+    """Build the context that the fields read by *get* bring, on *context* (default: empty)."""
+    ctx = Context() if context is None else context
+    values: dict[str, Any] = dict(ctx)
+    span_context = _extract_span_context(get)
+    if span_context is not None:
+        values[SPAN_KEY] = NonRecordingSpan(span_context)
+    headers = list(get(BAGGAGE))
+    if headers:
+        try:
+            plain, stores = _baggage.parse(headers)
+        except _baggage.BaggageError as exc:
+            record_drop("baggage.invalid", str(exc))
+        else:
+            for name, store_values in stores.items():
+                values[store_key(name)] = FrozenMapping(store_values, name)
+            ctx = Context(values)
+            for name, value in plain.items():
+                ctx = otel_baggage.set_baggage(name, value, ctx)
+            return ctx
+    return Context(values)
+
+
+def _extract_span_context(get: Getter) -> SpanContext | None:
+    parents = get(TRACEPARENT)
+    if not parents:
+        return None
+    if len(parents) > 1:
+        record_drop("traceparent.duplicate", f"{len(parents)} traceparent fields")
+        return None
+    parsed, why = parse_traceparent(parents[0])
+    if parsed is None:
+        record_drop("traceparent.invalid", f"{why}: {parents[0][:80]!r}")
+        return None
+    trace_id, span_id, flags = parsed
+    trace_state = TraceState()
+    states = list(get(TRACESTATE))
+    if states:
+        members, why = parse_tracestate(states)
+        if members is None:
+            record_drop("tracestate.invalid", why)
+        else:
+            trace_state = TraceState(members)
+    return SpanContext(
+        trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags), trace_state=trace_state
+    )
+
+
+def _mapping_getter(carrier: Mapping[str, str | Sequence[str]]) -> Getter:
+    # Every key is looked at, so "traceparent" and "Traceparent" side by side
+    # count as the duplicate they are.
+    lowered = _lower_keys(carrier.items())
+    return lambda field: lowered.get(field, ())
+
+
+def _lower_keys(items: Iterable[tuple[str, str | Sequence[str]]]) -> dict[str, list[str]]:
+    lowered: dict[str, list[str]] = {}
+    for key, value in items:
+        if not isinstance(key, str):
+            continue
+        bucket = lowered.setdefault(key.lower(), [])
+        if isinstance(value, str):
+            bucket.append(value)
+        else:
+            bucket.extend(value)
+    return lowered
+

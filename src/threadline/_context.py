@@ -1,0 +1,45 @@
+"""The one place threadline touches OpenTelemetry's runtime context.
+
+Stores live inside the OpenTelemetry `Context` (one context, not two), so
+whatever carries that context carries the stores as well.
+"""
+
+from __future__ import annotations
+
+from contextvars import Token
+
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+
+__all__ = ["SPAN_KEY", "Context", "attach", "get_current", "restore", "store_key"]
+
+# opentelemetry.trace keeps the active span under this key; reading it here
+# spares `import threadline` the cost of importing opentelemetry.trace.
+SPAN_KEY = "current-span"
+STORE_KEY_PREFIX = "threadline.store."
+
+get_current = otel_context.get_current
+attach = otel_context.attach
+
+# The runtime's own detach raises where OpenTelemetry's public one logs
+# "Failed to detach context"; threadline decides itself what that means.
+_runtime = otel_context._RUNTIME_CONTEXT  # noqa: SLF001
+
+
+def restore(token: Token[Context]) -> bool:
+    """Put back the context that *token* replaced; False when that cannot be done here.
+
+    It cannot when the scope ends in another `contextvars.Context` than it
+    began in (a generator closed from another task or thread, or by the
+    garbage collector); the context current there is then left as it is.
+    """
+    try:
+        _runtime.detach(token)
+    except ValueError:
+        return False
+    return True
+
+
+def store_key(name: str) -> str:
+    """Return the OpenTelemetry context key that holds the store *name*."""
+    return STORE_KEY_PREFIX + name

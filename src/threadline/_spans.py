@@ -1,0 +1,67 @@
+"""Span helpers that cost nothing unless a span is recording."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from ._context import SPAN_KEY, get_current
+
+__all__ = ["call_as_job", "callable_name", "current_trace_ids", "is_recording"]
+
+T = TypeVar("T")
+INSTRUMENTATION_NAME = "threadline"
+
+
+def is_recording() -> bool:
+    """Return True if the current span records (so a child span would be kept)."""
+    span = get_current().get(SPAN_KEY)
+    return span is not None and bool(span.is_recording())
+
+
+def current_trace_ids() -> tuple[str, str] | None:
+    """Return the current ``(trace_id, span_id)`` as lower-case hex, or None without a valid span."""
+    span = get_current().get(SPAN_KEY)
+    if span is None:
+        return None
+    span_context = span.get_span_context()
+    if not span_context.is_valid:
+        return None
+    return f"{span_context.trace_id:032x}", f"{span_context.span_id:016x}"
+
+
+def callable_name(fn: Callable[..., Any]) -> str:
+    """Return a readable, low-cardinality name for *fn* (partials show their function)."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return getattr(fn, "__qualname__", None) or type(fn).__qualname__
+
+
+def call_as_job(
+    boundary: str,
+    fn: Callable[..., T],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    name: str | None = None,
+) -> T:
+    """Call ``fn(*args, **kwargs)``, under a child span ``"{boundary} {name}"`` when recording.
+
+    *name* defaults to the name of *fn*.
+    """
+    if not is_recording():
+        return fn(*args, **kwargs)
+    with job_span(boundary, name or callable_name(fn)):
+        return fn(*args, **kwargs)
+
+
+@contextmanager
+def job_span(boundary: str, name: str) -> Iterator[None]:
+    """Run the block under an INTERNAL span for work handed over a *boundary*."""
+    from opentelemetry import trace  # noqa: PLC0415 - only when a span records
+
+    tracer = trace.get_tracer(INSTRUMENTATION_NAME)
+    attributes = {"threadline.boundary": boundary, "code.function.name": name}
+    with tracer.start_as_current_span(f"{boundary} {name}", attributes=attributes):
+        yield

@@ -1,0 +1,175 @@
+"""ContextStore: named, immutable, scoped values inside the OpenTelemetry Context."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import Token
+from types import TracebackType
+from typing import Any, TypeVar
+
+from ._context import Context, attach, get_current, restore, store_key
+from ._values import FrozenMapping, freeze_items
+
+__all__ = ["ContextStore", "Scope", "registered_stores"]
+
+T = TypeVar("T")
+
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_registry: dict[str, ContextStore] = {}
+_registry_lock = threading.Lock()
+
+
+def registered_stores() -> dict[str, ContextStore]:
+    """Return the stores made in this process, by name."""
+    return dict(_registry)
+
+
+class Scope:
+    """A context manager that makes one store value current until the block ends.
+
+    Entering returns the value. Leaving restores the value the store had
+    before, also when the block raised. Made by `ContextStore.scope`,
+    `ContextStore.merge` and `ContextStore.exit`.
+    """
+
+    __slots__ = ("_key", "_merge", "_token", "_value")
+
+    def __init__(self, key: str, value: FrozenMapping | None, *, merge: bool = False) -> None:
+        self._key = key
+        self._value = value
+        self._merge = merge
+        self._token: Token[Context] | None = None
+
+    def __enter__(self) -> FrozenMapping | None:
+        if self._token is not None:
+            raise RuntimeError("a store scope is already entered; make a new one to nest")
+        current = get_current()
+        value = self._value
+        if self._merge and value is not None:
+            outer: FrozenMapping | None = current.get(self._key)
+            if outer:
+                value = outer | value
+        self._token = attach(Context({**current, self._key: value}))
+        return value
+
+    def again(self) -> Scope:
+        """Return a new, unentered scope that sets the same value."""
+        return Scope(self._key, self._value, merge=self._merge)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            restore(token)
+
+
+class ContextStore:
+    """A named store of immutable values that follow the request, like `AsyncLocalStorage`.
+
+    Values live in the OpenTelemetry Context, so every boundary that carries
+    that context (asyncio, threadline's carriers, any OpenTelemetry
+    instrumentation) carries them too. Stores never see each other's values.
+
+    Args:
+        name: unique in the process; letters, digits, ``_`` and ``-`` (it
+            names the store's members on the wire: ``name.key``).
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = ("_key", "_name")
+
+    def __init__(self, name: str) -> None:
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ValueError(
+                f"ContextStore name {name!r} is invalid: use 1-64 letters, digits, '_' or '-'"
+            )
+        with _registry_lock:
+            if name in _registry:
+                raise ValueError(
+                    f"a ContextStore named {name!r} already exists in this process; "
+                    "share that one (store names are unique, they name the values on the wire)"
+                )
+            self._name = name
+            self._key = store_key(name)
+            _registry[name] = self
+
+    @property
+    def name(self) -> str:
+        """The store's unique name."""
+        return self._name
+
+    def __repr__(self) -> str:
+        return f"ContextStore({self._name!r})"
+
+    def get(self, context: Context | None = None) -> FrozenMapping | None:
+        """Return the current value (an immutable mapping), or None outside any scope."""
+        ctx = get_current() if context is None else context
+        value: FrozenMapping | None = ctx.get(self._key)
+        return value
+
+    def scope(self, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Scope:
+        """Make ``values`` (and ``kwargs``) the whole value of the store inside a ``with`` block.
+
+        An outer value is hidden, not merged: use `merge` to add to it.
+        """
+        return Scope(self._key, self._make(values, kwargs))
+
+    def merge(self, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Scope:
+        """Add ``values`` (and ``kwargs``) to the value current at entry, inside a ``with`` block.
+
+        Keys given here win over the outer value's; outside any scope this is `scope`.
+        """
+        return Scope(self._key, self._make(values, kwargs), merge=True)
+
+    def run(self, values: Mapping[str, Any], fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Call ``fn(*args, **kwargs)`` with ``values`` as the store's value and return its result.
+
+        If ``fn`` returns an awaitable (an ``async def`` function), the result
+        is an awaitable that runs it inside the scope: ``await store.run(v, afn)``.
+        """
+        if not isinstance(values, Mapping):
+            raise TypeError(f"{self!r}.run() takes a mapping of values first, got {values!r}")
+        return _run_in(self.scope(values), fn, args, kwargs)
+
+    def exit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Call ``fn(*args, **kwargs)`` with the store empty (`get` returns None) and return its result."""
+        return _run_in(Scope(self._key, None), fn, args, kwargs)
+
+    def _make(self, values: Mapping[str, Any] | None, kwargs: dict[str, Any]) -> FrozenMapping:
+        if values is None:
+            merged = kwargs
+        elif isinstance(values, Mapping):
+            merged = {**values, **kwargs} if kwargs else values
+        else:
+            raise TypeError(f"{self!r} values must be a mapping, got {type(values).__name__}")
+        return FrozenMapping(freeze_items(merged, self._name), self._name)
+
+
+def _run_in(scope: Scope, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+    with scope:
+        result = fn(*args, **kwargs)
+    if inspect.isawaitable(result):
+        # A coroutine's body runs when it is awaited, in the awaiting task's
+        # context: enter the scope again around the await itself.
+        return _await_in(scope.again(), result)  # type: ignore[return-value]
+    return result
+
+
+async def _await_in(scope: Scope, awaitable: Awaitable[T]) -> T:
+    with scope:
+        return await awaitable
+
+
+request = ContextStore("request")
+"""threadline's own store: ``request_id``, ``user_id`` and whatever the request needs.
+
+The HTTP middleware fills it, log records and spans read it.
+"""

@@ -1,0 +1,80 @@
+"""W3C Trace Context: strict parsing and formatting of traceparent and tracestate.
+
+Parsers return None for input that must be ignored, and the reason beside it.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["format_traceparent", "parse_traceparent", "parse_tracestate"]
+
+_TRACEPARENT = re.compile(
+    r"(?P<version>[0-9a-f]{2})-(?P<trace_id>[0-9a-f]{32})-(?P<span_id>[0-9a-f]{16})"
+    r"-(?P<flags>[0-9a-f]{2})(?P<rest>-[\x20-\x7e]*)?"
+)
+_OWS = " \t"
+_KNOWN_FLAGS = 0x03  # sampled (Level 1) and random trace-id (Level 2)
+_TRACESTATE_KEY = re.compile(
+    r"[a-z][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13}"
+)
+_TRACESTATE_VALUE = re.compile(r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]")
+MAX_TRACESTATE_MEMBERS = 32
+
+TraceParent = tuple[int, int, int]
+
+
+def parse_traceparent(header: str) -> tuple[TraceParent | None, str]:
+    """Return ``(trace_id, span_id, flags)`` from one traceparent value, or None and why not.
+
+    Follows Trace Context Level 2: version ``ff`` is invalid, version ``00``
+    has exactly four fields, a later version may append ``-``-led fields that
+    are ignored; ids are lower-case hex and not all zero.
+    """
+    match = _TRACEPARENT.fullmatch(header.strip(_OWS))
+    if match is None:
+        return None, "not version-traceid-parentid-flags in lower-case hex"
+    version = match["version"]
+    if version == "ff":
+        return None, "version ff is invalid"
+    if version == "00" and match["rest"] is not None:
+        return None, "version 00 has exactly four fields"
+    trace_id = int(match["trace_id"], 16)
+    span_id = int(match["span_id"], 16)
+    if not trace_id:
+        return None, "trace-id is all zeros"
+    if not span_id:
+        return None, "parent-id is all zeros"
+    return (trace_id, span_id, int(match["flags"], 16) & _KNOWN_FLAGS), ""
+
+
+def format_traceparent(trace_id: int, span_id: int, flags: int) -> str:
+    """Return the version-00 traceparent for these ids; only known flags are kept."""
+    return f"00-{trace_id:032x}-{span_id:016x}-{flags & _KNOWN_FLAGS:02x}"
+
+
+def parse_tracestate(headers: list[str]) -> tuple[list[tuple[str, str]] | None, str]:
+    """Return the members of the (combined) tracestate headers, or None and why not.
+
+    Empty list members are skipped as HTTP lists allow; a bad key or value,
+    a duplicate key or more than 32 members invalidate the whole tracestate.
+    """
+    members: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for header in headers:
+        for raw in header.split(","):
+            member = raw.strip(_OWS)
+            if not member:
+                continue
+            key, sep, value = member.partition("=")
+            if not sep or not _TRACESTATE_KEY.fullmatch(key):
+                return None, f"bad tracestate key in {member[:64]!r}"
+            if not _TRACESTATE_VALUE.fullmatch(value):
+                return None, f"bad tracestate value for key {key!r}"
+            if key in seen:
+                return None, f"duplicate tracestate key {key!r}"
+            seen.add(key)
+            members.append((key, value))
+    if len(members) > MAX_TRACESTATE_MEMBERS:
+        return None, f"{len(members)} tracestate members, more than {MAX_TRACESTATE_MEMBERS}"
+    return members, ""

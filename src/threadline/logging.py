@@ -1,0 +1,169 @@
+"""Request ids, user ids and trace ids on every log record.
+
+`ContextFilter` adds the fields to records; `JSONFormatter` writes one JSON
+object per line; `install` adds the fields to every record the process makes.
+All three work from `logging.config.dictConfig`. A record made outside any
+scope or span gets the placeholder (``"-"``), never an exception.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._spans import current_trace_ids
+from ._store import ContextStore, registered_stores, request
+
+__all__ = ["FIELDS", "PLACEHOLDER", "ContextFilter", "JSONFormatter", "install", "uninstall"]
+
+PLACEHOLDER = "-"
+FIELDS = ("request_id", "user_id", "trace_id", "span_id")
+"""The record attributes threadline sets: two from `threadline.request`, two from the span."""
+
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    *FIELDS,
+}
+
+
+def _store(store: ContextStore | str) -> ContextStore:
+    if isinstance(store, ContextStore):
+        return store
+    found = registered_stores().get(store)
+    if found is None:
+        raise ValueError(f"no ContextStore named {store!r} exists in this process")
+    return found
+
+
+class ContextFilter(logging.Filter):
+    """A filter that sets ``request_id``, ``user_id``, ``trace_id`` and ``span_id`` on records.
+
+    Attach it to a handler or logger (in dictConfig: ``{"()":
+    "threadline.logging.ContextFilter"}``). It runs in the thread that logs,
+    so attach it where that is true: not to a handler behind a
+    `~logging.handlers.QueueListener`. It never drops a record.
+
+    Args:
+        store: the store (or its name) to read ``request_id`` and ``user_id`` from.
+        keys: further store keys to set on records, with the placeholder when absent.
+        placeholder: the value of a field with nothing to show.
+    """
+
+    def __init__(
+        self,
+        name: str = "",
+        *,
+        store: ContextStore | str = request,
+        keys: Sequence[str] = (),
+        placeholder: str = PLACEHOLDER,
+    ) -> None:
+        super().__init__(name)
+        self._store = _store(store)
+        self._keys = ("request_id", "user_id", *keys)
+        self._placeholder = placeholder
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Set the fields on *record* (keeping any it already has) and keep it."""
+        if getattr(record, "trace_id", None) is None:
+            self.enrich(record)
+        return True
+
+    def enrich(self, record: logging.LogRecord) -> None:
+        """Set the fields on *record* from the current context."""
+        values = self._store.get()
+        placeholder = self._placeholder
+        record_dict = record.__dict__
+        for key in self._keys:
+            value = values.get(key) if values is not None else None
+            record_dict[key] = placeholder if value is None else value
+        ids = current_trace_ids()
+        record_dict["trace_id"], record_dict["span_id"] = ids or (placeholder, placeholder)
+
+
+class JSONFormatter(logging.Formatter):
+    """Format each record as one JSON object: time, level, logger, message and the fields.
+
+    Records that did not pass a `ContextFilter` get the fields from the
+    current context here. Attributes given through ``extra=`` are kept;
+    values JSON cannot hold are written as their ``str``.
+    """
+
+    def __init__(
+        self,
+        fmt: str | None = None,
+        datefmt: str | None = None,
+        style: Any = "%",
+        validate: bool = True,
+        *,
+        store: ContextStore | str = request,
+        placeholder: str = PLACEHOLDER,
+    ) -> None:
+        super().__init__(fmt, datefmt, style, validate)
+        self._filter = ContextFilter(store=store, placeholder=placeholder)
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return *record* as a JSON line."""
+        self._filter.filter(record)
+        data: dict[str, Any] = {
+            "time": _iso_time(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for field in FIELDS:
+            data[field] = getattr(record, field)
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                data[key] = value
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            data["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(data, default=str, ensure_ascii=False)
+
+
+def _iso_time(created: float) -> str:
+    seconds = int(created)
+    millis = int((created - seconds) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+_installed: tuple[Callable[..., logging.LogRecord], ContextFilter] | None = None
+_install_lock = threading.Lock()
+
+
+def install(*, store: ContextStore | str = request, placeholder: str = PLACEHOLDER) -> None:
+    """Set the fields on every record the process makes, whatever handler it goes to.
+
+    Wraps the log record factory (`logging.setLogRecordFactory`), so records
+    get their ids where they are made, also those later handled on another
+    thread. Calling it again replaces the settings; `uninstall` undoes it.
+    """
+    global _installed  # noqa: PLW0603 - the process has one record factory
+    with _install_lock:
+        previous = _installed[0] if _installed else logging.getLogRecordFactory()
+        context_filter = ContextFilter(store=store, placeholder=placeholder)
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = previous(*args, **kwargs)
+            context_filter.enrich(record)
+            return record
+
+        logging.setLogRecordFactory(factory)
+        _installed = (previous, context_filter)
+
+
+def uninstall() -> None:
+    """Put back the record factory that `install` replaced."""
+    global _installed  # noqa: PLW0603 - the process has one record factory
+    with _install_lock:
+        if _installed is not None:
+            logging.setLogRecordFactory(_installed[0])
+            _installed = None
