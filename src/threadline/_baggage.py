@@ -64,10 +64,10 @@ def parse(headers: list[str]) -> tuple[dict[str, str], dict[str, dict[str, Any]]
         if count > MAX_MEMBERS:
             raise BaggageError(f"more than {MAX_MEMBERS} baggage members")
         key, value, properties = _parse_member(member)
-        kind = properties.get(STORE_PROPERTY, False)
-        if kind is False:
+        if STORE_PROPERTY not in properties:
             plain[key] = value
             continue
+        kind = properties[STORE_PROPERTY]
         store, dot, name = key.partition(".")
         if not dot or not name or not _STORE_NAME.fullmatch(store):
             raise BaggageError(f"store member {key!r} is not 'store.key'")
@@ -85,9 +85,10 @@ def _parse_member(member: str) -> tuple[str, str, dict[str, str | None]]:
     for prop in props:
         name, has_value, prop_value = prop.partition("=")
         name = name.strip(_OWS)
-        if not _TOKEN.fullmatch(name) or (has_value and not _VALUE.fullmatch(prop_value.strip(_OWS))):
+        prop_value = prop_value.strip(_OWS)
+        if not _TOKEN.fullmatch(name) or (has_value and not _VALUE.fullmatch(prop_value)):
             raise BaggageError(f"bad property {prop[:64]!r} on baggage member {key!r}")
-        properties[name] = prop_value.strip(_OWS) if has_value else None
+        properties[name] = prop_value if has_value else None
     return key, _decode(key, value), properties
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequenc
 from typing import Any
 
 from opentelemetry import baggage as otel_baggage
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, TraceFlags, TraceState
 
 from . import _baggage
 from ._context import SPAN_KEY, STORE_KEY_PREFIX, Context, get_current, store_key
@@ -59,9 +59,7 @@ def inject(carrier: MutableMapping[str, str], context: Context | None = None) ->
     inject_context(carrier.__setitem__, context)
 
 
-def extract(
-    carrier: Mapping[str, str | Sequence[str]], context: Context | None = None
-) -> Snapshot:
+def extract(carrier: Mapping[str, str | Sequence[str]], context: Context | None = None) -> Snapshot:
     """Return the context that *carrier* brought, as a `Snapshot`; never raises for bad input.
 
     Field names match case-insensitively and a field may hold several values
@@ -98,8 +96,8 @@ def inject_context(set_field: Setter, context: Context | None = None) -> None:
     """Write *context* (default: current) through *set_field*; see `inject`."""
     ctx = get_current() if context is None else context
     span = ctx.get(SPAN_KEY)
-    if span is not None:
-        span_context: SpanContext = span.get_span_context()
+    if isinstance(span, Span):
+        span_context = span.get_span_context()
         if span_context.is_valid:
             set_field(
                 TRACEPARENT,
@@ -118,7 +116,7 @@ def _baggage_members(ctx: Context) -> str:
     stores: dict[str, FrozenMapping] = {}
     for key, value in ctx.items():
         if value is not None and key.startswith(STORE_KEY_PREFIX):
-            stores[key[len(STORE_KEY_PREFIX) :]] = value
+            stores[key[len(STORE_KEY_PREFIX) :]] = value  # type: ignore[assignment]
     plain = _valid_plain_baggage(otel_baggage.get_all(ctx))
     if not stores and not plain:
         return ""
@@ -210,4 +208,3 @@ def _lower_keys(items: Iterable[tuple[str, str | Sequence[str]]]) -> dict[str, l
         else:
             bucket.extend(value)
     return lowered
-

@@ -23,7 +23,7 @@ attach = otel_context.attach
 
 # The runtime's own detach raises where OpenTelemetry's public one logs
 # "Failed to detach context"; threadline decides itself what that means.
-_runtime = otel_context._RUNTIME_CONTEXT  # noqa: SLF001
+_runtime = otel_context._RUNTIME_CONTEXT
 
 
 def restore(token: Token[Context]) -> bool:

@@ -38,7 +38,7 @@ class Snapshot:
 
     @property
     def context(self) -> Context:
-        """The OpenTelemetry `Context`, e.g. for ``tracer.start_span(..., context=snap.context)``."""
+        """The OpenTelemetry `Context`: ``tracer.start_span(name, context=snap.context)``."""
         return self._context
 
     def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -96,7 +96,7 @@ def bind(fn: F) -> F:
     leak to whoever iterates it.
     """
     snap = snapshot()
-    variables = snap._variables  # noqa: SLF001
+    variables = snap._variables
     assert variables is not None  # noqa: S101 - snapshot() always captures them
     if inspect.isgeneratorfunction(fn):
 
@@ -155,7 +155,9 @@ class InContext(Awaitable[T]):
                 method, argument = coroutine.throw, exc
 
 
-def _contained(variables: contextvars.Context, gen: Generator[T, Any, Any]) -> Generator[T, Any, Any]:
+def _contained(
+    variables: contextvars.Context, gen: Generator[T, Any, Any]
+) -> Generator[T, Any, Any]:
     run = variables.run
     method: Callable[[Any], T] = gen.send
     argument: Any = None
@@ -181,14 +183,14 @@ async def _contained_async(
     argument: Any = None
     while True:
         try:
-            item = await InContext(variables, method(argument))  # type: ignore[arg-type]
+            item: T = await InContext(variables, method(argument))  # type: ignore[arg-type]
         except StopAsyncIteration:
             return
         try:
             argument = yield item
             method = agen.asend
         except GeneratorExit:
-            await InContext(variables, agen.aclose())  # type: ignore[arg-type]
+            await InContext(variables, agen.aclose())
             raise
         except BaseException as exc:  # noqa: BLE001 - every throw goes on to the generator
             method, argument = agen.athrow, exc

@@ -5,9 +5,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._context import SPAN_KEY, get_current
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 __all__ = ["call_as_job", "callable_name", "current_trace_ids", "is_recording"]
 
@@ -17,13 +20,13 @@ INSTRUMENTATION_NAME = "threadline"
 
 def is_recording() -> bool:
     """Return True if the current span records (so a child span would be kept)."""
-    span = get_current().get(SPAN_KEY)
-    return span is not None and bool(span.is_recording())
+    span: Span | None = get_current().get(SPAN_KEY)  # type: ignore[assignment]
+    return span is not None and span.is_recording()
 
 
 def current_trace_ids() -> tuple[str, str] | None:
-    """Return the current ``(trace_id, span_id)`` as lower-case hex, or None without a valid span."""
-    span = get_current().get(SPAN_KEY)
+    """Return the current ``(trace_id, span_id)`` in lower-case hex; None without a valid span."""
+    span: Span | None = get_current().get(SPAN_KEY)  # type: ignore[assignment]
     if span is None:
         return None
     span_context = span.get_span_context()

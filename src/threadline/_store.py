@@ -49,8 +49,8 @@ class Scope:
         current = get_current()
         value = self._value
         if self._merge and value is not None:
-            outer: FrozenMapping | None = current.get(self._key)
-            if outer:
+            outer = current.get(self._key)
+            if isinstance(outer, FrozenMapping) and outer:
                 value = outer | value
         self._token = attach(Context({**current, self._key: value}))
         return value
@@ -112,8 +112,7 @@ class ContextStore:
     def get(self, context: Context | None = None) -> FrozenMapping | None:
         """Return the current value (an immutable mapping), or None outside any scope."""
         ctx = get_current() if context is None else context
-        value: FrozenMapping | None = ctx.get(self._key)
-        return value
+        return ctx.get(self._key)  # type: ignore[return-value]
 
     def scope(self, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Scope:
         """Make ``values`` (and ``kwargs``) the whole value of the store inside a ``with`` block.
@@ -129,7 +128,9 @@ class ContextStore:
         """
         return Scope(self._key, self._make(values, kwargs), merge=True)
 
-    def run(self, values: Mapping[str, Any], fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    def run(
+        self, values: Mapping[str, Any], fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> T:
         """Call ``fn(*args, **kwargs)`` with ``values`` as the store's value and return its result.
 
         If ``fn`` returns an awaitable (an ``async def`` function), the result
@@ -140,10 +141,11 @@ class ContextStore:
         return _run_in(self.scope(values), fn, args, kwargs)
 
     def exit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Call ``fn(*args, **kwargs)`` with the store empty (`get` returns None) and return its result."""
+        """Call ``fn(*args, **kwargs)`` with the store empty; return its result."""
         return _run_in(Scope(self._key, None), fn, args, kwargs)
 
     def _make(self, values: Mapping[str, Any] | None, kwargs: dict[str, Any]) -> FrozenMapping:
+        merged: Mapping[str, Any]
         if values is None:
             merged = kwargs
         elif isinstance(values, Mapping):

@@ -119,9 +119,11 @@ class JSONFormatter(logging.Formatter):
         }
         for field in FIELDS:
             data[field] = getattr(record, field)
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                data[key] = value
+        data.update(
+            (key, value)
+            for key, value in record.__dict__.items()
+            if key not in _STANDARD and not key.startswith("_")
+        )
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
         if record.stack_info:

@@ -54,9 +54,7 @@ class StoreSpanProcessor(SpanProcessor):
             prefix = self._store.name
             pairs = ((f"{prefix}.{key}", value) for key, value in values.items())
         else:
-            pairs = (
-                (name, values[key]) for key, name in self._attributes.items() if key in values
-            )
+            pairs = ((name, values[key]) for key, name in self._attributes.items() if key in values)
         for name, value in pairs:
             converted = _attribute_value(value)
             if converted is not None:
@@ -76,7 +74,11 @@ class StoreSpanProcessor(SpanProcessor):
 def _attribute_value(value: Any) -> Any:
     if value is None or isinstance(value, _SCALARS):
         return value
-    if isinstance(value, tuple) and value and all(type(v) is type(value[0]) for v in value):
-        if isinstance(value[0], _SCALARS):
-            return list(value)
+    if (
+        isinstance(value, tuple)
+        and value
+        and isinstance(value[0], _SCALARS)
+        and all(type(v) is type(value[0]) for v in value)
+    ):
+        return list(value)
     return json.dumps(value, default=lambda v: dict(v) if isinstance(v, Mapping) else str(v))
