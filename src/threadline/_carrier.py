@@ -11,10 +11,17 @@ from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequenc
 from typing import Any
 
 from opentelemetry import baggage as otel_baggage
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, TraceFlags, TraceState
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    TraceFlags,
+    TraceState,
+    get_current_span,
+    set_span_in_context,
+)
 
 from . import _baggage
-from ._context import SPAN_KEY, STORE_KEY_PREFIX, Context, get_current, store_key
+from ._context import STORE_KEY_PREFIX, Context, get_current, store_key
 from ._snapshot import Snapshot
 from ._tracecontext import format_traceparent, parse_traceparent, parse_tracestate
 from ._values import FrozenMapping
@@ -95,18 +102,16 @@ def extract_env(env: Mapping[str, str] | None = None, context: Context | None = 
 def inject_context(set_field: Setter, context: Context | None = None) -> None:
     """Write *context* (default: current) through *set_field*; see `inject`."""
     ctx = get_current() if context is None else context
-    span = ctx.get(SPAN_KEY)
-    if isinstance(span, Span):
-        span_context = span.get_span_context()
-        if span_context.is_valid:
-            set_field(
-                TRACEPARENT,
-                format_traceparent(
-                    span_context.trace_id, span_context.span_id, span_context.trace_flags
-                ),
-            )
-            if span_context.trace_state:
-                set_field(TRACESTATE, span_context.trace_state.to_header())
+    span_context = get_current_span(ctx).get_span_context()
+    if span_context.is_valid:
+        set_field(
+            TRACEPARENT,
+            format_traceparent(
+                span_context.trace_id, span_context.span_id, span_context.trace_flags
+            ),
+        )
+        if span_context.trace_state:
+            set_field(TRACESTATE, span_context.trace_state.to_header())
     members = _baggage_members(ctx)
     if members:
         set_field(BAGGAGE, members)
@@ -145,10 +150,10 @@ def _valid_plain_baggage(entries: Mapping[str, object]) -> dict[str, str]:
 def extract_context(get: Getter, context: Context | None = None) -> Context:
     """Build the context that the fields read by *get* bring, on *context* (default: empty)."""
     ctx = Context() if context is None else context
-    values: dict[str, Any] = dict(ctx)
     span_context = _extract_span_context(get)
     if span_context is not None:
-        values[SPAN_KEY] = NonRecordingSpan(span_context)
+        ctx = set_span_in_context(NonRecordingSpan(span_context), ctx)
+    values: dict[str, Any] = dict(ctx)
     headers = list(get(BAGGAGE))
     if headers:
         try:

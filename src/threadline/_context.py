@@ -6,16 +6,15 @@ whatever carries that context carries the stores as well.
 
 from __future__ import annotations
 
+import sys
 from contextvars import Token
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
-__all__ = ["SPAN_KEY", "Context", "attach", "get_current", "restore", "store_key"]
+__all__ = ["Context", "attach", "get_current", "restore", "span_in", "store_key"]
 
-# opentelemetry.trace keeps the active span under this key; reading it here
-# spares `import threadline` the cost of importing opentelemetry.trace.
-SPAN_KEY = "current-span"
 STORE_KEY_PREFIX = "threadline.store."
 
 get_current = otel_context.get_current
@@ -43,3 +42,23 @@ def restore(token: Token[Context]) -> bool:
 def store_key(name: str) -> str:
     """Return the OpenTelemetry context key that holds the store *name*."""
     return STORE_KEY_PREFIX + name
+
+
+_span_key: str | None = None
+
+
+def span_in(context: Context) -> Any:
+    """Return the span in *context*, or None, without importing opentelemetry.trace.
+
+    Until something imports opentelemetry.trace no context can hold a span;
+    once it has, its (randomly named) span key is read from it once.
+    """
+    global _span_key  # noqa: PLW0603 - resolved once, read on every call
+    key = _span_key
+    if key is None:
+        module = sys.modules.get("opentelemetry.trace.propagation")
+        key = getattr(module, "_SPAN_KEY", None)
+        if key is None:
+            return None
+        _span_key = key
+    return context.get(key)

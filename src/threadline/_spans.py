@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._context import SPAN_KEY, get_current
+from ._context import get_current, span_in
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -20,13 +20,13 @@ INSTRUMENTATION_NAME = "threadline"
 
 def is_recording() -> bool:
     """Return True if the current span records (so a child span would be kept)."""
-    span: Span | None = get_current().get(SPAN_KEY)  # type: ignore[assignment]
+    span: Span | None = span_in(get_current())
     return span is not None and span.is_recording()
 
 
 def current_trace_ids() -> tuple[str, str] | None:
     """Return the current ``(trace_id, span_id)`` in lower-case hex; None without a valid span."""
-    span: Span | None = get_current().get(SPAN_KEY)  # type: ignore[assignment]
+    span: Span | None = span_in(get_current())
     if span is None:
         return None
     span_context = span.get_span_context()

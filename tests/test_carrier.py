@@ -1,0 +1,359 @@
+"""The carrier: W3C Trace Context and Baggage, store values, strictness and limits."""
+
+from __future__ import annotations
+
+import logging
+import string
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry import baggage, trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+
+import threadline as tl
+from threadline import diagnostics
+
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+SPAN_ID = "b7ad6b7169203331"
+VALID = f"00-{TRACE_ID}-{SPAN_ID}-01"
+
+
+def span_context_of(snap: tl.Snapshot) -> SpanContext:
+    return trace.get_current_span(snap.context).get_span_context()
+
+
+def remote_parent(flags: int = 1, state: TraceState | None = None) -> trace.Span:
+    return NonRecordingSpan(
+        SpanContext(
+            int(TRACE_ID, 16),
+            int(SPAN_ID, 16),
+            is_remote=True,
+            trace_flags=TraceFlags(flags),
+            trace_state=state or TraceState(),
+        )
+    )
+
+
+class TestTraceparent:
+    def test_valid_is_extracted(self) -> None:
+        """A valid traceparent becomes the remote parent span context."""
+        sc = span_context_of(tl.extract({"traceparent": VALID}))
+        assert (int(TRACE_ID, 16), int(SPAN_ID, 16), True, 1) == (
+            sc.trace_id,
+            sc.span_id,
+            sc.is_remote,
+            sc.trace_flags,
+        )
+
+    def test_round_trip(self) -> None:
+        """inject writes back exactly what extract read."""
+        carrier: dict[str, str] = {}
+        tl.inject(carrier, tl.extract({"traceparent": VALID}).context)
+        assert {"traceparent": VALID} == carrier
+
+    @pytest.mark.parametrize(
+        ("header", "expected_flags"),
+        [
+            (f"00-{TRACE_ID}-{SPAN_ID}-00", 0),
+            (f"00-{TRACE_ID}-{SPAN_ID}-03", 3),
+            (f"00-{TRACE_ID}-{SPAN_ID}-ff", 3),  # unknown flags are not kept
+            (f" \t{VALID} \t", 1),  # optional whitespace around the value
+            (f"01-{TRACE_ID}-{SPAN_ID}-01", 1),  # a later version, same layout
+            (f"cc-{TRACE_ID}-{SPAN_ID}-01-what-the-future-will-be-like", 1),
+        ],
+    )
+    def test_accepted(self, header: str, expected_flags: int) -> None:
+        """Flags, whitespace and future versions are read as Trace Context Level 2 says."""
+        sc = span_context_of(tl.extract({"traceparent": header}))
+        assert sc.is_valid
+        assert expected_flags == sc.trace_flags
+
+    @pytest.mark.parametrize(
+        "header",
+        [
+            "",
+            "garbage",
+            f"ff-{TRACE_ID}-{SPAN_ID}-01",  # forbidden version
+            f"00-{TRACE_ID}-{SPAN_ID}-01-extra",  # version 00 has four fields
+            f"cc-{TRACE_ID}-{SPAN_ID}-01.extra",  # future version: a '-' must follow
+            f"00-{'0' * 32}-{SPAN_ID}-01",  # all-zero trace id
+            f"00-{TRACE_ID}-{'0' * 16}-01",  # all-zero parent id
+            f"00-{TRACE_ID.upper()}-{SPAN_ID}-01",  # upper case
+            f"00-{TRACE_ID}-{SPAN_ID.upper()}-01",
+            f"0-{TRACE_ID}-{SPAN_ID}-01",
+            f"00-{TRACE_ID[:-1]}-{SPAN_ID}-01",
+            f"00-{TRACE_ID}-{SPAN_ID}-1",
+            f"00-{TRACE_ID}-{SPAN_ID}-0g",
+            f"00_{TRACE_ID}_{SPAN_ID}_01",
+            f"00-{TRACE_ID}-{SPAN_ID}-01\x00",
+        ],
+    )
+    def test_invalid_is_dropped_and_counted(
+        self, header: str, threadline_warnings: pytest.LogCaptureFixture
+    ) -> None:
+        """An invalid traceparent yields no parent, a counter and a warning, never an exception."""
+        snap = tl.extract({"traceparent": header, "tracestate": "a=b"})
+        assert not span_context_of(snap).is_valid
+        assert {"traceparent.invalid": 1} == diagnostics.drop_counts()
+        assert "traceparent.invalid" in threadline_warnings.text
+
+    def test_duplicate_is_dropped(self) -> None:
+        """Two traceparent values (repeated header, or two spellings of the name) are invalid."""
+        for carrier in (
+            {"traceparent": [VALID, VALID]},
+            {"traceparent": VALID, "Traceparent": VALID},
+        ):
+            assert not span_context_of(tl.extract(carrier)).is_valid
+        assert {"traceparent.duplicate": 2} == diagnostics.drop_counts()
+
+    def test_names_match_case_insensitively(self) -> None:
+        """HTTP header names are case-insensitive."""
+        assert span_context_of(tl.extract({"TraceParent": VALID})).is_valid
+
+    def test_inject_without_span_writes_nothing(self) -> None:
+        """No valid span, no traceparent."""
+        carrier: dict[str, str] = {}
+        tl.inject(carrier)
+        assert {} == carrier
+
+
+class TestTracestate:
+    def extract_state(self, *headers: str) -> TraceState:
+        return span_context_of(tl.extract({"traceparent": VALID, "tracestate": list(headers)})).trace_state
+
+    def test_members_kept_in_order(self) -> None:
+        """Valid members, multi-tenant keys and repeated headers are combined in order."""
+        state = self.extract_state("foo=1,tenant@sys=x y", " , bar=2 ")
+        assert [("foo", "1"), ("tenant@sys", "x y"), ("bar", "2")] == list(state.items())
+
+    def test_round_trip(self) -> None:
+        """tracestate goes back out as it came in."""
+        carrier: dict[str, str] = {}
+        tl.inject(carrier, tl.extract({"traceparent": VALID, "tracestate": "a=1,b=2"}).context)
+        assert "a=1,b=2" == carrier["tracestate"]
+
+    def test_32_members_allowed(self) -> None:
+        """Thirty-two members is the limit, and allowed."""
+        header = ",".join(f"k{i}=v" for i in range(32))
+        assert 32 == len(self.extract_state(header))
+
+    @pytest.mark.parametrize(
+        "header",
+        [
+            ",".join(f"k{i}=v" for i in range(33)),  # over 32 members
+            "a=1,a=2",  # duplicate key
+            "A=1",  # upper-case key
+            "1a=1",  # simple keys start with a letter
+            "a=",  # empty value
+            "a=x=y",  # '=' in the value
+            "a=x\ty",  # a tab inside the value
+            "a",  # no '='
+            "t@" + "s" * 15 + "=1",  # system id too long
+            "k" * 257 + "=1",  # key too long
+            "a=" + "v" * 257,  # value too long
+        ],
+    )
+    def test_invalid_drops_tracestate_only(self, header: str) -> None:
+        """An invalid tracestate is dropped whole; the traceparent still applies."""
+        snap = tl.extract({"traceparent": VALID, "tracestate": header})
+        sc = span_context_of(snap)
+        assert sc.is_valid
+        assert 0 == len(sc.trace_state)
+        assert {"tracestate.invalid": 1} == diagnostics.drop_counts()
+
+    def test_ignored_without_traceparent(self) -> None:
+        """tracestate alone brings nothing."""
+        assert not span_context_of(tl.extract({"tracestate": "a=1"})).is_valid
+
+
+class TestBaggage:
+    def test_plain_members_become_otel_baggage(self) -> None:
+        """Members from any W3C peer land in OpenTelemetry's baggage, percent-decoded."""
+        snap = tl.extract({"baggage": "k1=v1, k2 = a%20b;prop=1;flag,k3=%E2%82%AC"})
+        assert {"k1": "v1", "k2": "a b", "k3": "€"} == dict(baggage.get_all(snap.context))
+
+    def test_plus_and_space_round_trip(self) -> None:
+        """A literal '+' stays a '+', a space travels as %20 (OpenTelemetry Python turns + into space)."""
+        ctx = baggage.set_baggage("q", "a+b c")
+        carrier: dict[str, str] = {}
+        tl.inject(carrier, ctx)
+        assert "q=a+b%20c" == carrier["baggage"]
+        assert "a+b c" == baggage.get_baggage("q", tl.extract(carrier).context)
+
+    @pytest.mark.parametrize(
+        "header",
+        [
+            "novalue",  # no '='
+            "k=v v",  # space inside a value
+            'k="quoted"',
+            "k=back\\slash",
+            "k=%zz",  # bad escape
+            "k=%",  # dangling escape
+            "k=%ff",  # not UTF-8
+            "bad key=v",
+            "k=v;bad prop=1",
+            "ok=1,broken",  # one bad member drops them all
+            "request.id=%22x;tl=json",  # a store member that is not JSON
+            "request.n=NaN;tl=json",
+            "request.x=1;tl=pickle",  # unknown type
+            "nostore=1;tl",  # a store member needs 'store.key'
+        ],
+    )
+    def test_invalid_is_dropped_whole(self, header: str) -> None:
+        """Any invalid member drops the whole baggage, so nothing is half-applied."""
+        snap = tl.extract({"traceparent": VALID, "baggage": header})
+        assert {} == dict(baggage.get_all(snap.context))
+        assert tl.request.get(snap.context) is None
+        assert span_context_of(snap).is_valid
+        assert {"baggage.invalid": 1} == diagnostics.drop_counts()
+
+    def test_size_limit(self) -> None:
+        """8192 bytes are accepted; one more drops the baggage."""
+        member = "k=" + "v" * 8190
+        assert "v" * 8190 == baggage.get_baggage("k", tl.extract({"baggage": member}).context)
+        assert baggage.get_baggage("k", tl.extract({"baggage": member + "v"}).context) is None
+        assert {"baggage.invalid": 1} == diagnostics.drop_counts()
+
+    def test_member_limit(self) -> None:
+        """180 members are accepted; 181 drop the baggage."""
+        ok = ",".join(f"k{i}=v" for i in range(180))
+        assert 180 == len(baggage.get_all(tl.extract({"baggage": ok}).context))
+        too_many = ok + ",k180=v"
+        assert 0 == len(baggage.get_all(tl.extract({"baggage": too_many}).context))
+
+    def test_repeated_headers_combine(self) -> None:
+        """Several baggage headers are one list."""
+        snap = tl.extract({"baggage": ["a=1", "b=2"]})
+        assert {"a": "1", "b": "2"} == dict(baggage.get_all(snap.context))
+
+    def test_outbound_limits_are_a_clear_error(self, store: tl.ContextStore) -> None:
+        """A context too large for W3C baggage is the programmer's to fix: ValueError, with sizes."""
+        with store.scope(big="x" * 9000), pytest.raises(ValueError, match="8192 bytes"):
+            tl.inject({})
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(min_size=1), children, max_size=4),
+    max_leaves=10,
+)
+
+
+def freeze_expected(value: object) -> object:
+    if isinstance(value, list):
+        return tuple(freeze_expected(v) for v in value)
+    if isinstance(value, dict):
+        return {k: freeze_expected(v) for k, v in value.items()}
+    return value
+
+
+class TestStoreValues:
+    def test_member_form(self) -> None:
+        """Store values are readable members for any W3C peer: store.key=value with a tl property."""
+        carrier: dict[str, str] = {}
+        with tl.request.scope(request_id="r 1", user_id=42):
+            tl.inject(carrier)
+        assert "request.request_id=r%201;tl,request.user_id=42;tl=json" == carrier["baggage"]
+
+    @settings(max_examples=200, deadline=None)
+    @given(value=JSON, key=st.text(alphabet=string.ascii_letters + "_-.", min_size=1))
+    def test_json_types_round_trip(self, value: object, key: str) -> None:
+        """Every JSON-typed value comes back with its type (lists as tuples, as in-process)."""
+        carrier: dict[str, str] = {}
+        with tl.request.scope({key: value}):
+            tl.inject(carrier)
+        assert {key: freeze_expected(value)} == tl.request.get(tl.extract(carrier).context)
+
+    def test_store_unknown_here_arrives_later(self) -> None:
+        """Values of a store this process has not made yet are kept, and seen once it is made."""
+        snap = tl.extract({"baggage": "laterstore.k=v;tl"})
+        later = tl.ContextStore("laterstore")
+        assert {"k": "v"} == later.get(snap.context)
+
+    def test_stores_and_plain_baggage_stay_apart(self) -> None:
+        """Store members do not show up as plain baggage, and plain baggage not in a store."""
+        snap = tl.extract({"baggage": "request.request_id=r1;tl,plain=1"})
+        assert {"plain": "1"} == dict(baggage.get_all(snap.context))
+        assert {"request_id": "r1"} == tl.request.get(snap.context)
+
+    def test_not_json_is_a_clear_error(self, store: tl.ContextStore) -> None:
+        """A value that cannot cross names the store and the key."""
+        with store.scope(when=object()), pytest.raises(TypeError, match=rf"{store.name}.*'when'"):
+            tl.inject({})
+
+    def test_bad_key_is_a_clear_error(self, store: tl.ContextStore) -> None:
+        """A key that is not a baggage token names the store and the key."""
+        with store.scope({"with space": 1}), pytest.raises(TypeError, match="'with space'"):
+            tl.inject({})
+
+    def test_exited_store_is_not_sent(self) -> None:
+        """A store emptied by exit() sends nothing."""
+        carrier: dict[str, str] = {}
+        with tl.request.scope(request_id="r1"):
+            tl.request.exit(tl.inject, carrier)
+        assert {} == carrier
+
+
+class TestSnapshotFromCarrier:
+    def test_with_applies_everything_and_restores(self, tracer: trace.Tracer) -> None:
+        """Inside `with tl.extract(...)` spans parent on the remote span and stores are set."""
+        snap = tl.extract({"traceparent": VALID, "baggage": "request.request_id=r9;tl"})
+        with snap:
+            assert {"request_id": "r9"} == tl.request.get()
+            with tracer.start_as_current_span("child") as span:
+                assert int(TRACE_ID, 16) == span.get_span_context().trace_id
+        assert tl.request.get() is None
+        assert not trace.get_current_span().get_span_context().is_valid
+
+    def test_base_context_is_empty_by_default(self) -> None:
+        """The snapshot is the context that arrived, not mixed with the caller's."""
+        with tl.request.scope(request_id="local"):
+            snap = tl.extract({})
+        assert tl.request.get(snap.context) is None
+
+    def test_rate_limited_warning(self, threadline_warnings: pytest.LogCaptureFixture) -> None:
+        """Many drops of one kind give one warning but are all counted."""
+        for _ in range(50):
+            tl.extract({"traceparent": "bad"})
+        assert 50 == diagnostics.drop_counts()["traceparent.invalid"]
+        warnings = [r for r in threadline_warnings.records if r.levelno == logging.WARNING]
+        assert 1 == len(warnings)
+
+
+class TestEnvCarrier:
+    def test_round_trip_with_env_names(self) -> None:
+        """inject_env writes OpenTelemetry's env-carrier names; extract_env reads them."""
+        env: dict[str, str] = {"PATH": "/bin"}
+        with tl.extract({"traceparent": VALID}), tl.request.scope(request_id="r1"):
+            tl.inject_env(env)
+        assert VALID == env["TRACEPARENT"]
+        assert "request.request_id=r1;tl" == env["BAGGAGE"]
+        snap = tl.extract_env(env)
+        assert {"request_id": "r1"} == tl.request.get(snap.context)
+        assert span_context_of(snap).is_valid
+
+    def test_stale_fields_removed(self) -> None:
+        """A child never inherits a trace this process only had in its own environment."""
+        env = {"TRACEPARENT": VALID, "TRACESTATE": "a=1", "BAGGAGE": "a=1"}
+        tl.inject_env(env)
+        assert {} == env
+
+    def test_reads_os_environ_by_default(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """extract_env() reads the process environment."""
+        monkeypatch.setenv("TRACEPARENT", VALID)
+        assert span_context_of(tl.extract_env()).is_valid
+
+    def test_lower_case_names_are_not_env_names(self) -> None:
+        """Environment names are exact: OpenTelemetry's carrier uses upper case."""
+        assert not span_context_of(tl.extract_env({"traceparent": VALID})).is_valid
+
+
+def test_tracestate_injected_from_span() -> None:
+    """A span's tracestate goes out beside its traceparent."""
+    ctx = trace.set_span_in_context(remote_parent(state=TraceState([("v", "1")])))
+    carrier: dict[str, str] = {}
+    tl.inject(carrier, ctx)
+    assert "v=1" == carrier["tracestate"]
