@@ -1,0 +1,163 @@
+"""Logs: request, user, trace and span ids on every record."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import logging.config
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry import trace
+
+import threadline as tl
+from threadline.logging import ContextFilter, JSONFormatter, install, uninstall
+
+
+@pytest.fixture
+def logger() -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    log = logging.getLogger(f"test.threadline.{id(stream)}")
+    log.propagate = False
+    log.setLevel(logging.DEBUG)
+    log.addHandler(handler)
+    yield log, stream
+    log.removeHandler(handler)
+
+
+def lines(stream: io.StringIO) -> list[str]:
+    return stream.getvalue().splitlines()
+
+
+class TestContextFilter:
+    def test_fields_in_scope_and_span(
+        self, logger: tuple[logging.Logger, io.StringIO], tracer: trace.Tracer
+    ) -> None:
+        """A record made in a scope and a span shows the request, user, trace and span ids."""
+        log, stream = logger
+        handler = log.handlers[0]
+        handler.addFilter(ContextFilter())
+        handler.setFormatter(
+            logging.Formatter("%(request_id)s %(user_id)s %(trace_id)s %(span_id)s %(message)s")
+        )
+        with tl.request.scope(request_id="r1", user_id=42), tracer.start_as_current_span("s") as s:
+            log.info("hello")
+        sc = s.get_span_context()
+        assert [f"r1 42 {sc.trace_id:032x} {sc.span_id:016x} hello"] == lines(stream)
+
+    def test_placeholder_outside_any_scope(self, logger: tuple[logging.Logger, io.StringIO]) -> None:
+        """Outside any scope or span every field is the placeholder, never an error."""
+        log, stream = logger
+        log.handlers[0].addFilter(ContextFilter(placeholder="none"))
+        log.handlers[0].setFormatter(logging.Formatter("%(request_id)s %(trace_id)s %(message)s"))
+        log.warning("bare")
+        assert ["none none bare"] == lines(stream)
+
+    def test_extra_keys_from_another_store(
+        self, logger: tuple[logging.Logger, io.StringIO], store: tl.ContextStore
+    ) -> None:
+        """Records can show keys of the store the filter reads, by name."""
+        log, stream = logger
+        log.handlers[0].addFilter(ContextFilter(store=store.name, keys=("tenant",)))
+        log.handlers[0].setFormatter(logging.Formatter("%(tenant)s %(request_id)s"))
+        with store.scope(tenant="acme"):
+            log.info("x")
+        assert ["acme -"] == lines(stream)
+
+    def test_unknown_store_name_is_a_clear_error(self) -> None:
+        """Naming a store that does not exist fails at configuration, naming it."""
+        with pytest.raises(ValueError, match="'nope'"):
+            ContextFilter(store="nope")
+
+    def test_dict_config(self) -> None:
+        """The filter and the formatter are usable from logging.config.dictConfig."""
+        stream = io.StringIO()
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "filters": {"ids": {"()": "threadline.logging.ContextFilter"}},
+                "formatters": {"json": {"()": "threadline.logging.JSONFormatter"}},
+                "handlers": {
+                    "mem": {
+                        "class": "logging.StreamHandler",
+                        "stream": stream,
+                        "filters": ["ids"],
+                        "formatter": "json",
+                    }
+                },
+                "loggers": {"dictconfig.test": {"handlers": ["mem"], "propagate": False}},
+            }
+        )
+        log = logging.getLogger("dictconfig.test")
+        log.setLevel(logging.INFO)
+        with tl.request.scope(request_id="dc"):
+            log.info("configured")
+        record = json.loads(stream.getvalue())
+        assert ("dc", "configured") == (record["request_id"], record["message"])
+
+
+class TestJSONFormatter:
+    def test_one_object_per_line(
+        self, logger: tuple[logging.Logger, io.StringIO], tracer: trace.Tracer
+    ) -> None:
+        """Each record is one JSON object with the fields, extras and the exception."""
+        log, stream = logger
+        log.handlers[0].setFormatter(JSONFormatter())
+        with tl.request.scope(request_id="r2", user_id=7), tracer.start_as_current_span("s") as s:
+            try:
+                raise ValueError("boom")
+            except ValueError:
+                log.exception("failed %s", "here", extra={"order": 5, "obj": object()})
+        record = json.loads(lines(stream)[0])
+        assert "failed here" == record["message"]
+        assert "ERROR" == record["level"]
+        assert ("r2", 7) == (record["request_id"], record["user_id"])
+        assert f"{s.get_span_context().trace_id:032x}" == record["trace_id"]
+        assert 5 == record["order"]
+        assert record["obj"].startswith("<object")
+        assert "ValueError: boom" in record["exception"]
+        assert record["time"].endswith("Z")
+
+    def test_outside_scope(self, logger: tuple[logging.Logger, io.StringIO]) -> None:
+        """Without filter, scope or span, the fields are placeholders."""
+        log, stream = logger
+        log.handlers[0].setFormatter(JSONFormatter())
+        log.info("plain")
+        record = json.loads(lines(stream)[0])
+        assert ["-"] * 4 == [record[f] for f in ("request_id", "user_id", "trace_id", "span_id")]
+
+
+class TestInstall:
+    def test_every_record_gets_fields_where_it_is_made(
+        self, logger: tuple[logging.Logger, io.StringIO]
+    ) -> None:
+        """After install(), records carry the ids of the code that made them, on any handler."""
+        log, stream = logger
+        log.handlers[0].setFormatter(logging.Formatter("%(request_id)s"))
+        install()
+        try:
+            with tl.request.scope(request_id="inst"):
+                record = log.makeRecord(log.name, logging.INFO, "f", 1, "m", None, None)
+            log.handle(record)  # handled later, outside the scope: the ids stay
+        finally:
+            uninstall()
+        assert ["inst"] == lines(stream)
+        assert not hasattr(
+            log.makeRecord(log.name, logging.INFO, "f", 1, "m", None, None), "request_id"
+        )
+
+    def test_threads_log_their_request(
+        self, logger: tuple[logging.Logger, io.StringIO]
+    ) -> None:
+        """Log lines written in pool threads carry the submitting request's id."""
+        log, stream = logger
+        log.handlers[0].addFilter(ContextFilter())
+        log.handlers[0].setFormatter(logging.Formatter("%(request_id)s %(message)s"))
+        with tl.ThreadPoolExecutor(max_workers=2) as pool:
+            for i in range(10):
+                with tl.request.scope(request_id=f"r{i}"):
+                    pool.submit(log.info, "job %s", i)
+        assert sorted(f"r{i} job {i}" for i in range(10)) == sorted(lines(stream))

@@ -1,0 +1,66 @@
+"""Store values on spans, and trace ids for logs."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import threadline as tl
+from tests.conftest import Spans
+from threadline.tracing import StoreSpanProcessor, current_trace_ids
+
+
+class TestStoreSpanProcessor:
+    def test_request_ids_on_spans(self, spans: Spans, tracer: trace.Tracer) -> None:
+        """Spans started in a request scope carry request.id and enduser.id."""
+        with tl.request.scope(request_id="r1", user_id=42), tracer.start_as_current_span("a"):
+            with tracer.start_as_current_span("b"):
+                pass
+        for name in ("a", "b"):
+            attributes = spans.named(name).attributes
+            assert ("r1", 42) == (attributes["request.id"], attributes["enduser.id"])
+
+    def test_no_scope_no_attributes(self, spans: Spans, tracer: trace.Tracer) -> None:
+        """Outside a scope nothing is added."""
+        with tracer.start_as_current_span("plain"):
+            pass
+        assert "request.id" not in spans.named("plain").attributes
+
+    def test_explicit_parent_context_is_used(self, spans: Spans, tracer: trace.Tracer) -> None:
+        """A span started with context= takes the values from that context, not the current one."""
+        with tl.request.scope(request_id="from-context"):
+            snap = tl.snapshot()
+        with tl.request.scope(request_id="current"):
+            tracer.start_span("explicit", context=snap.context).end()
+        assert "from-context" == spans.named("explicit").attributes["request.id"]
+
+    def test_other_store_all_keys(self, store: tl.ContextStore) -> None:
+        """For another store every key lands as store.key; lists become arrays, dicts JSON."""
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(StoreSpanProcessor(store))
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        with store.scope(tenant="acme", tags=["a", "b"], meta={"k": 1}, nothing=None):
+            provider.get_tracer("t").start_span("s").end()
+        attributes = exporter.get_finished_spans()[0].attributes
+        assert attributes is not None
+        assert "acme" == attributes[f"{store.name}.tenant"]
+        assert ("a", "b") == attributes[f"{store.name}.tags"]
+        assert '{"k": 1}' == attributes[f"{store.name}.meta"]
+        assert f"{store.name}.nothing" not in attributes
+
+    def test_needs_a_store(self) -> None:
+        """Passing something else is a clear error."""
+        with pytest.raises(TypeError, match="ContextStore"):
+            StoreSpanProcessor("request")  # type: ignore[arg-type]
+
+
+def test_current_trace_ids(tracer: trace.Tracer) -> None:
+    """The current ids, as hex, for logs; None without a span."""
+    assert current_trace_ids() is None
+    with tracer.start_as_current_span("s") as span:
+        sc = span.get_span_context()
+        assert (f"{sc.trace_id:032x}", f"{sc.span_id:016x}") == current_trace_ids()
