@@ -1,0 +1,71 @@
+"""Every program in examples/ runs and shows what its docs page promises."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run(name: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=60
+    )
+    assert 0 == result.returncode, result.stderr
+    return result
+
+
+def test_main_job_request_across_threads() -> None:
+    """The README's main job: each request's log lines share one request id and trace id."""
+    out = run("request_across_threads.py").stdout
+    assert "3 requests, 18 log lines: each request's lines share one" in out
+    lines = [line for line in out.splitlines() if "request=" in line]
+    by_request: dict[str, set[str]] = {}
+    for line in lines:
+        match = re.search(r"request=(\S+) trace=(\w+)", line)
+        assert match is not None, line
+        by_request.setdefault(match[1], set()).add(match[2])
+    assert {"req-0", "req-1", "req-2"} == set(by_request)
+    assert all(len(traces) == 1 for traces in by_request.values())
+    assert any(line.startswith("pool_") for line in lines)
+
+
+def test_stores() -> None:
+    out = run("stores.py").stdout
+    assert "merge: {'request_id': 'r1', 'user_id': 42, 'tenant': 'acme'}" in out
+    assert "after the block: None" in out
+    assert "run, async: handled r2" in out
+    assert "immutable: ContextStore 'request' is immutable" in out
+    assert "bound generator: [{'page': 1}] outside: None" in out
+
+
+def test_threads() -> None:
+    out = run("threads.py").stdout
+    for where in ("pool job", "run_in_executor", "tl.Thread", "bound callback"):
+        assert f"{where} sees: r1" in out
+    root = re.search(r"span 'request' parent=\(root\) id=(\w+)", out)
+    assert root is not None
+    assert 3 == out.count(f"parent={root[1]}")
+
+
+def test_carrier() -> None:
+    result = run("carrier.py")
+    assert "baggage: request.request_id=r%201+2;tl,request.user_id=42;tl=json" in result.stdout
+    assert "server sees: {'request_id': 'r 1+2', 'user_id': 42, 'roles': ('admin', 'dev')}" in (
+        result.stdout
+    )
+    assert "same trace: True" in result.stdout
+    assert "dropped: {'traceparent.invalid': 1, 'baggage.invalid': 1}" in result.stdout
+    assert "threadline dropped context (traceparent.invalid)" in result.stderr
+
+
+def test_logging_json() -> None:
+    records = [json.loads(line) for line in run("logging_json.py").stdout.splitlines()]
+    assert "-" == records[0]["request_id"]
+    assert [("r1", 42)] * 2 == [(r["request_id"], r["user_id"]) for r in records[1:]]
+    assert records[1]["trace_id"] == records[2]["trace_id"] != "-"
+    assert 3 == records[1]["count"]
