@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import inspect
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Generator
 from contextvars import Token
 from types import TracebackType
@@ -16,6 +15,9 @@ __all__ = ["Snapshot", "bind", "snapshot"]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
+# Code flags (see the inspect module, which costs more to import than this module).
+_GENERATOR = 0x20
+_ASYNC_GENERATOR = 0x200
 
 
 class Snapshot:
@@ -53,7 +55,7 @@ class Snapshot:
                 result = fn(*args, **kwargs)
         else:
             result = variables.run(fn, *args, **kwargs)
-        if inspect.iscoroutine(result):
+        if isinstance(result, Coroutine):
             if variables is None:
                 return _attached(self, result)  # type: ignore[return-value]
             return InContext(variables, result)  # type: ignore[return-value]
@@ -98,7 +100,8 @@ def bind(fn: F) -> F:
     snap = snapshot()
     variables = snap._variables
     assert variables is not None  # noqa: S101 - snapshot() always captures them
-    if inspect.isgeneratorfunction(fn):
+    flags = _code_flags(fn)
+    if flags & _GENERATOR:
 
         @functools.wraps(fn)
         def generator(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
@@ -106,7 +109,7 @@ def bind(fn: F) -> F:
             return _contained(private, private.run(fn, *args, **kwargs))
 
         return generator  # type: ignore[return-value]
-    if inspect.isasyncgenfunction(fn):
+    if flags & _ASYNC_GENERATOR:
 
         @functools.wraps(fn)
         def async_generator(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
@@ -120,6 +123,15 @@ def bind(fn: F) -> F:
         return snap.run(fn, *args, **kwargs)
 
     return bound  # type: ignore[return-value]
+
+
+def _code_flags(fn: Callable[..., Any]) -> int:
+    """Return the code flags of *fn*, looking through partials and bound methods."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    function = getattr(fn, "__func__", fn)
+    code = getattr(function, "__code__", None)
+    return code.co_flags if code is not None else 0
 
 
 async def _attached(snap: Snapshot, awaitable: Awaitable[T]) -> T:

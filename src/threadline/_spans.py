@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._context import get_current, span_in
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span
+    from opentelemetry.trace import Span, Tracer
 
-__all__ = ["call_as_job", "callable_name", "current_trace_ids", "is_recording"]
+__all__ = ["call_as_job", "callable_name", "current_trace_ids", "is_recording", "tracer"]
 
 T = TypeVar("T")
 INSTRUMENTATION_NAME = "threadline"
@@ -55,16 +54,20 @@ def call_as_job(
     """
     if not is_recording():
         return fn(*args, **kwargs)
-    with job_span(boundary, name or callable_name(fn)):
+    name = name or callable_name(fn)
+    attributes = {"threadline.boundary": boundary, "code.function.name": name}
+    with tracer().start_as_current_span(f"{boundary} {name}", attributes=attributes):
         return fn(*args, **kwargs)
 
 
-@contextmanager
-def job_span(boundary: str, name: str) -> Iterator[None]:
-    """Run the block under an INTERNAL span for work handed over a *boundary*."""
-    from opentelemetry import trace  # noqa: PLC0415 - only when a span records
+_tracer: Tracer | None = None
 
-    tracer = trace.get_tracer(INSTRUMENTATION_NAME)
-    attributes = {"threadline.boundary": boundary, "code.function.name": name}
-    with tracer.start_as_current_span(f"{boundary} {name}", attributes=attributes):
-        yield
+
+def tracer() -> Tracer:
+    """Return threadline's tracer (a proxy until the application sets a provider)."""
+    global _tracer  # noqa: PLW0603 - made once, on first use
+    if _tracer is None:
+        from opentelemetry import trace  # noqa: PLC0415 - only once a span records
+
+        _tracer = trace.get_tracer(INSTRUMENTATION_NAME)
+    return _tracer

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import re
 import threading
 from collections.abc import Awaitable, Callable, Mapping
@@ -158,7 +157,7 @@ class ContextStore:
 def _run_in(scope: Scope, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
     with scope:
         result = fn(*args, **kwargs)
-    if inspect.isawaitable(result):
+    if isinstance(result, Awaitable):
         # A coroutine's body runs when it is awaited, in the awaiting task's
         # context: enter the scope again around the await itself.
         return _await_in(scope.again(), result)  # type: ignore[return-value]
