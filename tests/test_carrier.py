@@ -357,3 +357,26 @@ def test_tracestate_injected_from_span() -> None:
     carrier: dict[str, str] = {}
     tl.inject(carrier, ctx)
     assert "v=1" == carrier["tracestate"]
+
+
+class TestFuzz:
+    @settings(max_examples=300, deadline=None)
+    @given(
+        traceparent=st.text(max_size=80) | st.from_regex(r"[0-9a-fA-F-]{50,60}", fullmatch=True),
+        tracestate=st.text(max_size=80),
+        baggage_header=st.text(max_size=200) | st.from_regex(r"([a-z.]{1,5}=[%0-9a-zA-Z+]{0,6}(;tl(=json)?)?,?){1,5}", fullmatch=True),
+    )
+    def test_extract_never_raises(self, traceparent: str, tracestate: str, baggage_header: str) -> None:
+        """Whatever arrives, extract returns a snapshot; bad fields are counted, not raised."""
+        snap = tl.extract(
+            {"traceparent": traceparent, "tracestate": tracestate, "baggage": baggage_header}
+        )
+        assert isinstance(snap, tl.Snapshot)
+
+    @settings(max_examples=200, deadline=None)
+    @given(value=st.text(), key=st.from_regex(r"[A-Za-z0-9_\-*]{1,20}", fullmatch=True))
+    def test_plain_baggage_round_trips(self, value: str, key: str) -> None:
+        """Any Unicode text survives as an OpenTelemetry baggage value."""
+        carrier: dict[str, str] = {}
+        tl.inject(carrier, baggage.set_baggage(key, value))
+        assert value == baggage.get_baggage(key, tl.extract(carrier).context)

@@ -99,9 +99,15 @@ def extract_env(env: Mapping[str, str] | None = None, context: Context | None = 
     return Snapshot(extract_context(get, context))
 
 
-def inject_context(set_field: Setter, context: Context | None = None) -> None:
-    """Write *context* (default: current) through *set_field*; see `inject`."""
+def inject_context(
+    set_field: Setter, context: Context | None = None, *, with_baggage: bool = True
+) -> None:
+    """Write *context* (default: current) through *set_field*; see `inject`.
+
+    The baggage is encoded first, so an error leaves the carrier untouched.
+    """
     ctx = get_current() if context is None else context
+    members = _baggage_members(ctx) if with_baggage else ""
     span_context = get_current_span(ctx).get_span_context()
     if span_context.is_valid:
         set_field(
@@ -112,7 +118,6 @@ def inject_context(set_field: Setter, context: Context | None = None) -> None:
         )
         if span_context.trace_state:
             set_field(TRACESTATE, span_context.trace_state.to_header())
-    members = _baggage_members(ctx)
     if members:
         set_field(BAGGAGE, members)
 

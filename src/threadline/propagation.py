@@ -1,0 +1,78 @@
+"""threadline's carrier as an OpenTelemetry `TextMapPropagator`.
+
+Set it as the global propagator and every OpenTelemetry instrumentation that
+injects or extracts context (HTTP clients and servers, messaging) carries the
+stores too, with threadline's strict parsing::
+
+    from opentelemetry.propagate import set_global_textmap
+    from threadline.propagation import ThreadlinePropagator
+    set_global_textmap(ThreadlinePropagator())
+
+or, with no code, ``OTEL_PROPAGATORS=threadline``.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import (
+    CarrierT,
+    Getter,
+    Setter,
+    TextMapPropagator,
+    default_getter,
+    default_setter,
+)
+
+from ._carrier import FIELDS, extract_context, inject_context
+from .diagnostics import record_drop
+
+__all__ = ["ThreadlinePropagator"]
+
+
+class ThreadlinePropagator(TextMapPropagator):
+    """W3C traceparent, tracestate and baggage, with every store's values in the baggage.
+
+    As OpenTelemetry asks of propagators, it never raises: a context whose
+    baggage cannot be encoded (a store value that is not JSON-typed, or over
+    the limits) is sent without baggage, and the drop is counted as
+    ``baggage.outbound_invalid``. Use `threadline.inject` to get the error instead.
+    """
+
+    def extract(
+        self,
+        carrier: CarrierT,
+        context: Context | None = None,
+        getter: Getter[CarrierT] = default_getter,
+    ) -> Context:
+        """Return *context* (default: an empty one) with what *carrier* brought."""
+
+        def get(field: str) -> Sequence[str]:
+            return getter.get(carrier, field) or ()
+
+        return extract_context(get, context)
+
+    def inject(
+        self,
+        carrier: CarrierT,
+        context: Context | None = None,
+        setter: Setter[CarrierT] = default_setter,
+    ) -> None:
+        """Write *context* (default: the current one) into *carrier*."""
+
+        def set_field(field: str, value: str) -> None:
+            setter.set(carrier, field, value)
+
+        try:
+            inject_context(set_field, context)
+        except (TypeError, ValueError) as exc:
+            record_drop("baggage.outbound_invalid", str(exc))
+            inject_context(set_field, context, with_baggage=False)
+
+    @property
+    def fields(self) -> set[str]:
+        """The carrier fields this propagator sets."""
+        return set(FIELDS)

@@ -1,0 +1,73 @@
+"""ThreadlinePropagator: the carrier behind OpenTelemetry's propagation API."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from opentelemetry import trace
+from opentelemetry.propagators.textmap import DefaultGetter
+
+import threadline as tl
+from threadline import diagnostics
+from threadline.propagation import ThreadlinePropagator
+
+VALID = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+class TestThreadlinePropagator:
+    def test_round_trip_through_otel_interfaces(self, tracer: trace.Tracer) -> None:
+        """inject/extract with OpenTelemetry's Getter and Setter carry the span and the stores."""
+        propagator = ThreadlinePropagator()
+        carrier: dict[str, str] = {}
+        with tracer.start_as_current_span("s") as span, tl.request.scope(request_id="p1"):
+            propagator.inject(carrier)
+        ctx = propagator.extract(carrier, getter=DefaultGetter())
+        assert {"request_id": "p1"} == tl.request.get(ctx)
+        assert span.get_span_context().trace_id == trace.get_current_span(ctx).get_span_context().trace_id
+        assert {"traceparent", "tracestate", "baggage"} == propagator.fields
+
+    def test_never_raises_on_inject(self, store: tl.ContextStore, tracer: trace.Tracer) -> None:
+        """A store value that cannot cross sends the trace without baggage, counted, not raised."""
+        carrier: dict[str, str] = {}
+        with tracer.start_as_current_span("s"), store.scope(bad=object()):
+            ThreadlinePropagator().inject(carrier)
+        assert ["traceparent"] == list(carrier)
+        assert 1 == diagnostics.drop_counts()["baggage.outbound_invalid"]
+
+    def test_inject_error_leaves_carrier_untouched(
+        self, store: tl.ContextStore, tracer: trace.Tracer
+    ) -> None:
+        """tl.inject raises before writing anything, so no half-written carrier remains."""
+        carrier: dict[str, str] = {}
+        with tracer.start_as_current_span("s"), store.scope(bad=object()):
+            try:
+                tl.inject(carrier)
+            except TypeError:
+                pass
+        assert {} == carrier
+
+    def test_strict_extract(self) -> None:
+        """Bad input through the OpenTelemetry interface is dropped and counted as well."""
+        ctx = ThreadlinePropagator().extract({"traceparent": VALID.upper()})
+        assert not trace.get_current_span(ctx).get_span_context().is_valid
+        assert 1 == diagnostics.drop_counts()["traceparent.invalid"]
+
+
+def test_otel_propagators_setting_selects_threadline() -> None:
+    """OTEL_PROPAGATORS=threadline makes opentelemetry.propagate use the carrier, no code needed."""
+    code = (
+        "import json, threadline as tl\n"
+        "from opentelemetry import propagate\n"
+        "carrier = {}\n"
+        "with tl.request.scope(request_id='env1'):\n"
+        "    propagate.inject(carrier)\n"
+        "print(json.dumps(carrier))\n"
+    )
+    env = {**os.environ, "OTEL_PROPAGATORS": "threadline"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+    ).stdout
+    assert {"baggage": "request.request_id=env1;tl"} == json.loads(out)
