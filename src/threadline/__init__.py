@@ -24,11 +24,13 @@ if TYPE_CHECKING:
     from ._threads import Thread as Thread
     from ._threads import ThreadPoolExecutor as ThreadPoolExecutor
     from ._threads import run_in_executor as run_in_executor
+    from .processes import ProcessPoolExecutor as ProcessPoolExecutor
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "ContextStore",
+    "ProcessPoolExecutor",
     "Scope",
     "Snapshot",
     "Thread",
@@ -48,6 +50,7 @@ _LAZY = {
     "extract_env": "._carrier",
     "inject": "._carrier",
     "inject_env": "._carrier",
+    "ProcessPoolExecutor": ".processes",
     "Thread": "._threads",
     "ThreadPoolExecutor": "._threads",
     "run_in_executor": "._threads",

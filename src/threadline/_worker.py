@@ -1,0 +1,91 @@
+"""What runs on the far side of a process boundary: restore the context, flush at exit.
+
+Kept apart from the parent-side code so a worker imports only what it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping
+from multiprocessing import util
+from typing import Any, TypeVar
+
+from ._context import Context, attach, restore
+
+__all__ = ["FLUSH_TIMEOUT_MILLIS", "call_in", "ensure_flush_at_exit", "flush_tracing"]
+
+T = TypeVar("T")
+FLUSH_TIMEOUT_MILLIS = 5000
+"""How long a worker's exit waits for its spans to be exported, at most."""
+
+_flush_pid: int | None = None
+_last: tuple[tuple[tuple[str, str], ...], Context] | None = None
+
+
+def call_in(carrier: Mapping[str, str], fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Call ``fn(*args, **kwargs)`` in the context *carrier* brought, then drop that context.
+
+    The worker's own context before and after the job is untouched, so no job
+    sees another's values. Runs in the worker process.
+    """
+    ensure_flush_at_exit()
+    token = attach(_context_of(carrier))
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        restore(token)
+
+
+def _context_of(carrier: Mapping[str, str]) -> Context:
+    # One map() or many jobs from one scope send the same carrier again and
+    # again: parse it once.
+    global _last  # noqa: PLW0603 - a one-entry cache for this process
+    key = tuple(carrier.items())
+    last = _last
+    if last is not None and last[0] == key:
+        return last[1]
+    from ._carrier import extract_context  # noqa: PLC0415 - workers load it on the first job
+
+    context = extract_context(lambda field: (carrier[field],) if field in carrier else ())
+    _last = (key, context)
+    return context
+
+
+def ensure_flush_at_exit() -> None:
+    """Make this process export its finished spans before it exits, once per process.
+
+    multiprocessing children leave through ``os._exit``, so ``atexit`` never
+    runs in them; multiprocessing's own exit finalizers do, on a normal end,
+    at pool shutdown and when a worker is recycled (``max_tasks_per_child``).
+    """
+    global _flush_pid  # noqa: PLW0603 - once per process, forks included
+    pid = os.getpid()
+    if _flush_pid == pid:
+        return
+    _flush_pid = pid
+    util.Finalize(None, flush_tracing, exitpriority=100)
+
+
+def flush_tracing(timeout_millis: int = FLUSH_TIMEOUT_MILLIS) -> None:
+    """Export the spans the process's tracer provider still holds, waiting at most the timeout."""
+    module = sys.modules.get("opentelemetry.trace")
+    if module is None:
+        return
+    force_flush = getattr(module.get_tracer_provider(), "force_flush", None)
+    if force_flush is not None:
+        force_flush(timeout_millis)
+
+
+def exit_on_terminate() -> None:
+    """Turn SIGTERM into a normal exit, so the exit finalizers (and the flush) run.
+
+    ``multiprocessing.Pool.terminate()``, and so leaving its ``with`` block,
+    ends workers with SIGTERM.
+    """
+    signal.signal(signal.SIGTERM, _raise_exit)
+
+
+def _raise_exit(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
