@@ -24,6 +24,7 @@ import functools
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.pool
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from concurrent.futures.process import _process_chunk
@@ -95,6 +96,18 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
         extra = {} if max_tasks_per_child is None else {"max_tasks_per_child": max_tasks_per_child}
         super().__init__(max_workers, mp_context, initializer, initargs, **extra)
         self._job_spans = job_spans
+
+    def _adjust_process_count(self) -> None:
+        # CPython gh-115634 (3.11 up to its fix): when a worker leaves at
+        # max_tasks_per_child, the manager thread's replacement consults the
+        # idle-worker semaphore, may find a stale token, spawns nobody, and the
+        # queued jobs hang forever. Replace exited workers unconditionally, as
+        # the fix does. Fixed versions no longer call this from that thread.
+        if threading.current_thread() is getattr(self, "_executor_manager_thread", None):
+            if len(self._processes) < self._max_workers:  # type: ignore[attr-defined]
+                self._spawn_process()  # type: ignore[attr-defined]
+            return
+        super()._adjust_process_count()
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         """Schedule ``fn(*args, **kwargs)`` in a worker, in a copy of the caller's context."""
