@@ -21,6 +21,7 @@ FLUSH_TIMEOUT_MILLIS = 5000
 """How long a worker's exit waits for its spans to be exported, at most."""
 
 _flush_pid: int | None = None
+_flushing = False
 _last: tuple[tuple[tuple[str, str], ...], Context] | None = None
 
 
@@ -70,6 +71,8 @@ def ensure_flush_at_exit() -> None:
 
 def flush_tracing(timeout_millis: int = FLUSH_TIMEOUT_MILLIS) -> None:
     """Export the spans the process's tracer provider still holds, waiting at most the timeout."""
+    global _flushing  # noqa: PLW0603 - read by the SIGTERM handler
+    _flushing = True
     module = sys.modules.get("opentelemetry.trace")
     if module is None:
         return
@@ -88,4 +91,5 @@ def exit_on_terminate() -> None:
 
 
 def _raise_exit(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
+    if not _flushing:  # already on the way out: let the flush finish
+        raise SystemExit(128 + signum)

@@ -239,6 +239,18 @@ class Pool(multiprocessing.pool.Pool):
             context,
         )
 
+    def terminate(self) -> None:
+        """Stop the workers, as `multiprocessing.pool.Pool.terminate` does.
+
+        With no task outstanding (the usual end of a ``with`` block), the
+        workers are let go as `close` and `join` would, so each exports its
+        spans on the way out; otherwise they are terminated at once.
+        """
+        if not getattr(self, "_cache", True) and self._state == multiprocessing.pool.RUN:  # type: ignore[attr-defined]
+            self.close()
+            self.join()
+        super().terminate()
+
     def apply_async(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> Any:
         """As `multiprocessing.pool.Pool.apply_async` (and so `apply`), in the caller's context."""
         return super().apply_async(_bound(func), *args, **kwargs)
