@@ -8,7 +8,7 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
 stamp="$venv/.threadline-installed"
-want=$(cat "$root/pyproject.toml" | sha256sum | cut -d' ' -f1)
+want=$(cat "$root/pyproject.toml" "$root/src/_threadline_bootstrap.py" "$root/src/threadline-bootstrap.pth" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$venv/bin/python" -m pip install --quiet --upgrade pip
     "$venv/bin/python" -m pip install --quiet -e "$root[aiohttp,test]"

@@ -1,0 +1,7 @@
+"""``python -m threadline``: the ``threadline`` command."""
+
+import sys
+
+from threadline.cli import main
+
+sys.exit(main())

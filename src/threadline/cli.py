@@ -1,0 +1,107 @@
+"""The ``threadline`` command.
+
+``threadline run [--request-id ID] [--user-id ID] -- CMD ARGS...`` runs any
+command as a child that continues this process's context (from its own
+``TRACEPARENT``/``TRACESTATE``/``BAGGAGE``), with the context in the child's
+environment. Standard input, output and error pass through, and the child's
+exit code is threadline's (128+N when a signal N ended it, 127 when the
+command is not found, 126 when it cannot be run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+__all__ = ["main"]
+
+_FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``threadline`` command; return its exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    command = list(args.cmd)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        parser.error("run: give the command to run after --, e.g. threadline run -- make test")
+    values = {
+        key: value
+        for key, value in (("request_id", args.request_id), ("user_id", args.user_id))
+        if value
+    }
+    return run(command, values, bootstrap=args.bootstrap)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="threadline",
+        description="Carry one request's context across processes, as one OpenTelemetry trace.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run_parser = commands.add_parser(
+        "run",
+        help="run a command as a traced child, with the context in its environment",
+        description=(__doc__ or "").split("\n\n")[1],
+    )
+    run_parser.add_argument(
+        "--request-id", help="run the child in a new request scope with this id"
+    )
+    run_parser.add_argument("--user-id", help="with the request scope, the user id")
+    run_parser.add_argument(
+        "--no-bootstrap",
+        dest="bootstrap",
+        action="store_false",
+        help="do not switch on threadline's automatic bootstrap in Python children",
+    )
+    run_parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
+    return parser
+
+
+def run(command: list[str], values: dict[str, str], *, bootstrap: bool = True) -> int:
+    """Run *command* in this process's context (plus *values* in `threadline.request`)."""
+    import threadline as tl  # noqa: PLC0415 - keep `threadline --help` quick
+    from threadline.subprocess import Popen  # noqa: PLC0415
+
+    with ExitStack() as stack:
+        stack.enter_context(tl.extract_env())
+        if values:
+            stack.enter_context(tl.request.merge(values))
+        try:
+            child = Popen(command, bootstrap=bootstrap)
+        except FileNotFoundError:
+            sys.stderr.write(f"threadline: {command[0]}: command not found\n")
+            return 127
+        except PermissionError as exc:
+            sys.stderr.write(f"threadline: {command[0]}: {exc.strerror}\n")
+            return 126
+        with _forwarding_signals(child):
+            code = child.wait()
+    return 128 - code if code < 0 else code
+
+
+@contextmanager
+def _forwarding_signals(child: Any) -> Iterator[None]:
+    # Ctrl-C reaches the whole foreground process group, the child included:
+    # ignore it here and let the child decide. Signals sent to threadline
+    # alone are passed on.
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: child.send_signal(signum))
+        for sig in _FORWARDED
+    }
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
