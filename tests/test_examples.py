@@ -69,3 +69,28 @@ def test_logging_json() -> None:
     assert [("r1", 42)] * 2 == [(r["request_id"], r["user_id"]) for r in records[1:]]
     assert records[1]["trace_id"] == records[2]["trace_id"] != "-"
     assert 3 == records[1]["count"]
+
+
+def test_process_pool() -> None:
+    """Worker lines carry their request's id and trace id under every start method."""
+    out = run("process_pool.py").stdout
+    for method in ("spawn", "forkserver", "fork"):
+        parent = re.search(rf"MainProcess +request=req-{method} trace=(\w+)", out)
+        assert parent is not None
+        workers = re.findall(rf"Process-\d+ +request=(\S+) trace=(\w+)… resized image", out)
+        assert 3 <= sum(1 for request, trace in workers if (request, trace) == (f"req-{method}", parent[1]))
+        assert f"{method}: results [0, 2, 4]" in out
+    assert "9 job spans" in out
+
+
+def test_subprocess_children() -> None:
+    """Shell, Node.js and unmodified Python children all report the parent's trace and request."""
+    out = run("subprocess_children.py").stdout
+    trace_id = re.search(r"parent: trace_id=(\w+)", out)
+    assert trace_id is not None
+    assert f"shell child: trace_id={trace_id[1]} request_id=req-7" in out
+    assert f"python child working request_id=req-7 trace_id={trace_id[1]}" in out
+    assert f"node child: trace_id={trace_id[1]} request_id=req-7 user_id=42" in out or (
+        "node child: skipped" in out
+    )
+    assert 3 == out.count("exit=0")

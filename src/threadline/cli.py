@@ -78,7 +78,7 @@ def run(command: list[str], values: dict[str, str], *, bootstrap: bool = True) -
         except FileNotFoundError:
             sys.stderr.write(f"threadline: {command[0]}: command not found\n")
             return 127
-        except PermissionError as exc:
+        except OSError as exc:  # not executable, not a program, ...: as a shell does
             sys.stderr.write(f"threadline: {command[0]}: {exc.strerror}\n")
             return 126
         with _forwarding_signals(child):

@@ -1,0 +1,86 @@
+"""The threadline command: `threadline run -- CMD`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def threadline(*args: str, env: dict[str, str] | None = None, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "threadline", *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        **kwargs,  # type: ignore[call-overload]
+    )
+
+
+class TestRun:
+    def test_context_reaches_the_command(self) -> None:
+        """The child gets threadline's own context, a request scope, and the bootstrap switch."""
+        result = threadline(
+            "run", "--request-id", "cli-1", "--user-id", "u7", "--",
+            "sh", "-c", 'echo "$TRACEPARENT|$BAGGAGE|$THREADLINE_BOOTSTRAP"',
+            env={"TRACEPARENT": TRACEPARENT},
+        )
+        assert 0 == result.returncode, result.stderr
+        assert f"{TRACEPARENT}|request.request_id=cli-1;tl,request.user_id=u7;tl|1\n" == result.stdout
+
+    def test_exit_code_is_the_commands(self) -> None:
+        """threadline exits with the command's code."""
+        assert 3 == threadline("run", "--", "sh", "-c", "exit 3").returncode
+
+    def test_stdin_passes_through(self) -> None:
+        """Standard input reaches the command; its output comes back."""
+        assert "piped\n" == threadline("run", "--", "cat", input="piped\n").stdout
+
+    def test_killed_by_signal(self) -> None:
+        """A command ended by signal N makes threadline exit 128+N, as a shell does."""
+        assert 143 == threadline("run", "--", "sh", "-c", "kill -TERM $$").returncode
+
+    def test_signals_are_forwarded(self) -> None:
+        """SIGTERM sent to threadline reaches the command, which may handle it."""
+        script = "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.05; done"
+        with subprocess.Popen(
+            [sys.executable, "-m", "threadline", "run", "--", "sh", "-c", script],
+            stdout=subprocess.PIPE,
+            text=True,
+        ) as proc:
+            assert proc.stdout is not None
+            assert "ready\n" == proc.stdout.readline()
+            proc.terminate()
+            assert "got-term\n" == proc.stdout.readline()
+            assert 7 == proc.wait(30)
+
+    def test_command_not_found(self) -> None:
+        """A missing command exits 127 with a clear message, as a shell does."""
+        result = threadline("run", "--", "no-such-command-x")
+        assert 127 == result.returncode
+        assert "no-such-command-x: command not found" in result.stderr
+
+    def test_command_cannot_run(self, tmp_path: Path) -> None:
+        """A file that is not executable exits 126 with the reason."""
+        script = tmp_path / "not-executable.sh"
+        script.write_text("echo never\n")
+        script.chmod(0o644)
+        result = threadline("run", "--", str(script))
+        assert 126 == result.returncode
+        assert "Permission denied" in result.stderr
+
+    def test_needs_a_command(self) -> None:
+        """`threadline run` alone is a usage error."""
+        result = threadline("run")
+        assert 2 == result.returncode
+        assert "give the command to run" in result.stderr
+
+    def test_console_script_installed(self) -> None:
+        """The `threadline` command is installed with the package."""
+        script = os.path.join(os.path.dirname(sys.executable), "threadline")
+        result = subprocess.run([script, "run", "--", "true"], capture_output=True, text=True, timeout=60)
+        assert 0 == result.returncode, result.stderr

@@ -1,0 +1,225 @@
+"""Subprocesses: the env carrier, traced run/Popen, and children in other languages."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess as std_subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from opentelemetry import trace
+
+import threadline as tl
+from tests.conftest import Spans
+from threadline import subprocess
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+PRINT_ENV = "import json, os; print(json.dumps({k: os.environ.get(k) for k in ('TRACEPARENT', 'BAGGAGE', 'THREADLINE_BOOTSTRAP')}))"
+
+
+class TestChildEnv:
+    def test_context_and_switch(self, tracer: trace.Tracer) -> None:
+        """child_env adds the context under the env-carrier names and the bootstrap switch."""
+        with tracer.start_as_current_span("s") as span, tl.request.scope(request_id="e1"):
+            env = subprocess.child_env({"PATH": "/bin"})
+        assert "/bin" == env["PATH"]
+        assert f"{span.get_span_context().trace_id:032x}" in env["TRACEPARENT"]
+        assert "request.request_id=e1;tl" == env["BAGGAGE"]
+        assert "1" == env[subprocess.BOOTSTRAP_ENV]
+
+    def test_without_bootstrap(self) -> None:
+        """bootstrap=False leaves the switch off, even if this process had it."""
+        assert subprocess.BOOTSTRAP_ENV not in subprocess.child_env(
+            {subprocess.BOOTSTRAP_ENV: "1"}, bootstrap=False
+        )
+
+    def test_defaults_to_os_environ(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Without env, the child gets this process's environment plus the context."""
+        monkeypatch.setenv("SOME_SETTING", "kept")
+        assert "kept" == subprocess.child_env()["SOME_SETTING"]
+
+    def test_value_that_cannot_cross(self, store: tl.ContextStore) -> None:
+        """A non-JSON store value is a TypeError naming the store and key, before any child starts."""
+        with store.scope(handle=object()), pytest.raises(TypeError, match=rf"{store.name}.*'handle'"):
+            subprocess.run([sys.executable, "-c", "raise SystemExit(9)"])
+
+    def test_bootstrap_name_matches_the_pth_hook(self) -> None:
+        """The switch the parent sets is the one the .pth hook reads."""
+        pth = (Path(__file__).resolve().parent.parent / "src" / "threadline-bootstrap.pth").read_text()
+        assert f"'{subprocess.BOOTSTRAP_ENV}'" in pth
+
+
+class TestRun:
+    def test_child_continues_the_trace(self, tracer: trace.Tracer, spans: Spans) -> None:
+        """The child's TRACEPARENT names the subprocess span, a child of the caller's span."""
+        with tracer.start_as_current_span("parent"), tl.request.scope(request_id="r2"):
+            result = subprocess.run([sys.executable, "-c", PRINT_ENV], capture_output=True, text=True, check=True)
+        seen = json.loads(result.stdout)
+        child_span = spans.named("subprocess python")
+        assert child_span.parent is not None
+        assert spans.named("parent").context.span_id == child_span.parent.span_id
+        assert f"-{child_span.context.span_id:016x}-" in seen["TRACEPARENT"]
+        assert "request.request_id=r2;tl" == seen["BAGGAGE"]
+        attributes = child_span.attributes or {}
+        assert (0, "python") == (attributes["process.exit.code"], attributes["process.command"])
+        assert isinstance(attributes["process.pid"], int)
+        assert "process.command_args" not in attributes
+
+    def test_failed_child(self, tracer: trace.Tracer, spans: Spans) -> None:
+        """A non-zero exit is recorded with an error status; check=True raises as subprocess does."""
+        with tracer.start_as_current_span("parent"):
+            with pytest.raises(std_subprocess.CalledProcessError) as failure:
+                subprocess.run(["sh", "-c", "exit 4"], check=True, record_args=True)
+        assert 4 == failure.value.returncode
+        span = spans.named("subprocess sh")
+        assert trace.StatusCode.ERROR == span.status.status_code
+        assert ("sh", "-c", "exit 4") == (span.attributes or {})["process.command_args"]
+
+    def test_input_and_timeout(self) -> None:
+        """input=, capture_output= and timeout= behave as in subprocess.run."""
+        assert "hi" == subprocess.run(["cat"], input="hi", capture_output=True, text=True).stdout
+        with pytest.raises(std_subprocess.TimeoutExpired):
+            subprocess.run(["sleep", "30"], timeout=0.2)
+
+    def test_missing_program(self, tracer: trace.Tracer, spans: Spans) -> None:
+        """A program that does not exist raises as usual, and its span records the error."""
+        with tracer.start_as_current_span("parent"), pytest.raises(FileNotFoundError):
+            subprocess.run(["no-such-program-here"])
+        assert trace.StatusCode.ERROR == spans.named("subprocess no-such-program-here").status.status_code
+
+    def test_no_span_without_recording_parent(self, spans: Spans) -> None:
+        """Outside a recording span the context still travels, and nothing is recorded."""
+        with tl.request.scope(request_id="quiet"):
+            out = subprocess.run([sys.executable, "-c", PRINT_ENV], capture_output=True, text=True).stdout
+        assert "request.request_id=quiet;tl" == json.loads(out)["BAGGAGE"]
+        assert [] == spans.finished()
+
+
+class TestPopen:
+    def test_span_ends_when_exit_is_seen(self, tracer: trace.Tracer, spans: Spans) -> None:
+        """Leaving `with Popen` waits for the child and ends its span with the exit code."""
+        with tracer.start_as_current_span("parent"):
+            with subprocess.Popen(["sh", "-c", "exit 0"]) as child:
+                pass
+        assert 0 == child.returncode
+        assert 0 == (spans.named("subprocess sh").attributes or {})["process.exit.code"]
+
+    def test_poll(self, tracer: trace.Tracer, spans: Spans) -> None:
+        """poll() ends the span once it sees the exit."""
+        with tracer.start_as_current_span("parent"):
+            child = subprocess.Popen(["true"])
+        while child.poll() is None:
+            pass
+        assert 0 == (spans.named("subprocess true").attributes or {})["process.exit.code"]
+
+
+class TestPythonChild:
+    def test_explicit_extract_env(self, tracer: trace.Tracer) -> None:
+        """A child that calls tl.extract_env() continues the parent's trace and stores."""
+        code = (
+            "import threadline as tl\n"
+            "from opentelemetry import trace\n"
+            "with tl.extract_env():\n"
+            "    sc = trace.get_current_span().get_span_context()\n"
+            "    print(f'{sc.trace_id:032x}', tl.request.get()['request_id'])\n"
+        )
+        with tracer.start_as_current_span("parent") as span, tl.request.scope(request_id="x1"):
+            out = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True, bootstrap=False
+            ).stdout
+        assert f"{span.get_span_context().trace_id:032x} x1" == out.strip()
+
+    def test_unmodified_child_with_bootstrap(self, tracer: trace.Tracer, spans: Spans, tmp_path: Path) -> None:
+        """With the automatic bootstrap, an unmodified child logs the request id and joins the trace."""
+        span_file = tmp_path / "child-spans.jsonl"
+        with tracer.start_as_current_span("parent") as parent, tl.request.scope(request_id="boot1"):
+            out = subprocess.run(
+                [sys.executable, str(EXAMPLES / "children" / "unmodified_child.py")],
+                env={**os.environ, "CHILD_SPAN_FILE": str(span_file)},
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        trace_id = f"{parent.get_span_context().trace_id:032x}"
+        assert f"python child working request_id=boot1 trace_id={trace_id}" in out
+        (child_span,) = [json.loads(line) for line in span_file.read_text().splitlines()]
+        assert trace_id == child_span["trace_id"]
+        assert f"{spans.named('subprocess python').context.span_id:016x}" == child_span["parent_id"]
+
+    def test_unmodified_child_without_bootstrap(self, tracer: trace.Tracer, tmp_path: Path) -> None:
+        """Without the switch the child is untouched: its own trace, no request id."""
+        span_file = tmp_path / "child-spans.jsonl"
+        with tracer.start_as_current_span("parent") as parent, tl.request.scope(request_id="boot2"):
+            out = subprocess.run(
+                [sys.executable, str(EXAMPLES / "children" / "unmodified_child.py")],
+                env={**os.environ, "CHILD_SPAN_FILE": str(span_file)},
+                capture_output=True,
+                text=True,
+                check=True,
+                bootstrap=False,
+            ).stdout
+        assert "INFO:root:python child working\n" == out
+        (child_span,) = [json.loads(line) for line in span_file.read_text().splitlines()]
+        assert f"{parent.get_span_context().trace_id:032x}" != child_span["trace_id"]
+
+    @pytest.mark.parametrize(
+        "first_import", ["import logging", "from opentelemetry import trace", "import threadline", "import json"]
+    )
+    def test_bootstrap_whatever_is_imported_first(self, first_import: str) -> None:
+        """The bootstrap works whichever of logging, OpenTelemetry or threadline comes first."""
+        code = (
+            f"{first_import}\n"
+            "import logging, sys\n"
+            "logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n"
+            "logging.info('x')\n"
+            "import threadline as tl\n"
+            "from opentelemetry import trace\n"
+            "print(f'{trace.get_current_span().get_span_context().trace_id:032x}', dict(tl.request.get()))\n"
+        )
+        env = {
+            **os.environ,
+            "TRACEPARENT": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "BAGGAGE": "request.request_id=order;tl",
+            subprocess.BOOTSTRAP_ENV: "1",
+        }
+        result = std_subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert "" == result.stderr
+        assert [
+            "INFO:root:x request_id=order trace_id=0af7651916cd43dd8448eb211c80319c",
+            "0af7651916cd43dd8448eb211c80319c {'request_id': 'order'}",
+        ] == result.stdout.splitlines()
+
+    def test_bootstrap_with_bad_context_still_starts(self) -> None:
+        """Invalid context in the environment is dropped with a warning; the child runs."""
+        env = {**os.environ, "TRACEPARENT": "garbage", subprocess.BOOTSTRAP_ENV: "1"}
+        result = std_subprocess.run(
+            [sys.executable, "-c", "import threadline; print('ran')"], env=env, capture_output=True, text=True
+        )
+        assert (0, "ran\n") == (result.returncode, result.stdout)
+        assert "traceparent.invalid" in result.stderr
+
+
+class TestOtherLanguages:
+    def test_shell_child(self, tracer: trace.Tracer) -> None:
+        """A shell script reads the trace id and request id from its environment."""
+        with tracer.start_as_current_span("parent") as span, tl.request.scope(request_id="sh-1"):
+            out = subprocess.run(
+                ["sh", str(EXAMPLES / "children" / "report_context.sh")], capture_output=True, text=True, check=True
+            ).stdout
+        assert f"shell child: trace_id={span.get_span_context().trace_id:032x} request_id=sh-1\n" == out
+
+    @pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
+    def test_node_child(self, tracer: trace.Tracer, spans: Spans) -> None:
+        """A Node.js script reads the trace id, the request id and a typed user id."""
+        with tracer.start_as_current_span("parent") as span, tl.request.scope(request_id="a b+c", user_id=42):
+            out = subprocess.run(
+                ["node", str(EXAMPLES / "children" / "report_context.js")], capture_output=True, text=True, check=True
+            ).stdout
+        node_span = spans.named("subprocess node")
+        assert (
+            f"node child: trace_id={span.get_span_context().trace_id:032x} request_id=a b+c "
+            f"user_id=42 parent_id={node_span.context.span_id:016x}\n"
+        ) == out
