@@ -20,3 +20,15 @@ def test_threads_benchmark_smoke() -> None:
     for variant in ("bare ThreadPoolExecutor", "tl.ThreadPoolExecutor", "instrumentation-threading"):
         assert variant in result.stdout
     assert "`import threadline`" in result.stdout
+
+
+def test_processes_benchmark_smoke() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "processes_bench.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert 0 == result.returncode, result.stderr
+    for variant in ("bare ProcessPoolExecutor", "tl.ProcessPoolExecutor", "subprocess.run", "bootstrap on"):
+        assert variant in result.stdout

@@ -104,22 +104,38 @@ def inject_context(
 ) -> None:
     """Write *context* (default: current) through *set_field*; see `inject`.
 
-    The baggage is encoded first, so an error leaves the carrier untouched.
+    The fields are all encoded before the first is set, so an error leaves
+    the carrier untouched.
     """
     ctx = get_current() if context is None else context
+    for field, value in _encoded(ctx, with_baggage):
+        set_field(field, value)
+
+
+# Contexts are immutable, so one encoding serves every hand-off made from the
+# same one (all the jobs a request submits, all the children it starts).
+_last_encoded: tuple[Context, bool, list[tuple[str, str]]] | None = None
+
+
+def _encoded(ctx: Context, with_baggage: bool) -> list[tuple[str, str]]:
+    global _last_encoded  # noqa: PLW0603 - a one-entry cache, replaced whole
+    last = _last_encoded
+    if last is not None and last[0] is ctx and last[1] == with_baggage:
+        return last[2]
+    fields: list[tuple[str, str]] = []
     members = _baggage_members(ctx) if with_baggage else ""
     span_context = get_current_span(ctx).get_span_context()
     if span_context.is_valid:
-        set_field(
-            TRACEPARENT,
-            format_traceparent(
-                span_context.trace_id, span_context.span_id, span_context.trace_flags
-            ),
+        traceparent = format_traceparent(
+            span_context.trace_id, span_context.span_id, span_context.trace_flags
         )
+        fields.append((TRACEPARENT, traceparent))
         if span_context.trace_state:
-            set_field(TRACESTATE, span_context.trace_state.to_header())
+            fields.append((TRACESTATE, span_context.trace_state.to_header()))
     if members:
-        set_field(BAGGAGE, members)
+        fields.append((BAGGAGE, members))
+    _last_encoded = (ctx, with_baggage, fields)
+    return fields
 
 
 def _baggage_members(ctx: Context) -> str:

@@ -22,7 +22,7 @@ FLUSH_TIMEOUT_MILLIS = 5000
 
 _flush_pid: int | None = None
 _flushing = False
-_last: tuple[tuple[tuple[str, str], ...], Context] | None = None
+_last: tuple[str | None, Context] | None = None
 
 
 def call_in(carrier: Mapping[str, str], fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -40,18 +40,24 @@ def call_in(carrier: Mapping[str, str], fn: Callable[..., T], /, *args: Any, **k
 
 
 def _context_of(carrier: Mapping[str, str]) -> Context:
-    # One map() or many jobs from one scope send the same carrier again and
-    # again: parse it once.
+    from ._carrier import BAGGAGE, TRACEPARENT, extract_context  # noqa: PLC0415
+
+    def get(field: str) -> tuple[str, ...]:
+        return (carrier[field],) if field in carrier else ()
+
+    # Jobs from one scope carry the same baggage, each with its own parent
+    # span: parse the baggage once, only the traceparent each time.
     global _last  # noqa: PLW0603 - a one-entry cache for this process
-    key = tuple(carrier.items())
+    key = carrier.get(BAGGAGE)
     last = _last
     if last is not None and last[0] == key:
-        return last[1]
-    from ._carrier import extract_context  # noqa: PLC0415 - workers load it on the first job
-
-    context = extract_context(lambda field: (carrier[field],) if field in carrier else ())
-    _last = (key, context)
-    return context
+        stores = last[1]
+    else:
+        stores = extract_context(lambda field: get(field) if field == BAGGAGE else ())
+        _last = (key, stores)
+    if TRACEPARENT not in carrier:
+        return stores
+    return extract_context(lambda field: () if field == BAGGAGE else get(field), stores)
 
 
 def ensure_flush_at_exit() -> None:
