@@ -230,7 +230,8 @@ class _InternalError(web.HTTPInternalServerError):
 def _start_server_span(request: web.Request, link: Link | None) -> Any:
     method = request.method if request.method in _KNOWN_METHODS else "_OTHER"
     route = _route(request)
-    name = f"{method} {route}" if route else (method if method != "_OTHER" else "HTTP")
+    shown = method if method != "_OTHER" else "HTTP"
+    name = f"{shown} {route}" if route else shown
     attributes: dict[str, Any] = {
         "http.request.method": method,
         "url.path": request.path,
