@@ -107,10 +107,8 @@ def middleware(
         )
         request[_STATE_KEY] = state
         try:
-            return await _handle(request, handler, state, user_id)
+            return await _handle(request, handler, state, user_id, access_log)
         finally:
-            if access_log:
-                _log_access(request, state)
             restore(token)
 
     return threadline_middleware
@@ -173,36 +171,52 @@ class _State(SimpleNamespace):
 
 
 async def _handle(
-    request: web.Request, handler: Handler, state: _State, user_id: UserIdExtractor | None
+    request: web.Request,
+    handler: Handler,
+    state: _State,
+    user_id: UserIdExtractor | None,
+    access_log: bool,
 ) -> web.StreamResponse:
     span = state.span
     span_token = attach(trace.set_span_in_context(span, get_current())) if span else None
     try:
-        values: dict[str, Any] = {"request_id": state.request_id, "start_time": state.started}
-        if user_id is not None:
-            found = user_id(request)
-            if isinstance(found, Awaitable):
-                found = await found
-            if found is not None:
-                values["user_id"] = found
-        if span is not None:
-            span.set_attribute("request.id", state.request_id)
-            if "user_id" in values:
-                span.set_attribute("enduser.id", str(values["user_id"]))
+        values = await _scope_values(request, state, user_id)
         with request_store.merge(values):
-            response = await _respond(request, handler, state)
-    except BaseException as exc:
-        state.status = exc.status if isinstance(exc, web.HTTPException) else None
-        if span is not None:
-            _end_server_span(span, state.status, exc)
-        raise
+            try:
+                response = await _respond(request, handler, state)
+            except BaseException as exc:
+                state.status = exc.status if isinstance(exc, web.HTTPException) else None
+                if span is not None:
+                    _end_server_span(span, state.status, exc)
+                raise
+            else:
+                state.status = response.status
+                if span is not None:
+                    _end_server_span(span, response.status, None)
+            finally:
+                if access_log:  # inside the scope and span: the line carries their ids
+                    _log_access(request, state)
     finally:
         if span_token is not None:
             restore(span_token)
-    state.status = response.status
-    if span is not None:
-        _end_server_span(span, response.status, None)
     return response
+
+
+async def _scope_values(
+    request: web.Request, state: _State, user_id: UserIdExtractor | None
+) -> dict[str, Any]:
+    values: dict[str, Any] = {"request_id": state.request_id, "start_time": state.started}
+    if user_id is not None:
+        found = user_id(request)
+        if isinstance(found, Awaitable):
+            found = await found
+        if found is not None:
+            values["user_id"] = found
+    if state.span is not None:
+        state.span.set_attribute("request.id", state.request_id)
+        if "user_id" in values:
+            state.span.set_attribute("enduser.id", str(values["user_id"]))
+    return values
 
 
 async def _respond(request: web.Request, handler: Handler, state: _State) -> web.StreamResponse:
