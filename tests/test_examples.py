@@ -94,3 +94,20 @@ def test_subprocess_children() -> None:
         "node child: skipped" in out
     )
     assert 3 == out.count("exit=0")
+
+
+def test_http_services() -> None:
+    """Gateway -> backend -> thread and process pools: each request's lines share one id and trace."""
+    out = run("http_services.py").stdout
+    assert "2 requests, 2 traces; every line of both services carries its request's one id" in out
+    lines = [line for line in out.splitlines() if " request=" in line]
+    by_request: dict[str, set[str]] = {}
+    for line in lines:
+        match = re.search(r"request=(\w+) trace=(\w+)", line)
+        assert match is not None, line
+        by_request.setdefault(match[1], set()).add(match[2])
+    assert 2 == len(by_request)
+    assert all(1 == len(traces) for traces in by_request.values())
+    assert any("SpawnProcess" in line for line in lines)
+    for request_id in by_request:
+        assert f"X-Request-ID={request_id}" in out
