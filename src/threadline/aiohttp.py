@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import random
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -39,13 +39,15 @@ from aiohttp import (
     web,
 )
 from aiohttp.typedefs import Handler, Middleware
+from multidict import CIMultiDictProxy
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
-from ._carrier import BAGGAGE, TRACEPARENT, TRACESTATE, extract_context, inject_context
-from ._context import Context, attach, get_current, restore
+from ._carrier import BAGGAGE, FIELDS, TRACEPARENT, TRACESTATE, extract_context, inject_context
+from ._context import Context, attach, get_current, restore, store_key
 from ._spans import tracer
 from ._store import request as request_store
+from ._values import FrozenMapping, freeze
 from .diagnostics import record_drop
 
 __all__ = [
@@ -63,9 +65,16 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=@-]{1,128}")
 _KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"}
 )
-_STATE_KEY = (
-    web.RequestKey("threadline", SimpleNamespace) if hasattr(web, "RequestKey") else "threadline"
+_REQUEST_ID_KEY = (
+    web.RequestKey("threadline_request_id", str)
+    if hasattr(web, "RequestKey")
+    else "threadline_request_id"
 )
+_REQUEST_STORE_KEY = store_key(request_store.name)
+_EMPTY = Context()
+# Request ids need to be unique, not secret; OpenTelemetry's trace ids come from
+# the same generator. It spares a system call per request.
+_ids = random.Random()  # noqa: S311
 _access_log = logging.getLogger("threadline.aiohttp")
 
 UserIdExtractor = Callable[[web.Request], Any]
@@ -95,20 +104,47 @@ def middleware(
         access_log: log one line per request at its end, with its duration,
             on the ``threadline.aiohttp`` logger.
     """
+    log_access = _access_log.isEnabledFor if access_log else None
 
     @web.middleware
     async def threadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        incoming = _extract(request, trust_incoming)
-        token = attach(incoming.context)
-        state = _State(
-            request_id=_request_id(request, accept_request_id),
-            started=time.time(),
-            span=_start_server_span(request, incoming.link) if spans else None,
-        )
-        request[_STATE_KEY] = state
+        started = time.time()
+        incoming, link = _extract(request.headers, trust_incoming)
+        request_id = _request_id(request.headers, accept_request_id)
+        request[_REQUEST_ID_KEY] = request_id
+        span = _start_server_span(request, incoming, link, request_id) if spans else None
+        values: dict[str, Any] = {"request_id": request_id, "start_time": started}
+        if user_id is not None:
+            await _add_user_id(values, user_id, request, span)
+        token = attach(_handler_context(incoming, span, values))
+        status: int | None = None
         try:
-            return await _handle(request, handler, state, user_id, access_log)
+            response = await handler(request)
+        except web.HTTPException as exc:
+            status = exc.status
+            exc.headers.setdefault(REQUEST_ID_HEADER, request_id)
+            raise
+        except Exception as exc:  # noqa: BLE001 - answer 500 here, so the request id goes with it
+            status = 500
+            _access_log.exception("unhandled exception in %s %s", request.method, request.path)
+            if span is not None:
+                _record_error(span, exc)
+            raise web.HTTPInternalServerError(headers={REQUEST_ID_HEADER: request_id}) from None
+        except BaseException as exc:  # cancelled: the client went away
+            if span is not None:
+                _record_error(span, exc)
+            raise
+        else:
+            status = response.status
+            if not response.prepared:
+                response.headers.setdefault(REQUEST_ID_HEADER, request_id)
+            return response
         finally:
+            if span is not None:
+                _end_server_span(span, status)
+            if log_access is not None and log_access(logging.INFO):
+                # inside the scope and span: the line carries their ids
+                _log_access(request, status, started)
             restore(token)
 
     return threadline_middleware
@@ -125,183 +161,140 @@ def setup(app: web.Application, **options: Any) -> None:
 
 
 async def _add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
-    state = request.get(_STATE_KEY)
-    if state is not None and REQUEST_ID_HEADER not in response.headers:
-        response.headers[REQUEST_ID_HEADER] = state.request_id
+    request_id = request.get(_REQUEST_ID_KEY)
+    if request_id is not None and REQUEST_ID_HEADER not in response.headers:
+        response.headers[REQUEST_ID_HEADER] = request_id
 
 
-class _Incoming(SimpleNamespace):
-    context: Context
-    link: Link | None
+async def _add_user_id(
+    values: dict[str, Any], extractor: UserIdExtractor, request: web.Request, span: Any
+) -> None:
+    found = extractor(request)
+    if isinstance(found, Awaitable):
+        found = await found
+    if found is not None:
+        values["user_id"] = freeze(found)
+        if span is not None:
+            span.set_attribute("enduser.id", str(found))
 
 
-def _extract(request: web.Request, trust: bool) -> _Incoming:
-    headers = request.headers
+def _extract(headers: CIMultiDictProxy[str], trust: bool) -> tuple[Context, Link | None]:
+    """The incoming context (or, distrusted, an empty one and a link to the incoming span)."""
+    fields = {field: headers.getall(field, ()) for field in FIELDS}
+    if not any(fields.values()):
+        return _EMPTY, None  # nothing came: nothing to parse
 
     def get(field: str) -> Sequence[str]:
-        values = headers.getall(field, ())
+        values = fields[field]
         if values and sum(map(len, values)) > HEADER_LIMITS[field]:
             record_drop(f"{field}.too_large", f"{sum(map(len, values))} characters in {field}")
             return ()
         return values
 
     if trust:
-        return _Incoming(context=extract_context(get), link=None)
+        return extract_context(get), None
     remote = trace.get_current_span(extract_context(lambda f: get(f) if f != BAGGAGE else ()))
     remote_context = remote.get_span_context()
-    link = Link(remote_context) if remote_context.is_valid else None
-    return _Incoming(context=Context(), link=link)
+    return _EMPTY, Link(remote_context) if remote_context.is_valid else None
 
 
-def _request_id(request: web.Request, accept: bool) -> str:
+def _request_id(headers: CIMultiDictProxy[str], accept: bool) -> str:
     if accept:
-        given = request.headers.getall(REQUEST_ID_HEADER, ())
+        given = headers.getall(REQUEST_ID_HEADER, ())
         if len(given) == 1 and _REQUEST_ID.fullmatch(given[0]):
             return given[0]
         if given:
             record_drop("request_id.invalid", f"{REQUEST_ID_HEADER} {given[0][:64]!r}")
-    return uuid.uuid4().hex
+    return f"{_ids.getrandbits(128):032x}"
 
 
-class _State(SimpleNamespace):
-    request_id: str
-    started: float
-    span: Any
-    status: int | None = None
+def _handler_context(incoming: Context, span: Any, values: dict[str, Any]) -> Context:
+    """One context for the handler: what came in, the server span, the request scope."""
+    context = trace.set_span_in_context(span, incoming) if span is not None else incoming
+    outer = request_store.get(context)
+    merged = {**outer, **values} if outer else values
+    return Context({**context, _REQUEST_STORE_KEY: FrozenMapping(merged, request_store.name)})
 
 
-async def _handle(
-    request: web.Request,
-    handler: Handler,
-    state: _State,
-    user_id: UserIdExtractor | None,
-    access_log: bool,
-) -> web.StreamResponse:
-    span = state.span
-    span_token = attach(trace.set_span_in_context(span, get_current())) if span else None
-    try:
-        values = await _scope_values(request, state, user_id)
-        with request_store.merge(values):
-            try:
-                response = await _respond(request, handler, state)
-            except BaseException as exc:
-                state.status = exc.status if isinstance(exc, web.HTTPException) else None
-                if span is not None:
-                    _end_server_span(span, state.status, exc)
-                raise
-            else:
-                state.status = response.status
-                if span is not None:
-                    _end_server_span(span, response.status, None)
-            finally:
-                if access_log:  # inside the scope and span: the line carries their ids
-                    _log_access(request, state)
-    finally:
-        if span_token is not None:
-            restore(span_token)
-    return response
-
-
-async def _scope_values(
-    request: web.Request, state: _State, user_id: UserIdExtractor | None
-) -> dict[str, Any]:
-    values: dict[str, Any] = {"request_id": state.request_id, "start_time": state.started}
-    if user_id is not None:
-        found = user_id(request)
-        if isinstance(found, Awaitable):
-            found = await found
-        if found is not None:
-            values["user_id"] = found
-    if state.span is not None:
-        state.span.set_attribute("request.id", state.request_id)
-        if "user_id" in values:
-            state.span.set_attribute("enduser.id", str(values["user_id"]))
-    return values
-
-
-async def _respond(request: web.Request, handler: Handler, state: _State) -> web.StreamResponse:
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        exc.headers.setdefault(REQUEST_ID_HEADER, state.request_id)
-        raise
-    except Exception as exc:  # noqa: BLE001 - answer 500 here, so the request id goes with it
-        _access_log.exception("unhandled exception in %s %s", request.method, request.path)
-        raise _InternalError(state.request_id, exc) from None
-    if not response.prepared:
-        response.headers.setdefault(REQUEST_ID_HEADER, state.request_id)
-    return response
-
-
-class _InternalError(web.HTTPInternalServerError):
-    """The 500 answered for an unhandled exception, which it keeps for the span."""
-
-    def __init__(self, request_id: str, original: Exception) -> None:
-        super().__init__(headers={REQUEST_ID_HEADER: request_id})
-        self.original = original
-
-
-def _start_server_span(request: web.Request, link: Link | None) -> Any:
+def _start_server_span(
+    request: web.Request, parent: Context, link: Link | None, request_id: str
+) -> Any:
+    """Start the SERVER span, or return None while no tracer provider is set (nothing to record)."""
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return None
     method = request.method if request.method in _KNOWN_METHODS else "_OTHER"
     route = _route(request)
     shown = method if method != "_OTHER" else "HTTP"
-    name = f"{shown} {route}" if route else shown
     attributes: dict[str, Any] = {
         "http.request.method": method,
         "url.path": request.path,
         "url.scheme": request.scheme,
-        "network.protocol.version": f"{request.version.major}.{request.version.minor}",
+        "request.id": request_id,
     }
-    if method == "_OTHER":
-        attributes["http.request.method_original"] = request.method
     if route:
         attributes["http.route"] = route
+    span = tracer().start_span(
+        f"{shown} {route}" if route else shown,
+        context=parent,
+        kind=SpanKind.SERVER,
+        attributes=attributes,
+        links=[link] if link else None,
+    )
+    if span.is_recording():
+        span.set_attributes(_more_request_attributes(request, method))
+    return span
+
+
+def _more_request_attributes(request: web.Request, method: str) -> dict[str, Any]:
+    version = request.version
+    attributes: dict[str, Any] = {"network.protocol.version": f"{version.major}.{version.minor}"}
+    if method == "_OTHER":
+        attributes["http.request.method_original"] = request.method
     if request.query_string:
         attributes["url.query"] = request.query_string
-    host = request.url.host
+    host, separator, port = (request.host or "").rpartition(":")
+    if not separator or not port.isdigit():  # no port, or the end of an IPv6 address
+        host, port = request.host or "", ""
     if host:
-        attributes["server.address"] = host
-    if request.url.port:
-        attributes["server.port"] = request.url.port
+        attributes["server.address"] = host.strip("[]")
+    if port:
+        attributes["server.port"] = int(port)
     if request.remote:
         attributes["client.address"] = request.remote
     agent = request.headers.get("User-Agent")
     if agent:
         attributes["user_agent.original"] = agent
-    return tracer().start_span(
-        name, kind=SpanKind.SERVER, attributes=attributes, links=[link] if link else None
-    )
+    return attributes
 
 
 def _route(request: web.Request) -> str | None:
     match_info = request.match_info
-    route = getattr(match_info, "route", None)
-    resource = getattr(route, "resource", None)
-    if resource is None or getattr(match_info, "http_exception", None) is not None:
+    if getattr(match_info, "http_exception", None) is not None:
         return None
-    canonical = getattr(resource, "canonical", None)
+    canonical = getattr(
+        getattr(getattr(match_info, "route", None), "resource", None), "canonical", None
+    )
     return canonical if isinstance(canonical, str) else None
 
 
-def _end_server_span(span: Any, status: int | None, error: BaseException | None) -> None:
-    if isinstance(error, _InternalError):
-        error = error.original
+def _record_error(span: Any, error: BaseException) -> None:
+    span.set_attribute("error.type", type(error).__qualname__)
+    span.record_exception(error)
+    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+
+
+def _end_server_span(span: Any, status: int | None) -> None:
     if status is not None:
         span.set_attribute("http.response.status_code", status)
-    if error is not None and not isinstance(error, web.HTTPException):
-        # an exception (or a cancelled request) that no response answered
-        span.set_attribute("error.type", type(error).__qualname__)
-        span.record_exception(error)
-        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
-    elif status is not None and status >= 500:
-        span.set_attribute("error.type", str(status))
-        span.set_status(Status(StatusCode.ERROR))
+        # 4xx is the client's error, not the server's; an exception set its own error.type
+        if status >= 500 and span.status.status_code is not StatusCode.ERROR:
+            span.set_attribute("error.type", str(status))
+            span.set_status(Status(StatusCode.ERROR))
     span.end()
 
 
-def _log_access(request: web.Request, state: _State) -> None:
-    duration_ms = (time.time() - state.started) * 1000
-    status = state.status
+def _log_access(request: web.Request, status: int | None, started: float) -> None:
+    duration_ms = (time.time() - started) * 1000
     _access_log.info(
         "%s %s %s %.1fms",
         request.method,
