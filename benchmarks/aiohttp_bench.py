@@ -24,9 +24,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 VARIANTS = {
     "bare": "bare aiohttp",
+    "noop": "bare aiohttp with an empty middleware (for reference)",
     "context": "threadline middleware, no tracing SDK (context only)",
     "span": "threadline middleware, a span per request",
     "contrib": "opentelemetry-instrumentation-aiohttp-server, a span per request",
@@ -57,6 +59,14 @@ def serve(variant: str, port_file: str) -> None:
         import threadline.aiohttp  # noqa: PLC0415
 
         middlewares.append(threadline.aiohttp.middleware())
+    if variant == "noop":
+        from aiohttp import web  # noqa: PLC0415
+
+        @web.middleware
+        async def empty(request: web.Request, handler: Any) -> web.StreamResponse:
+            return await handler(request)
+
+        middlewares.append(empty)
     if variant == "contrib":
         from opentelemetry.instrumentation.aiohttp_server import (  # noqa: PLC0415
             AioHttpServerInstrumentor,

@@ -180,9 +180,9 @@ async def _add_user_id(
 
 def _extract(headers: CIMultiDictProxy[str], trust: bool) -> tuple[Context, Link | None]:
     """The incoming context (or, distrusted, an empty one and a link to the incoming span)."""
+    if TRACEPARENT not in headers and BAGGAGE not in headers:
+        return _EMPTY, None  # nothing came (tracestate alone means nothing): nothing to parse
     fields = {field: headers.getall(field, ()) for field in FIELDS}
-    if not any(fields.values()):
-        return _EMPTY, None  # nothing came: nothing to parse
 
     def get(field: str) -> Sequence[str]:
         values = fields[field]
@@ -220,7 +220,7 @@ def _start_server_span(
     request: web.Request, parent: Context, link: Link | None, request_id: str
 ) -> Any:
     """Start the SERVER span, or return None while no tracer provider is set (nothing to record)."""
-    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+    if not _provider_set():
         return None
     method = request.method if request.method in _KNOWN_METHODS else "_OTHER"
     route = _route(request)
@@ -243,6 +243,17 @@ def _start_server_span(
     if span.is_recording():
         span.set_attributes(_more_request_attributes(request, method))
     return span
+
+
+_provider_seen = False
+
+
+def _provider_set() -> bool:
+    # A tracer provider can be set once only: once one is there, it stays.
+    global _provider_seen  # noqa: PLW0603 - flips once, from False to True
+    if not _provider_seen:
+        _provider_seen = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    return _provider_seen
 
 
 def _more_request_attributes(request: web.Request, method: str) -> dict[str, Any]:
