@@ -32,3 +32,15 @@ def test_processes_benchmark_smoke() -> None:
     assert 0 == result.returncode, result.stderr
     for variant in ("bare ProcessPoolExecutor", "tl.ProcessPoolExecutor", "subprocess.run", "bootstrap on"):
         assert variant in result.stdout
+
+
+def test_aiohttp_benchmark_smoke() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "aiohttp_bench.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert 0 == result.returncode, result.stderr
+    for variant in ("bare aiohttp", "context only", "a span per request", "instrumentation-aiohttp-server"):
+        assert variant in result.stdout
