@@ -6,41 +6,33 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
-def test_threads_benchmark_smoke() -> None:
+@pytest.mark.parametrize(
+    ("script", "variants"),
+    [
+        (
+            "threads_bench.py",
+            ("bare ThreadPoolExecutor", "tl.ThreadPoolExecutor", "instrumentation-threading", "`import threadline`"),
+        ),
+        (
+            "processes_bench.py",
+            ("bare ProcessPoolExecutor", "tl.ProcessPoolExecutor", "subprocess.run", "bootstrap on"),
+        ),
+        (
+            "aiohttp_bench.py",
+            ("bare aiohttp", "context only", "a span per request", "instrumentation-aiohttp-server"),
+        ),
+    ],
+)
+def test_benchmark_smoke(script: str, variants: tuple[str, ...]) -> None:
+    """Each benchmark runs in --quick mode and reports every variant it compares."""
     result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "threads_bench.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [sys.executable, str(BENCHMARKS / script), "--quick"], capture_output=True, text=True, timeout=300
     )
     assert 0 == result.returncode, result.stderr
-    for variant in ("bare ThreadPoolExecutor", "tl.ThreadPoolExecutor", "instrumentation-threading"):
-        assert variant in result.stdout
-    assert "`import threadline`" in result.stdout
-
-
-def test_processes_benchmark_smoke() -> None:
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "processes_bench.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert 0 == result.returncode, result.stderr
-    for variant in ("bare ProcessPoolExecutor", "tl.ProcessPoolExecutor", "subprocess.run", "bootstrap on"):
-        assert variant in result.stdout
-
-
-def test_aiohttp_benchmark_smoke() -> None:
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "aiohttp_bench.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert 0 == result.returncode, result.stderr
-    for variant in ("bare aiohttp", "context only", "a span per request", "instrumentation-aiohttp-server"):
+    for variant in variants:
         assert variant in result.stdout

@@ -19,16 +19,22 @@ def run(name: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def test_main_job_request_across_threads() -> None:
-    """The README's main job: each request's log lines share one request id and trace id."""
-    out = run("request_across_threads.py").stdout
-    assert "3 requests, 18 log lines: each request's lines share one" in out
-    lines = [line for line in out.splitlines() if "request=" in line]
+def traces_by_request(lines: list[str]) -> dict[str, set[str]]:
+    """The trace ids each request id's log lines show (lines read `request=ID trace=ID`)."""
     by_request: dict[str, set[str]] = {}
     for line in lines:
         match = re.search(r"request=(\S+) trace=(\w+)", line)
         assert match is not None, line
         by_request.setdefault(match[1], set()).add(match[2])
+    return by_request
+
+
+def test_main_job_request_across_threads() -> None:
+    """The README's main job: each request's log lines share one request id and trace id."""
+    out = run("request_across_threads.py").stdout
+    assert "3 requests, 18 log lines: each request's lines share one" in out
+    lines = [line for line in out.splitlines() if "request=" in line]
+    by_request = traces_by_request(lines)
     assert {"req-0", "req-1", "req-2"} == set(by_request)
     assert all(len(traces) == 1 for traces in by_request.values())
     assert any(line.startswith("pool_") for line in lines)
@@ -101,11 +107,7 @@ def test_http_services() -> None:
     out = run("http_services.py").stdout
     assert "2 requests, 2 traces; every line of both services carries its request's one id" in out
     lines = [line for line in out.splitlines() if " request=" in line]
-    by_request: dict[str, set[str]] = {}
-    for line in lines:
-        match = re.search(r"request=(\w+) trace=(\w+)", line)
-        assert match is not None, line
-        by_request.setdefault(match[1], set()).add(match[2])
+    by_request = traces_by_request(lines)
     assert 2 == len(by_request)
     assert all(1 == len(traces) for traces in by_request.values())
     assert any("SpawnProcess" in line for line in lines)

@@ -8,6 +8,7 @@ import shutil
 import subprocess as std_subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -132,37 +133,35 @@ class TestPythonChild:
             ).stdout
         assert f"{span.get_span_context().trace_id:032x} x1" == out.strip()
 
+    @staticmethod
+    def run_unmodified_child(tmp_path: Path, bootstrap: bool) -> tuple[str, dict[str, Any]]:
+        """Run examples/children/unmodified_child.py; return its output and its one span."""
+        span_file = tmp_path / "child-spans.jsonl"
+        out = subprocess.run(
+            [sys.executable, str(EXAMPLES / "children" / "unmodified_child.py")],
+            env={**os.environ, "CHILD_SPAN_FILE": str(span_file)},
+            capture_output=True,
+            text=True,
+            check=True,
+            bootstrap=bootstrap,
+        ).stdout
+        (child_span,) = [json.loads(line) for line in span_file.read_text().splitlines()]
+        return out, child_span
+
     def test_unmodified_child_with_bootstrap(self, tracer: trace.Tracer, spans: Spans, tmp_path: Path) -> None:
         """With the automatic bootstrap, an unmodified child logs the request id and joins the trace."""
-        span_file = tmp_path / "child-spans.jsonl"
         with tracer.start_as_current_span("parent") as parent, tl.request.scope(request_id="boot1"):
-            out = subprocess.run(
-                [sys.executable, str(EXAMPLES / "children" / "unmodified_child.py")],
-                env={**os.environ, "CHILD_SPAN_FILE": str(span_file)},
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
+            out, child_span = self.run_unmodified_child(tmp_path, bootstrap=True)
         trace_id = f"{parent.get_span_context().trace_id:032x}"
         assert f"python child working request_id=boot1 trace_id={trace_id}" in out
-        (child_span,) = [json.loads(line) for line in span_file.read_text().splitlines()]
         assert trace_id == child_span["trace_id"]
         assert f"{spans.named('subprocess python').context.span_id:016x}" == child_span["parent_id"]
 
     def test_unmodified_child_without_bootstrap(self, tracer: trace.Tracer, tmp_path: Path) -> None:
         """Without the switch the child is untouched: its own trace, no request id."""
-        span_file = tmp_path / "child-spans.jsonl"
         with tracer.start_as_current_span("parent") as parent, tl.request.scope(request_id="boot2"):
-            out = subprocess.run(
-                [sys.executable, str(EXAMPLES / "children" / "unmodified_child.py")],
-                env={**os.environ, "CHILD_SPAN_FILE": str(span_file)},
-                capture_output=True,
-                text=True,
-                check=True,
-                bootstrap=False,
-            ).stdout
+            out, child_span = self.run_unmodified_child(tmp_path, bootstrap=False)
         assert "INFO:root:python child working\n" == out
-        (child_span,) = [json.loads(line) for line in span_file.read_text().splitlines()]
         assert f"{parent.get_span_context().trace_id:032x}" != child_span["trace_id"]
 
     @pytest.mark.parametrize(
