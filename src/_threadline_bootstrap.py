@@ -31,6 +31,9 @@ def _restore_context() -> None:
 
     # Never detached: the context belongs to the (main thread of the) process.
     attach(threadline.extract_env().context)
+    from threadline._worker import configure_like_parent  # noqa: PLC0415
+
+    configure_like_parent()
 
 
 def _enrich_logs() -> None:

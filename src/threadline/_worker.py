@@ -72,7 +72,16 @@ def ensure_flush_at_exit() -> None:
     if _flush_pid == pid:
         return
     _flush_pid = pid
+    configure_like_parent()
     util.Finalize(None, flush_tracing, exitpriority=100)
+
+
+def configure_like_parent() -> None:
+    """Set up tracing as the parent did, when it did so with `threadline.tracing.configure`."""
+    if os.environ.get("THREADLINE_CONFIGURED"):
+        from .tracing import configure  # noqa: PLC0415 - the parent loaded the SDK too
+
+        configure()
 
 
 def flush_tracing(timeout_millis: int = FLUSH_TIMEOUT_MILLIS) -> None:

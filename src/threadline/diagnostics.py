@@ -40,11 +40,11 @@ def reset_drop_counts() -> None:
         _unreported.clear()
 
 
-def record_drop(reason: str, detail: str) -> None:
-    """Count one drop under *reason* and warn unless this reason warned in the last interval."""
+def record_drop(reason: str, detail: str, count: int = 1) -> None:
+    """Count *count* drops under *reason*; warn unless this reason warned in the last interval."""
     now = time.monotonic()
     with _lock:
-        _counts[reason] = _counts.get(reason, 0) + 1
+        _counts[reason] = _counts.get(reason, 0) + count
         last = _last_warning.get(reason)
         if last is not None and now - last < WARNING_INTERVAL:
             _unreported[reason] = _unreported.get(reason, 0) + 1

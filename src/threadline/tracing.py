@@ -1,22 +1,50 @@
-"""OpenTelemetry SDK helpers: store values on spans, trace ids for logs.
+"""OpenTelemetry SDK helpers: set-up from the ``OTEL_*`` settings, store values on spans.
 
 This module imports the OpenTelemetry SDK; ``import threadline`` does not.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
-from collections.abc import Mapping
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+    SpanExportResult,
+)
 
 from ._context import get_current
 from ._spans import current_trace_ids
 from ._store import ContextStore, request
+from .diagnostics import record_drop
 
-__all__ = ["REQUEST_ATTRIBUTES", "StoreSpanProcessor", "current_trace_ids"]
+__all__ = [
+    "CONFIGURED_ENV",
+    "DEFAULT_TRACES_FILE",
+    "REQUEST_ATTRIBUTES",
+    "TRACES_FILE_ENV",
+    "StoreSpanProcessor",
+    "configure",
+    "current_trace_ids",
+]
+
+TRACES_FILE_ENV = "THREADLINE_TRACES_FILE"
+"""Where the embedded default writes spans (OTLP JSON lines); default `DEFAULT_TRACES_FILE`."""
+DEFAULT_TRACES_FILE = "threadline-traces.jsonl"
+CONFIGURED_ENV = "THREADLINE_CONFIGURED"
+"""Set by `configure` so worker processes and children configure themselves the same way."""
+SHUTDOWN_TIMEOUT_ENV = "THREADLINE_SHUTDOWN_TIMEOUT"
 
 REQUEST_ATTRIBUTES: Mapping[str, str] = {"request_id": "request.id", "user_id": "enduser.id"}
 """Which `threadline.request` keys land on spans, under which attribute names."""
@@ -82,3 +110,157 @@ def _attribute_value(value: Any) -> Any:
     ):
         return list(value)
     return json.dumps(value, default=lambda v: dict(v) if isinstance(v, Mapping) else str(v))
+
+
+def configure(
+    *,
+    service_name: str | None = None,
+    shutdown_timeout: float | None = None,
+) -> TracerProvider | None:
+    """Set up the OpenTelemetry SDK from the standard ``OTEL_*`` settings, once per process.
+
+    - ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` name the service
+      (*service_name* is the default when neither does);
+    - ``OTEL_TRACES_SAMPLER`` and ``OTEL_TRACES_SAMPLER_ARG`` choose the sampler;
+    - ``OTEL_TRACES_EXPORTER``: ``otlp``, ``console``, ``file`` or ``none``
+      (comma-separated for several). Without it: ``otlp`` when an OTLP
+      endpoint is set, otherwise ``file``, the embedded default, which needs
+      no server: OTLP JSON lines in ``THREADLINE_TRACES_FILE``
+      (default ``./threadline-traces.jsonl``);
+    - ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``, ``..._PROTOCOL`` (``http/protobuf``,
+      the default, or ``grpc``, with ``threadline[grpc]``) and the other OTLP
+      exporter settings, read by OpenTelemetry's own exporters;
+    - ``OTEL_BSP_*``: the batch processor's queue and batch sizes;
+    - ``OTEL_SDK_DISABLED=true``: nothing is set up; returns None.
+
+    Spans get the `threadline.request` values (`StoreSpanProcessor`). At exit
+    the spans still queued are exported, waiting at most *shutdown_timeout*
+    seconds (``THREADLINE_SHUTDOWN_TIMEOUT``, default 5), so an unreachable
+    Collector never holds the process. Worker processes and Python children
+    that threadline starts configure themselves with the same settings. If a
+    tracer provider is set already, it is returned as it is.
+
+    Raises:
+        ValueError: an ``OTEL_*`` setting names something unknown.
+    """
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        return current
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    exporters = [_exporter(name) for name in _exporter_names()]
+    provider = TracerProvider(resource=_resource(service_name), shutdown_on_exit=False)
+    provider.add_span_processor(StoreSpanProcessor())
+    for exporter in exporters:
+        if exporter is not None:
+            provider.add_span_processor(BatchSpanProcessor(_Counted(exporter)))
+    trace.set_tracer_provider(provider)
+    timeout = shutdown_timeout
+    if timeout is None:
+        timeout = float(os.environ.get(SHUTDOWN_TIMEOUT_ENV, "5"))
+    atexit.register(shutdown, provider, timeout)
+    os.environ[CONFIGURED_ENV] = "1"
+    return provider
+
+
+def shutdown(provider: TracerProvider, timeout: float) -> bool:
+    """Export what *provider* still holds and shut it down, waiting at most *timeout* seconds.
+
+    Returns False when time ran out; the spans still queued are then lost,
+    counted as ``export.shutdown_timeout``.
+    """
+    worker = threading.Thread(target=provider.shutdown, name="threadline-shutdown", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        record_drop("export.shutdown_timeout", f"spans not exported within {timeout:g}s of exit")
+        return False
+    return True
+
+
+def _resource(service_name: str | None) -> Resource:
+    attributes: dict[str, Any] = {}
+    named = os.environ.get("OTEL_SERVICE_NAME") or "service.name=" in os.environ.get(
+        "OTEL_RESOURCE_ATTRIBUTES", ""
+    )
+    if service_name and not named:
+        attributes[SERVICE_NAME] = service_name
+    return Resource.create(attributes)
+
+
+def _exporter_names() -> Sequence[str]:
+    setting = os.environ.get("OTEL_TRACES_EXPORTER")
+    if setting:
+        return [name.strip().lower() for name in setting.split(",") if name.strip()]
+    endpoints = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+    return ["otlp"] if any(os.environ.get(name) for name in endpoints) else ["file"]
+
+
+def _exporter(name: str) -> SpanExporter | None:
+    if name == "none":
+        return None
+    if name == "console":
+        return ConsoleSpanExporter()
+    if name == "file":
+        from .export import OTLPJsonFileSpanExporter  # noqa: PLC0415
+
+        path = Path(os.environ.get(TRACES_FILE_ENV) or DEFAULT_TRACES_FILE).resolve()
+        os.environ[TRACES_FILE_ENV] = str(path)  # children write to the same file
+        return OTLPJsonFileSpanExporter(path)
+    if name == "otlp":
+        return _otlp_exporter()
+    raise ValueError(
+        f"OTEL_TRACES_EXPORTER names {name!r}: threadline knows otlp, console, file and none"
+    )
+
+
+def _otlp_exporter() -> SpanExporter:
+    protocol = (
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    ).strip()
+    if protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
+            OTLPSpanExporter,
+        )
+
+        return OTLPSpanExporter()
+    if protocol == "grpc":
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
+                OTLPSpanExporter as GrpcSpanExporter,
+            )
+        except ImportError:
+            raise ValueError(
+                "OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs the gRPC exporter: "
+                "pip install 'threadline[grpc]'"
+            ) from None
+        return GrpcSpanExporter()
+    raise ValueError(
+        f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: threadline supports http/protobuf and grpc"
+    )
+
+
+class _Counted(SpanExporter):
+    """An exporter that counts and reports the spans its exporter failed to deliver."""
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        self._exporter = exporter
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        try:
+            result = self._exporter.export(spans)
+        except Exception as exc:  # noqa: BLE001 - an exporter must never break the processor
+            record_drop("export.failed", f"{type(exc).__name__}: {exc}", len(spans))
+            return SpanExportResult.FAILURE
+        if result is not SpanExportResult.SUCCESS:
+            refused = f"{type(self._exporter).__name__} refused them"
+            record_drop("export.failed", refused, len(spans))
+        return result
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._exporter.force_flush(timeout_millis)

@@ -1,0 +1,146 @@
+"""Span export: the embedded default (OTLP JSON lines in a local file) and its reader.
+
+`OTLPJsonFileSpanExporter` writes what the OpenTelemetry Collector's ``file``
+exporter writes: one OTLP/JSON ``ExportTraceServiceRequest`` per line (ids in
+hex, field names in lowerCamelCase). Many processes may append to one file.
+`read_spans` reads either, so one reader serves the embedded default and a
+real Collector's output.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+__all__ = ["ExportedSpan", "OTLPJsonFileSpanExporter", "read_spans"]
+
+_ID_FIELDS = frozenset({"traceId", "spanId", "parentSpanId"})
+
+
+class OTLPJsonFileSpanExporter(SpanExporter):
+    """Append spans to *path* as OTLP JSON lines, the Collector file exporter's format.
+
+    Each batch is one line written with one ``write`` to a file opened for
+    appending, so the worker processes of one service can share the file.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._path = Path(path)
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> Path:
+        """The file the spans go to."""
+        return self._path
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Write *spans* as one line; FAILURE if the file cannot be written."""
+        message = MessageToDict(encode_spans(spans), use_integers_for_enums=True)
+        line = (json.dumps(_hex_ids(message), separators=(",", ":")) + "\n").encode()
+        try:
+            with self._lock:
+                fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    os.write(fd, line)
+                finally:
+                    os.close(fd)
+        except OSError:
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        """Nothing to release: the file is opened for each batch."""
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Return True: every batch is on disk when `export` returns."""
+        return True
+
+
+def _hex_ids(value: Any) -> Any:
+    # Protobuf's JSON mapping writes bytes as base64; OTLP/JSON wants ids in hex.
+    if isinstance(value, dict):
+        return {
+            key: base64.b64decode(item).hex() if key in _ID_FIELDS else _hex_ids(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_hex_ids(item) for item in value]
+    return value
+
+
+@dataclass(frozen=True)
+class ExportedSpan:
+    """One span read back from an OTLP JSON file."""
+
+    name: str
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    kind: int
+    start_ns: int
+    end_ns: int
+    status_code: int
+    service: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_ms(self) -> float:
+        """The span's duration in milliseconds."""
+        return (self.end_ns - self.start_ns) / 1e6
+
+
+def read_spans(path: str | os.PathLike[str]) -> list[ExportedSpan]:
+    """Return every span in an OTLP JSON lines file (threadline's or the Collector's)."""
+    with open(path, encoding="utf-8") as lines:
+        return [span for line in lines if line.strip() for span in _spans_of(json.loads(line))]
+
+
+def _spans_of(request: dict[str, Any]) -> Iterator[ExportedSpan]:
+    for resource_spans in request.get("resourceSpans", ()):
+        resource = _attributes(resource_spans.get("resource", {}).get("attributes", ()))
+        service = str(resource.get("service.name", "unknown_service"))
+        for scope_spans in resource_spans.get("scopeSpans", ()):
+            for span in scope_spans.get("spans", ()):
+                yield ExportedSpan(
+                    name=span["name"],
+                    trace_id=span["traceId"],
+                    span_id=span["spanId"],
+                    parent_id=span.get("parentSpanId") or None,
+                    kind=int(span.get("kind", 0)),
+                    start_ns=int(span.get("startTimeUnixNano", 0)),
+                    end_ns=int(span.get("endTimeUnixNano", 0)),
+                    status_code=int(span.get("status", {}).get("code", 0)),
+                    service=service,
+                    attributes=_attributes(span.get("attributes", ())),
+                )
+
+
+def _attributes(pairs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {pair["key"]: _value(pair.get("value", {})) for pair in pairs}
+
+
+def _value(value: dict[str, Any]) -> Any:
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "doubleValue" in value:
+        return float(value["doubleValue"])
+    if "boolValue" in value:
+        return bool(value["boolValue"])
+    if "arrayValue" in value:
+        return [_value(item) for item in value["arrayValue"].get("values", ())]
+    return None

@@ -1,0 +1,130 @@
+"""Tracing set-up from OTEL_* settings, and the embedded default: OTLP JSON lines in a file."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from threadline.export import read_spans
+
+CHILD = textwrap.dedent(
+    """
+    import multiprocessing, sys
+    import threadline as tl
+    from threadline import subprocess as tl_subprocess
+    from threadline.tracing import configure
+    from opentelemetry import trace
+
+    def work(i):
+        with trace.get_tracer("worker").start_as_current_span(f"work {i}"):
+            return i
+
+    if __name__ == "__main__":
+        provider = configure(service_name="svc-from-code")
+        print("configured" if provider is not None else "not configured")
+        tracer = trace.get_tracer("main")
+        with tl.request.scope(request_id="r-1"), tracer.start_as_current_span("request"):
+            if "pool" in sys.argv:
+                ctx = multiprocessing.get_context("spawn")
+                with tl.ProcessPoolExecutor(2, mp_context=ctx) as pool:
+                    list(pool.map(work, range(4)))
+            if "child" in sys.argv:
+                code = "from opentelemetry import trace\\n" \\
+                       "with trace.get_tracer('c').start_as_current_span('in child'): pass"
+                tl_subprocess.run([sys.executable, "-c", code], check=True)
+    """
+)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    (tmp_path / "app.py").write_text(CHILD)
+    yield tmp_path
+
+
+def run_app(workdir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "THREADLINE_"))}
+    return subprocess.run(
+        [sys.executable, "app.py", *args],
+        cwd=workdir,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+class TestConfigure:
+    def test_embedded_default_needs_no_server(self, workdir: Path) -> None:
+        """With nothing configured, spans go as OTLP JSON lines to ./threadline-traces.jsonl."""
+        result = run_app(workdir)
+        assert 0 == result.returncode, result.stderr
+        (span,) = read_spans(workdir / "threadline-traces.jsonl")
+        assert ("request", "svc-from-code", "r-1") == (span.name, span.service, span.attributes["request.id"])
+        assert 32 == len(span.trace_id) and 16 == len(span.span_id)
+
+    def test_service_name_setting_wins(self, workdir: Path) -> None:
+        """OTEL_SERVICE_NAME names the service over the code's default."""
+        run_app(workdir, OTEL_SERVICE_NAME="from-env", OTEL_RESOURCE_ATTRIBUTES="deployment.environment=test")
+        (span,) = read_spans(workdir / "threadline-traces.jsonl")
+        assert "from-env" == span.service
+
+    def test_file_location_setting(self, workdir: Path) -> None:
+        """THREADLINE_TRACES_FILE moves the file."""
+        target = workdir / "elsewhere.jsonl"
+        run_app(workdir, THREADLINE_TRACES_FILE=str(target))
+        assert ["request"] == [s.name for s in read_spans(target)]
+
+    def test_exporter_none_and_disabled(self, workdir: Path) -> None:
+        """OTEL_TRACES_EXPORTER=none exports nothing; OTEL_SDK_DISABLED=true sets nothing up."""
+        assert 0 == run_app(workdir, OTEL_TRACES_EXPORTER="none").returncode
+        assert not (workdir / "threadline-traces.jsonl").exists()
+        assert "not configured" in run_app(workdir, OTEL_SDK_DISABLED="true").stdout
+
+    @pytest.mark.parametrize(
+        ("setting", "message"),
+        [
+            ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER names 'zipkin'"),
+            ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "http/json"),
+        ],
+    )
+    def test_unknown_settings_are_clear_errors(self, workdir: Path, setting: dict[str, str], message: str) -> None:
+        """A setting threadline cannot honour is an error that names it."""
+        result = run_app(workdir, **setting)
+        assert 0 != result.returncode
+        assert message in result.stderr
+
+    def test_workers_and_children_export_to_the_same_place(self, workdir: Path) -> None:
+        """Spawned pool workers and a Python child configure themselves like the parent."""
+        result = run_app(workdir, "pool", "child")
+        assert 0 == result.returncode, result.stderr
+        exported = read_spans(workdir / "threadline-traces.jsonl")
+        spans = {s.name: s for s in exported}
+        request = spans["request"]
+        assert {f"work {i}" for i in range(4)} | {"in child", "subprocess python"} <= set(spans)
+        assert {request.trace_id} == {s.trace_id for s in exported}
+        assert spans["subprocess python"].span_id == spans["in child"].parent_id
+        job_ids = {s.span_id for s in exported if s.name == "process work"}
+        assert {spans[f"work {i}"].parent_id for i in range(4)} <= job_ids
+
+    def test_exit_never_waits_past_the_bound(self, workdir: Path) -> None:
+        """An unreachable Collector cannot hold the exit: the spans are dropped and reported."""
+        with socket.socket() as silent:  # accepts connections, never answers
+            silent.bind(("127.0.0.1", 0))
+            silent.listen()
+            port = silent.getsockname()[1]
+            result = run_app(
+                workdir,
+                OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{port}",
+                OTEL_EXPORTER_OTLP_TIMEOUT="60",
+                THREADLINE_SHUTDOWN_TIMEOUT="1",
+            )
+        assert 0 == result.returncode, result.stderr
+        assert "export.shutdown_timeout" in result.stderr
