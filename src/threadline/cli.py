@@ -26,6 +26,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``threadline`` command; return its exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "demo":
+        from ._demo import run_demo  # noqa: PLC0415
+
+        return run_demo(otlp=args.otlp, requests=args.requests)
     command = list(args.cmd)
     if command[:1] == ["--"]:
         command = command[1:]
@@ -61,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
         help="do not switch on threadline's automatic bootstrap in Python children",
     )
     run_parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
+    demo_parser = commands.add_parser(
+        "demo",
+        help="run a gateway and a backend and show each request as one trace",
+        description="Serve requests across HTTP, a thread pool, a process pool and child "
+        "processes; print each trace as a tree with its log lines.",
+    )
+    demo_parser.add_argument("--otlp", metavar="URL", help="send spans to this OTLP/HTTP endpoint")
+    demo_parser.add_argument("--requests", type=int, default=2, help="how many requests (2)")
     return parser
 
 
