@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,15 @@ def collector_binary() -> Path:
     if os.environ.get("THREADLINE_REQUIRE_COLLECTOR"):
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 60) -> bool:
+    """Poll *condition* until it holds or *seconds* pass; return whether it held (a wait, not a measure)."""
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
 
 
 def free_port() -> int:
@@ -63,15 +72,16 @@ class Collector:
             self.process = subprocess.Popen(
                 [str(binary), "--config", str(CONFIG)], env=env, stdout=out, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+        process = self.process
+
+        def listening() -> bool:
+            if process.poll() is not None:
                 raise RuntimeError(f"the Collector exited: {log.read_text()[-2000:]}")
             with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", self.http_port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError("the Collector did not start listening")
+                return probe.connect_ex(("127.0.0.1", self.http_port)) == 0
+
+        if not wait_for(listening):
+            raise RuntimeError("the Collector did not start listening")
 
     def stop(self, kill: bool = False) -> None:
         if self.process is not None and self.process.poll() is None:
