@@ -84,3 +84,19 @@ class TestRun:
         script = os.path.join(os.path.dirname(sys.executable), "threadline")
         result = subprocess.run([script, "run", "--", "true"], capture_output=True, text=True, timeout=60)
         assert 0 == result.returncode, result.stderr
+
+
+def test_run_records_a_span_when_tracing_is_configured(tmp_path: Path) -> None:
+    """With OTEL_* settings, `threadline run` configures tracing: the command is a span of the trace."""
+    from threadline.export import read_spans
+
+    traces = tmp_path / "traces.jsonl"
+    result = threadline(
+        "run", "--", "sh", "-c", 'echo "$TRACEPARENT"',
+        env={"TRACEPARENT": TRACEPARENT, "OTEL_TRACES_EXPORTER": "file", "THREADLINE_TRACES_FILE": str(traces)},
+    )
+    assert 0 == result.returncode, result.stderr
+    (span,) = read_spans(traces)
+    assert ("subprocess sh", "threadline-run") == (span.name, span.service)
+    assert (TRACEPARENT.split("-")[1], TRACEPARENT.split("-")[2]) == (span.trace_id, span.parent_id)
+    assert f"-{span.span_id}-" in result.stdout

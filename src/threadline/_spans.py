@@ -18,9 +18,32 @@ INSTRUMENTATION_NAME = "threadline"
 
 
 def is_recording() -> bool:
-    """Return True if the current span records (so a child span would be kept)."""
+    """Return True if a child of the current span would be recorded.
+
+    That is: the current span records, or it is a sampled remote parent (the
+    context came from another process) and a tracer provider is set.
+    """
     span: Span | None = span_in(get_current())
-    return span is not None and span.is_recording()
+    if span is None:
+        return False
+    if span.is_recording():
+        return True
+    span_context = span.get_span_context()
+    return span_context.is_remote and span_context.trace_flags.sampled and provider_set()
+
+
+_provider_seen = False
+
+
+def provider_set() -> bool:
+    """Return True once the application has set a tracer provider."""
+    # A tracer provider can be set once only: once one is there, it stays.
+    global _provider_seen  # noqa: PLW0603 - flips once, from False to True
+    if not _provider_seen:
+        from opentelemetry import trace  # noqa: PLC0415 - loaded by whoever made the span
+
+        _provider_seen = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    return _provider_seen
 
 
 def current_trace_ids() -> tuple[str, str] | None:

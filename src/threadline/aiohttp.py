@@ -45,7 +45,7 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from ._carrier import BAGGAGE, FIELDS, TRACEPARENT, TRACESTATE, extract_context, inject_context
 from ._context import Context, attach, get_current, restore, store_key
-from ._spans import tracer
+from ._spans import provider_set, tracer
 from ._store import request as request_store
 from ._values import FrozenMapping, freeze
 from .diagnostics import record_drop
@@ -220,7 +220,7 @@ def _start_server_span(
     request: web.Request, parent: Context, link: Link | None, request_id: str
 ) -> Any:
     """Start the SERVER span, or return None while no tracer provider is set (nothing to record)."""
-    if not _provider_set():
+    if not provider_set():
         return None
     method = request.method if request.method in _KNOWN_METHODS else "_OTHER"
     route = _route(request)
@@ -243,17 +243,6 @@ def _start_server_span(
     if span.is_recording():
         span.set_attributes(_more_request_attributes(request, method))
     return span
-
-
-_provider_seen = False
-
-
-def _provider_set() -> bool:
-    # A tracer provider can be set once only: once one is there, it stays.
-    global _provider_seen  # noqa: PLW0603 - flips once, from False to True
-    if not _provider_seen:
-        _provider_seen = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
-    return _provider_seen
 
 
 def _more_request_attributes(request: web.Request, method: str) -> dict[str, Any]:

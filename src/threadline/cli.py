@@ -3,14 +3,16 @@
 ``threadline run [--request-id ID] [--user-id ID] -- CMD ARGS...`` runs any
 command as a child that continues this process's context (from its own
 ``TRACEPARENT``/``TRACESTATE``/``BAGGAGE``), with the context in the child's
-environment. Standard input, output and error pass through, and the child's
-exit code is threadline's (128+N when a signal N ended it, 127 when the
-command is not found, 126 when it cannot be run).
+environment; when ``OTEL_*`` settings set up tracing, the child is a span.
+Standard input, output and error pass through, and the child's exit code is
+threadline's (128+N when a signal N ended it, 127 when the command is not
+found, 126 when it cannot be run).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -19,6 +21,12 @@ from typing import Any
 
 __all__ = ["main"]
 
+_TRACING_SETTINGS = (
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "THREADLINE_CONFIGURED",
+)
 _FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
@@ -80,6 +88,11 @@ def run(command: list[str], values: dict[str, str], *, bootstrap: bool = True) -
     """Run *command* in this process's context (plus *values* in `threadline.request`)."""
     import threadline as tl  # noqa: PLC0415 - keep `threadline --help` quick
     from threadline.subprocess import Popen  # noqa: PLC0415
+
+    if any(os.environ.get(name) for name in _TRACING_SETTINGS):
+        from threadline.tracing import configure  # noqa: PLC0415
+
+        configure(service_name="threadline-run")
 
     with ExitStack() as stack:
         stack.enter_context(tl.extract_env())
