@@ -413,3 +413,28 @@ class TestClient:
         (client,) = [s for s in spans.finished() if s.kind == SpanKind.CLIENT]
         assert trace.StatusCode.ERROR == client.status.status_code
         assert "error.type" in client.attributes
+
+
+class TestUserIdExtractor:
+    async def test_failing_extractor_is_a_500_with_the_id(self, serve: Serve, spans: Spans) -> None:
+        """An extractor that raises fails the request like a handler would: 500, id, error span."""
+
+        def broken(request: web.Request) -> str:
+            raise LookupError("no session store")
+
+        base = await serve(make_app(user_id=broken))
+        response, _ = await get(f"{base}/users/1", {"X-Request-ID": "ux-1"})
+        assert (500, "ux-1") == (response.status, response.headers["X-Request-ID"])
+        assert "LookupError" == server_span(spans).attributes["error.type"]
+
+    async def test_extractor_runs_in_the_request_context(self, serve: Serve) -> None:
+        """The extractor sees the request id already (its log lines carry it)."""
+        seen: list[object] = []
+
+        def remember(request: web.Request) -> str:
+            seen.append((tl.request.get() or {}).get("request_id"))
+            return "u-1"
+
+        base = await serve(make_app(user_id=remember))
+        await get(f"{base}/users/1", {"X-Request-ID": "ux-2"})
+        assert ["ux-2"] == seen

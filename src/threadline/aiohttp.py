@@ -27,6 +27,7 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextvars import Token
 from types import SimpleNamespace
 from typing import Any
 
@@ -114,11 +115,13 @@ def middleware(
         request[_REQUEST_ID_KEY] = request_id
         span = _start_server_span(request, incoming, link, request_id) if spans else None
         values: dict[str, Any] = {"request_id": request_id, "start_time": started}
-        if user_id is not None:
-            await _add_user_id(values, user_id, request, span)
         token = attach(_handler_context(incoming, span, values))
+        with_user: Token[Context] | None = None
         status: int | None = None
         try:
+            # the extractor runs in the request's context, and its errors are the request's
+            if user_id is not None and await _add_user_id(values, user_id, request, span):
+                with_user = attach(_handler_context(incoming, span, values))
             response = await handler(request)
         except web.HTTPException as exc:
             status = exc.status
@@ -145,6 +148,8 @@ def middleware(
             if log_access is not None and log_access(logging.INFO):
                 # inside the scope and span: the line carries their ids
                 _log_access(request, status, started)
+            if with_user is not None:
+                restore(with_user)
             restore(token)
 
     return threadline_middleware
@@ -168,14 +173,16 @@ async def _add_request_id_header(request: web.Request, response: web.StreamRespo
 
 async def _add_user_id(
     values: dict[str, Any], extractor: UserIdExtractor, request: web.Request, span: Any
-) -> None:
+) -> bool:
     found = extractor(request)
     if isinstance(found, Awaitable):
         found = await found
-    if found is not None:
-        values["user_id"] = freeze(found)
-        if span is not None:
-            span.set_attribute("enduser.id", str(found))
+    if found is None:
+        return False
+    values["user_id"] = freeze(found)
+    if span is not None:
+        span.set_attribute("enduser.id", str(found))
+    return True
 
 
 def _extract(headers: CIMultiDictProxy[str], trust: bool) -> tuple[Context, Link | None]:
