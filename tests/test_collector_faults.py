@@ -56,8 +56,11 @@ def wait_until_written(path: Path, name: str, count: int) -> None:
 
 
 def test_collector_down_killed_and_restarted(tmp_path: Path) -> None:
-    """Not running at start, killed mid-run, restarted: spans after each start all arrive,
-    the ones sent to nobody are counted and reported, and no error reaches the application."""
+    """Not running at start, killed mid-run, restarted: spans after each start all arrive.
+
+    The ones sent to nobody, and those the bounded queue turned away, are
+    counted and reported; no error reaches the application.
+    """
     binary = collector_binary()
     grpc_port, http_port = free_port(), free_port()
     first = Collector(grpc_port, http_port, tmp_path / "first.jsonl")
@@ -86,5 +89,6 @@ def test_collector_down_killed_and_restarted(tmp_path: Path) -> None:
     assert 40 == names_in(second.traces_file).count("restarted")
     assert "before" not in names_in(first.traces_file) + names_in(second.traces_file)
     assert counts.get("export.failed", 0) >= 30  # the spans nobody received, counted
+    assert counts.get("export.queue_full", 0) > 0  # the queue is bounded: memory is
     assert "threadline dropped context (export.failed)" in stderr
     assert "Traceback" not in stderr

@@ -153,7 +153,7 @@ def configure(
     provider.add_span_processor(StoreSpanProcessor())
     for exporter in exporters:
         if exporter is not None:
-            provider.add_span_processor(BatchSpanProcessor(_Counted(exporter)))
+            provider.add_span_processor(_CountingBatchSpanProcessor(_Counted(exporter)))
     trace.set_tracer_provider(provider)
     timeout = shutdown_timeout
     if timeout is None:
@@ -240,6 +240,24 @@ def _otlp_exporter() -> SpanExporter:
     raise ValueError(
         f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: threadline supports http/protobuf and grpc"
     )
+
+
+class _CountingBatchSpanProcessor(BatchSpanProcessor):
+    """A BatchSpanProcessor that counts the spans its full queue turns away.
+
+    The queue is bounded (``OTEL_BSP_MAX_QUEUE_SIZE``), so memory is; a span
+    that does not fit is dropped by the SDK. The count reads the SDK's queue
+    where this version of it has one, and is skipped where it has not.
+    """
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Queue the span, counting it as ``export.queue_full`` when there is no room."""
+        processor = getattr(self, "_batch_processor", None)
+        queue = getattr(processor, "_queue", None)
+        limit = getattr(processor, "_max_queue_size", None)
+        if queue is not None and isinstance(limit, int) and len(queue) >= limit:
+            record_drop("export.queue_full", f"the export queue holds {limit} spans already")
+        super().on_end(span)
 
 
 class _Counted(SpanExporter):
