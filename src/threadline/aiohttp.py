@@ -88,6 +88,7 @@ def middleware(
     user_id: UserIdExtractor | None = None,
     spans: bool = True,
     access_log: bool = True,
+    remember_request_id: bool = False,
 ) -> Middleware:
     """Return an aiohttp middleware that runs each request in its own context.
 
@@ -104,16 +105,24 @@ def middleware(
         spans: record a SERVER span per request.
         access_log: log one line per request at its end, with its duration,
             on the ``threadline.aiohttp`` logger.
+        remember_request_id: keep the id on the request for `setup`'s
+            response hook (set by `setup`).
     """
     log_access = _access_log.isEnabledFor if access_log else None
 
     @web.middleware
     async def threadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.time()
-        incoming, link = _extract(request.headers, trust_incoming)
-        request_id = _request_id(request.headers, accept_request_id)
-        request[_REQUEST_ID_KEY] = request_id
-        span = _start_server_span(request, incoming, link, request_id) if spans else None
+        headers = request.headers
+        incoming, link = _extract(headers, trust_incoming)
+        request_id = _request_id(headers, accept_request_id)
+        if remember_request_id:
+            request[_REQUEST_ID_KEY] = request_id
+        span = (
+            _start_server_span(request, incoming, link, request_id)
+            if spans and provider_set()
+            else None
+        )
         values: dict[str, Any] = {"request_id": request_id, "start_time": started}
         token = attach(_handler_context(incoming, span, values))
         with_user: Token[Context] | None = None
@@ -143,11 +152,9 @@ def middleware(
                 response.headers.setdefault(REQUEST_ID_HEADER, request_id)
             return response
         finally:
-            if span is not None:
-                _end_server_span(span, status)
-            if log_access is not None and log_access(logging.INFO):
-                # inside the scope and span: the line carries their ids
-                _log_access(request, status, started)
+            _finish(
+                request, span, status, started, log_access is not None and log_access(logging.INFO)
+            )
             if with_user is not None:
                 restore(with_user)
             restore(token)
@@ -161,7 +168,7 @@ def setup(app: web.Application, **options: Any) -> None:
     Unlike the middleware alone, this also covers responses that a handler
     prepares (streams) itself. Takes the options of `middleware`.
     """
-    app.middlewares.insert(0, middleware(**options))
+    app.middlewares.insert(0, middleware(**options, remember_request_id=True))
     app.on_response_prepare.append(_add_request_id_header)
 
 
@@ -226,9 +233,7 @@ def _handler_context(incoming: Context, span: Any, values: dict[str, Any]) -> Co
 def _start_server_span(
     request: web.Request, parent: Context, link: Link | None, request_id: str
 ) -> Any:
-    """Start the SERVER span, or return None while no tracer provider is set (nothing to record)."""
-    if not provider_set():
-        return None
+    """Start the SERVER span (the caller checked that a tracer provider is set)."""
     method = request.method if request.method in _KNOWN_METHODS else "_OTHER"
     route = _route(request)
     shown = method if method != "_OTHER" else "HTTP"
@@ -298,6 +303,14 @@ def _end_server_span(span: Any, status: int | None) -> None:
             span.set_attribute("error.type", str(status))
             span.set_status(Status(StatusCode.ERROR))
     span.end()
+
+
+def _finish(request: web.Request, span: Any, status: int | None, started: float, log: bool) -> None:
+    """End the span and write the access line, still inside the request's scope and span."""
+    if span is not None:
+        _end_server_span(span, status)
+    if log:
+        _log_access(request, status, started)
 
 
 def _log_access(request: web.Request, status: int | None, started: float) -> None:
