@@ -245,16 +245,16 @@ def _start_server_span(
     }
     if route:
         attributes["http.route"] = route
-    span = tracer().start_span(
+    # All known at the start, so all given at the start: samplers see them, and
+    # the SDK checks them in one pass.
+    attributes.update(_more_request_attributes(request, method))
+    return tracer().start_span(
         f"{shown} {route}" if route else shown,
         context=parent,
         kind=SpanKind.SERVER,
         attributes=attributes,
         links=[link] if link else None,
     )
-    if span.is_recording():
-        span.set_attributes(_more_request_attributes(request, method))
-    return span
 
 
 def _more_request_attributes(request: web.Request, method: str) -> dict[str, Any]:
