@@ -35,6 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "demo":
+        try:
+            import aiohttp  # noqa: F401, PLC0415 - the demo serves HTTP
+        except ImportError:
+            parser.error("demo: the demo serves HTTP with aiohttp: pip install 'threadline[aiohttp]'")
         from ._demo import run_demo  # noqa: PLC0415
 
         return run_demo(otlp=args.otlp, requests=args.requests)
