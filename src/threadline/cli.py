@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             import aiohttp  # noqa: F401, PLC0415 - the demo serves HTTP
         except ImportError:
-            parser.error("demo: the demo serves HTTP with aiohttp: pip install 'threadline[aiohttp]'")
+            parser.error("demo: the demo serves HTTP, it needs: pip install 'threadline[aiohttp]'")
         from ._demo import run_demo  # noqa: PLC0415
 
         return run_demo(otlp=args.otlp, requests=args.requests)
