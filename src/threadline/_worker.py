@@ -14,7 +14,14 @@ from typing import Any, TypeVar
 
 from ._context import Context, attach, restore
 
-__all__ = ["FLUSH_TIMEOUT_MILLIS", "call_in", "ensure_flush_at_exit", "flush_tracing"]
+__all__ = [
+    "FLUSH_TIMEOUT_MILLIS",
+    "call_in",
+    "configure_like_parent",
+    "ensure_flush_at_exit",
+    "exit_on_terminate",
+    "flush_tracing",
+]
 
 T = TypeVar("T")
 FLUSH_TIMEOUT_MILLIS = 5000
