@@ -175,6 +175,7 @@ def extract_context(get: Getter, context: Context | None = None) -> Context:
     if span_context is not None:
         ctx = set_span_in_context(NonRecordingSpan(span_context), ctx)
     values: dict[str, Any] = dict(ctx)
+    plain: dict[str, str] = {}
     headers = list(get(BAGGAGE))
     if headers:
         try:
@@ -184,11 +185,10 @@ def extract_context(get: Getter, context: Context | None = None) -> Context:
         else:
             for name, store_values in stores.items():
                 values[store_key(name)] = FrozenMapping(store_values, name)
-            ctx = Context(values)
-            for name, value in plain.items():
-                ctx = otel_baggage.set_baggage(name, value, ctx)
-            return ctx
-    return Context(values)
+    ctx = Context(values)
+    for name, value in plain.items():
+        ctx = otel_baggage.set_baggage(name, value, ctx)
+    return ctx
 
 
 def _extract_span_context(get: Getter) -> SpanContext | None:

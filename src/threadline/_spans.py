@@ -11,7 +11,15 @@ from ._context import get_current, span_in
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
-__all__ = ["call_as_job", "callable_name", "current_trace_ids", "is_recording", "tracer"]
+__all__ = [
+    "call_as_job",
+    "callable_name",
+    "current_trace_ids",
+    "is_recording",
+    "provider_set",
+    "record_error",
+    "tracer",
+]
 
 T = TypeVar("T")
 INSTRUMENTATION_NAME = "threadline"
@@ -94,3 +102,12 @@ def tracer() -> Tracer:
 
         _tracer = trace.get_tracer(INSTRUMENTATION_NAME)
     return _tracer
+
+
+def record_error(span: Span, error: BaseException) -> None:
+    """Mark *span* failed by *error*: ``error.type``, the exception event, an ERROR status."""
+    from opentelemetry.trace import Status, StatusCode  # noqa: PLC0415 - loaded with the span
+
+    span.set_attribute("error.type", type(error).__qualname__)
+    span.record_exception(error)
+    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))

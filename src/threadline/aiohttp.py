@@ -46,7 +46,7 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from ._carrier import BAGGAGE, FIELDS, TRACEPARENT, TRACESTATE, extract_context, inject_context
 from ._context import Context, attach, get_current, restore, store_key
-from ._spans import provider_set, tracer
+from ._spans import provider_set, record_error, tracer
 from ._store import request as request_store
 from ._values import FrozenMapping, freeze
 from .diagnostics import record_drop
@@ -140,11 +140,11 @@ def middleware(
             status = 500
             _access_log.exception("unhandled exception in %s %s", request.method, request.path)
             if span is not None:
-                _record_error(span, exc)
+                record_error(span, exc)
             raise web.HTTPInternalServerError(headers={REQUEST_ID_HEADER: request_id}) from None
         except BaseException as exc:  # cancelled: the client went away
             if span is not None:
-                _record_error(span, exc)
+                record_error(span, exc)
             raise
         else:
             status = response.status
@@ -289,12 +289,6 @@ def _route(request: web.Request) -> str | None:
     return canonical if isinstance(canonical, str) else None
 
 
-def _record_error(span: Any, error: BaseException) -> None:
-    span.set_attribute("error.type", type(error).__qualname__)
-    span.record_exception(error)
-    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
-
-
 def _end_server_span(span: Any, status: int | None) -> None:
     if status is not None:
         span.set_attribute("http.response.status_code", status)
@@ -378,9 +372,7 @@ def trace_config(
     ) -> None:
         span = getattr(ctx, "threadline_span", None)
         if span is not None:
-            span.set_attribute("error.type", type(params.exception).__qualname__)
-            span.record_exception(params.exception)
-            span.set_status(Status(StatusCode.ERROR, str(params.exception)))
+            record_error(span, params.exception)
             span.end()
 
     config.on_request_start.append(on_start)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._carrier import TRACEPARENT, inject
 from ._context import get_current
-from ._spans import callable_name, is_recording, tracer
+from ._spans import callable_name, is_recording, record_error, tracer
 from ._tracecontext import format_traceparent
 from ._worker import call_in, ensure_flush_at_exit, exit_on_terminate
 
@@ -148,10 +148,7 @@ def _end_with_future(span: Span, future: Future[Any]) -> None:
 
 def _end(span: Span, error: BaseException | None) -> None:
     if error is not None:
-        from opentelemetry.trace import Status, StatusCode  # noqa: PLC0415 - loaded by now
-
-        span.record_exception(error)
-        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        record_error(span, error)
     span.end()
 
 

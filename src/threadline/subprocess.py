@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._carrier import inject_env
 from ._context import Context, get_current
-from ._spans import is_recording, tracer
+from ._spans import is_recording, record_error, tracer
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -139,8 +139,7 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         from opentelemetry.trace import Status, StatusCode  # noqa: PLC0415 - loaded already
 
         if error is not None:
-            span.record_exception(error)
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            record_error(span, error)
         elif self.returncode is not None:
             span.set_attribute("process.exit.code", self.returncode)
             if self.returncode != 0:
