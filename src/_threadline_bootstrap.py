@@ -31,7 +31,7 @@ def _restore_context() -> None:
 
     # Never detached: the context belongs to the (main thread of the) process.
     attach(threadline.extract_env().context)
-    from threadline._worker import configure_like_parent  # noqa: PLC0415
+    from threadline._far_side import configure_like_parent  # noqa: PLC0415
 
     configure_like_parent()
 
@@ -82,7 +82,7 @@ def _run_ready() -> None:
         sys.meta_path.remove(_watcher)
 
 
-class _Counted:
+class _WatchedLoader:
     """A loader that counts imports in progress and marks the modules threadline waits for."""
 
     def __init__(self, loader: Any, name: str) -> None:
@@ -123,7 +123,7 @@ class _Watcher:
             spec = find(name, path, target)
             if spec is not None:
                 if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = _Counted(spec.loader, name)
+                    spec.loader = _WatchedLoader(spec.loader, name)
                 return spec
         return None
 

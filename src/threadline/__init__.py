@@ -4,6 +4,30 @@ Importing threadline loads only ``opentelemetry.context``; the names that need
 more of OpenTelemetry load on first use.
 """
 
+# General layout (docs/architecture.md says more). Layers, bottom up; a module
+# imports only from the layers below it:
+#
+# core        _context.py    the one touch point with OpenTelemetry's runtime context
+#             _settings.py   every THREADLINE_* environment name
+#             _values.py     FrozenMapping, the immutable store values
+#             _store.py      ContextStore and Scope: named values inside the context
+#             _snapshot.py   snapshot() and bind(): the whole context, frozen
+# wire        _tracecontext.py, _baggage.py   strict W3C codecs and their limits
+#             _carrier.py    inject/extract: the one carrier, as text fields
+#             propagation.py the carrier as an OpenTelemetry TextMapPropagator
+#             diagnostics.py counters and warnings for what was dropped
+# spans       _spans.py      the one helper that starts a boundary span
+#             tracing.py     SDK set-up from OTEL_*, store values on spans
+#             export.py      the embedded default exporter (OTLP JSON lines)
+# boundaries  _threads.py                    threads and thread pools
+#             _processes.py -> processes.py  worker processes (parent side)
+#             _far_side.py                   what runs on the far side of a process
+#             _subprocess.py -> subprocess.py  children, context in their environment
+#             ../_threadline_bootstrap.py    the Python child's automatic bootstrap
+#             _http.py                       HTTP that is not framework-specific
+#             aiohttp/                       server.py, client.py over _http
+# tools       logging.py, cli.py (threadline run, threadline demo via _demo.py)
+
 from __future__ import annotations
 
 from importlib import import_module
@@ -15,21 +39,23 @@ from ._snapshot import snapshot as snapshot
 from ._store import ContextStore as ContextStore
 from ._store import Scope as Scope
 from ._store import request as request
+from ._values import FrozenMapping as FrozenMapping
 
 if TYPE_CHECKING:
     from ._carrier import extract as extract
     from ._carrier import extract_env as extract_env
     from ._carrier import inject as inject
     from ._carrier import inject_env as inject_env
+    from ._processes import ProcessPoolExecutor as ProcessPoolExecutor
     from ._threads import Thread as Thread
     from ._threads import ThreadPoolExecutor as ThreadPoolExecutor
     from ._threads import run_in_executor as run_in_executor
-    from .processes import ProcessPoolExecutor as ProcessPoolExecutor
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "ContextStore",
+    "FrozenMapping",
     "ProcessPoolExecutor",
     "Scope",
     "Snapshot",
@@ -50,7 +76,7 @@ _LAZY = {
     "extract_env": "._carrier",
     "inject": "._carrier",
     "inject_env": "._carrier",
-    "ProcessPoolExecutor": ".processes",
+    "ProcessPoolExecutor": "._processes",
     "Thread": "._threads",
     "ThreadPoolExecutor": "._threads",
     "run_in_executor": "._threads",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
-from typing import Any
 
 from opentelemetry import baggage as otel_baggage
 from opentelemetry.trace import (
@@ -21,16 +20,23 @@ from opentelemetry.trace import (
 )
 
 from . import _baggage
-from ._context import STORE_KEY_PREFIX, Context, get_current, store_key
+from ._context import Context, get_current
 from ._snapshot import Snapshot
-from ._tracecontext import format_traceparent, parse_traceparent, parse_tracestate
-from ._values import FrozenMapping
+from ._store import store_values, with_store_values
+from ._tracecontext import (
+    MAX_TRACEPARENT_CHARS,
+    MAX_TRACESTATE_CHARS,
+    format_traceparent,
+    parse_traceparent,
+    parse_tracestate,
+)
 from .diagnostics import record_drop
 
 __all__ = [
     "BAGGAGE",
     "ENV_NAMES",
     "FIELDS",
+    "FIELD_LIMITS",
     "TRACEPARENT",
     "TRACESTATE",
     "extract",
@@ -39,6 +45,8 @@ __all__ = [
     "inject",
     "inject_context",
     "inject_env",
+    "inject_span",
+    "inject_without_failing",
 ]
 
 TRACEPARENT = "traceparent"
@@ -47,6 +55,12 @@ BAGGAGE = "baggage"
 FIELDS = (TRACEPARENT, TRACESTATE, BAGGAGE)
 # OpenTelemetry's environment-variable carrier: the field names in upper case.
 ENV_NAMES = {field: field.upper() for field in FIELDS}
+FIELD_LIMITS = {
+    TRACEPARENT: MAX_TRACEPARENT_CHARS,
+    TRACESTATE: MAX_TRACESTATE_CHARS,
+    BAGGAGE: _baggage.MAX_BYTES,
+}
+"""The most characters a field may have (all its lines together) to be read at all."""
 
 Getter = Callable[[str], Sequence[str]]
 Setter = Callable[[str, str], None]
@@ -112,6 +126,30 @@ def inject_context(
         set_field(field, value)
 
 
+def inject_without_failing(set_field: Setter, context: Context | None = None) -> None:
+    """Write *context* as `inject_context` does, never raising for its baggage.
+
+    For carriers that go to a program that may not be threadline (HTTP, the
+    propagator API): a context whose baggage cannot be encoded goes without
+    baggage, and the drop is counted as ``baggage.outbound_invalid``.
+    """
+    try:
+        inject_context(set_field, context)
+    except (TypeError, ValueError) as exc:
+        record_drop("baggage.outbound_invalid", str(exc))
+        inject_context(set_field, context, with_baggage=False)
+
+
+def inject_span(set_field: Setter, span_context: SpanContext) -> None:
+    """Write ``traceparent`` and ``tracestate`` for *span_context*, the parent on the far side.
+
+    For a hand-off that made its own span after the carrier was filled: the
+    span's fields replace the ones the carrier had.
+    """
+    for field, value in _trace_fields(span_context):
+        set_field(field, value)
+
+
 # Contexts are immutable, so one encoding serves every hand-off made from the
 # same one (all the jobs a request submits, all the children it starts).
 _last_encoded: tuple[Context, bool, list[tuple[str, str]]] | None = None
@@ -122,27 +160,26 @@ def _encoded(ctx: Context, with_baggage: bool) -> list[tuple[str, str]]:
     last = _last_encoded
     if last is not None and last[0] is ctx and last[1] == with_baggage:
         return last[2]
-    fields: list[tuple[str, str]] = []
     members = _baggage_members(ctx) if with_baggage else ""
     span_context = get_current_span(ctx).get_span_context()
-    if span_context.is_valid:
-        traceparent = format_traceparent(
-            span_context.trace_id, span_context.span_id, span_context.trace_flags
-        )
-        fields.append((TRACEPARENT, traceparent))
-        if span_context.trace_state:
-            fields.append((TRACESTATE, span_context.trace_state.to_header()))
+    fields = _trace_fields(span_context) if span_context.is_valid else []
     if members:
         fields.append((BAGGAGE, members))
     _last_encoded = (ctx, with_baggage, fields)
     return fields
 
 
+def _trace_fields(span_context: SpanContext) -> list[tuple[str, str]]:
+    traceparent = format_traceparent(
+        span_context.trace_id, span_context.span_id, span_context.trace_flags
+    )
+    if span_context.trace_state:
+        return [(TRACEPARENT, traceparent), (TRACESTATE, span_context.trace_state.to_header())]
+    return [(TRACEPARENT, traceparent)]
+
+
 def _baggage_members(ctx: Context) -> str:
-    stores: dict[str, FrozenMapping] = {}
-    for key, value in ctx.items():
-        if value is not None and key.startswith(STORE_KEY_PREFIX):
-            stores[key[len(STORE_KEY_PREFIX) :]] = value  # type: ignore[assignment]
+    stores = store_values(ctx)
     plain = _valid_plain_baggage(otel_baggage.get_all(ctx))
     if not stores and not plain:
         return ""
@@ -174,7 +211,6 @@ def extract_context(get: Getter, context: Context | None = None) -> Context:
     span_context = _extract_span_context(get)
     if span_context is not None:
         ctx = set_span_in_context(NonRecordingSpan(span_context), ctx)
-    values: dict[str, Any] = dict(ctx)
     plain: dict[str, str] = {}
     headers = list(get(BAGGAGE))
     if headers:
@@ -183,9 +219,7 @@ def extract_context(get: Getter, context: Context | None = None) -> Context:
         except _baggage.BaggageError as exc:
             record_drop("baggage.invalid", str(exc))
         else:
-            for name, store_values in stores.items():
-                values[store_key(name)] = FrozenMapping(store_values, name)
-    ctx = Context(values)
+            ctx = with_store_values(ctx, stores)
     for name, value in plain.items():
         ctx = otel_baggage.set_baggage(name, value, ctx)
     return ctx

@@ -7,13 +7,26 @@ whatever carries that context carries the stores as well.
 from __future__ import annotations
 
 import sys
+from collections.abc import Awaitable
+from contextlib import AbstractContextManager
 from contextvars import Token
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
-__all__ = ["Context", "attach", "get_current", "restore", "span_in", "store_key"]
+__all__ = [
+    "STORE_KEY_PREFIX",
+    "Context",
+    "attach",
+    "await_within",
+    "get_current",
+    "restore",
+    "span_in",
+    "store_key",
+]
+
+T = TypeVar("T")
 
 STORE_KEY_PREFIX = "threadline.store."
 
@@ -62,3 +75,13 @@ def span_in(context: Context) -> Any:
             return None
         _span_key = key
     return context.get(key)
+
+
+async def await_within(manager: AbstractContextManager[Any], awaitable: Awaitable[T]) -> T:
+    """Await *awaitable* inside *manager* (a scope or a snapshot), entered around the await.
+
+    A coroutine's body runs when it is awaited, in the awaiting task's
+    context, so the manager must be entered there, not where it was made.
+    """
+    with manager:
+        return await awaitable

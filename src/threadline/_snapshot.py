@@ -9,7 +9,7 @@ from contextvars import Token
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ._context import Context, attach, get_current, restore
+from ._context import Context, attach, await_within, get_current, restore
 
 __all__ = ["Snapshot", "bind", "snapshot"]
 
@@ -57,7 +57,7 @@ class Snapshot:
             result = variables.run(fn, *args, **kwargs)
         if isinstance(result, Coroutine):
             if variables is None:
-                return _attached(self, result)  # type: ignore[return-value]
+                return await_within(self, result)  # type: ignore[return-value]
             return InContext(variables, result)  # type: ignore[return-value]
         return result
 
@@ -132,11 +132,6 @@ def _code_flags(fn: Callable[..., Any]) -> int:
     function = getattr(fn, "__func__", fn)
     code = getattr(function, "__code__", None)
     return code.co_flags if code is not None else 0
-
-
-async def _attached(snap: Snapshot, awaitable: Awaitable[T]) -> T:
-    with snap:
-        return await awaitable
 
 
 class InContext(Awaitable[T]):

@@ -1,28 +1,34 @@
-"""Span helpers that cost nothing unless a span is recording."""
+"""Boundary spans: the one place a hand-off's span starts, at no cost unless one records."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._context import get_current, span_in
+from ._context import Context, get_current, span_in
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span, Tracer
+    from opentelemetry.trace import Link, Span, SpanKind, Tracer
 
 __all__ = [
+    "BOUNDARY_ATTRIBUTE",
     "call_as_job",
+    "call_in_span",
     "callable_name",
     "current_trace_ids",
     "is_recording",
+    "job_span",
     "provider_set",
     "record_error",
+    "start_boundary_span",
     "tracer",
 ]
 
 T = TypeVar("T")
 INSTRUMENTATION_NAME = "threadline"
+BOUNDARY_ATTRIBUTE = "threadline.boundary"
+"""The attribute every boundary span has: which boundary it crosses (``thread``, ``process``, …)."""
 
 
 def is_recording() -> bool:
@@ -72,6 +78,56 @@ def callable_name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__qualname__", None) or type(fn).__qualname__
 
 
+def start_boundary_span(
+    boundary: str,
+    name: str,
+    *,
+    kind: SpanKind | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    context: Context | None = None,
+    links: Sequence[Link] | None = None,
+) -> Span:
+    """Start the span of one hand-off across *boundary*; every boundary span starts here.
+
+    The span is named *name*, is a child of the span in *context* (default:
+    the current one), and has `BOUNDARY_ATTRIBUTE` and *attributes*, all
+    given at the start so that samplers see them. It is not made current.
+    """
+    span_attributes = {BOUNDARY_ATTRIBUTE: boundary}
+    if attributes:
+        span_attributes.update(attributes)
+    if kind is None:
+        from opentelemetry.trace import SpanKind  # noqa: PLC0415 - loaded with any span
+
+        kind = SpanKind.INTERNAL
+    return tracer().start_span(
+        name,
+        context=get_current() if context is None else context,
+        kind=kind,
+        attributes=span_attributes,
+        links=links,
+    )
+
+
+def job_span(boundary: str, name: str) -> Span:
+    """Start the span ``"{boundary} {name}"`` of a job (a function run on the far side)."""
+    return start_boundary_span(
+        boundary, f"{boundary} {name}", attributes={"code.function.name": name}
+    )
+
+
+def call_in_span(span: Span, fn: Callable[..., T], args: Any, kwargs: Mapping[str, Any]) -> T:
+    """Call ``fn(*args, **kwargs)`` with *span* current; end it, failed if *fn* raised."""
+    from opentelemetry.trace import use_span  # noqa: PLC0415 - loaded with the span
+
+    with use_span(span, end_on_exit=True, record_exception=False, set_status_on_exception=False):
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as exc:
+            record_error(span, exc)
+            raise
+
+
 def call_as_job(
     boundary: str,
     fn: Callable[..., T],
@@ -85,10 +141,7 @@ def call_as_job(
     """
     if not is_recording():
         return fn(*args, **kwargs)
-    name = name or callable_name(fn)
-    attributes = {"threadline.boundary": boundary, "code.function.name": name}
-    with tracer().start_as_current_span(f"{boundary} {name}", attributes=attributes):
-        return fn(*args, **kwargs)
+    return call_in_span(job_span(boundary, name or callable_name(fn)), fn, args, kwargs)
 
 
 _tracer: Tracer | None = None

@@ -9,10 +9,25 @@ from contextvars import Token
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ._context import Context, attach, get_current, restore, store_key
+from ._context import (
+    STORE_KEY_PREFIX,
+    Context,
+    attach,
+    await_within,
+    get_current,
+    restore,
+    store_key,
+)
 from ._values import FrozenMapping, freeze_items
 
-__all__ = ["ContextStore", "Scope", "registered_stores"]
+__all__ = [
+    "ContextStore",
+    "Scope",
+    "merged_into",
+    "registered_stores",
+    "store_values",
+    "with_store_values",
+]
 
 T = TypeVar("T")
 
@@ -160,13 +175,43 @@ def _run_in(scope: Scope, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
     if isinstance(result, Awaitable):
         # A coroutine's body runs when it is awaited, in the awaiting task's
         # context: enter the scope again around the await itself.
-        return _await_in(scope.again(), result)  # type: ignore[return-value]
+        return await_within(scope.again(), result)  # type: ignore[return-value]
     return result
 
 
-async def _await_in(scope: Scope, awaitable: Awaitable[T]) -> T:
-    with scope:
-        return await awaitable
+def store_values(context: Context) -> dict[str, FrozenMapping]:
+    """Return the value of every store set in *context*, by store name."""
+    start = len(STORE_KEY_PREFIX)
+    return {
+        key[start:]: value  # type: ignore[misc]
+        for key, value in context.items()
+        if value is not None and key.startswith(STORE_KEY_PREFIX)
+    }
+
+
+def with_store_values(context: Context, values: Mapping[str, dict[str, Any]]) -> Context:
+    """Return *context* with each named store's value replaced by the (frozen) dict given.
+
+    The names and the dicts must be valid already, as the strict baggage
+    decoder leaves them; stores of other names are left as they are.
+    """
+    if not values:
+        return context
+    entries = dict(context)
+    for name, items in values.items():
+        entries[store_key(name)] = FrozenMapping(items, name)
+    return Context(entries)
+
+
+def merged_into(context: Context, store: ContextStore, values: dict[str, Any]) -> Context:
+    """Return *context* with *values* (frozen already) merged into *store*'s value there.
+
+    What `ContextStore.merge` does on entry, for code that builds a context
+    to attach later (a server building the one context of a request).
+    """
+    outer = store.get(context)
+    merged = {**outer, **values} if outer else values
+    return Context({**context, store._key: FrozenMapping(merged, store.name)})
 
 
 request = ContextStore("request")

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["format_traceparent", "parse_traceparent", "parse_tracestate"]
+__all__ = [
+    "MAX_TRACEPARENT_CHARS",
+    "MAX_TRACESTATE_CHARS",
+    "MAX_TRACESTATE_MEMBERS",
+    "format_traceparent",
+    "parse_traceparent",
+    "parse_tracestate",
+]
 
 _TRACEPARENT = re.compile(
     r"(?P<version>[0-9a-f]{2})-(?P<trace_id>[0-9a-f]{32})-(?P<span_id>[0-9a-f]{16})"
@@ -20,6 +27,10 @@ _TRACESTATE_KEY = re.compile(
 )
 _TRACESTATE_VALUE = re.compile(r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]")
 MAX_TRACESTATE_MEMBERS = 32
+MAX_TRACEPARENT_CHARS = 512
+"""A longer traceparent (a future version's extra fields included) is not read at all."""
+MAX_TRACESTATE_CHARS = 8192
+"""A longer tracestate is not read at all (W3C: 32 members; vendors keep at least 512 chars)."""
 
 TraceParent = tuple[int, int, int]
 

@@ -19,13 +19,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+from ._settings import CONFIGURED_ENV
+
 __all__ = ["main"]
 
 _TRACING_SETTINGS = (
     "OTEL_TRACES_EXPORTER",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    "THREADLINE_CONFIGURED",
+    CONFIGURED_ENV,
 )
 _FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 

@@ -27,8 +27,7 @@ from opentelemetry.propagators.textmap import (
     default_setter,
 )
 
-from ._carrier import FIELDS, extract_context, inject_context
-from .diagnostics import record_drop
+from ._carrier import FIELDS, extract_context, inject_without_failing
 
 __all__ = ["ThreadlinePropagator"]
 
@@ -66,11 +65,7 @@ class ThreadlinePropagator(TextMapPropagator):
         def set_field(field: str, value: str) -> None:
             setter.set(carrier, field, value)
 
-        try:
-            inject_context(set_field, context)
-        except (TypeError, ValueError) as exc:
-            record_drop("baggage.outbound_invalid", str(exc))
-            inject_context(set_field, context, with_baggage=False)
+        inject_without_failing(set_field, context)
 
     @property
     def fields(self) -> set[str]:

@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace.export import (
 )
 
 from ._context import get_current
+from ._settings import CONFIGURED_ENV, DEFAULT_TRACES_FILE, SHUTDOWN_TIMEOUT_ENV, TRACES_FILE_ENV
 from ._spans import current_trace_ids
 from ._store import ContextStore, request
 from .diagnostics import record_drop
@@ -38,13 +39,6 @@ __all__ = [
     "configure",
     "current_trace_ids",
 ]
-
-TRACES_FILE_ENV = "THREADLINE_TRACES_FILE"
-"""Where the embedded default writes spans (OTLP JSON lines); default `DEFAULT_TRACES_FILE`."""
-DEFAULT_TRACES_FILE = "threadline-traces.jsonl"
-CONFIGURED_ENV = "THREADLINE_CONFIGURED"
-"""Set by `configure` so worker processes and children configure themselves the same way."""
-SHUTDOWN_TIMEOUT_ENV = "THREADLINE_SHUTDOWN_TIMEOUT"
 
 REQUEST_ATTRIBUTES: Mapping[str, str] = {"request_id": "request.id", "user_id": "enduser.id"}
 """Which `threadline.request` keys land on spans, under which attribute names."""
@@ -153,7 +147,9 @@ def configure(
     provider.add_span_processor(StoreSpanProcessor())
     for exporter in exporters:
         if exporter is not None:
-            provider.add_span_processor(_CountingBatchSpanProcessor(_Counted(exporter)))
+            provider.add_span_processor(
+                _CountingBatchSpanProcessor(_CountingSpanExporter(exporter))
+            )
     trace.set_tracer_provider(provider)
     timeout = shutdown_timeout
     if timeout is None:
@@ -260,7 +256,7 @@ class _CountingBatchSpanProcessor(BatchSpanProcessor):
         super().on_end(span)
 
 
-class _Counted(SpanExporter):
+class _CountingSpanExporter(SpanExporter):
     """An exporter that counts and reports the spans its exporter failed to deliver."""
 
     def __init__(self, exporter: SpanExporter) -> None:

@@ -1,6 +1,8 @@
-"""What runs on the far side of a process boundary: restore the context, flush at exit.
+"""The far side of a process boundary: restore the context around the work, flush at exit.
 
-Kept apart from the parent-side code so a worker imports only what it runs.
+Runs in worker processes, ``Process`` children and bootstrapped Python
+children; kept apart from the parent-side code so that they import only what
+they run.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from multiprocessing import util
 from typing import Any, TypeVar
 
 from ._context import Context, attach, restore
+from ._settings import CONFIGURED_ENV
 
 __all__ = [
     "FLUSH_TIMEOUT_MILLIS",
@@ -85,7 +88,7 @@ def ensure_flush_at_exit() -> None:
 
 def configure_like_parent() -> None:
     """Set up tracing as the parent did, when it did so with `threadline.tracing.configure`."""
-    if os.environ.get("THREADLINE_CONFIGURED"):
+    if os.environ.get(CONFIGURED_ENV):
         from .tracing import configure  # noqa: PLC0415 - the parent loaded the SDK too
 
         configure()

@@ -1,0 +1,309 @@
+"""The implementation of `threadline.processes`: worker processes that carry the context."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import multiprocessing
+import multiprocessing.context
+import multiprocessing.pool
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
+from concurrent.futures.process import _process_chunk
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._carrier import inject, inject_span
+from ._far_side import call_in, ensure_flush_at_exit, exit_on_terminate
+from ._spans import call_in_span, callable_name, is_recording, job_span, record_error
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+__all__ = [
+    "ForkProcess",
+    "ForkServerProcess",
+    "Pool",
+    "Process",
+    "ProcessPoolExecutor",
+    "SpawnProcess",
+    "ThreadlineContext",
+    "get_context",
+]
+
+T = TypeVar("T")
+BOUNDARY = "process"
+
+
+def capture() -> dict[str, str]:
+    """Return the current context as a carrier dict for another process.
+
+    Raises:
+        TypeError: a store value cannot cross a process boundary; the message
+            names the store and the key.
+    """
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier
+
+
+class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
+    """A `concurrent.futures.ProcessPoolExecutor` whose jobs run in their submitter's context.
+
+    Each `submit` (and `map`) captures the stores and the trace; the job runs
+    in them in the worker, which keeps nothing of them afterwards. A store
+    value that cannot cross (not JSON-typed) is a `TypeError` at submit,
+    naming the store and the key. When the submitter's span records, each job
+    gets a span ``"process {function}"``, a child of the submitter's, from
+    submit until its result is back; spans made in the job are its children.
+    The span ends with an error status when the job raises or its worker dies
+    (the future then fails with `BrokenProcessPool`, as usual). Workers export
+    their spans before they exit, also when recycled by ``max_tasks_per_child``.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        mp_context: multiprocessing.context.BaseContext | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+        *,
+        max_tasks_per_child: int | None = None,
+        job_spans: bool = True,
+    ) -> None:
+        extra = {} if max_tasks_per_child is None else {"max_tasks_per_child": max_tasks_per_child}
+        super().__init__(max_workers, mp_context, initializer, initargs, **extra)
+        self._job_spans = job_spans
+
+    def _adjust_process_count(self) -> None:
+        # CPython gh-115634 (3.11 up to its fix): when a worker leaves at
+        # max_tasks_per_child, the manager thread's replacement consults the
+        # idle-worker semaphore, may find a stale token, spawns nobody, and the
+        # queued jobs hang forever. Replace exited workers unconditionally, as
+        # the fix does. Fixed versions no longer call this from that thread.
+        if threading.current_thread() is getattr(self, "_executor_manager_thread", None):
+            if len(self._processes) < self._max_workers:  # type: ignore[attr-defined]
+                self._spawn_process()  # type: ignore[attr-defined]
+            return
+        super()._adjust_process_count()
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        """Schedule ``fn(*args, **kwargs)`` in a worker, in a copy of the caller's context."""
+        carrier = capture()
+        if not (self._job_spans and is_recording()):
+            return super().submit(call_in, carrier, fn, *args, **kwargs)
+        span = job_span(BOUNDARY, _job_name(fn))
+        inject_span(carrier.__setitem__, span.get_span_context())
+        try:
+            future = super().submit(call_in, carrier, fn, *args, **kwargs)
+        except BaseException as exc:
+            _end(span, exc)
+            raise
+        future.add_done_callback(functools.partial(_end_with_future, span))
+        return future
+
+
+def _job_name(fn: Callable[..., Any]) -> str:
+    # ProcessPoolExecutor.map submits partial(_process_chunk, fn): name the fn.
+    if isinstance(fn, functools.partial) and fn.func is _process_chunk and fn.args:
+        return callable_name(fn.args[0])
+    return callable_name(fn)
+
+
+def _end_with_future(span: Span, future: Future[Any]) -> None:
+    if future.cancelled():
+        _end(span, concurrent.futures.CancelledError("the job was cancelled"))
+    else:
+        _end(span, future.exception())
+
+
+def _end(span: Span, error: BaseException | None) -> None:
+    if error is not None:
+        record_error(span, error)
+    span.end()
+
+
+class _CarriesContext(multiprocessing.process.BaseProcess):
+    """Mixin: capture the context at `start`, run the child in it."""
+
+    _threadline_carrier: dict[str, str] | None = None
+
+    def start(self) -> None:
+        """Capture the caller's context (a `TypeError` if it cannot cross), then start."""
+        self._threadline_carrier = capture()
+        super().start()
+
+    def _bootstrap(self, *args: Any, **kwargs: Any) -> int:
+        # Runs first in the child under every start method; wrapping run here
+        # also covers subclasses that override run().
+        carrier = self.__dict__.pop("_threadline_carrier", None)
+        if carrier is not None:
+            run = self.run
+            name = callable_name(getattr(self, "_target", None) or run)
+            self.run = functools.partial(_run_child, carrier, run, name)  # type: ignore[method-assign]
+        return super()._bootstrap(*args, **kwargs)  # type: ignore[misc,no-any-return]
+
+
+def _run_child(carrier: Mapping[str, str], run: Callable[[], None], name: str) -> None:
+    call_in(carrier, _run_in_span, run, name)
+
+
+def _run_in_span(run: Callable[[], None], name: str) -> None:
+    # A remote parent never "records" here, so ask the child's own tracer: a
+    # no-op one (nothing configured) costs next to nothing.
+    call_in_span(job_span(BOUNDARY, name), run, (), {})
+
+
+class Process(_CarriesContext, multiprocessing.Process):
+    """A `multiprocessing.Process` (default start method) that runs in its starter's context.
+
+    The child runs under a span ``"process {target}"`` when its tracing is
+    configured, and exports its spans before it exits.
+    """
+
+
+class SpawnProcess(_CarriesContext, multiprocessing.context.SpawnProcess):
+    """`Process` under the spawn start method."""
+
+
+class ForkServerProcess(_CarriesContext, multiprocessing.context.ForkServerProcess):
+    """`Process` under the forkserver start method."""
+
+
+class ForkProcess(_CarriesContext, multiprocessing.context.ForkProcess):
+    """`Process` under the fork start method."""
+
+
+_PROCESS_CLASSES: dict[str, type[_CarriesContext]] = {
+    "spawn": SpawnProcess,
+    "forkserver": ForkServerProcess,
+    "fork": ForkProcess,
+}
+
+
+class Pool(multiprocessing.pool.Pool):
+    """A `multiprocessing.pool.Pool` whose tasks run in the context of the call that gave them.
+
+    `apply`, `map`, `imap`, `imap_unordered`, `starmap` and their ``_async``
+    forms capture the context once per call. Workers export their spans
+    before they exit, also when `terminate` (or leaving ``with``) ends them.
+    """
+
+    def __init__(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
+        maxtasksperchild: int | None = None,
+        context: Any = None,
+    ) -> None:
+        super().__init__(
+            processes,
+            _initialize_pool_worker,
+            (initializer, tuple(initargs)),
+            maxtasksperchild,
+            context,
+        )
+
+    def terminate(self) -> None:
+        """Stop the workers, as `multiprocessing.pool.Pool.terminate` does.
+
+        With no task outstanding (the usual end of a ``with`` block), the
+        workers are let go as `close` and `join` would, so each exports its
+        spans on the way out; otherwise they are terminated at once.
+        """
+        if not getattr(self, "_cache", True) and self._state == multiprocessing.pool.RUN:  # type: ignore[attr-defined]
+            self.close()
+            self.join()
+        super().terminate()
+
+    def apply_async(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> Any:
+        """As `multiprocessing.pool.Pool.apply_async` (and so `apply`), in the caller's context."""
+        return super().apply_async(_bound(func), *args, **kwargs)
+
+    def map(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> Any:
+        """As `multiprocessing.pool.Pool.map`, in the caller's context."""
+        return super().map(_bound(func), *args, **kwargs)
+
+    def map_async(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> Any:
+        """As `multiprocessing.pool.Pool.map_async`, in the caller's context."""
+        return super().map_async(_bound(func), *args, **kwargs)
+
+    def starmap(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> Any:
+        """As `multiprocessing.pool.Pool.starmap`, in the caller's context."""
+        return super().starmap(_bound(func), *args, **kwargs)
+
+    def starmap_async(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> Any:
+        """As `multiprocessing.pool.Pool.starmap_async`, in the caller's context."""
+        return super().starmap_async(_bound(func), *args, **kwargs)
+
+    def imap(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> Any:
+        """As `multiprocessing.pool.Pool.imap`, in the caller's context."""
+        return super().imap(_bound(func), *args, **kwargs)
+
+    def imap_unordered(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> Any:
+        """As `multiprocessing.pool.Pool.imap_unordered`, in the caller's context."""
+        return super().imap_unordered(_bound(func), *args, **kwargs)
+
+
+def _bound(func: Callable[..., T]) -> Callable[..., T]:
+    return functools.partial(call_in, capture(), func)
+
+
+def _initialize_pool_worker(
+    initializer: Callable[..., object] | None, initargs: tuple[Any, ...]
+) -> None:
+    ensure_flush_at_exit()
+    exit_on_terminate()
+    if initializer is not None:
+        initializer(*initargs)
+
+
+@dataclass(frozen=True)
+class ThreadlineContext:
+    """The threadline counterparts of a multiprocessing context's Process and Pool."""
+
+    method: str
+    Process: type[_CarriesContext]
+
+    def Pool(  # noqa: N802 - mirrors multiprocessing's context objects
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
+        maxtasksperchild: int | None = None,
+    ) -> Pool:
+        """A threadline `Pool` under this start method."""
+        return Pool(
+            processes,
+            initializer,
+            initargs,
+            maxtasksperchild,
+            multiprocessing.get_context(self.method),
+        )
+
+    def ProcessPoolExecutor(  # noqa: N802 - mirrors multiprocessing's context objects
+        self, max_workers: int | None = None, **kwargs: Any
+    ) -> ProcessPoolExecutor:
+        """A threadline `ProcessPoolExecutor` under this start method."""
+        return ProcessPoolExecutor(
+            max_workers, mp_context=multiprocessing.get_context(self.method), **kwargs
+        )
+
+
+def get_context(method: str | None = None) -> ThreadlineContext:
+    """Return threadline's `Process`, `Pool` and `ProcessPoolExecutor` for a start method.
+
+    Like `multiprocessing.get_context`: *method* is ``"spawn"``, ``"forkserver"``
+    or ``"fork"``, or None for the default.
+    """
+    resolved = method or multiprocessing.get_start_method()
+    process_class = _PROCESS_CLASSES.get(resolved)
+    if process_class is None:
+        raise ValueError(
+            f"unknown start method {method!r}: use one of {sorted(_PROCESS_CLASSES)} or None"
+        )
+    return ThreadlineContext(resolved, process_class)

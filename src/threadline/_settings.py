@@ -1,0 +1,31 @@
+"""Every ``THREADLINE_*`` environment variable, named once.
+
+OpenTelemetry's own ``OTEL_*`` settings are read where they apply; these are
+threadline's additions. (The one-line ``threadline-bootstrap.pth`` hook spells
+`BOOTSTRAP_ENV` out itself: a ``.pth`` line cannot import.)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BOOTSTRAP_ENV",
+    "CONFIGURED_ENV",
+    "DEFAULT_TRACES_FILE",
+    "SHUTDOWN_TIMEOUT_ENV",
+    "TRACES_FILE_ENV",
+]
+
+BOOTSTRAP_ENV = "THREADLINE_BOOTSTRAP"
+"""Set to ``1`` in a child's environment, threadline's ``.pth`` hook restores the context
+in that Python child at startup (logs get the request's ids, spans join its trace)."""
+
+CONFIGURED_ENV = "THREADLINE_CONFIGURED"
+"""Set by `threadline.tracing.configure`, so worker processes and children configure alike."""
+
+TRACES_FILE_ENV = "THREADLINE_TRACES_FILE"
+"""Where the embedded default writes spans (OTLP JSON lines); default `DEFAULT_TRACES_FILE`."""
+
+DEFAULT_TRACES_FILE = "threadline-traces.jsonl"
+
+SHUTDOWN_TIMEOUT_ENV = "THREADLINE_SHUTDOWN_TIMEOUT"
+"""Seconds a process's exit waits at most for its spans to be exported (default 5)."""

@@ -1,0 +1,192 @@
+"""The implementation of `threadline.subprocess`: children that carry the context."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._carrier import inject_env
+from ._context import Context, get_current
+from ._settings import BOOTSTRAP_ENV
+from ._spans import is_recording, record_error, start_boundary_span
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+__all__ = ["Popen", "child_env", "run"]
+
+BOUNDARY = "subprocess"
+
+
+def child_env(
+    env: Mapping[str, str] | None = None,
+    *,
+    context: Context | None = None,
+    bootstrap: bool = True,
+) -> dict[str, str]:
+    """Return the environment for a child: *env* (default: ``os.environ``) plus the context.
+
+    Use it with any way of starting a process, e.g.
+    ``await asyncio.create_subprocess_exec(*cmd, env=child_env())``.
+
+    Raises:
+        TypeError: a store value cannot cross a process boundary; the message
+            names the store and the key.
+    """
+    result = dict(os.environ if env is None else env)
+    inject_env(result, context)
+    if bootstrap:
+        result[BOOTSTRAP_ENV] = "1"
+    else:
+        result.pop(BOOTSTRAP_ENV, None)
+    return result
+
+
+_CARRIER_NAMES = (b"TRACEPARENT", b"TRACESTATE", b"BAGGAGE")
+
+
+def _environ_with(context: Context | None, bootstrap: bool) -> Mapping[Any, Any]:
+    """This process's environment plus the context, built as cheaply as CPython allows.
+
+    On POSIX, os.environ keeps the environment as bytes: copying those and
+    handing bytes to Popen saves decoding and re-encoding every variable.
+    """
+    data = getattr(os.environ, "_data", None)
+    if os.name != "posix" or not isinstance(data, dict):
+        return child_env(None, context=context, bootstrap=bootstrap)
+    fields: dict[str, str] = {}
+    inject_env(fields, context)
+    environ: dict[bytes, bytes] = data.copy()
+    for name in _CARRIER_NAMES:
+        environ.pop(name, None)
+    environ.update((name.encode(), value.encode()) for name, value in fields.items())
+    if bootstrap:
+        environ[BOOTSTRAP_ENV.encode()] = b"1"
+    else:
+        environ.pop(BOOTSTRAP_ENV.encode(), None)
+    return environ
+
+
+class Popen(subprocess.Popen):  # type: ignore[type-arg]
+    """`subprocess.Popen` with the context in the child's environment, and a span for the child.
+
+    Pass ``env`` by keyword (default: this process's environment); the
+    context is added to it. The span (when the caller's span records) starts
+    here and ends when the exit is seen (`wait`, `communicate`, `poll`, or
+    leaving ``with``), with ``process.exit.code`` and an error status for a
+    non-zero code. ``record_args=True`` also records the arguments
+    (``process.command_args``), which may hold secrets, so it is off by default.
+    """
+
+    def __init__(
+        self,
+        args: Any,
+        *,
+        env: Mapping[str, str] | None = None,
+        bootstrap: bool = True,
+        record_args: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        span = _start_span(args, kwargs, record_args) if is_recording() else None
+        context = None
+        if span is not None:
+            from opentelemetry.trace import set_span_in_context  # noqa: PLC0415 - loaded already
+
+            context = set_span_in_context(span, get_current())
+        self._threadline_span: Span | None = span
+        if env is None:
+            environ = _environ_with(context, bootstrap)
+        else:
+            environ = child_env(env, context=context, bootstrap=bootstrap)
+        try:
+            super().__init__(args, env=environ, **kwargs)
+        except BaseException as exc:
+            self._finish_span(exc)
+            raise
+        if span is not None:
+            span.set_attribute("process.pid", self.pid)
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the child as `subprocess.Popen.wait` does, and end its span."""
+        code = super().wait(timeout)
+        self._finish_span()
+        return code
+
+    def poll(self) -> int | None:
+        """Check the child as `subprocess.Popen.poll` does; end its span once it has exited."""
+        code = super().poll()
+        if code is not None:
+            self._finish_span()
+        return code
+
+    def _finish_span(self, error: BaseException | None = None) -> None:
+        span, self._threadline_span = getattr(self, "_threadline_span", None), None
+        if span is None:
+            return
+        from opentelemetry.trace import Status, StatusCode  # noqa: PLC0415 - loaded already
+
+        if error is not None:
+            record_error(span, error)
+        elif self.returncode is not None:
+            span.set_attribute("process.exit.code", self.returncode)
+            if self.returncode != 0:
+                span.set_status(Status(StatusCode.ERROR, f"exit code {self.returncode}"))
+        span.end()
+
+
+def _start_span(args: Any, kwargs: Mapping[str, Any], record_args: bool) -> Span:
+    argv = _argv(args, kwargs)
+    program = os.path.basename(argv[0]) if argv else "?"
+    attributes: dict[str, Any] = {"process.command": program}
+    if record_args:
+        attributes["process.command_args"] = argv
+    return start_boundary_span(BOUNDARY, f"{BOUNDARY} {program}", attributes=attributes)
+
+
+def _argv(args: Any, kwargs: Mapping[str, Any]) -> list[str]:
+    if isinstance(args, (str, bytes, os.PathLike)):
+        text = os.fsdecode(args)
+        argv = text.split() if kwargs.get("shell") else [text]
+    else:
+        argv = [os.fsdecode(arg) for arg in args]
+    executable = kwargs.get("executable")
+    if executable is not None and argv:
+        argv[0] = os.fsdecode(executable)
+    return argv
+
+
+def run(
+    args: Any,
+    *,
+    input: Any = None,
+    capture_output: bool = False,
+    timeout: float | None = None,
+    check: bool = False,
+    **kwargs: Any,
+) -> subprocess.CompletedProcess[Any]:
+    """`subprocess.run` through threadline's `Popen`: same arguments, results and errors.
+
+    Takes `Popen`'s ``env``, ``bootstrap`` and ``record_args`` too.
+    """
+    if input is not None:
+        if kwargs.get("stdin") is not None:
+            raise ValueError("stdin and input arguments may not both be used.")
+        kwargs["stdin"] = subprocess.PIPE
+    if capture_output:
+        if kwargs.get("stdout") is not None or kwargs.get("stderr") is not None:
+            raise ValueError("stdout and stderr arguments may not be used with capture_output.")
+        kwargs["stdout"] = kwargs["stderr"] = subprocess.PIPE
+    with Popen(args, **kwargs) as process:
+        try:
+            stdout, stderr = process.communicate(input, timeout=timeout)
+        except BaseException:  # as subprocess.run: never leave the child running
+            process.kill()
+            process.wait()
+            raise
+        code = process.poll()
+    assert code is not None  # noqa: S101 - communicate() returned, so the child has exited
+    if check and code:
+        raise subprocess.CalledProcessError(code, process.args, output=stdout, stderr=stderr)
+    return subprocess.CompletedProcess(process.args, code, stdout, stderr)

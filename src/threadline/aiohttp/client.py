@@ -1,0 +1,85 @@
+"""The aiohttp client side: a `TraceConfig` that carries the caller's context on every request.
+
+A thin adapter of aiohttp's request tracing signals to `threadline._http`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import SimpleNamespace
+
+from aiohttp import (
+    ClientSession,
+    TraceConfig,
+    TraceRequestEndParams,
+    TraceRequestExceptionParams,
+    TraceRequestStartParams,
+)
+
+from .._context import get_current
+from .._http import HostAllowList, end_client_span, start_client_span, write_outgoing
+from .._spans import record_error
+
+__all__ = ["trace_config"]
+
+
+def trace_config(
+    *,
+    baggage_hosts: Iterable[str] = (),
+    spans: bool = True,
+    send_request_id: bool = True,
+) -> TraceConfig:
+    """Return an `aiohttp.TraceConfig` that carries the caller's context on every request.
+
+    ``traceparent`` and ``tracestate`` go to every host. Baggage (with the
+    store values) and ``X-Request-ID`` go only to loopback hosts and to
+    *baggage_hosts*: exact names (``"api.internal"``), or ``"*.internal"``
+    for every subdomain; a user id never leaks to a third-party API.
+    ``send_request_id=False`` never sends ``X-Request-ID``.
+    Each request gets a CLIENT span ``"{method}"``, so each call has its own
+    parent id; without a recording span the caller's span is the parent.
+    """
+    allowed = HostAllowList(baggage_hosts)
+    config = TraceConfig()
+
+    async def on_start(
+        session: ClientSession, ctx: SimpleNamespace, params: TraceRequestStartParams
+    ) -> None:
+        context = get_current()
+        span = None
+        if spans:
+            from opentelemetry import trace  # noqa: PLC0415 - loaded once, by the first call
+
+            if trace.get_current_span(context).is_recording():
+                url = params.url
+                span = start_client_span(
+                    params.method, str(url.with_user(None)), url.host, url.port
+                )
+                context = trace.set_span_in_context(span, context)
+        ctx.threadline_span = span
+        write_outgoing(
+            params.headers,
+            context,
+            trusted=allowed.allows(params.url.host),
+            send_request_id=send_request_id,
+        )
+
+    async def on_end(
+        session: ClientSession, ctx: SimpleNamespace, params: TraceRequestEndParams
+    ) -> None:
+        span = getattr(ctx, "threadline_span", None)
+        if span is not None:
+            end_client_span(span, params.response.status)
+
+    async def on_exception(
+        session: ClientSession, ctx: SimpleNamespace, params: TraceRequestExceptionParams
+    ) -> None:
+        span = getattr(ctx, "threadline_span", None)
+        if span is not None:
+            record_error(span, params.exception)
+            span.end()
+
+    config.on_request_start.append(on_start)
+    config.on_request_end.append(on_end)
+    config.on_request_exception.append(on_exception)
+    return config

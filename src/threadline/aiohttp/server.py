@@ -1,0 +1,200 @@
+"""The aiohttp server side: a middleware that runs each request in its own context.
+
+A thin adapter of aiohttp's request and response objects to `threadline._http`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextvars import Token
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from .._context import Context, attach, restore
+from .._http import (
+    REQUEST_ID_HEADER,
+    end_server_span,
+    handler_context,
+    incoming_context,
+    log_access,
+    request_id_of,
+    start_server_span,
+)
+from .._spans import provider_set, record_error
+from .._values import freeze
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Link, Span
+
+__all__ = ["UserIdExtractor", "middleware", "setup"]
+
+UserIdExtractor = Callable[[web.Request], Any]
+"""Called with the request (it may be ``async``); returns the user id, or None."""
+
+_REQUEST_ID_KEY = (
+    web.RequestKey("threadline_request_id", str)
+    if hasattr(web, "RequestKey")
+    else "threadline_request_id"
+)
+_access_log = logging.getLogger("threadline.aiohttp")
+
+
+def middleware(
+    *,
+    trust_incoming: bool = True,
+    accept_request_id: bool = True,
+    user_id: UserIdExtractor | None = None,
+    spans: bool = True,
+    access_log: bool = True,
+    remember_request_id: bool = False,
+) -> Middleware:
+    """Return an aiohttp middleware that runs each request in its own context.
+
+    Args:
+        trust_incoming: continue the trace and baggage that came with the
+            request. False, for a public edge: start a new trace (the incoming
+            one, when valid, becomes a span link) and drop incoming baggage.
+        accept_request_id: reuse a well-formed incoming ``X-Request-ID``
+            (1-128 letters, digits and ``._:+/=@-``); otherwise, and when
+            False, a new id is made.
+        user_id: called with the request (it may be ``async``); what it
+            returns becomes ``user_id`` in the request scope and ``enduser.id``
+            on spans.
+        spans: record a SERVER span per request.
+        access_log: log one line per request at its end, with its duration,
+            on the ``threadline.aiohttp`` logger.
+        remember_request_id: keep the id on the request for `setup`'s
+            response hook (set by `setup`).
+    """
+    log_access_at = _access_log.isEnabledFor if access_log else None
+
+    @web.middleware
+    async def threadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.time()
+        get_all = request.headers.getall
+        incoming, link = incoming_context(lambda name: get_all(name, ()), trust_incoming)
+        request_id = request_id_of(lambda name: get_all(name, ()), accept_request_id)
+        if remember_request_id:
+            request[_REQUEST_ID_KEY] = request_id
+        span = (
+            _start_span(request, incoming, link, request_id) if spans and provider_set() else None
+        )
+        values: dict[str, Any] = {"request_id": request_id, "start_time": started}
+        token = attach(handler_context(incoming, span, values))
+        with_user: Token[Context] | None = None
+        status: int | None = None
+        try:
+            # the extractor runs in the request's context, and its errors are the request's
+            if user_id is not None and await _add_user_id(values, user_id, request, span):
+                with_user = attach(handler_context(incoming, span, values))
+            response = await handler(request)
+        except web.HTTPException as exc:
+            status = exc.status
+            exc.headers.setdefault(REQUEST_ID_HEADER, request_id)
+            raise
+        except Exception as exc:  # noqa: BLE001 - answer 500 here, so the request id goes with it
+            status = 500
+            _access_log.exception("unhandled exception in %s %s", request.method, request.path)
+            if span is not None:
+                record_error(span, exc)
+            raise web.HTTPInternalServerError(headers={REQUEST_ID_HEADER: request_id}) from None
+        except BaseException as exc:  # cancelled: the client went away
+            if span is not None:
+                record_error(span, exc)
+            raise
+        else:
+            status = response.status
+            if not response.prepared:
+                response.headers.setdefault(REQUEST_ID_HEADER, request_id)
+            return response
+        finally:
+            _finish(request, span, status, started, log_access_at)
+            if with_user is not None:
+                restore(with_user)
+            restore(token)
+
+    return threadline_middleware
+
+
+def setup(app: web.Application, **options: Any) -> None:
+    """Add `middleware` to *app* (first), and the request id header to every response.
+
+    Unlike the middleware alone, this also covers responses that a handler
+    prepares (streams) itself. Takes the options of `middleware`.
+    """
+    app.middlewares.insert(0, middleware(**options, remember_request_id=True))
+    app.on_response_prepare.append(_add_request_id_header)
+
+
+async def _add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
+    request_id = request.get(_REQUEST_ID_KEY)
+    if request_id is not None and REQUEST_ID_HEADER not in response.headers:
+        response.headers[REQUEST_ID_HEADER] = request_id
+
+
+async def _add_user_id(
+    values: dict[str, Any], extractor: UserIdExtractor, request: web.Request, span: Span | None
+) -> bool:
+    found = extractor(request)
+    if isinstance(found, Awaitable):
+        found = await found
+    if found is None:
+        return False
+    values["user_id"] = freeze(found)
+    if span is not None:
+        span.set_attribute("enduser.id", str(found))
+    return True
+
+
+def _finish(
+    request: web.Request,
+    span: Span | None,
+    status: int | None,
+    started: float,
+    log_access_at: Callable[[int], bool] | None,
+) -> None:
+    """End the span and write the access line, still inside the request's scope and span."""
+    if span is not None:
+        end_server_span(span, status)
+    if log_access_at is not None and log_access_at(logging.INFO):
+        log_access(
+            _access_log,
+            method=request.method,
+            path=request.path,
+            status=status,
+            started=started,
+            route=_route(request),
+        )
+
+
+def _start_span(request: web.Request, parent: Context, link: Link | None, request_id: str) -> Span:
+    version = request.version
+    return start_server_span(
+        request.method,
+        _route(request),
+        path=request.path,
+        scheme=request.scheme,
+        query=request.query_string,
+        host=request.host,
+        client_address=request.remote,
+        user_agent=request.headers.get("User-Agent"),
+        protocol_version=f"{version.major}.{version.minor}",
+        request_id=request_id,
+        parent=parent,
+        link=link,
+    )
+
+
+def _route(request: web.Request) -> str | None:
+    """The matched route's template (``/orders/{id}``), or None when no route matched."""
+    match_info = request.match_info
+    if getattr(match_info, "http_exception", None) is not None:
+        return None
+    canonical = getattr(
+        getattr(getattr(match_info, "route", None), "resource", None), "canonical", None
+    )
+    return canonical if isinstance(canonical, str) else None
