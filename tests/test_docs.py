@@ -1,4 +1,9 @@
-"""Every Python block of README.md and docs/*.md runs as written; marked fragments compile."""
+"""Every Python block of README.md and docs/*.md runs as written; marked fragments compile.
+
+Each ```python block is a program of its own. A block that cannot be one (it
+only shows a signature, or goes on from earlier text) is marked on the line
+just before its fence with ``<!-- fragment: why -->``; it must still compile.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +39,8 @@ class Block:
 
     @property
     def id(self) -> str:
-        return f"{self.page.relative_to(ROOT).as_posix()}:{self.line}"
+        page = self.page.relative_to(ROOT) if self.page.is_relative_to(ROOT) else self.page
+        return f"{page.as_posix()}:{self.line}"
 
 
 def read_blocks(page: Path) -> list[Block]:
@@ -51,7 +57,7 @@ def read_blocks(page: Path) -> list[Block]:
         while number < len(lines) and lines[number].rstrip() != fence:
             number += 1
         if number == len(lines):
-            raise AssertionError(f"{page.name}:{start}: unclosed ```python block")
+            raise ValueError(f"{page.name}:{start}: unclosed ```python block")
         source = textwrap.dedent("\n".join(lines[start:number])) + "\n"
         fragment = start >= 2 and FRAGMENT.match(lines[start - 2]) is not None
         blocks.append(Block(page, start, source, fragment))
@@ -118,3 +124,22 @@ def test_fragment_marks_sit_on_python_blocks() -> None:
                 assert (page, number) in marked, (
                     f"{page.name}:{number}: not a mark right before a ```python block"
                 )
+
+
+def test_reader(tmp_path: Path) -> None:
+    """Blocks are numbered by their opening fence, lose a list item's indent, and show marks."""
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# A page\n"
+        "```python\nprint(1)\n```\n"
+        "- an item:\n\n"
+        "  <!-- fragment: a signature -->\n"
+        "  ```python\n  def f(x): ...\n  ```\n"
+        "```sh\necho no\n```\n",
+        encoding="utf-8",
+    )
+    expected = [(2, "print(1)\n", False), (8, "def f(x): ...\n", True)]
+    assert expected == [(b.line, b.source, b.fragment) for b in read_blocks(page)]
+    page.write_text("```python\nprint(1)\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="unclosed"):
+        read_blocks(page)
