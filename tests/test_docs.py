@@ -122,7 +122,7 @@ def test_fragment_marks_sit_on_python_blocks() -> None:
         for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
             if "fragment" in line and "<!--" in line:
                 assert (page, number) in marked, (
-                    f"{page.name}:{number}: not a mark right before a ```python block"
+                    f"{page.name}:{number}: write <!-- fragment: why --> just before ```python"
                 )
 
 
