@@ -1,0 +1,145 @@
+"""Every Python block of README.md and docs/*.md runs as written; marked fragments compile.
+
+Each ```python block is a program of its own. A block that cannot be one (it
+only shows a signature, or goes on from earlier text) is marked on the line
+just before its fence with ``<!-- fragment: why -->``; it must still compile.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+OPENING = re.compile(r"^(?P<indent>[ \t]*)```python[ \t]*$")
+ANY_OPENING = re.compile(r"^[ \t]*(```|~~~)[ \t]*(?P<lang>\S*)")
+PYTHON_LIKE = re.compile(r"py|python3?|pycon|ipython", re.IGNORECASE)
+FRAGMENT = re.compile(r"^[ \t]*<!--[ \t]*fragment:[ \t]*\S.*-->[ \t]*$")
+# A block's run: the environment without any context or telemetry settings of the test run.
+CONTEXT_VARIABLES = ("TRACEPARENT", "TRACESTATE", "BAGGAGE")
+TIMEOUT = 30
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced Python block: where it opens, its text, and whether it is a marked fragment."""
+
+    page: Path
+    line: int
+    source: str
+    fragment: bool
+
+    @property
+    def id(self) -> str:
+        page = self.page.relative_to(ROOT) if self.page.is_relative_to(ROOT) else self.page
+        return f"{page.as_posix()}:{self.line}"
+
+
+def read_blocks(page: Path) -> list[Block]:
+    """The ```python blocks of a page; a block in a list item loses the item's indentation."""
+    lines = page.read_text(encoding="utf-8").splitlines()
+    blocks = []
+    number = 0
+    while number < len(lines):
+        opening = OPENING.match(lines[number])
+        number += 1
+        if opening is None:
+            continue
+        start, fence = number, opening["indent"] + "```"
+        while number < len(lines) and lines[number].rstrip() != fence:
+            number += 1
+        if number == len(lines):
+            raise ValueError(f"{page.name}:{start}: unclosed ```python block")
+        source = textwrap.dedent("\n".join(lines[start:number])) + "\n"
+        fragment = start >= 2 and FRAGMENT.match(lines[start - 2]) is not None
+        blocks.append(Block(page, start, source, fragment))
+        number += 1
+    return blocks
+
+
+BLOCKS = [block for page in PAGES for block in read_blocks(page)]
+
+
+def block_param(block: Block) -> object:
+    return pytest.param(block, id=block.id)
+
+
+def block_environment() -> dict[str, str]:
+    """This environment without a context to continue or telemetry settings to follow."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("OTEL_", "THREADLINE_")) and name not in CONTEXT_VARIABLES
+    }
+
+
+@pytest.mark.parametrize("block", [block_param(b) for b in BLOCKS])
+def test_block(block: Block, tmp_path: Path) -> None:
+    """The block runs alone as __main__ and exits 0 without a traceback; a fragment compiles."""
+    if block.fragment:
+        compile(block.source, block.id, "exec")
+        return
+    # A file of its own, not -c: spawn and forkserver workers re-import __main__ from it.
+    program = tmp_path / "doc_block.py"
+    program.write_text(block.source, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-W", "error", program.name],
+        cwd=tmp_path,
+        env=block_environment(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    output = f"{block.id}\n{result.stdout}\n{result.stderr}"
+    assert 0 == result.returncode, output  # noqa: SIM300 - the project's expected == actual
+    # Threads and finalizers only print their exceptions: the exit code does not show them.
+    assert "Traceback" not in result.stderr, output
+
+
+def test_blocks_are_found() -> None:
+    """Every page with Python examples is read, and no Python fence is spelled so it is missed."""
+    assert {"README.md", "carrier.md", "http.md", "stores.md"} <= {b.page.name for b in BLOCKS}
+    for page in PAGES:
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            opening = ANY_OPENING.match(line)
+            if opening and PYTHON_LIKE.fullmatch(opening["lang"]):
+                assert OPENING.match(line), f"{page.name}:{number}: write ```python"
+
+
+def test_fragment_marks_sit_on_python_blocks() -> None:
+    """Each fragment mark is the line just before a ```python block, so none marks nothing."""
+    marked = {(b.page, b.line - 1) for b in BLOCKS if b.fragment}
+    for page in PAGES:
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            if "fragment" in line and "<!--" in line:
+                assert (page, number) in marked, (
+                    f"{page.name}:{number}: write <!-- fragment: why --> just before ```python"
+                )
+
+
+def test_reader(tmp_path: Path) -> None:
+    """Blocks are numbered by their opening fence, lose a list item's indent, and show marks."""
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# A page\n"
+        "```python\nprint(1)\n```\n"
+        "- an item:\n\n"
+        "  <!-- fragment: a signature -->\n"
+        "  ```python\n  def f(x): ...\n  ```\n"
+        "```sh\necho no\n```\n",
+        encoding="utf-8",
+    )
+    expected = [(2, "print(1)\n", False), (8, "def f(x): ...\n", True)]
+    assert expected == [(b.line, b.source, b.fragment) for b in read_blocks(page)]
+    page.write_text("```python\nprint(1)\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="unclosed"):
+        read_blocks(page)
