@@ -184,6 +184,19 @@ _PROCESS_CLASSES: dict[str, type[_CarriesContext]] = {
 }
 
 
+def _in_callers_context(name: str) -> Callable[..., Any]:
+    """The `multiprocessing.pool.Pool` method *name*, giving its tasks the caller's context."""
+    method = getattr(multiprocessing.pool.Pool, name)
+
+    def in_callers_context(self: Pool, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return method(self, _bound(func), *args, **kwargs)
+
+    in_callers_context.__name__ = name
+    in_callers_context.__qualname__ = f"Pool.{name}"
+    in_callers_context.__doc__ = f"As `multiprocessing.pool.Pool.{name}`, in the caller's context."
+    return in_callers_context
+
+
 class Pool(multiprocessing.pool.Pool):
     """A `multiprocessing.pool.Pool` whose tasks run in the context of the call that gave them.
 
@@ -220,33 +233,13 @@ class Pool(multiprocessing.pool.Pool):
             self.join()
         super().terminate()
 
-    def apply_async(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> Any:
-        """As `multiprocessing.pool.Pool.apply_async` (and so `apply`), in the caller's context."""
-        return super().apply_async(_bound(func), *args, **kwargs)
-
-    def map(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> Any:
-        """As `multiprocessing.pool.Pool.map`, in the caller's context."""
-        return super().map(_bound(func), *args, **kwargs)
-
-    def map_async(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> Any:
-        """As `multiprocessing.pool.Pool.map_async`, in the caller's context."""
-        return super().map_async(_bound(func), *args, **kwargs)
-
-    def starmap(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> Any:
-        """As `multiprocessing.pool.Pool.starmap`, in the caller's context."""
-        return super().starmap(_bound(func), *args, **kwargs)
-
-    def starmap_async(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> Any:
-        """As `multiprocessing.pool.Pool.starmap_async`, in the caller's context."""
-        return super().starmap_async(_bound(func), *args, **kwargs)
-
-    def imap(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> Any:
-        """As `multiprocessing.pool.Pool.imap`, in the caller's context."""
-        return super().imap(_bound(func), *args, **kwargs)
-
-    def imap_unordered(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> Any:
-        """As `multiprocessing.pool.Pool.imap_unordered`, in the caller's context."""
-        return super().imap_unordered(_bound(func), *args, **kwargs)
+    apply_async = _in_callers_context("apply_async")  # and so apply
+    map = _in_callers_context("map")
+    map_async = _in_callers_context("map_async")
+    starmap = _in_callers_context("starmap")
+    starmap_async = _in_callers_context("starmap_async")
+    imap = _in_callers_context("imap")
+    imap_unordered = _in_callers_context("imap_unordered")
 
 
 def _bound(func: Callable[..., T]) -> Callable[..., T]:

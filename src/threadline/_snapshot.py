@@ -6,7 +6,6 @@ import contextvars
 import functools
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Generator
 from contextvars import Token
-from types import TracebackType
 from typing import Any, TypeVar
 
 from ._context import Context, attach, await_within, get_current, restore
@@ -14,6 +13,8 @@ from ._context import Context, attach, await_within, get_current, restore
 __all__ = ["Snapshot", "bind", "snapshot"]
 
 T = TypeVar("T")
+Y = TypeVar("Y")
+R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
 # Code flags (see the inspect module, which costs more to import than this module).
 _GENERATOR = 0x20
@@ -68,12 +69,7 @@ class Snapshot:
         self._entries[id(entered)] = attach(entered)
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         token = self._entries.pop(id(get_current()), None)
         if token is not None:
             restore(token)
@@ -144,35 +140,21 @@ class InContext(Awaitable[T]):
         self._coroutine = coroutine
 
     def __await__(self) -> Generator[Any, Any, T]:
-        run, coroutine = self._variables.run, self._coroutine
-        method: Callable[[Any], Any] = coroutine.send
-        argument: Any = None
-        while True:
-            try:
-                signal = run(method, argument)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            try:
-                argument = yield signal
-                method = coroutine.send
-            except GeneratorExit:
-                run(coroutine.close)
-                raise
-            except BaseException as exc:  # noqa: BLE001 - every throw goes on to the coroutine
-                method, argument = coroutine.throw, exc
+        return (yield from _contained(self._variables, self._coroutine))
 
 
 def _contained(
-    variables: contextvars.Context, gen: Generator[T, Any, Any]
-) -> Generator[T, Any, Any]:
+    variables: contextvars.Context, gen: Generator[Y, Any, R] | Coroutine[Y, Any, R]
+) -> Generator[Y, Any, R]:
+    """Drive *gen* (a generator or a coroutine) with every step of it run in *variables*."""
     run = variables.run
-    method: Callable[[Any], T] = gen.send
+    method: Callable[[Any], Y] = gen.send
     argument: Any = None
     while True:
         try:
             item = run(method, argument)
         except StopIteration as stop:
-            return stop.value
+            return stop.value  # type: ignore[no-any-return]
         try:
             argument = yield item
             method = gen.send

@@ -6,7 +6,6 @@ import re
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import Token
-from types import TracebackType
 from typing import Any, TypeVar
 
 from ._context import (
@@ -73,12 +72,7 @@ class Scope:
         """Return a new, unentered scope that sets the same value."""
         return Scope(self._key, self._value, merge=self._merge)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         token, self._token = self._token, None
         if token is not None:
             restore(token)

@@ -19,6 +19,7 @@ methods::
 
 from __future__ import annotations
 
+from . import _processes
 from ._processes import ForkProcess as ForkProcess
 from ._processes import ForkServerProcess as ForkServerProcess
 from ._processes import Pool as Pool
@@ -28,13 +29,4 @@ from ._processes import SpawnProcess as SpawnProcess
 from ._processes import ThreadlineContext as ThreadlineContext
 from ._processes import get_context as get_context
 
-__all__ = [
-    "ForkProcess",
-    "ForkServerProcess",
-    "Pool",
-    "Process",
-    "ProcessPoolExecutor",
-    "SpawnProcess",
-    "ThreadlineContext",
-    "get_context",
-]
+__all__ = _processes.__all__

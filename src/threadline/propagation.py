@@ -15,8 +15,6 @@ or, with no code, ``OTEL_PROPAGATORS=threadline``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import (
     CarrierT,
@@ -48,11 +46,7 @@ class ThreadlinePropagator(TextMapPropagator):
         getter: Getter[CarrierT] = default_getter,
     ) -> Context:
         """Return *context* (default: an empty one) with what *carrier* brought."""
-
-        def get(field: str) -> Sequence[str]:
-            return getter.get(carrier, field) or ()
-
-        return extract_context(get, context)
+        return extract_context(lambda field: getter.get(carrier, field) or (), context)
 
     def inject(
         self,
@@ -61,11 +55,7 @@ class ThreadlinePropagator(TextMapPropagator):
         setter: Setter[CarrierT] = default_setter,
     ) -> None:
         """Write *context* (default: the current one) into *carrier*."""
-
-        def set_field(field: str, value: str) -> None:
-            setter.set(carrier, field, value)
-
-        inject_without_failing(set_field, context)
+        inject_without_failing(lambda field, value: setter.set(carrier, field, value), context)
 
     @property
     def fields(self) -> set[str]:
