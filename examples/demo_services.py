@@ -171,7 +171,7 @@ def service(name: str, *args: str) -> Iterator[str]:
             yield url
         finally:
             process.terminate()  # a clean stop: the service exports its last spans
-            if process.wait(timeout=30) != 0:
+            if process.wait() != 0:
                 raise RuntimeError(f"the {name} failed (its error is above)")
 
 
