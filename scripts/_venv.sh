@@ -4,14 +4,18 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv="$root/.venv"
 python=${PYTHON:-python3}
-if [ ! -x "$venv/bin/python" ]; then
-    "$python" -m venv "$venv"
-fi
 stamp="$venv/.threadline-installed"
 want=$(cat "$root/pyproject.toml" "$root/src/_threadline_bootstrap.py" "$root/src/threadline-bootstrap.pth" | sha256sum | cut -d' ' -f1)
+if [ ! -x "$venv/bin/python" ]; then
+    echo "threadline: creating .venv and installing dependencies (first run, about a minute)..." >&2
+    "$python" -m venv "$venv"
+elif [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "threadline: the dependencies changed, updating .venv..." >&2
+fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$venv/bin/python" -m pip install --quiet --upgrade pip
     "$venv/bin/python" -m pip install --quiet -e "$root[aiohttp,test]"
     echo "$want" > "$stamp"
+    echo "threadline: .venv is ready" >&2
 fi
 export PATH="$venv/bin:$PATH"

@@ -12,15 +12,15 @@ from tests.collector import CONFIG, collector_binary, running_collector
 from threadline.export import ExportedSpan, read_spans
 
 EXPECTED_TREE = {
-    # span name: its parent's name (None: the trace's root)
-    "GET /orders/{order}": None,
-    "GET": "GET /orders/{order}",
-    "GET /stock/{order}": "GET",
-    "thread read_stock": "GET /stock/{order}",
-    "process checksum": "GET /stock/{order}",
-    "subprocess python": "GET /stock/{order}",
-    "resize image": "subprocess python",
-    "subprocess sh": "GET /stock/{order}",
+    # span name: its parent's name (None: the trace's root), the service that reports it
+    "GET /orders/{order}": (None, "demo-gateway"),
+    "GET": ("GET /orders/{order}", "demo-gateway"),
+    "GET /stock/{order}": ("GET", "demo-backend"),
+    "thread read_stock": ("GET /stock/{order}", "demo-backend"),
+    "process checksum": ("GET /stock/{order}", "demo-backend"),
+    "subprocess python": ("GET /stock/{order}", "demo-backend"),
+    "resize image": ("subprocess python", "demo-python-child"),
+    "subprocess sh": ("GET /stock/{order}", "demo-backend"),
 }
 
 
@@ -34,6 +34,7 @@ def test_config_loads_in_the_real_collector() -> None:
     result = subprocess.run(
         [str(collector_binary()), "validate", "--config", str(CONFIG)],
         capture_output=True,
+        check=False,
         text=True,
         timeout=60,
     )
@@ -41,7 +42,7 @@ def test_config_loads_in_the_real_collector() -> None:
 
 
 def check_demo_traces(spans: list[ExportedSpan], requests: int) -> None:
-    """One trace per request, every expected span once, each under the right parent."""
+    """One trace per request, every expected span once, under the right parent and service."""
     by_trace: dict[str, list[ExportedSpan]] = defaultdict(list)
     for span in spans:
         by_trace[span.trace_id].append(span)
@@ -52,7 +53,8 @@ def check_demo_traces(spans: list[ExportedSpan], requests: int) -> None:
         by_id = {span.span_id: span for span in members}
         for span in members:
             parent = by_id.get(span.parent_id) if span.parent_id else None
-            assert EXPECTED_TREE[span.name] == (parent.name if parent else None), span.name
+            actual = (parent.name if parent else None, span.service)
+            assert EXPECTED_TREE[span.name] == actual, span.name
 
 
 def test_demo_through_the_collector(tmp_path: Path) -> None:
@@ -62,6 +64,7 @@ def test_demo_through_the_collector(tmp_path: Path) -> None:
             [sys.executable, "-m", "threadline", "demo", "--otlp", collector.http_endpoint],
             env=clean_env(),
             capture_output=True,
+            check=False,
             text=True,
             timeout=180,
         )

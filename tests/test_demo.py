@@ -7,27 +7,79 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.test_collector import check_demo_traces, clean_env
+from threadline.cli import main
 from threadline.export import read_spans
 
 
-def test_demo_prints_each_request_as_one_trace() -> None:
-    """Two requests, two trees of eight spans, and every log line under its own trace."""
-    result = subprocess.run(
-        [sys.executable, "-m", "threadline", "demo"],
-        env=clean_env(),
+def demo(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "threadline", "demo", *args],
+        env=clean_env(**env),
         capture_output=True,
+        check=False,
         text=True,
         timeout=180,
     )
+
+
+def test_demo_prints_each_request_as_one_trace(tmp_path: Path) -> None:
+    """Two requests, two trees of eight spans from both services, every log line under its trace."""
+    result = demo("--out", str(tmp_path))
     assert 0 == result.returncode, result.stderr
     out = result.stdout
     assert 2 == len(re.findall(r"^trace \w{32} \(8 spans\)$", out, re.MULTILINE))
-    traces_file = re.search(r"^spans: (.+)$", out, re.MULTILINE)
-    assert traces_file is not None
-    check_demo_traces(read_spans(Path(traces_file[1])), requests=2)
-    for service in ("gateway", "backend.thread", "backend.worker", "python-child", "shell-child"):
-        assert 2 == len(re.findall(rf"^  log  {re.escape(service)} +request=\w{{32}}  ", out, re.MULTILINE))
-    blocks = out.split("\ntrace ")[1:]
-    for block in blocks:  # each trace's log lines carry one request id
+    check_demo_traces(read_spans(tmp_path / "traces.jsonl"), requests=2)
+    for service, span in (("demo-gateway", "GET /orders/{order}"), ("demo-backend", "GET /stock")):
+        assert 2 == len(re.findall(rf"^ +{service} +{re.escape(span)}", out, re.MULTILINE))
+    for logger in ("gateway", "backend.thread", "backend.worker", "python-child", "shell-child"):
+        lines = re.findall(rf"^  log  {re.escape(logger)} +request=\w{{32}}  ", out, re.MULTILINE)
+        assert 2 == len(lines)
+    for block in out.split("\ntrace ")[1:]:  # each trace's log lines carry one request id
         assert 1 == len(set(re.findall(r"request=(\w+)", block)))
+    assert f"spans: {tmp_path / 'traces.jsonl'}\nlogs:  {tmp_path / 'logs.jsonl'}\n" in out
+    assert 2 * 8 == len(re.findall(r'"request_id"', (tmp_path / "logs.jsonl").read_text()))
+
+
+def test_demo_leaves_no_temporary_folder(tmp_path: Path) -> None:
+    """Without --out the spans and logs are deleted at the end, and no path to them is printed."""
+    result = demo("--requests", "1", TMPDIR=str(tmp_path))
+    assert 0 == result.returncode, result.stderr
+    assert 1 == len(re.findall(r"^trace \w{32} \(8 spans\)$", result.stdout, re.MULTILINE))
+    assert [] == list(tmp_path.iterdir())
+    assert "spans:" not in result.stdout
+    assert "(--out DIR keeps the spans and log lines)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--requests", "0"],
+            "argument --requests: must be a whole number from 1 to 1000, not '0'",
+        ),
+        (
+            ["--requests", "-1"],
+            "argument --requests: must be a whole number from 1 to 1000, not '-1'",
+        ),
+        (["--requests", "1001"], "argument --requests: must be a whole number from 1 to 1000"),
+        (
+            ["--otlp", "127.0.0.1:4318"],
+            "argument --otlp: expected an OTLP/HTTP endpoint such as http://127.0.0.1:4318, "
+            "not '127.0.0.1:4318'",
+        ),
+        (["--otlp", "ftp://collector:4318"], "argument --otlp: expected an OTLP/HTTP endpoint"),
+        (["--otlp", "http://"], "argument --otlp: expected an OTLP/HTTP endpoint"),
+        (["--out", "pyproject.toml"], "argument --out: 'pyproject.toml' is not a folder"),
+    ],
+)
+def test_demo_refuses_bad_arguments(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad --requests, --otlp or --out is a usage error (exit code 2) naming the flag."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", *args])
+    assert 2 == exit_info.value.code
+    assert message in capsys.readouterr().err

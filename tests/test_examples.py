@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -11,9 +12,14 @@ from pathlib import Path
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def run(name: str) -> subprocess.CompletedProcess[str]:
+def run(name: str, **env: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=60
+        [sys.executable, str(EXAMPLES / name)],
+        env={**os.environ, **env},
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=60,
     )
     assert 0 == result.returncode, result.stderr
     return result
@@ -83,8 +89,10 @@ def test_process_pool() -> None:
     for method in ("spawn", "forkserver", "fork"):
         parent = re.search(rf"MainProcess +request=req-{method} trace=(\w+)", out)
         assert parent is not None
-        workers = re.findall(rf"Process-\d+ +request=(\S+) trace=(\w+)… resized image", out)
-        assert 3 <= sum(1 for request, trace in workers if (request, trace) == (f"req-{method}", parent[1]))
+        workers = re.findall(r"Process-\d+ +request=(\S+) trace=(\w+)… resized image", out)
+        assert 3 <= sum(
+            1 for request, trace in workers if (request, trace) == (f"req-{method}", parent[1])
+        )
         assert f"{method}: results [0, 2, 4]" in out
     assert "9 job spans" in out
 
@@ -103,7 +111,7 @@ def test_subprocess_children() -> None:
 
 
 def test_http_services() -> None:
-    """Gateway -> backend -> thread and process pools: each request's lines share one id and trace."""
+    """Gateway -> backend -> thread and process pools: a request's lines share one id and trace."""
     out = run("http_services.py").stdout
     assert "2 requests, 2 traces; every line of both services carries its request's one id" in out
     lines = [line for line in out.splitlines() if " request=" in line]
@@ -113,3 +121,16 @@ def test_http_services() -> None:
     assert any("SpawnProcess" in line for line in lines)
     for request_id in by_request:
         assert f"X-Request-ID={request_id}" in out
+
+
+def test_demo_services() -> None:
+    """The demo's two services: every process logs each order's one request id and one trace id."""
+    result = run("demo_services.py", OTEL_TRACES_EXPORTER="none")
+    request_ids = re.findall(r"^order \d: \{.*\} request (\w{32})$", result.stdout, re.MULTILINE)
+    assert 2 == len(set(request_ids))
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    for request_id in request_ids:
+        mine = [record for record in records if record["request_id"] == request_id]
+        loggers = {"gateway", "backend", "backend.thread", "backend.worker"}
+        assert loggers | {"python-child", "shell-child"} <= {record["logger"] for record in mine}
+        assert 1 == len({record["trace_id"] for record in mine})

@@ -1,181 +1,166 @@
-"""``threadline demo``: one request across HTTP, threads, processes and children, as one trace.
+"""``threadline demo``: run the demo application, then print each request as one trace.
 
-A gateway and a backend (aiohttp, free loopback ports) serve two requests. The
-backend works in a thread pool and a process pool and starts a Python child
-and a shell child. Spans go to the embedded default (OTLP JSON lines in a
-file) or, with ``--otlp URL``, to a Collector; log lines of every process go
-to one JSON lines file. At the end each trace is printed as a tree with the
-log lines that carry its trace id.
+The application is ``examples/demo_services.py`` (in the wheel:
+``threadline/_examples/demo_services.py``), a gateway and a backend in two
+processes; it runs as a child with the tracing settings in its environment.
+Spans go to the embedded default (OTLP JSON lines in a file) or, with
+``--otlp URL``, to a Collector; the JSON log lines that every process writes
+to stderr are collected. Both files live in a temporary folder removed at the
+end, unless ``--out DIR`` keeps them.
 """
 
 from __future__ import annotations
 
-import asyncio
+import argparse
 import json
-import logging
-import multiprocessing
 import os
+import subprocess
 import sys
 import tempfile
 from collections import defaultdict
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
+from urllib.parse import urlsplit
 
-LOG_FILE_ENV = "THREADLINE_DEMO_LOG_FILE"
-SHELL_CHILD = (
-    'trace_id=$(printf %s "$TRACEPARENT" | cut -d- -f2); '
-    "request_id=$(printf %s \"$BAGGAGE\" | tr , '\\n' "
-    "| sed -n 's/^request\\.request_id=\\([^;]*\\).*/\\1/p'); "
-    'printf \'{"service":"shell-child","message":"shell child saw the request","request_id":"%s",'
-    '"trace_id":"%s"}\\n\' "$request_id" "$trace_id" >> "$THREADLINE_DEMO_LOG_FILE"'
-)
-PYTHON_CHILD = (
-    "import logging, os\n"
-    "from opentelemetry import trace\n"
-    "from threadline.logging import JSONFormatter\n"
-    f"handler = logging.FileHandler(os.environ['{LOG_FILE_ENV}'])\n"
-    "handler.setFormatter(JSONFormatter())\n"
-    "logging.getLogger().addHandler(handler)\n"
-    "with trace.get_tracer('child').start_as_current_span('resize image'):\n"
-    "    logging.getLogger('python-child').warning('python child resized the image')\n"
+from ._settings import CONFIGURED_ENV, TRACES_FILE_ENV
+
+MAX_REQUESTS = 1000
+SPANS_FILE = "traces.jsonl"
+LOGS_FILE = "logs.jsonl"
+# The demo says where spans go: settings that would send them elsewhere are dropped.
+_DROPPED = (
+    "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    CONFIGURED_ENV,
 )
 
 
-def set_up_logging() -> None:
-    """JSON lines, from every process, into one file (the pool's initializer too)."""
-    from threadline.logging import JSONFormatter, install  # noqa: PLC0415
-
-    install()
-    handler = logging.FileHandler(os.environ[LOG_FILE_ENV])
-    handler.setFormatter(JSONFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-
-
-def checksum(order: int) -> int:
-    """Runs in a worker process."""
-    logging.getLogger("backend.worker").info(
-        "worker %d computed the checksum of order %d", os.getpid(), order
-    )
-    return order * 31 % 97
-
-
-def read_stock(order: int) -> int:
-    """Runs in a pool thread."""
-    logging.getLogger("backend.thread").info("thread read the stock of order %d", order)
-    return 3
-
-
-async def _serve(app: Any) -> tuple[Any, str]:
-    from aiohttp import web  # noqa: PLC0415
-
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
-
-
-async def _scenario(requests: int) -> list[str]:
-    import aiohttp  # noqa: PLC0415
-    from aiohttp import web  # noqa: PLC0415
-
-    import threadline as tl  # noqa: PLC0415
-    import threadline.aiohttp as tla  # noqa: PLC0415
-    from threadline import subprocess as tl_subprocess  # noqa: PLC0415
-
-    threads = tl.ThreadPoolExecutor(max_workers=2)
-    processes = tl.ProcessPoolExecutor(
-        max_workers=1,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=set_up_logging,
-    )
-
-    async def stock(request: web.Request) -> web.Response:
-        order = int(request.match_info["order"])
-        logging.getLogger("backend").info("backend checking order %d", order)
-        count = await tl.run_in_executor(threads, read_stock, order)
-        total = await asyncio.wrap_future(processes.submit(checksum, order))
-        child_env = {**os.environ, "OTEL_SERVICE_NAME": "demo-python-child"}
-        await asyncio.to_thread(
-            tl.bind(tl_subprocess.run),
-            [sys.executable, "-c", PYTHON_CHILD],
-            env=child_env,
-            check=True,
-        )
-        await asyncio.to_thread(tl.bind(tl_subprocess.run), ["sh", "-c", SHELL_CHILD], check=True)
-        return web.json_response({"order": order, "stock": count, "checksum": total})
-
-    async def orders(request: web.Request) -> web.Response:
-        logging.getLogger("gateway").info("gateway got %s", request.path)
-        url = f"{request.app['backend']}/stock/{request.match_info['order']}"
-        async with request.app["client"].get(url) as response:
-            body = await response.json()
-        return web.json_response(body)
-
-    backend = web.Application(middlewares=[tla.middleware()])
-    backend.router.add_get("/stock/{order}", stock)
-    gateway = web.Application(middlewares=[tla.middleware(trust_incoming=False)])
-    gateway.router.add_get("/orders/{order}", orders)
-    gateway["client"] = aiohttp.ClientSession(trace_configs=[tla.trace_config()])
-    backend_runner, gateway["backend"] = await _serve(backend)
-    gateway_runner, gateway_url = await _serve(gateway)
-    request_ids = []
+def request_count(text: str) -> int:
+    """``--requests``: a whole number from 1 to `MAX_REQUESTS`."""
     try:
-        async with aiohttp.ClientSession() as client:
-            for order in range(1, requests + 1):
-                async with client.get(f"{gateway_url}/orders/{order}") as response:
-                    response.raise_for_status()
-                    request_ids.append(response.headers["X-Request-ID"])
-    finally:
-        await gateway["client"].close()
-        await gateway_runner.cleanup()
-        await backend_runner.cleanup()
-        threads.shutdown()
-        processes.shutdown()
-    return request_ids
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_REQUESTS:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 1 to {MAX_REQUESTS}, not {text!r}"
+        )
+    return count
 
 
-def run_demo(*, otlp: str | None = None, requests: int = 2, out: Any = None) -> int:
-    """Run the scenario, then print each trace as a tree with its log lines; return 0."""
-    out = out or sys.stdout
-    workdir = Path(tempfile.mkdtemp(prefix="threadline-demo-"))
-    os.environ[LOG_FILE_ENV] = str(workdir / "logs.jsonl")
-    os.environ.setdefault("OTEL_SERVICE_NAME", "threadline-demo")
-    if otlp:
-        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp
-        os.environ.setdefault("OTEL_TRACES_EXPORTER", "otlp")
-    else:
-        os.environ.setdefault("OTEL_TRACES_EXPORTER", "file")
-        os.environ["THREADLINE_TRACES_FILE"] = str(workdir / "traces.jsonl")
-    from threadline.tracing import configure, shutdown  # noqa: PLC0415
+def otlp_url(text: str) -> str:
+    """``--otlp``: an http:// or https:// URL with a host (and a valid port, if any)."""
+    parts = urlsplit(text)
+    try:
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number from 0 to 65535
+        valid = False
+    if not valid:
+        raise argparse.ArgumentTypeError(
+            f"expected an OTLP/HTTP endpoint such as http://127.0.0.1:4318, not {text!r}"
+        )
+    return text
 
-    provider = configure()
-    set_up_logging()
-    request_ids = asyncio.run(_scenario(requests))
-    if provider is not None:
-        shutdown(provider, 10.0)
-    logs = _read_logs(Path(os.environ[LOG_FILE_ENV]))
-    if otlp:
-        print(f"spans of {len(request_ids)} requests sent to {otlp}", file=out)
-        _print_logs(logs, out)
-        return 0
-    from threadline.export import read_spans  # noqa: PLC0415
 
-    print_traces(read_spans(workdir / "traces.jsonl"), logs, out)
-    print(f"\nspans: {workdir / 'traces.jsonl'}\nlogs:  {workdir / 'logs.jsonl'}", file=out)
+def out_dir(text: str) -> Path:
+    """``--out``: a folder (made if missing), not an existing file."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a folder")
+    return path
+
+
+def app_path() -> Path:
+    """The demo application: shipped in the wheel, or ``examples/`` in a source checkout.
+
+    Raises:
+        FileNotFoundError: neither is there.
+    """
+    here = Path(__file__).resolve().parent
+    for path in (
+        here / "_examples" / "demo_services.py",
+        here.parent.parent / "examples" / "demo_services.py",
+    ):
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"the demo application is missing from {here}: reinstall threadline")
+
+
+def run_demo(
+    app: Path,
+    *,
+    otlp: str | None = None,
+    requests: int = 2,
+    out: Path | None = None,
+    stdout: TextIO | None = None,
+) -> int:
+    """Run the application *app* (`app_path`), then print each trace as a tree with its log lines.
+
+    Returns 0, or the application's exit code when it failed (its error on stderr).
+    """
+    stdout = stdout or sys.stdout
+    kept_or_temporary: AbstractContextManager[str] = (
+        nullcontext(str(out)) if out else tempfile.TemporaryDirectory(prefix="threadline-demo-")
+    )
+    with kept_or_temporary as name:
+        folder = Path(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        spans_file, logs_file = folder / SPANS_FILE, folder / LOGS_FILE
+        spans_file.unlink(missing_ok=True)  # the file exporter appends
+        env = {key: value for key, value in os.environ.items() if key not in _DROPPED}
+        if otlp:
+            env.update(OTEL_TRACES_EXPORTER="otlp", OTEL_EXPORTER_OTLP_ENDPOINT=otlp)
+        else:
+            env.update({"OTEL_TRACES_EXPORTER": "file", TRACES_FILE_ENV: str(spans_file)})
+        result = subprocess.run(  # noqa: S603 - our own interpreter and application
+            [sys.executable, str(app), "--requests", str(requests)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        logs = _split_logs(result.stderr)
+        logs_file.write_text("".join(json.dumps(log) + "\n" for log in logs))
+        stdout.write(result.stdout)
+        if result.returncode != 0:
+            return result.returncode
+        if otlp:
+            print(f"spans of {requests} requests sent to {otlp}", file=stdout)
+            _print_logs(logs, stdout)
+        else:
+            from threadline.export import read_spans  # noqa: PLC0415 - loads the SDK
+
+            print_traces(read_spans(spans_file), logs, stdout)
+        if out is None:
+            print("\n(--out DIR keeps the spans and log lines)", file=stdout)
+        else:
+            kept = (
+                [f"logs:  {logs_file}"] if otlp else [f"spans: {spans_file}", f"logs:  {logs_file}"]
+            )
+            print("\n" + "\n".join(kept), file=stdout)
     return 0
 
 
-def _read_logs(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def _split_logs(stderr: str) -> list[dict[str, Any]]:
+    """The JSON log lines; every other line (an error, a warning) goes on to stderr."""
+    logs = []
+    for line in stderr.splitlines(keepends=True):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            logs.append(record)
+        else:
+            sys.stderr.write(line)
+    return logs
 
 
-def print_traces(spans: list[Any], logs: list[dict[str, Any]], out: Any) -> None:
+def print_traces(spans: list[Any], logs: list[dict[str, Any]], out: TextIO) -> None:
     """Print each trace as a tree (service, span, duration), then its log lines."""
     by_trace: dict[str, list[Any]] = defaultdict(list)
     for span in spans:
@@ -189,24 +174,24 @@ def print_traces(spans: list[Any], logs: list[dict[str, Any]], out: Any) -> None
         for span in members:
             children[span.parent_id if span.parent_id in ids else None].append(span)
         _print_tree(children, None, "", out)
-        lines = [log for log in logs if log.get("trace_id") == trace_id]
-        for log in lines:
-            service = log.get("service") or log.get("logger", "")
-            print(
-                f"  log  {service:<22} request={log.get('request_id')}  {log.get('message')}",
-                file=out,
-            )
+        for log in logs:
+            if log.get("trace_id") == trace_id:
+                print(
+                    f"  log  {log.get('logger', ''):<22} request={log.get('request_id')}  "
+                    f"{log.get('message')}",
+                    file=out,
+                )
 
 
 def _print_tree(
-    children: dict[str | None, list[Any]], parent: str | None, indent: str, out: Any
+    children: dict[str | None, list[Any]], parent: str | None, indent: str, out: TextIO
 ) -> None:
     for span in sorted(children.get(parent, []), key=lambda s: s.start_ns):
         print(f"  {indent}{span.service:<20} {span.name:<32} {span.duration_ms:8.1f} ms", file=out)
         _print_tree(children, span.span_id, indent + "  ", out)
 
 
-def _print_logs(logs: list[dict[str, Any]], out: Any) -> None:
+def _print_logs(logs: list[dict[str, Any]], out: TextIO) -> None:
     for log in logs:
         print(
             f"  log  request={log.get('request_id')} trace={log.get('trace_id')}  "

@@ -19,6 +19,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+from ._demo import (
+    LOGS_FILE,
+    MAX_REQUESTS,
+    SPANS_FILE,
+    app_path,
+    otlp_url,
+    out_dir,
+    request_count,
+    run_demo,
+)
 from ._settings import CONFIGURED_ENV
 
 __all__ = ["main"]
@@ -41,9 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             import aiohttp  # noqa: F401, PLC0415 - the demo serves HTTP
         except ImportError:
             parser.error("demo: the demo serves HTTP, it needs: pip install 'threadline[aiohttp]'")
-        from ._demo import run_demo  # noqa: PLC0415
-
-        return run_demo(otlp=args.otlp, requests=args.requests)
+        try:
+            app = app_path()
+        except FileNotFoundError as exc:
+            parser.error(f"demo: {exc}")
+        return run_demo(app, otlp=args.otlp, requests=args.requests, out=args.out)
     command = list(args.cmd)
     if command[:1] == ["--"]:
         command = command[1:]
@@ -82,11 +94,30 @@ def _parser() -> argparse.ArgumentParser:
     demo_parser = commands.add_parser(
         "demo",
         help="run a gateway and a backend and show each request as one trace",
-        description="Serve requests across HTTP, a thread pool, a process pool and child "
-        "processes; print each trace as a tree with its log lines.",
+        description="A gateway and a backend, two processes, serve requests across HTTP, a "
+        "thread pool, a process pool and child processes; each request is printed as one trace "
+        "with its log lines. The application is examples/demo_services.py.",
     )
-    demo_parser.add_argument("--otlp", metavar="URL", help="send spans to this OTLP/HTTP endpoint")
-    demo_parser.add_argument("--requests", type=int, default=2, help="how many requests (2)")
+    demo_parser.add_argument(
+        "--otlp",
+        metavar="URL",
+        type=otlp_url,
+        help="send the spans to this OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318",
+    )
+    demo_parser.add_argument(
+        "--requests",
+        metavar="N",
+        type=request_count,
+        default=2,
+        help=f"how many requests, 1 to {MAX_REQUESTS} (default: 2)",
+    )
+    demo_parser.add_argument(
+        "--out",
+        metavar="DIR",
+        type=out_dir,
+        help=f"keep the spans ({SPANS_FILE}) and log lines ({LOGS_FILE}) in DIR; "
+        "without it they are deleted at the end",
+    )
     return parser
 
 
