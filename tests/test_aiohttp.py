@@ -356,6 +356,8 @@ class TestClient:
         assert {c.context.span_id for c in clients} == {s.parent.span_id for s in servers}
         assert {f"{caller.get_span_context().trace_id:032x}"} == {b["trace_id"] for b in bodies}
         assert ("GET", 200) == (clients[0].name, clients[0].attributes["http.response.status_code"])
+        assert {"http.client"} == {c.attributes["threadline.boundary"] for c in clients}
+        assert {"http.server"} == {s.attributes["threadline.boundary"] for s in servers}
 
     async def test_uses_the_callers_context_not_the_sessions(self, serve: Serve) -> None:
         """A session made in one scope sends the context of whoever makes the call."""
@@ -392,6 +394,17 @@ class TestClient:
         assert "baggage" not in third
         assert "x-request-id" not in third
         assert "traceparent" in third
+
+    async def test_request_id_can_be_kept_back(self, serve: Serve) -> None:
+        """send_request_id=False sends baggage to a trusted host, but never X-Request-ID."""
+        base = await serve(make_app())
+        config = tla.trace_config(send_request_id=False)
+        async with aiohttp.ClientSession(trace_configs=[config]) as session:
+            with tl.request.scope(request_id="r-1"):
+                async with session.get(f"{base}/users/1") as response:
+                    seen = (await response.json())["headers"]
+        assert "request.request_id=r-1;tl" == seen["baggage"]
+        assert "x-request-id" not in seen
 
     async def test_bad_store_value_never_fails_the_request(self, serve: Serve, store: tl.ContextStore) -> None:
         """A value that cannot be sent drops the baggage, counted; the request goes out."""

@@ -108,6 +108,7 @@ class TestJobSpans:
         child = spans.named(f"thread {broken.__qualname__}")
         assert trace.StatusCode.ERROR == child.status.status_code
         assert "exception" == child.events[0].name
+        assert "ValueError" == child.attributes["error.type"]
 
     def test_no_span_without_a_recording_parent(self, spans: Spans) -> None:
         """No submitter span, no job span: nothing is recorded for nothing."""
