@@ -37,16 +37,20 @@ VARIANTS = {
 
 def serve(variant: str, port_file: str) -> None:
     """Run one variant's server until killed (in its own process)."""
-    import logging  # noqa: PLC0415
+    import logging
 
     logging.getLogger("aiohttp").setLevel(logging.CRITICAL)
     if hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > 1:  # type: ignore[operator]
         os.sched_setaffinity(0, {0})
     middlewares = []
     if variant in ("span", "contrib"):
-        from opentelemetry import trace  # noqa: PLC0415
-        from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult  # noqa: PLC0415
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
 
         class Discard(SpanExporter):
             def export(self, spans: object) -> SpanExportResult:
@@ -56,11 +60,11 @@ def serve(variant: str, port_file: str) -> None:
         provider.add_span_processor(BatchSpanProcessor(Discard()))
         trace.set_tracer_provider(provider)
     if variant in ("context", "span"):
-        import threadline.aiohttp  # noqa: PLC0415
+        import threadline.aiohttp
 
         middlewares.append(threadline.aiohttp.middleware())
     if variant == "noop":
-        from aiohttp import web  # noqa: PLC0415
+        from aiohttp import web
 
         @web.middleware
         async def empty(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -68,13 +72,13 @@ def serve(variant: str, port_file: str) -> None:
 
         middlewares.append(empty)
     if variant == "contrib":
-        from opentelemetry.instrumentation.aiohttp_server import (  # noqa: PLC0415
+        from opentelemetry.instrumentation.aiohttp_server import (
             AioHttpServerInstrumentor,
         )
 
         AioHttpServerInstrumentor().instrument()  # adds its middleware to applications made after
 
-    from aiohttp import web  # noqa: PLC0415
+    from aiohttp import web
 
     async def hello(request: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -86,7 +90,7 @@ def serve(variant: str, port_file: str) -> None:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        Path(port_file).write_text(str(runner.addresses[0][1]))
+        Path(port_file).write_text(str(runner.addresses[0][1]))  # noqa: ASYNC240 - once, at start
         await asyncio.Event().wait()
 
     asyncio.run(main())
@@ -98,7 +102,9 @@ def start_servers() -> tuple[dict[str, str], list[subprocess.Popen[bytes]]]:
     for variant in VARIANTS:
         port_file = os.path.join(folder, variant)
         processes.append(
-            subprocess.Popen([sys.executable, __file__, "--serve", variant, "--port-file", port_file])
+            subprocess.Popen(
+                [sys.executable, __file__, "--serve", variant, "--port-file", port_file]
+            )
         )
         deadline = time.monotonic() + 30
         while not os.path.exists(port_file) or not Path(port_file).read_text():
@@ -121,7 +127,7 @@ def load_with_wrk(url: str, seconds: float) -> float:
 
 
 def load_with_python(url: str, seconds: float) -> float:
-    import aiohttp  # noqa: PLC0415
+    import aiohttp
 
     async def run() -> float:
         done = 0
@@ -170,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
             process.kill()
             process.wait()
     medians = {variant: statistics.median(values) for variant, values in results.items()}
-    print(f"load: {'wrk -t1 -c32' if load is load_with_wrk else 'Python aiohttp client, 8 at a time'}")
+    print(
+        f"load: {'wrk -t1 -c32' if load is load_with_wrk else 'Python aiohttp client, 8 at a time'}"
+    )
     print("| variant | requests/s | ratio to bare | ratio to contrib |")
     print("|---|---:|---:|---:|")
     for variant, label in VARIANTS.items():

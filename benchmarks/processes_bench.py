@@ -76,9 +76,11 @@ def pool_variants(pool: tl.ProcessPoolExecutor, jobs: int) -> Variants:
 def spawn_variants(repeat: int) -> Variants:
     true = ["true"]
     return {
-        "bare subprocess.run(['true'])": lambda: timed(lambda: subprocess.run(true), repeat),
+        "bare subprocess.run(['true'])": lambda: timed(
+            lambda: subprocess.run(true, check=True), repeat
+        ),
         "bare subprocess.run(['true'], env=os.environ.copy())": lambda: timed(
-            lambda: subprocess.run(true, env=os.environ.copy()), repeat
+            lambda: subprocess.run(true, check=True, env=os.environ.copy()), repeat
         ),
         "threadline.subprocess.run(['true']), context in env": lambda: timed(
             lambda: tl_subprocess.run(true, bootstrap=False), repeat
@@ -90,7 +92,9 @@ def child_variants(repeat: int) -> Variants:
     python = [sys.executable, "-c", "pass"]
     plain_env = {k: v for k, v in os.environ.items() if k != tl_subprocess.BOOTSTRAP_ENV}
     return {
-        "python -c pass": lambda: timed(lambda: subprocess.run(python, env=plain_env), repeat),
+        "python -c pass": lambda: timed(
+            lambda: subprocess.run(python, check=True, env=plain_env), repeat
+        ),
         "python -c pass, automatic bootstrap on": lambda: timed(
             lambda: tl_subprocess.run(python, bootstrap=True), repeat
         ),

@@ -31,7 +31,9 @@ def job() -> int:
     return 1
 
 
-def per_job(submit: Callable[[Callable[[], int]], concurrent.futures.Future[int]], jobs: int) -> float:
+def per_job(
+    submit: Callable[[Callable[[], int]], concurrent.futures.Future[int]], jobs: int
+) -> float:
     start = time.perf_counter()
     for _ in range(jobs):
         submit(job).result()

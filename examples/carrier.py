@@ -14,8 +14,9 @@ logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(mes
 trace.set_tracer_provider(TracerProvider())
 tracer = trace.get_tracer("example")
 
-with tracer.start_as_current_span("client"), tl.request.scope(
-    request_id="r 1+2", user_id=42, roles=["admin", "dev"]
+with (
+    tracer.start_as_current_span("client"),
+    tl.request.scope(request_id="r 1+2", user_id=42, roles=["admin", "dev"]),
 ):
     headers: dict[str, str] = {}
     tl.inject(headers)  # e.g. the headers of an outgoing request

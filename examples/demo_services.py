@@ -163,7 +163,7 @@ def service(name: str, *args: str) -> Iterator[str]:
     """Run service *name* (this program) as a process named demo-NAME; yield its URL."""
     env = {**os.environ, "OTEL_SERVICE_NAME": f"demo-{name}"}
     command = [sys.executable, __file__, name, *args]
-    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as process:  # noqa: S603
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as process:
         url = process.stdout.readline().strip() if process.stdout else ""
         if not url:
             raise RuntimeError(f"the {name} did not start (its error is above)")

@@ -70,7 +70,9 @@ async def backend_order(request: web.Request) -> web.Response:
 async def gateway_order(request: web.Request) -> web.Response:
     log = logging.getLogger("gateway")
     log.info("gateway got %s", request.path)
-    async with request.app["client"].get(f"{request.app['backend']}/orders/{request.match_info['order']}") as r:
+    async with request.app["client"].get(
+        f"{request.app['backend']}/orders/{request.match_info['order']}"
+    ) as r:
         body = await r.json()
     log.info("gateway answering for order %s", body["order"])
     return web.json_response(body)
@@ -120,8 +122,11 @@ async def main() -> int:
         async with aiohttp.ClientSession() as client:
             for order in (1, 2):
                 async with client.get(f"{gateway_url}/orders/{order}") as response:
-                    print(f"client: order {order} -> {await response.json()} "
-                          f"X-Request-ID={response.headers['X-Request-ID']}", flush=True)
+                    print(
+                        f"client: order {order} -> {await response.json()} "
+                        f"X-Request-ID={response.headers['X-Request-ID']}",
+                        flush=True,
+                    )
     finally:
         await gateway["client"].close()
         await gateway_runner.cleanup()
@@ -133,8 +138,10 @@ async def main() -> int:
     consistent = len(requests) == 2 and all(len(ids) == 1 for ids in requests.values())
     both = all({"gateway", "backend"} <= seen.services[rid] for rid in requests)
     traces = {span.context.trace_id for span in exporter.get_finished_spans()}
-    print(f"{len(requests)} requests, {len(traces)} traces; every line of both services "
-          + ("carries its request's one id and one trace id" if consistent and both else "MIXED"))
+    print(
+        f"{len(requests)} requests, {len(traces)} traces; every line of both services "
+        + ("carries its request's one id and one trace id" if consistent and both else "MIXED")
+    )
     return 0 if consistent and both else 1
 
 

@@ -30,8 +30,9 @@ trace.set_tracer_provider(TracerProvider())
 log = logging.getLogger("orders")
 
 log.info("starting up")  # outside any request: placeholders
-with trace.get_tracer("example").start_as_current_span("GET /orders"), tl.request.scope(
-    request_id="r1", user_id=42
+with (
+    trace.get_tracer("example").start_as_current_span("GET /orders"),
+    tl.request.scope(request_id="r1", user_id=42),
 ):
     log.info("listing orders", extra={"count": 3})
     with tl.ThreadPoolExecutor(max_workers=1) as pool:

@@ -40,14 +40,17 @@ def main() -> None:
     trace.set_tracer_provider(provider)
     set_up_logging()
     for method in ("spawn", "forkserver", "fork"):
-        with tl.ProcessPoolExecutor(
-            max_workers=2, mp_context=multiprocessing.get_context(method), initializer=set_up_logging
-        ) as pool:
-            with trace.get_tracer("app").start_as_current_span(f"upload {method}"), tl.request.scope(
-                request_id=f"req-{method}"
-            ):
-                logging.getLogger("app").info("resizing under %s", method)
-                print(f"{method}: results {list(pool.map(resize, range(3)))}", flush=True)
+        with (
+            tl.ProcessPoolExecutor(
+                max_workers=2,
+                mp_context=multiprocessing.get_context(method),
+                initializer=set_up_logging,
+            ) as pool,
+            trace.get_tracer("app").start_as_current_span(f"upload {method}"),
+            tl.request.scope(request_id=f"req-{method}"),
+        ):
+            logging.getLogger("app").info("resizing under %s", method)
+            print(f"{method}: results {list(pool.map(resize, range(3)))}", flush=True)
     jobs = [span for span in exporter.get_finished_spans() if span.name == "process resize"]
     print(f"{len(jobs)} job spans, each a child of its request's span")
 

@@ -55,17 +55,16 @@ async def load_user(user_id: int) -> str:
 
 
 async def handle(request_id: str, user_id: int) -> float:
-    with tracer.start_as_current_span("GET /orders"), tl.request.scope(
-        request_id=request_id, user_id=user_id
+    with (
+        tracer.start_as_current_span("GET /orders"),
+        tl.request.scope(request_id=request_id, user_id=user_id),
     ):
         log.info("request started")
         name, total = await asyncio.gather(
             load_user(user_id),
             tl.run_in_executor(pool, price_order, user_id),
         )
-        totals = await asyncio.gather(
-            *(tl.run_in_executor(pool, price_order, n) for n in range(2))
-        )
+        totals = await asyncio.gather(*(tl.run_in_executor(pool, price_order, n) for n in range(2)))
         log.info("request done for %s: %.1f", name, total + sum(totals))
         return total
 
@@ -87,8 +86,11 @@ async def main() -> int:
     consistent = all(len(pairs) == 1 for pairs in seen.by_request.values())
     print(
         f"\n{len(seen.by_request)} requests, {seen.lines} log lines: "
-        + ("each request's lines share one request id and one trace id"
-           if consistent else f"MIXED CONTEXT: {dict(seen.by_request)}")
+        + (
+            "each request's lines share one request id and one trace id"
+            if consistent
+            else f"MIXED CONTEXT: {dict(seen.by_request)}"
+        )
     )
     return 0 if consistent and len(seen.by_request) == 3 else 1
 

@@ -26,8 +26,9 @@ provider = TracerProvider()
 provider.add_span_processor(SimpleSpanProcessor(exporter))
 trace.set_tracer_provider(provider)
 
-with trace.get_tracer("parent").start_as_current_span("request") as span, tl.request.scope(
-    request_id="req-7", user_id=42
+with (
+    trace.get_tracer("parent").start_as_current_span("request") as span,
+    tl.request.scope(request_id="req-7", user_id=42),
 ):
     print(f"parent: trace_id={span.get_span_context().trace_id:032x} request_id=req-7")
     subprocess.run(["sh", str(children / "report_context.sh")], check=True)

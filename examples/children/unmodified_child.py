@@ -23,15 +23,20 @@ class JsonFileExporter(SpanExporter):
         with open(self.path, "a", encoding="utf-8") as out:
             for span in spans:
                 parent = f"{span.parent.span_id:016x}" if span.parent else None
-                record = {"name": span.name, "trace_id": f"{span.context.trace_id:032x}",
-                          "parent_id": parent}
+                record = {
+                    "name": span.name,
+                    "trace_id": f"{span.context.trace_id:032x}",
+                    "parent_id": parent,
+                }
                 out.write(json.dumps(record) + "\n")
         return SpanExportResult.SUCCESS
 
 
 provider = TracerProvider()
 if os.environ.get("CHILD_SPAN_FILE"):
-    provider.add_span_processor(SimpleSpanProcessor(JsonFileExporter(os.environ["CHILD_SPAN_FILE"])))
+    provider.add_span_processor(
+        SimpleSpanProcessor(JsonFileExporter(os.environ["CHILD_SPAN_FILE"]))
+    )
 trace.set_tracer_provider(provider)
 
 logging.basicConfig(level=logging.INFO, stream=sys.stdout)
