@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind
 import threadline as tl
 import threadline.aiohttp as tla
 from threadline.logging import ContextFilter
-from tests.conftest import Spans
+from tests.helpers import Spans
 from threadline import diagnostics
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"

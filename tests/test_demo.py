@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.test_collector import check_demo_traces, clean_env
+from tests.helpers import check_demo_traces, clean_env
 from threadline.export import read_spans
 
 

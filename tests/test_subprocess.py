@@ -14,7 +14,7 @@ import pytest
 from opentelemetry import trace
 
 import threadline as tl
-from tests.conftest import Spans
+from tests.helpers import Spans
 from threadline import subprocess
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
