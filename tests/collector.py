@@ -7,13 +7,14 @@ import os
 import signal
 import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "collector" / "builder-config.yaml"
@@ -33,21 +34,6 @@ def collector_binary() -> Path:
     if os.environ.get("THREADLINE_REQUIRE_COLLECTOR"):
         pytest.fail(reason)
     pytest.skip(reason)
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 60) -> bool:
-    """Poll *condition* until it holds or *seconds* pass; return whether it held (a wait, not a measure)."""
-    for _ in range(int(seconds / 0.05)):
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

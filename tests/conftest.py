@@ -1,50 +1,47 @@
-"""Shared fixtures: one SDK tracer provider with an in-memory exporter for the session."""
+"""Fixtures only: the session's tracer provider, spans, stores, and no state left behind.
+
+Helpers live in tests/helpers.py. Importing this module changes nothing;
+each test leaves the process as it found it, so the suite passes when run
+twice in one process: scripts/test-twice checks that.
+"""
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Iterator
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import threadline as tl
+from tests.helpers import (
+    Spans,
+    SuiteTracerProvider,
+    kept_environ,
+    kept_logging,
+    kept_store_registry,
+)
 from threadline import diagnostics
-from threadline.tracing import StoreSpanProcessor
-
-_exporter = InMemorySpanExporter()
-_provider = TracerProvider()
-_provider.add_span_processor(StoreSpanProcessor())
-_provider.add_span_processor(SimpleSpanProcessor(_exporter))
-trace.set_tracer_provider(_provider)
-
-_names = itertools.count()
 
 
-class Spans:
-    """The spans finished during one test, with helpers to check parentage."""
-
-    def __init__(self, exporter: InMemorySpanExporter) -> None:
-        self._exporter = exporter
-
-    def finished(self) -> list[ReadableSpan]:
-        return list(self._exporter.get_finished_spans())
-
-    def named(self, name: str) -> ReadableSpan:
-        matches = [span for span in self.finished() if span.name == name]
-        assert len(matches) == 1, f"{len(matches)} spans named {name!r}: {self.finished()}"
-        return matches[0]
+@pytest.fixture(scope="session", autouse=True)
+def tracer_provider() -> SuiteTracerProvider:
+    """The global tracer provider: set on first use, found again by a later run in this process."""
+    current = trace.get_tracer_provider()
+    if isinstance(current, SuiteTracerProvider):
+        return current
+    if not isinstance(current, trace.ProxyTracerProvider):
+        pytest.fail(f"a tracer provider is set already ({current!r}): the tests need their own")
+    provider = SuiteTracerProvider()
+    trace.set_tracer_provider(provider)
+    return provider
 
 
 @pytest.fixture
-def spans() -> Iterator[Spans]:
-    _exporter.clear()
-    yield Spans(_exporter)
-    _exporter.clear()
+def spans(tracer_provider: SuiteTracerProvider) -> Iterator[Spans]:
+    tracer_provider.exporter.clear()
+    yield Spans(tracer_provider.exporter)
+    tracer_provider.exporter.clear()
 
 
 @pytest.fixture
@@ -52,10 +49,29 @@ def tracer() -> trace.Tracer:
     return trace.get_tracer("tests")
 
 
+@pytest.fixture(autouse=True)
+def _no_stores_left() -> Iterator[None]:
+    """Stores a test makes are forgotten after it, so a name can be made again (a second run)."""
+    with kept_store_registry():
+        yield
+
+
 @pytest.fixture
-def store() -> tl.ContextStore:
-    """A fresh store with a unique name (names are unique per process)."""
-    return tl.ContextStore(f"test-{next(_names)}")
+def store(_no_stores_left: None) -> tl.ContextStore:
+    """A fresh store (names are unique per process; this one is forgotten after the test)."""
+    return tl.ContextStore("test-store")
+
+
+@pytest.fixture(autouse=True)
+def _no_environ_left() -> Iterator[None]:
+    with kept_environ():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _no_logging_left() -> Iterator[None]:
+    with kept_logging():
+        yield
 
 
 @pytest.fixture(autouse=True)

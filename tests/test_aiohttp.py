@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -19,7 +21,7 @@ from opentelemetry.trace import SpanKind
 import threadline as tl
 import threadline.aiohttp as tla
 from threadline.logging import ContextFilter
-from tests.conftest import Spans
+from tests.helpers import Spans
 from threadline import diagnostics
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -191,13 +193,18 @@ class TestServer:
         access.setLevel(logging.INFO)
         try:
             base = await serve(make_app())
+            started = time.monotonic()
             await get(f"{base}/users/3", {"X-Request-ID": "log-1", "traceparent": TRACEPARENT})
+            elapsed_ms = (time.monotonic() - started) * 1000
         finally:
             access.removeHandler(collector)
         (record,) = records
-        assert record.getMessage().startswith("GET /users/3 200 ")
+        shown = re.fullmatch(r"GET /users/3 200 (\d+\.\d)ms", record.getMessage())
+        assert shown is not None, record.getMessage()
         assert (200, "/users/{id}") == (record.http_status, record.route)  # type: ignore[attr-defined]
-        assert record.duration_ms >= 0  # type: ignore[attr-defined]
+        duration_ms = record.duration_ms  # type: ignore[attr-defined]
+        assert 0 <= duration_ms <= elapsed_ms  # the server's part of the request the test timed
+        assert float(shown[1]) == pytest.approx(duration_ms, abs=0.051)  # the line shows the field
         assert ("log-1", TRACE_ID) == (record.request_id, record.trace_id)  # type: ignore[attr-defined]
 
     async def test_user_id_extractor(self, serve: Serve, spans: Spans) -> None:

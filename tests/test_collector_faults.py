@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.collector import Collector, collector_binary, free_port, wait_for
-from tests.test_collector import clean_env
+from tests.collector import Collector, collector_binary
+from tests.helpers import clean_env, free_port, wait_for
 from threadline.export import read_spans
 
 APP = Path(__file__).resolve().parent / "fault_app.py"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_collector import check_demo_traces, clean_env
+from tests.helpers import check_demo_traces, clean_env
 from threadline.cli import main
 from threadline.export import read_spans
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import clean_env
 from threadline.export import read_spans
 
 CHILD = textwrap.dedent(
@@ -50,11 +50,10 @@ def workdir(tmp_path: Path) -> Iterator[Path]:
 
 
 def run_app(workdir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "THREADLINE_"))}
     return subprocess.run(
         [sys.executable, "app.py", *args],
         cwd=workdir,
-        env={**clean, **env},
+        env=clean_env(**env),
         capture_output=True,
         text=True,
         timeout=120,

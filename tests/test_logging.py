@@ -19,7 +19,7 @@ from threadline.logging import ContextFilter, JSONFormatter, install, uninstall
 def logger() -> Iterator[tuple[logging.Logger, io.StringIO]]:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
-    log = logging.getLogger(f"test.threadline.{id(stream)}")
+    log = logging.getLogger("tests.threadline")  # set back after each test by conftest.py
     log.propagate = False
     log.setLevel(logging.DEBUG)
     log.addHandler(handler)

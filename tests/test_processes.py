@@ -12,7 +12,7 @@ from opentelemetry import trace
 
 import threadline as tl
 from tests import process_jobs as jobs
-from tests.conftest import Spans
+from tests.helpers import Spans
 from threadline.processes import Pool, Process, get_context
 
 METHODS = ["spawn", "forkserver", "fork"]

@@ -83,7 +83,8 @@ class TestImmutability:
         """Every mutating operation raises a TypeError that says how to change the value."""
         with store.scope(a=1):
             value = store.get()
-            assert value is not None
+            assert {"a": 1} == value
+            assert value is not None  # for the type checker
             with pytest.raises(TypeError, match=r"immutable.*merge"):
                 value["a"] = 2  # type: ignore[index]
             with pytest.raises(TypeError, match="immutable"):
@@ -98,7 +99,8 @@ class TestImmutability:
         """Lists become tuples and dicts become frozen mappings, so nothing inside can change."""
         source = {"tags": ["x"], "meta": {"k": [1]}}
         with store.scope(source) as value:
-            assert value is not None
+            assert {"tags": ("x",), "meta": {"k": (1,)}} == value
+            assert value is not None  # for the type checker
             source["tags"].append("y")  # the caller's own object stays its own
             assert ("x",) == value["tags"]
             assert (1,) == value["meta"]["k"]
@@ -157,14 +159,15 @@ class TestRunAndExit:
     async def test_run_async_tasks_do_not_mix(self, store: tl.ContextStore) -> None:
         """Concurrent store.run calls of an async function each see their own value."""
 
-        async def handler(i: int) -> bool:
+        async def handler(i: int) -> list[object]:
+            seen = []
             for _ in range(3):
                 await asyncio.sleep(0)
-                assert store.get() == {"i": i}
-            return True
+                seen.append(store.get())
+            return seen
 
         results = await asyncio.gather(*(store.run({"i": i}, handler, i) for i in range(50)))
-        assert all(results)
+        assert [[{"i": i}] * 3 for i in range(50)] == results
 
     def test_run_requires_mapping(self, store: tl.ContextStore) -> None:
         """Passing the function first (the Node order) is a clear error."""
@@ -197,9 +200,7 @@ class TestIsolation:
             with store.scope(i=i):
                 for _ in range(5):
                     await asyncio.sleep(rng.random() / 1000)
-                    value = store.get()
-                    assert value is not None
-                    assert i == value["i"]
+                    assert {"i": i} == store.get()
                     with store.merge(step=_):
                         await asyncio.sleep(0)
                         assert {"i": i, "step": _} == store.get()

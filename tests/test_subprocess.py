@@ -14,7 +14,7 @@ import pytest
 from opentelemetry import trace
 
 import threadline as tl
-from tests.conftest import Spans
+from tests.helpers import Spans
 from threadline import subprocess
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -67,6 +67,7 @@ class TestRun:
         attributes = child_span.attributes or {}
         assert (0, "python") == (attributes["process.exit.code"], attributes["process.command"])
         assert isinstance(attributes["process.pid"], int)
+        assert os.getpid() != attributes["process.pid"]  # the child's, not this process's
         assert "process.command_args" not in attributes
 
     def test_failed_child(self, tracer: trace.Tracer, spans: Spans) -> None:

@@ -12,7 +12,7 @@ import pytest
 from opentelemetry import trace
 
 import threadline as tl
-from tests.conftest import Spans
+from tests.helpers import Spans
 
 plain_var: contextvars.ContextVar[str] = contextvars.ContextVar("plain_var", default="unset")
 

@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import threadline as tl
-from tests.conftest import Spans
+from tests.helpers import Spans
 from threadline.tracing import StoreSpanProcessor, current_trace_ids
 
 
