@@ -1,4 +1,4 @@
-"""The real OpenTelemetry Collector, built by scripts/build-collector, run on free loopback ports."""
+"""The real OpenTelemetry Collector (scripts/build-collector), run on free loopback ports."""
 
 from __future__ import annotations
 
@@ -56,7 +56,10 @@ class Collector:
         }
         with open(log, "ab") as out:
             self.process = subprocess.Popen(
-                [str(binary), "--config", str(CONFIG)], env=env, stdout=out, stderr=subprocess.STDOUT
+                [str(binary), "--config", str(CONFIG)],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         process = self.process
 

@@ -53,7 +53,9 @@ def configure_tracing(path: str) -> None:
     provider = inherited if isinstance(inherited, TracerProvider) else TracerProvider()
     provider.add_span_processor(
         BatchSpanProcessor(
-            JsonLinesExporter(path), schedule_delay_millis=600_000, max_queue_size=100_000,
+            JsonLinesExporter(path),
+            schedule_delay_millis=600_000,
+            max_queue_size=100_000,
             max_export_batch_size=10_000,
         )
     )

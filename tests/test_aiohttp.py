@@ -20,9 +20,9 @@ from opentelemetry.trace import SpanKind
 
 import threadline as tl
 import threadline.aiohttp as tla
-from threadline.logging import ContextFilter
 from tests.helpers import Spans
 from threadline import diagnostics
+from threadline.logging import ContextFilter
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
@@ -89,9 +89,18 @@ async def serve() -> AsyncIterator[Serve]:
         await runner.cleanup()
 
 
-async def get(url: str, headers: Any = None, method: str = "GET") -> tuple[aiohttp.ClientResponse, Any]:
-    async with aiohttp.ClientSession() as session, session.request(method, url, headers=headers) as response:
-        body = await response.json() if response.content_type == "application/json" else await response.text()
+async def get(
+    url: str, headers: Any = None, method: str = "GET"
+) -> tuple[aiohttp.ClientResponse, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, headers=headers) as response,
+    ):
+        body = (
+            await response.json()
+            if response.content_type == "application/json"
+            else await response.text()
+        )
         return response, body
 
 
@@ -132,14 +141,18 @@ class TestServer:
         assert body["has_start_time"]
         assert request_id == server_span(spans).attributes["request.id"]
 
-    @pytest.mark.parametrize("given", ["abc-123", "7f3e0b2a-1c2d-4e5f-8a9b-0c1d2e3f4a5b", "a.b:c=d+e/f@g"])
+    @pytest.mark.parametrize(
+        "given", ["abc-123", "7f3e0b2a-1c2d-4e5f-8a9b-0c1d2e3f4a5b", "a.b:c=d+e/f@g"]
+    )
     async def test_reuses_a_well_formed_request_id(self, serve: Serve, given: str) -> None:
         """A well-formed X-Request-ID is kept, in the scope and the response."""
         base = await serve(make_app())
         response, body = await get(f"{base}/users/1", {"X-Request-ID": given})
         assert given == response.headers["X-Request-ID"] == body["request"]["request_id"]
 
-    @pytest.mark.parametrize("given", ["has space", "x" * 129, "quote\"d", "new\\nline", "semi;colon"])
+    @pytest.mark.parametrize(
+        "given", ["has space", "x" * 129, 'quote"d', "new\\nline", "semi;colon"]
+    )
     async def test_replaces_a_malformed_request_id(self, serve: Serve, given: str) -> None:
         """A malformed X-Request-ID is replaced by a fresh one and counted."""
         base = await serve(make_app())
@@ -168,7 +181,7 @@ class TestServer:
     async def test_unhandled_exception(
         self, serve: Serve, spans: Spans, caplog: pytest.LogCaptureFixture
     ) -> None:
-        """An unhandled exception is a 500 with the id; the span has the error; the log has the id."""
+        """An unhandled exception: a 500 with the id, the error on the span, the id in the log."""
         base = await serve(make_app())
         with caplog.at_level(logging.INFO, logger="threadline.aiohttp"):
             response, _ = await get(f"{base}/boom", {"X-Request-ID": "err-1"})
@@ -240,7 +253,10 @@ class TestServer:
                 headers = {"X-Request-ID": f"c-{i}", "traceparent": parent}
                 async with session.get(f"{base}/users/{i}", headers=headers) as response:
                     body = await response.json()
-                return (body["request"]["request_id"], body["trace_id"]) == (f"c-{i}", f"{i + 1:032x}")
+                return (body["request"]["request_id"], body["trace_id"]) == (
+                    f"c-{i}",
+                    f"{i + 1:032x}",
+                )
 
             assert all(await asyncio.gather(*(one(i) for i in range(100))))
 
@@ -301,7 +317,9 @@ class TestConformance:
         assert TRACE_ID != body["trace_id"]
         assert 1 == diagnostics.drop_counts()["traceparent.duplicate"]
 
-    async def test_tracestate_lines_combine_and_bad_ones_drop(self, serve: Serve, spans: Spans) -> None:
+    async def test_tracestate_lines_combine_and_bad_ones_drop(
+        self, serve: Serve, spans: Spans
+    ) -> None:
         """Several tracestate lines are one list; a bad or oversized one drops only tracestate."""
         base = await serve(make_app())
         combined = CIMultiDict(
@@ -312,18 +330,23 @@ class TestConformance:
         spans_before = len(spans.finished())
         # aiohttp refuses one line over 8190 bytes; two lines together pass it, but not ours
         first, second = (",".join(f"{k}{i}=" + "v" * 255 for i in range(16)) for k in "ab")
-        big = CIMultiDict([("traceparent", TRACEPARENT), ("tracestate", first), ("tracestate", second)])
+        big = CIMultiDict(
+            [("traceparent", TRACEPARENT), ("tracestate", first), ("tracestate", second)]
+        )
         _, body = await get(f"{base}/users/1", big)
         assert TRACE_ID == body["trace_id"]
         assert len(spans.finished()) == spans_before + 1
         assert 1 == diagnostics.drop_counts()["tracestate.too_large"]
 
     async def test_baggage_rules(self, serve: Serve) -> None:
-        """Baggage: stores come in typed; invalid or oversized baggage drops whole, the trace stays."""
+        """Stores come in typed; invalid or oversized baggage drops whole, the trace stays."""
         base = await serve(make_app())
         _, good = await get(
             f"{base}/users/1",
-            {"baggage": "request.user_id=42;tl=json,request.tenant=a%20b;tl", "X-Request-ID": "b-1"},
+            {
+                "baggage": "request.user_id=42;tl=json,request.tenant=a%20b;tl",
+                "X-Request-ID": "b-1",
+            },
         )
         assert {"request_id": "b-1", "user_id": 42, "tenant": "a b"} == good["request"]
         half = "k=" + "v" * 4200
@@ -338,16 +361,28 @@ class TestConformance:
 class LoopbackResolver(AbstractResolver):
     """Resolves every name to 127.0.0.1, so tests can call 'other' hosts on this machine."""
 
-    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict[str, Any]]:
-        return [{"hostname": host, "host": "127.0.0.1", "port": port, "family": socket.AF_INET,
-                 "proto": 0, "flags": socket.AI_NUMERICHOST}]
+    async def resolve(
+        self, host: str, port: int = 0, family: int = socket.AF_INET
+    ) -> list[dict[str, Any]]:
+        return [
+            {
+                "hostname": host,
+                "host": "127.0.0.1",
+                "port": port,
+                "family": socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+        ]
 
     async def close(self) -> None:
         pass
 
 
 class TestClient:
-    async def test_each_call_has_its_own_client_span(self, serve: Serve, spans: Spans, tracer: trace.Tracer) -> None:
+    async def test_each_call_has_its_own_client_span(
+        self, serve: Serve, spans: Spans, tracer: trace.Tracer
+    ) -> None:
         """Outgoing calls carry the caller's trace, each under a CLIENT span of its own."""
         base = await serve(make_app())
         async with aiohttp.ClientSession(trace_configs=[tla.trace_config()]) as session:
@@ -390,8 +425,17 @@ class TestClient:
         config = tla.trace_config(baggage_hosts=["*.internal", "partner.example"])
         seen = {}
         async with aiohttp.ClientSession(connector=connector, trace_configs=[config]) as session:
-            with trace.get_tracer("t").start_as_current_span("c"), tl.request.scope(request_id="r-1", user_id=7):
-                for host in ("127.0.0.1", "localhost", "api.internal", "partner.example", "thirdparty.example"):
+            with (
+                trace.get_tracer("t").start_as_current_span("c"),
+                tl.request.scope(request_id="r-1", user_id=7),
+            ):
+                for host in (
+                    "127.0.0.1",
+                    "localhost",
+                    "api.internal",
+                    "partner.example",
+                    "thirdparty.example",
+                ):
                     async with session.get(f"http://{host}:{port}/users/1") as response:
                         seen[host] = (await response.json())["headers"]
         for host in ("127.0.0.1", "localhost", "api.internal", "partner.example"):
@@ -413,7 +457,9 @@ class TestClient:
         assert "request.request_id=r-1;tl" == seen["baggage"]
         assert "x-request-id" not in seen
 
-    async def test_bad_store_value_never_fails_the_request(self, serve: Serve, store: tl.ContextStore) -> None:
+    async def test_bad_store_value_never_fails_the_request(
+        self, serve: Serve, store: tl.ContextStore
+    ) -> None:
         """A value that cannot be sent drops the baggage, counted; the request goes out."""
         base = await serve(make_app())
         async with aiohttp.ClientSession(trace_configs=[tla.trace_config()]) as session:
@@ -428,7 +474,10 @@ class TestClient:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         async with aiohttp.ClientSession(trace_configs=[tla.trace_config()]) as session:
-            with tracer.start_as_current_span("caller"), pytest.raises(aiohttp.ClientConnectionError):
+            with (
+                tracer.start_as_current_span("caller"),
+                pytest.raises(aiohttp.ClientConnectionError),
+            ):
                 await session.get(f"http://127.0.0.1:{port}/")
         (client,) = [s for s in spans.finished() if s.kind == SpanKind.CLIENT]
         assert trace.StatusCode.ERROR == client.status.status_code

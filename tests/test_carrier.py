@@ -120,7 +120,9 @@ class TestTraceparent:
 
 class TestTracestate:
     def extract_state(self, *headers: str) -> TraceState:
-        return span_context_of(tl.extract({"traceparent": VALID, "tracestate": list(headers)})).trace_state
+        return span_context_of(
+            tl.extract({"traceparent": VALID, "tracestate": list(headers)})
+        ).trace_state
 
     def test_members_kept_in_order(self) -> None:
         """Valid members, multi-tenant keys and repeated headers are combined in order."""
@@ -174,7 +176,7 @@ class TestBaggage:
         assert {"k1": "v1", "k2": "a b", "k3": "€"} == dict(baggage.get_all(snap.context))
 
     def test_plus_and_space_round_trip(self) -> None:
-        """A literal '+' stays a '+', a space travels as %20 (OpenTelemetry Python turns + into space)."""
+        """A literal '+' stays a '+', a space travels as %20 (OpenTelemetry's '+' is a space)."""
         ctx = baggage.set_baggage("q", "a+b c")
         carrier: dict[str, str] = {}
         tl.inject(carrier, ctx)
@@ -228,16 +230,20 @@ class TestBaggage:
         assert {"a": "1", "b": "2"} == dict(baggage.get_all(snap.context))
 
     def test_outbound_limits_are_a_clear_error(self, store: tl.ContextStore) -> None:
-        """A context too large for W3C baggage is the programmer's to fix: ValueError, with sizes."""
+        """Too large for W3C baggage: a ValueError with the sizes, the programmer's to fix."""
         with store.scope(big="x" * 9000), pytest.raises(ValueError, match="8192 bytes"):
             tl.inject({})
 
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(min_size=1), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(min_size=1), children, max_size=4)
+    ),
     max_leaves=10,
 )
 
@@ -252,7 +258,7 @@ def freeze_expected(value: object) -> object:
 
 class TestStoreValues:
     def test_member_form(self) -> None:
-        """Store values are readable members for any W3C peer: store.key=value with a tl property."""
+        """Store values are members any W3C peer reads: store.key=value with a tl property."""
         carrier: dict[str, str] = {}
         with tl.request.scope(request_id="r 1", user_id=42):
             tl.inject(carrier)
@@ -369,7 +375,8 @@ def test_tracestate_injected_from_span() -> None:
 @given(
     traceparent=st.text(max_size=80) | st.from_regex(r"[0-9a-fA-F-]{50,60}", fullmatch=True),
     tracestate=st.text(max_size=80),
-    baggage_header=st.text(max_size=200) | st.from_regex(r"([a-z.]{1,5}=[%0-9a-zA-Z+]{0,6}(;tl(=json)?)?,?){1,5}", fullmatch=True),
+    baggage_header=st.text(max_size=200)
+    | st.from_regex(r"([a-z.]{1,5}=[%0-9a-zA-Z+]{0,6}(;tl(=json)?)?,?){1,5}", fullmatch=True),
 )
 def test_fuzz_extract_never_raises(traceparent: str, tracestate: str, baggage_header: str) -> None:
     """Whatever arrives, extract returns; a traceparent it does not take is counted, not raised."""

@@ -10,9 +10,12 @@ from pathlib import Path
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
-def threadline(*args: str, env: dict[str, str] | None = None, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def threadline(
+    *args: str, env: dict[str, str] | None = None, **kwargs: object
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "threadline", *args],
+        check=False,
         env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
@@ -25,12 +28,21 @@ class TestRun:
     def test_context_reaches_the_command(self) -> None:
         """The child gets threadline's own context, a request scope, and the bootstrap switch."""
         result = threadline(
-            "run", "--request-id", "cli-1", "--user-id", "u7", "--",
-            "sh", "-c", 'echo "$TRACEPARENT|$BAGGAGE|$THREADLINE_BOOTSTRAP"',
+            "run",
+            "--request-id",
+            "cli-1",
+            "--user-id",
+            "u7",
+            "--",
+            "sh",
+            "-c",
+            'echo "$TRACEPARENT|$BAGGAGE|$THREADLINE_BOOTSTRAP"',
             env={"TRACEPARENT": TRACEPARENT},
         )
         assert 0 == result.returncode, result.stderr
-        assert f"{TRACEPARENT}|request.request_id=cli-1;tl,request.user_id=u7;tl|1\n" == result.stdout
+        assert (
+            f"{TRACEPARENT}|request.request_id=cli-1;tl,request.user_id=u7;tl|1\n" == result.stdout
+        )
 
     def test_exit_code_is_the_commands(self) -> None:
         """threadline exits with the command's code."""
@@ -82,18 +94,28 @@ class TestRun:
     def test_console_script_installed(self) -> None:
         """The `threadline` command is installed with the package."""
         script = os.path.join(os.path.dirname(sys.executable), "threadline")
-        result = subprocess.run([script, "run", "--", "true"], capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [script, "run", "--", "true"], capture_output=True, text=True, timeout=60, check=False
+        )
         assert 0 == result.returncode, result.stderr
 
 
 def test_run_records_a_span_when_tracing_is_configured(tmp_path: Path) -> None:
-    """With OTEL_* settings, `threadline run` configures tracing: the command is a span of the trace."""
+    """With OTEL_* settings, `threadline run` configures tracing: the command is a span."""
     from threadline.export import read_spans
 
     traces = tmp_path / "traces.jsonl"
     result = threadline(
-        "run", "--", "sh", "-c", 'echo "$TRACEPARENT"',
-        env={"TRACEPARENT": TRACEPARENT, "OTEL_TRACES_EXPORTER": "file", "THREADLINE_TRACES_FILE": str(traces)},
+        "run",
+        "--",
+        "sh",
+        "-c",
+        'echo "$TRACEPARENT"',
+        env={
+            "TRACEPARENT": TRACEPARENT,
+            "OTEL_TRACES_EXPORTER": "file",
+            "THREADLINE_TRACES_FILE": str(traces),
+        },
     )
     assert 0 == result.returncode, result.stderr
     (span,) = read_spans(traces)

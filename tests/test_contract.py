@@ -40,7 +40,9 @@ def normalized(seen: dict[str, Any]) -> dict[str, Any]:
     """JSON's view of what the probe saw (tuples become lists), without per-hop extras."""
     request = seen["request"]
     if request is not None:
-        request = {k: v for k, v in json.loads(json.dumps(dict(request))).items() if k != "start_time"}
+        request = {
+            k: v for k, v in json.loads(json.dumps(dict(request))).items() if k != "start_time"
+        }
     return {"request": request, "trace_id": seen["trace_id"]}
 
 
@@ -95,7 +97,9 @@ class TestProcessPool(BoundaryContract):
     @pytest.fixture(autouse=True, scope="class")
     @classmethod
     def _pool(cls) -> Iterator[None]:
-        cls.pool = tl.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        cls.pool = tl.ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn")
+        )
         yield
         cls.pool.shutdown()
 
@@ -105,7 +109,9 @@ class TestProcessPool(BoundaryContract):
 
 class TestSubprocess(BoundaryContract):
     def cross(self) -> dict[str, Any]:
-        out = tl_subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True)
+        out = tl_subprocess.run(
+            [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True
+        )
         return dict(json.loads(out.stdout))
 
 
@@ -124,7 +130,7 @@ async def _echo(request: web.Request) -> web.Response:
 
 
 class TestHTTP(BoundaryContract):
-    """A real aiohttp server and client on loopback, the client called from this thread's context."""
+    """A real aiohttp server and client on loopback, called from this thread's context."""
 
     @pytest.fixture(autouse=True)
     def _server(self) -> Iterator[None]:
@@ -142,7 +148,9 @@ class TestHTTP(BoundaryContract):
             session = aiohttp.ClientSession(trace_configs=[tla.trace_config()])
             return runner, session, f"http://127.0.0.1:{runner.addresses[0][1]}/probe"
 
-        runner, self.session, self.url = asyncio.run_coroutine_threadsafe(start(), self.loop).result(30)
+        runner, self.session, self.url = asyncio.run_coroutine_threadsafe(
+            start(), self.loop
+        ).result(30)
         yield
 
         async def stop() -> None:

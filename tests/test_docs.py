@@ -100,7 +100,7 @@ def test_block(block: Block, tmp_path: Path) -> None:
         check=False,
     )
     output = f"{block.id}\n{result.stdout}\n{result.stderr}"
-    assert 0 == result.returncode, output  # noqa: SIM300 - the project's expected == actual
+    assert 0 == result.returncode, output
     # Threads and finalizers only print their exceptions: the exit code does not show them.
     assert "Traceback" not in result.stderr, output
 

@@ -46,12 +46,13 @@ CHILD = textwrap.dedent(
 @pytest.fixture
 def workdir(tmp_path: Path) -> Iterator[Path]:
     (tmp_path / "app.py").write_text(CHILD)
-    yield tmp_path
+    return tmp_path
 
 
 def run_app(workdir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "app.py", *args],
+        check=False,
         cwd=workdir,
         env=clean_env(**env),
         capture_output=True,
@@ -66,12 +67,21 @@ class TestConfigure:
         result = run_app(workdir)
         assert 0 == result.returncode, result.stderr
         (span,) = read_spans(workdir / "threadline-traces.jsonl")
-        assert ("request", "svc-from-code", "r-1") == (span.name, span.service, span.attributes["request.id"])
-        assert 32 == len(span.trace_id) and 16 == len(span.span_id)
+        assert ("request", "svc-from-code", "r-1") == (
+            span.name,
+            span.service,
+            span.attributes["request.id"],
+        )
+        assert 32 == len(span.trace_id)
+        assert 16 == len(span.span_id)
 
     def test_service_name_setting_wins(self, workdir: Path) -> None:
         """OTEL_SERVICE_NAME names the service over the code's default."""
-        run_app(workdir, OTEL_SERVICE_NAME="from-env", OTEL_RESOURCE_ATTRIBUTES="deployment.environment=test")
+        run_app(
+            workdir,
+            OTEL_SERVICE_NAME="from-env",
+            OTEL_RESOURCE_ATTRIBUTES="deployment.environment=test",
+        )
         (span,) = read_spans(workdir / "threadline-traces.jsonl")
         assert "from-env" == span.service
 
@@ -91,10 +101,15 @@ class TestConfigure:
         ("setting", "message"),
         [
             ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER names 'zipkin'"),
-            ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "http/json"),
+            (
+                {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"},
+                "http/json",
+            ),
         ],
     )
-    def test_unknown_settings_are_clear_errors(self, workdir: Path, setting: dict[str, str], message: str) -> None:
+    def test_unknown_settings_are_clear_errors(
+        self, workdir: Path, setting: dict[str, str], message: str
+    ) -> None:
         """A setting threadline cannot honour is an error that names it."""
         result = run_app(workdir, **setting)
         assert 0 != result.returncode

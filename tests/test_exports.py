@@ -39,7 +39,8 @@ def test_import_is_light() -> None:
     """Importing threadline loads neither the SDK, nor aiohttp, nor opentelemetry.trace."""
     code = (
         "import sys, json, threadline; "
-        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('opentelemetry', 'aiohttp')))))"
+        "print(json.dumps(sorted(m for m in sys.modules "
+        "if m.startswith(('opentelemetry', 'aiohttp')))))"
     )
     loaded = json.loads(
         subprocess.run(

@@ -47,7 +47,9 @@ class TestContextFilter:
         sc = s.get_span_context()
         assert [f"r1 42 {sc.trace_id:032x} {sc.span_id:016x} hello"] == lines(stream)
 
-    def test_placeholder_outside_any_scope(self, logger: tuple[logging.Logger, io.StringIO]) -> None:
+    def test_placeholder_outside_any_scope(
+        self, logger: tuple[logging.Logger, io.StringIO]
+    ) -> None:
         """Outside any scope or span every field is the placeholder, never an error."""
         log, stream = logger
         log.handlers[0].addFilter(ContextFilter(placeholder="none"))
@@ -108,7 +110,7 @@ class TestJSONFormatter:
         log.handlers[0].setFormatter(JSONFormatter())
         with tl.request.scope(request_id="r2", user_id=7), tracer.start_as_current_span("s") as s:
             try:
-                raise ValueError("boom")
+                raise ValueError("boom")  # noqa: TRY301 - a real exc_info for the record
             except ValueError:
                 log.exception("failed %s", "here", extra={"order": 5, "obj": object()})
         record = json.loads(lines(stream)[0])
@@ -149,9 +151,7 @@ class TestInstall:
             log.makeRecord(log.name, logging.INFO, "f", 1, "m", None, None), "request_id"
         )
 
-    def test_threads_log_their_request(
-        self, logger: tuple[logging.Logger, io.StringIO]
-    ) -> None:
+    def test_threads_log_their_request(self, logger: tuple[logging.Logger, io.StringIO]) -> None:
         """Log lines written in pool threads carry the submitting request's id."""
         log, stream = logger
         log.handlers[0].addFilter(ContextFilter())

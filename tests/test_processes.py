@@ -37,9 +37,12 @@ class TestProcessPoolExecutor:
         self, method: str, tracer: trace.Tracer, spans: Spans
     ) -> None:
         """The job runs in the submitter's stores and trace, under the job span."""
-        with executor(method, max_workers=1) as pool:
-            with tl.request.scope(request_id="r1", user_id=7), tracer.start_as_current_span("req") as req:
-                seen = pool.submit(jobs.observe, "x").result()
+        with (
+            executor(method, max_workers=1) as pool,
+            tl.request.scope(request_id="r1", user_id=7),
+            tracer.start_as_current_span("req") as req,
+        ):
+            seen = pool.submit(jobs.observe, "x").result()
         job_span = spans.named("process observe")
         assert {"request_id": "r1", "user_id": 7} == seen["request"]
         assert f"{req.get_span_context().trace_id:032x}" == seen["trace_id"]
@@ -49,7 +52,7 @@ class TestProcessPoolExecutor:
         assert os.getpid() != seen["pid"]
 
     def test_reused_worker_keeps_no_context(self, method: str) -> None:
-        """One worker, one job in a scope (that even leaks a scope), then one outside: it sees nothing."""
+        """One worker: a job in a scope (leaking one), then one outside: it sees nothing."""
         with executor(method, max_workers=1) as pool:
             with tl.request.scope(request_id="first"):
                 assert {"request_id": "first"} == pool.submit(jobs.observe).result()["request"]
@@ -98,18 +101,22 @@ class TestProcessPoolExecutor:
         """
         count = 300
         recycle = {} if method == "fork" else {"max_tasks_per_child": 40}
-        with executor(
-            method,
-            max_workers=2,
-            initializer=jobs.configure_tracing,
-            initargs=(span_file,),
-            **recycle,
-        ) as pool:
-            with tracer.start_as_current_span("batch"):
-                futures = [pool.submit(jobs.traced_job, i) for i in range(count)]
-                assert list(range(count)) == [f.result() for f in futures]
+        with (
+            executor(
+                method,
+                max_workers=2,
+                initializer=jobs.configure_tracing,
+                initargs=(span_file,),
+                **recycle,
+            ) as pool,
+            tracer.start_as_current_span("batch"),
+        ):
+            futures = [pool.submit(jobs.traced_job, i) for i in range(count)]
+            assert list(range(count)) == [f.result() for f in futures]
         worker_spans = {s["name"]: s for s in jobs.read_spans(span_file)}
-        job_spans = {f"{s.context.span_id:016x}" for s in spans.finished() if s.name == "process traced_job"}
+        job_spans = {
+            f"{s.context.span_id:016x}" for s in spans.finished() if s.name == "process traced_job"
+        }
         assert count == len(job_spans)
         assert {f"work {i}" for i in range(count)} == set(worker_spans)
         assert job_spans == {s["parent_id"] for s in worker_spans.values()}
@@ -143,7 +150,9 @@ class TestProcess:
     ) -> None:
         """Spans a child records are exported before it exits and parented on the starter's span."""
         with tracer.start_as_current_span("starter") as starter:
-            child = get_context(method).Process(target=jobs.configured_child, args=(span_file, method))
+            child = get_context(method).Process(
+                target=jobs.configured_child, args=(span_file, method)
+            )
             child.start()
         child.join(60)
         by_name = {s["name"]: s for s in jobs.read_spans(span_file)}
@@ -187,9 +196,13 @@ class TestPool:
         self, method: str, tracer: trace.Tracer, span_file: str
     ) -> None:
         """Leaving `with Pool` terminates the workers; their finished spans are exported first."""
-        with tracer.start_as_current_span("batch"):
-            with Pool(2, jobs.configure_tracing, (span_file,), context=multiprocessing.get_context(method)) as pool:
-                assert list(range(20)) == pool.map(jobs.traced_job, range(20))
+        with (
+            tracer.start_as_current_span("batch"),
+            Pool(
+                2, jobs.configure_tracing, (span_file,), context=multiprocessing.get_context(method)
+            ) as pool,
+        ):
+            assert list(range(20)) == pool.map(jobs.traced_job, range(20))
         names = {s["name"] for s in jobs.read_spans(span_file)}
         assert {f"work {i}" for i in range(20)} == names
 

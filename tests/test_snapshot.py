@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 
+import pytest
 from opentelemetry import trace
 
 import threadline as tl
@@ -29,7 +31,7 @@ class TestSnapshot:
         assert (None, "unset") == (store.get(), other_var.get())
 
     def test_with_restores_stores_and_span(self, store: tl.ContextStore) -> None:
-        """`with snap:` applies the stores and OpenTelemetry context, then gives back the caller's."""
+        """`with snap:` applies the stores and the OTel context, then gives back the caller's."""
         with store.scope(a=1):
             snap = tl.snapshot()
         with store.scope(b=2):
@@ -87,12 +89,8 @@ class TestSnapshot:
             await asyncio.sleep(0)
             raise LookupError("inside")
 
-        try:
+        with pytest.raises(LookupError, match=r"^inside$"):
             await snap.run(fails)
-        except LookupError as exc:
-            assert "inside" == str(exc)
-        else:
-            raise AssertionError("no exception")
 
         started = asyncio.Event()
 
@@ -103,8 +101,6 @@ class TestSnapshot:
         task = asyncio.ensure_future(snap.run(waits))
         await started.wait()
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
         assert task.cancelled()

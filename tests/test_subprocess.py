@@ -18,7 +18,10 @@ from tests.helpers import Spans
 from threadline import subprocess
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-PRINT_ENV = "import json, os; print(json.dumps({k: os.environ.get(k) for k in ('TRACEPARENT', 'BAGGAGE', 'THREADLINE_BOOTSTRAP')}))"
+PRINT_ENV = (
+    "import json, os; print(json.dumps({k: os.environ.get(k) "
+    "for k in ('TRACEPARENT', 'BAGGAGE', 'THREADLINE_BOOTSTRAP')}))"
+)
 
 
 class TestChildEnv:
@@ -43,13 +46,18 @@ class TestChildEnv:
         assert "kept" == subprocess.child_env()["SOME_SETTING"]
 
     def test_value_that_cannot_cross(self, store: tl.ContextStore) -> None:
-        """A non-JSON store value is a TypeError naming the store and key, before any child starts."""
-        with store.scope(handle=object()), pytest.raises(TypeError, match=rf"{store.name}.*'handle'"):
+        """A non-JSON store value: a TypeError naming store and key, before any child starts."""
+        with (
+            store.scope(handle=object()),
+            pytest.raises(TypeError, match=rf"{store.name}.*'handle'"),
+        ):
             subprocess.run([sys.executable, "-c", "raise SystemExit(9)"])
 
     def test_bootstrap_name_matches_the_pth_hook(self) -> None:
         """The switch the parent sets is the one the .pth hook reads."""
-        pth = (Path(__file__).resolve().parent.parent / "src" / "threadline-bootstrap.pth").read_text()
+        pth = (
+            Path(__file__).resolve().parent.parent / "src" / "threadline-bootstrap.pth"
+        ).read_text()
         assert f"'{subprocess.BOOTSTRAP_ENV}'" in pth
 
 
@@ -57,7 +65,9 @@ class TestRun:
     def test_child_continues_the_trace(self, tracer: trace.Tracer, spans: Spans) -> None:
         """The child's TRACEPARENT names the subprocess span, a child of the caller's span."""
         with tracer.start_as_current_span("parent"), tl.request.scope(request_id="r2"):
-            result = subprocess.run([sys.executable, "-c", PRINT_ENV], capture_output=True, text=True, check=True)
+            result = subprocess.run(
+                [sys.executable, "-c", PRINT_ENV], capture_output=True, text=True, check=True
+            )
         seen = json.loads(result.stdout)
         child_span = spans.named("subprocess python")
         assert child_span.parent is not None
@@ -71,7 +81,7 @@ class TestRun:
         assert "process.command_args" not in attributes
 
     def test_failed_child(self, tracer: trace.Tracer, spans: Spans) -> None:
-        """A non-zero exit is recorded with an error status; check=True raises as subprocess does."""
+        """A non-zero exit is an error status; check=True raises as subprocess does."""
         with tracer.start_as_current_span("parent"):
             with pytest.raises(std_subprocess.CalledProcessError) as failure:
                 subprocess.run(["sh", "-c", "exit 4"], check=True, record_args=True)
@@ -90,12 +100,17 @@ class TestRun:
         """A program that does not exist raises as usual, and its span records the error."""
         with tracer.start_as_current_span("parent"), pytest.raises(FileNotFoundError):
             subprocess.run(["no-such-program-here"])
-        assert trace.StatusCode.ERROR == spans.named("subprocess no-such-program-here").status.status_code
+        assert (
+            trace.StatusCode.ERROR
+            == spans.named("subprocess no-such-program-here").status.status_code
+        )
 
     def test_no_span_without_recording_parent(self, spans: Spans) -> None:
         """Outside a recording span the context still travels, and nothing is recorded."""
         with tl.request.scope(request_id="quiet"):
-            out = subprocess.run([sys.executable, "-c", PRINT_ENV], capture_output=True, text=True).stdout
+            out = subprocess.run(
+                [sys.executable, "-c", PRINT_ENV], capture_output=True, text=True
+            ).stdout
         assert "request.request_id=quiet;tl" == json.loads(out)["BAGGAGE"]
         assert [] == spans.finished()
 
@@ -130,7 +145,11 @@ class TestPythonChild:
         )
         with tracer.start_as_current_span("parent") as span, tl.request.scope(request_id="x1"):
             out = subprocess.run(
-                [sys.executable, "-c", code], capture_output=True, text=True, check=True, bootstrap=False
+                [sys.executable, "-c", code],
+                capture_output=True,
+                text=True,
+                check=True,
+                bootstrap=False,
             ).stdout
         assert f"{span.get_span_context().trace_id:032x} x1" == out.strip()
 
@@ -149,8 +168,10 @@ class TestPythonChild:
         (child_span,) = [json.loads(line) for line in span_file.read_text().splitlines()]
         return out, child_span
 
-    def test_unmodified_child_with_bootstrap(self, tracer: trace.Tracer, spans: Spans, tmp_path: Path) -> None:
-        """With the automatic bootstrap, an unmodified child logs the request id and joins the trace."""
+    def test_unmodified_child_with_bootstrap(
+        self, tracer: trace.Tracer, spans: Spans, tmp_path: Path
+    ) -> None:
+        """With the automatic bootstrap an unmodified child logs the request id, joins the trace."""
         with tracer.start_as_current_span("parent") as parent, tl.request.scope(request_id="boot1"):
             out, child_span = self.run_unmodified_child(tmp_path, bootstrap=True)
         trace_id = f"{parent.get_span_context().trace_id:032x}"
@@ -166,7 +187,8 @@ class TestPythonChild:
         assert f"{parent.get_span_context().trace_id:032x}" != child_span["trace_id"]
 
     @pytest.mark.parametrize(
-        "first_import", ["import logging", "from opentelemetry import trace", "import threadline", "import json"]
+        "first_import",
+        ["import logging", "from opentelemetry import trace", "import threadline", "import json"],
     )
     def test_bootstrap_whatever_is_imported_first(self, first_import: str) -> None:
         """The bootstrap works whichever of logging, OpenTelemetry or threadline comes first."""
@@ -177,7 +199,8 @@ class TestPythonChild:
             "logging.info('x')\n"
             "import threadline as tl\n"
             "from opentelemetry import trace\n"
-            "print(f'{trace.get_current_span().get_span_context().trace_id:032x}', dict(tl.request.get()))\n"
+            "trace_id = trace.get_current_span().get_span_context().trace_id\n"
+            "print(f'{trace_id:032x}', dict(tl.request.get()))\n"
         )
         env = {
             **os.environ,
@@ -185,7 +208,9 @@ class TestPythonChild:
             "BAGGAGE": "request.request_id=order;tl",
             subprocess.BOOTSTRAP_ENV: "1",
         }
-        result = std_subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        result = std_subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
         assert "" == result.stderr
         assert [
             "INFO:root:x request_id=order trace_id=0af7651916cd43dd8448eb211c80319c",
@@ -196,7 +221,11 @@ class TestPythonChild:
         """Invalid context in the environment is dropped with a warning; the child runs."""
         env = {**os.environ, "TRACEPARENT": "garbage", subprocess.BOOTSTRAP_ENV: "1"}
         result = std_subprocess.run(
-            [sys.executable, "-c", "import threadline; print('ran')"], env=env, capture_output=True, text=True
+            [sys.executable, "-c", "import threadline; print('ran')"],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
         )
         assert (0, "ran\n") == (result.returncode, result.stdout)
         assert "traceparent.invalid" in result.stderr
@@ -207,16 +236,28 @@ class TestOtherLanguages:
         """A shell script reads the trace id and request id from its environment."""
         with tracer.start_as_current_span("parent") as span, tl.request.scope(request_id="sh-1"):
             out = subprocess.run(
-                ["sh", str(EXAMPLES / "children" / "report_context.sh")], capture_output=True, text=True, check=True
+                ["sh", str(EXAMPLES / "children" / "report_context.sh")],
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout
-        assert f"shell child: trace_id={span.get_span_context().trace_id:032x} request_id=sh-1\n" == out
+        assert (
+            f"shell child: trace_id={span.get_span_context().trace_id:032x} request_id=sh-1\n"
+            == out
+        )
 
     @pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
     def test_node_child(self, tracer: trace.Tracer, spans: Spans) -> None:
         """A Node.js script reads the trace id, the request id and a typed user id."""
-        with tracer.start_as_current_span("parent") as span, tl.request.scope(request_id="a b+c", user_id=42):
+        with (
+            tracer.start_as_current_span("parent") as span,
+            tl.request.scope(request_id="a b+c", user_id=42),
+        ):
             out = subprocess.run(
-                ["node", str(EXAMPLES / "children" / "report_context.js")], capture_output=True, text=True, check=True
+                ["node", str(EXAMPLES / "children" / "report_context.js")],
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout
         node_span = spans.named("subprocess node")
         assert (
