@@ -135,6 +135,9 @@ def run(command: list[str], values: dict[str, str], *, bootstrap: bool = True) -
         stack.enter_context(tl.extract_env())
         if values:
             stack.enter_context(tl.request.merge(values))
+        # Forwarding starts before the child does, so a signal sent meanwhile
+        # reaches it too instead of ending threadline and orphaning the child.
+        forwarder = stack.enter_context(_forwarding_signals())
         try:
             child = Popen(command, bootstrap=bootstrap)
         except FileNotFoundError:
@@ -143,23 +146,43 @@ def run(command: list[str], values: dict[str, str], *, bootstrap: bool = True) -
         except OSError as exc:  # not executable, not a program, ...: as a shell does
             sys.stderr.write(f"threadline: {command[0]}: {exc.strerror}\n")
             return 126
-        with _forwarding_signals(child):
-            code = child.wait()
+        forwarder.forward_to(child)
+        code = child.wait()
     return 128 - code if code < 0 else code
 
 
+class _SignalForwarder:
+    """Passes signals on to the child; those that came before it started, once it has."""
+
+    def __init__(self) -> None:
+        self._child: Any = None
+        self._pending: list[int] = []
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        if self._child is None:
+            self._pending.append(signum)
+        else:
+            self._child.send_signal(signum)
+
+    def forward_to(self, child: Any) -> None:
+        # Ctrl-C reaches the whole foreground process group, the child included:
+        # ignore it here and let the child decide. Set only now: an ignored
+        # signal would stay ignored in the child.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self._child = child
+        while self._pending:
+            child.send_signal(self._pending.pop(0))
+
+
 @contextmanager
-def _forwarding_signals(child: Any) -> Iterator[None]:
-    # Ctrl-C reaches the whole foreground process group, the child included:
-    # ignore it here and let the child decide. Signals sent to threadline
-    # alone are passed on.
-    previous = {
-        sig: signal.signal(sig, lambda signum, _frame: child.send_signal(signum))
-        for sig in _FORWARDED
-    }
-    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _forwarding_signals() -> Iterator[_SignalForwarder]:
+    forwarder = _SignalForwarder()
+    previous = {sig: signal.signal(sig, forwarder) for sig in _FORWARDED}
+    sigint = signal.getsignal(signal.SIGINT)
+    if sigint is not None:  # None: not set from Python, so nothing to put back
+        previous[signal.SIGINT] = sigint
     try:
-        yield
+        yield forwarder
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
