@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key, value in (("request_id", args.request_id), ("user_id", args.user_id))
         if value
     }
-    return run(command, values, bootstrap=args.bootstrap)
+    return _run(command, values, bootstrap=args.bootstrap)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -121,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(command: list[str], values: dict[str, str], *, bootstrap: bool = True) -> int:
+def _run(command: list[str], values: dict[str, str], *, bootstrap: bool = True) -> int:
     """Run *command* in this process's context (plus *values* in `threadline.request`)."""
     import threadline as tl  # noqa: PLC0415 - keep `threadline --help` quick
     from threadline.subprocess import Popen  # noqa: PLC0415

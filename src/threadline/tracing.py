@@ -25,8 +25,11 @@ from opentelemetry.sdk.trace.export import (
 )
 
 from ._context import get_current
-from ._settings import CONFIGURED_ENV, DEFAULT_TRACES_FILE, SHUTDOWN_TIMEOUT_ENV, TRACES_FILE_ENV
-from ._spans import current_trace_ids
+from ._settings import CONFIGURED_ENV as CONFIGURED_ENV
+from ._settings import DEFAULT_TRACES_FILE as DEFAULT_TRACES_FILE
+from ._settings import SHUTDOWN_TIMEOUT_ENV
+from ._settings import TRACES_FILE_ENV as TRACES_FILE_ENV
+from ._spans import current_trace_ids as current_trace_ids
 from ._store import ContextStore, request
 from .diagnostics import record_drop
 
@@ -38,6 +41,7 @@ __all__ = [
     "StoreSpanProcessor",
     "configure",
     "current_trace_ids",
+    "shutdown",
 ]
 
 REQUEST_ATTRIBUTES: Mapping[str, str] = {"request_id": "request.id", "user_id": "enduser.id"}
