@@ -70,6 +70,21 @@ def make_app(**options: Any) -> web.Application:
     return app
 
 
+def relay_app(downstream: str) -> web.Application:
+    """A threadline service whose handler calls *downstream* and returns what it saw."""
+
+    async def relay(request: web.Request) -> web.Response:
+        async with (
+            aiohttp.ClientSession(trace_configs=[tla.trace_config()]) as session,
+            session.get(downstream) as response,
+        ):
+            return web.json_response(await response.json())
+
+    app = web.Application(middlewares=[tla.middleware()])
+    app.router.add_get("/relay", relay)
+    return app
+
+
 @pytest.fixture
 async def serve() -> AsyncIterator[Serve]:
     """Start apps on free loopback ports; return their base URLs."""
@@ -337,6 +352,41 @@ class TestConformance:
         assert TRACE_ID == body["trace_id"]
         assert len(spans.finished()) == spans_before + 1
         assert 1 == diagnostics.drop_counts()["tracestate.too_large"]
+
+    @pytest.mark.parametrize(
+        ("incoming", "outgoing_flags", "tracestate_in", "tracestate_out"),
+        [
+            # a later version is read by the rules for future versions, sent on as version 00
+            (f"cc-{TRACE_ID}-{PARENT_ID}-01-what-the-future-will-be-like", "01", "", None),
+            # the random-trace-id flag is kept when the trace continues; unknown flags are not
+            (f"00-{TRACE_ID}-{PARENT_ID}-03", "03", "", None),
+            (f"00-{TRACE_ID}-{PARENT_ID}-02", "02", "", None),
+            (f"00-{TRACE_ID}-{PARENT_ID}-ff", "03", "", None),
+            # today's key grammar, and a duplicated key inherited with its first member
+            (TRACEPARENT, "01", "foo@=1,foo@@bar=2,1a=3,foo@=4", "foo@=1,foo@@bar=2,1a=3"),
+        ],
+    )
+    async def test_the_hop_continues_the_trace(
+        self,
+        serve: Serve,
+        incoming: str,
+        outgoing_flags: str,
+        tracestate_in: str,
+        tracestate_out: str | None,
+    ) -> None:
+        """What a service sends on: version 00, the same trace, the flags and tracestate kept."""
+        downstream = await serve(make_app())
+        base = await serve(relay_app(f"{downstream}/users/1"))
+        headers = {"traceparent": incoming}
+        if tracestate_in:
+            headers["tracestate"] = tracestate_in
+        _, body = await get(f"{base}/relay", headers)
+        sent = body["headers"]
+        version, trace_id, parent_id, flags = sent["traceparent"].split("-")
+        assert ("00", TRACE_ID, outgoing_flags) == (version, trace_id, flags)
+        assert PARENT_ID != parent_id  # the relay's own span is the parent downstream
+        assert tracestate_out == sent.get("tracestate")
+        assert {} == diagnostics.drop_counts()
 
     async def test_baggage_rules(self, serve: Serve) -> None:
         """Stores come in typed; invalid or oversized baggage drops whole, the trace stays."""

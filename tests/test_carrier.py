@@ -141,17 +141,50 @@ class TestTracestate:
         assert 32 == len(self.extract_state(header))
 
     @pytest.mark.parametrize(
+        ("header", "members"),
+        [
+            ("foo@=1,bar=2", [("foo@", "1"), ("bar", "2")]),
+            ("foo@@bar=1,foo@bar@baz=2", [("foo@@bar", "1"), ("foo@bar@baz", "2")]),
+            ("1a=1", [("1a", "1")]),  # a key may start with a digit
+            ("t@" + "v" * 15 + "=1", [("t@" + "v" * 15, "1")]),  # no 14-character tenant rule
+            ("t" * 241 + "@" + "v" * 14 + "=1", [("t" * 241 + "@" + "v" * 14, "1")]),
+            ("z" * 256 + "=1", [("z" * 256, "1")]),  # 256 characters is the limit, and allowed
+        ],
+    )
+    def test_current_key_grammar(self, header: str, members: list[tuple[str, str]]) -> None:
+        """Keys follow the Editor's Draft: ( lcalpha / DIGIT ) 0*255 ( keychar ), '@' anywhere."""
+        assert members == list(self.extract_state(header).items())
+        carrier: dict[str, str] = {}
+        tl.inject(carrier, tl.extract({"traceparent": VALID, "tracestate": header}).context)
+        assert header == carrier["tracestate"]
+
+    @pytest.mark.parametrize(
+        ("headers", "members"),
+        [
+            (["foo=1,foo=2"], [("foo", "1")]),
+            (["foo=1", "foo=1"], [("foo", "1")]),
+            (["a=1,foo=x,b=2,foo=y"], [("a", "1"), ("foo", "x"), ("b", "2")]),
+        ],
+    )
+    def test_duplicated_keys_are_inherited(
+        self, headers: list[str], members: list[tuple[str, str]]
+    ) -> None:
+        """A duplicated key keeps its first member; the tracestate is inherited, not dropped."""
+        assert members == list(self.extract_state(*headers).items())
+        assert {} == diagnostics.drop_counts()
+
+    @pytest.mark.parametrize(
         "header",
         [
             ",".join(f"k{i}=v" for i in range(33)),  # over 32 members
-            "a=1,a=2",  # duplicate key
+            ",".join(f"k{i % 16}=v" for i in range(33)),  # over 32 members, duplicates counted
             "A=1",  # upper-case key
-            "1a=1",  # simple keys start with a letter
+            "@foo=1,bar=2",  # a key starts with a letter or a digit
+            "foo.bar=1",  # '.' is no keychar
             "a=",  # empty value
             "a=x=y",  # '=' in the value
             "a=x\ty",  # a tab inside the value
             "a",  # no '='
-            "t@" + "s" * 15 + "=1",  # system id too long
             "k" * 257 + "=1",  # key too long
             "a=" + "v" * 257,  # value too long
         ],

@@ -244,10 +244,22 @@ def _extract_span_context(get: Getter) -> SpanContext | None:
         if members is None:
             record_drop("tracestate.invalid", why)
         else:
-            trace_state = TraceState(members)
+            trace_state = _ParsedTraceState(members)
     return SpanContext(
         trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags), trace_state=trace_state
     )
+
+
+class _ParsedTraceState(TraceState):
+    """A `TraceState` of members the strict parser accepted, kept as they came.
+
+    OpenTelemetry's own `TraceState` validates keys by an older grammar and
+    would drop keys the current one allows (``foo@``, ``foo@@bar``).
+    """
+
+    def __init__(self, members: Sequence[tuple[str, str]]) -> None:
+        super().__init__()
+        self._dict = dict(members)
 
 
 def _mapping_getter(carrier: Mapping[str, str | Sequence[str]]) -> Getter:

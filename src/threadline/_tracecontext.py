@@ -1,5 +1,8 @@
 """W3C Trace Context: strict parsing and formatting of traceparent and tracestate.
 
+Follows the W3C Trace Context Level 2 Editor's Draft (2026): the tracestate key
+grammar ``( lcalpha / DIGIT ) 0*255 ( keychar )`` with ``@`` anywhere after the
+first character, duplicated tracestate keys inherited, the random-trace-id flag.
 Parsers return None for input that must be ignored, and the reason beside it.
 """
 
@@ -22,9 +25,7 @@ _TRACEPARENT = re.compile(
 )
 _OWS = " \t"
 _KNOWN_FLAGS = 0x03  # sampled (Level 1) and random trace-id (Level 2)
-_TRACESTATE_KEY = re.compile(
-    r"[a-z][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13}"
-)
+_TRACESTATE_KEY = re.compile(r"[a-z0-9][a-z0-9_\-*/@]{0,255}")
 _TRACESTATE_VALUE = re.compile(r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]")
 MAX_TRACESTATE_MEMBERS = 32
 MAX_TRACEPARENT_CHARS = 512
@@ -67,11 +68,14 @@ def format_traceparent(trace_id: int, span_id: int, flags: int) -> str:
 def parse_tracestate(headers: list[str]) -> tuple[list[tuple[str, str]] | None, str]:
     """Return the members of the (combined) tracestate headers, or None and why not.
 
-    Empty list members are skipped as HTTP lists allow; a bad key or value,
-    a duplicate key or more than 32 members invalidate the whole tracestate.
+    Empty list members are skipped as HTTP lists allow; a bad key or value or
+    more than 32 members invalidate the whole tracestate. Of a duplicated key
+    the first member is kept (the draft lets a vendor discard duplicates it
+    did not generate), so the rest of the tracestate is inherited.
     """
     members: list[tuple[str, str]] = []
     seen: set[str] = set()
+    count = 0
     for header in headers:
         for raw in header.split(","):
             member = raw.strip(_OWS)
@@ -82,10 +86,10 @@ def parse_tracestate(headers: list[str]) -> tuple[list[tuple[str, str]] | None, 
                 return None, f"bad tracestate key in {member[:64]!r}"
             if not _TRACESTATE_VALUE.fullmatch(value):
                 return None, f"bad tracestate value for key {key!r}"
-            if key in seen:
-                return None, f"duplicate tracestate key {key!r}"
-            seen.add(key)
-            members.append((key, value))
-    if len(members) > MAX_TRACESTATE_MEMBERS:
-        return None, f"{len(members)} tracestate members, more than {MAX_TRACESTATE_MEMBERS}"
+            count += 1
+            if key not in seen:
+                seen.add(key)
+                members.append((key, value))
+    if count > MAX_TRACESTATE_MEMBERS:
+        return None, f"{count} tracestate members, more than {MAX_TRACESTATE_MEMBERS}"
     return members, ""
