@@ -10,7 +10,14 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "threadline"
 LAYERS = {
     "core": ["_context", "_settings", "_values", "_store", "_snapshot"],
-    "wire": ["_tracecontext", "_baggage", "_carrier", "propagation", "diagnostics"],
+    "wire": [
+        "_tracecontext",
+        "_baggage",
+        "_carrier",
+        "_env_carrier",
+        "propagation",
+        "diagnostics",
+    ],
     "spans": ["_spans", "tracing", "export"],
     "boundaries": [
         "_threads",

@@ -14,6 +14,7 @@ more of OpenTelemetry load on first use.
 #             _snapshot.py   snapshot() and bind(): the whole context, frozen
 # wire        _tracecontext.py, _baggage.py   strict W3C codecs and their limits
 #             _carrier.py    inject/extract: the one carrier, as text fields
+#             _env_carrier.py  the carrier in environment variables (any propagator)
 #             propagation.py the carrier as an OpenTelemetry TextMapPropagator
 #             diagnostics.py counters and warnings for what was dropped
 # spans       _spans.py      the one helper that starts a boundary span
@@ -43,9 +44,9 @@ from ._values import FrozenMapping as FrozenMapping
 
 if TYPE_CHECKING:
     from ._carrier import extract as extract
-    from ._carrier import extract_env as extract_env
     from ._carrier import inject as inject
-    from ._carrier import inject_env as inject_env
+    from ._env_carrier import extract_env as extract_env
+    from ._env_carrier import inject_env as inject_env
     from ._processes import ProcessPoolExecutor as ProcessPoolExecutor
     from ._threads import Thread as Thread
     from ._threads import ThreadPoolExecutor as ThreadPoolExecutor
@@ -73,9 +74,9 @@ __all__ = [
 
 _LAZY = {
     "extract": "._carrier",
-    "extract_env": "._carrier",
+    "extract_env": "._env_carrier",
     "inject": "._carrier",
-    "inject_env": "._carrier",
+    "inject_env": "._env_carrier",
     "ProcessPoolExecutor": "._processes",
     "Thread": "._threads",
     "ThreadPoolExecutor": "._threads",

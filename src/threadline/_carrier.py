@@ -6,7 +6,6 @@ variables, process-pool IPC and message headers.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 
 from opentelemetry import baggage as otel_baggage
@@ -34,17 +33,14 @@ from .diagnostics import record_drop
 
 __all__ = [
     "BAGGAGE",
-    "ENV_NAMES",
     "FIELDS",
     "FIELD_LIMITS",
     "TRACEPARENT",
     "TRACESTATE",
     "extract",
     "extract_context",
-    "extract_env",
     "inject",
     "inject_context",
-    "inject_env",
     "inject_span",
     "inject_without_failing",
 ]
@@ -53,8 +49,6 @@ TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 BAGGAGE = "baggage"
 FIELDS = (TRACEPARENT, TRACESTATE, BAGGAGE)
-# OpenTelemetry's environment-variable carrier: the field names in upper case.
-ENV_NAMES = {field: field.upper() for field in FIELDS}
 FIELD_LIMITS = {
     TRACEPARENT: MAX_TRACEPARENT_CHARS,
     TRACESTATE: MAX_TRACESTATE_CHARS,
@@ -89,28 +83,6 @@ def extract(carrier: Mapping[str, str | Sequence[str]], context: Context | None 
     The context is built on *context* (default: an empty one).
     """
     return Snapshot(extract_context(_mapping_getter(carrier), context))
-
-
-def inject_env(env: MutableMapping[str, str], context: Context | None = None) -> None:
-    """Write the context into *env* under ``TRACEPARENT``, ``TRACESTATE`` and ``BAGGAGE``.
-
-    Fields the context does not produce are removed from *env*, so a child
-    never inherits a stale trace from this process's own environment.
-    """
-    for name in ENV_NAMES.values():
-        env.pop(name, None)
-    inject_context(lambda field, value: env.__setitem__(ENV_NAMES[field], value), context)
-
-
-def extract_env(env: Mapping[str, str] | None = None, context: Context | None = None) -> Snapshot:
-    """Return the context in *env* (default: ``os.environ``), as `extract` does for a dict."""
-    source = os.environ if env is None else env
-
-    def get(field: str) -> Sequence[str]:
-        value = source.get(ENV_NAMES[field])
-        return () if value is None else (value,)
-
-    return Snapshot(extract_context(get, context))
 
 
 def inject_context(

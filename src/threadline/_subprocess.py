@@ -7,8 +7,8 @@ import subprocess
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._carrier import inject_env
 from ._context import Context, get_current
+from ._env_carrier import carrier_names, configured_propagator, inject_env
 from ._settings import BOOTSTRAP_ENV
 from ._spans import is_recording, record_error, start_boundary_span
 
@@ -44,9 +44,6 @@ def child_env(
     return result
 
 
-_CARRIER_NAMES = (b"TRACEPARENT", b"TRACESTATE", b"BAGGAGE")
-
-
 def _environ_with(context: Context | None, bootstrap: bool) -> Mapping[Any, Any]:
     """This process's environment plus the context, built as cheaply as CPython allows.
 
@@ -59,8 +56,8 @@ def _environ_with(context: Context | None, bootstrap: bool) -> Mapping[Any, Any]
     fields: dict[str, str] = {}
     inject_env(fields, context)
     environ: dict[bytes, bytes] = data.copy()
-    for name in _CARRIER_NAMES:
-        environ.pop(name, None)
+    for name in carrier_names(configured_propagator()):
+        environ.pop(name.encode(), None)
     environ.update((name.encode(), value.encode()) for name, value in fields.items())
     if bootstrap:
         environ[BOOTSTRAP_ENV.encode()] = b"1"

@@ -8,7 +8,8 @@ stores too, with threadline's strict parsing::
     from threadline.propagation import ThreadlinePropagator
     set_global_textmap(ThreadlinePropagator())
 
-or, with no code, ``OTEL_PROPAGATORS=threadline``.
+or, with no code, ``OTEL_PROPAGATORS=threadline``. `EnvironmentGetter` and
+`EnvironmentSetter` carry any propagator's fields in environment variables.
 
 .. versionadded:: 0.1
 """
@@ -26,8 +27,10 @@ from opentelemetry.propagators.textmap import (
 )
 
 from ._carrier import FIELDS, extract_context, inject_without_failing
+from ._env_carrier import EnvironmentGetter as EnvironmentGetter
+from ._env_carrier import EnvironmentSetter as EnvironmentSetter
 
-__all__ = ["ThreadlinePropagator"]
+__all__ = ["EnvironmentGetter", "EnvironmentSetter", "ThreadlinePropagator"]
 
 
 class ThreadlinePropagator(TextMapPropagator):

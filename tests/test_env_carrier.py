@@ -1,0 +1,142 @@
+"""The environment-variable carrier: normalised names, any propagator, through real children."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.propagators.b3 import B3MultiFormat
+from opentelemetry.propagators.textmap import TextMapPropagator
+
+import threadline as tl
+from tests.helpers import clean_env
+from threadline.propagation import EnvironmentGetter, EnvironmentSetter
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+class TestNames:
+    @pytest.mark.parametrize(
+        ("field", "name"),
+        [
+            ("traceparent", "TRACEPARENT"),
+            ("x-b3-traceid", "X_B3_TRACEID"),
+            ("uber-trace-id", "UBER_TRACE_ID"),
+            ("ot.baggage", "OT_BAGGAGE"),
+            ("1st", "_1ST"),  # a leading digit gets a '_'
+            ("", "_"),  # an empty name becomes '_'
+            ("caf\u00e9", "CAF_"),  # only ASCII letters are letters here
+        ],
+    )
+    def test_normalised(self, field: str, name: str) -> None:
+        """Field names become variable names as OpenTelemetry's env-carrier specification says."""
+        env: dict[str, str] = {}
+        EnvironmentSetter().set(env, field, "v")
+        assert {name: "v"} == env
+        assert ["v"] == EnvironmentGetter().get(env, field)
+
+    def test_get_reads_normalised_names_only(self) -> None:
+        """A variable spelled like the header (lower case, dashes) is not the field."""
+        env = {"traceparent": TRACEPARENT, "x-b3-traceid": "abc"}
+        assert EnvironmentGetter().get(env, "traceparent") is None
+        assert EnvironmentGetter().get(env, "x-b3-traceid") is None
+        assert not tl.extract_env(env).context
+
+    def test_keys_are_the_normalised_names(self) -> None:
+        """keys() lists only names a normalised field name can be."""
+        env = {"TRACEPARENT": "x", "path": "/bin", "X_B3_SAMPLED": "1", "1BAD": "y"}
+        assert ["TRACEPARENT", "X_B3_SAMPLED"] == EnvironmentGetter().keys(env)
+
+    def test_values_are_opaque(self) -> None:
+        """The carrier passes values as they are; the propagator decides what is valid."""
+        env = {"X_B3_TRACEID": "not hex at all", "X_B3_SPANID": "b7ad6b7169203331"}
+        assert ["not hex at all"] == EnvironmentGetter().get(env, "X-B3-TraceId")
+
+
+class TestAnyPropagator:
+    @pytest.mark.parametrize("propagator", [B3MultiFormat()])
+    def test_round_trip_in_a_dict(self, propagator: TextMapPropagator) -> None:
+        """Any propagator's fields go into an environment and come back out."""
+        context = tl.extract({"traceparent": TRACEPARENT}).context
+        env: dict[str, str] = {}
+        propagator.inject(env, context, EnvironmentSetter())
+        assert "0af7651916cd43dd8448eb211c80319c" == env["X_B3_TRACEID"]
+        back = propagator.extract(env, getter=EnvironmentGetter())
+        back_trace_id = trace.get_current_span(back).get_span_context().trace_id
+        assert "0af7651916cd43dd8448eb211c80319c" == f"{back_trace_id:032x}"
+
+
+PARENT = """
+import json, sys
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+import threadline as tl
+from threadline import subprocess
+
+trace.set_tracer_provider(TracerProvider())
+CHILD = '''
+import json, os
+import threadline as tl
+from opentelemetry import trace
+ctx = tl.extract_env().context
+sc = trace.get_current_span(ctx).get_span_context()
+names = sorted(k for k in os.environ if k.startswith(("X_B3_", "TRACE", "BAGGAGE")))
+print(json.dumps({"names": names, "trace_id": f"{sc.trace_id:032x}",
+                  "request": dict(tl.request.get(ctx) or {})}))
+'''
+with trace.get_tracer("parent").start_as_current_span("parent") as span:
+    with tl.request.scope(request_id="env-1"):
+        out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True,
+                             check=True, bootstrap=False).stdout
+print(json.dumps({"parent": f"{span.get_span_context().trace_id:032x}",
+                  "child": json.loads(out)}))
+"""
+
+
+class TestThroughAChild:
+    @pytest.mark.parametrize(
+        ("propagators", "names"),
+        [
+            (None, ["BAGGAGE", "TRACEPARENT"]),
+            ("b3multi", ["BAGGAGE", "TRACEPARENT", "X_B3_SAMPLED", "X_B3_SPANID", "X_B3_TRACEID"]),
+            (
+                "tracecontext,baggage,b3multi",
+                ["BAGGAGE", "TRACEPARENT", "X_B3_SAMPLED", "X_B3_SPANID", "X_B3_TRACEID"],
+            ),
+        ],
+    )
+    def test_configured_propagators_reach_the_child(
+        self, propagators: str | None, names: list[str]
+    ) -> None:
+        """With OTEL_PROPAGATORS the child gets those fields too, and continues the trace."""
+        env = clean_env(**({"OTEL_PROPAGATORS": propagators} if propagators else {}))
+        result = subprocess.run(
+            [sys.executable, "-c", PARENT], env=env, capture_output=True, text=True, check=False
+        )
+        assert 0 == result.returncode, result.stderr
+        seen = json.loads(result.stdout)
+        assert names == seen["child"]["names"]
+        assert seen["parent"] == seen["child"]["trace_id"]
+        assert {"request_id": "env-1"} == seen["child"]["request"]
+
+    def test_b3_alone_continues_the_trace_in_the_child(self) -> None:
+        """A child that gets only b3 fields (no TRACEPARENT) still joins the trace."""
+        child = (
+            "import json, threadline as tl\n"
+            "from opentelemetry import trace\n"
+            "sc = trace.get_current_span(tl.extract_env().context).get_span_context()\n"
+            "print(f'{sc.trace_id:032x}')\n"
+        )
+        env = clean_env(
+            OTEL_PROPAGATORS="b3multi",
+            X_B3_TRACEID="0af7651916cd43dd8448eb211c80319c",
+            X_B3_SPANID="b7ad6b7169203331",
+            X_B3_SAMPLED="1",
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", child], env=env, capture_output=True, text=True, check=True
+        ).stdout
+        assert "0af7651916cd43dd8448eb211c80319c" == out.strip()
