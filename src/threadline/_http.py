@@ -96,11 +96,15 @@ def incoming_context(get_all: GetAll, trust: bool) -> tuple[Context, Link | None
     return _EMPTY, Link(remote_context) if remote_context.is_valid else None
 
 
-def request_id_of(get_all: GetAll, accept: bool) -> str:
-    """Return the request's id: a well-formed ``X-Request-ID`` when *accept*, else a new one.
+def request_id_of(get_all: GetAll, accept: bool, incoming: Context) -> str:
+    """Return the request's id, by one rule for every hop.
 
-    Well-formed is one header of 1-128 letters, digits and ``._:+/=@-``;
-    anything else is dropped and counted as ``request_id.invalid``.
+    With *accept*: a well-formed ``X-Request-ID`` header, else the request id
+    that came in the trusted baggage (*incoming*: a hop that forwards only
+    ``traceparent`` and ``baggage`` keeps it), else a new one. Well-formed is
+    one value of 1-128 letters, digits and ``._:+/=@-``; anything else is
+    dropped and counted as ``request_id.invalid``. A distrusted request brings
+    no baggage, so it gets the header's id or a new one.
     """
     if accept:
         given = get_all(REQUEST_ID_HEADER)
@@ -108,6 +112,12 @@ def request_id_of(get_all: GetAll, accept: bool) -> str:
             return given[0]
         if given:
             record_drop("request_id.invalid", f"{REQUEST_ID_HEADER} {given[0][:64]!r}")
+        values = request_store.get(incoming) if incoming else None
+        carried = values.get("request_id") if values is not None else None
+        if isinstance(carried, str) and _REQUEST_ID.fullmatch(carried):
+            return carried
+        if carried is not None:
+            record_drop("request_id.invalid", f"baggage request.request_id {str(carried)[:64]!r}")
     return f"{_ids.getrandbits(128):032x}"
 
 

@@ -59,7 +59,9 @@ def middleware(
             request. False, for a public edge: start a new trace (the incoming
             one, when valid, becomes a span link) and drop incoming baggage.
         accept_request_id: reuse a well-formed incoming ``X-Request-ID``
-            (1-128 letters, digits and ``._:+/=@-``); otherwise, and when
+            (1-128 letters, digits and ``._:+/=@-``), else the request id that
+            came in the trusted baggage (so a hop that forwards only
+            ``traceparent`` and ``baggage`` keeps it); otherwise, and when
             False, a new id is made.
         user_id: called with the request (it may be ``async``); what it
             returns becomes ``user_id`` in the request scope and ``enduser.id``
@@ -77,7 +79,7 @@ def middleware(
         started = time.time()
         get_all = request.headers.getall
         incoming, link = incoming_context(lambda name: get_all(name, ()), trust_incoming)
-        request_id = request_id_of(lambda name: get_all(name, ()), accept_request_id)
+        request_id = request_id_of(lambda name: get_all(name, ()), accept_request_id, incoming)
         if remember_request_id:
             request[_REQUEST_ID_KEY] = request_id
         span = (
