@@ -31,9 +31,9 @@ from threadline import _store
 from threadline.export import ExportedSpan
 from threadline.tracing import StoreSpanProcessor
 
-# span name: its parent's name (None: the trace's root), in every trace of `threadline demo`
+# Every trace of `threadline demo`: span name -> (its parent's name, None for the
+# trace's root; the service that reports it).
 DEMO_TREE = {
-    # span name: its parent's name (None: the trace's root), the service that reports it
     "GET /orders/{order}": (None, "demo-gateway"),
     "GET": ("GET /orders/{order}", "demo-gateway"),
     "GET /stock/{order}": ("GET", "demo-backend"),

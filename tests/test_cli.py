@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
+
+from threadline import subprocess as tl_subprocess
+from threadline.cli import main
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -122,3 +129,35 @@ def test_run_records_a_span_when_tracing_is_configured(tmp_path: Path) -> None:
     assert ("subprocess sh", "threadline-run") == (span.name, span.service)
     assert (TRACEPARENT.split("-")[1], TRACEPARENT.split("-")[2]) == (span.trace_id, span.parent_id)
     assert f"-{span.span_id}-" in result.stdout
+
+
+class TestSignalsBeforeTheChild:
+    def test_signal_during_start_reaches_the_child(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A signal sent while the child is being started is passed on once it runs."""
+        real_popen = tl_subprocess.Popen
+
+        def slow_start(command: list[str], **kwargs: Any) -> Any:
+            os.kill(os.getpid(), signal.SIGUSR1)  # arrives before the child exists
+            return real_popen(["sleep", "60"], **kwargs)
+
+        monkeypatch.setattr(tl_subprocess, "Popen", slow_start)
+        # the child, not threadline, is ended by it: threadline reports 128 + the signal
+        assert 128 + signal.SIGUSR1 == main(["run", "--", "anything"])
+
+    def test_signal_without_a_child_is_threadlines_own(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """When the child cannot start, a signal that came meanwhile is raised in threadline."""
+        received: list[int] = []
+        previous = signal.signal(signal.SIGUSR1, lambda signum, _frame: received.append(signum))
+
+        def cannot_start(command: list[str], **kwargs: Any) -> Any:
+            os.kill(os.getpid(), signal.SIGUSR1)
+            raise FileNotFoundError(command[0])
+
+        monkeypatch.setattr(tl_subprocess, "Popen", cannot_start)
+        try:
+            assert 127 == main(["run", "--", "no-such-command"])
+        finally:
+            signal.signal(signal.SIGUSR1, previous)
+        assert [signal.SIGUSR1] == received

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -59,13 +60,16 @@ def threadline_imports(path: Path) -> set[str]:
                 target = node.module.split(".")[1:]
             else:
                 continue
-            names = [".".join(target)] if target else []
+            names = [".".join(target)] if target else ["__init__"]
             if not node.module or node.module == "threadline":  # from . import _processes
                 names = [".".join([*target, alias.name]) for alias in node.names]
+                names = [name if name in LEVEL else "__init__" for name in names]
             found.update(name for name in names if name in LEVEL)
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name.startswith("threadline."):
+                if alias.name == "threadline":  # the package: the top layer
+                    found.add("__init__")
+                elif alias.name.startswith("threadline."):
                     found.add(alias.name.removeprefix("threadline."))
     found.discard(here)
     return found & set(LEVEL)
@@ -75,8 +79,19 @@ MODULES = {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
 
 
 def test_every_module_has_its_layer() -> None:
-    """A new module is placed in a layer (here and in docs/architecture.md) before it lands."""
+    """A new module is placed in a layer here before it lands."""
     assert set(LEVEL) == set(MODULES)
+
+
+def test_the_architecture_page_names_every_module() -> None:
+    """docs/architecture.md's table of layers names exactly the modules there are."""
+    page = (PACKAGE.parent.parent / "docs" / "architecture.md").read_text()
+    section = page.split("## Layers", 1)[1].split("\n## ", 1)[0]
+    table = "\n".join(line for line in section.splitlines() if line.startswith("|"))
+    named = {name.removesuffix(".py") for name in re.findall(r"`([\w/]+\.py)`", table)}
+    named = {name.rsplit("/", 1)[-1] for name in named} - {"_threadline_bootstrap"}
+    modules = {name.rsplit(".", 1)[-1] for name in MODULES} - {"__init__", "__main__", "aiohttp"}
+    assert modules == named
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))

@@ -95,13 +95,14 @@ async def start() -> AsyncIterator[Start]:
 
 @pytest.fixture
 def node_relay() -> Iterator[Callable[[str], str]]:
-    if shutil.which("node") is None:
+    node = shutil.which("node")
+    if node is None:
         pytest.skip("Node.js is not installed")
     processes: list[subprocess.Popen[str]] = []
 
     def run(next_hop: str) -> str:
         process = subprocess.Popen(
-            ["node", str(RELAY_JS), next_hop], stdout=subprocess.PIPE, text=True
+            [node, str(RELAY_JS), next_hop], stdout=subprocess.PIPE, text=True
         )
         processes.append(process)
         assert process.stdout is not None
@@ -207,7 +208,7 @@ class TestThroughNode:
     async def test_id_survives_a_node_service(
         self, start: Start, node_relay: Callable[[str], str]
     ) -> None:
-        """A Node.js service (AsyncLocalStorage, forwarding traceparent and baggage) keeps the id."""
+        """A Node.js service (AsyncLocalStorage; forwards traceparent, baggage) keeps the id."""
 
         async def relay(next_hop: str) -> str:
             return await asyncio.to_thread(node_relay, next_hop)

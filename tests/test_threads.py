@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import sys
 import threading
 from collections.abc import Callable
 
@@ -115,6 +116,19 @@ class TestJobSpans:
         with tl.ThreadPoolExecutor(max_workers=1) as pool:
             pool.submit(lambda: None).result()
         assert [] == spans.finished()
+
+    def test_leaving_by_system_exit_is_no_error(self, spans: Spans, tracer: trace.Tracer) -> None:
+        """A job that ends with sys.exit(0) ends its span without an error."""
+
+        def leaves() -> None:
+            sys.exit(0)
+
+        with tl.ThreadPoolExecutor(max_workers=1) as pool, tracer.start_as_current_span("s"):
+            with pytest.raises(SystemExit):
+                pool.submit(leaves).result()
+        child = spans.named(f"thread {leaves.__qualname__}")
+        assert trace.StatusCode.UNSET == child.status.status_code
+        assert "error.type" not in child.attributes
 
     def test_job_spans_can_be_turned_off(self, spans: Spans, tracer: trace.Tracer) -> None:
         """job_spans=False keeps the context but records no span."""

@@ -113,10 +113,11 @@ def inject_without_failing(set_field: Setter, context: Context | None = None) ->
 
 
 def inject_span(set_field: Setter, span_context: SpanContext) -> None:
-    """Write ``traceparent`` and ``tracestate`` for *span_context*, the parent on the far side.
+    """Write ``traceparent`` (and ``tracestate``, when it has one) for *span_context*.
 
-    For a hand-off that made its own span after the carrier was filled: the
-    span's fields replace the ones the carrier had.
+    For a hand-off that made its own span, a child of the one the carrier was
+    filled from, to be the parent on the far side: its traceparent replaces
+    the carrier's, and a child's tracestate is its parent's.
     """
     for field, value in _trace_fields(span_context):
         set_field(field, value)

@@ -14,7 +14,17 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from opentelemetry.trace import (
+    Link,
+    Span,
+    SpanKind,
+    Status,
+    StatusCode,
+    get_current_span,
+    set_span_in_context,
+)
 
 from ._carrier import (
     BAGGAGE,
@@ -30,9 +40,6 @@ from ._spans import start_boundary_span
 from ._store import merged_into
 from ._store import request as request_store
 from .diagnostics import record_drop
-
-if TYPE_CHECKING:
-    from opentelemetry.trace import Link, Span
 
 __all__ = [
     "REQUEST_ID_HEADER",
@@ -89,7 +96,6 @@ def incoming_context(get_all: GetAll, trust: bool) -> tuple[Context, Link | None
 
     if trust:
         return extract_context(get), None
-    from opentelemetry.trace import Link, get_current_span  # noqa: PLC0415 - loaded by extract
 
     remote = get_current_span(extract_context(lambda f: get(f) if f != BAGGAGE else ()))
     remote_context = remote.get_span_context()
@@ -128,8 +134,6 @@ def handler_context(incoming: Context, span: Span | None, values: dict[str, Any]
     that came in, if any.
     """
     if span is not None:
-        from opentelemetry.trace import set_span_in_context  # noqa: PLC0415 - loaded with span
-
         incoming = set_span_in_context(span, incoming)
     return merged_into(incoming, request_store, values)
 
@@ -172,8 +176,6 @@ def start_server_span(
     All of them are given at the start, so samplers see them; *route* is the
     matched route template (None when no route matched).
     """
-    from opentelemetry.trace import SpanKind  # noqa: PLC0415 - loaded with any span
-
     shown, attributes = _method_attributes(method, method)
     attributes["url.path"] = path
     attributes["url.scheme"] = scheme
@@ -213,8 +215,6 @@ def end_server_span(span: Span, status: int | None) -> None:
 
 def start_client_span(method: str, url: str, host: str | None, port: int | None) -> Span:
     """Start the CLIENT span ``"{method}"`` of one outgoing request (*url* without credentials)."""
-    from opentelemetry.trace import SpanKind  # noqa: PLC0415 - loaded with any span
-
     shown, attributes = _method_attributes(method.upper(), method)
     attributes["url.full"] = url
     if host:
@@ -233,8 +233,6 @@ def end_client_span(span: Span, status: int) -> None:
 
 
 def _fail(span: Span, status: int) -> None:
-    from opentelemetry.trace import Status, StatusCode  # noqa: PLC0415 - loaded with the span
-
     current = getattr(span, "status", None)  # an SDK span's; an exception set its own error.type
     if current is None or current.status_code is not StatusCode.ERROR:
         span.set_attribute("error.type", str(status))

@@ -186,10 +186,9 @@ _PROCESS_CLASSES: dict[str, type[_CarriesContext]] = {
 
 def _in_callers_context(name: str) -> Callable[..., Any]:
     """The `multiprocessing.pool.Pool` method *name*, giving its tasks the caller's context."""
-    method = getattr(multiprocessing.pool.Pool, name)
 
     def in_callers_context(self: Pool, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return method(self, _bound(func), *args, **kwargs)
+        return getattr(super(Pool, self), name)(_bound(func), *args, **kwargs)
 
     in_callers_context.__name__ = name
     in_callers_context.__qualname__ = f"Pool.{name}"

@@ -117,13 +117,17 @@ def job_span(boundary: str, name: str) -> Span:
 
 
 def call_in_span(span: Span, fn: Callable[..., T], args: Any, kwargs: Mapping[str, Any]) -> T:
-    """Call ``fn(*args, **kwargs)`` with *span* current; end it, failed if *fn* raised."""
+    """Call ``fn(*args, **kwargs)`` with *span* current; end it, failed if *fn* raised.
+
+    An exception fails the span; a way out that is no error (``SystemExit``,
+    ``KeyboardInterrupt``, ``GeneratorExit``) ends it as it is.
+    """
     from opentelemetry.trace import use_span  # noqa: PLC0415 - loaded with the span
 
     with use_span(span, end_on_exit=True, record_exception=False, set_status_on_exception=False):
         try:
             return fn(*args, **kwargs)
-        except BaseException as exc:
+        except Exception as exc:
             record_error(span, exc)
             raise
 

@@ -204,8 +204,8 @@ def merged_into(context: Context, store: ContextStore, values: dict[str, Any]) -
     to attach later (a server building the one context of a request).
     """
     outer = store.get(context)
-    merged = {**outer, **values} if outer else values
-    return Context({**context, store._key: FrozenMapping(merged, store.name)})
+    merged = outer | values if outer else FrozenMapping(values, store.name)
+    return Context({**context, store._key: merged})
 
 
 request = ContextStore("request")

@@ -15,20 +15,10 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from ._demo import (
-    LOGS_FILE,
-    MAX_REQUESTS,
-    SPANS_FILE,
-    app_path,
-    otlp_url,
-    out_dir,
-    request_count,
-    run_demo,
-)
 from ._settings import CONFIGURED_ENV
 
 __all__ = ["main"]
@@ -51,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             import aiohttp  # noqa: F401, PLC0415 - the demo serves HTTP
         except ImportError:
             parser.error("demo: the demo serves HTTP, it needs: pip install 'threadline[aiohttp]'")
+        from ._demo import app_path, run_demo  # noqa: PLC0415 - only the demo loads it
+
         try:
             app = app_path()
         except FileNotFoundError as exc:
@@ -101,24 +93,34 @@ def _parser() -> argparse.ArgumentParser:
     demo_parser.add_argument(
         "--otlp",
         metavar="URL",
-        type=otlp_url,
+        type=_checked_by_demo("otlp_url"),
         help="send the spans to this OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318",
     )
     demo_parser.add_argument(
         "--requests",
         metavar="N",
-        type=request_count,
+        type=_checked_by_demo("request_count"),
         default=2,
-        help=f"how many requests, 1 to {MAX_REQUESTS} (default: 2)",
+        help="how many requests (default: 2)",
     )
     demo_parser.add_argument(
         "--out",
         metavar="DIR",
-        type=out_dir,
-        help=f"keep the spans ({SPANS_FILE}) and log lines ({LOGS_FILE}) in DIR; "
-        "without it they are deleted at the end",
+        type=_checked_by_demo("out_dir"),
+        help="keep the spans and the log lines in DIR; without it they are deleted at the end",
     )
     return parser
+
+
+def _checked_by_demo(name: str) -> Callable[[str], Any]:
+    """An argparse type: the demo's own check of an option, loaded only when the demo runs."""
+
+    def check(text: str) -> Any:
+        from . import _demo  # noqa: PLC0415 - `threadline run` never loads the demo
+
+        return getattr(_demo, name)(text)
+
+    return check
 
 
 def _run(command: list[str], values: dict[str, str], *, bootstrap: bool = True) -> int:
@@ -164,6 +166,10 @@ class _SignalForwarder:
         else:
             self._child.send_signal(signum)
 
+    def undelivered(self) -> list[int]:
+        """The signals that came while no child was there to take them."""
+        return [] if self._child is not None else list(self._pending)
+
     def forward_to(self, child: Any) -> None:
         # Ctrl-C reaches the whole foreground process group, the child included:
         # ignore it here and let the child decide. Set only now: an ignored
@@ -186,6 +192,9 @@ def _forwarding_signals() -> Iterator[_SignalForwarder]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        # no child took them (it never started): they were threadline's own
+        for signum in forwarder.undelivered():
+            signal.raise_signal(signum)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from aiohttp import (
     TraceRequestExceptionParams,
     TraceRequestStartParams,
 )
+from opentelemetry.trace import get_current_span, set_span_in_context
 
 from .._context import get_current
 from .._http import HostAllowList, end_client_span, start_client_span, write_outgoing
@@ -47,15 +48,10 @@ def trace_config(
     ) -> None:
         context = get_current()
         span = None
-        if spans:
-            from opentelemetry import trace  # noqa: PLC0415 - loaded once, by the first call
-
-            if trace.get_current_span(context).is_recording():
-                url = params.url
-                span = start_client_span(
-                    params.method, str(url.with_user(None)), url.host, url.port
-                )
-                context = trace.set_span_in_context(span, context)
+        if spans and get_current_span(context).is_recording():
+            url = params.url
+            span = start_client_span(params.method, str(url.with_user(None)), url.host, url.port)
+            context = set_span_in_context(span, context)
         ctx.threadline_span = span
         write_outgoing(
             params.headers,

@@ -77,9 +77,13 @@ def middleware(
     @web.middleware
     async def threadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.time()
-        get_all = request.headers.getall
-        incoming, link = incoming_context(lambda name: get_all(name, ()), trust_incoming)
-        request_id = request_id_of(lambda name: get_all(name, ()), accept_request_id, incoming)
+        headers = request.headers
+
+        def get_all(name: str) -> list[str]:
+            return headers.getall(name, [])
+
+        incoming, link = incoming_context(get_all, trust_incoming)
+        request_id = request_id_of(get_all, accept_request_id, incoming)
         if remember_request_id:
             request[_REQUEST_ID_KEY] = request_id
         span = (
