@@ -1,4 +1,4 @@
-"""A service for the W3C Trace Context test harness, made of threadline's aiohttp middleware and client.
+"""A W3C Trace Context harness service made of threadline's aiohttp middleware and client.
 
 The harness (``test/`` of the w3c/trace-context repository, not part of this
 repository) POSTs a JSON list of ``{"url", "arguments"}``; the service POSTs
@@ -22,6 +22,7 @@ CLIENT = web.AppKey("client", aiohttp.ClientSession)
 
 
 async def test(request: web.Request) -> web.Response:
+    """Make the calls the harness asks for, from inside the request."""
     for call in await request.json():
         async with request.app[CLIENT].post(call["url"], json=call["arguments"]) as response:
             await response.read()
@@ -29,12 +30,14 @@ async def test(request: web.Request) -> web.Response:
 
 
 async def client(app: web.Application) -> AsyncIterator[None]:
+    """One client session with threadline's trace config, for the app's life."""
     app[CLIENT] = aiohttp.ClientSession(trace_configs=[threadline.aiohttp.trace_config()])
     yield
     await app[CLIENT].close()
 
 
 async def main() -> None:
+    """Serve on a free loopback port, printing the URL first."""
     trace.set_tracer_provider(TracerProvider())  # spans recorded, not exported
     app = web.Application(middlewares=[threadline.aiohttp.middleware(access_log=False)])
     app.router.add_post("/test", test)
