@@ -140,3 +140,22 @@ class TestThroughAChild:
             [sys.executable, "-c", child], env=env, capture_output=True, text=True, check=True
         ).stdout
         assert "0af7651916cd43dd8448eb211c80319c" == out.strip()
+
+
+class TestTraceContextRulesInAChild:
+    def test_child_keeps_flags_and_todays_tracestate(self) -> None:
+        """A child reads TRACEPARENT/TRACESTATE by the same rules and hands them on unchanged."""
+        child = (
+            "import threadline as tl\n"
+            "from threadline.subprocess import child_env\n"
+            "env = child_env(context=tl.extract_env().context, bootstrap=False)\n"
+            "print(env['TRACEPARENT']); print(env['TRACESTATE'])\n"
+        )
+        env = clean_env(
+            TRACEPARENT="cc-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03-future",
+            TRACESTATE="foo@@bar=1,1a=2,foo@@bar=3",
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", child], env=env, capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert ["00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03", "foo@@bar=1,1a=2"] == out
