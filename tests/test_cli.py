@@ -131,6 +131,36 @@ def test_run_records_a_span_when_tracing_is_configured(tmp_path: Path) -> None:
     assert f"-{span.span_id}-" in result.stdout
 
 
+def test_run_is_a_root_span_without_an_incoming_trace(tmp_path: Path) -> None:
+    """With tracing set up and no TRACEPARENT, the child is the root span of a new trace."""
+    from threadline.export import read_spans
+
+    traces = tmp_path / "traces.jsonl"
+    env = {k: v for k, v in os.environ.items() if k not in {"TRACEPARENT", "BAGGAGE"}}
+    env.update(OTEL_TRACES_EXPORTER="file", THREADLINE_TRACES_FILE=str(traces))
+    result = subprocess.run(
+        [sys.executable, "-m", "threadline", "run", "--", "sh", "-c", 'echo "$TRACEPARENT"'],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert 0 == result.returncode, result.stderr
+    (span,) = read_spans(traces)
+    assert ("subprocess sh", None) == (span.name, span.parent_id)
+    version, trace_id, parent_id, flags = result.stdout.strip().split("-")
+    assert ("00", span.trace_id, span.span_id) == (version, trace_id, parent_id)
+    assert int(flags, 16) & 1  # sampled
+
+
+def test_run_help_is_plain_text() -> None:
+    """`threadline run --help` shows no reStructuredText markup."""
+    result = threadline("run", "--help")
+    assert 0 == result.returncode
+    assert "``" not in result.stdout
+    assert "the child is a span" in " ".join(result.stdout.split())
+
+
 class TestSignalsBeforeTheChild:
     def test_signal_during_start_reaches_the_child(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A signal sent while the child is being started is passed on once it runs."""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ._context import Context, get_current
 from ._env_carrier import carrier_names, configured_propagator, inject_env
 from ._settings import BOOTSTRAP_ENV
-from ._spans import is_recording, record_error, start_boundary_span
+from ._spans import is_recording, provider_set, record_error, start_boundary_span
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -75,6 +75,8 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
     leaving ``with``), with ``process.exit.code`` and an error status for a
     non-zero code. ``record_args=True`` also records the arguments
     (``process.command_args``), which may hold secrets, so it is off by default.
+    ``span=True`` records the span whenever a tracer provider is set, as the
+    root of a new trace when there is none yet; ``span=False`` never does.
     """
 
     def __init__(
@@ -84,15 +86,17 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         env: Mapping[str, str] | None = None,
         bootstrap: bool = True,
         record_args: bool = False,
+        span: bool | None = None,
         **kwargs: Any,
     ) -> None:
-        span = _start_span(args, kwargs, record_args) if is_recording() else None
+        wanted = is_recording() if span is None else span and provider_set()
+        child_span = _start_span(args, kwargs, record_args) if wanted else None
         context = None
-        if span is not None:
+        if child_span is not None:
             from opentelemetry.trace import set_span_in_context  # noqa: PLC0415 - loaded already
 
-            context = set_span_in_context(span, get_current())
-        self._threadline_span: Span | None = span
+            context = set_span_in_context(child_span, get_current())
+        self._threadline_span: Span | None = child_span
         if env is None:
             environ = _environ_with(context, bootstrap)
         else:
@@ -102,8 +106,8 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         except BaseException as exc:
             self._finish_span(exc)
             raise
-        if span is not None:
-            span.set_attribute("process.pid", self.pid)
+        if child_span is not None:
+            child_span.set_attribute("process.pid", self.pid)
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the child as `subprocess.Popen.wait` does, and end its span."""

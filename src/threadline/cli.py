@@ -1,9 +1,10 @@
 """The ``threadline`` command.
 
-``threadline run [--request-id ID] [--user-id ID] -- CMD ARGS...`` runs any
+threadline run [--request-id ID] [--user-id ID] -- CMD ARGS... runs any
 command as a child that continues this process's context (from its own
-``TRACEPARENT``/``TRACESTATE``/``BAGGAGE``), with the context in the child's
-environment; when ``OTEL_*`` settings set up tracing, the child is a span.
+TRACEPARENT, TRACESTATE and BAGGAGE), with the context in the child's
+environment. When OTEL_* settings set up tracing, the child is a span (the
+root of a new trace if none came) and its TRACEPARENT names that span.
 Standard input, output and error pass through, and the child's exit code is
 threadline's (128+N when a signal N ended it, 127 when the command is not
 found, 126 when it cannot be run).
@@ -141,7 +142,7 @@ def _run(command: list[str], values: dict[str, str], *, bootstrap: bool = True) 
         # reaches it too instead of ending threadline and orphaning the child.
         forwarder = stack.enter_context(_forwarding_signals())
         try:
-            child = Popen(command, bootstrap=bootstrap)
+            child = Popen(command, bootstrap=bootstrap, span=True)
         except FileNotFoundError:
             sys.stderr.write(f"threadline: {command[0]}: command not found\n")
             return 127
