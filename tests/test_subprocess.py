@@ -230,6 +230,29 @@ class TestPythonChild:
         assert (0, "ran\n") == (result.returncode, result.stdout)
         assert "traceparent.invalid" in result.stderr
 
+    @pytest.mark.parametrize(
+        "bad", ["request.x=" + "%5B" * 2500 + ";tl=json", "request.x=%7B%22%22:1%7D;tl=json"]
+    )
+    def test_bootstrap_keeps_the_trace_when_baggage_is_bad(self, bad: str) -> None:
+        """Baggage the decoder refuses is dropped; the child still continues the trace."""
+        code = (
+            "import threadline as tl\n"
+            "from opentelemetry import trace\n"
+            "trace_id = trace.get_current_span().get_span_context().trace_id\n"
+            "print(f'{trace_id:032x}', tl.request.get())\n"
+        )
+        env = {
+            **os.environ,
+            "TRACEPARENT": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "BAGGAGE": bad,
+            subprocess.BOOTSTRAP_ENV: "1",
+        }
+        result = std_subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        assert "0af7651916cd43dd8448eb211c80319c None\n" == result.stdout
+        assert "baggage.invalid" in result.stderr
+
 
 class TestOtherLanguages:
     def test_shell_child(self, tracer: trace.Tracer) -> None:
