@@ -528,3 +528,48 @@ def test_fuzz_header_dict_never_raises(headers: dict[str, str | list[str]]) -> N
     """Any header values, repeated or not, give a snapshot: applied whole or dropped whole."""
     diagnostics.reset_drop_counts()
     dropped_or_applied(tl.extract(headers))
+
+
+INBOUND_AT_THE_LIMITS = {
+    "180 members": ",".join(f"k{i}=v" for i in range(180)),
+    "one member of 8 KB": "k=" + "v" * 8190,
+    "a foreign store member of 8 KB": "request.big=" + "v" * 8170 + ";tl",
+}
+
+
+class TestWhatCameInCanGoOn:
+    @pytest.mark.parametrize("inbound", INBOUND_AT_THE_LIMITS.values(), ids=INBOUND_AT_THE_LIMITS)
+    def test_own_values_go_on_foreign_ones_make_room(self, inbound: str) -> None:
+        """Accepted inbound baggage plus the request's own values: foreign members are dropped."""
+        with tl.extract({"traceparent": VALID, "baggage": inbound}), tl.request.merge(id="own"):
+            carrier: dict[str, str] = {}
+            tl.inject(carrier)
+        members = carrier["baggage"].split(",")
+        assert "request.id=own;tl" in members
+        assert len(members) <= 180
+        assert len(carrier["baggage"]) <= 8192
+        assert 1 == diagnostics.drop_counts()["baggage.outbound_trimmed"]
+
+    def test_largest_foreign_members_go_first(self) -> None:
+        """Foreign members are dropped largest first; the rest still travel."""
+        inbound = "small=1,big=" + "v" * 8000 + ",mid=" + "v" * 100
+        with tl.extract({"baggage": inbound}), tl.request.merge(id="x" * 100):
+            carrier: dict[str, str] = {}
+            tl.inject(carrier)
+        assert ["small", "mid", "request.id"] == [
+            m.split("=", 1)[0] for m in carrier["baggage"].split(",")
+        ]
+
+    def test_a_foreign_value_overridden_here_is_own(self) -> None:
+        """A key this process set again is its own, even if it first came from outside."""
+        inbound = "request.id=" + "v" * 8170 + ";tl"
+        with tl.extract({"baggage": inbound}), tl.request.merge(id="y" * 8180, more=1):
+            with pytest.raises(ValueError, match="8192 bytes"):
+                tl.inject({})
+
+    def test_env_carrier_and_subprocess(self) -> None:
+        """inject_env makes room the same way, so a child can always be started."""
+        with tl.extract({"baggage": INBOUND_AT_THE_LIMITS["180 members"]}), tl.request.merge(id="e"):
+            env: dict[str, str] = {}
+            tl.inject_env(env)
+        assert "request.id=e;tl" in env["BAGGAGE"].split(",")

@@ -53,6 +53,15 @@ class TestChildEnv:
         ):
             subprocess.run([sys.executable, "-c", "raise SystemExit(9)"])
 
+    def test_baggage_at_the_limits_can_go_on(self) -> None:
+        """Inbound baggage at the W3C limits never fails a child: foreign members make room."""
+        inbound = "k=" + "v" * 8190
+        with tl.extract({"baggage": inbound}), tl.request.merge(request_id="own"):
+            out = subprocess.run(
+                [sys.executable, "-c", PRINT_ENV], capture_output=True, text=True, check=True
+            ).stdout
+        assert "request.request_id=own;tl" == json.loads(out)["BAGGAGE"]
+
     def test_bootstrap_name_matches_the_pth_hook(self) -> None:
         """The switch the parent sets is the one the .pth hook reads."""
         pth = (

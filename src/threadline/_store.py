@@ -17,7 +17,7 @@ from ._context import (
     restore,
     store_key,
 )
-from ._values import FrozenMapping, freeze_items
+from ._values import FrozenMapping, foreign_keys, freeze_items
 
 __all__ = [
     "ContextStore",
@@ -187,13 +187,15 @@ def with_store_values(context: Context, values: Mapping[str, dict[str, Any]]) ->
     """Return *context* with each named store's value replaced by the (frozen) dict given.
 
     The names and the dicts must be valid already, as the strict baggage
-    decoder leaves them; stores of other names are left as they are.
+    decoder leaves them; stores of other names are left as they are. The
+    values count as foreign: the first dropped when the outbound baggage is
+    too large.
     """
     if not values:
         return context
     entries = dict(context)
     for name, items in values.items():
-        entries[store_key(name)] = FrozenMapping(items, name)
+        entries[store_key(name)] = FrozenMapping(items, name, frozenset(items))
     return Context(entries)
 
 
@@ -204,8 +206,11 @@ def merged_into(context: Context, store: ContextStore, values: dict[str, Any]) -
     to attach later (a server building the one context of a request).
     """
     outer = store.get(context)
-    merged = {**outer, **values} if outer else values
-    return Context({**context, store._key: FrozenMapping(merged, store.name)})
+    if not outer:
+        return Context({**context, store._key: FrozenMapping(values, store.name)})
+    foreign = foreign_keys(outer).difference(values)
+    merged = FrozenMapping({**outer, **values}, store.name, foreign)
+    return Context({**context, store._key: merged})
 
 
 request = ContextStore("request")
