@@ -44,6 +44,7 @@ __all__ = [
     "handler_context",
     "incoming_context",
     "log_access",
+    "redirect_outgoing",
     "request_id_of",
     "start_client_span",
     "start_server_span",
@@ -259,6 +260,27 @@ def write_outgoing(
     request_id = value.get("request_id") if value is not None else None
     if isinstance(request_id, str) and REQUEST_ID_HEADER not in headers:
         headers[REQUEST_ID_HEADER] = request_id
+
+
+def redirect_outgoing(
+    headers: MutableMapping[str, str],
+    context: Context,
+    *,
+    trusted: bool,
+    send_request_id: bool = True,
+) -> None:
+    """Decide again, for a redirect's new destination, what its *headers* may carry.
+
+    Baggage and ``X-Request-ID`` are removed, then written as `write_outgoing`
+    writes them for a host that is *trusted* (or not): a trusted service that
+    redirects to a third party never hands it the request's store values.
+    ``traceparent`` and ``tracestate`` continue.
+    """
+    stripped = {BAGGAGE, REQUEST_ID_HEADER.lower()}
+    for name in list(headers):
+        if name.lower() in stripped and name in headers:  # a multidict deletes every copy
+            del headers[name]
+    write_outgoing(headers, context, trusted=trusted, send_request_id=send_request_id)
 
 
 class HostAllowList:
