@@ -562,7 +562,7 @@ class TestHostileInput:
     async def test_header_bytes_that_are_not_utf8(
         self, serve: Serve, spans: Spans, caplog: pytest.LogCaptureFixture
     ) -> None:
-        """Header values that are not UTF-8 become valid text on the span: the OTLP encoder takes it."""
+        """Header bytes that are not UTF-8 become valid text on the span, as OTLP needs."""
         from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
         base = await serve(make_app())

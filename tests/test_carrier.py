@@ -569,7 +569,10 @@ class TestWhatCameInCanGoOn:
 
     def test_env_carrier_and_subprocess(self) -> None:
         """inject_env makes room the same way, so a child can always be started."""
-        with tl.extract({"baggage": INBOUND_AT_THE_LIMITS["180 members"]}), tl.request.merge(id="e"):
+        with (
+            tl.extract({"baggage": INBOUND_AT_THE_LIMITS["180 members"]}),
+            tl.request.merge(id="e"),
+        ):
             env: dict[str, str] = {}
             tl.inject_env(env)
         assert "request.id=e;tl" in env["BAGGAGE"].split(",")

@@ -100,7 +100,6 @@ class TestContextFilter:
         record = json.loads(stream.getvalue())
         assert ("dc", "configured") == (record["request_id"], record["message"])
 
-
     def test_values_from_outside_cannot_forge_lines(
         self, logger: tuple[logging.Logger, io.StringIO]
     ) -> None:
@@ -135,9 +134,7 @@ class TestJSONFormatter:
         assert "ValueError: boom" in record["exception"]
         assert record["time"].endswith("Z")
 
-    def test_one_line_whatever_the_values(
-        self, logger: tuple[logging.Logger, io.StringIO]
-    ) -> None:
+    def test_one_line_whatever_the_values(self, logger: tuple[logging.Logger, io.StringIO]) -> None:
         """DEL, C1 controls, line separators and lone surrogates are JSON escapes."""
         log, stream = logger
         log.handlers[0].setFormatter(JSONFormatter())

@@ -13,7 +13,7 @@ from threadline._text import escape_controls, escape_json_line, valid_utf8
 class TestEscapeControls:
     def test_printable_text_is_returned_as_it_is(self) -> None:
         """The common case is the same object, unchanged."""
-        text = "user 42 – café"
+        text = "user 42, café"
         assert text is escape_controls(text)
 
     def test_controls_are_escaped_as_repr_does(self) -> None:

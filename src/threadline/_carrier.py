@@ -23,7 +23,6 @@ from . import _baggage
 from ._context import Context, get_current
 from ._snapshot import Snapshot
 from ._store import store_values, with_store_values
-from ._values import foreign_keys
 from ._tracecontext import (
     MAX_TRACEPARENT_CHARS,
     MAX_TRACESTATE_CHARS,
@@ -31,6 +30,7 @@ from ._tracecontext import (
     parse_traceparent,
     parse_tracestate,
 )
+from ._values import foreign_keys
 from .diagnostics import record_drop
 
 __all__ = [

@@ -22,11 +22,11 @@ def _escaped(char: str) -> str:
 
 
 def escape_controls(text: str) -> str:
-    """Return *text* with every character that is not printable escaped as `repr` does.
+    r"""Return *text* with every character that is not printable escaped as `repr` does.
 
     Control characters (CR, LF and every other C0 and C1 character, DEL),
     line and paragraph separators, format characters and lone surrogates
-    become ``\\r``, ``\\n``, ``\\xNN``, ``\\uNNNN``: a value can never start a
+    become ``\r``, ``\n``, ``\xNN``, ``\uNNNN``: a value can never start a
     new log line or rewrite the terminal. Printable text is returned as it is.
     """
     if text.isprintable():
@@ -43,7 +43,7 @@ def _json_escaped(char: str) -> str:
 
 
 def escape_json_line(line: str) -> str:
-    """Return a JSON text with every character that is not printable as a ``\\uXXXX`` escape.
+    r"""Return a JSON text with every character that is not printable as a ``\uXXXX`` escape.
 
     For `json.dumps` output with ``ensure_ascii=False``, which leaves DEL, C1
     controls, line separators and lone surrogates raw.

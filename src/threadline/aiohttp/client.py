@@ -18,7 +18,7 @@ from aiohttp import (
 )
 from yarl import URL
 
-from .._context import get_current
+from .._context import Context, get_current
 from .._http import (
     HostAllowList,
     end_client_span,
@@ -84,9 +84,10 @@ def trace_config(
             host = params.url.join(URL(location)).host if location else params.url.host
         except ValueError:
             host = None  # aiohttp will refuse it too; nothing trusted goes meanwhile
+        context: Context | None = getattr(ctx, "threadline_context", None)
         redirect_outgoing(
             params.headers,
-            getattr(ctx, "threadline_context", get_current()),
+            get_current() if context is None else context,
             trusted=allowed.allows(host),
             send_request_id=send_request_id,
         )
