@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import re
 import socket
@@ -557,3 +558,107 @@ class TestUserIdExtractor:
         base = await serve(make_app(user_id=remember))
         await get(f"{base}/users/1", {"X-Request-ID": "ux-2"})
         assert ["ux-2"] == seen
+
+
+DEEP_BAGGAGE = "request.x=" + "%5B" * 1300 + "%5D" * 1300 + ";tl=json"
+
+
+def redirect_to(location: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound(location)
+
+    return redirect
+
+
+class TestHostileInput:
+    @pytest.mark.parametrize(
+        "member",
+        [
+            DEEP_BAGGAGE,
+            "request.x=%7B%22%22:1%7D;tl=json",  # {"":1}
+            "request.x=1e400;tl=json",
+            "request.x=%5B-1e999%5D;tl=json",
+        ],
+    )
+    async def test_bad_baggage_answers_normally(self, serve: Serve, member: str) -> None:
+        """Baggage the decoder refuses is dropped: the handler answers 200 with its request id."""
+        base = await serve(make_app())
+        response, body = await get(
+            f"{base}/users/1", {"traceparent": TRACEPARENT, "baggage": member}
+        )
+        assert (200, TRACE_ID) == (response.status, body["trace_id"])
+        assert response.headers["X-Request-ID"] == body["request"]["request_id"]
+        assert 1 == diagnostics.drop_counts()["baggage.invalid"]
+
+    async def test_no_forged_log_lines(self, serve: Serve) -> None:
+        """CR/LF in the path and in a baggage user id reach the plain-text log escaped."""
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.addFilter(ContextFilter())
+        handler.setFormatter(logging.Formatter("%(message)s user=%(user_id)s"))
+        access = logging.getLogger("threadline.aiohttp")
+        access.addHandler(handler)
+        access.setLevel(logging.INFO)
+        base = await serve(make_app())
+        response, _ = await get(
+            f"{base}/users/1%0D%0AFORGED-LINE%0Bx%7F",
+            {"baggage": "request.user_id=evil%0D%0Ainjected%1B%5B31m%C2%85;tl"},
+        )
+        assert 200 == response.status
+        (line,) = stream.getvalue().splitlines()
+        assert line.startswith("GET /users/1\\r\\nFORGED-LINE\\x0bx\\x7f 200 ")
+        assert line.endswith(" user=evil\\r\\ninjected\\x1b[31m\\x85")
+
+    async def test_header_bytes_that_are_not_utf8(
+        self, serve: Serve, spans: Spans, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Header bytes that are not UTF-8 become valid text on the span, as OTLP needs."""
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+        base = await serve(make_app())
+        host, port = base.removeprefix("http://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"GET /users/1 HTTP/1.1\r\nHost: h\xc3\x28:1\r\n"
+            b"User-Agent: agent\xff\xfe\r\nConnection: close\r\n\r\n"
+        )
+        await writer.drain()
+        status = await reader.readline()
+        writer.close()
+        await writer.wait_closed()
+        span = server_span(spans)
+        assert b"200" in status
+        encode_spans([span])  # logs an error for each string that is not UTF-8
+        assert [] == [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert ("agent\ufffd\ufffd", "h\ufffd(") == (
+            span.attributes["user_agent.original"],
+            span.attributes["server.address"],
+        )
+
+    async def test_redirect_to_a_third_party_strips_baggage(self, serve: Serve) -> None:
+        """A trusted host's 302 to a host off the allow-list sends it the trace only."""
+        third = await serve(make_app())
+        third_port = third.rsplit(":", 1)[1]
+        app = make_app()
+        app.router.add_get("/away", redirect_to(f"http://thirdparty.example:{third_port}/any"))
+        app.router.add_get("/inside", redirect_to(f"http://api.internal:{third_port}/any"))
+        trusted = await serve(app)
+        connector = aiohttp.TCPConnector(resolver=LoopbackResolver())
+        config = tla.trace_config(baggage_hosts=["api.internal"])
+        seen = {}
+        async with aiohttp.ClientSession(connector=connector, trace_configs=[config]) as session:
+            with (
+                trace.get_tracer("t").start_as_current_span("c"),
+                tl.request.scope(request_id="r-1", user_id=7),
+            ):
+                for path in ("/away", "/inside"):
+                    async with session.get(f"{trusted}{path}") as response:
+                        seen[path] = (await response.json())["headers"]
+        away = seen["/away"]
+        assert ("traceparent" in away, "baggage" in away, "x-request-id" in away) == (
+            True,
+            False,
+            False,
+        )
+        assert "request.user_id=7;tl=json" in seen["/inside"]["baggage"]
+        assert "r-1" == seen["/inside"]["x-request-id"]

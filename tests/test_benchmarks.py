@@ -55,3 +55,15 @@ def test_benchmark_smoke(script: str, variants: tuple[str, ...]) -> None:
     assert 0 == result.returncode, result.stderr
     for variant in variants:
         assert variant in result.stdout
+
+
+def test_soak_small() -> None:
+    """50 hostile and valid requests through HTTP, threads and processes: none wrong or lost."""
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "soak.py"), "--requests", "50", "--in-flight", "10"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (0, "wrong or lost: 0") == (result.returncode, result.stdout.splitlines()[-1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import string
 
@@ -431,3 +432,180 @@ def test_fuzz_plain_baggage_round_trips(value: str, key: str) -> None:
     carrier: dict[str, str] = {}
     tl.inject(carrier, baggage.set_baggage(key, value))
     assert value == baggage.get_baggage(key, tl.extract(carrier).context)
+
+
+# --------------------------------------------------------------------------- hostile input
+
+HOSTILE_STORE_VALUES = [
+    "[" * 4000 + "]" * 4000,  # RecursionError in a recursive JSON decoder
+    "[" * 2000 + '{"a":1}' + "]" * 2000,
+    '{"":1}',  # an empty key: no store key may be empty
+    '{"a":{"":1}}',
+    "1e400",  # out of range: an infinity, which is not JSON
+    "-1e999",
+    "[1e400]",
+    "NaN",
+    "-Infinity",
+    '"\\ud800"',  # a lone surrogate: not UTF-8 text
+    '{"\\udc80":1}',
+]
+
+
+def store_member(value: str) -> str:
+    return "request.x=" + baggage_value(value) + ";tl=json"
+
+
+def baggage_value(text: str) -> str:
+    from threadline._baggage import encode_value
+
+    return encode_value(text)
+
+
+class TestHostileStoreValues:
+    @pytest.mark.parametrize("value", HOSTILE_STORE_VALUES)
+    def test_dropped_whole_never_raised(self, value: str) -> None:
+        """Deep nesting, bad keys, infinities and lone surrogates drop the baggage, counted."""
+        header = "plain=1," + store_member(value)
+        snap = tl.extract({"traceparent": VALID, "baggage": header})
+        assert ({}, None) == (dict(baggage.get_all(snap.context)), tl.request.get(snap.context))
+        assert span_context_of(snap).is_valid
+        assert {"baggage.invalid": 1} == diagnostics.drop_counts()
+
+    @pytest.mark.parametrize("value", HOSTILE_STORE_VALUES)
+    def test_env_carrier_keeps_the_trace(self, value: str) -> None:
+        """extract_env drops the bad baggage and keeps the valid traceparent."""
+        snap = tl.extract_env({"TRACEPARENT": VALID, "BAGGAGE": store_member(value)})
+        assert tl.request.get(snap.context) is None
+        assert span_context_of(snap).is_valid
+
+    def test_depth_limit(self) -> None:
+        """32 levels of nesting are accepted; 33 are dropped."""
+        ok = "[" * 32 + "]" * 32
+        assert 1 == len(tl.request.get(tl.extract({"baggage": store_member(ok)}).context) or {})
+        too_deep = "[" * 33 + "]" * 33
+        assert tl.request.get(tl.extract({"baggage": store_member(too_deep)}).context) is None
+
+    def test_brackets_inside_strings_are_not_nesting(self) -> None:
+        """Brackets in JSON strings do not count towards the depth."""
+        value = json.dumps(["[" * 100, {"k": "{" * 100}])
+        got = tl.request.get(tl.extract({"baggage": store_member(value)}).context)
+        assert {"x": ("[" * 100, {"k": "{" * 100})} == got
+
+    def test_large_finite_numbers_are_kept(self) -> None:
+        """Finite floats and big integers are valid JSON and cross."""
+        value = "[1e308,-2.5e-300,123456789012345678901234567890]"
+        got = tl.request.get(tl.extract({"baggage": store_member(value)}).context)
+        assert {"x": (1e308, -2.5e-300, 123456789012345678901234567890)} == got
+
+
+ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children, max_size=3)
+    ),
+    max_leaves=20,
+)
+DEEP_JSON = st.integers(min_value=1, max_value=3000).map(lambda n: "[" * n + "]" * n)
+ANY_TEXT = st.text(max_size=300) | st.binary(max_size=100).map(lambda b: b.decode("latin-1"))
+
+
+def dropped_or_applied(snap: tl.Snapshot) -> None:
+    """The baggage was applied whole, or dropped whole and counted."""
+    value = tl.request.get(snap.context)
+    if "baggage.invalid" in diagnostics.drop_counts():
+        assert value is None
+        assert {} == dict(baggage.get_all(snap.context))
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=ANY_JSON)
+def test_fuzz_any_json_store_value(value: object) -> None:
+    """Any JSON structure, even one with NaN or empty keys, is applied whole or dropped whole."""
+    diagnostics.reset_drop_counts()
+    text = json.dumps(value)
+    snap = tl.extract({"traceparent": VALID, "baggage": store_member(text)[:8192]})
+    dropped_or_applied(snap)
+    assert span_context_of(snap).is_valid
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=DEEP_JSON | ANY_TEXT)
+def test_fuzz_any_text_as_store_value(text: str) -> None:
+    """Any text after 'tl=json', deeply nested or not JSON at all, never raises."""
+    diagnostics.reset_drop_counts()
+    for carrier in (
+        {"traceparent": VALID, "baggage": store_member(text)[:8192]},
+        {"traceparent": VALID, "baggage": f"request.x={text};tl=json"},
+    ):
+        snap = tl.extract(carrier)
+        dropped_or_applied(snap)
+        assert span_context_of(snap).is_valid
+
+
+@settings(max_examples=200, deadline=None)
+@given(fields=st.dictionaries(st.sampled_from(["TRACEPARENT", "TRACESTATE", "BAGGAGE"]), ANY_TEXT))
+def test_fuzz_env_carrier_never_raises(fields: dict[str, str]) -> None:
+    """Whatever the environment holds, extract_env returns a snapshot."""
+    diagnostics.reset_drop_counts()
+    dropped_or_applied(tl.extract_env(fields))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    headers=st.dictionaries(
+        st.sampled_from(["traceparent", "Traceparent", "tracestate", "baggage", "BAGGAGE"]),
+        ANY_TEXT | st.lists(ANY_TEXT, max_size=3),
+    )
+)
+def test_fuzz_header_dict_never_raises(headers: dict[str, str | list[str]]) -> None:
+    """Any header values, repeated or not, give a snapshot: applied whole or dropped whole."""
+    diagnostics.reset_drop_counts()
+    dropped_or_applied(tl.extract(headers))
+
+
+INBOUND_AT_THE_LIMITS = {
+    "180 members": ",".join(f"k{i}=v" for i in range(180)),
+    "one member of 8 KB": "k=" + "v" * 8190,
+    "a foreign store member of 8 KB": "request.big=" + "v" * 8170 + ";tl",
+}
+
+
+class TestWhatCameInCanGoOn:
+    @pytest.mark.parametrize("inbound", INBOUND_AT_THE_LIMITS.values(), ids=INBOUND_AT_THE_LIMITS)
+    def test_own_values_go_on_foreign_ones_make_room(self, inbound: str) -> None:
+        """Accepted inbound baggage plus the request's own values: foreign members are dropped."""
+        with tl.extract({"traceparent": VALID, "baggage": inbound}), tl.request.merge(id="own"):
+            carrier: dict[str, str] = {}
+            tl.inject(carrier)
+        members = carrier["baggage"].split(",")
+        assert "request.id=own;tl" in members
+        assert len(members) <= 180
+        assert len(carrier["baggage"]) <= 8192
+        assert 1 == diagnostics.drop_counts()["baggage.outbound_trimmed"]
+
+    def test_largest_foreign_members_go_first(self) -> None:
+        """Foreign members are dropped largest first; the rest still travel."""
+        inbound = "small=1,big=" + "v" * 8000 + ",mid=" + "v" * 100
+        with tl.extract({"baggage": inbound}), tl.request.merge(id="x" * 100):
+            carrier: dict[str, str] = {}
+            tl.inject(carrier)
+        assert ["small", "mid", "request.id"] == [
+            m.split("=", 1)[0] for m in carrier["baggage"].split(",")
+        ]
+
+    def test_a_foreign_value_overridden_here_is_own(self) -> None:
+        """A key this process set again is its own, even if it first came from outside."""
+        inbound = "request.id=" + "v" * 8170 + ";tl"
+        with tl.extract({"baggage": inbound}), tl.request.merge(id="y" * 8180, more=1):
+            with pytest.raises(ValueError, match="8192 bytes"):
+                tl.inject({})
+
+    def test_env_carrier_and_subprocess(self) -> None:
+        """inject_env makes room the same way, so a child can always be started."""
+        with (
+            tl.extract({"baggage": INBOUND_AT_THE_LIMITS["180 members"]}),
+            tl.request.merge(id="e"),
+        ):
+            env: dict[str, str] = {}
+            tl.inject_env(env)
+        assert "request.id=e;tl" in env["BAGGAGE"].split(",")

@@ -10,7 +10,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "threadline"
 LAYERS = {
-    "core": ["_context", "_settings", "_values", "_store", "_snapshot"],
+    "core": ["_context", "_settings", "_text", "_values", "_store", "_snapshot"],
     "wire": [
         "_tracecontext",
         "_baggage",

@@ -100,6 +100,17 @@ class TestContextFilter:
         record = json.loads(stream.getvalue())
         assert ("dc", "configured") == (record["request_id"], record["message"])
 
+    def test_values_from_outside_cannot_forge_lines(
+        self, logger: tuple[logging.Logger, io.StringIO]
+    ) -> None:
+        """A store value with CR/LF or other controls is escaped on the record."""
+        log, stream = logger
+        log.handlers[0].addFilter(ContextFilter())
+        log.handlers[0].setFormatter(logging.Formatter("%(message)s %(user_id)s"))
+        with tl.extract({"baggage": "request.user_id=evil%0D%0Aforged%1B;tl"}):
+            log.info("hello")
+        assert ["hello evil\\r\\nforged\\x1b"] == lines(stream)
+
 
 class TestJSONFormatter:
     def test_one_object_per_line(
@@ -122,6 +133,18 @@ class TestJSONFormatter:
         assert record["obj"].startswith("<object")
         assert "ValueError: boom" in record["exception"]
         assert record["time"].endswith("Z")
+
+    def test_one_line_whatever_the_values(self, logger: tuple[logging.Logger, io.StringIO]) -> None:
+        """DEL, C1 controls, line separators and lone surrogates are JSON escapes."""
+        log, stream = logger
+        log.handlers[0].setFormatter(JSONFormatter())
+        log.info("a\x7f\x85\u2028b", extra={"surrogate": "\udc80"})
+        (line,) = stream.getvalue().splitlines()
+        assert ("a\x7f\x85\u2028b", "\udc80") == (
+            json.loads(line)["message"],
+            json.loads(line)["surrogate"],
+        )
+        line.encode()
 
     def test_outside_scope(self, logger: tuple[logging.Logger, io.StringIO]) -> None:
         """Without filter, scope or span, the fields are placeholders."""

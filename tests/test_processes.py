@@ -219,3 +219,15 @@ class _Writer(Process):
 
     def run(self) -> None:
         _write_request_id(self.path)
+
+
+def test_submit_with_baggage_at_the_limits() -> None:
+    """Inbound baggage at the W3C limits never fails a submit: foreign members make room."""
+    inbound = ",".join(f"k{i}=v" for i in range(180))
+    with (
+        executor("forkserver", max_workers=1) as pool,
+        tl.extract({"baggage": inbound}),
+        tl.request.merge(request_id="own"),
+    ):
+        seen = pool.submit(jobs.observe).result()
+    assert {"request_id": "own"} == seen["request"]

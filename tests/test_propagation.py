@@ -8,6 +8,9 @@ import os
 import subprocess
 import sys
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.propagators.textmap import DefaultGetter
 
@@ -51,6 +54,16 @@ class TestThreadlinePropagator:
                 tl.inject(carrier)
         assert {} == carrier
 
+    @pytest.mark.parametrize(
+        "member", ["request.x=" + "%5B" * 2500 + ";tl=json", "request.x=1e400;tl=json"]
+    )
+    def test_hostile_baggage_is_dropped_not_raised(self, member: str) -> None:
+        """Baggage too deep or out of range is dropped and counted; the trace is kept."""
+        ctx = ThreadlinePropagator().extract({"traceparent": VALID, "baggage": member})
+        assert trace.get_current_span(ctx).get_span_context().is_valid
+        assert tl.request.get(ctx) is None
+        assert 1 == diagnostics.drop_counts()["baggage.invalid"]
+
     def test_strict_extract(self) -> None:
         """Bad input through the OpenTelemetry interface is dropped and counted as well."""
         ctx = ThreadlinePropagator().extract({"traceparent": VALID.upper()})
@@ -73,3 +86,15 @@ def test_otel_propagators_setting_selects_threadline() -> None:
         [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
     ).stdout
     assert {"baggage": "request.request_id=env1;tl"} == json.loads(out)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    carrier=st.dictionaries(
+        st.sampled_from(["traceparent", "tracestate", "baggage"]),
+        st.text(max_size=200) | st.lists(st.text(max_size=100), max_size=3),
+    )
+)
+def test_fuzz_extract_never_raises(carrier: dict[str, str | list[str]]) -> None:
+    """Whatever text a carrier holds, the propagator returns a context."""
+    ThreadlinePropagator().extract(carrier, getter=DefaultGetter())

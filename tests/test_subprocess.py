@@ -53,6 +53,15 @@ class TestChildEnv:
         ):
             subprocess.run([sys.executable, "-c", "raise SystemExit(9)"])
 
+    def test_baggage_at_the_limits_can_go_on(self) -> None:
+        """Inbound baggage at the W3C limits never fails a child: foreign members make room."""
+        inbound = "k=" + "v" * 8190
+        with tl.extract({"baggage": inbound}), tl.request.merge(request_id="own"):
+            out = subprocess.run(
+                [sys.executable, "-c", PRINT_ENV], capture_output=True, text=True, check=True
+            ).stdout
+        assert "request.request_id=own;tl" == json.loads(out)["BAGGAGE"]
+
     def test_bootstrap_name_matches_the_pth_hook(self) -> None:
         """The switch the parent sets is the one the .pth hook reads."""
         pth = (
@@ -229,6 +238,29 @@ class TestPythonChild:
         )
         assert (0, "ran\n") == (result.returncode, result.stdout)
         assert "traceparent.invalid" in result.stderr
+
+    @pytest.mark.parametrize(
+        "bad", ["request.x=" + "%5B" * 2500 + ";tl=json", "request.x=%7B%22%22:1%7D;tl=json"]
+    )
+    def test_bootstrap_keeps_the_trace_when_baggage_is_bad(self, bad: str) -> None:
+        """Baggage the decoder refuses is dropped; the child still continues the trace."""
+        code = (
+            "import threadline as tl\n"
+            "from opentelemetry import trace\n"
+            "trace_id = trace.get_current_span().get_span_context().trace_id\n"
+            "print(f'{trace_id:032x}', tl.request.get())\n"
+        )
+        env = {
+            **os.environ,
+            "TRACEPARENT": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "BAGGAGE": bad,
+            subprocess.BOOTSTRAP_ENV: "1",
+        }
+        result = std_subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        assert "0af7651916cd43dd8448eb211c80319c None\n" == result.stdout
+        assert "baggage.invalid" in result.stderr
 
 
 class TestOtherLanguages:

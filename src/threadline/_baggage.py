@@ -9,6 +9,7 @@ reader that they belong to a store, and with which JSON type.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -18,6 +19,7 @@ from ._values import FrozenMapping, freeze
 
 __all__ = [
     "MAX_BYTES",
+    "MAX_DEPTH",
     "MAX_MEMBERS",
     "BaggageError",
     "encode",
@@ -26,6 +28,8 @@ __all__ = [
 
 MAX_BYTES = 8192
 MAX_MEMBERS = 180
+MAX_DEPTH = 32
+"""The most nested lists and objects a store member's JSON value may have."""
 _OWS = " \t"
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VALUE = re.compile(r"(?:[\x21\x23-\x24\x26-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]|%[0-9A-Fa-f]{2})*")
@@ -35,6 +39,10 @@ _STORE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SAFE = "".join(
     chr(c) for c in range(0x21, 0x7F) if chr(c) not in '",;\\%' and not chr(c).isalnum()
 )
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_OPENERS = re.compile(r"[\[{]")
+# A \uXXXX escape of a surrogate; a pair is fine, one alone is not text.
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 STORE_PROPERTY = "tl"
 JSON_TYPE = "json"
 
@@ -105,15 +113,62 @@ def _reject_constant(name: str) -> Any:
     raise BaggageError(f"{name} is not JSON")
 
 
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise BaggageError(f"{text[:32]} is out of range")
+    return number
+
+
+def _object(pairs: list[tuple[str, Any]]) -> FrozenMapping:
+    for name, _ in pairs:
+        if not name:
+            raise BaggageError("an object has an empty key")
+    return FrozenMapping({name: freeze(value) for name, value in pairs})
+
+
+def _depth(text: str) -> int:
+    """The deepest nesting of lists and objects in JSON *text*, brackets in strings aside."""
+    if len(_JSON_OPENERS.findall(text)) <= MAX_DEPTH:
+        return 0  # the common case: too few brackets to nest too deep
+    depth = deepest = 0
+    for char in _JSON_STRING.sub("", text):
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 def _typed(key: str, value: str, kind: str | None) -> Any:
     if kind is None:
         return value
     if kind != JSON_TYPE:
         raise BaggageError(f"unknown {STORE_PROPERTY}={kind} on store member {key!r}")
+    # Checked before decoding: json.loads recurses once per level.
+    if _depth(value) > MAX_DEPTH:
+        raise BaggageError(f"store member {key!r} nests deeper than {MAX_DEPTH}")
     try:
-        return freeze(json.loads(value, parse_constant=_reject_constant))
+        loaded = json.loads(
+            value,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_object,
+        )
     except ValueError as exc:  # json.JSONDecodeError and BaggageError both are
         raise BaggageError(f"store member {key!r} is not JSON: {exc}") from None
+    if _ESCAPED_SURROGATE.search(value) and not _is_text(loaded):
+        raise BaggageError(f"store member {key!r} holds a lone surrogate, not text")
+    return freeze(loaded)
+
+
+def _is_text(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False, default=dict).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def encode_value(value: str) -> str:

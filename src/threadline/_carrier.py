@@ -29,6 +29,7 @@ from ._tracecontext import (
     parse_traceparent,
     parse_tracestate,
 )
+from ._values import foreign_keys
 from .diagnostics import record_drop
 
 __all__ = [
@@ -64,12 +65,16 @@ def inject(carrier: MutableMapping[str, str], context: Context | None = None) ->
     """Write the context (default: the current one) into *carrier* as W3C text fields.
 
     Sets ``traceparent`` (and ``tracestate``) when a valid span is active and
-    ``baggage`` when there is baggage or any store value.
+    ``baggage`` when there is baggage or any store value. When the baggage
+    would be over the W3C limits (8192 bytes, 180 members), members that came
+    from outside (plain OpenTelemetry baggage, and store values decoded from a
+    carrier and not set again here) are dropped, largest first, until it
+    fits; the drop is counted as ``baggage.outbound_trimmed``.
 
     Raises:
         TypeError: a store value cannot cross a process boundary; the message
             names the store and the key.
-        ValueError: the baggage would be over the W3C limits (8192 bytes, 180 members).
+        ValueError: the context's own store values alone are over the W3C limits.
     """
     inject_context(carrier.__setitem__, context)
 
@@ -157,15 +162,53 @@ def _baggage_members(ctx: Context) -> str:
     if not stores and not plain:
         return ""
     members = list(_baggage.encode(plain, stores))
-    text = ",".join(members)
-    if len(members) > _baggage.MAX_MEMBERS or len(text) > _baggage.MAX_BYTES:
-        largest = max(members, key=len)
-        raise ValueError(
-            f"the context's baggage is {len(members)} members and {len(text)} bytes, over the "
-            f"W3C limits ({_baggage.MAX_MEMBERS} members, {_baggage.MAX_BYTES} bytes); "
-            f"the largest member starts {largest[:60]!r}"
-        )
-    return text
+    if _within_limits(members):
+        return ",".join(members)
+    foreign = [True] * len(plain) + [
+        key in foreign_keys(value) for value in stores.values() for key in value
+    ]
+    kept = _trimmed(members, foreign)
+    return ",".join(kept)
+
+
+def _within_limits(members: list[str]) -> bool:
+    return (
+        len(members) <= _baggage.MAX_MEMBERS
+        and sum(map(len, members)) + len(members) - 1 <= _baggage.MAX_BYTES
+    )
+
+
+def _trimmed(members: list[str], foreign: list[bool]) -> list[str]:
+    """Drop foreign members, largest first (the later of equals first), until the rest fit.
+
+    Raises:
+        ValueError: the context's own members alone are over the limits.
+    """
+    order = sorted(
+        (index for index, is_foreign in enumerate(foreign) if is_foreign),
+        key=lambda index: (len(members[index]), index),
+        reverse=True,
+    )
+    dropped: set[int] = set()
+    kept = members
+    for index in order:
+        dropped.add(index)
+        kept = [member for i, member in enumerate(members) if i not in dropped]
+        if _within_limits(kept):
+            record_drop(
+                "baggage.outbound_trimmed",
+                f"{len(dropped)} baggage members that came from outside "
+                f"(largest {len(members[order[0]])} bytes) to keep within the W3C limits",
+                len(dropped),
+            )
+            return kept
+    text = ",".join(kept)
+    largest = max(kept, key=len)
+    raise ValueError(
+        f"the context's own baggage is {len(kept)} members and {len(text)} bytes, over the "
+        f"W3C limits ({_baggage.MAX_MEMBERS} members, {_baggage.MAX_BYTES} bytes); "
+        f"the largest member starts {largest[:60]!r}"
+    )
 
 
 def _valid_plain_baggage(entries: Mapping[str, object]) -> dict[str, str]:

@@ -39,6 +39,7 @@ from ._context import Context
 from ._spans import start_boundary_span
 from ._store import merged_into
 from ._store import request as request_store
+from ._text import escape_controls, valid_utf8
 from .diagnostics import record_drop
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "handler_context",
     "incoming_context",
     "log_access",
+    "redirect_outgoing",
     "request_id_of",
     "start_client_span",
     "start_server_span",
@@ -174,18 +176,19 @@ def start_server_span(
     """Start the SERVER span ``"{method} {route}"`` with the HTTP semantic-convention attributes.
 
     All of them are given at the start, so samplers see them; *route* is the
-    matched route template (None when no route matched).
+    matched route template (None when no route matched). Text from the
+    request is made valid UTF-8 (bytes that were not become U+FFFD).
     """
-    shown, attributes = _method_attributes(method, method)
-    attributes["url.path"] = path
+    shown, attributes = _method_attributes(method, valid_utf8(method))
+    attributes["url.path"] = valid_utf8(path)
     attributes["url.scheme"] = scheme
     attributes["request.id"] = request_id
     attributes["network.protocol.version"] = protocol_version
     if route:
         attributes["http.route"] = route
     if query:
-        attributes["url.query"] = query
-    name, port = _server_address(host)
+        attributes["url.query"] = valid_utf8(query)
+    name, port = _server_address(valid_utf8(host) if host else host)
     if name:
         attributes["server.address"] = name
     if port is not None:
@@ -193,7 +196,7 @@ def start_server_span(
     if client_address:
         attributes["client.address"] = client_address
     if user_agent:
-        attributes["user_agent.original"] = user_agent
+        attributes["user_agent.original"] = valid_utf8(user_agent)
     return start_boundary_span(
         SERVER_BOUNDARY,
         f"{shown} {route}" if route else shown,
@@ -267,6 +270,27 @@ def write_outgoing(
         headers[REQUEST_ID_HEADER] = request_id
 
 
+def redirect_outgoing(
+    headers: MutableMapping[str, str],
+    context: Context,
+    *,
+    trusted: bool,
+    send_request_id: bool = True,
+) -> None:
+    """Decide again, for a redirect's new destination, what its *headers* may carry.
+
+    Baggage and ``X-Request-ID`` are removed, then written as `write_outgoing`
+    writes them for a host that is *trusted* (or not): a trusted service that
+    redirects to a third party never hands it the request's store values.
+    ``traceparent`` and ``tracestate`` continue.
+    """
+    stripped = {BAGGAGE, REQUEST_ID_HEADER.lower()}
+    for name in list(headers):
+        if name.lower() in stripped and name in headers:  # a multidict deletes every copy
+            del headers[name]
+    write_outgoing(headers, context, trusted=trusted, send_request_id=send_request_id)
+
+
 class HostAllowList:
     """Hosts that may receive baggage: loopback, exact names, and ``*.suffix`` patterns."""
 
@@ -309,13 +333,15 @@ def log_access(
 ) -> None:
     """Write the access line ``{method} {path} {status} {duration}ms`` at INFO on *logger*.
 
-    The record also has ``http_status``, ``duration_ms`` and ``route``.
+    The record also has ``http_status``, ``duration_ms`` and ``route``. The
+    method and path are escaped (`escape_controls`): no control character
+    from the request reaches the line raw.
     """
     duration_ms = (time.time() - started) * 1000
     logger.info(
         "%s %s %s %.1fms",
-        method,
-        path,
+        escape_controls(method),
+        escape_controls(path),
         status if status is not None else "-",
         duration_ms,
         extra={"http_status": status, "duration_ms": round(duration_ms, 3), "route": route},

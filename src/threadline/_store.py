@@ -187,13 +187,15 @@ def with_store_values(context: Context, values: Mapping[str, dict[str, Any]]) ->
     """Return *context* with each named store's value replaced by the (frozen) dict given.
 
     The names and the dicts must be valid already, as the strict baggage
-    decoder leaves them; stores of other names are left as they are.
+    decoder leaves them; stores of other names are left as they are. The
+    values count as foreign: the first dropped when the outbound baggage is
+    too large.
     """
     if not values:
         return context
     entries = dict(context)
     for name, items in values.items():
-        entries[store_key(name)] = FrozenMapping(items, name)
+        entries[store_key(name)] = FrozenMapping(items, name, frozenset(items))
     return Context(entries)
 
 

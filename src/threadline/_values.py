@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn
 
-__all__ = ["FrozenMapping", "freeze"]
+__all__ = ["FrozenMapping", "foreign_keys", "freeze"]
 
 
 class FrozenMapping(Mapping[str, Any]):
@@ -15,11 +15,16 @@ class FrozenMapping(Mapping[str, Any]):
     part of a value can be changed under a task that is reading it.
     """
 
-    __slots__ = ("_data", "_owner")
+    __slots__ = ("_data", "_foreign", "_owner")
 
-    def __init__(self, data: dict[str, Any], owner: str = "") -> None:
+    def __init__(
+        self, data: dict[str, Any], owner: str = "", foreign: frozenset[str] = frozenset()
+    ) -> None:
         self._data = data
         self._owner = owner
+        # The keys whose values came from outside (a decoded carrier) and were
+        # not set again here: the first to go when outbound baggage is too large.
+        self._foreign = foreign
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -51,7 +56,8 @@ class FrozenMapping(Mapping[str, Any]):
         return f"FrozenMapping({self._data!r})"
 
     def __or__(self, other: Mapping[str, Any]) -> FrozenMapping:
-        return FrozenMapping({**self._data, **freeze_items(other)}, self._owner)
+        added = freeze_items(other)
+        return FrozenMapping({**self._data, **added}, self._owner, self._foreign.difference(added))
 
     def _refuse(self, *_args: object, **_kwargs: object) -> NoReturn:
         where = f"ContextStore {self._owner!r}" if self._owner else "a store value"
@@ -64,7 +70,12 @@ class FrozenMapping(Mapping[str, Any]):
     update = pop = popitem = clear = setdefault = _refuse
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (FrozenMapping, (self._data, self._owner))
+        return (FrozenMapping, (self._data, self._owner, self._foreign))
+
+
+def foreign_keys(value: FrozenMapping) -> frozenset[str]:
+    """Return the keys of *value* that came from outside this process and were not set again."""
+    return value._foreign
 
 
 def freeze(value: Any, owner: str = "") -> Any:

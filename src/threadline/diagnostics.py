@@ -14,6 +14,8 @@ import logging
 import threading
 import time
 
+from ._text import escape_controls
+
 __all__ = ["WARNING_INTERVAL", "drop_counts", "record_drop", "reset_drop_counts"]
 
 WARNING_INTERVAL = 10.0
@@ -52,4 +54,4 @@ def record_drop(reason: str, detail: str, count: int = 1) -> None:
         _last_warning[reason] = now
         suppressed = _unreported.pop(reason, 0)
     more = f" ({suppressed} more since the last warning)" if suppressed else ""
-    _logger.warning("threadline dropped context (%s): %s%s", reason, detail, more)
+    _logger.warning("threadline dropped context (%s): %s%s", reason, escape_controls(detail), more)

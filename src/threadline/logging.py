@@ -19,6 +19,7 @@ from typing import Any
 
 from ._spans import current_trace_ids
 from ._store import ContextStore, registered_stores, request
+from ._text import escape_controls, escape_json_line
 
 __all__ = ["FIELDS", "PLACEHOLDER", "ContextFilter", "JSONFormatter", "install", "uninstall"]
 
@@ -76,13 +77,22 @@ class ContextFilter(logging.Filter):
         return True
 
     def enrich(self, record: logging.LogRecord) -> None:
-        """Set the fields on *record* from the current context."""
+        """Set the fields on *record* from the current context.
+
+        String values that hold a character that is not printable (CR, LF,
+        other controls) are escaped as `repr` escapes them: a value that came
+        in as baggage never forges a log line.
+        """
         values = self._store.get()
         placeholder = self._placeholder
         record_dict = record.__dict__
         for key in self._keys:
             value = values.get(key) if values is not None else None
-            record_dict[key] = placeholder if value is None else value
+            if value is None:
+                value = placeholder
+            elif type(value) is str:  # may have come in as baggage: never a raw control char
+                value = escape_controls(value)
+            record_dict[key] = value
         ids = current_trace_ids()
         record_dict["trace_id"], record_dict["span_id"] = ids or (placeholder, placeholder)
 
@@ -92,7 +102,8 @@ class JSONFormatter(logging.Formatter):
 
     Records that did not pass a `ContextFilter` get the fields from the
     current context here. Attributes given through ``extra=`` are kept;
-    values JSON cannot hold are written as their ``str``.
+    values JSON cannot hold are written as their ``str``. Every character
+    that is not printable is a JSON escape: one record is always one line.
     """
 
     def __init__(
@@ -128,7 +139,9 @@ class JSONFormatter(logging.Formatter):
             data["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             data["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(data, default=str, ensure_ascii=False)
+        # json.dumps escapes C0 controls itself, but leaves DEL, C1 controls,
+        # line separators and lone surrogates raw.
+        return escape_json_line(json.dumps(data, default=str, ensure_ascii=False))
 
 
 def _iso_time(created: float) -> str:

@@ -13,12 +13,20 @@ from aiohttp import (
     TraceConfig,
     TraceRequestEndParams,
     TraceRequestExceptionParams,
+    TraceRequestRedirectParams,
     TraceRequestStartParams,
 )
 from opentelemetry.trace import get_current_span, set_span_in_context
+from yarl import URL
 
-from .._context import get_current
-from .._http import HostAllowList, end_client_span, start_client_span, write_outgoing
+from .._context import Context, get_current
+from .._http import (
+    HostAllowList,
+    end_client_span,
+    redirect_outgoing,
+    start_client_span,
+    write_outgoing,
+)
 from .._spans import record_error
 
 __all__ = ["trace_config"]
@@ -37,6 +45,7 @@ def trace_config(
     *baggage_hosts*: exact names (``"api.internal"``), or ``"*.internal"``
     for every subdomain; a user id never leaks to a third-party API.
     ``send_request_id=False`` never sends ``X-Request-ID``.
+    The decision is made again for every redirect, by the host it goes to.
     Each request gets a CLIENT span ``"{method}"``, so each call has its own
     parent id; without a recording span the caller's span is the parent.
     """
@@ -53,10 +62,29 @@ def trace_config(
             span = start_client_span(params.method, str(url.with_user(None)), url.host, url.port)
             context = set_span_in_context(span, context)
         ctx.threadline_span = span
+        ctx.threadline_context = context
         write_outgoing(
             params.headers,
             context,
             trusted=allowed.allows(params.url.host),
+            send_request_id=send_request_id,
+        )
+
+    async def on_redirect(
+        session: ClientSession, ctx: SimpleNamespace, params: TraceRequestRedirectParams
+    ) -> None:
+        # aiohttp sends the next request with these same headers; only the
+        # Location (resolved as aiohttp resolves it) says where they go next.
+        location = params.response.headers.get("Location") or params.response.headers.get("URI")
+        try:
+            host = params.url.join(URL(location)).host if location else params.url.host
+        except ValueError:
+            host = None  # aiohttp will refuse it too; nothing trusted goes meanwhile
+        context: Context | None = getattr(ctx, "threadline_context", None)
+        redirect_outgoing(
+            params.headers,
+            get_current() if context is None else context,
+            trusted=allowed.allows(host),
             send_request_id=send_request_id,
         )
 
@@ -76,6 +104,7 @@ def trace_config(
             span.end()
 
     config.on_request_start.append(on_start)
+    config.on_request_redirect.append(on_redirect)
     config.on_request_end.append(on_end)
     config.on_request_exception.append(on_exception)
     return config

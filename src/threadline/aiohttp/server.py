@@ -25,6 +25,7 @@ from .._http import (
     start_server_span,
 )
 from .._spans import provider_set, record_error
+from .._text import escape_controls
 from .._values import freeze
 
 if TYPE_CHECKING:
@@ -104,7 +105,11 @@ def middleware(
             raise
         except Exception as exc:  # noqa: BLE001 - answer 500 here, so the request id goes with it
             status = 500
-            _access_log.exception("unhandled exception in %s %s", request.method, request.path)
+            _access_log.exception(
+                "unhandled exception in %s %s",
+                escape_controls(request.method),
+                escape_controls(request.path),
+            )
             if span is not None:
                 record_error(span, exc)
             raise web.HTTPInternalServerError(headers={REQUEST_ID_HEADER: request_id}) from None
