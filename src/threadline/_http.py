@@ -51,7 +51,6 @@ __all__ = [
     "handler_context",
     "incoming_context",
     "log_access",
-    "redirect_outgoing",
     "request_id_of",
     "start_client_span",
     "start_server_span",
@@ -251,13 +250,22 @@ def write_outgoing(
     *,
     trusted: bool,
     send_request_id: bool = True,
+    again: bool = False,
 ) -> None:
     """Write *context* into an outgoing request's *headers*; never raises for its baggage.
 
     ``traceparent`` and ``tracestate`` go to every host; baggage (with the
     store values) and ``X-Request-ID`` only when the host is *trusted*, the
-    id only with *send_request_id*.
+    id only with *send_request_id*. *again*: the headers were written for
+    another host before (a redirect): the decision is made anew for this one,
+    so a trusted service that redirects to a third party never hands it the
+    request's store values.
     """
+    if again:
+        stripped = {BAGGAGE, REQUEST_ID_HEADER.lower()}
+        for name in list(headers):
+            if name.lower() in stripped and name in headers:  # a multidict deletes every copy
+                del headers[name]
     if not trusted:
         inject_context(headers.__setitem__, context, with_baggage=False)
         return
@@ -268,27 +276,6 @@ def write_outgoing(
     request_id = value.get("request_id") if value is not None else None
     if isinstance(request_id, str) and REQUEST_ID_HEADER not in headers:
         headers[REQUEST_ID_HEADER] = request_id
-
-
-def redirect_outgoing(
-    headers: MutableMapping[str, str],
-    context: Context,
-    *,
-    trusted: bool,
-    send_request_id: bool = True,
-) -> None:
-    """Decide again, for a redirect's new destination, what its *headers* may carry.
-
-    Baggage and ``X-Request-ID`` are removed, then written as `write_outgoing`
-    writes them for a host that is *trusted* (or not): a trusted service that
-    redirects to a third party never hands it the request's store values.
-    ``traceparent`` and ``tracestate`` continue.
-    """
-    stripped = {BAGGAGE, REQUEST_ID_HEADER.lower()}
-    for name in list(headers):
-        if name.lower() in stripped and name in headers:  # a multidict deletes every copy
-            del headers[name]
-    write_outgoing(headers, context, trusted=trusted, send_request_id=send_request_id)
 
 
 class HostAllowList:

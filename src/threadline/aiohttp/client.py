@@ -23,7 +23,6 @@ from .._context import Context, get_current
 from .._http import (
     HostAllowList,
     end_client_span,
-    redirect_outgoing,
     start_client_span,
     write_outgoing,
 )
@@ -81,11 +80,12 @@ def trace_config(
         except ValueError:
             host = None  # aiohttp will refuse it too; nothing trusted goes meanwhile
         context: Context | None = getattr(ctx, "threadline_context", None)
-        redirect_outgoing(
+        write_outgoing(
             params.headers,
             get_current() if context is None else context,
             trusted=allowed.allows(host),
             send_request_id=send_request_id,
+            again=True,
         )
 
     async def on_end(
