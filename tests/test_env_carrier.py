@@ -98,20 +98,22 @@ print(json.dumps({"parent": f"{span.get_span_context().trace_id:032x}",
 
 class TestThroughAChild:
     @pytest.mark.parametrize(
-        ("propagators", "names"),
+        ("propagators", "names", "stores"),
         [
-            (None, ["BAGGAGE", "TRACEPARENT"]),
-            ("b3multi", ["BAGGAGE", "TRACEPARENT", "X_B3_SAMPLED", "X_B3_SPANID", "X_B3_TRACEID"]),
+            (None, ["BAGGAGE", "TRACEPARENT"], {"request_id": "env-1"}),
+            ("b3multi", ["X_B3_SAMPLED", "X_B3_SPANID", "X_B3_TRACEID"], None),
+            ("tracecontext", ["TRACEPARENT"], None),
             (
                 "tracecontext,baggage,b3multi",
                 ["BAGGAGE", "TRACEPARENT", "X_B3_SAMPLED", "X_B3_SPANID", "X_B3_TRACEID"],
+                {"request_id": "env-1"},
             ),
         ],
     )
     def test_configured_propagators_reach_the_child(
-        self, propagators: str | None, names: list[str]
+        self, propagators: str | None, names: list[str], stores: dict[str, str] | None
     ) -> None:
-        """With OTEL_PROPAGATORS the child gets those fields too, and continues the trace."""
+        """With OTEL_PROPAGATORS the child gets exactly those formats, and continues the trace."""
         env = clean_env(**({"OTEL_PROPAGATORS": propagators} if propagators else {}))
         result = subprocess.run(
             [sys.executable, "-c", PARENT], env=env, capture_output=True, text=True, check=False
@@ -120,7 +122,9 @@ class TestThroughAChild:
         seen = json.loads(result.stdout)
         assert names == seen["child"]["names"]
         assert seen["parent"] == seen["child"]["trace_id"]
-        assert {"request_id": "env-1"} == seen["child"]["request"]
+        assert (stores or {}) == seen["child"]["request"]
+        # stores that cannot travel are said once, not lost silently
+        assert (stores is None) == ("carry no W3C baggage" in result.stderr)
 
     def test_b3_alone_continues_the_trace_in_the_child(self) -> None:
         """A child that gets only b3 fields (no TRACEPARENT) still joins the trace."""

@@ -14,8 +14,10 @@ more of OpenTelemetry load on first use.
 #             _snapshot.py   snapshot() and bind(): the whole context, frozen
 # wire        _tracecontext.py, _baggage.py   strict W3C codecs and their limits
 #             _carrier.py    inject/extract: the one carrier, as text fields
+#             _formats.py    the formats configured for HTTP and the environment
 #             _env_carrier.py  the carrier in environment variables (any propagator)
-#             propagation.py the carrier as an OpenTelemetry TextMapPropagator
+#             _propagator.py the carrier as an OpenTelemetry TextMapPropagator
+#             propagation.py the propagator and the environment getter/setter, public
 #             diagnostics.py counters and warnings for what was dropped
 # spans       _spans.py      the one helper that starts a boundary span
 #             tracing.py     SDK set-up from OTEL_*, store values on spans

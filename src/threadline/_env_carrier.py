@@ -12,25 +12,20 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Mapping, MutableMapping
-from typing import TYPE_CHECKING
 
 from opentelemetry.propagators.textmap import Getter, Setter
 
-from ._carrier import FIELDS, extract_context, inject_context
+from ._carrier import FIELDS
 from ._context import Context, get_current
+from ._formats import configured_formats, extract_formats, inject_formats
 from ._snapshot import Snapshot
-
-if TYPE_CHECKING:
-    from opentelemetry.propagators.textmap import TextMapPropagator
 
 __all__ = [
     "ENV_NAMES",
     "EnvironmentGetter",
     "EnvironmentSetter",
     "carrier_names",
-    "configured_propagator",
     "env_name",
     "extract_env",
     "inject_env",
@@ -85,29 +80,9 @@ class EnvironmentSetter(Setter[MutableMapping[str, str]]):
         carrier[env_name(key)] = value
 
 
-def configured_propagator() -> TextMapPropagator | None:
-    """Return the application's global propagator when it sends more than threadline's fields.
-
-    None when nothing but W3C Trace Context and Baggage is configured (the
-    default, which threadline's own carrier already writes, stores included).
-    ``opentelemetry.propagate`` is only consulted once something has loaded it
-    or ``OTEL_PROPAGATORS`` is set, so a child pays nothing for it otherwise.
-    """
-    if "opentelemetry.propagate" not in sys.modules and not os.environ.get("OTEL_PROPAGATORS"):
-        return None
-    from opentelemetry.propagate import get_global_textmap  # noqa: PLC0415 - see above
-
-    propagator = get_global_textmap()
-    # threadline's own propagator, or W3C's two, write nothing the carrier does not
-    return None if propagator.fields <= set(FIELDS) else propagator
-
-
-def carrier_names(configured: TextMapPropagator | None) -> set[str]:
-    """Every variable name the carrier may write: threadline's and *configured*'s."""
-    names = set(ENV_NAMES.values())
-    if configured is not None:
-        names.update(env_name(field) for field in configured.fields)
-    return names
+def carrier_names() -> set[str]:
+    """Every variable name the carrier may write: threadline's and the configured formats'."""
+    return set(ENV_NAMES.values()) | {env_name(field) for field in configured_formats().fields()}
 
 
 _SETTER = EnvironmentSetter()
@@ -117,35 +92,27 @@ _GETTER = EnvironmentGetter()
 def inject_env(env: MutableMapping[str, str], context: Context | None = None) -> None:
     """Write the context into *env*: ``TRACEPARENT``, ``TRACESTATE``, ``BAGGAGE`` (with the stores).
 
-    Fields the context does not produce are removed from *env*, so a child
-    never inherits a stale trace from this process's own environment. When
-    the application configured other propagators (``OTEL_PROPAGATORS``, such as
-    ``b3multi``), their fields are written too, under their normalised names.
+    With ``OTEL_PROPAGATORS`` configured, exactly those formats go, under their
+    normalised names (b3's ``X_B3_TRACEID``, …). Fields the context does not
+    produce are removed from *env*, so a child never inherits a stale trace
+    from this process's own environment.
+
+    Raises:
+        TypeError: a store value cannot cross a process boundary; the message
+            names the store and the key.
     """
     ctx = get_current() if context is None else context
-    configured = configured_propagator()
-    for name in carrier_names(configured):
+    for name in carrier_names():
         env.pop(name, None)
-    if configured is not None:
-        configured.inject(env, ctx, _SETTER)
-    inject_context(lambda field, value: env.__setitem__(ENV_NAMES[field], value), ctx)
+    inject_formats(env, _SETTER, ctx, configured_formats(), strict=True)
 
 
 def extract_env(env: Mapping[str, str] | None = None, context: Context | None = None) -> Snapshot:
     """Return the context in *env* (default: ``os.environ``), as `extract` does for a dict.
 
     Never raises for what the environment holds: invalid fields are dropped
-    whole, counted and reported. A configured propagator's fields are read too
-    and win for the trace.
+    whole, counted and reported. With ``OTEL_PROPAGATORS`` configured, those
+    formats are read.
     """
     source = os.environ if env is None else env
-
-    def get(field: str) -> tuple[str, ...]:
-        value = source.get(ENV_NAMES[field])
-        return () if value is None else (value,)
-
-    ctx = extract_context(get, context)
-    configured = configured_propagator()
-    if configured is not None:
-        ctx = configured.extract(source, ctx, _GETTER)
-    return Snapshot(ctx)
+    return Snapshot(extract_formats(source, _GETTER, configured_formats(), context))

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from typing import Any
 
+from opentelemetry.propagators.textmap import Getter, default_setter
 from opentelemetry.trace import (
     Link,
     Span,
@@ -26,16 +27,9 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from ._carrier import (
-    BAGGAGE,
-    FIELD_LIMITS,
-    FIELDS,
-    TRACEPARENT,
-    extract_context,
-    inject_context,
-    inject_without_failing,
-)
+from ._carrier import BAGGAGE, FIELD_LIMITS, TRACEPARENT
 from ._context import Context
+from ._formats import DEFAULT, configured_formats, extract_formats, inject_formats
 from ._spans import start_boundary_span
 from ._store import merged_into
 from ._store import request as request_store
@@ -80,27 +74,35 @@ _ids = random.Random()  # noqa: S311
 def incoming_context(get_all: GetAll, trust: bool) -> tuple[Context, Link | None]:
     """Return the context a request brought, and None; distrusted, an empty one and a link.
 
-    A field longer than its limit (`threadline._carrier.FIELD_LIMITS`, all its
-    header lines together) is dropped unread. Distrusted: the incoming span,
-    when valid, becomes the link of a new trace, and baggage is never read.
+    Read in the configured formats (threadline's carrier unless
+    ``OTEL_PROPAGATORS`` says otherwise). A threadline field longer than its
+    limit (`threadline._carrier.FIELD_LIMITS`, all its header lines together)
+    is dropped unread. Distrusted: the incoming span, when valid, becomes the
+    link of a new trace, and baggage is never read.
     """
-    if not get_all(TRACEPARENT) and not get_all(BAGGAGE):
+    formats = configured_formats()
+    if formats is DEFAULT and not get_all(TRACEPARENT) and not get_all(BAGGAGE):
         return _EMPTY, None  # nothing came (tracestate alone means nothing): nothing to parse
-    fields = {field: get_all(field) for field in FIELDS}
-
-    def get(field: str) -> Sequence[str]:
-        values = fields[field]
-        if values and sum(map(len, values)) > FIELD_LIMITS[field]:
-            record_drop(f"{field}.too_large", f"{sum(map(len, values))} characters in {field}")
-            return ()
-        return values
-
+    context = extract_formats(get_all, _LimitedHeaders(), formats, with_baggage=trust)
     if trust:
-        return extract_context(get), None
-
-    remote = get_current_span(extract_context(lambda f: get(f) if f != BAGGAGE else ()))
-    remote_context = remote.get_span_context()
+        return context, None
+    remote_context = get_current_span(context).get_span_context()
     return _EMPTY, Link(remote_context) if remote_context.is_valid else None
+
+
+class _LimitedHeaders(Getter[GetAll]):
+    """Reads request headers through their `GetAll`; threadline's fields within their limits."""
+
+    def get(self, carrier: GetAll, key: str) -> list[str] | None:
+        values = list(carrier(key))
+        limit = FIELD_LIMITS.get(key)
+        if limit is not None and values and sum(map(len, values)) > limit:
+            record_drop(f"{key}.too_large", f"{sum(map(len, values))} characters in {key}")
+            return None
+        return values or None
+
+    def keys(self, carrier: GetAll) -> list[str]:
+        return []
 
 
 def request_id_of(get_all: GetAll, accept: bool, incoming: Context) -> str:
@@ -254,7 +256,8 @@ def write_outgoing(
 ) -> None:
     """Write *context* into an outgoing request's *headers*; never raises for its baggage.
 
-    ``traceparent`` and ``tracestate`` go to every host; baggage (with the
+    The trace goes to every host, in the configured formats (threadline's
+    carrier unless ``OTEL_PROPAGATORS`` says otherwise); baggage (with the
     store values) and ``X-Request-ID`` only when the host is *trusted*, the
     id only with *send_request_id*. *again*: the headers were written for
     another host before (a redirect): the decision is made anew for this one,
@@ -266,11 +269,8 @@ def write_outgoing(
         for name in list(headers):
             if name.lower() in stripped and name in headers:  # a multidict deletes every copy
                 del headers[name]
-    if not trusted:
-        inject_context(headers.__setitem__, context, with_baggage=False)
-        return
-    inject_without_failing(headers.__setitem__, context)
-    if not send_request_id:
+    inject_formats(headers, default_setter, context, configured_formats(), with_baggage=trusted)
+    if not (trusted and send_request_id):
         return
     value = request_store.get(context)
     request_id = value.get("request_id") if value is not None else None

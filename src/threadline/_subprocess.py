@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._context import Context, get_current
-from ._env_carrier import carrier_names, configured_propagator, inject_env
+from ._env_carrier import carrier_names, inject_env
 from ._settings import BOOTSTRAP_ENV
 from ._spans import is_recording, provider_set, record_error, start_boundary_span
 
@@ -56,7 +56,7 @@ def _environ_with(context: Context | None, bootstrap: bool) -> Mapping[Any, Any]
     fields: dict[str, str] = {}
     inject_env(fields, context)
     environ: dict[bytes, bytes] = data.copy()
-    for name in carrier_names(configured_propagator()):
+    for name in carrier_names():
         environ.pop(name.encode(), None)
     environ.update((name.encode(), value.encode()) for name, value in fields.items())
     if bootstrap:
