@@ -91,5 +91,5 @@ def test_collector_down_killed_and_restarted(tmp_path: Path) -> None:
     assert "before" not in names_in(first.traces_file) + names_in(second.traces_file)
     assert counts.get("export.failed", 0) >= 30  # the spans nobody received, counted
     assert counts.get("export.queue_full", 0) > 0  # the queue is bounded: memory is
-    assert "threadline dropped context (export.failed)" in stderr
+    assert "threadline could not export spans (export.failed)" in stderr
     assert "Traceback" not in stderr

@@ -1,9 +1,13 @@
-"""Counters and rate-limited warnings for context that threadline had to drop.
+"""Counters and rate-limited warnings for what threadline had to drop.
 
 Context that arrives from outside (headers, environment, IPC) and fails the
 strict parse is dropped whole; each drop is counted here under a reason such
 as ``"traceparent.invalid"`` and reported by a warning on the ``threadline``
-logger at most once per `WARNING_INTERVAL` seconds per reason.
+logger at most once per `WARNING_INTERVAL` seconds per reason. Spans that
+could not be exported are counted the same way, under ``export.*`` reasons,
+and reported as lost spans. Every count is also added to the OpenTelemetry
+counter `METRIC_NAME` (attribute ``reason``), which a meter provider, when
+the application sets one, exports like any other metric.
 
 .. versionadded:: 0.1
 """
@@ -13,19 +17,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 from ._text import escape_controls
 
-__all__ = ["WARNING_INTERVAL", "drop_counts", "record_drop", "reset_drop_counts"]
+__all__ = ["METRIC_NAME", "WARNING_INTERVAL", "drop_counts", "record_drop", "reset_drop_counts"]
 
 WARNING_INTERVAL = 10.0
 """Seconds between two warnings for the same reason; drops in between are only counted."""
+METRIC_NAME = "threadline.drops"
+"""The OpenTelemetry counter of every drop, with the attribute ``reason``."""
 
 _logger = logging.getLogger("threadline")
 _lock = threading.Lock()
 _counts: dict[str, int] = {}
 _last_warning: dict[str, float] = {}
 _unreported: dict[str, int] = {}
+_counter: Any = None
 
 
 def drop_counts() -> dict[str, int]:
@@ -45,6 +53,7 @@ def reset_drop_counts() -> None:
 def record_drop(reason: str, detail: str, count: int = 1) -> None:
     """Count *count* drops under *reason*; warn unless this reason warned in the last interval."""
     now = time.monotonic()
+    _add_to_metric(reason, count)
     with _lock:
         _counts[reason] = _counts.get(reason, 0) + count
         last = _last_warning.get(reason)
@@ -54,4 +63,19 @@ def record_drop(reason: str, detail: str, count: int = 1) -> None:
         _last_warning[reason] = now
         suppressed = _unreported.pop(reason, 0)
     more = f" ({suppressed} more since the last warning)" if suppressed else ""
-    _logger.warning("threadline dropped context (%s): %s%s", reason, escape_controls(detail), more)
+    what = "could not export spans" if reason.startswith("export.") else "dropped context"
+    _logger.warning("threadline %s (%s): %s%s", what, reason, escape_controls(detail), more)
+
+
+def _add_to_metric(reason: str, count: int) -> None:
+    global _counter  # noqa: PLW0603 - made once, on the first drop
+    if _counter is None:
+        from opentelemetry import metrics  # noqa: PLC0415 - drops are rare; imports are not free
+
+        # a proxy until the application sets a meter provider, a no-op if it never does
+        _counter = metrics.get_meter("threadline").create_counter(
+            METRIC_NAME,
+            unit="{drop}",
+            description="Context dropped as invalid and spans not exported, by reason",
+        )
+    _counter.add(count, {"reason": reason})
