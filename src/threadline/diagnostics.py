@@ -3,7 +3,8 @@
 Context that arrives from outside (headers, environment, IPC) and fails the
 strict parse is dropped whole; each drop is counted here under a reason such
 as ``"traceparent.invalid"`` and reported by a warning on the ``threadline``
-logger at most once per `WARNING_INTERVAL` seconds per reason.
+logger at most once per `WARNING_INTERVAL` seconds per reason. A forked
+child starts with its own counters at zero.
 
 .. versionadded:: 0.1
 """
@@ -11,6 +12,7 @@ logger at most once per `WARNING_INTERVAL` seconds per reason.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -53,3 +55,17 @@ def record_drop(reason: str, detail: str, count: int = 1) -> None:
         suppressed = _unreported.pop(reason, 0)
     more = f" ({suppressed} more since the last warning)" if suppressed else ""
     _logger.warning("threadline dropped context (%s): %s%s", reason, detail, more)
+
+
+def _start_afresh_after_fork() -> None:
+    # A thread of the parent may have held the lock at the fork: the child
+    # gets a new one, and counts its own drops from zero.
+    global _lock  # noqa: PLW0603 - the child's own
+    _lock = threading.Lock()
+    _counts.clear()
+    _last_warning.clear()
+    _unreported.clear()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_start_afresh_after_fork)
