@@ -179,6 +179,15 @@ class TestWorkerDeath:
         (blocked,) = [span for span in spans if span.name == "process block"]
         assert trace.StatusCode.ERROR.value == blocked.status_code
 
+    def test_survivor_in_the_middle_of_a_job_leaves(self, tmp_path: Path) -> None:
+        """A survivor busy with a job when the pool breaks cuts it, exports its span, and exits."""
+        result = run_faults_app("death-while-busy", "forkserver", tmp_path)
+        status = {span.name: span.status_code for span in exported(tmp_path)}
+        assert ["BrokenProcessPool"] * 2 == result["outcomes"]
+        # OpenTelemetry marks no span as an error for a SystemExit (opentelemetry-python#4484)
+        assert trace.StatusCode.UNSET.value == status["busy"]
+        assert trace.StatusCode.ERROR.value == status["process busy"]
+
 
 @pytest.fixture
 def silent_endpoint() -> Iterator[str]:

@@ -2,7 +2,8 @@
 
 ``python worker_faults_app.py death METHOD WORKDIR``: a traced request runs
 jobs on two executor workers (each does at least one), then one worker is
-killed with SIGKILL in the middle of a job.
+killed with SIGKILL in the middle of a job. ``death-while-busy``: the same
+while the other worker is in the middle of a job too.
 
 ``python worker_faults_app.py fork KIND WORKDIR``: a thread exports (holding
 the exporter's locks) while the app forks a child, as a fork-method
@@ -61,6 +62,12 @@ def block(pid_file: str) -> None:
     time.sleep(HANG_GUARD * 4)
 
 
+def busy(pid_file: str) -> None:
+    """`block` inside a span of its own, "busy"."""
+    with trace.get_tracer("worker").start_as_current_span("busy"):
+        block(pid_file)
+
+
 def wait_until(condition: Callable[[], bool]) -> None:
     deadline = time.monotonic() + HANG_GUARD
     while not condition() and time.monotonic() < deadline:
@@ -88,6 +95,22 @@ def death(method: str, workdir: Path) -> dict[str, Any]:
         except BrokenProcessPool:
             outcome = "BrokenProcessPool"
     return {"pids": pids, "killed": killed, "outcome": outcome}
+
+
+def death_while_busy(method: str, workdir: Path) -> dict[str, Any]:
+    """SIGKILL one worker while the other is in the middle of a job too."""
+    busy_pid, blocked_pid = workdir / "busy", workdir / "blocked"
+    context = multiprocessing.get_context(method)
+    with (
+        tl.ProcessPoolExecutor(2, mp_context=context) as pool,
+        trace.get_tracer("app").start_as_current_span("request"),
+    ):
+        cut = pool.submit(busy, str(busy_pid))
+        blocked = pool.submit(block, str(blocked_pid))
+        wait_until(lambda: busy_pid.exists() and blocked_pid.exists())
+        os.kill(int(blocked_pid.read_text()), signal.SIGKILL)
+        errors = [future.exception(timeout=HANG_GUARD) for future in (cut, blocked)]
+    return {"outcomes": [type(error).__name__ for error in errors]}
 
 
 def fork(kind: str, _workdir: Path) -> dict[str, Any]:
@@ -155,7 +178,7 @@ def bound(method: str, _workdir: Path) -> dict[str, Any]:
     return {"hung": hung, "exitcode": child.exitcode}
 
 
-COMMANDS = {"death": death, "fork": fork, "bound": bound}
+COMMANDS = {"death": death, "death-while-busy": death_while_busy, "fork": fork, "bound": bound}
 
 if __name__ == "__main__":
     command, variant, workdir = sys.argv[1], sys.argv[2], Path(sys.argv[3])

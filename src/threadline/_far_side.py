@@ -162,8 +162,9 @@ def exit_on_terminate() -> None:
     ``multiprocessing.Pool.terminate()`` (and so leaving its ``with`` block)
     ends workers with SIGTERM, and so does a ``ProcessPoolExecutor`` whose
     pool broke because one worker died. A job running when SIGTERM arrives is
-    cut by a `SystemExit` (its spans end with the error); the worker leaves
-    when the job ends, also if the job caught it. A SIGTERM during the exit
+    cut by a `SystemExit` (its ``with`` blocks end, and so its spans; the
+    parent-side job span is the one marked as an error); the worker leaves when
+    the job ends, also if the job caught the `SystemExit`. A SIGTERM during the exit
     flush does not cut the flush.
     """
     signal.signal(signal.SIGTERM, _on_terminate)

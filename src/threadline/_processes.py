@@ -94,7 +94,15 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
             if len(self._processes) < self._max_workers:  # type: ignore[attr-defined]
                 self._spawn_process()  # type: ignore[attr-defined]
             return
+        workers = len(self._processes)
         super()._adjust_process_count()
+        if len(self._processes) > workers:
+            # submit wakes the manager thread before it spawns the worker, so
+            # the manager may go back to waiting without the new worker's
+            # sentinel and not notice its death (no BrokenProcessPool) until
+            # something else wakes it, such as another job's end (seen on
+            # CPython 3.11). Wake it once more now that the worker exists.
+            self._executor_manager_thread_wakeup.wakeup()
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         """Schedule ``fn(*args, **kwargs)`` in a worker, in a copy of the caller's context."""
