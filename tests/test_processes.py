@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
+import signal
+import socket
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -12,7 +19,8 @@ from opentelemetry import trace
 
 import threadline as tl
 from tests import process_jobs as jobs
-from tests.helpers import Spans
+from tests.helpers import Spans, clean_env
+from threadline.export import ExportedSpan, read_spans
 from threadline.processes import Pool, Process, get_context
 
 METHODS = ["spawn", "forkserver", "fork"]
@@ -122,6 +130,98 @@ class TestProcessPoolExecutor:
         assert job_spans == {s["parent_id"] for s in worker_spans.values()}
         if recycle:
             assert len({s["pid"] for s in worker_spans.values()}) >= count // 40
+
+
+def run_faults_app(command: str, variant: str, workdir: Path, **env: str) -> dict[str, object]:
+    """Run tests/worker_faults_app.py; its process group is killed if it outlives the guard."""
+    app = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("worker_faults_app.py")),
+            command,
+            variant,
+            str(workdir),
+        ],
+        cwd=workdir,
+        env=clean_env(THREADLINE_TRACES_FILE=str(workdir / "spans.jsonl"), **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = app.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(app.pid, signal.SIGKILL)
+        app.communicate()
+        pytest.fail(f"worker_faults_app.py {command} {variant} hung")
+    assert 0 == app.returncode, err
+    result: dict[str, object] = json.loads(out.splitlines()[-1])
+    result["stderr"] = err
+    return result
+
+
+def exported(workdir: Path) -> list[ExportedSpan]:
+    return read_spans(workdir / "spans.jsonl")
+
+
+class TestWorkerDeath:
+    def test_survivors_export_what_they_finished(self, method: str, tmp_path: Path) -> None:
+        """One worker SIGKILLed mid-job: the other exports what it finished; the job is an error."""
+        result = run_faults_app("death", method, tmp_path)
+        pids, killed = result["pids"], result["killed"]
+        assert isinstance(pids, list)
+        spans = exported(tmp_path)
+        names = {span.name for span in spans}
+        survived = {f"work {i}" for i, pid in enumerate(pids) if pid != killed}
+        assert ("BrokenProcessPool", 2) == (result["outcome"], len(set(pids)))
+        assert survived == survived & names
+        (blocked,) = [span for span in spans if span.name == "process block"]
+        assert trace.StatusCode.ERROR.value == blocked.status_code
+
+    def test_survivor_in_the_middle_of_a_job_leaves(self, tmp_path: Path) -> None:
+        """A survivor busy with a job when the pool breaks cuts it, exports its span, and exits."""
+        result = run_faults_app("death-while-busy", "forkserver", tmp_path)
+        status = {span.name: span.status_code for span in exported(tmp_path)}
+        assert ["BrokenProcessPool"] * 2 == result["outcomes"]
+        # OpenTelemetry marks no span as an error for a SystemExit (opentelemetry-python#4484)
+        assert trace.StatusCode.UNSET.value == status["busy"]
+        assert trace.StatusCode.ERROR.value == status["process busy"]
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """An OTLP endpoint that accepts connections and never answers."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        yield f"http://127.0.0.1:{silent.getsockname()[1]}"
+
+
+class TestFork:
+    @pytest.mark.parametrize("kind", ["process", "executor"])
+    def test_fork_while_another_thread_exports(self, kind: str, tmp_path: Path) -> None:
+        """A child forked while the exporter's locks are held exits; each span is exported once."""
+        result = run_faults_app("fork", kind, tmp_path, OTEL_BSP_SCHEDULE_DELAY="600000")
+        names = Counter(span.name for span in exported(tmp_path))
+        expected = ["exported before fork", "queued at fork", "in child"]
+        assert (False, dict.fromkeys(expected, 1)) == (
+            result["hung"],
+            {name: names[name] for name in expected},
+        )
+
+    def test_exit_flush_is_bounded(self, method: str, tmp_path: Path, silent_endpoint: str) -> None:
+        """A child whose spans cannot be delivered still exits, reporting the flush timeout."""
+        result = run_faults_app(
+            "bound",
+            method,
+            tmp_path,
+            OTEL_EXPORTER_OTLP_ENDPOINT=silent_endpoint,
+            OTEL_EXPORTER_OTLP_TIMEOUT="600",
+            THREADLINE_SHUTDOWN_TIMEOUT="1",
+        )
+        assert (False, 0) == (result["hung"], result["exitcode"])
+        assert "export.flush_timeout" in str(result["stderr"])
 
 
 class TestProcess:

@@ -7,15 +7,17 @@ they run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from multiprocessing import util
 from typing import Any, TypeVar
 
 from ._context import Context, attach, restore
-from ._settings import CONFIGURED_ENV
+from ._settings import CONFIGURED_ENV, SHUTDOWN_TIMEOUT_ENV
 
 __all__ = [
     "FLUSH_TIMEOUT_MILLIS",
@@ -24,14 +26,20 @@ __all__ = [
     "ensure_flush_at_exit",
     "exit_on_terminate",
     "flush_tracing",
+    "initialize_worker",
 ]
 
 T = TypeVar("T")
 FLUSH_TIMEOUT_MILLIS = 5000
-"""How long a worker's exit waits for its spans to be exported, at most."""
+"""How long a worker's exit waits for its spans to be exported, at most, by default.
+
+``THREADLINE_SHUTDOWN_TIMEOUT`` (seconds) sets it, as for any process's exit.
+"""
 
 _flush_pid: int | None = None
 _flushing = False
+_terminating = False
+_jobs_running = 0
 _last: tuple[str | None, Context] | None = None
 
 
@@ -39,14 +47,21 @@ def call_in(carrier: Mapping[str, str], fn: Callable[..., T], /, *args: Any, **k
     """Call ``fn(*args, **kwargs)`` in the context *carrier* brought, then drop that context.
 
     The worker's own context before and after the job is untouched, so no job
-    sees another's values. Runs in the worker process.
+    sees another's values. Runs in the worker process. In a worker told to
+    stop (`exit_on_terminate`), the worker leaves when the job ends, however
+    the job took the news.
     """
+    global _jobs_running  # noqa: PLW0603 - read by the SIGTERM handler
     ensure_flush_at_exit()
     token = attach(_context_of(carrier))
+    _jobs_running += 1
     try:
         return fn(*args, **kwargs)
     finally:
+        _jobs_running -= 1
         restore(token)
+        if _terminating:
+            _leave(128 + signal.SIGTERM)
 
 
 def _context_of(carrier: Mapping[str, str]) -> Context:
@@ -94,27 +109,93 @@ def configure_like_parent() -> None:
         configure()
 
 
-def flush_tracing(timeout_millis: int = FLUSH_TIMEOUT_MILLIS) -> None:
-    """Export the spans the process's tracer provider still holds, waiting at most the timeout."""
+def flush_tracing(timeout_millis: int | None = None) -> bool:
+    """Export the spans the process's tracer provider still holds, waiting at most the timeout.
+
+    The wait is bounded even where the provider ignores the timeout it is
+    given (OpenTelemetry's batch processor does): the flush runs in a daemon
+    thread that the process leaves behind when time runs out. Returns False
+    then; the spans not exported are lost, counted as ``export.flush_timeout``.
+    The default is ``THREADLINE_SHUTDOWN_TIMEOUT`` seconds, else
+    `FLUSH_TIMEOUT_MILLIS`.
+    """
     global _flushing  # noqa: PLW0603 - read by the SIGTERM handler
     _flushing = True
     module = sys.modules.get("opentelemetry.trace")
     if module is None:
-        return
+        return True
     force_flush = getattr(module.get_tracer_provider(), "force_flush", None)
-    if force_flush is not None:
-        force_flush(timeout_millis)
+    if force_flush is None:
+        return True
+    millis = _exit_timeout_millis() if timeout_millis is None else timeout_millis
+    flushing = threading.Thread(
+        target=force_flush, args=(millis,), name="threadline-flush", daemon=True
+    )
+    flushing.start()
+    flushing.join(millis / 1000)
+    if not flushing.is_alive():
+        return True
+    from .diagnostics import record_drop  # noqa: PLC0415 - only when time ran out
+
+    record_drop("export.flush_timeout", f"spans not exported within {millis / 1000:g}s of exit")
+    return False
+
+
+def _exit_timeout_millis() -> int:
+    try:
+        return round(float(os.environ[SHUTDOWN_TIMEOUT_ENV]) * 1000)
+    except (KeyError, ValueError):
+        return FLUSH_TIMEOUT_MILLIS
+
+
+def initialize_worker(initializer: Callable[..., object] | None, initargs: tuple[Any, ...]) -> None:
+    """A pool worker's initializer: flush at exit, leave on SIGTERM, then the user's initializer."""
+    ensure_flush_at_exit()
+    exit_on_terminate()
+    if initializer is not None:
+        initializer(*initargs)
 
 
 def exit_on_terminate() -> None:
-    """Turn SIGTERM into a normal exit, so the exit finalizers (and the flush) run.
+    """Turn SIGTERM into a prompt, orderly exit: the exit finalizers (and the flush) run.
 
-    ``multiprocessing.Pool.terminate()``, and so leaving its ``with`` block,
-    ends workers with SIGTERM.
+    ``multiprocessing.Pool.terminate()`` (and so leaving its ``with`` block)
+    ends workers with SIGTERM, and so does a ``ProcessPoolExecutor`` whose
+    pool broke because one worker died. A job running when SIGTERM arrives is
+    cut by a `SystemExit` (its ``with`` blocks end, and so its spans; the
+    parent-side job span is the one marked as an error); the worker leaves when
+    the job ends, also if the job caught the `SystemExit`. A SIGTERM during the exit
+    flush does not cut the flush.
     """
-    signal.signal(signal.SIGTERM, _raise_exit)
+    signal.signal(signal.SIGTERM, _on_terminate)
 
 
-def _raise_exit(signum: int, _frame: object) -> None:
-    if not _flushing:  # already on the way out: let the flush finish
+def _on_terminate(signum: int, _frame: object) -> None:
+    global _terminating  # noqa: PLW0603 - read where a job ends
+    if _flushing or getattr(util, "_exiting", False):
+        return  # already on the way out: let the flush finish
+    _terminating = True
+    if _jobs_running:
         raise SystemExit(128 + signum)
+    _leave(128 + signum)
+
+
+def _leave(code: int) -> None:
+    # Not SystemExit: an executor worker catches every exception of a job and
+    # of sending its result back, then waits for the next job, while the
+    # parent waits for it to exit (concurrent.futures.process._process_worker).
+    # So leave as multiprocessing's _bootstrap does, without returning.
+    util._exit_function()  # type: ignore[attr-defined]
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def _reset_after_fork() -> None:
+    global _flushing, _terminating  # noqa: PLW0603 - a forked child starts its own exit
+    _flushing = _terminating = False
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_reset_after_fork)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._carrier import inject, inject_span
-from ._far_side import call_in, ensure_flush_at_exit, exit_on_terminate
+from ._far_side import call_in, initialize_worker
 from ._spans import call_in_span, callable_name, is_recording, job_span, record_error
 
 if TYPE_CHECKING:
@@ -59,7 +59,9 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
     submit until its result is back; spans made in the job are its children.
     The span ends with an error status when the job raises or its worker dies
     (the future then fails with `BrokenProcessPool`, as usual). Workers export
-    their spans before they exit, also when recycled by ``max_tasks_per_child``.
+    their spans before they exit, also when recycled by ``max_tasks_per_child``
+    and when the pool breaks: CPython then ends the other workers with SIGTERM,
+    which they take as `Pool` workers do, exporting what they finished first.
 
     .. versionadded:: 0.1
     """
@@ -75,7 +77,11 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
         job_spans: bool = True,
     ) -> None:
         extra = {} if max_tasks_per_child is None else {"max_tasks_per_child": max_tasks_per_child}
-        super().__init__(max_workers, mp_context, initializer, initargs, **extra)
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        super().__init__(
+            max_workers, mp_context, initialize_worker, (initializer, tuple(initargs)), **extra
+        )
         self._job_spans = job_spans
 
     def _adjust_process_count(self) -> None:
@@ -88,7 +94,15 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
             if len(self._processes) < self._max_workers:  # type: ignore[attr-defined]
                 self._spawn_process()  # type: ignore[attr-defined]
             return
+        workers = len(self._processes)
         super()._adjust_process_count()
+        if len(self._processes) > workers:
+            # submit wakes the manager thread before it spawns the worker, so
+            # the manager may go back to waiting without the new worker's
+            # sentinel and not notice its death (no BrokenProcessPool) until
+            # something else wakes it, such as another job's end (seen on
+            # CPython 3.11). Wake it once more now that the worker exists.
+            self._executor_manager_thread_wakeup.wakeup()
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         """Schedule ``fn(*args, **kwargs)`` in a worker, in a copy of the caller's context."""
@@ -214,7 +228,7 @@ class Pool(multiprocessing.pool.Pool):
     ) -> None:
         super().__init__(
             processes,
-            _initialize_pool_worker,
+            initialize_worker,
             (initializer, tuple(initargs)),
             maxtasksperchild,
             context,
@@ -243,15 +257,6 @@ class Pool(multiprocessing.pool.Pool):
 
 def _bound(func: Callable[..., T]) -> Callable[..., T]:
     return functools.partial(call_in, capture(), func)
-
-
-def _initialize_pool_worker(
-    initializer: Callable[..., object] | None, initargs: tuple[Any, ...]
-) -> None:
-    ensure_flush_at_exit()
-    exit_on_terminate()
-    if initializer is not None:
-        initializer(*initargs)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Awaitable, Callable, Mapping
@@ -33,6 +34,16 @@ T = TypeVar("T")
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _registry: dict[str, ContextStore] = {}
 _registry_lock = threading.Lock()
+
+
+def _new_registry_lock() -> None:
+    # A thread of the parent may have held it at the fork (making a store).
+    global _registry_lock  # noqa: PLW0603 - the forked child's own
+    _registry_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_new_registry_lock)
 
 
 def registered_stores() -> dict[str, ContextStore]:

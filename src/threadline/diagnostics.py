@@ -7,7 +7,8 @@ logger at most once per `WARNING_INTERVAL` seconds per reason. Spans that
 could not be exported are counted the same way, under ``export.*`` reasons,
 and reported as lost spans. Every count is also added to the OpenTelemetry
 counter `METRIC_NAME` (attribute ``reason``), which a meter provider, when
-the application sets one, exports like any other metric.
+the application sets one, exports like any other metric. A forked child
+starts with its own counters at zero.
 
 .. versionadded:: 0.1
 """
@@ -15,6 +16,7 @@ the application sets one, exports like any other metric.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -79,3 +81,17 @@ def _add_to_metric(reason: str, count: int) -> None:
             description="Context dropped as invalid and spans not exported, by reason",
         )
     _counter.add(count, {"reason": reason})
+
+
+def _start_afresh_after_fork() -> None:
+    # A thread of the parent may have held the lock at the fork: the child
+    # gets a new one, and counts its own drops from zero.
+    global _lock  # noqa: PLW0603 - the child's own
+    _lock = threading.Lock()
+    _counts.clear()
+    _last_warning.clear()
+    _unreported.clear()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_start_afresh_after_fork)

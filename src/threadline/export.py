@@ -15,7 +15,8 @@ import base64
 import json
 import os
 import threading
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,20 @@ class OTLPJsonFileSpanExporter(SpanExporter):
     """Append spans to *path* as OTLP JSON lines, the Collector file exporter's format.
 
     Each batch is one line written with one ``write`` to a file opened for
-    appending, so the worker processes of one service can share the file.
+    appending, so the worker processes of one service can share the file. A
+    process forked while another thread exports gets an exporter that works.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = Path(path)
+        self._lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):  # POSIX
+            # A child forked while another thread held the lock would wait for
+            # it for ever; the weak reference lets the exporter be collected.
+            reset = weakref.WeakMethod(self._reset_lock)
+            os.register_at_fork(after_in_child=lambda: _call_if_alive(reset))
+
+    def _reset_lock(self) -> None:
         self._lock = threading.Lock()
 
     @property
@@ -67,6 +77,12 @@ class OTLPJsonFileSpanExporter(SpanExporter):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Return True: every batch is on disk when `export` returns."""
         return True
+
+
+def _call_if_alive(method: weakref.WeakMethod[Callable[[], None]]) -> None:
+    bound = method()
+    if bound is not None:
+        bound()
 
 
 def _hex_ids(value: Any) -> Any:

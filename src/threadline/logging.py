@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -152,6 +153,16 @@ def _iso_time(created: float) -> str:
 
 _installed: tuple[Callable[..., logging.LogRecord], ContextFilter] | None = None
 _install_lock = threading.Lock()
+
+
+def _new_install_lock() -> None:
+    # a thread of the parent may have held it at the fork
+    global _install_lock  # noqa: PLW0603 - the child's own
+    _install_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_new_install_lock)
 
 
 def install(*, store: ContextStore | str = request, placeholder: str = PLACEHOLDER) -> None:
