@@ -609,3 +609,13 @@ class TestWhatCameInCanGoOn:
             env: dict[str, str] = {}
             tl.inject_env(env)
         assert "request.id=e;tl" in env["BAGGAGE"].split(",")
+
+
+@pytest.mark.parametrize(
+    "value", [b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", None, 42]
+)
+def test_a_field_that_is_not_text_is_dropped(value: object) -> None:
+    """A carrier value that is not text (bytes from a raw server, None) is dropped, counted."""
+    snap = tl.extract({"traceparent": value, "baggage": "a=1"})  # type: ignore[dict-item]
+    assert not span_context_of(snap).is_valid
+    assert {"traceparent.not_text": 1} == diagnostics.drop_counts()

@@ -290,9 +290,13 @@ def _lower_keys(items: Iterable[tuple[str, str | Sequence[str]]]) -> dict[str, l
     for key, value in items:
         if not isinstance(key, str):
             continue
-        bucket = lowered.setdefault(key.lower(), [])
         if isinstance(value, str):
-            bucket.append(value)
-        else:
-            bucket.extend(value)
+            values: Sequence[str] = (value,)
+        elif isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+            values = value
+        else:  # bytes, None, numbers: what came is not text, so it cannot be W3C text
+            if key.lower() in FIELDS:
+                record_drop(f"{key.lower()}.not_text", f"a {type(value).__name__} in {key}")
+            continue
+        lowered.setdefault(key.lower(), []).extend(values)
     return lowered
