@@ -19,6 +19,7 @@ __all__ = [
     "current_trace_ids",
     "is_recording",
     "job_span",
+    "outer_server_span",
     "provider_set",
     "record_error",
     "start_boundary_span",
@@ -58,6 +59,19 @@ def provider_set() -> bool:
 
         _provider_seen = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
     return _provider_seen
+
+
+def outer_server_span() -> Span | None:
+    """Return the current span if it is another instrumentation's recording SERVER span.
+
+    A server middleware that finds one has been given the request's span
+    already, and continues it instead of starting a second.
+    """
+    span: Span | None = span_in(get_current())
+    if span is None or not span.is_recording():
+        return None
+    kind = getattr(span, "kind", None)  # an SDK span's
+    return span if kind is not None and kind.name == "SERVER" else None
 
 
 def current_trace_ids() -> tuple[str, str] | None:

@@ -30,6 +30,20 @@ from .._spans import record_error
 
 __all__ = ["trace_config"]
 
+_CONTRIB_MARK = "_is_instrumented_by_opentelemetry"
+
+
+def _makes_spans(session: ClientSession) -> bool:
+    """Whether OpenTelemetry's aiohttp-client instrumentation traces *session* too."""
+    if not any(getattr(config, _CONTRIB_MARK, False) for config in session.trace_configs):
+        return False
+    # it stands aside where HTTP instrumentation is suppressed
+    from opentelemetry.instrumentation.utils import (  # noqa: PLC0415 - present with it
+        is_http_instrumentation_enabled,
+    )
+
+    return bool(is_http_instrumentation_enabled())
+
 
 def trace_config(
     *,
@@ -46,7 +60,9 @@ def trace_config(
     ``send_request_id=False`` never sends ``X-Request-ID``.
     The decision is made again for every redirect, by the host it goes to.
     Each request gets a CLIENT span ``"{method}"``, so each call has its own
-    parent id; without a recording span the caller's span is the parent.
+    parent id; without a recording span the caller's span is the parent. A
+    session that OpenTelemetry's aiohttp-client instrumentation also traces
+    gets its CLIENT span only, never a second one.
     """
     allowed = HostAllowList(baggage_hosts)
     config = TraceConfig()
@@ -56,7 +72,7 @@ def trace_config(
     ) -> None:
         context = get_current()
         span = None
-        if spans and get_current_span(context).is_recording():
+        if spans and get_current_span(context).is_recording() and not _makes_spans(session):
             url = params.url
             span = start_client_span(params.method, str(url.with_user(None)), url.host, url.port)
             context = set_span_in_context(span, context)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from opentelemetry.trace import get_current_span
 
 from .._context import Context, attach, restore
 from .._http import (
@@ -24,7 +25,7 @@ from .._http import (
     request_id_of,
     start_server_span,
 )
-from .._spans import provider_set, record_error
+from .._spans import outer_server_span, provider_set, record_error
 from .._text import escape_controls
 from .._values import freeze
 
@@ -42,6 +43,7 @@ _REQUEST_ID_KEY = (
     else "threadline_request_id"
 )
 _access_log = logging.getLogger("threadline.aiohttp")
+_CONTRIB_SERVER = "opentelemetry.instrumentation.aiohttp_server"
 
 
 def middleware(
@@ -87,9 +89,7 @@ def middleware(
         request_id = request_id_of(get_all, accept_request_id, incoming)
         if remember_request_id:
             request[_REQUEST_ID_KEY] = request_id
-        span = (
-            _start_span(request, incoming, link, request_id) if spans and provider_set() else None
-        )
+        span, owned, inner = _server_span(request, handler, incoming, link, request_id, spans=spans)
         values: dict[str, Any] = {"request_id": request_id, "start_time": started}
         token = attach(handler_context(incoming, span, values))
         with_user: Token[Context] | None = None
@@ -98,7 +98,11 @@ def middleware(
             # the extractor runs in the request's context, and its errors are the request's
             if user_id is not None and await _add_user_id(values, user_id, request, span):
                 with_user = attach(handler_context(incoming, span, values))
-            response = await handler(request)
+            response = await (
+                handler(request)
+                if inner is None
+                else _inside(inner, request, incoming, values, user_id is not None)
+            )
         except web.HTTPException as exc:
             status = exc.status
             exc.headers.setdefault(REQUEST_ID_HEADER, request_id)
@@ -110,12 +114,12 @@ def middleware(
                 escape_controls(request.method),
                 escape_controls(request.path),
             )
-            if span is not None:
-                record_error(span, exc)
+            if owned is not None:
+                record_error(owned, exc)
             raise web.HTTPInternalServerError(headers={REQUEST_ID_HEADER: request_id}) from None
         except BaseException as exc:  # cancelled: the client went away
-            if span is not None:
-                record_error(span, exc)
+            if owned is not None:
+                record_error(owned, exc)
             raise
         else:
             status = response.status
@@ -123,7 +127,7 @@ def middleware(
                 response.headers.setdefault(REQUEST_ID_HEADER, request_id)
             return response
         finally:
-            _finish(request, span, status, started, log_access_at)
+            _finish(request, owned, status, started, log_access_at)
             if with_user is not None:
                 restore(with_user)
             restore(token)
@@ -137,7 +141,16 @@ def setup(app: web.Application, **options: Any) -> None:
     Unlike the middleware alone, this also covers responses that a handler
     prepares (streams) itself. Takes the options of `middleware`.
     """
-    app.middlewares.insert(0, middleware(**options, remember_request_id=True))
+    # after OpenTelemetry's own aiohttp-server middleware, if the app has it
+    position = next(
+        (
+            index + 1
+            for index, existing in enumerate(app.middlewares)
+            if getattr(existing, "__module__", "").startswith(_CONTRIB_SERVER)
+        ),
+        0,
+    )
+    app.middlewares.insert(position, middleware(**options, remember_request_id=True))
     app.on_response_prepare.append(_add_request_id_header)
 
 
@@ -159,6 +172,73 @@ async def _add_user_id(
     if span is not None:
         span.set_attribute("enduser.id", str(found))
     return True
+
+
+def _server_span(
+    request: web.Request,
+    handler: Handler,
+    incoming: Context,
+    link: Link | None,
+    request_id: str,
+    *,
+    spans: bool,
+) -> tuple[Span | None, Span | None, tuple[Any, Handler] | None]:
+    """The request's SERVER span: ``(span, the one threadline owns, OpenTelemetry's inside)``.
+
+    Another instrumentation's SERVER span, outside (current now) or inside
+    (its middleware is next), is continued: threadline never makes a second.
+    """
+    outer = outer_server_span()
+    if outer is not None:
+        outer.set_attribute("request.id", request_id)
+        return outer, None, None
+    inner = _opentelemetry_middleware(handler)
+    if inner is not None or not (spans and provider_set()):
+        return None, None, inner
+    owned = _start_span(request, incoming, link, request_id)
+    return owned, owned, None
+
+
+def _opentelemetry_middleware(handler: Handler) -> tuple[Any, Handler] | None:
+    """OpenTelemetry's aiohttp-server middleware when it is the next one, and what follows it.
+
+    aiohttp chains middlewares as ``partial(middleware, handler=rest)``.
+    """
+    middleware = getattr(handler, "func", None)
+    if getattr(middleware, "__module__", "").startswith(_CONTRIB_SERVER):
+        rest = getattr(handler, "keywords", {}).get("handler")
+        if rest is not None:
+            return middleware, rest
+    return None
+
+
+async def _inside(
+    inner: tuple[Any, Handler],
+    request: web.Request,
+    incoming: Context,
+    values: dict[str, Any],
+    with_user: bool,
+) -> web.StreamResponse:
+    """Run OpenTelemetry's middleware, then the rest in the request's scope under its span.
+
+    Its middleware builds its context afresh from the headers, so the scope
+    is put back in, around what follows it, with its span as the parent.
+    """
+    middleware, rest = inner
+
+    async def in_scope(request: web.Request) -> web.StreamResponse:
+        span = get_current_span()
+        span.set_attribute("request.id", values["request_id"])
+        if with_user and "user_id" in values:
+            span.set_attribute("enduser.id", str(values["user_id"]))
+        token = attach(handler_context(incoming, span, values))
+        try:
+            return await rest(request)
+        finally:
+            restore(token)
+
+    response: web.StreamResponse = await middleware(request, handler=in_scope)
+    return response
 
 
 def _finish(

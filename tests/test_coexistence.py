@@ -1,0 +1,83 @@
+"""One trace per request beside OpenTelemetry's own instrumentations, in every arrangement.
+
+Two real aiohttp services on loopback (tests/coexist_app.py) in a child process:
+threadline alone; with the contrib aiohttp-server/-client, threading and
+logging instrumentations (threadline's middleware after theirs, added by
+`setup`, or put before theirs); and under the real `opentelemetry-instrument`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import clean_env
+
+APP = Path(__file__).resolve().parent / "coexist_app.py"
+LAUNCHER = Path(sys.executable).parent / "opentelemetry-instrument"
+CONTRIB_CLIENT = "opentelemetry.instrumentation.aiohttp_client"
+
+
+def run(mode: str) -> dict[str, Any]:
+    command = [sys.executable, str(APP), mode]
+    env = clean_env()
+    if mode == "launcher":
+        command = [str(LAUNCHER), *command]
+        env.update(
+            OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none"
+        )
+    result = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert 0 == result.returncode, result.stderr[-3000:]
+    seen: dict[str, Any] = json.loads(result.stdout)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "mode", ["alone", "contrib-outer", "contrib-setup", "contrib-inner", "launcher"]
+)
+def test_one_trace_per_request(mode: str) -> None:
+    """One SERVER span per hop, one CLIENT span per call, the right parents, ids on every line."""
+    seen = run(mode)
+    by_trace: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for span in seen["spans"]:
+        by_trace[span["trace_id"]].append(span)
+    assert 3 == len(by_trace)  # one trace per request
+    trace_of_request = {}
+    for spans in by_trace.values():
+        # the test's own client is instrumented too where contrib's client is: its span is the root
+        driver = [s for s in spans if s["parent_id"] is None and s["scope"] == CONTRIB_CLIENT]
+        rest = [s for s in spans if s not in driver]
+        assert ["GET", "GET /back", "GET /front", "thread stock"] == sorted(s["name"] for s in rest)
+        named = {s["name"]: s for s in rest}
+        front, call, back, job = (
+            named[n] for n in ("GET /front", "GET", "GET /back", "thread stock")
+        )
+        assert ("SERVER", "CLIENT", "SERVER") == (front["kind"], call["kind"], back["kind"])
+        assert (driver[0]["span_id"] if driver else None) == front["parent_id"]
+        assert front["span_id"] == call["parent_id"]
+        assert call["span_id"] == back["parent_id"]
+        assert back["span_id"] == job["parent_id"]
+        assert front["request_id"] == back["request_id"]
+        trace_of_request[front["request_id"]] = front["trace_id"]
+    assert {"req-0", "req-1", "req-2"} == set(trace_of_request)
+    for line in seen["logs"]:
+        assert trace_of_request[line["request_id"]] == line["trace_id"], line
+    loggers = [line["logger"] for line in seen["logs"]]
+    for logger in ("front", "back", "back.thread", "threadline.aiohttp"):
+        assert 3 <= loggers.count(logger), logger
+    for answer in seen["answers"]:
+        assert (200, answer["X-Request-ID"]) == (answer["status"], answer["body"]["request_id"])
+
+
+def test_launcher_is_installed() -> None:
+    """The real `opentelemetry-instrument` launcher is what the launcher case runs."""
+    assert os.access(LAUNCHER, os.X_OK)
