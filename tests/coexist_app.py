@@ -9,7 +9,8 @@ Run as ``python tests/coexist_app.py MODE`` (or under ``opentelemetry-instrument
 - ``contrib-inner``: threadline's middleware put before OpenTelemetry's;
 - ``launcher``: nothing instrumented here: ``opentelemetry-instrument`` did it.
 
-Each of 3 requests goes client -> front -> back -> a thread-pool job, with an
+Each of 3 requests goes client -> front -> back -> a thread-pool job and a
+process-pool job (spawn), with an
 ``X-Request-ID``; the program prints one JSON object: the spans, the log lines
 and what each request answered.
 """
@@ -21,6 +22,7 @@ import json
 import logging
 import sys
 from collections.abc import AsyncIterator
+from multiprocessing import get_context
 from typing import Any
 
 import aiohttp
@@ -38,6 +40,7 @@ MODE = sys.argv[1]
 CLIENT = web.AppKey("client", aiohttp.ClientSession)
 BACK = web.AppKey("back", str)
 POOL = tl.ThreadPoolExecutor(max_workers=2)
+PROCESSES: tl.ProcessPoolExecutor | None = None
 LINES: list[dict[str, Any]] = []
 
 
@@ -76,10 +79,18 @@ def stock() -> int:
     return 3
 
 
+def checksum() -> str:
+    """Runs in a worker process: it answers with the request id it sees."""
+    return str(tl.request.get()["request_id"])
+
+
 async def back(request: web.Request) -> web.Response:
     logging.getLogger("back").info("back got the request")
     count = await tl.run_in_executor(POOL, stock)
-    return web.json_response({"stock": count, "request_id": tl.request.get()["request_id"]})
+    assert PROCESSES is not None
+    in_worker = await asyncio.wrap_future(PROCESSES.submit(checksum))
+    request_id = tl.request.get()["request_id"]
+    return web.json_response({"stock": count, "request_id": request_id, "worker": in_worker})
 
 
 async def front(request: web.Request) -> web.Response:
@@ -115,7 +126,9 @@ async def client_session(app: web.Application) -> AsyncIterator[None]:
 
 
 async def main() -> dict[str, Any]:
+    global PROCESSES  # noqa: PLW0603 - made once the tracing is set up
     exporter = set_up()
+    PROCESSES = tl.ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
     back_runner, back_url = await serve(application(back, "/back"))
     front_app = application(front, "/front")
     front_app[BACK] = back_url
@@ -134,6 +147,7 @@ async def main() -> dict[str, Any]:
         await front_runner.cleanup()
         await back_runner.cleanup()
         POOL.shutdown()
+        PROCESSES.shutdown()
     spans = [
         {
             "name": span.name,

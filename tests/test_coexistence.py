@@ -56,16 +56,17 @@ def test_one_trace_per_request(mode: str) -> None:
         # the test's own client is instrumented too where contrib's client is: its span is the root
         driver = [s for s in spans if s["parent_id"] is None and s["scope"] == CONTRIB_CLIENT]
         rest = [s for s in spans if s not in driver]
-        assert ["GET", "GET /back", "GET /front", "thread stock"] == sorted(s["name"] for s in rest)
+        names = ["GET", "GET /back", "GET /front", "process checksum", "thread stock"]
+        assert names == sorted(s["name"] for s in rest)
         named = {s["name"]: s for s in rest}
-        front, call, back, job = (
-            named[n] for n in ("GET /front", "GET", "GET /back", "thread stock")
+        front, call, back, job, worker = (
+            named[n] for n in ("GET /front", "GET", "GET /back", "thread stock", "process checksum")
         )
         assert ("SERVER", "CLIENT", "SERVER") == (front["kind"], call["kind"], back["kind"])
         assert (driver[0]["span_id"] if driver else None) == front["parent_id"]
         assert front["span_id"] == call["parent_id"]
         assert call["span_id"] == back["parent_id"]
-        assert back["span_id"] == job["parent_id"]
+        assert back["span_id"] == job["parent_id"] == worker["parent_id"]
         assert front["request_id"] == back["request_id"]
         trace_of_request[front["request_id"]] = front["trace_id"]
     assert {"req-0", "req-1", "req-2"} == set(trace_of_request)
@@ -75,7 +76,9 @@ def test_one_trace_per_request(mode: str) -> None:
     for logger in ("front", "back", "back.thread", "threadline.aiohttp"):
         assert 3 <= loggers.count(logger), logger
     for answer in seen["answers"]:
-        assert (200, answer["X-Request-ID"]) == (answer["status"], answer["body"]["request_id"])
+        body = answer["body"]
+        assert (200, answer["X-Request-ID"]) == (answer["status"], body["request_id"])
+        assert answer["X-Request-ID"] == body["worker"]
 
 
 def test_launcher_is_installed() -> None:
