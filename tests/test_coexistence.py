@@ -1,6 +1,6 @@
 """One trace per request beside OpenTelemetry's own instrumentations, in every arrangement.
 
-Two real aiohttp services on loopback (tests/coexist_app.py) in a child process:
+Two real aiohttp services on loopback (examples/coexistence.py) in a child process:
 threadline alone; with the contrib aiohttp-server/-client, threading and
 logging instrumentations (threadline's middleware after theirs, added by
 `setup`, or put before theirs); and under the real `opentelemetry-instrument`.
@@ -20,7 +20,7 @@ import pytest
 
 from tests.helpers import clean_env
 
-APP = Path(__file__).resolve().parent / "coexist_app.py"
+APP = Path(__file__).resolve().parent.parent / "examples" / "coexistence.py"
 LAUNCHER = Path(sys.executable).parent / "opentelemetry-instrument"
 CONTRIB_CLIENT = "opentelemetry.instrumentation.aiohttp_client"
 

@@ -1,6 +1,6 @@
 """Two aiohttp services beside OpenTelemetry's own instrumentations; prints what they made.
 
-Run as ``python tests/coexist_app.py MODE`` (or under ``opentelemetry-instrument``):
+Run as ``python examples/coexistence.py MODE`` (or under ``opentelemetry-instrument``):
 
 - ``alone``: threadline only;
 - ``contrib-outer``: the contrib aiohttp-server/-client, threading and logging
@@ -28,6 +28,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from opentelemetry import trace
+from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
+from opentelemetry.instrumentation.logging import LoggingInstrumentor
+from opentelemetry.instrumentation.threading import ThreadingInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -55,17 +59,11 @@ def set_up() -> InMemorySpanExporter:
     provider = trace.get_tracer_provider()
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))  # type: ignore[attr-defined]
-    if MODE.startswith("contrib"):
-        from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
-        from opentelemetry.instrumentation.logging import LoggingInstrumentor
-        from opentelemetry.instrumentation.threading import ThreadingInstrumentor
-
+    if MODE.startswith("contrib"):  # what opentelemetry-instrument does, by hand
         AioHttpClientInstrumentor().instrument()
+        AioHttpServerInstrumentor().instrument()
         ThreadingInstrumentor().instrument()
         LoggingInstrumentor().instrument()
-        from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
-
-        AioHttpServerInstrumentor().instrument()
     install()
     root = logging.getLogger()
     root.addHandler(Collect())
