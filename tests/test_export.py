@@ -142,3 +142,88 @@ class TestConfigure:
             )
         assert 0 == result.returncode, result.stderr
         assert "export.shutdown_timeout" in result.stderr
+
+
+CHILD_WORK = textwrap.dedent(
+    """
+    from opentelemetry import trace
+    import threadline
+
+    with trace.get_tracer("child").start_as_current_span("work"):
+        pass
+    print("work done", flush=True)
+    """
+)
+
+WORKER_APP = textwrap.dedent(
+    """
+    import multiprocessing, sys, time
+    import threadline as tl
+    from threadline.tracing import configure
+    from opentelemetry import trace
+
+    def work():
+        with trace.get_tracer("worker").start_as_current_span("work"):
+            return 1
+
+    if __name__ == "__main__":
+        configure(service_name="svc")
+        pool = tl.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(sys.argv[1]))
+        pool.submit(work).result()
+        started = time.monotonic()
+        pool.shutdown()
+        print(f"{time.monotonic() - started:.3f}")
+    """
+)
+
+
+@pytest.fixture
+def closed_endpoint() -> str:
+    with socket.socket() as probe:  # bound, then closed: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+class TestExitAgainstAnUnreachableCollector:
+    def test_python_child_exits_within_a_second(self, closed_endpoint: str) -> None:
+        """A bootstrapped child whose Collector is down exits within 1 s of its work, reporting."""
+        env = clean_env(
+            THREADLINE_BOOTSTRAP="1",
+            THREADLINE_CONFIGURED="1",
+            OTEL_EXPORTER_OTLP_ENDPOINT=closed_endpoint,
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD_WORK],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout is not None
+            assert "work done\n" == child.stdout.readline()
+            child.wait(timeout=1.0)  # the bound under test: raises TimeoutExpired past it
+        finally:
+            child.kill()
+            _, stderr = child.communicate()
+        assert 0 == child.returncode
+        assert "threadline could not export spans (export." in stderr
+
+    @pytest.mark.parametrize("method", ["spawn", "forkserver", "fork"])
+    def test_pool_worker_exits_within_a_second(
+        self, method: str, tmp_path: Path, closed_endpoint: str
+    ) -> None:
+        """A pool worker whose Collector is down lets the pool shut down within 1 s, reporting."""
+        (tmp_path / "app.py").write_text(WORKER_APP)
+        result = subprocess.run(
+            [sys.executable, "app.py", method],
+            check=False,
+            cwd=tmp_path,
+            env=clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=closed_endpoint),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert 0 == result.returncode, result.stderr
+        assert float(result.stdout) < 1.0, result.stderr
+        assert "threadline could not export spans (export." in result.stderr

@@ -17,11 +17,11 @@ from multiprocessing import util
 from typing import Any, TypeVar
 
 from ._context import Context, attach, restore
-from ._settings import CONFIGURED_ENV, SHUTDOWN_TIMEOUT_ENV
+from ._settings import CHILD_EXIT_TIMEOUT_ENV, CONFIGURED_ENV, DEFAULT_CHILD_EXIT_TIMEOUT
 
 __all__ = [
-    "FLUSH_TIMEOUT_MILLIS",
     "call_in",
+    "child_exit_timeout",
     "configure_like_parent",
     "ensure_flush_at_exit",
     "exit_on_terminate",
@@ -30,11 +30,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-FLUSH_TIMEOUT_MILLIS = 5000
-"""How long a worker's exit waits for its spans to be exported, at most, by default.
-
-``THREADLINE_SHUTDOWN_TIMEOUT`` (seconds) sets it, as for any process's exit.
-"""
 
 _flush_pid: int | None = None
 _flushing = False
@@ -106,7 +101,19 @@ def configure_like_parent() -> None:
     if os.environ.get(CONFIGURED_ENV):
         from .tracing import configure  # noqa: PLC0415 - the parent loaded the SDK too
 
-        configure()
+        configure(shutdown_timeout=child_exit_timeout())
+
+
+def child_exit_timeout() -> float:
+    """Seconds the exit of a worker or child waits at most for its spans to be exported.
+
+    ``THREADLINE_CHILD_EXIT_TIMEOUT``, else half a second: a process started
+    inside a request must not hold the request for an unreachable Collector.
+    """
+    try:
+        return max(0.0, float(os.environ[CHILD_EXIT_TIMEOUT_ENV]))
+    except (KeyError, ValueError):
+        return DEFAULT_CHILD_EXIT_TIMEOUT
 
 
 def flush_tracing(timeout_millis: int | None = None) -> bool:
@@ -115,9 +122,9 @@ def flush_tracing(timeout_millis: int | None = None) -> bool:
     The wait is bounded even where the provider ignores the timeout it is
     given (OpenTelemetry's batch processor does): the flush runs in a daemon
     thread that the process leaves behind when time runs out. Returns False
-    then; the spans not exported are lost, counted as ``export.flush_timeout``.
-    The default is ``THREADLINE_SHUTDOWN_TIMEOUT`` seconds, else
-    `FLUSH_TIMEOUT_MILLIS`.
+    then; the spans not exported are lost, counted as ``export.flush_timeout``,
+    and the exporters `threadline.tracing.configure` set up stop retrying.
+    The default is `child_exit_timeout`.
     """
     global _flushing  # noqa: PLW0603 - read by the SIGTERM handler
     _flushing = True
@@ -127,7 +134,7 @@ def flush_tracing(timeout_millis: int | None = None) -> bool:
     force_flush = getattr(module.get_tracer_provider(), "force_flush", None)
     if force_flush is None:
         return True
-    millis = _exit_timeout_millis() if timeout_millis is None else timeout_millis
+    millis = round(child_exit_timeout() * 1000) if timeout_millis is None else timeout_millis
     flushing = threading.Thread(
         target=force_flush, args=(millis,), name="threadline-flush", daemon=True
     )
@@ -135,17 +142,14 @@ def flush_tracing(timeout_millis: int | None = None) -> bool:
     flushing.join(millis / 1000)
     if not flushing.is_alive():
         return True
-    from .diagnostics import record_drop  # noqa: PLC0415 - only when time ran out
+    tracing = sys.modules.get("threadline.tracing")
+    if tracing is not None:
+        tracing._abandon_exports("export.flush_timeout", millis / 1000)
+    else:
+        from .diagnostics import record_drop  # noqa: PLC0415 - only when time ran out
 
-    record_drop("export.flush_timeout", f"spans not exported within {millis / 1000:g}s of exit")
+        record_drop("export.flush_timeout", f"spans not exported within {millis / 1000:g}s of exit")
     return False
-
-
-def _exit_timeout_millis() -> int:
-    try:
-        return round(float(os.environ[SHUTDOWN_TIMEOUT_ENV]) * 1000)
-    except (KeyError, ValueError):
-        return FLUSH_TIMEOUT_MILLIS
 
 
 def initialize_worker(initializer: Callable[..., object] | None, initargs: tuple[Any, ...]) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 __all__ = [
     "BOOTSTRAP_ENV",
+    "CHILD_EXIT_TIMEOUT_ENV",
     "CONFIGURED_ENV",
+    "DEFAULT_CHILD_EXIT_TIMEOUT",
     "DEFAULT_TRACES_FILE",
     "SHUTDOWN_TIMEOUT_ENV",
     "TRACES_FILE_ENV",
@@ -29,3 +31,10 @@ DEFAULT_TRACES_FILE = "threadline-traces.jsonl"
 
 SHUTDOWN_TIMEOUT_ENV = "THREADLINE_SHUTDOWN_TIMEOUT"
 """Seconds a process's exit waits at most for its spans to be exported (default 5)."""
+
+CHILD_EXIT_TIMEOUT_ENV = "THREADLINE_CHILD_EXIT_TIMEOUT"
+"""Seconds the exit of a worker process or Python child that threadline set up waits at most
+for its spans to be exported (default `DEFAULT_CHILD_EXIT_TIMEOUT`): such a process is often
+started inside a request, which must not wait for an unreachable Collector."""
+
+DEFAULT_CHILD_EXIT_TIMEOUT = 0.5

@@ -6,6 +6,7 @@ This module imports the OpenTelemetry SDK; ``import threadline`` does not.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import threading
@@ -151,9 +152,9 @@ def configure(
     provider.add_span_processor(StoreSpanProcessor())
     for exporter in exporters:
         if exporter is not None:
-            provider.add_span_processor(
-                _CountingBatchSpanProcessor(_CountingSpanExporter(exporter))
-            )
+            processor = _CountingBatchSpanProcessor(_CountingSpanExporter(exporter))
+            provider.add_span_processor(processor)
+            _exporting.append(processor)
     trace.set_tracer_provider(provider)
     timeout = shutdown_timeout
     if timeout is None:
@@ -166,16 +167,32 @@ def configure(
 def shutdown(provider: TracerProvider, timeout: float) -> bool:
     """Export what *provider* still holds and shut it down, waiting at most *timeout* seconds.
 
-    Returns False when time ran out; the spans still queued are then lost,
-    counted as ``export.shutdown_timeout``.
+    Returns False when time ran out; the spans still queued or in flight are
+    then lost, counted as ``export.shutdown_timeout``, and the exporters stop
+    retrying.
     """
     worker = threading.Thread(target=provider.shutdown, name="threadline-shutdown", daemon=True)
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
-        record_drop("export.shutdown_timeout", f"spans not exported within {timeout:g}s of exit")
+        _abandon_exports("export.shutdown_timeout", timeout)
         return False
     return True
+
+
+_exporting: list[_CountingBatchSpanProcessor] = []
+"""The export processors `configure` added in this process (and so in its forks)."""
+
+
+def _abandon_exports(reason: str, seconds: float) -> None:
+    """Give up the exports in progress: count the spans they hold as lost, stop their retries.
+
+    Called when an exit ran out of *seconds*. Spans held by processors that
+    `configure` did not add are counted as one drop.
+    """
+    lost = sum(processor.abandon() for processor in _exporting)
+    spans = f"{lost} spans" if lost else "spans"
+    record_drop(reason, f"{spans} not exported within {seconds:g}s of exit", max(lost, 1))
 
 
 def _resource(service_name: str | None) -> Resource:
@@ -250,14 +267,25 @@ class _CountingBatchSpanProcessor(BatchSpanProcessor):
     where this version of it has one, and is skipped where it has not.
     """
 
+    def __init__(self, exporter: _CountingSpanExporter) -> None:
+        super().__init__(exporter)
+        self._counting_exporter = exporter
+
     def on_end(self, span: ReadableSpan) -> None:
         """Queue the span, counting it as ``export.queue_full`` when there is no room."""
-        processor = getattr(self, "_batch_processor", None)
-        queue = getattr(processor, "_queue", None)
-        limit = getattr(processor, "_max_queue_size", None)
+        queue, limit = self._queue()
         if queue is not None and isinstance(limit, int) and len(queue) >= limit:
             record_drop("export.queue_full", f"the export queue holds {limit} spans already")
         super().on_end(span)
+
+    def abandon(self) -> int:
+        """Stop exporting (and retrying); return how many spans were queued or in flight."""
+        queue, _ = self._queue()
+        return len(queue or ()) + self._counting_exporter.abandon()
+
+    def _queue(self) -> tuple[Any, Any]:
+        processor = getattr(self, "_batch_processor", None)
+        return getattr(processor, "_queue", None), getattr(processor, "_max_queue_size", None)
 
 
 class _CountingSpanExporter(SpanExporter):
@@ -265,20 +293,40 @@ class _CountingSpanExporter(SpanExporter):
 
     def __init__(self, exporter: SpanExporter) -> None:
         self._exporter = exporter
+        self._in_flight = 0
+        self._abandoned = False
 
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        if self._abandoned:  # counted already, by whoever abandoned the export
+            return SpanExportResult.FAILURE
+        self._in_flight += len(spans)
         try:
             result = self._exporter.export(spans)
         except Exception as exc:  # noqa: BLE001 - an exporter must never break the processor
-            record_drop("export.failed", f"{type(exc).__name__}: {exc}", len(spans))
-            return SpanExportResult.FAILURE
-        if result is not SpanExportResult.SUCCESS:
-            refused = f"{type(self._exporter).__name__} refused them"
-            record_drop("export.failed", refused, len(spans))
+            result = SpanExportResult.FAILURE
+            failure = f"{type(exc).__name__}: {exc}"
+        else:
+            failure = f"{type(self._exporter).__name__} refused them"
+        finally:
+            self._in_flight -= len(spans)
+        if result is not SpanExportResult.SUCCESS and not self._abandoned:
+            record_drop("export.failed", failure, len(spans))
         return result
 
+    def abandon(self) -> int:
+        """Refuse further exports and interrupt the one in progress; return its span count.
+
+        OpenTelemetry's OTLP exporters end their retry wait when shut down.
+        """
+        self._abandoned = True
+        in_flight = self._in_flight
+        with contextlib.suppress(Exception):  # an exporter's shutdown must not break an exit
+            self._exporter.shutdown()
+        return in_flight
+
     def shutdown(self) -> None:
-        self._exporter.shutdown()
+        if not self._abandoned:
+            self._exporter.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self._exporter.force_flush(timeout_millis)
