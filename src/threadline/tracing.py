@@ -8,19 +8,25 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import logging
 import os
+import sys
 import threading
 from collections.abc import Mapping, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.sdk.environment_variables import (
+    OTEL_EXPORTER_OTLP_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+)
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
-    ConsoleSpanExporter,
     SpanExporter,
     SpanExportResult,
 )
@@ -121,14 +127,19 @@ def configure(
     - ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` name the service
       (*service_name* is the default when neither does);
     - ``OTEL_TRACES_SAMPLER`` and ``OTEL_TRACES_SAMPLER_ARG`` choose the sampler;
-    - ``OTEL_TRACES_EXPORTER``: ``otlp``, ``console``, ``file`` or ``none``
-      (comma-separated for several). Without it: ``otlp`` when an OTLP
-      endpoint is set, otherwise ``file``, the embedded default, which needs
-      no server: OTLP JSON lines in ``THREADLINE_TRACES_FILE``
-      (default ``./threadline-traces.jsonl``);
-    - ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``, ``..._PROTOCOL`` (``http/protobuf``,
-      the default, or ``grpc``, with ``threadline[grpc]``) and the other OTLP
-      exporter settings, read by OpenTelemetry's own exporters;
+    - ``OTEL_TRACES_EXPORTER``: any name of an installed
+      ``opentelemetry_traces_exporter`` entry point (``console``,
+      ``otlp_proto_http``, plug-ins), as OpenTelemetry's auto-configuration
+      reads it, plus ``otlp``, ``file`` and ``none`` (comma-separated for
+      several). Without it: ``otlp`` when an OTLP endpoint is set, otherwise
+      ``file``, the embedded default, which needs no server: OTLP JSON lines
+      in ``THREADLINE_TRACES_FILE`` (default ``./threadline-traces.jsonl``);
+    - ``otlp`` picks its protocol from ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL``,
+      then ``OTEL_EXPORTER_OTLP_PROTOCOL``: ``http/protobuf`` (the default) or
+      ``grpc`` (with ``threadline[grpc]``). Under opentelemetry-distro, whose
+      ``grpc`` is only a default, a missing gRPC exporter falls back to
+      ``http/protobuf`` with a warning. The other ``OTEL_EXPORTER_OTLP_*``
+      settings are read by OpenTelemetry's own exporters;
     - ``OTEL_BSP_*``: the batch processor's queue and batch sizes;
     - ``OTEL_SDK_DISABLED=true``: nothing is set up; returns None.
 
@@ -140,7 +151,8 @@ def configure(
     tracer provider is set already, it is returned as it is.
 
     Raises:
-        ValueError: an ``OTEL_*`` setting names something unknown.
+        ValueError: an ``OTEL_*`` setting names something unknown or not
+            installed; the message names the setting that was made.
     """
     current = trace.get_tracer_provider()
     if isinstance(current, TracerProvider):
@@ -213,11 +225,15 @@ def _exporter_names() -> Sequence[str]:
     return ["otlp"] if any(os.environ.get(name) for name in endpoints) else ["file"]
 
 
+_EXPORTER_GROUP = "opentelemetry_traces_exporter"
+_OTLP_BY_PROTOCOL = {"http/protobuf": "otlp_proto_http", "grpc": "otlp_proto_grpc"}
+_PIP_HINT = {"otlp_proto_grpc": "pip install 'threadline[grpc]'"}
+_logger = logging.getLogger("threadline")
+
+
 def _exporter(name: str) -> SpanExporter | None:
     if name == "none":
         return None
-    if name == "console":
-        return ConsoleSpanExporter()
     if name == "file":
         from .export import OTLPJsonFileSpanExporter  # noqa: PLC0415
 
@@ -226,37 +242,54 @@ def _exporter(name: str) -> SpanExporter | None:
         return OTLPJsonFileSpanExporter(path)
     if name == "otlp":
         return _otlp_exporter()
-    raise ValueError(
-        f"OTEL_TRACES_EXPORTER names {name!r}: threadline knows otlp, console, file and none"
-    )
+    return _load_exporter(name, f"OTEL_TRACES_EXPORTER={name}")
 
 
 def _otlp_exporter() -> SpanExporter:
-    protocol = (
-        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "http/protobuf"
-    ).strip()
-    if protocol == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
-            OTLPSpanExporter,
-        )
-
-        return OTLPSpanExporter()
-    if protocol == "grpc":
+    # As the SDK's own auto-configuration: the per-signal setting first. The
+    # default differs: http/protobuf, the exporter threadline depends on.
+    for setting in (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL):
+        protocol = os.environ.get(setting, "").strip()
+        if protocol:
+            break
+    else:
+        return _load_exporter(_OTLP_BY_PROTOCOL["http/protobuf"], "OTEL_TRACES_EXPORTER=otlp")
+    made = f"{setting}={protocol}"
+    name = _OTLP_BY_PROTOCOL.get(protocol)
+    if name is None:
+        raise ValueError(f"{made}: threadline supports {' and '.join(_OTLP_BY_PROTOCOL)}")
+    if protocol == "grpc" and setting == OTEL_EXPORTER_OTLP_PROTOCOL and _distro_default():
         try:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
-                OTLPSpanExporter as GrpcSpanExporter,
-            )
-        except ImportError:
-            raise ValueError(
-                "OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs the gRPC exporter: "
-                "pip install 'threadline[grpc]'"
-            ) from None
-        return GrpcSpanExporter()
-    raise ValueError(
-        f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: threadline supports http/protobuf and grpc"
-    )
+            return _load_exporter(name, made)
+        except ValueError as exc:
+            _logger.warning("%s; sending spans over http/protobuf instead", exc)
+            return _load_exporter(_OTLP_BY_PROTOCOL["http/protobuf"], made)
+    return _load_exporter(name, made)
+
+
+def _distro_default() -> bool:
+    # opentelemetry-distro sets OTEL_EXPORTER_OTLP_PROTOCOL=grpc with
+    # os.environ.setdefault: under it, the value may be no choice of the user's.
+    return "opentelemetry.distro" in sys.modules
+
+
+def _load_exporter(name: str, made: str) -> SpanExporter:
+    """The exporter the entry point *name* names; a ValueError naming *made*, the setting."""
+    found = entry_points(group=_EXPORTER_GROUP, name=name)
+    if not found:
+        known = sorted({"file", "none", "otlp", *entry_points(group=_EXPORTER_GROUP).names})
+        raise ValueError(
+            f"{made}: no span exporter {name!r} is installed; OTEL_TRACES_EXPORTER "
+            f"may name {', '.join(known)}"
+        )
+    try:
+        exporter = next(iter(found)).load()()
+    except ImportError as exc:
+        hint = _PIP_HINT.get(name, f"install the package of the exporter {name!r}")
+        raise ValueError(f"{made} needs a package that is missing ({exc}): {hint}") from None
+    if not isinstance(exporter, SpanExporter):
+        raise ValueError(f"{made}: the exporter {name!r} is no span exporter")  # noqa: TRY004
+    return exporter
 
 
 class _CountingBatchSpanProcessor(BatchSpanProcessor):
