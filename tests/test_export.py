@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -367,3 +368,77 @@ def test_under_opentelemetry_instrument(tmp_path: Path) -> None:
     )
     assert 0 == result.returncode, result.stderr
     assert ["same provider", "None 0 TracerProvider"] == result.stdout.splitlines()[:2]
+
+
+SERVICE_APP = textwrap.dedent(
+    """
+    import multiprocessing, multiprocessing.forkserver, sys
+    import threadline as tl
+    from threadline import processes, subprocess as tl_subprocess
+    from threadline.tracing import configure
+    from opentelemetry import trace
+
+    def work(name):
+        with trace.get_tracer("worker").start_as_current_span(name):
+            pass
+
+    if __name__ == "__main__":
+        multiprocessing.forkserver.ensure_running()  # started before the set-up, as may happen
+        configure(service_name="svc-from-code")
+        with trace.get_tracer("main").start_as_current_span("request"):
+            for method in ("spawn", "forkserver", "fork"):
+                ctx = processes.get_context(method)
+                with ctx.ProcessPoolExecutor(1) as pool:
+                    pool.submit(work, f"executor {method}").result()
+                with ctx.Pool(1) as pool:
+                    pool.apply(work, (f"pool {method}",))
+                child = ctx.Process(target=work, args=(f"process {method}",))
+                child.start()
+                child.join()
+            code = "import threadline\\nfrom opentelemetry import trace\\n" \\
+                   "trace.get_tracer('c').start_span('python child').end()"
+            tl_subprocess.run([sys.executable, "-c", code], check=True)
+    """
+)
+
+
+def _services(path: Path) -> dict[str, tuple[str, str]]:
+    """Each span's name -> (service.name, deployment.environment) of its resource."""
+    found = {}
+    for line in path.read_text().splitlines():
+        for resource_spans in json.loads(line)["resourceSpans"]:
+            attributes = {
+                a["key"]: a["value"].get("stringValue")
+                for a in resource_spans["resource"]["attributes"]
+            }
+            for scope in resource_spans["scopeSpans"]:
+                for span in scope["spans"]:
+                    found[span["name"]] = (
+                        attributes.get("service.name"),
+                        attributes.get("deployment.environment"),
+                    )
+    return found
+
+
+def test_workers_and_children_are_the_same_service(tmp_path: Path) -> None:
+    """Every worker, Process child and Python child reports the parent's resource."""
+    (tmp_path / "app.py").write_text(SERVICE_APP)
+    result = subprocess.run(
+        [sys.executable, "app.py"],
+        check=False,
+        cwd=tmp_path,
+        env=clean_env(OTEL_RESOURCE_ATTRIBUTES="deployment.environment=test"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert 0 == result.returncode, result.stderr
+    found = _services(tmp_path / "threadline-traces.jsonl")
+    names = ["request", "python child"] + [
+        f"{kind} {method}"
+        for kind in ("executor", "pool", "process")
+        for method in ("spawn", "forkserver", "fork")
+    ]
+    assert dict.fromkeys(names, ("svc-from-code", "test")) == {
+        name: found.get(name) for name in names
+    }

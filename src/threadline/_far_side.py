@@ -17,9 +17,15 @@ from multiprocessing import util
 from typing import Any, TypeVar
 
 from ._context import Context, attach, restore
-from ._settings import CHILD_EXIT_TIMEOUT_ENV, CONFIGURED_ENV, DEFAULT_CHILD_EXIT_TIMEOUT
+from ._settings import (
+    CHILD_EXIT_TIMEOUT_ENV,
+    CONFIGURED_ENV,
+    DEFAULT_CHILD_EXIT_TIMEOUT,
+    SERVICE_NAME_ENV,
+)
 
 __all__ = [
+    "adopt_settings",
     "call_in",
     "child_exit_timeout",
     "configure_like_parent",
@@ -97,11 +103,17 @@ def ensure_flush_at_exit() -> None:
 
 
 def configure_like_parent() -> None:
-    """Set up tracing as the parent did, when it did so with `threadline.tracing.configure`."""
+    """Set up tracing as the parent did, when it did so with `threadline.tracing.configure`.
+
+    The same settings, the same resource (the service name the parent gave in
+    code included), a shorter exit bound (`child_exit_timeout`).
+    """
     if os.environ.get(CONFIGURED_ENV):
         from .tracing import configure  # noqa: PLC0415 - the parent loaded the SDK too
 
-        configure(shutdown_timeout=child_exit_timeout())
+        configure(
+            service_name=os.environ.get(SERVICE_NAME_ENV), shutdown_timeout=child_exit_timeout()
+        )
 
 
 def child_exit_timeout() -> float:
@@ -152,8 +164,23 @@ def flush_tracing(timeout_millis: int | None = None) -> bool:
     return False
 
 
-def initialize_worker(initializer: Callable[..., object] | None, initargs: tuple[Any, ...]) -> None:
-    """A pool worker's initializer: flush at exit, leave on SIGTERM, then the user's initializer."""
+def adopt_settings(settings: Mapping[str, str]) -> None:
+    """Take the parent's ``OTEL_*`` and ``THREADLINE_*`` settings, as they were at hand-off.
+
+    A forkserver worker's environment is the server's, from when it started,
+    which may be before the parent set tracing up.
+    """
+    os.environ.update(settings)
+
+
+def initialize_worker(
+    initializer: Callable[..., object] | None,
+    initargs: tuple[Any, ...],
+    settings: Mapping[str, str] | None = None,
+) -> None:
+    """A pool worker's initializer: parent's settings, exit flush, SIGTERM, the user's own."""
+    if settings:
+        adopt_settings(settings)
     ensure_flush_at_exit()
     exit_on_terminate()
     if initializer is not None:

@@ -13,6 +13,7 @@ __all__ = [
     "CONFIGURED_ENV",
     "DEFAULT_CHILD_EXIT_TIMEOUT",
     "DEFAULT_TRACES_FILE",
+    "SERVICE_NAME_ENV",
     "SHUTDOWN_TIMEOUT_ENV",
     "TRACES_FILE_ENV",
 ]
@@ -23,6 +24,10 @@ in that Python child at startup (logs get the request's ids, spans join its trac
 
 CONFIGURED_ENV = "THREADLINE_CONFIGURED"
 """Set by `threadline.tracing.configure`, so worker processes and children configure alike."""
+
+SERVICE_NAME_ENV = "THREADLINE_SERVICE_NAME"
+"""The service name the parent gave `threadline.tracing.configure` in code: the default of the
+workers and children that configure themselves like it (``OTEL_SERVICE_NAME`` still wins)."""
 
 TRACES_FILE_ENV = "THREADLINE_TRACES_FILE"
 """Where the embedded default writes spans (OTLP JSON lines); default `DEFAULT_TRACES_FILE`."""

@@ -34,7 +34,7 @@ from opentelemetry.sdk.trace.export import (
 from ._context import get_current
 from ._settings import CONFIGURED_ENV as CONFIGURED_ENV
 from ._settings import DEFAULT_TRACES_FILE as DEFAULT_TRACES_FILE
-from ._settings import SHUTDOWN_TIMEOUT_ENV
+from ._settings import SERVICE_NAME_ENV, SHUTDOWN_TIMEOUT_ENV
 from ._settings import TRACES_FILE_ENV as TRACES_FILE_ENV
 from ._spans import current_trace_ids as current_trace_ids
 from ._store import ContextStore, request
@@ -208,13 +208,14 @@ def _abandon_exports(reason: str, seconds: float) -> None:
 
 
 def _resource(service_name: str | None) -> Resource:
-    attributes: dict[str, Any] = {}
-    named = os.environ.get("OTEL_SERVICE_NAME") or "service.name=" in os.environ.get(
-        "OTEL_RESOURCE_ATTRIBUTES", ""
-    )
-    if service_name and not named:
-        attributes[SERVICE_NAME] = service_name
-    return Resource.create(attributes)
+    resource = (
+        Resource.create()
+    )  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, as the SDK reads them
+    named = str(resource.attributes.get(SERVICE_NAME, "unknown_service"))
+    if not service_name or not named.startswith("unknown_service"):
+        return resource
+    os.environ[SERVICE_NAME_ENV] = service_name  # the default of workers and children
+    return resource.merge(Resource({SERVICE_NAME: service_name}))
 
 
 def _exporter_names() -> Sequence[str]:
