@@ -25,6 +25,8 @@ from ._settings import (
 )
 
 __all__ = [
+    "WorkerStep",
+    "add_worker_setup",
     "adopt_settings",
     "call_in",
     "child_exit_timeout",
@@ -33,9 +35,15 @@ __all__ = [
     "exit_on_terminate",
     "flush_tracing",
     "initialize_worker",
+    "run_worker_steps",
+    "worker_steps",
 ]
 
 T = TypeVar("T")
+WorkerStep = Callable[[], object]
+"""Something a worker runs once at start: picklable (a module-level function or a partial)."""
+
+_worker_setups: list[Callable[[str], WorkerStep | None]] = []
 
 _flush_pid: int | None = None
 _flushing = False
@@ -173,18 +181,46 @@ def adopt_settings(settings: Mapping[str, str]) -> None:
     os.environ.update(settings)
 
 
+def add_worker_setup(capture: Callable[[str], WorkerStep | None]) -> None:
+    """Have worker processes set up like this one, for a module above the process boundary.
+
+    ``capture(start_method)`` runs in the parent when a pool is made or a
+    `Process` started, and returns the step each of its workers runs once
+    (after the user's ``initializer``), or None. Registering twice is once.
+    """
+    if capture not in _worker_setups:
+        _worker_setups.append(capture)
+
+
+def worker_steps(start_method: str) -> tuple[WorkerStep, ...]:
+    """The steps workers started by *start_method* run, captured now, in the parent."""
+    steps = (capture(start_method) for capture in _worker_setups)
+    return tuple(step for step in steps if step is not None)
+
+
+def run_worker_steps(steps: tuple[WorkerStep, ...]) -> None:
+    """Run each step in this worker; one that fails is reported on stderr, never fatal."""
+    for step in steps:
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001, PERF203 - a worker starts even if a step fails
+            sys.stderr.write(f"threadline worker set-up: {type(exc).__name__}: {exc}\n")
+
+
 def initialize_worker(
     initializer: Callable[..., object] | None,
     initargs: tuple[Any, ...],
     settings: Mapping[str, str] | None = None,
+    steps: tuple[WorkerStep, ...] = (),
 ) -> None:
-    """A pool worker's initializer: parent's settings, exit flush, SIGTERM, the user's own."""
+    """A pool worker's initializer: the parent's settings and set-up, exit flush, SIGTERM."""
     if settings:
         adopt_settings(settings)
     ensure_flush_at_exit()
     exit_on_terminate()
     if initializer is not None:
         initializer(*initargs)
+    run_worker_steps(steps)
 
 
 def exit_on_terminate() -> None:
