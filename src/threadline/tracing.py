@@ -203,7 +203,7 @@ def _abandon_exports(reason: str, seconds: float) -> None:
     `configure` did not add are counted as one drop.
     """
     lost = sum(processor.abandon() for processor in _exporting)
-    spans = f"{lost} spans" if lost else "spans"
+    spans = {0: "spans", 1: "1 span"}.get(lost, f"{lost} spans")
     record_drop(reason, f"{spans} not exported within {seconds:g}s of exit", max(lost, 1))
 
 
