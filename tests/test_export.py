@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -100,7 +101,12 @@ class TestConfigure:
     @pytest.mark.parametrize(
         ("setting", "message"),
         [
-            ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER names 'zipkin'"),
+            (
+                {"OTEL_TRACES_EXPORTER": "zipkin"},
+                "OTEL_TRACES_EXPORTER=zipkin: no span exporter 'zipkin' is installed; "
+                "OTEL_TRACES_EXPORTER may name console, file, none, otlp, otlp_proto_grpc, "
+                "otlp_proto_http",
+            ),
             (
                 {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"},
                 "http/json",
@@ -142,3 +148,297 @@ class TestConfigure:
             )
         assert 0 == result.returncode, result.stderr
         assert "export.shutdown_timeout" in result.stderr
+
+
+CHILD_WORK = textwrap.dedent(
+    """
+    from opentelemetry import trace
+    import threadline
+
+    with trace.get_tracer("child").start_as_current_span("work"):
+        pass
+    print("work done", flush=True)
+    """
+)
+
+WORKER_APP = textwrap.dedent(
+    """
+    import multiprocessing, sys, time
+    import threadline as tl
+    from threadline.tracing import configure
+    from opentelemetry import trace
+
+    def work():
+        with trace.get_tracer("worker").start_as_current_span("work"):
+            return 1
+
+    if __name__ == "__main__":
+        configure(service_name="svc")
+        pool = tl.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(sys.argv[1]))
+        pool.submit(work).result()
+        started = time.monotonic()
+        pool.shutdown()
+        print(f"{time.monotonic() - started:.3f}")
+    """
+)
+
+
+@pytest.fixture
+def closed_endpoint() -> str:
+    with socket.socket() as probe:  # bound, then closed: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+class TestExitAgainstAnUnreachableCollector:
+    def test_python_child_exits_within_a_second(self, closed_endpoint: str) -> None:
+        """A bootstrapped child whose Collector is down exits within 1 s of its work, reporting."""
+        env = clean_env(
+            THREADLINE_BOOTSTRAP="1",
+            THREADLINE_CONFIGURED="1",
+            OTEL_EXPORTER_OTLP_ENDPOINT=closed_endpoint,
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD_WORK],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout is not None
+            assert "work done\n" == child.stdout.readline()
+            child.wait(timeout=1.0)  # the bound under test: raises TimeoutExpired past it
+        finally:
+            child.kill()
+            _, stderr = child.communicate()
+        assert 0 == child.returncode
+        assert "threadline could not export spans (export." in stderr
+
+    @pytest.mark.parametrize("method", ["spawn", "forkserver", "fork"])
+    def test_pool_worker_exits_within_a_second(
+        self, method: str, tmp_path: Path, closed_endpoint: str
+    ) -> None:
+        """A pool worker whose Collector is down lets the pool shut down within 1 s, reporting."""
+        (tmp_path / "app.py").write_text(WORKER_APP)
+        result = subprocess.run(
+            [sys.executable, "app.py", method],
+            check=False,
+            cwd=tmp_path,
+            env=clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=closed_endpoint),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert 0 == result.returncode, result.stderr
+        assert float(result.stdout) < 1.0, result.stderr
+        assert "threadline could not export spans (export." in result.stderr
+
+
+HIDE_GRPC = textwrap.dedent(
+    """
+    import sys
+
+    class HideGrpc:  # as if the gRPC exporter's package were not installed
+        def find_spec(self, name, path=None, target=None):
+            if name.startswith("opentelemetry.exporter.otlp.proto.grpc"):
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+    sys.meta_path.insert(0, HideGrpc())
+    """
+)
+
+SETUP_APP = textwrap.dedent(
+    """
+    import os, sys
+    if "distro" in sys.argv:
+        from opentelemetry.distro import OpenTelemetryDistro
+        OpenTelemetryDistro().configure()  # its defaults, as opentelemetry-instrument does
+    from threadline import tracing
+    provider = tracing.configure(service_name="svc")
+    exporters = [type(p._counting_exporter._exporter) for p in tracing._exporting]
+    print(*(f"{e.__module__}.{e.__name__}" for e in exporters))
+    """
+)
+
+
+def run_setup(
+    tmp_path: Path, *args: str, hide_grpc: bool = False, **env: str
+) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "setup_app.py").write_text((HIDE_GRPC if hide_grpc else "") + SETUP_APP)
+    return subprocess.run(
+        [sys.executable, "setup_app.py", *args],
+        check=False,
+        cwd=tmp_path,
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+HTTP_EXPORTER = "opentelemetry.exporter.otlp.proto.http.trace_exporter.OTLPSpanExporter"
+
+
+class TestExporterSettings:
+    def test_exporter_plug_ins_by_entry_point(self, tmp_path: Path) -> None:
+        """OTEL_TRACES_EXPORTER names any installed opentelemetry_traces_exporter entry point."""
+        (tmp_path / "my_exporter.py").write_text(
+            "from opentelemetry.sdk.trace.export import ConsoleSpanExporter\n"
+            "class MyExporter(ConsoleSpanExporter): pass\n"
+        )
+        info = tmp_path / "my_exporter-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-exporter\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text(
+            "[opentelemetry_traces_exporter]\nmine = my_exporter:MyExporter\n"
+        )
+        result = run_setup(tmp_path, OTEL_TRACES_EXPORTER="mine,console", PYTHONPATH=str(tmp_path))
+        assert 0 == result.returncode, result.stderr
+        expected = "my_exporter.MyExporter opentelemetry.sdk.trace.export.ConsoleSpanExporter"
+        assert expected == result.stdout.strip()
+
+    def test_per_signal_protocol_first(self, tmp_path: Path) -> None:
+        """OTEL_EXPORTER_OTLP_TRACES_PROTOCOL wins over OTEL_EXPORTER_OTLP_PROTOCOL."""
+        result = run_setup(
+            tmp_path,
+            OTEL_TRACES_EXPORTER="otlp",
+            OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+            OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="http/protobuf",
+        )
+        assert HTTP_EXPORTER == result.stdout.strip(), result.stderr
+
+    @pytest.mark.parametrize(
+        "setting", ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"]
+    )
+    def test_missing_grpc_names_the_setting_made(self, tmp_path: Path, setting: str) -> None:
+        """grpc without its package is an error naming the setting the user made."""
+        result = run_setup(
+            tmp_path, hide_grpc=True, OTEL_TRACES_EXPORTER="otlp", **{setting: "grpc"}
+        )
+        assert 0 != result.returncode
+        assert f"ValueError: {setting}=grpc needs a package that is missing" in result.stderr
+        assert "pip install 'threadline[grpc]'" in result.stderr
+
+    def test_distro_default_grpc_falls_back_to_http(self, tmp_path: Path) -> None:
+        """Under the distro's grpc default and no gRPC exporter, spans go over HTTP."""
+        result = run_setup(tmp_path, "distro", hide_grpc=True)
+        assert 0 == result.returncode, result.stderr
+        assert HTTP_EXPORTER == result.stdout.strip()
+        assert "sending spans over http/protobuf instead" in result.stderr
+
+
+LAUNCHED_APP = textwrap.dedent(
+    """
+    import sys
+    from opentelemetry import trace
+    from threadline import subprocess as tl_subprocess, tracing
+
+    set_first = trace.get_tracer_provider()
+    print("same provider" if tracing.configure(service_name="x") is set_first else "another")
+    with trace.get_tracer("app").start_as_current_span("request"):
+        code = (
+            "import os, threadline\\n"
+            "from threadline import tracing\\n"
+            "print(os.environ.get('THREADLINE_CONFIGURED'), len(tracing._exporting),"
+            " type(tracing.trace.get_tracer_provider()).__name__)"
+        )
+        tl_subprocess.run([sys.executable, "-c", code], check=True)
+    """
+)
+
+
+def test_under_opentelemetry_instrument(tmp_path: Path) -> None:
+    """Under the real launcher, configure() keeps its provider; a child gets no second one."""
+    (tmp_path / "app.py").write_text(LAUNCHED_APP)
+    launcher = Path(sys.executable).parent / "opentelemetry-instrument"
+    result = subprocess.run(
+        [str(launcher), sys.executable, "app.py"],
+        check=False,
+        cwd=tmp_path,
+        env=clean_env(
+            OTEL_TRACES_EXPORTER="console",
+            OTEL_METRICS_EXPORTER="none",
+            OTEL_LOGS_EXPORTER="none",
+            OTEL_SERVICE_NAME="launched",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert 0 == result.returncode, result.stderr
+    assert ["same provider", "None 0 TracerProvider"] == result.stdout.splitlines()[:2]
+
+
+SERVICE_APP = textwrap.dedent(
+    """
+    import multiprocessing, multiprocessing.forkserver, sys
+    import threadline as tl
+    from threadline import processes, subprocess as tl_subprocess
+    from threadline.tracing import configure
+    from opentelemetry import trace
+
+    def work(name):
+        with trace.get_tracer("worker").start_as_current_span(name):
+            pass
+
+    if __name__ == "__main__":
+        multiprocessing.forkserver.ensure_running()  # started before the set-up, as may happen
+        configure(service_name="svc-from-code")
+        with trace.get_tracer("main").start_as_current_span("request"):
+            for method in ("spawn", "forkserver", "fork"):
+                ctx = processes.get_context(method)
+                with ctx.ProcessPoolExecutor(1) as pool:
+                    pool.submit(work, f"executor {method}").result()
+                with ctx.Pool(1) as pool:
+                    pool.apply(work, (f"pool {method}",))
+                child = ctx.Process(target=work, args=(f"process {method}",))
+                child.start()
+                child.join()
+            code = "import threadline\\nfrom opentelemetry import trace\\n" \\
+                   "trace.get_tracer('c').start_span('python child').end()"
+            tl_subprocess.run([sys.executable, "-c", code], check=True)
+    """
+)
+
+
+def _services(path: Path) -> dict[str, tuple[str, str]]:
+    """Each span's name -> (service.name, deployment.environment) of its resource."""
+    found = {}
+    for line in path.read_text().splitlines():
+        for resource_spans in json.loads(line)["resourceSpans"]:
+            attributes = {
+                a["key"]: a["value"].get("stringValue")
+                for a in resource_spans["resource"]["attributes"]
+            }
+            for scope in resource_spans["scopeSpans"]:
+                for span in scope["spans"]:
+                    found[span["name"]] = (
+                        attributes.get("service.name"),
+                        attributes.get("deployment.environment"),
+                    )
+    return found
+
+
+def test_workers_and_children_are_the_same_service(tmp_path: Path) -> None:
+    """Every worker, Process child and Python child reports the parent's resource."""
+    (tmp_path / "app.py").write_text(SERVICE_APP)
+    result = subprocess.run(
+        [sys.executable, "app.py"],
+        check=False,
+        cwd=tmp_path,
+        env=clean_env(OTEL_RESOURCE_ATTRIBUTES="deployment.environment=test"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert 0 == result.returncode, result.stderr
+    found = _services(tmp_path / "threadline-traces.jsonl")
+    names = ["request", "python child"] + [
+        f"{kind} {method}"
+        for kind in ("executor", "pool", "process")
+        for method in ("spawn", "forkserver", "fork")
+    ]
+    assert dict.fromkeys(names, ("svc-from-code", "test")) == {
+        name: found.get(name) for name in names
+    }

@@ -6,12 +6,17 @@ import io
 import json
 import logging
 import logging.config
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from opentelemetry import trace
 
 import threadline as tl
+from tests.helpers import clean_env
 from threadline.logging import ContextFilter, JSONFormatter, install, uninstall
 
 
@@ -184,3 +189,52 @@ class TestInstall:
                 with tl.request.scope(request_id=f"r{i}"):
                     pool.submit(log.info, "job %s", i)
         assert sorted(f"r{i} job {i}" for i in range(10)) == sorted(lines(stream))
+
+
+WORKERS_APP = textwrap.dedent(
+    """
+    import logging, sys
+    import threadline as tl
+    from threadline import processes
+    from threadline.logging import install
+
+    def work(kind):
+        logging.getLogger("app.worker").info("%s logged", kind)
+        logging.getLogger("app.worker").debug("%s debug, below the parent's level", kind)
+
+    if __name__ == "__main__":
+        logging.basicConfig(
+            level=logging.INFO, format="%(levelname)s %(name)s request=%(request_id)s %(message)s"
+        )
+        install()
+        ctx = processes.get_context(sys.argv[1])
+        with tl.request.scope(request_id="r-7"):
+            with ctx.ProcessPoolExecutor(1) as pool:
+                pool.submit(work, "executor").result()
+            with ctx.Pool(1) as pool:
+                pool.apply(work, ("pool",))
+            child = ctx.Process(target=work, args=("process",))
+            child.start()
+            child.join()
+    """
+)
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver", "fork"])
+def test_workers_log_as_the_parent_set_up(method: str, tmp_path: Path) -> None:
+    """Worker records at INFO reach the parent's handlers, with the request id, no initializer."""
+    (tmp_path / "app.py").write_text(WORKERS_APP)
+    result = subprocess.run(
+        [sys.executable, "app.py", method],
+        check=False,
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert 0 == result.returncode, result.stderr
+    expected = [
+        f"INFO app.worker request=r-7 {kind} logged" for kind in ("executor", "pool", "process")
+    ]
+    assert expected == result.stderr.splitlines()

@@ -17,24 +17,33 @@ from multiprocessing import util
 from typing import Any, TypeVar
 
 from ._context import Context, attach, restore
-from ._settings import CONFIGURED_ENV, SHUTDOWN_TIMEOUT_ENV
+from ._settings import (
+    CHILD_EXIT_TIMEOUT_ENV,
+    CONFIGURED_ENV,
+    DEFAULT_CHILD_EXIT_TIMEOUT,
+    SERVICE_NAME_ENV,
+)
 
 __all__ = [
-    "FLUSH_TIMEOUT_MILLIS",
+    "WorkerStep",
+    "add_worker_setup",
+    "adopt_settings",
     "call_in",
+    "child_exit_timeout",
     "configure_like_parent",
     "ensure_flush_at_exit",
     "exit_on_terminate",
     "flush_tracing",
     "initialize_worker",
+    "run_worker_steps",
+    "worker_steps",
 ]
 
 T = TypeVar("T")
-FLUSH_TIMEOUT_MILLIS = 5000
-"""How long a worker's exit waits for its spans to be exported, at most, by default.
+WorkerStep = Callable[[], object]
+"""Something a worker runs once at start: picklable (a module-level function or a partial)."""
 
-``THREADLINE_SHUTDOWN_TIMEOUT`` (seconds) sets it, as for any process's exit.
-"""
+_worker_setups: list[Callable[[str], WorkerStep | None]] = []
 
 _flush_pid: int | None = None
 _flushing = False
@@ -102,11 +111,29 @@ def ensure_flush_at_exit() -> None:
 
 
 def configure_like_parent() -> None:
-    """Set up tracing as the parent did, when it did so with `threadline.tracing.configure`."""
+    """Set up tracing as the parent did, when it did so with `threadline.tracing.configure`.
+
+    The same settings, the same resource (the service name the parent gave in
+    code included), a shorter exit bound (`child_exit_timeout`).
+    """
     if os.environ.get(CONFIGURED_ENV):
         from .tracing import configure  # noqa: PLC0415 - the parent loaded the SDK too
 
-        configure()
+        configure(
+            service_name=os.environ.get(SERVICE_NAME_ENV), shutdown_timeout=child_exit_timeout()
+        )
+
+
+def child_exit_timeout() -> float:
+    """Seconds the exit of a worker or child waits at most for its spans to be exported.
+
+    ``THREADLINE_CHILD_EXIT_TIMEOUT``, else half a second: a process started
+    inside a request must not hold the request for an unreachable Collector.
+    """
+    try:
+        return max(0.0, float(os.environ[CHILD_EXIT_TIMEOUT_ENV]))
+    except (KeyError, ValueError):
+        return DEFAULT_CHILD_EXIT_TIMEOUT
 
 
 def flush_tracing(timeout_millis: int | None = None) -> bool:
@@ -115,9 +142,9 @@ def flush_tracing(timeout_millis: int | None = None) -> bool:
     The wait is bounded even where the provider ignores the timeout it is
     given (OpenTelemetry's batch processor does): the flush runs in a daemon
     thread that the process leaves behind when time runs out. Returns False
-    then; the spans not exported are lost, counted as ``export.flush_timeout``.
-    The default is ``THREADLINE_SHUTDOWN_TIMEOUT`` seconds, else
-    `FLUSH_TIMEOUT_MILLIS`.
+    then; the spans not exported are lost, counted as ``export.flush_timeout``,
+    and the exporters `threadline.tracing.configure` set up stop retrying.
+    The default is `child_exit_timeout`.
     """
     global _flushing  # noqa: PLW0603 - read by the SIGTERM handler
     _flushing = True
@@ -127,7 +154,7 @@ def flush_tracing(timeout_millis: int | None = None) -> bool:
     force_flush = getattr(module.get_tracer_provider(), "force_flush", None)
     if force_flush is None:
         return True
-    millis = _exit_timeout_millis() if timeout_millis is None else timeout_millis
+    millis = round(child_exit_timeout() * 1000) if timeout_millis is None else timeout_millis
     flushing = threading.Thread(
         target=force_flush, args=(millis,), name="threadline-flush", daemon=True
     )
@@ -135,25 +162,65 @@ def flush_tracing(timeout_millis: int | None = None) -> bool:
     flushing.join(millis / 1000)
     if not flushing.is_alive():
         return True
-    from .diagnostics import record_drop  # noqa: PLC0415 - only when time ran out
+    tracing = sys.modules.get("threadline.tracing")
+    if tracing is not None:
+        tracing._abandon_exports("export.flush_timeout", millis / 1000)
+    else:
+        from .diagnostics import record_drop  # noqa: PLC0415 - only when time ran out
 
-    record_drop("export.flush_timeout", f"spans not exported within {millis / 1000:g}s of exit")
+        record_drop("export.flush_timeout", f"spans not exported within {millis / 1000:g}s of exit")
     return False
 
 
-def _exit_timeout_millis() -> int:
-    try:
-        return round(float(os.environ[SHUTDOWN_TIMEOUT_ENV]) * 1000)
-    except (KeyError, ValueError):
-        return FLUSH_TIMEOUT_MILLIS
+def adopt_settings(settings: Mapping[str, str]) -> None:
+    """Take the parent's ``OTEL_*`` and ``THREADLINE_*`` settings, as they were at hand-off.
+
+    A forkserver worker's environment is the server's, from when it started,
+    which may be before the parent set tracing up.
+    """
+    os.environ.update(settings)
 
 
-def initialize_worker(initializer: Callable[..., object] | None, initargs: tuple[Any, ...]) -> None:
-    """A pool worker's initializer: flush at exit, leave on SIGTERM, then the user's initializer."""
+def add_worker_setup(capture: Callable[[str], WorkerStep | None]) -> None:
+    """Have worker processes set up like this one, for a module above the process boundary.
+
+    ``capture(start_method)`` runs in the parent when a pool is made or a
+    `Process` started, and returns the step each of its workers runs once
+    (after the user's ``initializer``), or None. Registering twice is once.
+    """
+    if capture not in _worker_setups:
+        _worker_setups.append(capture)
+
+
+def worker_steps(start_method: str) -> tuple[WorkerStep, ...]:
+    """The steps workers started by *start_method* run, captured now, in the parent."""
+    steps = (capture(start_method) for capture in _worker_setups)
+    return tuple(step for step in steps if step is not None)
+
+
+def run_worker_steps(steps: tuple[WorkerStep, ...]) -> None:
+    """Run each step in this worker; one that fails is reported on stderr, never fatal."""
+    for step in steps:
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001, PERF203 - a worker starts even if a step fails
+            sys.stderr.write(f"threadline worker set-up: {type(exc).__name__}: {exc}\n")
+
+
+def initialize_worker(
+    initializer: Callable[..., object] | None,
+    initargs: tuple[Any, ...],
+    settings: Mapping[str, str] | None = None,
+    steps: tuple[WorkerStep, ...] = (),
+) -> None:
+    """A pool worker's initializer: the parent's settings and set-up, exit flush, SIGTERM."""
+    if settings:
+        adopt_settings(settings)
     ensure_flush_at_exit()
     exit_on_terminate()
     if initializer is not None:
         initializer(*initargs)
+    run_worker_steps(steps)
 
 
 def exit_on_terminate() -> None:

@@ -7,6 +7,7 @@ import functools
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.pool
+import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
@@ -15,7 +16,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._carrier import inject, inject_span
-from ._far_side import call_in, initialize_worker
+from ._far_side import (
+    adopt_settings,
+    call_in,
+    initialize_worker,
+    run_worker_steps,
+    worker_steps,
+)
 from ._spans import call_in_span, callable_name, is_recording, job_span, record_error
 
 if TYPE_CHECKING:
@@ -34,6 +41,19 @@ __all__ = [
 
 T = TypeVar("T")
 BOUNDARY = "process"
+
+
+def capture_settings() -> dict[str, str]:
+    """The ``OTEL_*`` and ``THREADLINE_*`` settings of this process, for its workers."""
+    return {name: value for name, value in os.environ.items() if name.startswith(_SETTINGS)}
+
+
+_SETTINGS = ("OTEL_", "THREADLINE_")
+
+
+def _steps(context: Any) -> tuple[Any, ...]:
+    """The set-up steps for workers of *context* (None: multiprocessing's default)."""
+    return worker_steps((context or multiprocessing.get_context()).get_start_method())
 
 
 def capture() -> dict[str, str]:
@@ -80,7 +100,11 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         super().__init__(
-            max_workers, mp_context, initialize_worker, (initializer, tuple(initargs)), **extra
+            max_workers,
+            mp_context,
+            initialize_worker,
+            (initializer, tuple(initargs), capture_settings(), _steps(mp_context)),
+            **extra,
         )
         self._job_spans = job_spans
 
@@ -144,16 +168,23 @@ class _CarriesContext(multiprocessing.process.BaseProcess):
     """Mixin: capture the context at `start`, run the child in it."""
 
     _threadline_carrier: dict[str, str] | None = None
+    _threadline_settings: dict[str, str] | None = None
+    _threadline_steps: tuple[Any, ...] = ()
 
     def start(self) -> None:
         """Capture the caller's context (a `TypeError` if it cannot cross), then start."""
         self._threadline_carrier = capture()
+        self._threadline_settings = capture_settings()
+        method = getattr(self, "_start_method", None) or multiprocessing.get_start_method()
+        self._threadline_steps = worker_steps(method)
         super().start()
 
     def _bootstrap(self, *args: Any, **kwargs: Any) -> int:
         # Runs first in the child under every start method; wrapping run here
         # also covers subclasses that override run().
         carrier = self.__dict__.pop("_threadline_carrier", None)
+        adopt_settings(self.__dict__.pop("_threadline_settings", None) or {})
+        run_worker_steps(self.__dict__.pop("_threadline_steps", ()))
         if carrier is not None:
             run = self.run
             name = callable_name(getattr(self, "_target", None) or run)
@@ -229,7 +260,7 @@ class Pool(multiprocessing.pool.Pool):
         super().__init__(
             processes,
             initialize_worker,
-            (initializer, tuple(initargs)),
+            (initializer, tuple(initargs), capture_settings(), _steps(context)),
             maxtasksperchild,
             context,
         )

@@ -10,6 +10,7 @@ scope or span gets the placeholder (``"-"``), never an exception.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -70,6 +71,16 @@ class ContextFilter(logging.Filter):
         self._store = _store(store)
         self._keys = ("request_id", "user_id", *keys)
         self._placeholder = placeholder
+
+    @property
+    def store_name(self) -> str:
+        """The name of the store the fields come from."""
+        return self._store.name
+
+    @property
+    def placeholder(self) -> str:
+        """The value of a field with nothing to show."""
+        return self._placeholder
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Set the fields on *record* (keeping any it already has) and keep it."""
@@ -171,6 +182,13 @@ def install(*, store: ContextStore | str = request, placeholder: str = PLACEHOLD
     Wraps the log record factory (`logging.setLogRecordFactory`), so records
     get their ids where they are made, also those later handled on another
     thread. Calling it again replaces the settings; `uninstall` undoes it.
+
+    It holds in threadline's worker processes too (`threadline.processes`,
+    `threadline.ProcessPoolExecutor`). A forked worker has the parent's
+    logging as it is. A spawn or forkserver worker whose logging the
+    ``initializer=`` did not set up sends its records, with their ids, to the
+    parent, whose handlers write them as their own; it logs from the lowest
+    level the parent's loggers had when the pool was made.
     """
     global _installed  # noqa: PLW0603 - the process has one record factory
     with _install_lock:
@@ -184,6 +202,9 @@ def install(*, store: ContextStore | str = request, placeholder: str = PLACEHOLD
 
         logging.setLogRecordFactory(factory)
         _installed = (previous, context_filter)
+    from ._far_side import add_worker_setup  # noqa: PLC0415 - multiprocessing, only when used
+
+    add_worker_setup(_worker_setup)
 
 
 def uninstall() -> None:
@@ -193,3 +214,83 @@ def uninstall() -> None:
         if _installed is not None:
             logging.setLogRecordFactory(_installed[0])
             _installed = None
+
+
+def _worker_setup(start_method: str) -> Callable[[], None] | None:
+    """In the parent, as a pool is made: the step that makes its workers log as this process."""
+    installed = _installed
+    if installed is None or start_method == "fork":  # a forked worker has it all already
+        return None
+    context_filter = installed[1]
+    return functools.partial(
+        _log_like_parent,
+        context_filter.store_name,
+        context_filter.placeholder,
+        _lowest_level(),
+        _parent_queue(start_method),
+    )
+
+
+def _lowest_level() -> int:
+    loggers = logging.Logger.manager.loggerDict.values()
+    levels = [logger.level for logger in loggers if isinstance(logger, logging.Logger)]
+    return min([logging.getLogger().level, *(level for level in levels if level)])
+
+
+def _log_like_parent(store: str, placeholder: str, level: int, queue: Any) -> None:
+    from logging.handlers import QueueHandler  # noqa: PLC0415 - in workers only
+
+    install(store=store if store in registered_stores() else request, placeholder=placeholder)
+    root = logging.getLogger()
+    if not root.handlers:  # the initializer's own set-up, if any, stays as it is
+        root.addHandler(QueueHandler(queue))
+        root.setLevel(level)
+
+
+_queues: dict[str, Any] = {}
+_queues_lock = threading.Lock()
+
+
+def _parent_queue(start_method: str) -> Any:
+    """The queue workers of *start_method* send records on; a thread hands them on here."""
+    with _queues_lock:
+        queue = _queues.get(start_method)
+        if queue is None:
+            import atexit  # noqa: PLC0415 - only once a pool needs it
+            import multiprocessing  # noqa: PLC0415 - only once a pool needs it
+
+            queue = multiprocessing.get_context(start_method).Queue()
+            listener = threading.Thread(
+                target=_hand_on, args=(queue,), name="threadline-worker-logs", daemon=True
+            )
+            listener.start()
+            atexit.register(_stop_handing_on, queue, listener)
+            _queues[start_method] = queue
+        return queue
+
+
+def _hand_on(queue: Any) -> None:
+    while True:
+        try:
+            record = queue.get()
+        except (EOFError, OSError):  # the queue was closed
+            return
+        if record is None:
+            return
+        logger = logging.getLogger(record.name)
+        if logger.isEnabledFor(record.levelno):
+            logger.handle(record)
+
+
+def _stop_handing_on(queue: Any, listener: threading.Thread) -> None:
+    # Hand on what the workers sent before exit, waiting for it at most a second.
+    queue.put(None)
+    listener.join(1.0)
+
+
+def _forget_queues() -> None:
+    _queues.clear()  # a forked child has no thread handing their records on
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_queues)

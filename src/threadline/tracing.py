@@ -6,20 +6,27 @@ This module imports the OpenTelemetry SDK; ``import threadline`` does not.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
+import logging
 import os
+import sys
 import threading
 from collections.abc import Mapping, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.sdk.environment_variables import (
+    OTEL_EXPORTER_OTLP_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+)
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
-    ConsoleSpanExporter,
     SpanExporter,
     SpanExportResult,
 )
@@ -27,7 +34,7 @@ from opentelemetry.sdk.trace.export import (
 from ._context import get_current
 from ._settings import CONFIGURED_ENV as CONFIGURED_ENV
 from ._settings import DEFAULT_TRACES_FILE as DEFAULT_TRACES_FILE
-from ._settings import SHUTDOWN_TIMEOUT_ENV
+from ._settings import SERVICE_NAME_ENV, SHUTDOWN_TIMEOUT_ENV
 from ._settings import TRACES_FILE_ENV as TRACES_FILE_ENV
 from ._spans import current_trace_ids as current_trace_ids
 from ._store import ContextStore, request
@@ -120,14 +127,19 @@ def configure(
     - ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` name the service
       (*service_name* is the default when neither does);
     - ``OTEL_TRACES_SAMPLER`` and ``OTEL_TRACES_SAMPLER_ARG`` choose the sampler;
-    - ``OTEL_TRACES_EXPORTER``: ``otlp``, ``console``, ``file`` or ``none``
-      (comma-separated for several). Without it: ``otlp`` when an OTLP
-      endpoint is set, otherwise ``file``, the embedded default, which needs
-      no server: OTLP JSON lines in ``THREADLINE_TRACES_FILE``
-      (default ``./threadline-traces.jsonl``);
-    - ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``, ``..._PROTOCOL`` (``http/protobuf``,
-      the default, or ``grpc``, with ``threadline[grpc]``) and the other OTLP
-      exporter settings, read by OpenTelemetry's own exporters;
+    - ``OTEL_TRACES_EXPORTER``: any name of an installed
+      ``opentelemetry_traces_exporter`` entry point (``console``,
+      ``otlp_proto_http``, plug-ins), as OpenTelemetry's auto-configuration
+      reads it, plus ``otlp``, ``file`` and ``none`` (comma-separated for
+      several). Without it: ``otlp`` when an OTLP endpoint is set, otherwise
+      ``file``, the embedded default, which needs no server: OTLP JSON lines
+      in ``THREADLINE_TRACES_FILE`` (default ``./threadline-traces.jsonl``);
+    - ``otlp`` picks its protocol from ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL``,
+      then ``OTEL_EXPORTER_OTLP_PROTOCOL``: ``http/protobuf`` (the default) or
+      ``grpc`` (with ``threadline[grpc]``). Under opentelemetry-distro, whose
+      ``grpc`` is only a default, a missing gRPC exporter falls back to
+      ``http/protobuf`` with a warning. The other ``OTEL_EXPORTER_OTLP_*``
+      settings are read by OpenTelemetry's own exporters;
     - ``OTEL_BSP_*``: the batch processor's queue and batch sizes;
     - ``OTEL_SDK_DISABLED=true``: nothing is set up; returns None.
 
@@ -139,7 +151,8 @@ def configure(
     tracer provider is set already, it is returned as it is.
 
     Raises:
-        ValueError: an ``OTEL_*`` setting names something unknown.
+        ValueError: an ``OTEL_*`` setting names something unknown or not
+            installed; the message names the setting that was made.
     """
     current = trace.get_tracer_provider()
     if isinstance(current, TracerProvider):
@@ -151,9 +164,9 @@ def configure(
     provider.add_span_processor(StoreSpanProcessor())
     for exporter in exporters:
         if exporter is not None:
-            provider.add_span_processor(
-                _CountingBatchSpanProcessor(_CountingSpanExporter(exporter))
-            )
+            processor = _CountingBatchSpanProcessor(_CountingSpanExporter(exporter))
+            provider.add_span_processor(processor)
+            _exporting.append(processor)
     trace.set_tracer_provider(provider)
     timeout = shutdown_timeout
     if timeout is None:
@@ -166,26 +179,43 @@ def configure(
 def shutdown(provider: TracerProvider, timeout: float) -> bool:
     """Export what *provider* still holds and shut it down, waiting at most *timeout* seconds.
 
-    Returns False when time ran out; the spans still queued are then lost,
-    counted as ``export.shutdown_timeout``.
+    Returns False when time ran out; the spans still queued or in flight are
+    then lost, counted as ``export.shutdown_timeout``, and the exporters stop
+    retrying.
     """
     worker = threading.Thread(target=provider.shutdown, name="threadline-shutdown", daemon=True)
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
-        record_drop("export.shutdown_timeout", f"spans not exported within {timeout:g}s of exit")
+        _abandon_exports("export.shutdown_timeout", timeout)
         return False
     return True
 
 
+_exporting: list[_CountingBatchSpanProcessor] = []
+"""The export processors `configure` added in this process (and so in its forks)."""
+
+
+def _abandon_exports(reason: str, seconds: float) -> None:
+    """Give up the exports in progress: count the spans they hold as lost, stop their retries.
+
+    Called when an exit ran out of *seconds*. Spans held by processors that
+    `configure` did not add are counted as one drop.
+    """
+    lost = sum(processor.abandon() for processor in _exporting)
+    spans = {0: "spans", 1: "1 span"}.get(lost, f"{lost} spans")
+    record_drop(reason, f"{spans} not exported within {seconds:g}s of exit", max(lost, 1))
+
+
 def _resource(service_name: str | None) -> Resource:
-    attributes: dict[str, Any] = {}
-    named = os.environ.get("OTEL_SERVICE_NAME") or "service.name=" in os.environ.get(
-        "OTEL_RESOURCE_ATTRIBUTES", ""
-    )
-    if service_name and not named:
-        attributes[SERVICE_NAME] = service_name
-    return Resource.create(attributes)
+    resource = (
+        Resource.create()
+    )  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, as the SDK reads them
+    named = str(resource.attributes.get(SERVICE_NAME, "unknown_service"))
+    if not service_name or not named.startswith("unknown_service"):
+        return resource
+    os.environ[SERVICE_NAME_ENV] = service_name  # the default of workers and children
+    return resource.merge(Resource({SERVICE_NAME: service_name}))
 
 
 def _exporter_names() -> Sequence[str]:
@@ -196,11 +226,15 @@ def _exporter_names() -> Sequence[str]:
     return ["otlp"] if any(os.environ.get(name) for name in endpoints) else ["file"]
 
 
+_EXPORTER_GROUP = "opentelemetry_traces_exporter"
+_OTLP_BY_PROTOCOL = {"http/protobuf": "otlp_proto_http", "grpc": "otlp_proto_grpc"}
+_PIP_HINT = {"otlp_proto_grpc": "pip install 'threadline[grpc]'"}
+_logger = logging.getLogger("threadline")
+
+
 def _exporter(name: str) -> SpanExporter | None:
     if name == "none":
         return None
-    if name == "console":
-        return ConsoleSpanExporter()
     if name == "file":
         from .export import OTLPJsonFileSpanExporter  # noqa: PLC0415
 
@@ -209,37 +243,54 @@ def _exporter(name: str) -> SpanExporter | None:
         return OTLPJsonFileSpanExporter(path)
     if name == "otlp":
         return _otlp_exporter()
-    raise ValueError(
-        f"OTEL_TRACES_EXPORTER names {name!r}: threadline knows otlp, console, file and none"
-    )
+    return _load_exporter(name, f"OTEL_TRACES_EXPORTER={name}")
 
 
 def _otlp_exporter() -> SpanExporter:
-    protocol = (
-        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "http/protobuf"
-    ).strip()
-    if protocol == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
-            OTLPSpanExporter,
-        )
-
-        return OTLPSpanExporter()
-    if protocol == "grpc":
+    # As the SDK's own auto-configuration: the per-signal setting first. The
+    # default differs: http/protobuf, the exporter threadline depends on.
+    for setting in (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL):
+        protocol = os.environ.get(setting, "").strip()
+        if protocol:
+            break
+    else:
+        return _load_exporter(_OTLP_BY_PROTOCOL["http/protobuf"], "OTEL_TRACES_EXPORTER=otlp")
+    made = f"{setting}={protocol}"
+    name = _OTLP_BY_PROTOCOL.get(protocol)
+    if name is None:
+        raise ValueError(f"{made}: threadline supports {' and '.join(_OTLP_BY_PROTOCOL)}")
+    if protocol == "grpc" and setting == OTEL_EXPORTER_OTLP_PROTOCOL and _distro_default():
         try:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
-                OTLPSpanExporter as GrpcSpanExporter,
-            )
-        except ImportError:
-            raise ValueError(
-                "OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs the gRPC exporter: "
-                "pip install 'threadline[grpc]'"
-            ) from None
-        return GrpcSpanExporter()
-    raise ValueError(
-        f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: threadline supports http/protobuf and grpc"
-    )
+            return _load_exporter(name, made)
+        except ValueError as exc:
+            _logger.warning("%s; sending spans over http/protobuf instead", exc)
+            return _load_exporter(_OTLP_BY_PROTOCOL["http/protobuf"], made)
+    return _load_exporter(name, made)
+
+
+def _distro_default() -> bool:
+    # opentelemetry-distro sets OTEL_EXPORTER_OTLP_PROTOCOL=grpc with
+    # os.environ.setdefault: under it, the value may be no choice of the user's.
+    return "opentelemetry.distro" in sys.modules
+
+
+def _load_exporter(name: str, made: str) -> SpanExporter:
+    """The exporter the entry point *name* names; a ValueError naming *made*, the setting."""
+    found = entry_points(group=_EXPORTER_GROUP, name=name)
+    if not found:
+        known = sorted({"file", "none", "otlp", *entry_points(group=_EXPORTER_GROUP).names})
+        raise ValueError(
+            f"{made}: no span exporter {name!r} is installed; OTEL_TRACES_EXPORTER "
+            f"may name {', '.join(known)}"
+        )
+    try:
+        exporter = next(iter(found)).load()()
+    except ImportError as exc:
+        hint = _PIP_HINT.get(name, f"install the package of the exporter {name!r}")
+        raise ValueError(f"{made} needs a package that is missing ({exc}): {hint}") from None
+    if not isinstance(exporter, SpanExporter):
+        raise ValueError(f"{made}: the exporter {name!r} is no span exporter")  # noqa: TRY004
+    return exporter
 
 
 class _CountingBatchSpanProcessor(BatchSpanProcessor):
@@ -250,14 +301,25 @@ class _CountingBatchSpanProcessor(BatchSpanProcessor):
     where this version of it has one, and is skipped where it has not.
     """
 
+    def __init__(self, exporter: _CountingSpanExporter) -> None:
+        super().__init__(exporter)
+        self._counting_exporter = exporter
+
     def on_end(self, span: ReadableSpan) -> None:
         """Queue the span, counting it as ``export.queue_full`` when there is no room."""
-        processor = getattr(self, "_batch_processor", None)
-        queue = getattr(processor, "_queue", None)
-        limit = getattr(processor, "_max_queue_size", None)
+        queue, limit = self._queue()
         if queue is not None and isinstance(limit, int) and len(queue) >= limit:
             record_drop("export.queue_full", f"the export queue holds {limit} spans already")
         super().on_end(span)
+
+    def abandon(self) -> int:
+        """Stop exporting (and retrying); return how many spans were queued or in flight."""
+        queue, _ = self._queue()
+        return len(queue or ()) + self._counting_exporter.abandon()
+
+    def _queue(self) -> tuple[Any, Any]:
+        processor = getattr(self, "_batch_processor", None)
+        return getattr(processor, "_queue", None), getattr(processor, "_max_queue_size", None)
 
 
 class _CountingSpanExporter(SpanExporter):
@@ -265,20 +327,40 @@ class _CountingSpanExporter(SpanExporter):
 
     def __init__(self, exporter: SpanExporter) -> None:
         self._exporter = exporter
+        self._in_flight = 0
+        self._abandoned = False
 
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        if self._abandoned:  # counted already, by whoever abandoned the export
+            return SpanExportResult.FAILURE
+        self._in_flight += len(spans)
         try:
             result = self._exporter.export(spans)
         except Exception as exc:  # noqa: BLE001 - an exporter must never break the processor
-            record_drop("export.failed", f"{type(exc).__name__}: {exc}", len(spans))
-            return SpanExportResult.FAILURE
-        if result is not SpanExportResult.SUCCESS:
-            refused = f"{type(self._exporter).__name__} refused them"
-            record_drop("export.failed", refused, len(spans))
+            result = SpanExportResult.FAILURE
+            failure = f"{type(exc).__name__}: {exc}"
+        else:
+            failure = f"{type(self._exporter).__name__} refused them"
+        finally:
+            self._in_flight -= len(spans)
+        if result is not SpanExportResult.SUCCESS and not self._abandoned:
+            record_drop("export.failed", failure, len(spans))
         return result
 
+    def abandon(self) -> int:
+        """Refuse further exports and interrupt the one in progress; return its span count.
+
+        OpenTelemetry's OTLP exporters end their retry wait when shut down.
+        """
+        self._abandoned = True
+        in_flight = self._in_flight
+        with contextlib.suppress(Exception):  # an exporter's shutdown must not break an exit
+            self._exporter.shutdown()
+        return in_flight
+
     def shutdown(self) -> None:
-        self._exporter.shutdown()
+        if not self._abandoned:
+            self._exporter.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self._exporter.force_flush(timeout_millis)
