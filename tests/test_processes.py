@@ -104,11 +104,14 @@ class TestProcessPoolExecutor:
     ) -> None:
         """300 jobs, workers recycled every 40: every worker span is exported, with its parent.
 
-        fork cannot recycle workers (CPython refuses max_tasks_per_child with it):
-        there the spans are flushed at pool shutdown only.
+        fork cannot recycle workers (CPython refuses max_tasks_per_child with it), nor
+        can Python 3.10: there the spans are flushed at pool shutdown only.
         """
         count = 300
-        recycle = {} if method == "fork" else {"max_tasks_per_child": 40}
+        # Python 3.10 has no max_tasks_per_child at all; fork refuses it
+        recycle = (
+            {} if method == "fork" or sys.version_info < (3, 11) else {"max_tasks_per_child": 40}
+        )
         with (
             executor(
                 method,
@@ -331,3 +334,10 @@ def test_submit_with_baggage_at_the_limits() -> None:
     ):
         seen = pool.submit(jobs.observe).result()
     assert {"request_id": "own"} == seen["request"]
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 11), reason="Python 3.11 and later recycle workers")
+def test_max_tasks_per_child_before_3_11_is_a_clear_error() -> None:
+    """On Python 3.10 the executor says that recycling workers needs 3.11, as CPython has it."""
+    with pytest.raises(TypeError, match=r"max_tasks_per_child needs Python 3\.11"):
+        tl.ProcessPoolExecutor(max_workers=1, max_tasks_per_child=2)

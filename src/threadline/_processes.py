@@ -8,6 +8,7 @@ import multiprocessing
 import multiprocessing.context
 import multiprocessing.pool
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
@@ -96,6 +97,8 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
         max_tasks_per_child: int | None = None,
         job_spans: bool = True,
     ) -> None:
+        if max_tasks_per_child is not None and sys.version_info < (3, 11):
+            raise TypeError("max_tasks_per_child needs Python 3.11 or later, as in CPython")
         extra = {} if max_tasks_per_child is None else {"max_tasks_per_child": max_tasks_per_child}
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
