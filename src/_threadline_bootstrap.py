@@ -31,9 +31,10 @@ def _restore_context() -> None:
 
     # Never detached: the context belongs to the (main thread of the) process.
     attach(threadline.extract_env().context)
-    from threadline._far_side import configure_like_parent  # noqa: PLC0415
+    from threadline._far_side import bound_exit_export, configure_like_parent  # noqa: PLC0415
 
     configure_like_parent()
+    bound_exit_export()
 
 
 def _enrich_logs() -> None:

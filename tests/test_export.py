@@ -215,6 +215,34 @@ class TestExitAgainstAnUnreachableCollector:
         assert 0 == child.returncode
         assert "threadline could not export spans (export." in stderr
 
+    def test_child_under_the_launcher_exits_within_a_second(self, closed_endpoint: str) -> None:
+        """Under opentelemetry-instrument too: its own exit flush is held to the bound."""
+        launcher = Path(sys.executable).parent / "opentelemetry-instrument"
+        env = clean_env(
+            THREADLINE_BOOTSTRAP="1",
+            OTEL_TRACES_EXPORTER="otlp",
+            OTEL_METRICS_EXPORTER="none",
+            OTEL_LOGS_EXPORTER="none",
+            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+            OTEL_EXPORTER_OTLP_ENDPOINT=closed_endpoint,
+        )
+        child = subprocess.Popen(
+            [str(launcher), sys.executable, "-c", CHILD_WORK],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout is not None
+            assert "work done\n" == child.stdout.readline()
+            child.wait(timeout=1.0)  # the bound under test: raises TimeoutExpired past it
+        finally:
+            child.kill()
+            _, stderr = child.communicate()
+        # (the report goes to the logging the launcher set up: OpenTelemetry's logs pipeline)
+        assert 0 == child.returncode, stderr
+
     @pytest.mark.parametrize("method", ["spawn", "forkserver", "fork"])
     def test_pool_worker_exits_within_a_second(
         self, method: str, tmp_path: Path, closed_endpoint: str

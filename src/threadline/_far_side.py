@@ -124,6 +124,32 @@ def configure_like_parent() -> None:
         )
 
 
+def bound_exit_export() -> None:
+    """Bound this process's exit export by `child_exit_timeout`, whoever set its tracing up.
+
+    For a bootstrapped child whose provider ``opentelemetry-instrument`` made:
+    OpenTelemetry's own exit handler waits as long as its exporter retries
+    (seconds, against a Collector that is down). threadline's runs before every
+    ``atexit`` handler, shuts the provider down within the bound, and the SDK's
+    handler then finds it shut down already.
+    """
+    # threading._register_atexit runs at interpreter exit before the atexit
+    # handlers; concurrent.futures relies on it too (CPython bpo-39812).
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        register(_exit_within_bound)
+
+
+def _exit_within_bound() -> None:
+    module = sys.modules.get("opentelemetry.trace")
+    provider = module.get_tracer_provider() if module is not None else None
+    if provider is None or not callable(getattr(provider, "shutdown", None)):
+        return  # no SDK provider: nothing is waiting to be exported
+    from .tracing import shutdown  # noqa: PLC0415 - the SDK is loaded when a provider is set
+
+    shutdown(provider, child_exit_timeout())
+
+
 def child_exit_timeout() -> float:
     """Seconds the exit of a worker or child waits at most for its spans to be exported.
 

@@ -208,9 +208,8 @@ def _abandon_exports(reason: str, seconds: float) -> None:
 
 
 def _resource(service_name: str | None) -> Resource:
-    resource = (
-        Resource.create()
-    )  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, as the SDK reads them
+    # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, as the SDK reads them
+    resource = Resource.create()
     named = str(resource.attributes.get(SERVICE_NAME, "unknown_service"))
     if not service_name or not named.startswith("unknown_service"):
         return resource
