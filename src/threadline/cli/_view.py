@@ -40,7 +40,10 @@ def view_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> i
     if args.html:
         from ._html import render_html  # noqa: PLC0415 - only --html needs it
 
-        Path(args.html).write_text(render_html(traces, source=args.file), encoding="utf-8")
+        shown = {id(log) for trace in traces for log in trace.logs}
+        others = [log for log in logs if id(log) not in shown] if not args.trace else []
+        page = render_html(traces, other_logs=others, source=args.file)
+        Path(args.html).write_text(page, encoding="utf-8")
         print(f"{len(traces)} traces written to {args.html}")
         return 0
     ascii_only = "utf" not in (getattr(sys.stdout, "encoding", None) or "").lower()
