@@ -66,14 +66,20 @@ def count() -> None:
 
 def clean_request(tm: Telemetry, request_id: str) -> None:
     """Gateway SERVER -> CLIENT -> backend SERVER (over the carrier) -> a pool thread, all logged."""
-    gateway, backend = tm.tracer("gateway"), tm.tracer("backend")
-    carrier: dict[str, str] = {}
+    gateway = tm.tracer("gateway")
     with tl.request.scope(request_id=request_id):
         with gateway.start_as_current_span("GET /orders/{order}", kind=SpanKind.SERVER):
             logging.getLogger("gateway").info("gateway got the order")
             with gateway.start_as_current_span("GET", kind=SpanKind.CLIENT):
+                carrier: dict[str, str] = {}
                 tl.inject(carrier)
-    token = context.attach(context.Context())  # the backend: nothing but what came in
+                _backend(tm, carrier)
+
+
+def _backend(tm: Telemetry, carrier: dict[str, str]) -> None:
+    """The backend's side of a call: nothing but what came in the carrier."""
+    backend = tm.tracer("backend")
+    token = context.attach(context.Context())
     try:
         with tl.extract(carrier), backend.start_as_current_span("GET /stock", kind=SpanKind.SERVER):
             logging.getLogger("backend").info("backend checks the stock")
