@@ -25,7 +25,7 @@ from threadline.tracing import StoreSpanProcessor
 
 
 class CodeLocation(logging.Filter):
-    """Puts the call site on records as OpenTelemetry's ``code.*`` fields (JSONFormatter keeps them)."""
+    """The call site on records as OpenTelemetry's ``code.*`` fields (JSONFormatter keeps them)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.__dict__["code.filepath"] = record.pathname
@@ -47,7 +47,7 @@ class Telemetry:
         root.setLevel(logging.INFO)
 
     def tracer(self, service: str, *, exported: bool = True) -> trace.Tracer:
-        """A tracer of its own provider (service *service*); its spans reach the file if *exported*."""
+        """A tracer of a provider for *service*; its spans reach the file if *exported*."""
         provider = TracerProvider(resource=Resource.create({"service.name": service}))
         provider.add_span_processor(StoreSpanProcessor())
         if exported:
@@ -65,7 +65,7 @@ def count() -> None:
 
 
 def clean_request(tm: Telemetry, request_id: str) -> None:
-    """Gateway SERVER -> CLIENT -> backend SERVER (over the carrier) -> a pool thread, all logged."""
+    """Gateway SERVER -> CLIENT -> backend SERVER (the carrier) -> a pool thread, all logged."""
     gateway = tm.tracer("gateway")
     with tl.request.scope(request_id=request_id):
         with gateway.start_as_current_span("GET /orders/{order}", kind=SpanKind.SERVER):

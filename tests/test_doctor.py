@@ -1,4 +1,4 @@
-"""`threadline doctor`: planted faults in real span and log files found with their cause; none in clean ones."""
+"""`threadline doctor`: planted faults in real files found with their cause; none in clean ones."""
 
 from __future__ import annotations
 
@@ -41,7 +41,10 @@ class TestClean:
         span_files.clean_request(telemetry, "r-1")
         span_files.clean_request(telemetry, "r-2")
         code, out = doctor(telemetry, capsys)
-        assert (0, "threadline doctor: no lost context in 8 spans (2 traces) and 6 log lines\n") == (
+        assert (
+            0,
+            "threadline doctor: no lost context in 8 spans (2 traces) and 6 log lines\n",
+        ) == (
             code,
             out,
         )
@@ -75,7 +78,9 @@ class TestPlantedFaults:
             found["summary"],
         )
         details = list(found["details"])  # type: ignore[call-overload]
-        assert re.fullmatch(r"trace \w{32} starts at 'GET /orders/\{order\}' \(gateway\)", details[0])
+        assert re.fullmatch(
+            r"trace \w{32} starts at 'GET /orders/\{order\}' \(gateway\)", details[0]
+        )
         assert re.fullmatch(r"trace \w{32} starts at 'GET /stock' \(backend\)", details[1])
         assert "the traceparent did not arrive" in str(found["cause"])
         assert "threadline.aiohttp.trace_config()" in str(found["fix"])
@@ -99,7 +104,7 @@ class TestPlantedFaults:
     def test_log_lines_without_context_grouped_by_logger_and_line(
         self, telemetry: Telemetry, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """A raw Thread's line lacks both ids; grouped by logger and file:line, cause: a hand-off."""
+        """A raw Thread loses both ids: grouped by logger and file:line; cause, a hand-off."""
         span_files.clean_request(telemetry, "r-1")
         span_files.raw_thread(telemetry, "r-2")
         span_files.raw_thread(telemetry, "r-3")
@@ -129,9 +134,7 @@ class TestPlantedFaults:
         assert 3 == len(re.findall(r"^   fix:   ", out, re.MULTILINE))
 
 
-def test_missing_file_is_a_usage_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_missing_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A span file that cannot be read: exit code 2 and the reason."""
     with pytest.raises(SystemExit) as exit_info:
         main(["doctor", str(tmp_path / "none.jsonl")])

@@ -86,9 +86,7 @@ def app_path() -> Path:
     ):
         if path.is_file():
             return path
-    raise FileNotFoundError(
-        f"the demo application is missing from {package}: reinstall threadline"
-    )
+    raise FileNotFoundError(f"the demo application is missing from {package}: reinstall threadline")
 
 
 def run_demo(

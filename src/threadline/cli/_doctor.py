@@ -234,15 +234,28 @@ def _logs_without_context(logs: Sequence[dict[str, Any]]) -> list[Finding]:
         if request and trace:
             places[place] += 1
         else:
-            lost[(*place, request, trace)].append(log)
+            lost[place[0], place[1], request, trace].append(log)
     return [
-        _without_context(logger, where, request, trace, lines, places[(logger, where)])
+        _without_context(
+            logger,
+            where,
+            request=request,
+            trace=trace,
+            lines=lines,
+            good=places[logger, where],
+        )
         for (logger, where, request, trace), lines in lost.items()
     ]
 
 
 def _without_context(
-    logger: str, where: str, request: bool, trace: bool, lines: list[dict[str, Any]], good: int
+    logger: str,
+    where: str,
+    *,
+    request: bool,
+    trace: bool,
+    lines: list[dict[str, Any]],
+    good: int,
 ) -> Finding:
     missing = "request id" if trace else "trace id" if request else "request id or trace id"
     at = f" at {where}" if where else ""
@@ -250,7 +263,9 @@ def _without_context(
     summary = f"{lines_} from logger {logger!r}{at} without a {missing}"
     details = [f"e.g. {str(lines[0].get('message', ''))[:120]!r}"]
     if good:
-        details.append(f"{good} other line{'s' if good > 1 else ''} from the same place had both ids")
+        details.append(
+            f"{good} other line{'s' if good > 1 else ''} from the same place had both ids"
+        )
     if not where:
         details.append("the lines name no file or line (no pathname/lineno fields)")
     if not request and not trace:

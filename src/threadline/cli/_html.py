@@ -15,8 +15,7 @@ from typing import Any
 
 from .._text import escape_controls
 from ..export import ExportedSpan
-from ._traces import ERROR, Trace, log_time_ns
-from ._view import error_text
+from ._traces import ERROR, Trace, error_text, log_time_ns
 
 _KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 _STATUSES = ("UNSET", "OK", "ERROR")
@@ -94,7 +93,14 @@ def _trace_html(trace: Trace, colours: dict[str, str]) -> str:
         summary += " · request " + ", ".join(f"<code>{_e(r)}</code>" for r in trace.request_ids())
     orphans = {span.span_id for span in trace.orphans()}
     rows = [
-        _span_html(span, depth, trace, total, colours[span.service], span.span_id in orphans)
+        _span_html(
+            span,
+            depth,
+            trace,
+            total=total,
+            colour=colours[span.service],
+            orphan=span.span_id in orphans,
+        )
         for depth, span in trace.walk()
     ]
     return "\n".join(
@@ -116,7 +122,7 @@ def _trace_html(trace: Trace, colours: dict[str, str]) -> str:
 
 
 def _span_html(
-    span: ExportedSpan, depth: int, trace: Trace, total: int, colour: str, orphan: bool
+    span: ExportedSpan, depth: int, trace: Trace, *, total: int, colour: str, orphan: bool
 ) -> str:
     left = (span.start_ns - trace.start_ns) / total * 100
     width = (span.end_ns - span.start_ns) / total * 100
@@ -170,7 +176,9 @@ def _logs_html(logs: Sequence[dict[str, Any]], start_ns: int | None) -> str:
         offset = f"{max((at - start_ns) / 1e6, 0.0):.1f}" if at is not None and start_ns else ""
         level = str(log.get("level", ""))
         request = str(log.get("request_id", "-"))
-        request_cell = f'<span class="missing">{_e(request)}</span>' if request == "-" else _e(request)
+        request_cell = (
+            f'<span class="missing">{_e(request)}</span>' if request == "-" else _e(request)
+        )
         rows.append(
             f'<tr class="log level-{_e(level)}"><td>{_e(str(log.get("time", "")))}</td>'
             f"<td>{offset}</td><td>{_e(level)}</td><td>{_e(str(log.get('logger', '')))}</td>"

@@ -138,6 +138,11 @@ def log_time_ns(log: dict[str, Any]) -> int | None:
     return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
 
 
+def error_text(span: ExportedSpan) -> str:
+    """What a failed span says about its error: the status message, else ``error.type``."""
+    return span.status_message or str(span.attributes.get("error.type") or "")
+
+
 def has_context(log: dict[str, Any], name: str) -> bool:
     """Whether the log line's field *name* holds a value (not missing, empty or the placeholder)."""
     value = log.get(name)

@@ -18,7 +18,7 @@ from typing import Any
 
 from .._text import escape_controls
 from ..export import ExportedSpan
-from ._traces import ERROR, Trace, group, read_logs, read_span_files
+from ._traces import ERROR, Trace, error_text, group, read_logs, read_span_files
 
 BAR_WIDTH = 40
 NAME_WIDTH = 44
@@ -40,8 +40,8 @@ def view_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> i
     if args.html:
         from ._html import render_html  # noqa: PLC0415 - only --html needs it
 
-        shown = {id(log) for trace in traces for log in trace.logs}
-        others = [log for log in logs if id(log) not in shown] if not args.trace else []
+        drawn = {id(log) for trace in traces for log in trace.logs}
+        others = [log for log in logs if id(log) not in drawn] if not args.trace else []
         page = render_html(traces, other_logs=others, source=args.file)
         Path(args.html).write_text(page, encoding="utf-8")
         print(f"{len(traces)} traces written to {args.html}")
@@ -80,8 +80,7 @@ def _trace_text(trace: Trace, ascii_only: bool) -> str:
         bar = _bar(span.start_ns - trace.start_ns, duration, total, ascii_only)
         row = f"  {_clean(span.service):<{services}}  {name:<{names}}  {_ms(duration):>10}  {bar}"
         lines.append((row + _marks(span, span.span_id in orphans)).rstrip())
-    for log in trace.logs:
-        lines.append(_log_line(log))
+    lines.extend(_log_line(log) for log in trace.logs)
     return "\n".join(lines) + "\n"
 
 
@@ -102,11 +101,6 @@ def _marks(span: ExportedSpan, orphan: bool) -> str:
     if orphan:
         marks += f"  (parent {_clean(str(span.parent_id))} never arrived)"
     return marks
-
-
-def error_text(span: ExportedSpan) -> str:
-    """What a failed span says about its error: the status message, else ``error.type``."""
-    return span.status_message or str(span.attributes.get("error.type") or "")
 
 
 def _log_line(log: dict[str, Any]) -> str:
