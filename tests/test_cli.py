@@ -161,6 +161,18 @@ def test_run_help_is_plain_text() -> None:
     assert "the child is a span" in " ".join(result.stdout.split())
 
 
+def test_run_loads_neither_the_viewer_nor_the_demo() -> None:
+    """`threadline run` imports only its own module of the command package."""
+    code = (
+        "import sys, threadline.cli as cli; cli.main(['run', '--', 'true']); "
+        "print(sorted(m for m in sys.modules if m.startswith('threadline.cli.')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "['threadline.cli._run']\n" == result.stdout
+
+
 class TestSignalsBeforeTheChild:
     def test_signal_during_start_reaches_the_child(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A signal sent while the child is being started is passed on once it runs."""

@@ -40,6 +40,10 @@ def test_demo_prints_each_request_as_one_trace(tmp_path: Path) -> None:
     for block in out.split("\ntrace ")[1:]:  # each trace's log lines carry one request id
         assert 1 == len(set(re.findall(r"request=(\w+)", block)))
     assert f"spans: {tmp_path / 'traces.jsonl'}\nlogs:  {tmp_path / 'logs.jsonl'}\n" in out
+    assert 2 == len(re.findall(r"^  service +span +duration  0 ms +[\d.]+ ms$", out, re.MULTILINE))
+    # the demo carries every request whole: threadline doctor finds nothing to report
+    files = [str(tmp_path / "traces.jsonl"), "--logs", str(tmp_path / "logs.jsonl")]
+    assert 0 == main(["doctor", *files])
     assert 2 * 8 == len(re.findall(r'"request_id"', (tmp_path / "logs.jsonl").read_text()))
 
 

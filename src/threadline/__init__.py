@@ -29,7 +29,7 @@ more of OpenTelemetry load on first use.
 #             ../_threadline_bootstrap.py    the Python child's automatic bootstrap
 #             _http.py                       HTTP that is not framework-specific
 #             aiohttp/                       server.py, client.py over _http
-# tools       logging.py, cli.py (threadline run, threadline demo via _demo.py)
+# tools       logging.py, cli/ (threadline run, demo, view, doctor; each loaded only when used)
 
 from __future__ import annotations
 

@@ -111,6 +111,7 @@ class ExportedSpan:
     status_code: int
     service: str
     attributes: dict[str, Any] = field(default_factory=dict)
+    status_message: str = ""
 
     @property
     def duration_ms(self) -> float:
@@ -141,6 +142,7 @@ def _spans_of(request: dict[str, Any]) -> Iterator[ExportedSpan]:
                     status_code=int(span.get("status", {}).get("code", 0)),
                     service=service,
                     attributes=_attributes(span.get("attributes", ())),
+                    status_message=str(span.get("status", {}).get("message", "")),
                 )
 
 

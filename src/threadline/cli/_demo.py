@@ -1,4 +1,4 @@
-"""``threadline demo``: run the demo application, then print each request as one trace.
+"""``threadline demo``: run the demo application, then draw each request as one trace.
 
 The application is ``examples/demo_services.py`` (in the wheel:
 ``threadline/_examples/demo_services.py``), a gateway and a backend in two
@@ -17,13 +17,12 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections import defaultdict
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from ._settings import CONFIGURED_ENV, TRACES_FILE_ENV
+from .._settings import CONFIGURED_ENV, TRACES_FILE_ENV
 
 MAX_REQUESTS = 1000
 SPANS_FILE = "traces.jsonl"
@@ -80,14 +79,14 @@ def app_path() -> Path:
     Raises:
         FileNotFoundError: neither is there.
     """
-    here = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent
     for path in (
-        here / "_examples" / "demo_services.py",
-        here.parent.parent / "examples" / "demo_services.py",
+        package / "_examples" / "demo_services.py",
+        package.parent.parent / "examples" / "demo_services.py",
     ):
         if path.is_file():
             return path
-    raise FileNotFoundError(f"the demo application is missing from {here}: reinstall threadline")
+    raise FileNotFoundError(f"the demo application is missing from {package}: reinstall threadline")
 
 
 def run_demo(
@@ -98,7 +97,9 @@ def run_demo(
     out: Path | None = None,
     stdout: TextIO | None = None,
 ) -> int:
-    """Run the application *app* (`app_path`), then print each trace as a tree with its log lines.
+    """Run the application *app* (`app_path`), then draw each trace with its log lines.
+
+    Each trace is drawn by `threadline view`'s terminal waterfall.
 
     Returns 0, or the application's exit code when it failed (its error on stderr).
     """
@@ -132,9 +133,10 @@ def run_demo(
             print(f"spans of {requests} requests sent to {otlp}", file=stdout)
             _print_logs(logs, stdout)
         else:
-            from threadline.export import read_spans  # noqa: PLC0415 - loads the SDK
+            from ._traces import group, read_span_files  # noqa: PLC0415 - loads the SDK
+            from ._view import render_text  # noqa: PLC0415
 
-            print_traces(read_spans(spans_file), logs, stdout)
+            stdout.write(render_text(group(read_span_files([spans_file]), logs)))
         if out is None:
             print("\n(--out DIR keeps the spans and log lines)", file=stdout)
         else:
@@ -158,37 +160,6 @@ def _split_logs(stderr: str) -> list[dict[str, Any]]:
         else:
             sys.stderr.write(line)
     return logs
-
-
-def print_traces(spans: list[Any], logs: list[dict[str, Any]], out: TextIO) -> None:
-    """Print each trace as a tree (service, span, duration), then its log lines."""
-    by_trace: dict[str, list[Any]] = defaultdict(list)
-    for span in spans:
-        by_trace[span.trace_id].append(span)
-    for trace_id, members in sorted(
-        by_trace.items(), key=lambda item: min(s.start_ns for s in item[1])
-    ):
-        print(f"\ntrace {trace_id} ({len(members)} spans)", file=out)
-        ids = {span.span_id for span in members}
-        children: dict[str | None, list[Any]] = defaultdict(list)
-        for span in members:
-            children[span.parent_id if span.parent_id in ids else None].append(span)
-        _print_tree(children, None, "", out)
-        for log in logs:
-            if log.get("trace_id") == trace_id:
-                print(
-                    f"  log  {log.get('logger', ''):<22} request={log.get('request_id')}  "
-                    f"{log.get('message')}",
-                    file=out,
-                )
-
-
-def _print_tree(
-    children: dict[str | None, list[Any]], parent: str | None, indent: str, out: TextIO
-) -> None:
-    for span in sorted(children.get(parent, []), key=lambda s: s.start_ns):
-        print(f"  {indent}{span.service:<20} {span.name:<32} {span.duration_ms:8.1f} ms", file=out)
-        _print_tree(children, span.span_id, indent + "  ", out)
 
 
 def _print_logs(logs: list[dict[str, Any]], out: TextIO) -> None:
