@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REQUIRE_ENV = "THREADLINE_REQUIRE_REDIS"
 
 
-class RedisUnavailable(Exception):
+class RedisUnavailableError(Exception):
     """No redis-server here, or it would not start."""
 
 
@@ -45,7 +45,7 @@ def redis_server(directory: Path) -> Iterator[str]:
     """Run redis-server on a free loopback port in *directory*; yield its URL."""
     binary = shutil.which("redis-server")
     if binary is None:
-        raise RedisUnavailable("redis-server is not installed (apt-get install redis-server)")
+        raise RedisUnavailableError("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
     command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)]
     command += ["--save", "", "--appendonly", "no", "--protected-mode", "no"]
@@ -55,7 +55,9 @@ def redis_server(directory: Path) -> Iterator[str]:
         if not wait_for(lambda: _answers(port) or server.poll() is not None, 20) or not _answers(
             port
         ):
-            raise RedisUnavailable(f"redis-server did not start: {(directory / 'redis.log').read_text()[-500:]}")
+            raise RedisUnavailableError(
+                f"redis-server did not start: {(directory / 'redis.log').read_text()[-500:]}"
+            )
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         server.terminate()
@@ -125,3 +127,14 @@ class CeleryWorker:
 def required() -> bool:
     """Whether the Redis tests must run here (CI) rather than skip."""
     return bool(os.environ.get(REQUIRE_ENV))
+
+
+def links_of(path: Path) -> dict[str, list[str]]:
+    """Span id -> the span ids it links to, read from an OTLP JSON lines file (hex ids)."""
+    links: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        for resource in json.loads(line).get("resourceSpans", []):
+            for scope in resource.get("scopeSpans", []):
+                for span in scope.get("spans", []):
+                    links[span["spanId"]] = [link["spanId"] for link in span.get("links", [])]
+    return links

@@ -33,6 +33,7 @@ LAYERS = {
         "aiohttp",
         "aiohttp.server",
         "aiohttp.client",
+        "celery",
     ],
     "tools": ["logging", "cli", "_demo", "__init__", "__main__"],
 }

@@ -1,4 +1,4 @@
-"""Celery: the request's context (stores, trace, baggage) in each task message, restored in the worker.
+"""Celery: the request's context (stores, trace, baggage) in task messages, restored by workers.
 
 `setup` connects Celery's signals: each publish writes the carrier into the
 message headers, in the configured formats (the message may reach a consumer
@@ -129,9 +129,7 @@ def _note_retry(headers: dict[str, Any], task_id: object) -> None:
             inject_span(lambda _, value: headers.__setitem__(RETRY_OF_HEADER, value), span_context)
 
 
-def _attributes(
-    operation: str, name: str, task_id: object, destination: object
-) -> dict[str, Any]:
+def _attributes(operation: str, name: str, task_id: object, destination: object) -> dict[str, Any]:
     attributes: dict[str, Any] = {
         "messaging.system": "celery",
         "messaging.operation.type": operation,
