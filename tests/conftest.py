@@ -21,6 +21,7 @@ from tests.helpers import (
     kept_logging,
     kept_store_registry,
 )
+from tests.redis_broker import RedisUnavailableError, redis_server, required
 from threadline import diagnostics
 
 
@@ -85,3 +86,24 @@ def _fresh_drop_counts() -> Iterator[None]:
 def threadline_warnings(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.WARNING, logger="threadline")
     return caplog
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server for the session; skipped where none can start, unless CI requires it."""
+    try:
+        with redis_server(tmp_path_factory.mktemp("redis")) as url:
+            yield url
+    except RedisUnavailableError as exc:
+        if required():
+            pytest.fail(f"THREADLINE_REQUIRE_REDIS is set: {exc}")
+        pytest.skip(f"no Redis broker here: {exc}")
+
+
+@pytest.fixture(scope="session")
+def celery_app(redis_url: str) -> object:
+    """The tests' Celery app (tests/celery_tasks.py), publishing to the session's Redis."""
+    from tests import celery_tasks
+
+    celery_tasks.app.conf.update(broker_url=redis_url, result_backend=redis_url)
+    return celery_tasks.app

@@ -33,6 +33,7 @@ LAYERS = {
         "aiohttp",
         "aiohttp.server",
         "aiohttp.client",
+        "celery",
     ],
     "tools": [
         "logging",

@@ -100,12 +100,15 @@ def start_boundary_span(
     attributes: Mapping[str, Any] | None = None,
     context: Context | None = None,
     links: Sequence[Link] | None = None,
+    start_time: int | None = None,
 ) -> Span:
     """Start the span of one hand-off across *boundary*; every boundary span starts here.
 
     The span is named *name*, is a child of the span in *context* (default:
     the current one), and has `BOUNDARY_ATTRIBUTE` and *attributes*, all
     given at the start so that samplers see them. It is not made current.
+    *start_time* (nanoseconds since the epoch) dates a span made after the
+    fact, for work whose own process could not report it.
     """
     span_attributes = {BOUNDARY_ATTRIBUTE: boundary}
     if attributes:
@@ -120,6 +123,7 @@ def start_boundary_span(
         kind=kind,
         attributes=span_attributes,
         links=links,
+        start_time=start_time,
     )
 
 

@@ -1,0 +1,140 @@
+"""A real Redis server and real Celery workers for the tests, each stopped afterwards.
+
+`redis_server` starts Debian's ``redis-server`` on a free loopback port with
+its own data directory (.ci/run installs it); `CeleryWorker` runs
+``celery -A tests.celery_tasks worker`` with the given pool kind, its spans
+in a file and its task logs as JSON lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tests.helpers import clean_env, free_port, wait_for
+from threadline.export import ExportedSpan, read_spans
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUIRE_ENV = "THREADLINE_REQUIRE_REDIS"
+
+
+class RedisUnavailableError(Exception):
+    """No redis-server here, or it would not start."""
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@contextmanager
+def redis_server(directory: Path) -> Iterator[str]:
+    """Run redis-server on a free loopback port in *directory*; yield its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RedisUnavailableError("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)]
+    command += ["--save", "", "--appendonly", "no", "--protected-mode", "no"]
+    log = (directory / "redis.log").open("w")
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        if not wait_for(lambda: _answers(port) or server.poll() is not None, 20) or not _answers(
+            port
+        ):
+            raise RedisUnavailableError(
+                f"redis-server did not start: {(directory / 'redis.log').read_text()[-500:]}"
+            )
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(20)
+        log.close()
+
+
+class CeleryWorker:
+    """One ``celery worker`` process with *pool*; its spans and logs in *directory*."""
+
+    def __init__(self, broker: str, pool: str, directory: Path, **env: str) -> None:
+        self.spans_file = directory / f"spans-{pool}.jsonl"
+        self.logs_file = directory / f"logs-{pool}.jsonl"
+        self.output = directory / f"worker-{pool}.log"
+        for path in (self.spans_file, self.logs_file):
+            path.unlink(missing_ok=True)
+        environment = clean_env(
+            THREADLINE_TEST_REDIS=broker,
+            THREADLINE_TEST_WORKER="1",
+            THREADLINE_TEST_LOGS=str(self.logs_file),
+            THREADLINE_TRACES_FILE=str(self.spans_file),
+            OTEL_TRACES_EXPORTER="file",
+            # nothing is exported before shutdown: what the file holds, the shutdown flushed
+            OTEL_BSP_SCHEDULE_DELAY="600000",
+            PYTHONPATH=str(ROOT),
+            **env,
+        )
+        command = [sys.executable, "-m", "celery", "-A", "tests.celery_tasks", "worker"]
+        command += ["--pool", pool, "--concurrency", "1" if pool == "solo" else "2"]
+        command += ["--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+        command += ["--without-heartbeat", "--hostname", f"{pool}@threadline-tests"]
+        with self.output.open("w") as out:
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT
+            )
+        if not wait_for(lambda: "ready." in self.log() or self.process.poll() is not None, 60):
+            self.stop()
+            raise AssertionError(f"the {pool} worker never got ready:\n{self.log()[-3000:]}")
+        assert self.process.poll() is None, self.log()[-3000:]
+
+    def log(self) -> str:
+        """What the worker printed so far."""
+        return self.output.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Shut the worker down (SIGTERM: warm; SIGQUIT: cold) and return its exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+            raise
+
+    def spans(self) -> list[ExportedSpan]:
+        """The spans the worker exported."""
+        return read_spans(self.spans_file) if self.spans_file.exists() else []
+
+    def logs(self) -> list[dict[str, Any]]:
+        """The task log lines the worker wrote."""
+        if not self.logs_file.exists():
+            return []
+        return [json.loads(line) for line in self.logs_file.read_text().splitlines() if line]
+
+
+def required() -> bool:
+    """Whether the Redis tests must run here (CI) rather than skip."""
+    return bool(os.environ.get(REQUIRE_ENV))
+
+
+def links_of(path: Path) -> dict[str, list[str]]:
+    """Span id -> the span ids it links to, read from an OTLP JSON lines file (hex ids)."""
+    links: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        for resource in json.loads(line).get("resourceSpans", []):
+            for scope in resource.get("scopeSpans", []):
+                for span in scope.get("spans", []):
+                    links[span["spanId"]] = [link["spanId"] for link in span.get("links", [])]
+    return links

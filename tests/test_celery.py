@@ -1,0 +1,183 @@
+"""threadline.celery over a real Redis broker and real `celery worker` processes, per pool kind.
+
+One worker per pool runs one request's worth of work (a task, a task that
+publishes a task, a chord, a chain, a retry) and a message with a malformed
+carrier; it is then shut down warm, and the spans it exported at shutdown
+and its task logs are checked.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from celery import chain, chord
+
+import threadline as tl
+from tests import celery_tasks as tasks
+from tests.helpers import SuiteTracerProvider
+from tests.redis_broker import CeleryWorker, links_of
+from threadline.export import ExportedSpan
+
+PRODUCER, CONSUMER = 4, 5
+REQUEST = {"request_id": "req-celery", "user_id": 7}
+TIMEOUT = 60  # a hang guard only
+
+
+@dataclass
+class Span:
+    """A span from either side, in one shape."""
+
+    name: str
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    kind: int
+    attributes: dict[str, Any]
+
+
+@dataclass
+class Run:
+    """What one worker did for one request, read after its warm shutdown."""
+
+    results: dict[str, Any]
+    trace_id: str
+    spans: list[Span]
+    links: dict[str, list[str]]
+    logs: list[dict[str, Any]]
+    exit_code: int
+
+    def executions(self, task: str) -> list[Span]:
+        return [s for s in self.spans if s.name == f"process tests.celery_tasks.{task}"]
+
+
+def _local(provider: SuiteTracerProvider) -> list[Span]:
+    return [
+        Span(
+            s.name,
+            f"{s.context.trace_id:032x}",
+            f"{s.context.span_id:016x}",
+            f"{s.parent.span_id:016x}" if s.parent else None,
+            s.kind.value + 1,  # the SDK counts from INTERNAL=0, OTLP from 1
+            dict(s.attributes or {}),
+        )
+        for s in provider.exporter.get_finished_spans()
+    ]
+
+
+def _exported(spans: list[ExportedSpan]) -> list[Span]:
+    return [Span(s.name, s.trace_id, s.span_id, s.parent_id, s.kind, s.attributes) for s in spans]
+
+
+@pytest.fixture(scope="module", params=["prefork", "threads", "solo"])
+def run(
+    request: pytest.FixtureRequest,
+    celery_app: Any,
+    redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    tracer_provider: SuiteTracerProvider,
+) -> Run:
+    worker = CeleryWorker(redis_url, request.param, tmp_path_factory.mktemp(request.param))
+    tracer = tracer_provider.get_tracer("tests")
+    tracer_provider.exporter.clear()
+    try:
+        with tl.request.scope(REQUEST), tracer.start_as_current_span("request") as root:
+            sent = {
+                "direct": tasks.observe.delay("direct"),
+                "nested": tasks.publish_child.delay("nested"),
+                "chord": chord([tasks.observe.si("h1"), tasks.observe.si("h2")])(tasks.collect.s()),
+                "chain": chain(tasks.observe.si("c1"), tasks.observe.si("c2")).apply_async(),
+                "retry": tasks.flaky.delay(),
+            }
+        results = {name: result.get(timeout=TIMEOUT) for name, result in sent.items()}
+        child = celery_app.AsyncResult(results["nested"]["child"])
+        results["child"] = child.get(timeout=TIMEOUT)
+        results["malformed"] = celery_app.send_task(
+            "tests.celery_tasks.observe",
+            args=["malformed"],
+            headers={"traceparent": "00-not-a-trace", "baggage": "x" * 9000},
+        ).get(timeout=TIMEOUT)
+    finally:
+        exit_code = worker.stop()
+    local = _local(tracer_provider)
+    tracer_provider.exporter.clear()
+    return Run(
+        results,
+        f"{root.get_span_context().trace_id:032x}",
+        local + _exported(worker.spans()),
+        links_of(worker.spans_file),
+        worker.logs(),
+        exit_code,
+    )
+
+
+def test_stores_arrive_in_every_task(run: Run) -> None:
+    """Each task of the request, however it was published, sees the request's stores."""
+    seen = [run.results[name] for name in ("direct", "child", "chain", "retry")]
+    seen += [run.results["nested"]["seen"], run.results["chord"]["seen"]]
+    seen += run.results["chord"]["results"]
+    assert [REQUEST] * 8 == [s["request"] for s in seen]
+
+
+def test_one_trace_across_tasks(run: Run) -> None:
+    """Every task, child task, chain link and chord callback runs in the request's trace."""
+    seen = [run.results[name] for name in ("direct", "child", "chain", "retry")]
+    seen += [run.results["nested"]["seen"], run.results["chord"]["seen"]]
+    assert {run.trace_id} == {s["trace_id"] for s in seen}
+    assert {run.trace_id} == {s.trace_id for s in run.spans if s.name != "request"} - {None}
+
+
+def test_consumer_spans_are_children_of_producer_spans(run: Run) -> None:
+    """Each execution's CONSUMER span is a child of its publish's PRODUCER span, same task id."""
+    by_id = {s.span_id: s for s in run.spans}
+    consumers = [s for s in run.spans if s.kind == CONSUMER]
+    assert 10 == len(consumers)  # 6 observe, publish_child, collect, 2 flaky attempts
+    for span in consumers:
+        parent = by_id[span.parent_id or ""]
+        assert (PRODUCER, span.attributes["messaging.message.id"]) == (
+            parent.kind,
+            parent.attributes["messaging.message.id"],
+        )
+
+
+def test_one_producer_span_per_publish(run: Run) -> None:
+    """Each publish is one PRODUCER span, with the messaging attributes."""
+    producers = [s for s in run.spans if s.kind == PRODUCER]
+    assert 10 == len(producers)  # 6 from the request; child, chord callback, chain link, retry
+    assert 9 == len({s.attributes["messaging.message.id"] for s in producers})  # a retry: same id
+    expected = {"messaging.system": "celery", "messaging.operation.type": "send"}
+    for span in producers:
+        assert expected == {k: span.attributes[k] for k in expected}
+        assert span.attributes["messaging.destination.name"] == "celery"
+        assert span.name == f"send {span.attributes['celery.task_name']}"
+
+
+def test_retry_is_a_new_consumer_span_linked_to_its_predecessor(run: Run) -> None:
+    """The second attempt is a child of the retry's publish and links to the first attempt."""
+    first, second = sorted(run.executions("flaky"), key=lambda s: len(run.links[s.span_id]))
+    by_id = {s.span_id: s for s in run.spans}
+    assert [first.span_id] == run.links[second.span_id]
+    assert first.span_id == by_id[second.parent_id or ""].parent_id
+
+
+def test_every_task_log_line_has_the_request_and_trace_ids(run: Run) -> None:
+    """Each log line a task of the request writes carries its request id and trace id."""
+    lines = [line for line in run.logs if "malformed" not in line["message"]]
+    assert 10 == len(lines)
+    assert {("req-celery", run.trace_id)} == {(x["request_id"], x["trace_id"]) for x in lines}
+
+
+def test_no_span_lost_at_warm_shutdown(run: Run) -> None:
+    """The worker exported, at its warm shutdown, every span it made (none before it)."""
+    names = Counter(s.name.rsplit(".", 1)[-1] for s in run.spans if s.kind == CONSUMER)
+    assert 0 == run.exit_code
+    assert {"observe": 6, "publish_child": 1, "collect": 1, "flaky": 2} == dict(names)
+
+
+def test_malformed_carrier_is_dropped_and_the_task_runs(run: Run) -> None:
+    """A malformed, oversized or non-text carrier is dropped and counted; the task runs."""
+    seen = run.results["malformed"]
+    assert (None, None) == (seen["request"], seen["trace_id"])
+    assert {"traceparent.invalid", "baggage.too_large"} <= set(seen["drops"])
