@@ -184,7 +184,13 @@ def shutdown(provider: TracerProvider, timeout: float) -> bool:
     retrying.
     """
     worker = threading.Thread(target=provider.shutdown, name="threadline-shutdown", daemon=True)
-    worker.start()
+    try:
+        worker.start()
+    except RuntimeError:
+        # CPython 3.12.0 and 3.12.1 refuse new threads at exit (gh-113964, fixed
+        # in 3.12.2): shut down here, unbounded, rather than not at all.
+        provider.shutdown()
+        return True
     worker.join(timeout)
     if worker.is_alive():
         _abandon_exports("export.shutdown_timeout", timeout)
