@@ -18,11 +18,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -196,3 +198,10 @@ def _loggers() -> Iterator[tuple[str, logging.Logger]]:
     for name, logger in list(logging.root.manager.loggerDict.items()):
         if isinstance(logger, logging.Logger):
             yield name, logger
+
+
+NO_THREADS_AT_EXIT = pytest.mark.skipif(
+    sys.version_info[:3] in ((3, 12, 0), (3, 12, 1)),
+    reason="CPython 3.12.0 and 3.12.1 start no thread at exit (gh-113964): no exit bound there",
+)
+"""Marks a test of the bounded exit export, which needs a thread at exit."""

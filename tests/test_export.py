@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import clean_env
+from tests.helpers import NO_THREADS_AT_EXIT, clean_env
 from threadline.export import read_spans
 
 CHILD = textwrap.dedent(
@@ -134,6 +134,7 @@ class TestConfigure:
         job_ids = {s.span_id for s in exported if s.name == "process work"}
         assert {spans[f"work {i}"].parent_id for i in range(4)} <= job_ids
 
+    @NO_THREADS_AT_EXIT
     def test_exit_never_waits_past_the_bound(self, workdir: Path) -> None:
         """An unreachable Collector cannot hold the exit: the spans are dropped and reported."""
         with socket.socket() as silent:  # accepts connections, never answers
@@ -191,6 +192,7 @@ def closed_endpoint() -> str:
 
 
 class TestExitAgainstAnUnreachableCollector:
+    @NO_THREADS_AT_EXIT
     def test_python_child_exits_within_a_second(self, closed_endpoint: str) -> None:
         """A bootstrapped child whose Collector is down exits within 1 s of its work, reporting."""
         env = clean_env(
@@ -215,6 +217,7 @@ class TestExitAgainstAnUnreachableCollector:
         assert 0 == child.returncode
         assert "threadline could not export spans (export." in stderr
 
+    @NO_THREADS_AT_EXIT
     def test_child_under_the_launcher_exits_within_a_second(self, closed_endpoint: str) -> None:
         """Under opentelemetry-instrument too: its own exit flush is held to the bound."""
         launcher = Path(sys.executable).parent / "opentelemetry-instrument"

@@ -19,7 +19,7 @@ from opentelemetry import trace
 
 import threadline as tl
 from tests import process_jobs as jobs
-from tests.helpers import Spans, clean_env
+from tests.helpers import NO_THREADS_AT_EXIT, Spans, clean_env
 from threadline.export import ExportedSpan, read_spans
 from threadline.processes import Pool, Process, get_context
 
@@ -213,6 +213,7 @@ class TestFork:
             {name: names[name] for name in expected},
         )
 
+    @NO_THREADS_AT_EXIT
     def test_exit_flush_is_bounded(self, method: str, tmp_path: Path, silent_endpoint: str) -> None:
         """A child whose spans cannot be delivered still exits, reporting the flush timeout."""
         result = run_faults_app(
@@ -224,7 +225,8 @@ class TestFork:
             THREADLINE_SHUTDOWN_TIMEOUT="1",
         )
         assert (False, 0) == (result["hung"], result["exitcode"])
-        assert "export.flush_timeout" in str(result["stderr"])
+        # the worker's exit flush, or (a bootstrapped child) the bounded exit after it
+        assert "threadline could not export spans (export." in str(result["stderr"])
 
 
 class TestProcess:

@@ -284,7 +284,10 @@ def _hand_on(queue: Any) -> None:
 
 def _stop_handing_on(queue: Any, listener: threading.Thread) -> None:
     # Hand on what the workers sent before exit, waiting for it at most a second.
-    queue.put(None)
+    try:
+        queue.put(None)
+    except RuntimeError:  # CPython 3.12.0/3.12.1 start no thread at exit (gh-113964)
+        return
     listener.join(1.0)
 
 
