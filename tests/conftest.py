@@ -8,13 +8,15 @@ twice in one process: scripts/test-twice checks that.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from aiohttp import web
 from opentelemetry import trace
 
 import threadline as tl
 from tests.helpers import (
+    Serve,
     Spans,
     SuiteTracerProvider,
     kept_environ,
@@ -107,3 +109,22 @@ def celery_app(redis_url: str) -> object:
 
     celery_tasks.app.conf.update(broker_url=redis_url, result_backend=redis_url)
     return celery_tasks.app
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """Start apps on free loopback ports; return their base URLs."""
+    runners: list[web.AppRunner] = []
+
+    async def start(app: web.Application) -> str:
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()

@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -32,6 +32,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from threadline import _store
 from threadline.export import ExportedSpan
 from threadline.tracing import StoreSpanProcessor
+
+Serve = Callable[..., Awaitable[str]]
+"""The `serve` fixture: start an aiohttp app on a free loopback port, get its base URL."""
 
 # Every trace of `threadline demo`: span name -> (its parent's name, None for the
 # trace's root; the service that reports it).

@@ -8,7 +8,7 @@ import logging
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -21,15 +21,13 @@ from opentelemetry.trace import SpanKind
 
 import threadline as tl
 import threadline.aiohttp as tla
-from tests.helpers import Spans
+from tests.helpers import Serve, Spans
 from threadline import diagnostics
 from threadline.logging import ContextFilter
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
 TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
-
-Serve = Callable[..., Awaitable[str]]
 
 
 async def echo(request: web.Request) -> web.Response:
@@ -84,25 +82,6 @@ def relay_app(downstream: str) -> web.Application:
     app = web.Application(middlewares=[tla.middleware()])
     app.router.add_get("/relay", relay)
     return app
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Serve]:
-    """Start apps on free loopback ports; return their base URLs."""
-    runners: list[web.AppRunner] = []
-
-    async def start(app: web.Application) -> str:
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        port = runner.addresses[0][1]
-        return f"http://127.0.0.1:{port}"
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
 
 
 async def get(

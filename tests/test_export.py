@@ -191,6 +191,21 @@ def closed_endpoint() -> str:
         return f"http://127.0.0.1:{probe.getsockname()[1]}"
 
 
+def exit_after_work(command: list[str], env: dict[str, str]) -> tuple[int | None, str]:
+    """Run a child that prints "work done"; give it one second from then to exit."""
+    child = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        assert "work done\n" == child.stdout.readline()
+        child.wait(timeout=1.0)  # the bound under test: raises TimeoutExpired past it
+    finally:
+        child.kill()
+        _, stderr = child.communicate()
+    return child.returncode, stderr
+
+
 class TestExitAgainstAnUnreachableCollector:
     @NO_THREADS_AT_EXIT
     def test_python_child_exits_within_a_second(self, closed_endpoint: str) -> None:
@@ -200,21 +215,8 @@ class TestExitAgainstAnUnreachableCollector:
             THREADLINE_CONFIGURED="1",
             OTEL_EXPORTER_OTLP_ENDPOINT=closed_endpoint,
         )
-        child = subprocess.Popen(
-            [sys.executable, "-c", CHILD_WORK],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert child.stdout is not None
-            assert "work done\n" == child.stdout.readline()
-            child.wait(timeout=1.0)  # the bound under test: raises TimeoutExpired past it
-        finally:
-            child.kill()
-            _, stderr = child.communicate()
-        assert 0 == child.returncode
+        returncode, stderr = exit_after_work([sys.executable, "-c", CHILD_WORK], env)
+        assert 0 == returncode
         assert "threadline could not export spans (export." in stderr
 
     @NO_THREADS_AT_EXIT
@@ -229,22 +231,9 @@ class TestExitAgainstAnUnreachableCollector:
             OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
             OTEL_EXPORTER_OTLP_ENDPOINT=closed_endpoint,
         )
-        child = subprocess.Popen(
-            [str(launcher), sys.executable, "-c", CHILD_WORK],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert child.stdout is not None
-            assert "work done\n" == child.stdout.readline()
-            child.wait(timeout=1.0)  # the bound under test: raises TimeoutExpired past it
-        finally:
-            child.kill()
-            _, stderr = child.communicate()
+        returncode, stderr = exit_after_work([str(launcher), sys.executable, "-c", CHILD_WORK], env)
         # (the report goes to the logging the launcher set up: OpenTelemetry's logs pipeline)
-        assert 0 == child.returncode, stderr
+        assert 0 == returncode, stderr
 
     @pytest.mark.parametrize("method", ["spawn", "forkserver", "fork"])
     def test_pool_worker_exits_within_a_second(

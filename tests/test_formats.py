@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -17,10 +17,10 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 import threadline as tl
 import threadline.aiohttp as tla
+from tests.helpers import Serve
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 CLIENT = web.AppKey("client", aiohttp.ClientSession)
-Start = Callable[[web.Application], Awaitable[str]]
 
 
 @pytest.fixture
@@ -29,22 +29,6 @@ def configured() -> Iterator[Callable[[TextMapPropagator], None]]:
     before = propagate.get_global_textmap()
     yield propagate.set_global_textmap
     propagate.set_global_textmap(before)
-
-
-@pytest.fixture
-async def start() -> AsyncIterator[Start]:
-    runners: list[web.AppRunner] = []
-
-    async def run(app: web.Application) -> str:
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        runners.append(runner)
-        return f"http://127.0.0.1:{runner.addresses[0][1]}"
-
-    yield run
-    for runner in reversed(runners):
-        await runner.cleanup()
 
 
 async def back(request: web.Request) -> web.Response:
@@ -58,10 +42,10 @@ async def back(request: web.Request) -> web.Response:
     )
 
 
-async def two_services(start: Start) -> str:
+async def two_services(serve: Serve) -> str:
     back_app = web.Application(middlewares=[tla.middleware(access_log=False)])
     back_app.router.add_get("/back", back)
-    back_url = await start(back_app)
+    back_url = await serve(back_app)
 
     async def front(request: web.Request) -> web.Response:
         with tl.request.merge(tenant="acme"):
@@ -76,7 +60,7 @@ async def two_services(start: Start) -> str:
     front_app = web.Application(middlewares=[tla.middleware(access_log=False)])
     front_app.router.add_get("/front", front)
     front_app.cleanup_ctx.append(client)
-    return f"{await start(front_app)}/front"
+    return f"{await serve(front_app)}/front"
 
 
 async def call(url: str, headers: dict[str, str]) -> dict[str, Any]:
@@ -92,40 +76,40 @@ B3_FIELDS = ["x-b3-sampled", "x-b3-spanid", "x-b3-traceid"]
 
 
 class TestOverHTTP:
-    async def test_b3_alone(self, start: Start, configured: Callable[..., None]) -> None:
+    async def test_b3_alone(self, serve: Serve, configured: Callable[..., None]) -> None:
         """b3multi: the trace comes and goes as b3 only; no traceparent, no baggage."""
         configured(CompositePropagator([B3MultiFormat()]))
-        seen = await call(await two_services(start), B3_IN)
+        seen = await call(await two_services(serve), B3_IN)
         assert TRACE_ID == seen["trace_id"]
         headers = [h for h in seen["headers"] if h.startswith(("x-b3", "trace", "bagg"))]
         assert B3_FIELDS == headers
         assert "tenant" not in seen["request"]
 
-    async def test_tracecontext_alone(self, start: Start, configured: Callable[..., None]) -> None:
+    async def test_tracecontext_alone(self, serve: Serve, configured: Callable[..., None]) -> None:
         """tracecontext: traceparent goes, baggage (and so the stores) does not."""
         configured(CompositePropagator([TraceContextTextMapPropagator()]))
-        seen = await call(await two_services(start), W3C_IN)
+        seen = await call(await two_services(serve), W3C_IN)
         assert TRACE_ID == seen["trace_id"]
         assert "baggage" not in seen["headers"]
         assert "traceparent" in seen["headers"]
         assert "tenant" not in seen["request"]
 
-    async def test_w3c_and_b3(self, start: Start, configured: Callable[..., None]) -> None:
+    async def test_w3c_and_b3(self, serve: Serve, configured: Callable[..., None]) -> None:
         """tracecontext,baggage,b3multi: all of them go, the stores inside the baggage."""
         configured(
             CompositePropagator(
                 [TraceContextTextMapPropagator(), W3CBaggagePropagator(), B3MultiFormat()]
             )
         )
-        seen = await call(await two_services(start), B3_IN)
+        seen = await call(await two_services(serve), B3_IN)
         assert TRACE_ID == seen["trace_id"]
         for field in ["baggage", "traceparent", *B3_FIELDS]:
             assert field in seen["headers"]
         assert "acme" == seen["request"]["tenant"]
 
-    async def test_nothing_configured_is_threadlines_carrier(self, start: Start) -> None:
+    async def test_nothing_configured_is_threadlines_carrier(self, serve: Serve) -> None:
         """By default the W3C fields go, with the stores, and b3 is not read."""
-        seen = await call(await two_services(start), {**W3C_IN})
+        seen = await call(await two_services(serve), {**W3C_IN})
         assert TRACE_ID == seen["trace_id"]
         assert "acme" == seen["request"]["tenant"]
         assert not [h for h in seen["headers"] if h.startswith("x-b3")]

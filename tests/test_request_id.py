@@ -19,12 +19,12 @@ from aiohttp import web
 
 import threadline as tl
 import threadline.aiohttp as tla
+from tests.helpers import Serve
 from threadline import diagnostics
 
 RELAY_JS = Path(__file__).resolve().parent.parent / "examples" / "interop" / "relay.js"
 FORWARDED = ("traceparent", "baggage")
 
-Start = Callable[[web.Application], Awaitable[str]]
 CLIENT = web.AppKey("client", aiohttp.ClientSession)
 
 
@@ -78,22 +78,6 @@ def python_relay_app(next_hop: str) -> web.Application:
 
 
 @pytest.fixture
-async def start() -> AsyncIterator[Start]:
-    runners: list[web.AppRunner] = []
-
-    async def run(app: web.Application) -> str:
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        runners.append(runner)
-        return f"http://127.0.0.1:{runner.addresses[0][1]}"
-
-    yield run
-    for runner in reversed(runners):
-        await runner.cleanup()
-
-
-@pytest.fixture
 def node_relay() -> Iterator[Callable[[str], str]]:
     node = shutil.which("node")
     if node is None:
@@ -120,20 +104,20 @@ async def call(url: str, headers: dict[str, str] | None = None) -> tuple[str, di
         return response.headers["X-Request-ID"], await response.json()
 
 
-async def chain(start: Start, relay: Callable[[str], Awaitable[str]], **backend: Any) -> str:
+async def chain(serve: Serve, relay: Callable[[str], Awaitable[str]], **backend: Any) -> str:
     """Start backend, relay and gateway; return the gateway's URL."""
-    backend_url = await start(backend_app(**backend))
+    backend_url = await serve(backend_app(**backend))
     relay_url = await relay(f"{backend_url}/work")
-    return f"{await start(gateway_app(relay_url))}/front"
+    return f"{await serve(gateway_app(relay_url))}/front"
 
 
 class TestThroughARelay:
-    async def python_relay(self, start: Start, next_hop: str) -> str:
-        return f"{await start(python_relay_app(next_hop))}/relay"
+    async def python_relay(self, serve: Serve, next_hop: str) -> str:
+        return f"{await serve(python_relay_app(next_hop))}/relay"
 
-    async def test_given_id_survives_the_relay(self, start: Start) -> None:
+    async def test_given_id_survives_the_relay(self, serve: Serve) -> None:
         """The id a caller sent reaches the backend through a hop that drops X-Request-ID."""
-        front = await chain(start, lambda hop: self.python_relay(start, hop))
+        front = await chain(serve, lambda hop: self.python_relay(serve, hop))
         answered, body = await call(front, {"X-Request-ID": "req-42"})
         assert ("req-42", "req-42", "req-42") == (
             answered,
@@ -142,46 +126,46 @@ class TestThroughARelay:
         )
         assert "x-request-id" not in body["headers"]  # the relay really dropped it
 
-    async def test_minted_id_survives_the_relay(self, start: Start) -> None:
+    async def test_minted_id_survives_the_relay(self, serve: Serve) -> None:
         """An id the gateway made is the backend's too."""
-        front = await chain(start, lambda hop: self.python_relay(start, hop))
+        front = await chain(serve, lambda hop: self.python_relay(serve, hop))
         answered, body = await call(front)
         assert answered == body["request_id"] == body["gateway_request_id"]
 
-    async def test_each_request_keeps_its_own_id_under_concurrency(self, start: Start) -> None:
+    async def test_each_request_keeps_its_own_id_under_concurrency(self, serve: Serve) -> None:
         """Two hundred concurrent requests arrive at the backend each under its own id."""
-        front = await chain(start, lambda hop: self.python_relay(start, hop))
+        front = await chain(serve, lambda hop: self.python_relay(serve, hop))
         results = await asyncio.gather(
             *(call(front, {"X-Request-ID": f"c-{i}"}) for i in range(200))
         )
         assert [f"c-{i}" for i in range(200)] == [body["request_id"] for _, body in results]
 
-    async def test_distrusting_backend_ignores_baggage(self, start: Start) -> None:
+    async def test_distrusting_backend_ignores_baggage(self, serve: Serve) -> None:
         """trust_incoming=False reads no baggage, so no request id from it: a new one."""
-        front = await chain(start, lambda hop: self.python_relay(start, hop), trust_incoming=False)
+        front = await chain(serve, lambda hop: self.python_relay(serve, hop), trust_incoming=False)
         _, body = await call(front, {"X-Request-ID": "req-42"})
         assert "req-42" != body["request_id"]
 
-    async def test_refused_ids_are_not_taken_from_baggage(self, start: Start) -> None:
+    async def test_refused_ids_are_not_taken_from_baggage(self, serve: Serve) -> None:
         """accept_request_id=False makes a new id whatever came."""
         front = await chain(
-            start, lambda hop: self.python_relay(start, hop), accept_request_id=False
+            serve, lambda hop: self.python_relay(serve, hop), accept_request_id=False
         )
         _, body = await call(front, {"X-Request-ID": "req-42"})
         assert "req-42" != body["request_id"]
 
 
 class TestRules:
-    async def test_header_wins_over_baggage(self, start: Start) -> None:
+    async def test_header_wins_over_baggage(self, serve: Serve) -> None:
         """A well-formed X-Request-ID wins over the request id in the baggage."""
-        backend = await start(backend_app())
+        backend = await serve(backend_app())
         headers = {"X-Request-ID": "from-header", "baggage": "request.request_id=from-baggage;tl"}
         _, body = await call(f"{backend}/work", headers)
         assert "from-header" == body["request_id"]
 
-    async def test_malformed_header_falls_back_to_baggage(self, start: Start) -> None:
+    async def test_malformed_header_falls_back_to_baggage(self, serve: Serve) -> None:
         """A malformed header is dropped and counted; the baggage's id is used."""
-        backend = await start(backend_app())
+        backend = await serve(backend_app())
         headers = {"X-Request-ID": "bad id!", "baggage": "request.request_id=from-baggage;tl"}
         _, body = await call(f"{backend}/work", headers)
         assert "from-baggage" == body["request_id"]
@@ -195,9 +179,9 @@ class TestRules:
             "request.request_id=42;tl=json",  # not a string
         ],
     )
-    async def test_malformed_baggage_id_is_replaced(self, start: Start, member: str) -> None:
+    async def test_malformed_baggage_id_is_replaced(self, serve: Serve, member: str) -> None:
         """An id in the baggage that a header could not carry is dropped, counted, replaced."""
-        backend = await start(backend_app())
+        backend = await serve(backend_app())
         answered, body = await call(f"{backend}/work", {"baggage": member})
         assert answered == body["request_id"]
         assert 32 == len(answered)
@@ -206,14 +190,14 @@ class TestRules:
 
 class TestThroughNode:
     async def test_id_survives_a_node_service(
-        self, start: Start, node_relay: Callable[[str], str]
+        self, serve: Serve, node_relay: Callable[[str], str]
     ) -> None:
         """A Node.js service (AsyncLocalStorage; forwards traceparent, baggage) keeps the id."""
 
         async def relay(next_hop: str) -> str:
             return await asyncio.to_thread(node_relay, next_hop)
 
-        front = await chain(start, relay)
+        front = await chain(serve, relay)
         results = await asyncio.gather(
             *(call(front, {"X-Request-ID": f"n-{i}"}) for i in range(50))
         )
