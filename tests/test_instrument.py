@@ -1,4 +1,4 @@
-"""threadline.instrument(): plain standard-library hand-offs carry the context, and it all undoes."""
+"""threadline.instrument(): plain standard-library hand-offs carry the context; all undone."""
 
 from __future__ import annotations
 
@@ -128,7 +128,9 @@ class TestReversible:
 
 
 class TestThreads:
-    def test_thread_pool_submit(self, instrumented: None, tracer: trace.Tracer, spans: Spans) -> None:
+    def test_thread_pool_submit(
+        self, instrumented: None, tracer: trace.Tracer, spans: Spans
+    ) -> None:
         """A plain ThreadPoolExecutor's job sees the stores and runs under a job span."""
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             with tracer.start_as_current_span("parent"), tl.request.scope(request_id="t1"):
@@ -307,7 +309,9 @@ class TestBesideOpenTelemetry:
 class TestEntryPoint:
     def test_opentelemetry_auto_instrumentation_finds_it(self) -> None:
         """The opentelemetry_instrumentor entry point loads a BaseInstrumentor that calls ours."""
-        (point,) = [p for p in entry_points(group="opentelemetry_instrumentor") if p.name == "threadline"]
+        (point,) = [
+            p for p in entry_points(group="opentelemetry_instrumentor") if p.name == "threadline"
+        ]
         instrumentor = point.load()()
         assert () == tuple(instrumentor.instrumentation_dependencies())
         instrumentor.instrument()

@@ -65,35 +65,35 @@ class TestSpans:
         self._spans.clear()
 
 
-class _Collector:
-    """A span processor on the global provider, handing finished spans to the running tests."""
+class _Sinks:
+    """The tests collecting spans now; the processor on the provider hands each span to them."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.sinks: list[TestSpans] = []
 
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
-        """Nothing to do when a span starts."""
-
-    def on_end(self, span: ReadableSpan) -> None:
-        """Give the finished span to each test collecting now."""
+    def hand_out(self, span: ReadableSpan) -> None:
         with self.lock:
             for sink in self.sinks:
                 sink._spans.append(span)
 
-    def shutdown(self) -> None:
-        """Nothing to release."""
 
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Spans are handed over as they end: nothing waits."""
-        return True
+_sinks = _Sinks()
 
 
-_collector = _Collector()
+def _processor() -> Any:
+    """A span processor giving finished spans to `_sinks` (the SDK is loaded only now)."""
+    from opentelemetry.sdk.trace import SpanProcessor  # noqa: PLC0415 - a test asked for spans
+
+    class Collector(SpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            _sinks.hand_out(span)
+
+    return Collector()
 
 
 def _collecting_provider() -> None:
-    """Make sure the global tracer provider is an SDK one with `_collector` on it."""
+    """Make sure the global tracer provider is an SDK one with the collecting processor on it."""
     from opentelemetry import trace  # noqa: PLC0415 - only for a test that asks for spans
     from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
 
@@ -112,7 +112,7 @@ def _collecting_provider() -> None:
         )
     # A provider cannot drop a processor again: add ours once, keep it for the process.
     if not getattr(provider, "_threadline_pytest_collector", False):
-        provider.add_span_processor(_collector)  # type: ignore[arg-type]
+        provider.add_span_processor(_processor())
         provider._threadline_pytest_collector = True  # type: ignore[attr-defined]
 
 
@@ -128,13 +128,13 @@ def threadline_spans() -> Iterator[TestSpans]:
     """
     _collecting_provider()
     sink = TestSpans()
-    with _collector.lock:
-        _collector.sinks.append(sink)
+    with _sinks.lock:
+        _sinks.sinks.append(sink)
     try:
         yield sink
     finally:
-        with _collector.lock:
-            _collector.sinks.remove(sink)
+        with _sinks.lock:
+            _sinks.sinks.remove(sink)
 
 
 # -- lost context ----------------------------------------------------------------------------
