@@ -37,6 +37,9 @@ LAYERS = {
     ],
     "tools": [
         "logging",
+        "_instrument",
+        "_instrumentor",
+        "_pytest_plugin",
         "cli._traces",
         "cli._view",
         "cli._html",

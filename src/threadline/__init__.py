@@ -30,6 +30,9 @@ more of OpenTelemetry load on first use.
 #             _http.py                       HTTP that is not framework-specific
 #             aiohttp/                       server.py, client.py over _http
 # tools       logging.py, cli/ (threadline run, demo, view, doctor; each loaded only when used)
+#             _instrument.py   instrument(): the standard library's hand-offs patched
+#             _instrumentor.py the same as an OpenTelemetry instrumentor (entry point)
+#             _pytest_plugin.py  the pytest plugin (entry point): spans and lost-context checks
 
 from __future__ import annotations
 
@@ -49,6 +52,8 @@ if TYPE_CHECKING:
     from ._carrier import inject as inject
     from ._env_carrier import extract_env as extract_env
     from ._env_carrier import inject_env as inject_env
+    from ._instrument import instrument as instrument
+    from ._instrument import uninstrument as uninstrument
     from ._processes import ProcessPoolExecutor as ProcessPoolExecutor
     from ._threads import Thread as Thread
     from ._threads import ThreadPoolExecutor as ThreadPoolExecutor
@@ -69,9 +74,11 @@ __all__ = [
     "extract_env",
     "inject",
     "inject_env",
+    "instrument",
     "request",
     "run_in_executor",
     "snapshot",
+    "uninstrument",
 ]
 
 _LAZY = {
@@ -79,6 +86,8 @@ _LAZY = {
     "extract_env": "._env_carrier",
     "inject": "._carrier",
     "inject_env": "._env_carrier",
+    "instrument": "._instrument",
+    "uninstrument": "._instrument",
     "ProcessPoolExecutor": "._processes",
     "Thread": "._threads",
     "ThreadPoolExecutor": "._threads",

@@ -1,0 +1,423 @@
+"""`threadline.instrument()`: the standard library's hand-offs, patched to carry the context.
+
+Each patch is a plain function put in place of one class attribute (the
+*original*), which it calls. It goes through threadline's own carriers: the
+thread pool and `Thread` of `_threads`, the process carrier of `_processes`,
+the environment of `_subprocess`. Every wrapper has ``__wrapped__`` (the
+original) and `INSTRUMENTED_ATTRIBUTE` set to True.
+
+Beside wrapt proxies (OpenTelemetry's threading instrumentation), a wrapper
+goes *under* them, next to the original, in whichever order the two were
+installed: each side's ``uninstrument`` then takes out only its own layer.
+A wrapper that could not be taken out (someone else's plain function wraps
+it) stays, passing every call straight through.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextvars
+import functools
+import multiprocessing
+import multiprocessing.pool
+import multiprocessing.process
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from . import _context, _processes, _store, _subprocess, _threads
+from ._carrier import inject_span
+from ._far_side import adopt_settings, call_in, run_worker_steps, worker_steps
+from ._spans import call_as_job, callable_name, is_recording, job_span
+
+__all__ = ["INSTRUMENTED_ATTRIBUTE", "instrument", "instrumented", "uninstrument", "watch"]
+
+INSTRUMENTED_ATTRIBUTE = "__threadline_instrumented__"
+"""True on each function `instrument` puts in place; its ``__wrapped__`` is what it replaced."""
+
+# Threads and processes the standard library starts for its own machinery (pool
+# workers, manager and feeder threads, manager servers) are left alone: they
+# outlive the request that happened to start them and run no request's work.
+_MACHINERY = ("concurrent.futures", "multiprocessing", "asyncio", "queue", "opentelemetry.")
+
+_POOL_METHODS = (  # as threadline's Pool: apply (through apply_async), map, imap, ...
+    "apply_async",
+    "map",
+    "map_async",
+    "starmap",
+    "starmap_async",
+    "imap",
+    "imap_unordered",
+)
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One installed wrapper: ``owner.name`` (or a proxy above it) now calls *wrapper*."""
+
+    owner: type
+    name: str
+    original: Any
+    wrapper: Any
+
+
+_lock = threading.Lock()
+_installed: list[Patch] = []
+_active = False
+
+
+def instrument() -> None:
+    """Patch the standard library's hand-offs so plain code carries the context.
+
+    After it, `concurrent.futures.ThreadPoolExecutor.submit`,
+    `threading.Thread.start` (any subclass, overridden ``run`` included),
+    `concurrent.futures.ProcessPoolExecutor.submit`,
+    `multiprocessing.Process.start` (every start method), the task methods of
+    `multiprocessing.pool.Pool`, and `subprocess.Popen` (and so
+    `asyncio.create_subprocess_exec`/``_shell`` and ``loop.run_in_executor``,
+    which go through them) behave like threadline's own classes: the work runs
+    in the caller's stores, span and contextvars, under a job span when the
+    caller's span records. Threadline's own classes are not wrapped twice.
+    Calling it again does nothing; it is safe from any thread.
+
+    .. versionadded:: 0.1
+    """
+    global _active  # noqa: PLW0603 - the one switch every wrapper reads
+    with _lock:
+        if _installed:
+            return
+        for owner, name, make in _targets():
+            original = _innermost(owner.__dict__[name])
+            wrapper = make(original)
+            functools.update_wrapper(wrapper, original)
+            setattr(wrapper, INSTRUMENTED_ATTRIBUTE, True)
+            _install(Patch(owner, name, original, wrapper))
+        _active = True
+
+
+def uninstrument() -> None:
+    """Undo `instrument`: each patched attribute is the very object it was before.
+
+    When another instrumentation wrapped the same attribute since (with wrapt,
+    as OpenTelemetry's do), only threadline's layer is taken out and theirs
+    stays. Calling it when not instrumented does nothing.
+
+    .. versionadded:: 0.1
+    """
+    global _active  # noqa: PLW0603 - the one switch every wrapper reads
+    with _lock:
+        _active = False
+        while _installed:
+            _remove(_installed.pop())
+
+
+def instrumented() -> bool:
+    """Return True between `instrument` and `uninstrument`."""
+    return _active
+
+
+# -- putting wrappers in place ---------------------------------------------------------------
+
+
+def _is_proxy(value: object) -> bool:
+    wrapt = sys.modules.get("wrapt")
+    if wrapt is None:  # no wrapt loaded: no wrapt proxy anywhere
+        return False
+    # wrapt 2 proxies derive from BaseObjectProxy; wrapt 1 has ObjectProxy only
+    return isinstance(value, getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy))
+
+
+def _innermost(value: Any) -> Any:
+    while _is_proxy(value):
+        value = value.__wrapped__
+    return value
+
+
+def _holders(patch: Patch) -> Iterator[tuple[Any, bool]]:
+    """Where ``patch.name`` may be bound: the owner's and its subclasses' entries, each proxy.
+
+    Yields ``(holder, is_class)``; for a class the link is its attribute, for
+    a proxy its ``__wrapped__``.
+    """
+    classes = [patch.owner]
+    classes.extend(_subclasses(patch.owner))
+    for cls in classes:
+        if patch.name not in cls.__dict__:
+            continue
+        yield cls, True
+        value = cls.__dict__[patch.name]
+        while _is_proxy(value):
+            yield value, False
+            value = value.__wrapped__
+
+
+def _subclasses(cls: type) -> Iterator[type]:
+    sub: type
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def _relink(patch: Patch, old: Any, new: Any) -> None:
+    for holder, is_class in list(_holders(patch)):
+        if is_class and holder.__dict__[patch.name] is old:
+            setattr(holder, patch.name, new)
+        elif not is_class and holder.__wrapped__ is old:
+            holder.__wrapped__ = new
+
+
+def _install(patch: Patch) -> None:
+    _relink(patch, patch.original, patch.wrapper)
+    _installed.append(patch)
+
+
+def _remove(patch: Patch) -> None:
+    _relink(patch, patch.wrapper, patch.original)
+
+
+def _targets() -> list[tuple[type, str, Callable[[Any], Callable[..., Any]]]]:
+    pool = multiprocessing.pool.Pool
+    return [
+        (concurrent.futures.ThreadPoolExecutor, "submit", _thread_pool_submit),
+        (threading.Thread, "start", _thread_start),
+        (concurrent.futures.ProcessPoolExecutor, "submit", _process_pool_submit),
+        (multiprocessing.process.BaseProcess, "start", _process_start),
+        *((pool, name, _pool_method) for name in _POOL_METHODS),
+        (subprocess.Popen, "__init__", _popen_init),
+    ]
+
+
+# -- the wrappers ----------------------------------------------------------------------------
+
+
+def _carries_context(fn: object) -> bool:
+    """True for ``some_context.run`` (or a partial of it): the job has its context already."""
+    if isinstance(fn, functools.partial):
+        fn = fn.func
+    return isinstance(getattr(fn, "__self__", None), contextvars.Context)
+
+
+def _job_name(fn: Callable[..., Any]) -> str:
+    # OpenTelemetry's threading instrumentation, above this wrapper, hands over a
+    # closure around the caller's function: name the function.
+    code = getattr(fn, "__code__", None)
+    if code is not None and "original_func" in code.co_freevars:
+        closure = getattr(fn, "__closure__", None) or ()
+        fn = closure[code.co_freevars.index("original_func")].cell_contents
+    return callable_name(fn)
+
+
+def _thread_pool_submit(original: Callable[..., Future[Any]]) -> Callable[..., Future[Any]]:
+    def submit(self: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if not _active or isinstance(self, _threads.ThreadPoolExecutor) or _carries_context(fn):
+            return original(self, fn, *args, **kwargs)
+        run = contextvars.copy_context().run
+        return original(self, run, call_as_job, _threads.BOUNDARY, fn, args, kwargs, _job_name(fn))
+
+    return submit
+
+
+def _is_machinery(fn: object) -> bool:
+    return str(getattr(fn, "__module__", None) or "").startswith(_MACHINERY)
+
+
+def _thread_start(original: Callable[[Any], None]) -> Callable[[Any], None]:
+    def start(self: threading.Thread) -> None:
+        target = getattr(self, "_target", None)
+        if (
+            not _active
+            or isinstance(self, _threads.Thread)
+            or "run" in self.__dict__
+            or _is_machinery(target or type(self).run)
+        ):
+            return original(self)
+        run = self.run
+        # As threadline's Thread: an instance attribute shadows run() for
+        # _bootstrap_inner, and _run_in drops it when the thread is done.
+        self.run = functools.partial(  # type: ignore[method-assign]
+            _threads.Thread._run_in,
+            self,  # type: ignore[arg-type]
+            contextvars.copy_context(),
+            run,
+            callable_name(target or run),
+        )
+        try:
+            return original(self)
+        except BaseException:
+            del self.run
+            raise
+
+    return start
+
+
+def _process_pool_submit(original: Callable[..., Future[Any]]) -> Callable[..., Future[Any]]:
+    def submit(self: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if not _active or isinstance(self, _processes.ProcessPoolExecutor):
+            return original(self, fn, *args, **kwargs)
+        # threadline's ProcessPoolExecutor.submit, for any pool (job_spans on)
+        carrier = _processes.capture()
+        if not is_recording():
+            return original(self, call_in, carrier, fn, *args, **kwargs)
+        span = job_span(_processes.BOUNDARY, _processes._job_name(fn))
+        inject_span(carrier.__setitem__, span.get_span_context())
+        try:
+            future = original(self, call_in, carrier, fn, *args, **kwargs)
+        except BaseException as exc:
+            _processes._end(span, exc)
+            raise
+        future.add_done_callback(functools.partial(_processes._end_with_future, span))
+        return future
+
+    return submit
+
+
+def _process_start(original: Callable[[Any], None]) -> Callable[[Any], None]:
+    def start(self: multiprocessing.process.BaseProcess) -> None:
+        target = getattr(self, "_target", None)
+        if (
+            not _active
+            or isinstance(self, _processes._CarriesContext)
+            or "run" in self.__dict__
+            or _is_machinery(target)
+        ):
+            return original(self)
+        method = getattr(self, "_start_method", None) or multiprocessing.get_start_method()
+        run = self.run
+        # The child gets run() as an instance attribute: forked with the
+        # process, or pickled with it under spawn and forkserver (unpickled,
+        # the bound method is the class's run again). The parent drops it.
+        self.run = functools.partial(  # type: ignore[method-assign]
+            _run_child,
+            _processes.capture(),
+            _processes.capture_settings(),
+            worker_steps(method),
+            run,
+            callable_name(target or run),
+        )
+        try:
+            return original(self)
+        finally:
+            del self.run
+
+    return start
+
+
+def _run_child(
+    carrier: Mapping[str, str],
+    settings: Mapping[str, str],
+    steps: tuple[Any, ...],
+    run: Callable[[], None],
+    name: str,
+) -> None:
+    """In the child: what threadline's Process does in ``_bootstrap``, then run in context."""
+    adopt_settings(settings)
+    run_worker_steps(steps)
+    _processes._run_child(carrier, run, name)
+
+
+def _pool_method(original: Callable[..., Any]) -> Callable[..., Any]:
+    def in_callers_context(self: Any, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not _active or isinstance(self, _processes.Pool):
+            return original(self, func, *args, **kwargs)
+        return original(self, _processes._bound(func), *args, **kwargs)
+
+    return in_callers_context
+
+
+_ENV_POSITION = 9  # Popen(args, bufsize, executable, stdin, stdout, stderr, preexec_fn,
+#                         close_fds, shell, cwd, env, ...): env after args, at 9
+
+
+def _popen_init(original: Callable[..., None]) -> Callable[..., None]:
+    def __init__(self: Any, args: Any, *rest: Any, **kwargs: Any) -> None:  # noqa: N807
+        if not _active or isinstance(self, _subprocess.Popen):
+            return original(self, args, *rest, **kwargs)
+        if len(rest) > _ENV_POSITION:
+            env = _subprocess.child_env(rest[_ENV_POSITION])
+            rest = (*rest[:_ENV_POSITION], env, *rest[_ENV_POSITION + 1 :])
+        elif kwargs.get("env") is None:
+            kwargs["env"] = _subprocess._environ_with(None, bootstrap=True)
+        else:
+            kwargs["env"] = _subprocess.child_env(kwargs["env"])
+        return original(self, args, *rest, **kwargs)
+
+    return __init__
+
+
+# -- report mode: the raw hand-offs that lose the context ------------------------------------
+
+_NOT_CALLERS = ("threading", "concurrent.", "threadline.", "opentelemetry.", "wrapt", "asyncio.")
+
+
+def watch(report: Callable[[str, str], None]) -> Callable[[], None]:
+    """Call ``report(location, cause)`` for each raw thread hand-off made inside a request scope.
+
+    A raw hand-off is a `concurrent.futures.ThreadPoolExecutor.submit` or a
+    `threading.Thread.start` that neither threadline (its classes, or
+    `instrument`) nor OpenTelemetry's threading instrumentation carries, made
+    while a store has a value. *location* is ``"file:line"`` of the caller.
+    Returns the function that takes the watch out again. A stand-in for
+    `threadline.diagnostics`' loss detector, for the pytest plugin.
+    """
+    patches = [
+        Patch(concurrent.futures.ThreadPoolExecutor, "submit", None, None),
+        Patch(threading.Thread, "start", None, None),
+    ]
+    with _lock:
+        installed = []
+        for blank in patches:
+            original = _innermost(blank.owner.__dict__[blank.name])
+            wrapper = _watcher(blank.owner, blank.name, original, report)
+            functools.update_wrapper(wrapper, original)
+            patch = Patch(blank.owner, blank.name, original, wrapper)
+            _relink(patch, original, wrapper)
+            installed.append(patch)
+
+    def unwatch() -> None:
+        with _lock:
+            while installed:
+                _remove(installed.pop())
+
+    return unwatch
+
+
+def _watcher(
+    owner: type, name: str, original: Callable[..., Any], report: Callable[[str, str], None]
+) -> Callable[..., Any]:
+    what = f"{owner.__module__}.{owner.__qualname__}.{name}"
+
+    def watching(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _is_raw(self, name, args) and _store.store_values(_context.get_current()):
+            names = ", ".join(sorted(_store.store_values(_context.get_current())))
+            cause = (
+                f"raw {what} inside a request scope (stores: {names}): the work runs without "
+                "the request's context; use threadline's class or threadline.instrument()"
+            )
+            report(_caller(), cause)
+        return original(self, *args, **kwargs)
+
+    return watching
+
+
+def _is_raw(self: Any, name: str, args: tuple[Any, ...]) -> bool:
+    if _active or isinstance(self, (_threads.ThreadPoolExecutor, _threads.Thread)):
+        return False
+    if _is_proxy(getattr(type(self), name, None)):  # OpenTelemetry's threading carries it
+        return False
+    if name == "submit":
+        return not (args and _carries_context(args[0]))
+    target = getattr(self, "_target", None) or type(self).run
+    return "run" not in self.__dict__ and not _is_machinery(target)
+
+
+def _caller() -> str:
+    frame = sys._getframe(2)
+    while frame.f_back is not None and str(frame.f_globals.get("__name__")).startswith(
+        _NOT_CALLERS
+    ):
+        frame = frame.f_back
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
