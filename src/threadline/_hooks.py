@@ -31,9 +31,11 @@ __all__ = [
     "destroy",
     "enter_scope",
     "exit_scope",
+    "in_library",
     "location",
     "run",
     "set_watchers",
+    "watchers",
 ]
 
 T = TypeVar("T")
@@ -49,7 +51,7 @@ _ids = itertools.count(1)
 _lock = threading.Lock()
 _hooks: tuple[Hook, ...] = ()
 _REQUEST_KEY = store_key("request")
-_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _STDLIB = os.path.dirname(os.path.abspath(os.__file__)) + os.sep
 # resources still running, by the id of the request resource they belong to
 _live: dict[int, dict[int, Resource]] = {}
@@ -229,14 +231,15 @@ def location(depth: int = 1, skip: tuple[str, ...] = ()) -> str:
     frame: Any = sys._getframe(depth + 1)
     while frame is not None:
         name = frame.f_code.co_filename
-        if not _in_library(name, skip):
+        if not in_library(name, skip):
             return f"{name}:{frame.f_lineno}"
         frame = frame.f_back
     return "?"
 
 
-def _in_library(name: str, skip: tuple[str, ...]) -> bool:
-    if name.startswith((_PACKAGE, "<frozen", *skip)):
+def in_library(name: str, skip: tuple[str, ...] = ()) -> bool:
+    """Whether the file *name* is threadline's, the standard library's, or under *skip*."""
+    if name.startswith((PACKAGE_DIR, "<frozen", *skip)):
         return True
     return name.startswith(_STDLIB) and "-packages" not in name[len(_STDLIB) :]
 

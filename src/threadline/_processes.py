@@ -88,6 +88,8 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
     .. versionadded:: 0.1
     """
 
+    _threadline_carries_context = True  # the loss detector's mark: jobs run in their context
+
     def __init__(
         self,
         max_workers: int | None = None,

@@ -60,7 +60,7 @@ def track_tasks(loop: asyncio.AbstractEventLoop | None = None) -> None:
         return task
 
     factory._threadline_tracks = previous  # type: ignore[attr-defined]
-    loop.set_task_factory(factory)  # type: ignore[arg-type]
+    loop.set_task_factory(factory)
 
 
 def untrack_tasks(loop: asyncio.AbstractEventLoop | None = None) -> None:
