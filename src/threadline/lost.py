@@ -39,6 +39,7 @@ import multiprocessing.process
 import sys
 import threading
 import types
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -111,6 +112,7 @@ class _State:
     seen: set[tuple[str, str]] = set()  # noqa: RUF012 - the one instance's
     sites: dict[tuple[str, int], list[int]] = {}  # noqa: RUF012 - [with, without, report index + 1]
     undo: list[Callable[[], None]] = []  # noqa: RUF012 - the one instance's
+    loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()  # noqa: RUF012 - ditto
 
 
 _state = _State()
@@ -122,21 +124,28 @@ def enable(*, log: bool = True) -> None:
     Args:
         log: also write each report to the logger `LOGGER_NAME` at WARNING.
 
-    Tasks are watched on the running event loop, if there is one (see
-    `threadline.hooks.track_tasks` for others).
+    Tasks are watched on the running event loop, if there is one, and on
+    each loop where a scope is entered later (`threadline.hooks.track_tasks`,
+    until `disable`). Log call sites are counted for the records that pass
+    their logger's level.
     """
     with _lock:
         _state.enabled += 1
         _state.log = log
         if _state.enabled == 1:
             _install()
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    track_tasks(loop)
+    loop = asyncio._get_running_loop()
+    if loop is not None and loop not in _state.loops:
+        _track(loop)
+
+
+def _track(loop: asyncio.AbstractEventLoop) -> None:
+    """Watch the tasks of *loop* until `disable`."""
     with _lock:
-        _state.undo.append(functools.partial(untrack_tasks, loop))
+        if loop in _state.loops:
+            return
+        _state.loops.add(loop)
+    track_tasks(loop)
 
 
 def disable() -> None:
@@ -148,6 +157,10 @@ def disable() -> None:
         if _state.enabled:
             return
         undo, _state.undo = _state.undo, []
+        loops = list(_state.loops)
+        _state.loops.clear()
+    for loop in loops:
+        untrack_tasks(loop)
     for step in reversed(undo):
         step()
 
@@ -239,10 +252,11 @@ def _carries(obj: object) -> bool:
         return True  # a Context.run
     if getattr(obj, "_threadline_carries_context", False):
         return True  # threadline's classes, instrument()'s wrappers
-    # threadline.bind's wrappers; a C function cannot log
-    return getattr(obj, "__module__", None) == "threadline._snapshot" or isinstance(
-        obj, types.BuiltinFunctionType
-    )
+    # threadline.bind's wrappers (their code is threadline's); a C function cannot log
+    code = getattr(obj, "__code__", None)
+    if code is not None and code.co_filename.startswith(_hooks.PACKAGE_DIR):
+        return True
+    return isinstance(obj, types.BuiltinFunctionType)
 
 
 def _caller_file() -> str:
@@ -291,6 +305,9 @@ def _watch_start(cls: type[Any], cause: str, fix: str) -> None:
 
 
 def _scope_entered(key: str, outer: Any, value: Any, merge: bool) -> None:
+    loop = asyncio._get_running_loop()
+    if loop is not None and loop not in _state.loops:
+        _track(loop)
     if merge or value is None or not outer:
         return
     hidden = set(outer) - set(value)

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from types import SimpleNamespace
 
 import aiohttp
+import aiosignal
 from aiohttp import (
     ClientSession,
     TraceConfig,
@@ -35,7 +36,10 @@ __all__ = ["trace_config"]
 
 _CONTRIB_MARK = "_is_instrumented_by_opentelemetry"
 # where a call's resource was made: the first frame outside aiohttp (and threadline, the stdlib)
-_SKIP = (os.path.dirname(os.path.abspath(aiohttp.__file__)) + os.sep,)
+_SKIP = tuple(
+    os.path.dirname(os.path.abspath(module.__file__ or "")) + os.sep
+    for module in (aiohttp, aiosignal)
+)
 
 
 def _makes_spans(session: ClientSession) -> bool:
