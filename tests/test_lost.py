@@ -161,6 +161,15 @@ class TestBesideInstrument:
             concurrent.futures.ThreadPoolExecutor.submit = watched  # type: ignore[method-assign]
         assert [] == found.reports()
 
+    def test_a_thread_whose_run_carries_the_context(self, found: lost.Detection) -> None:
+        """A plain Thread whose run was wrapped in Context.run (as a patch would) is trusted."""
+        with tl.request.scope(request_id="r1"):
+            thread = threading.Thread(target=work)
+            thread.run = functools.partial(contextvars.copy_context().run, thread.run)  # type: ignore[method-assign]
+            thread.start()
+            thread.join()
+        assert [] == found.reports()
+
 
 class TestScopes:
     def test_nested_scope_hiding_keys(self, found: lost.Detection) -> None:

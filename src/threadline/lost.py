@@ -291,7 +291,11 @@ def _watch_start(cls: type[Any], cause: str, fix: str) -> None:
     @functools.wraps(original)
     def start(self: Any) -> None:
         by_library = _hooks.in_library(_caller_file())
-        if not (by_library or _carries(self) or _carries(original)) and _in_scope():
+        # a patch over this one may carry the context in the thread's own run (an attribute)
+        run = getattr(self, "__dict__", {}).get("run")
+        if not (by_library or _carries(self) or _carries(original) or _carries(run)) and (
+            _in_scope()
+        ):
             _report(
                 cause,
                 _hooks.location(1),
