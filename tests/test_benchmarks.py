@@ -24,6 +24,16 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
             ),
         ),
         (
+            "hooks_bench.py",
+            (
+                "scope enter+exit",
+                "thread-pool submit+result",
+                "asyncio task create+await",
+                "no hook registered",
+                "a hook registered",
+            ),
+        ),
+        (
             "processes_bench.py",
             (
                 "bare ProcessPoolExecutor",

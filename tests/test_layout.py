@@ -10,7 +10,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "threadline"
 LAYERS = {
-    "core": ["_context", "_settings", "_text", "_values", "_store", "_snapshot"],
+    "core": ["_context", "_settings", "_text", "_values", "_hooks", "_store", "_snapshot"],
     "wire": [
         "_tracecontext",
         "_baggage",
@@ -40,6 +40,8 @@ LAYERS = {
         "_instrument",
         "_instrumentor",
         "_pytest_plugin",
+        "hooks",
+        "lost",
         "cli._traces",
         "cli._view",
         "cli._html",

@@ -85,10 +85,10 @@ def test_leaky_test_fails_naming_the_location(pytester: pytest.Pytester) -> None
     result.stdout.fnmatch_lines(
         [
             "*threadline: context was lost in this test:*",
-            f"*{path}:{pool_line}: raw concurrent.futures.thread.ThreadPoolExecutor.submit*",
+            f"*{path}:{pool_line}: executor.submit: *plain ThreadPoolExecutor.submit*",
         ]
     )
-    result.stdout.fnmatch_lines([f"*{path}:{thread_line}: raw threading.Thread.start*"])
+    result.stdout.fnmatch_lines([f"*{path}:{thread_line}: thread.start: a plain Thread*"])
 
 
 def test_spans_fixture_gives_the_tests_spans(pytester: pytest.Pytester) -> None:

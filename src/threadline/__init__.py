@@ -10,6 +10,7 @@ more of OpenTelemetry load on first use.
 # core        _context.py    the one touch point with OpenTelemetry's runtime context
 #             _settings.py   every THREADLINE_* environment name
 #             _values.py     FrozenMapping, the immutable store values
+#             _hooks.py      lifecycle hooks' runtime: the one flag every boundary reads
 #             _store.py      ContextStore and Scope: named values inside the context
 #             _snapshot.py   snapshot() and bind(): the whole context, frozen
 # wire        _tracecontext.py, _baggage.py   strict W3C codecs and their limits
@@ -29,7 +30,8 @@ more of OpenTelemetry load on first use.
 #             ../_threadline_bootstrap.py    the Python child's automatic bootstrap
 #             _http.py                       HTTP that is not framework-specific
 #             aiohttp/                       server.py, client.py over _http
-# tools       logging.py, cli/ (threadline run, demo, view, doctor; each loaded only when used)
+# tools       logging.py, hooks.py (lifecycle hooks), lost.py (the loss detector),
+#             cli/ (threadline run, demo, view, doctor; each loaded only when used)
 #             _instrument.py   instrument(): the standard library's hand-offs patched
 #             _instrumentor.py the same as an OpenTelemetry instrumentor (entry point)
 #             _pytest_plugin.py  the pytest plugin (entry point): spans and lost-context checks

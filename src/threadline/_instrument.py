@@ -29,12 +29,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from . import _context, _processes, _store, _subprocess, _threads
-from ._carrier import inject_span
-from ._far_side import adopt_settings, call_in, run_worker_steps, worker_steps
-from ._spans import call_as_job, callable_name, is_recording, job_span
+from . import _processes, _subprocess, _threads
+from ._far_side import adopt_settings, run_worker_steps, worker_steps
+from ._spans import call_as_job, callable_name
 
-__all__ = ["INSTRUMENTED_ATTRIBUTE", "instrument", "instrumented", "uninstrument", "watch"]
+__all__ = ["INSTRUMENTED_ATTRIBUTE", "instrument", "instrumented", "uninstrument"]
 
 INSTRUMENTED_ATTRIBUTE = "__threadline_instrumented__"
 """True on each function `instrument` puts in place; its ``__wrapped__`` is what it replaced."""
@@ -95,6 +94,7 @@ def instrument() -> None:
             wrapper = make(original)
             functools.update_wrapper(wrapper, original)
             setattr(wrapper, INSTRUMENTED_ATTRIBUTE, True)
+            wrapper._threadline_carries_context = True  # type: ignore[attr-defined]  # the loss detector skips it
             _install(Patch(owner, name, original, wrapper))
         _active = True
 
@@ -244,6 +244,7 @@ def _thread_start(original: Callable[[Any], None]) -> Callable[[Any], None]:
             contextvars.copy_context(),
             run,
             callable_name(target or run),
+            None,  # no lifecycle-hook resource: hooks follow threadline's own classes
         )
         try:
             return original(self)
@@ -258,19 +259,8 @@ def _process_pool_submit(original: Callable[..., Future[Any]]) -> Callable[..., 
     def submit(self: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         if not _active or isinstance(self, _processes.ProcessPoolExecutor):
             return original(self, fn, *args, **kwargs)
-        # threadline's ProcessPoolExecutor.submit, for any pool (job_spans on)
-        carrier = _processes.capture()
-        if not is_recording():
-            return original(self, call_in, carrier, fn, *args, **kwargs)
-        span = job_span(_processes.BOUNDARY, _processes._job_name(fn))
-        inject_span(carrier.__setitem__, span.get_span_context())
-        try:
-            future = original(self, call_in, carrier, fn, *args, **kwargs)
-        except BaseException as exc:
-            _processes._end(span, exc)
-            raise
-        future.add_done_callback(functools.partial(_processes._end_with_future, span))
-        return future
+        # what threadline's ProcessPoolExecutor.submit does, for any pool
+        return _processes.submit_in_context(functools.partial(original, self), fn, args, kwargs)
 
     return submit
 
@@ -346,78 +336,3 @@ def _popen_init(original: Callable[..., None]) -> Callable[..., None]:
         return original(self, args, *rest, **kwargs)
 
     return __init__
-
-
-# -- report mode: the raw hand-offs that lose the context ------------------------------------
-
-_NOT_CALLERS = ("threading", "concurrent.", "threadline.", "opentelemetry.", "wrapt", "asyncio.")
-
-
-def watch(report: Callable[[str, str], None]) -> Callable[[], None]:
-    """Call ``report(location, cause)`` for each raw thread hand-off made inside a request scope.
-
-    A raw hand-off is a `concurrent.futures.ThreadPoolExecutor.submit` or a
-    `threading.Thread.start` that neither threadline (its classes, or
-    `instrument`) nor OpenTelemetry's threading instrumentation carries, made
-    while a store has a value. *location* is ``"file:line"`` of the caller.
-    Returns the function that takes the watch out again. A stand-in for
-    `threadline.diagnostics`' loss detector, for the pytest plugin.
-    """
-    patches = [
-        Patch(concurrent.futures.ThreadPoolExecutor, "submit", None, None),
-        Patch(threading.Thread, "start", None, None),
-    ]
-    with _lock:
-        installed = []
-        for blank in patches:
-            original = _innermost(blank.owner.__dict__[blank.name])
-            wrapper = _watcher(blank.owner, blank.name, original, report)
-            functools.update_wrapper(wrapper, original)
-            patch = Patch(blank.owner, blank.name, original, wrapper)
-            _relink(patch, original, wrapper)
-            installed.append(patch)
-
-    def unwatch() -> None:
-        with _lock:
-            while installed:
-                _remove(installed.pop())
-
-    return unwatch
-
-
-def _watcher(
-    owner: type, name: str, original: Callable[..., Any], report: Callable[[str, str], None]
-) -> Callable[..., Any]:
-    what = f"{owner.__module__}.{owner.__qualname__}.{name}"
-
-    def watching(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if _is_raw(self, name, args) and _store.store_values(_context.get_current()):
-            names = ", ".join(sorted(_store.store_values(_context.get_current())))
-            cause = (
-                f"raw {what} inside a request scope (stores: {names}): the work runs without "
-                "the request's context; use threadline's class or threadline.instrument()"
-            )
-            report(_caller(), cause)
-        return original(self, *args, **kwargs)
-
-    return watching
-
-
-def _is_raw(self: Any, name: str, args: tuple[Any, ...]) -> bool:
-    if _active or isinstance(self, (_threads.ThreadPoolExecutor, _threads.Thread)):
-        return False
-    if _is_proxy(getattr(type(self), name, None)):  # OpenTelemetry's threading carries it
-        return False
-    if name == "submit":
-        return not (args and _carries_context(args[0]))
-    target = getattr(self, "_target", None) or type(self).run
-    return "run" not in self.__dict__ and not _is_machinery(target)
-
-
-def _caller() -> str:
-    frame = sys._getframe(2)
-    while frame.f_back is not None and str(frame.f_globals.get("__name__")).startswith(
-        _NOT_CALLERS
-    ):
-        frame = frame.f_back
-    return f"{frame.f_code.co_filename}:{frame.f_lineno}"

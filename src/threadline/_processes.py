@@ -16,6 +16,7 @@ from concurrent.futures.process import _process_chunk
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import _hooks
 from ._carrier import inject, inject_span
 from ._far_side import (
     adopt_settings,
@@ -87,6 +88,8 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
     .. versionadded:: 0.1
     """
 
+    _threadline_carries_context = True  # the loss detector's mark: jobs run in their context
+
     def __init__(
         self,
         max_workers: int | None = None,
@@ -133,18 +136,50 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         """Schedule ``fn(*args, **kwargs)`` in a worker, in a copy of the caller's context."""
-        carrier = capture()
-        if not (self._job_spans and is_recording()):
-            return super().submit(call_in, carrier, fn, *args, **kwargs)
-        span = job_span(BOUNDARY, _job_name(fn))
-        inject_span(carrier.__setitem__, span.get_span_context())
+        if _hooks.active:
+            return self._submit_hooked(fn, args, kwargs)
+        return self._submit(fn, args, kwargs)
+
+    def _submit_hooked(self, fn: Callable[..., T], args: Any, kwargs: Any) -> Future[T]:
+        # The job runs in another process: its resource gets init and destroy here.
+        resource = _hooks.create("process.job", _hooks.location(2))
         try:
-            future = super().submit(call_in, carrier, fn, *args, **kwargs)
-        except BaseException as exc:
-            _end(span, exc)
+            future = self._submit(fn, args, kwargs)
+        except BaseException:
+            _hooks.destroy(resource)
             raise
-        future.add_done_callback(functools.partial(_end_with_future, span))
+        future.add_done_callback(functools.partial(_hooks.destroy, resource))
         return future
+
+    def _submit(self, fn: Callable[..., T], args: Any, kwargs: Any) -> Future[T]:
+        return submit_in_context(super().submit, fn, args, kwargs, job_spans=self._job_spans)
+
+
+def submit_in_context(
+    submit: Callable[..., Future[T]],
+    fn: Callable[..., T],
+    args: Any,
+    kwargs: Any,
+    *,
+    job_spans: bool = True,
+) -> Future[T]:
+    """Submit ``fn(*args, **kwargs)`` through a process pool's *submit*, in this context.
+
+    The carrier goes with the job; when the caller's span records (and
+    *job_spans*), the job gets its span from submit until its result is back.
+    """
+    carrier = capture()
+    if not (job_spans and is_recording()):
+        return submit(call_in, carrier, fn, *args, **kwargs)
+    span = job_span(BOUNDARY, _job_name(fn))
+    inject_span(carrier.__setitem__, span.get_span_context())
+    try:
+        future = submit(call_in, carrier, fn, *args, **kwargs)
+    except BaseException as exc:
+        _end(span, exc)
+        raise
+    future.add_done_callback(functools.partial(_end_with_future, span))
+    return future
 
 
 def _job_name(fn: Callable[..., Any]) -> str:
@@ -173,6 +208,8 @@ class _CarriesContext(multiprocessing.process.BaseProcess):
     _threadline_carrier: dict[str, str] | None = None
     _threadline_settings: dict[str, str] | None = None
     _threadline_steps: tuple[Any, ...] = ()
+    _threadline_resource: _hooks.Resource | None = None
+    _threadline_carries_context = True  # the loss detector's mark: the child runs in context
 
     def start(self) -> None:
         """Capture the caller's context (a `TypeError` if it cannot cross), then start."""
@@ -181,6 +218,18 @@ class _CarriesContext(multiprocessing.process.BaseProcess):
         method = getattr(self, "_start_method", None) or multiprocessing.get_start_method()
         self._threadline_steps = worker_steps(method)
         super().start()
+        if _hooks.active:
+            # The child runs in another process: its resource gets init here (after start,
+            # so it never travels to the child), destroy at join.
+            self._threadline_resource = _hooks.create("process", _hooks.location(1))
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the child as `multiprocessing.Process.join` does."""
+        super().join(timeout)
+        resource = self._threadline_resource
+        if resource is not None and self.exitcode is not None:
+            self._threadline_resource = None
+            _hooks.destroy(resource)
 
     def _bootstrap(self, *args: Any, **kwargs: Any) -> int:
         # Runs first in the child under every start method; wrapping run here

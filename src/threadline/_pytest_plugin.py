@@ -8,17 +8,14 @@ Loading it registers a marker and two fixtures, nothing more; a test opts in:
   ``threadline_lost_context``): the test fails when context was lost in it,
   each loss named with its location and cause.
 
-Losses come from `threadline.diagnostics`' loss detector when it has one
-(``start_loss_detection()``, ``stop_loss_detection()``,
-``lost_context_reports()`` returning reports with ``.location`` and
-``.cause``); otherwise from `_instrument.watch`, which sees raw thread
-hand-offs inside a request scope.
+Losses come from the loss detector, `threadline.lost`, switched on for the
+test alone.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -149,35 +146,22 @@ class LostContext:
 
 
 class _Detection:
-    """Losses seen while one test runs: the diagnostics detector's, or the stand-in watch."""
-
-    def __init__(self) -> None:
-        from . import diagnostics  # noqa: PLC0415 - loaded only for a test that asks
-
-        names = ("start_loss_detection", "stop_loss_detection", "lost_context_reports")
-        self._detector = diagnostics if all(hasattr(diagnostics, n) for n in names) else None
-        self._seen: dict[str, LostContext] = {}
-        self._unwatch: Callable[[], None] | None = None
+    """Losses seen while one test runs, by the loss detector (`threadline.lost`)."""
 
     def start(self) -> None:
-        if self._detector is not None:
-            self._detector.start_loss_detection()
-            return
-        from ._instrument import watch  # noqa: PLC0415
+        from . import lost  # noqa: PLC0415 - loaded only for a test that asks
 
-        self._unwatch = watch(self._add)
-
-    def _add(self, location: str, cause: str) -> None:
-        self._seen.setdefault(location, LostContext(location, cause))  # once per location
+        lost.clear()
+        lost.enable(log=False)
 
     def stop(self) -> list[LostContext]:
-        if self._detector is not None:
-            self._detector.stop_loss_detection()
-            for report in self._detector.lost_context_reports():
-                self._add(str(report.location), str(report.cause))
-        elif self._unwatch is not None:
-            self._unwatch()
-        return list(self._seen.values())
+        from . import lost  # noqa: PLC0415 - loaded by start
+
+        found = lost.reports()
+        lost.disable()
+        return [
+            LostContext(report.location, f"{report.cause}: {report.message}") for report in found
+        ]
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextvars import Token
 from typing import Any, TypeVar
 
+from . import _hooks
 from ._context import (
     STORE_KEY_PREFIX,
     Context,
@@ -59,7 +60,7 @@ class Scope:
     `ContextStore.merge` and `ContextStore.exit`.
     """
 
-    __slots__ = ("_key", "_merge", "_token", "_value")
+    __slots__ = ("_hooked", "_key", "_merge", "_token", "_value")
 
     def __init__(self, key: str, value: FrozenMapping | None, *, merge: bool = False) -> None:
         self._key = key
@@ -77,6 +78,8 @@ class Scope:
             if isinstance(outer, FrozenMapping) and outer:
                 value = outer | value
         self._token = attach(Context({**current, self._key: value}))
+        if _hooks.active:
+            self._hooked = _hooks.enter_scope(self, self._key, current.get(self._key), value)
         return value
 
     def again(self) -> Scope:
@@ -85,6 +88,11 @@ class Scope:
 
     def __exit__(self, *exc_info: object) -> None:
         token, self._token = self._token, None
+        if _hooks.active and token is not None:
+            entered = getattr(self, "_hooked", None)
+            if entered is not None:
+                del self._hooked
+                _hooks.exit_scope(entered)
         if token is not None:
             restore(token)
 

@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from . import _hooks
 from ._context import Context, get_current
 from ._env_carrier import carrier_names, inject_env
 from ._settings import BOOTSTRAP_ENV
@@ -108,11 +109,16 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
             raise
         if child_span is not None:
             child_span.set_attribute("process.pid", self.pid)
+        # The child runs another program: its resource gets init here, destroy at its exit.
+        self._threadline_resource = (
+            _hooks.create("subprocess", _hooks.location(1)) if _hooks.active else None
+        )
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the child as `subprocess.Popen.wait` does, and end its span."""
         code = super().wait(timeout)
         self._finish_span()
+        self._destroy_resource()
         return code
 
     def poll(self) -> int | None:
@@ -120,7 +126,14 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         code = super().poll()
         if code is not None:
             self._finish_span()
+            self._destroy_resource()
         return code
+
+    def _destroy_resource(self) -> None:
+        resource = getattr(self, "_threadline_resource", None)
+        if resource is not None:
+            self._threadline_resource = None
+            _hooks.destroy(resource)
 
     def _finish_span(self, error: BaseException | None = None) -> None:
         span, self._threadline_span = getattr(self, "_threadline_span", None), None

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
+from . import _hooks
 from ._spans import call_as_job, callable_name
 
 __all__ = ["Thread", "ThreadPoolExecutor", "run_in_executor"]
@@ -31,6 +32,8 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
     .. versionadded:: 0.1
     """
 
+    _threadline_carries_context = True  # the loss detector's mark: jobs run in their context
+
     def __init__(
         self,
         max_workers: int | None = None,
@@ -46,9 +49,26 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         """Schedule ``fn(*args, **kwargs)`` to run in a copy of the caller's context."""
         context = contextvars.copy_context()
+        if _hooks.active:
+            return self._submit_hooked(context, fn, args, kwargs)
         if self._job_spans:
             return super().submit(context.run, call_as_job, BOUNDARY, fn, args, kwargs)
         return super().submit(context.run, fn, *args, **kwargs)
+
+    def _submit_hooked(
+        self, context: contextvars.Context, fn: Callable[..., T], args: Any, kwargs: Any
+    ) -> Future[T]:
+        resource = _hooks.create("thread.job", _hooks.location(2))
+        job: Any = functools.partial(call_as_job, BOUNDARY, fn, args, kwargs)
+        if not self._job_spans:
+            job = functools.partial(fn, *args, **kwargs)
+        try:
+            future = super().submit(context.run, _hooks.run, resource, job)
+        except BaseException:
+            _hooks.destroy(resource)
+            raise
+        future.add_done_callback(functools.partial(_hooks.destroy, resource))
+        return future
 
 
 class Thread(threading.Thread):
@@ -60,23 +80,42 @@ class Thread(threading.Thread):
     .. versionadded:: 0.1
     """
 
+    _threadline_carries_context = True  # the loss detector's mark: the thread runs in context
+
     def start(self) -> None:
         """Capture the caller's context, then start the thread as `threading.Thread` does."""
         context = contextvars.copy_context()
         run = self.run
         name = callable_name(getattr(self, "_target", None) or run)
+        resource = _hooks.create("thread", _hooks.location(1)) if _hooks.active else None
         # An instance attribute shadows the method for _bootstrap_inner's
         # self.run() call, so an overridden run() is wrapped as well.
         self.run = functools.partial(  # type: ignore[method-assign]
-            self._run_in, context, run, name
+            self._run_in, context, run, name, resource
         )
-        super().start()
-
-    def _run_in(self, context: contextvars.Context, run: Callable[[], None], name: str) -> None:
         try:
-            context.run(call_as_job, BOUNDARY, run, (), {}, name)
+            super().start()
+        except BaseException:
+            if resource is not None:
+                _hooks.destroy(resource)
+            raise
+
+    def _run_in(
+        self,
+        context: contextvars.Context,
+        run: Callable[[], None],
+        name: str,
+        resource: _hooks.Resource | None,
+    ) -> None:
+        try:
+            if resource is None:
+                context.run(call_as_job, BOUNDARY, run, (), {}, name)
+            else:
+                context.run(_hooks.run, resource, call_as_job, BOUNDARY, run, (), {}, name)
         finally:
             del self.run  # the context goes with it, as Thread drops its target
+            if resource is not None:
+                _hooks.destroy(resource)
 
 
 async def run_in_executor(
@@ -92,7 +131,24 @@ async def run_in_executor(
     loop = asyncio.get_running_loop()
     if isinstance(executor, ThreadPoolExecutor):
         job = functools.partial(fn, *args, **kwargs)
+    elif _hooks.active:
+        result: T = await _run_hooked(loop, executor, fn, args, kwargs)
+        return result
     else:
         context = contextvars.copy_context()
         job = functools.partial(context.run, call_as_job, BOUNDARY, fn, args, kwargs)
     return await loop.run_in_executor(executor, job)
+
+
+async def _run_hooked(
+    loop: asyncio.AbstractEventLoop, executor: Executor | None, fn: Any, args: Any, kwargs: Any
+) -> Any:
+    resource = _hooks.create("thread.job", _hooks.location(2))
+    context = contextvars.copy_context()
+    job = functools.partial(
+        context.run, _hooks.run, resource, call_as_job, BOUNDARY, fn, args, kwargs
+    )
+    try:
+        return await loop.run_in_executor(executor, job)
+    finally:
+        _hooks.destroy(resource)

@@ -5,9 +5,12 @@ A thin adapter of aiohttp's request tracing signals to `threadline._http`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from types import SimpleNamespace
 
+import aiohttp
+import aiosignal
 from aiohttp import (
     ClientSession,
     TraceConfig,
@@ -19,6 +22,7 @@ from aiohttp import (
 from opentelemetry.trace import get_current_span, set_span_in_context
 from yarl import URL
 
+from .. import _hooks
 from .._context import Context, get_current
 from .._http import (
     HostAllowList,
@@ -31,6 +35,11 @@ from .._spans import record_error
 __all__ = ["trace_config"]
 
 _CONTRIB_MARK = "_is_instrumented_by_opentelemetry"
+# where a call's resource was made: the first frame outside aiohttp (and threadline, the stdlib)
+_SKIP = tuple(
+    os.path.dirname(os.path.abspath(module.__file__ or "")) + os.sep
+    for module in (aiohttp, aiosignal)
+)
 
 
 def _makes_spans(session: ClientSession) -> bool:
@@ -78,6 +87,8 @@ def trace_config(
             context = set_span_in_context(span, context)
         ctx.threadline_span = span
         ctx.threadline_context = context
+        if _hooks.active:  # the call is made here: its resource gets init now, destroy at its end
+            ctx.threadline_resource = _hooks.create("http.client", _hooks.location(1, _SKIP))
         write_outgoing(
             params.headers,
             context,
@@ -110,6 +121,7 @@ def trace_config(
         span = getattr(ctx, "threadline_span", None)
         if span is not None:
             end_client_span(span, params.response.status)
+        _destroy(ctx)
 
     async def on_exception(
         session: ClientSession, ctx: SimpleNamespace, params: TraceRequestExceptionParams
@@ -118,9 +130,17 @@ def trace_config(
         if span is not None:
             record_error(span, params.exception)
             span.end()
+        _destroy(ctx)
 
     config.on_request_start.append(on_start)
     config.on_request_redirect.append(on_redirect)
     config.on_request_end.append(on_end)
     config.on_request_exception.append(on_exception)
     return config
+
+
+def _destroy(ctx: SimpleNamespace) -> None:
+    resource = getattr(ctx, "threadline_resource", None)
+    if resource is not None:
+        ctx.threadline_resource = None
+        _hooks.destroy(resource)

@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from opentelemetry.trace import get_current_span
 
+from .. import _hooks
 from .._context import Context, attach, restore
 from .._http import (
     REQUEST_ID_HEADER,
@@ -92,6 +93,7 @@ def middleware(
         span, owned, inner = _server_span(request, handler, incoming, link, request_id, spans=spans)
         values: dict[str, Any] = {"request_id": request_id, "start_time": started}
         token = attach(handler_context(incoming, span, values))
+        hooked = _hooked_request(request) if _hooks.active else None
         with_user: Token[Context] | None = None
         status: int | None = None
         try:
@@ -128,11 +130,22 @@ def middleware(
             return response
         finally:
             _finish(request, owned, status, started, log_access_at)
+            if hooked is not None:
+                _hooks.exit_scope(hooked)
             if with_user is not None:
                 restore(with_user)
             restore(token)
 
     return threadline_middleware
+
+
+def _hooked_request(request: web.Request) -> Any:
+    """The request as a lifecycle-hook resource, made where its handler is defined."""
+    handler = getattr(request.match_info, "handler", None)
+    code = getattr(handler, "__code__", None)
+    where = f"{code.co_filename}:{code.co_firstlineno}" if code is not None else request.path
+    resource = _hooks.create("http.server", where, request=True)
+    return resource, _hooks.before(resource)
 
 
 def setup(app: web.Application, **options: Any) -> None:

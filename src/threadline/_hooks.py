@@ -1,0 +1,337 @@
+"""The runtime of lifecycle hooks: resources, the enabled hooks, and the one flag boundaries read.
+
+Every boundary reads `active` once (``if _hooks.active:``) and does nothing
+more while it is False, which it is until a hook is enabled or the loss
+detector runs: with neither, hooks cost one module attribute read per hand-off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable
+from contextvars import ContextVar, Token
+from typing import Any, TypeVar
+
+from ._context import get_current, store_key
+
+__all__ = [
+    "Hook",
+    "Resource",
+    "active",
+    "after",
+    "before",
+    "create",
+    "create_hook",
+    "current",
+    "destroy",
+    "enter_scope",
+    "exit_scope",
+    "in_library",
+    "location",
+    "run",
+    "set_watchers",
+    "watchers",
+]
+
+T = TypeVar("T")
+InitHook = Callable[["Resource", "Resource | None"], object]
+ResourceHook = Callable[["Resource"], object]
+
+active = False
+"""True while a hook is enabled or a watcher (the loss detector) runs."""
+
+_logger = logging.getLogger("threadline")
+_current: ContextVar[Resource | None] = ContextVar("threadline.resource", default=None)
+_ids = itertools.count(1)
+_lock = threading.Lock()
+_hooks: tuple[Hook, ...] = ()
+_REQUEST_KEY = store_key("request")
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_STDLIB = os.path.dirname(os.path.abspath(os.__file__)) + os.sep
+# resources still running, by the id of the request resource they belong to
+_live: dict[int, dict[int, Resource]] = {}
+
+
+class _Watchers:
+    """What the loss detector listens to: scopes entered, requests that ended with work running."""
+
+    scope: Callable[[str, Any, Any, bool], None] | None = None
+    outlived: Callable[[Resource, list[Resource]], None] | None = None
+
+
+watchers = _Watchers()
+
+
+class Resource:
+    """Something that carries a request's context and runs code in it: a task, a job, a request.
+
+    Attributes:
+        type: ``"task"``, ``"thread"``, ``"thread.job"``, ``"process"``,
+            ``"process.job"``, ``"subprocess"``, ``"http.server"``,
+            ``"http.client"`` or ``"scope"``.
+        id: unique in the process, increasing (Node's ``asyncId``).
+        trigger_id: the id of the resource current where this one was made,
+            0 when there was none (Node's ``triggerAsyncId``).
+        location: where it was made, ``"file:line"`` of the code that made it.
+        request_id: the ``request_id`` of `threadline.request` where it was made, or None.
+        request: True for a resource that begins a request (an HTTP server
+            request; a `threadline.request` scope with a new ``request_id``).
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = (
+        "_owner",
+        "destroyed",
+        "id",
+        "location",
+        "request",
+        "request_id",
+        "trigger_id",
+        "type",
+    )
+
+    def __init__(
+        self, kind: str, trigger: Resource | None, where: str, request_id: str | None, request: bool
+    ) -> None:
+        self.type = kind
+        self.id = next(_ids)
+        self.trigger_id = 0 if trigger is None else trigger.id
+        self.location = where
+        self.request_id = request_id
+        self.request = request
+        self.destroyed = False
+        self._owner: Resource | None = (
+            None if trigger is None else trigger if trigger.request else trigger._owner
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Resource({self.type!r}, id={self.id}, trigger_id={self.trigger_id}, "
+            f"location={self.location!r}, request_id={self.request_id!r})"
+        )
+
+
+class Hook:
+    """Callbacks for the lifecycle of every `Resource`, made by `create_hook`; off until enabled.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = ("_after", "_before", "_destroy", "_init", "_reported", "errors")
+
+    def __init__(
+        self,
+        init: InitHook | None,
+        before: ResourceHook | None,
+        after: ResourceHook | None,
+        destroy: ResourceHook | None,
+    ) -> None:
+        self._init = init
+        self._before = before
+        self._after = after
+        self._destroy = destroy
+        self._reported: set[str] = set()
+        self.errors = 0
+        """How many times a callback of this hook raised (each was logged once per callback)."""
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the hook is called now."""
+        return self in _hooks
+
+    def enable(self) -> Hook:
+        """Start calling this hook for resources made from now on; return the hook."""
+        global _hooks  # noqa: PLW0603 - replaced whole, read without a lock
+        with _lock:
+            if self not in _hooks:
+                _hooks = (*_hooks, self)
+            _update()
+        return self
+
+    def disable(self) -> Hook:
+        """Stop calling this hook; return it. Resources already made stay valid."""
+        global _hooks  # noqa: PLW0603 - replaced whole, read without a lock
+        with _lock:
+            _hooks = tuple(hook for hook in _hooks if hook is not self)
+            _update()
+        return self
+
+    def _failed(self, callback: str, resource: Resource) -> None:
+        self.errors += 1
+        if callback not in self._reported:
+            self._reported.add(callback)
+            _logger.exception(
+                "threadline hook %s raised for %r; not raised into the application "
+                "(further errors of this callback are only counted in Hook.errors)",
+                callback,
+                resource,
+            )
+
+
+def create_hook(
+    *,
+    init: InitHook | None = None,
+    before: ResourceHook | None = None,
+    after: ResourceHook | None = None,
+    destroy: ResourceHook | None = None,
+) -> Hook:
+    """Return a `Hook` with these callbacks (Node's ``async_hooks.createHook``), not yet enabled.
+
+    ``init(resource, trigger)`` runs where the resource is made, in its
+    maker's context (*trigger* is the resource current there, or None);
+    ``before(resource)`` and ``after(resource)`` run around the resource's
+    work, in its context, with `current` answering *resource*; ``destroy``
+    runs once, last. An exception in a callback is logged on the
+    ``threadline`` logger and counted in `Hook.errors`, never raised into
+    the application.
+
+    .. versionadded:: 0.1
+    """
+    return Hook(init, before, after, destroy)
+
+
+def current() -> Resource | None:
+    """Return the resource whose work runs here, or None (Node's ``executionAsyncResource``).
+
+    .. versionadded:: 0.1
+    """
+    return _current.get()
+
+
+_watching = 0
+
+
+def set_watchers(change: int) -> None:
+    """Count a watcher (the loss detector) in (+1) or out (-1)."""
+    global _watching  # noqa: PLW0603 - counted under the lock
+    with _lock:
+        _watching += change
+        _update()
+
+
+def _update() -> None:
+    global active  # noqa: PLW0603 - the one flag every boundary reads
+    active = bool(_hooks) or _watching > 0
+    if not active:
+        _live.clear()
+
+
+def location(depth: int = 1, skip: tuple[str, ...] = ()) -> str:
+    """``"file:line"`` of the first caller *depth* frames up or further out, outside the libraries.
+
+    Frames of threadline, of the standard library and of the directories
+    *skip* are passed over, so the place is the application's line.
+    """
+    frame: Any = sys._getframe(depth + 1)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not in_library(name, skip):
+            return f"{name}:{frame.f_lineno}"
+        frame = frame.f_back
+    return "?"
+
+
+def in_library(name: str, skip: tuple[str, ...] = ()) -> bool:
+    """Whether the file *name* is threadline's, the standard library's, or under *skip*."""
+    if name.startswith((PACKAGE_DIR, "<frozen", *skip)):
+        return True
+    return name.startswith(_STDLIB) and "-packages" not in name[len(_STDLIB) :]
+
+
+def create(kind: str, where: str, *, request: bool = False) -> Resource:
+    """Make a resource here (the caller checked `active`) and call the ``init`` hooks."""
+    trigger = _current.get()
+    value = get_current().get(_REQUEST_KEY)
+    request_id = value.get("request_id") if value is not None else None  # type: ignore[attr-defined]
+    resource = Resource(kind, trigger, where, request_id, request)
+    owner = resource._owner
+    if owner is not None and not owner.destroyed:
+        with _lock:
+            _live.setdefault(owner.id, {})[resource.id] = resource
+    for hook in _hooks:
+        if hook._init is not None:
+            try:
+                hook._init(resource, trigger)
+            except Exception:  # noqa: BLE001 - a hook's error is reported, never the app's
+                hook._failed("init", resource)
+    return resource
+
+
+def before(resource: Resource) -> Token[Resource | None]:
+    """Make *resource* current and call the ``before`` hooks; `after` takes the token back."""
+    token = _current.set(resource)
+    _call(resource, "before")
+    return token
+
+
+def after(resource: Resource, token: Token[Resource | None]) -> None:
+    """Call the ``after`` hooks, then put back the resource current before `before`."""
+    _call(resource, "after")
+    # ValueError: it ended in another context than it began (a generator closed elsewhere)
+    with contextlib.suppress(ValueError):
+        _current.reset(token)
+
+
+def destroy(resource: Resource, *_: object) -> None:
+    """Call the ``destroy`` hooks once; for a request, report what it leaves running."""
+    with _lock:
+        if resource.destroyed:
+            return
+        resource.destroyed = True
+        owner = resource._owner
+        if owner is not None:
+            _live.get(owner.id, {}).pop(resource.id, None)
+        left = _live.pop(resource.id, None) if resource.request else None
+    _call(resource, "destroy")
+    running = [r for r in (left or {}).values() if r.type != "scope" and not r.destroyed]
+    report = watchers.outlived
+    if running and report is not None:
+        report(resource, running)
+
+
+def run(resource: Resource, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Call ``fn(*args, **kwargs)`` between the ``before`` and ``after`` hooks of *resource*."""
+    token = before(resource)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        after(resource, token)
+
+
+def _call(resource: Resource, callback: str) -> None:
+    for hook in _hooks:
+        function = getattr(hook, "_" + callback)
+        if function is not None:
+            try:
+                function(resource)
+            except Exception:  # noqa: BLE001 - a hook's error is reported, never the app's
+                hook._failed(callback, resource)
+
+
+def enter_scope(scope: Any, key: str, outer: Any, value: Any) -> Any:
+    """A scope was entered (the caller checked `active`): watch it, make it a resource.
+
+    Returns what `exit_scope` takes back.
+    """
+    watch = watchers.scope
+    if watch is not None:
+        watch(key, outer, value, scope._merge)
+    request = False
+    if key == _REQUEST_KEY and value is not None:
+        before_id = outer.get("request_id") if outer is not None else None
+        request = value.get("request_id") not in (None, before_id)
+    resource = create("scope", location(2), request=request)
+    return resource, before(resource)
+
+
+def exit_scope(entered: Any) -> None:
+    """The scope `enter_scope` returned *entered* for ends: ``after``, then ``destroy``."""
+    resource, token = entered
+    after(resource, token)
+    destroy(resource)

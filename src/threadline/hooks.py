@@ -1,0 +1,93 @@
+"""Lifecycle hooks: Python's counterpart of Node's ``async_hooks``, for the resources of a request.
+
+A *resource* is something that carries a request's context and runs code in
+it: an asyncio task (tracked once `track_tasks` wrapped its loop's task
+factory), a job of `threadline.ThreadPoolExecutor` or `threadline.run_in_executor`,
+a `threadline.Thread`, a job of `threadline.ProcessPoolExecutor`, a
+`threadline.processes.Process`, a `threadline.subprocess.Popen` child, an
+aiohttp server request or client call, and a store scope. `create_hook`
+registers callbacks for each resource's ``init``, ``before``, ``after`` and
+``destroy``; `current` says which resource the code runs in. With no hook
+enabled, each boundary pays one module attribute read.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import weakref
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from . import _hooks
+from ._hooks import Hook as Hook
+from ._hooks import Resource as Resource
+from ._hooks import create_hook as create_hook
+from ._hooks import current as current
+
+__all__ = ["Hook", "Resource", "create_hook", "current", "track_tasks", "untrack_tasks"]
+
+T = TypeVar("T")
+_tracked: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+
+
+def track_tasks(loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """Make the tasks of *loop* (default: the running loop) resources, from now on.
+
+    Wraps the loop's task factory (any factory already set keeps working
+    inside the wrapper) until `untrack_tasks`. While no hook is enabled and
+    the loss detector is off, the wrapper only calls the factory it wraps.
+    A tracked task runs its coroutine inside a small wrapper coroutine (what
+    ``task.get_coro()`` returns), which calls ``before`` and ``after``.
+    Calling it again for the same loop does nothing.
+
+    .. versionadded:: 0.1
+    """
+    loop = loop or asyncio.get_running_loop()
+    if loop in _tracked:
+        return
+    previous = loop.get_task_factory()
+    _tracked[loop] = previous
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+        if not (_hooks.active and asyncio.iscoroutine(coro)):
+            return _make(previous, loop, coro, kwargs)
+        resource = _hooks.create("task", _hooks.location(1))
+        task = _make(previous, loop, _run(resource, coro), kwargs)
+        task.add_done_callback(functools.partial(_hooks.destroy, resource))
+        return task
+
+    factory._threadline_tracks = previous  # type: ignore[attr-defined]
+    loop.set_task_factory(factory)
+
+
+def untrack_tasks(loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """Put back the task factory *loop* (default: the running loop) had before `track_tasks`.
+
+    If another factory was set over threadline's since, that one is left in
+    place (it still calls threadline's, which only passes tasks on).
+
+    .. versionadded:: 0.1
+    """
+    loop = loop or asyncio.get_running_loop()
+    if loop not in _tracked:
+        return
+    previous = _tracked.pop(loop)
+    if hasattr(loop.get_task_factory(), "_threadline_tracks"):
+        loop.set_task_factory(previous)
+
+
+def _make(previous: Any, loop: asyncio.AbstractEventLoop, coro: Any, kwargs: Any) -> Any:
+    if previous is None:
+        return asyncio.Task(coro, loop=loop, **kwargs)
+    return previous(loop, coro, **kwargs)
+
+
+async def _run(resource: _hooks.Resource, coro: Coroutine[Any, Any, T]) -> T:
+    token = _hooks.before(resource)
+    try:
+        return await coro
+    finally:
+        _hooks.after(resource, token)

@@ -1,0 +1,346 @@
+"""Lifecycle hooks: every resource type, in order, with the right triggers; none without a hook."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import multiprocessing
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+import threadline as tl
+import threadline.aiohttp as tla
+from tests.process_jobs import observe
+from threadline import _hooks, hooks
+from threadline.processes import Process
+from threadline.subprocess import Popen
+
+HERE = __file__
+
+
+class Recorder:
+    """A hook that records each call: (event, resource id, type, trigger id, current id)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int, str, int, int | None]] = []
+        self.resources: dict[int, hooks.Resource] = {}
+        self.requests: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        self.hook = hooks.create_hook(
+            init=self.init, before=self.before, after=self.after, destroy=self.destroy
+        )
+
+    def _add(self, event: str, resource: hooks.Resource) -> None:
+        running = hooks.current()
+        with self._lock:
+            self.resources[resource.id] = resource
+            self.events.append(
+                (event, resource.id, resource.type, resource.trigger_id, running and running.id)
+            )
+
+    def init(self, resource: hooks.Resource, trigger: hooks.Resource | None) -> None:
+        assert (0 if trigger is None else trigger.id) == resource.trigger_id
+        self._add("init", resource)
+
+    def before(self, resource: hooks.Resource) -> None:
+        value = tl.request.get()
+        self.requests[resource.id] = value.get("request_id") if value else None
+        self._add("before", resource)
+
+    def after(self, resource: hooks.Resource) -> None:
+        self._add("after", resource)
+
+    def destroy(self, resource: hooks.Resource) -> None:
+        self._add("destroy", resource)
+
+    def of_type(self, kind: str) -> list[hooks.Resource]:
+        return [r for r in self.resources.values() if r.type == kind]
+
+    def sequence(self, resource: hooks.Resource) -> list[str]:
+        return [event for event, rid, *_ in self.events if rid == resource.id]
+
+    def check_order(self, resource: hooks.Resource, *, runs_here: bool = True) -> None:
+        """init first, destroy last and once, before/after paired in between, current right."""
+        expected = ["init", "before", "after", "destroy"] if runs_here else ["init", "destroy"]
+        assert expected == self.sequence(resource)
+        currents = {e[0]: e[4] for e in self.events if e[1] == resource.id}
+        if runs_here:
+            assert resource.id == currents["before"] == currents["after"]
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    found = Recorder()
+    found.hook.enable()
+    yield found
+    found.hook.disable()
+    assert not _hooks.active
+
+
+def line_of(marker: str) -> str:
+    """``"this file:line"`` of the line that holds *marker*."""
+    with open(HERE) as source:
+        for number, text in enumerate(source, 1):
+            if marker in text and "line_of" not in text:
+                return f"{HERE}:{number}"
+    raise AssertionError(marker)
+
+
+def job() -> str | None:
+    value = tl.request.get()
+    return value.get("request_id") if value else None  # type: ignore[return-value]
+
+
+class TestThreads:
+    def test_thread_pool_job(self, recorder: Recorder) -> None:
+        """A tl.ThreadPoolExecutor job: init at submit (trigger: the scope), run, destroy."""
+        with tl.request.scope(request_id="r1"), tl.ThreadPoolExecutor(1) as pool:
+            assert "r1" == pool.submit(job).result()  # mark:pool-submit
+        (scope,) = recorder.of_type("scope")
+        (resource,) = recorder.of_type("thread.job")
+        recorder.check_order(resource)
+        recorder.check_order(scope)
+        assert scope.id == resource.trigger_id
+        assert ("r1", "r1") == (resource.request_id, recorder.requests[resource.id])
+        assert line_of("mark:pool-submit") == resource.location
+
+    def test_map_names_the_callers_line(self, recorder: Recorder) -> None:
+        """Jobs of map() are made at the line that called map, not inside concurrent.futures."""
+        with tl.ThreadPoolExecutor(2) as pool:
+            assert [None, None] == list(pool.map(lambda _: job(), [1, 2]))  # mark:map
+        jobs = recorder.of_type("thread.job")
+        assert 2 == len(jobs)
+        assert {line_of("mark:map")} == {r.location for r in jobs}
+
+    def test_thread(self, recorder: Recorder) -> None:
+        """A tl.Thread: init at start, before/after around run in the thread, destroy last."""
+        seen: list[int | None] = []
+        with tl.request.scope(request_id="r2"):
+            thread = tl.Thread(target=lambda: seen.append(getattr(hooks.current(), "id", None)))
+            thread.start()  # mark:thread-start
+            thread.join()
+        (resource,) = recorder.of_type("thread")
+        recorder.check_order(resource)
+        assert [resource.id] == seen
+        assert line_of("mark:thread-start") == resource.location
+        assert recorder.of_type("scope")[0].id == resource.trigger_id
+
+    async def test_run_in_executor(self, recorder: Recorder) -> None:
+        """tl.run_in_executor on the loop's default executor is a thread.job resource."""
+        with tl.request.scope(request_id="r3"):
+            assert "r3" == await tl.run_in_executor(None, job)
+        (resource,) = recorder.of_type("thread.job")
+        recorder.check_order(resource)
+        assert "r3" == recorder.requests[resource.id]
+
+    def test_concurrent_requests_keep_their_triggers(self, recorder: Recorder) -> None:
+        """Under concurrency each job's trigger is its own request's scope, in order."""
+        with tl.ThreadPoolExecutor(4) as pool:
+
+            def handle(n: int) -> None:
+                with tl.request.scope(request_id=f"q{n}"):
+                    futures = [pool.submit(job) for _ in range(5)]
+                    assert [f"q{n}"] * 5 == [f.result() for f in futures]
+
+            threads = [threading.Thread(target=handle, args=(n,)) for n in range(6)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        scopes = {r.id: r for r in recorder.of_type("scope")}
+        jobs = recorder.of_type("thread.job")
+        assert 30 == len(jobs)
+        for resource in jobs:
+            recorder.check_order(resource)
+            assert scopes[resource.trigger_id].request_id == resource.request_id
+            assert resource.request_id == recorder.requests[resource.id]
+
+
+class TestTasks:
+    async def test_task(self, recorder: Recorder) -> None:
+        """A task made in a scope: trigger the scope; before/after in the task; destroy last."""
+        hooks.track_tasks()
+        try:
+
+            async def child() -> int | None:
+                await asyncio.sleep(0)
+                return getattr(hooks.current(), "id", None)
+
+            with tl.request.scope(request_id="t1"):
+                task = asyncio.create_task(child())  # mark:create-task
+            ran_in = await task
+            await asyncio.sleep(0)  # the done callback (destroy) runs
+        finally:
+            hooks.untrack_tasks()
+        (resource,) = [r for r in recorder.of_type("task") if r.location.startswith(HERE)]
+        recorder.check_order(resource)
+        assert resource.id == ran_in
+        assert line_of("mark:create-task") == resource.location
+        assert recorder.of_type("scope")[0].id == resource.trigger_id
+        assert "t1" == recorder.requests[resource.id]
+
+    async def test_nested_tasks_trigger_on_their_parent(self, recorder: Recorder) -> None:
+        """A task made inside a task has that task as its trigger."""
+        hooks.track_tasks()
+        try:
+
+            async def inner() -> None:
+                await asyncio.sleep(0)
+
+            async def outer() -> None:
+                await asyncio.gather(*(asyncio.create_task(inner()) for _ in range(3)))
+
+            await asyncio.create_task(outer())
+            await asyncio.sleep(0)
+        finally:
+            hooks.untrack_tasks()
+        tasks = recorder.of_type("task")
+        (parent,) = [r for r in tasks if r.trigger_id not in {t.id for t in tasks}]
+        children = [r for r in tasks if r.trigger_id == parent.id]
+        assert 3 == len(children)
+        for resource in tasks:
+            recorder.check_order(resource)
+
+    async def test_untrack_restores_the_factory(self) -> None:
+        """untrack_tasks puts back the loop's own task factory."""
+        loop = asyncio.get_running_loop()
+        before = loop.get_task_factory()
+        hooks.track_tasks()
+        hooks.track_tasks()  # once only
+        assert before is not loop.get_task_factory()
+        hooks.untrack_tasks()
+        assert before is loop.get_task_factory()
+
+
+class TestProcesses:
+    def test_process_pool_job(self, recorder: Recorder) -> None:
+        """A tl.ProcessPoolExecutor job: init at submit, destroy when its result is back."""
+        context = multiprocessing.get_context("spawn")
+        with (
+            tl.request.scope(request_id="p1"),
+            tl.ProcessPoolExecutor(1, mp_context=context) as pool,
+        ):  # type: ignore[arg-type]
+            pool.submit(observe).result()  # mark:process-submit
+        (resource,) = recorder.of_type("process.job")
+        recorder.check_order(resource, runs_here=False)
+        assert line_of("mark:process-submit") == resource.location
+        assert "p1" == resource.request_id
+
+    def test_process(self, recorder: Recorder) -> None:
+        """A threadline Process: init at start, destroy at join."""
+        child = Process(target=observe)
+        child.start()  # mark:process-start
+        child.join()
+        (resource,) = recorder.of_type("process")
+        recorder.check_order(resource, runs_here=False)
+        assert line_of("mark:process-start") == resource.location
+
+    def test_subprocess(self, recorder: Recorder) -> None:
+        """A Popen child: init at spawn, destroy when its exit is seen."""
+        with tl.request.scope(request_id="s1"):
+            with Popen([sys.executable, "-c", "pass"]) as child:  # mark:popen
+                pass
+            assert 0 == child.returncode
+        (resource,) = recorder.of_type("subprocess")
+        recorder.check_order(resource, runs_here=False)
+        assert (line_of("mark:popen"), "s1") == (resource.location, resource.request_id)
+
+
+async def handler(request: web.Request) -> web.Response:
+    running = hooks.current()
+    return web.json_response({"type": running and running.type, "id": running and running.id})
+
+
+class TestHttp:
+    async def test_server_request_and_client_call(self, recorder: Recorder) -> None:
+        """A server request runs as an http.server resource; a client call is http.client."""
+        app = web.Application(middlewares=[tla.middleware(spans=False)])
+        app.router.add_get("/", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+            async with aiohttp.ClientSession(trace_configs=[tla.trace_config()]) as session:
+                with tl.request.scope(request_id="h1"):
+                    async with session.get(url) as response:  # mark:client-get
+                        body = await response.json()
+        finally:
+            await runner.cleanup()
+        (server,) = recorder.of_type("http.server")
+        (client,) = recorder.of_type("http.client")
+        assert {"type": "http.server", "id": server.id} == body
+        recorder.check_order(server)
+        recorder.check_order(client, runs_here=False)
+        assert server.request
+        assert f"{HERE}:{handler.__code__.co_firstlineno}" == server.location
+        assert (line_of("mark:client-get"), "h1") == (client.location, client.request_id)
+
+
+class TestContract:
+    def test_no_hook_no_calls(self) -> None:
+        """A hook made but not enabled is never called, and the boundaries' flag stays off."""
+        found = Recorder()
+        with tl.request.scope(request_id="n1"), tl.ThreadPoolExecutor(1) as pool:
+            pool.submit(job).result()
+            thread = tl.Thread(target=job)
+            thread.start()
+            thread.join()
+        assert [] == found.events
+        assert not _hooks.active
+        assert hooks.current() is None
+
+    def test_disable_stops_the_calls(self, recorder: Recorder) -> None:
+        """After disable, nothing more is recorded."""
+        recorder.hook.disable()
+        assert not recorder.hook.enabled
+        with tl.request.scope(request_id="d1"):
+            pass
+        assert [] == recorder.events
+
+    def test_errors_in_hooks_never_reach_the_application(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Each callback raising: the app's results are intact, errors counted and logged once."""
+
+        def fail(*_: object) -> None:
+            raise RuntimeError("hook failed")
+
+        hook = hooks.create_hook(init=fail, before=fail, after=fail, destroy=fail).enable()
+        caplog.set_level(logging.ERROR, logger="threadline")
+        try:
+            with tl.request.scope(request_id="e1"), tl.ThreadPoolExecutor(1) as pool:
+                assert ["e1", "e1"] == [pool.submit(job).result() for _ in range(2)]
+        finally:
+            hook.disable()
+        assert 12 == hook.errors  # 4 callbacks x (1 scope + 2 jobs)
+        logged = [r for r in caplog.records if r.name == "threadline"]
+        assert 4 == len(logged)
+        assert all(r.exc_info is not None for r in logged)
+
+    def test_current_outside_any_resource(self, recorder: Recorder) -> None:
+        """current() is None outside, the scope inside a scope."""
+        assert hooks.current() is None
+        with tl.request.scope(request_id="c1"):
+            running = hooks.current()
+            assert running is not None
+            assert ("scope", "c1", True) == (running.type, running.request_id, running.request)
+            with tl.request.merge(tenant="x"):
+                inner = hooks.current()
+                assert inner is not None
+                assert (running.id, False) == (inner.trigger_id, inner.request)
+        assert hooks.current() is None
+
+    def test_plain_stdlib_pool_is_no_resource(self, recorder: Recorder) -> None:
+        """Only threadline's boundaries make resources; a plain pool's jobs are none."""
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(job).result()
+        assert [] == recorder.of_type("thread.job")

@@ -1,0 +1,299 @@
+"""The loss detector: each cause found at the application's line, none on paths that propagate."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import functools
+import logging
+import multiprocessing
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import threadline as tl
+from tests.process_jobs import observe
+from threadline import _hooks, lost
+
+HERE = __file__
+log = logging.getLogger("tests.lost")
+
+
+def line_of(marker: str) -> str:
+    """``"this file:line"`` of the line that holds *marker*."""
+    with open(HERE) as source:
+        for number, text in enumerate(source, 1):
+            if marker in text and "line_of" not in text:
+                return f"{HERE}:{number}"
+    raise AssertionError(marker)
+
+
+def work() -> None:
+    log.info("working")  # mark:log-site
+
+
+@pytest.fixture
+def found() -> Iterator[lost.Detection]:
+    with lost.detecting(log=False) as detection:
+        yield detection
+    assert not lost.is_enabled()
+    assert not _hooks.active
+
+
+def causes(detection: lost.Detection) -> list[tuple[str, str]]:
+    return [(r.cause, r.location) for r in detection.reports()]
+
+
+class TestHandOffs:
+    def test_raw_submit_in_a_scope(self, found: lost.Detection) -> None:
+        """A plain executor's submit inside a scope: reported once, at the submitting line."""
+        with tl.request.scope(request_id="r1"), concurrent.futures.ThreadPoolExecutor(1) as pool:
+            for _ in range(3):
+                pool.submit(work).result()  # mark:raw-submit
+        assert [("executor.submit", line_of("mark:raw-submit"))] == causes(found)
+        (report,) = found.reports()
+        assert "r1" == report.request_id
+        assert (HERE, int(line_of("mark:raw-submit").rpartition(":")[2])) == (
+            report.filename,
+            report.lineno,
+        )
+
+    def test_map_names_the_callers_line(self, found: lost.Detection) -> None:
+        """Executor.map is reported at the line that called map."""
+        with tl.request.scope(request_id="r1"), concurrent.futures.ThreadPoolExecutor(1) as pool:
+            list(pool.map(lambda _: None, [1, 2]))  # mark:raw-map
+        assert [("executor.submit", line_of("mark:raw-map"))] == causes(found)
+
+    async def test_run_in_executor_of_the_loop(self, found: lost.Detection) -> None:
+        """loop.run_in_executor does not copy the context (CPython gh-78195): reported."""
+        loop = asyncio.get_running_loop()
+        with tl.request.scope(request_id="r1"):
+            await loop.run_in_executor(None, work)  # mark:loop-executor
+        assert [("executor.submit", line_of("mark:loop-executor"))] == causes(found)
+
+    def test_raw_thread_start(self, found: lost.Detection) -> None:
+        """A plain Thread started inside a scope is reported at the start line."""
+        with tl.request.scope(request_id="r1"):
+            thread = threading.Thread(target=work)
+            thread.start()  # mark:raw-thread
+            thread.join()
+        assert [("thread.start", line_of("mark:raw-thread"))] == causes(found)
+
+    def test_raw_process_start(self, found: lost.Detection) -> None:
+        """A plain multiprocessing Process started inside a scope is reported."""
+        with tl.request.scope(request_id="r1"):
+            child = multiprocessing.get_context("spawn").Process(target=observe)
+            child.start()  # mark:raw-process
+            child.join()
+        assert [("process.start", line_of("mark:raw-process"))] == causes(found)
+
+    def test_outside_a_scope_nothing_is_lost(self, found: lost.Detection) -> None:
+        """With no context to lose, plain hand-offs are not reported."""
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(work).result()
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+        assert [] == found.reports()
+
+    async def test_paths_that_propagate_are_not_reported(self, found: lost.Detection) -> None:
+        """threadline's executors and threads, bind, Context.run: nothing reported."""
+        with tl.request.scope(request_id="r1"):
+            with tl.ThreadPoolExecutor(2) as pool:
+                pool.submit(work).result()
+                list(pool.map(lambda _: work(), [1, 2]))
+            with concurrent.futures.ThreadPoolExecutor(1) as plain:
+                plain.submit(tl.bind(work)).result()
+                plain.submit(contextvars.copy_context().run, work).result()
+            thread = tl.Thread(target=work)
+            thread.start()
+            thread.join()
+            await tl.run_in_executor(None, work)
+            with tl.request.merge(tenant="a"):
+                work()
+        assert [] == found.reports()
+
+    def test_process_pool_of_threadline_is_not_reported(self, found: lost.Detection) -> None:
+        """tl.ProcessPoolExecutor carries the context: its submit and workers are not reported."""
+        context = multiprocessing.get_context("spawn")
+        with (
+            tl.request.scope(request_id="r1"),
+            tl.ProcessPoolExecutor(1, mp_context=context) as pool,
+        ):  # type: ignore[arg-type]
+            pool.submit(observe).result()
+        assert [] == found.reports()
+
+
+class TestBesideInstrument:
+    """The contract with a patching instrument(): what it propagates is not reported."""
+
+    def test_a_propagating_patch_installed_first(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A submit patched before the detector and marked as carrying context is trusted."""
+        original = concurrent.futures.ThreadPoolExecutor.submit
+
+        def submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            return original(self, contextvars.copy_context().run, fn, *args, **kwargs)
+
+        submit._threadline_carries_context = True  # type: ignore[attr-defined]
+        monkeypatch.setattr(concurrent.futures.ThreadPoolExecutor, "submit", submit)
+        with lost.detecting(log=False) as found:
+            with tl.request.scope(request_id="r1"), concurrent.futures.ThreadPoolExecutor(1) as p:
+                p.submit(work).result()
+            assert concurrent.futures.ThreadPoolExecutor.submit is not submit
+        assert concurrent.futures.ThreadPoolExecutor.submit is submit
+        assert [] == found.reports()
+
+    def test_a_propagating_patch_installed_after(self, found: lost.Detection) -> None:
+        """A patch over the detector's hands it Context.run: not reported."""
+        watched = concurrent.futures.ThreadPoolExecutor.submit
+
+        def submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            return watched(self, functools.partial(contextvars.copy_context().run, fn), *args)
+
+        concurrent.futures.ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]
+        try:
+            with tl.request.scope(request_id="r1"), concurrent.futures.ThreadPoolExecutor(1) as p:
+                p.submit(work).result()
+        finally:
+            concurrent.futures.ThreadPoolExecutor.submit = watched  # type: ignore[method-assign]
+        assert [] == found.reports()
+
+    def test_a_thread_whose_run_carries_the_context(self, found: lost.Detection) -> None:
+        """A plain Thread whose run was wrapped in Context.run (as a patch would) is trusted."""
+        with tl.request.scope(request_id="r1"):
+            thread = threading.Thread(target=work)
+            thread.run = functools.partial(contextvars.copy_context().run, thread.run)  # type: ignore[method-assign]
+            thread.start()
+            thread.join()
+        assert [] == found.reports()
+
+
+class TestScopes:
+    def test_nested_scope_hiding_keys(self, found: lost.Detection) -> None:
+        """A nested scope() that hides the outer keys is reported; merge() is not."""
+        with tl.request.scope(request_id="r1", user_id="u"):
+            with tl.request.scope(tenant="a"):  # mark:hiding-scope
+                pass
+            with tl.request.merge(tenant="a"):
+                pass
+            with tl.request.scope(request_id="r1", user_id="u", tenant="a"):  # keeps every key
+                pass
+            with tl.request.scope(request_id="r2"):  # a new request: hiding is the point
+                pass
+        ((cause, where),) = causes(found)
+        assert ("scope.hides", line_of("mark:hiding-scope")) == (cause, where)
+        assert "request.merge()" in found.reports()[0].message
+
+    def test_run_is_reported_at_the_callers_line(self, found: lost.Detection) -> None:
+        """store.run() nested the same way is reported where run() was called."""
+        with tl.request.scope(request_id="r1"):
+            tl.request.run({"tenant": "a"}, work)  # mark:hiding-run
+        assert [("scope.hides", line_of("mark:hiding-run"))] == causes(found)
+
+
+class TestLogging:
+    def test_a_site_with_and_without_a_request_id(
+        self, found: lost.Detection, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A log call site seen with and without a request id, reported with both counts."""
+        caplog.set_level(logging.INFO, logger=log.name)
+        work()
+        with tl.request.scope(request_id="r1"):
+            work()
+            work()
+        (report,) = found.reports()
+        assert ("log.sometimes_without", line_of("mark:log-site")) == (
+            report.cause,
+            report.location,
+        )
+        assert (2, 1) == (report.with_request, report.without_request)
+
+    def test_a_site_always_with_a_request_id(
+        self, found: lost.Detection, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A site that always has its request id is not reported."""
+        caplog.set_level(logging.INFO, logger=log.name)
+        for n in range(3):
+            with tl.request.scope(request_id=f"r{n}"):
+                work()
+        assert [] == found.reports()
+
+    def test_reports_go_to_the_lost_logger(self, caplog: pytest.LogCaptureFixture) -> None:
+        """Each report is also a WARNING on threadline.lost, once per place."""
+        caplog.set_level(logging.WARNING, logger=lost.LOGGER_NAME)
+        with lost.detecting(), tl.request.scope(request_id="r1"):
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                for _ in range(2):
+                    pool.submit(work).result()
+        records = [r for r in caplog.records if r.name == lost.LOGGER_NAME]
+        assert 1 == len(records)
+        assert "executor.submit" in records[0].getMessage()
+
+
+class TestOutlived:
+    async def test_a_fire_and_forget_task(self, found: lost.Detection) -> None:
+        """A task still running when its request's scope ends: reported where it was made."""
+        release = asyncio.Event()
+
+        async def background() -> None:
+            await release.wait()
+
+        with tl.request.scope(request_id="o1"):
+            task = asyncio.create_task(background())  # mark:fire-and-forget
+            await asyncio.sleep(0)
+        release.set()
+        await task
+        (report,) = found.reports()
+        assert ("outlived", line_of("mark:fire-and-forget")) == (report.cause, report.location)
+        assert "'o1'" in report.message
+
+    async def test_an_awaited_task_did_not_outlive(self, found: lost.Detection) -> None:
+        """A task awaited inside its request is not reported."""
+
+        async def quick() -> None:
+            await asyncio.sleep(0)
+
+        with tl.request.scope(request_id="o2"):
+            await asyncio.create_task(quick())
+        assert [] == found.reports()
+
+    def test_a_thread_pool_job(self, found: lost.Detection) -> None:
+        """A tl.ThreadPoolExecutor job still queued or running when its request ends."""
+        release = threading.Event()
+        with tl.ThreadPoolExecutor(1) as pool:
+            with tl.request.scope(request_id="o3"):
+                pending = pool.submit(release.wait)  # mark:outlived-job
+            release.set()
+            pending.result()
+        assert [("outlived", line_of("mark:outlived-job"))] == causes(found)
+
+
+class TestSwitch:
+    def test_disable_puts_everything_back(self) -> None:
+        """After disable the patched methods and the record factory are the originals."""
+        submit = concurrent.futures.ThreadPoolExecutor.submit
+        process_submit = concurrent.futures.ProcessPoolExecutor.submit
+        start = threading.Thread.start
+        factory = logging.getLogRecordFactory()
+        lost.enable(log=False)
+        lost.enable(log=False)  # nested
+        lost.disable()
+        assert lost.is_enabled()
+        assert concurrent.futures.ThreadPoolExecutor.submit is not submit
+        lost.disable()
+        assert not lost.is_enabled()
+        assert submit is concurrent.futures.ThreadPoolExecutor.submit
+        assert process_submit is concurrent.futures.ProcessPoolExecutor.submit
+        assert start is threading.Thread.start
+        assert factory is logging.getLogRecordFactory()
+        assert not _hooks.active
+
+    def test_off_by_default(self) -> None:
+        """Nothing is collected while the detector is off."""
+        lost.clear()
+        with tl.request.scope(request_id="r1"), concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(work).result()
+        assert [] == lost.reports()
