@@ -8,6 +8,9 @@ import contextvars
 import functools
 import logging
 import multiprocessing
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +20,7 @@ import pytest
 import threadline as tl
 from tests.process_jobs import observe
 from threadline import _hooks, lost
+from threadline import subprocess as tl_subprocess
 
 HERE = __file__
 log = logging.getLogger("tests.lost")
@@ -89,6 +93,22 @@ class TestHandOffs:
             child.start()  # mark:raw-process
             child.join()
         assert [("process.start", line_of("mark:raw-process"))] == causes(found)
+
+    def test_raw_child_process(self, found: lost.Detection) -> None:
+        """A child started inside a scope with an environment without the context is reported."""
+        env = {k: v for k, v in os.environ.items() if k not in {"TRACEPARENT", "BAGGAGE"}}
+        with tl.request.scope(request_id="r1"):
+            subprocess.run([sys.executable, "-c", "pass"], env=env, check=True)  # mark:raw-child
+        assert [("subprocess.start", line_of("mark:raw-child"))] == causes(found)
+
+    def test_children_that_get_the_context_are_not_reported(self, found: lost.Detection) -> None:
+        """threadline.subprocess and an environment made by child_env carry the context."""
+        with tl.request.scope(request_id="r1"):
+            tl_subprocess.run([sys.executable, "-c", "pass"], check=True)
+            subprocess.run(
+                [sys.executable, "-c", "pass"], env=tl_subprocess.child_env(), check=True
+            )
+        assert [] == found.reports()
 
     def test_outside_a_scope_nothing_is_lost(self, found: lost.Detection) -> None:
         """With no context to lose, plain hand-offs are not reported."""
@@ -277,6 +297,7 @@ class TestSwitch:
         submit = concurrent.futures.ThreadPoolExecutor.submit
         process_submit = concurrent.futures.ProcessPoolExecutor.submit
         start = threading.Thread.start
+        popen_init = subprocess.Popen.__init__
         factory = logging.getLogRecordFactory()
         lost.enable(log=False)
         lost.enable(log=False)  # nested
@@ -288,6 +309,7 @@ class TestSwitch:
         assert submit is concurrent.futures.ThreadPoolExecutor.submit
         assert process_submit is concurrent.futures.ProcessPoolExecutor.submit
         assert start is threading.Thread.start
+        assert popen_init is subprocess.Popen.__init__
         assert factory is logging.getLogRecordFactory()
         assert not _hooks.active
 

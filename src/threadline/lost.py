@@ -9,6 +9,9 @@ location and cause:
   without the submitter's context.
 - ``"thread.start"``: a plain `threading.Thread` started inside a scope.
 - ``"process.start"``: a plain `multiprocessing.Process` started inside a scope.
+- ``"subprocess.start"``: a child process started inside a scope with an
+  environment that lacks the context (``subprocess.Popen``, and so
+  ``subprocess.run`` and ``asyncio.create_subprocess_*``).
 - ``"scope.hides"``: a nested ``store.scope()`` that hides keys of the outer
   value, where ``merge()`` was probably meant.
 - ``"log.sometimes_without"``: a logging call site that ran both with a
@@ -21,8 +24,8 @@ Each report is a `Report` in `reports`, and a warning on the logger
 threads and processes, `threadline.bind`, `contextvars.Context.run`, anything
 `threadline.instrument()` wraps) are never reported. While on, the detector
 wraps ``ThreadPoolExecutor.submit``, ``ProcessPoolExecutor.submit``,
-``Thread.start``, ``BaseProcess.start`` and the log record factory, and
-`disable` puts each back.
+``Thread.start``, ``BaseProcess.start``, ``subprocess.Popen`` and the log
+record factory, and `disable` puts each back.
 
 .. versionadded:: 0.1
 """
@@ -36,6 +39,8 @@ import dataclasses
 import functools
 import logging
 import multiprocessing.process
+import os
+import subprocess
 import sys
 import threading
 import types
@@ -75,6 +80,7 @@ class Report:
 
     Attributes:
         cause: ``"executor.submit"``, ``"thread.start"``, ``"process.start"``,
+            ``"subprocess.start"``,
             ``"scope.hides"``, ``"log.sometimes_without"`` or ``"outlived"``.
         location: ``"file:line"`` of the application code.
         message: what happened and the fix, in a sentence.
@@ -378,6 +384,40 @@ def _count_log(record: logging.LogRecord) -> None:
             counts[2] = _state.reports.index(found) + 1
 
 
+def _watch_popen() -> None:
+    original = subprocess.Popen.__dict__["__init__"]
+
+    @functools.wraps(original)
+    def __init__(self: Any, args: Any, *rest: Any, **kwargs: Any) -> None:  # noqa: N807
+        env = kwargs.get("env")
+        if env is None and len(rest) > _POPEN_ENV_POSITION:
+            env = rest[_POPEN_ENV_POSITION]
+        # called through subprocess.run and friends too: the environment decides, not the caller
+        if not _carries(original) and _in_scope() and not _has_carrier(env):
+            _report(
+                "subprocess.start",
+                _hooks.location(1),
+                "a child process was started inside a scope with an environment without "
+                "the context: use threadline.subprocess.run / Popen, or "
+                "env=threadline.subprocess.child_env()",
+            )
+        original(self, args, *rest, **kwargs)
+
+    subprocess.Popen.__init__ = __init__  # type: ignore[method-assign]
+    _state.undo.append(functools.partial(setattr, subprocess.Popen, "__init__", original))
+
+
+_POPEN_ENV_POSITION = 9  # Popen(args, bufsize, executable, stdin, stdout, stderr,
+#                                 preexec_fn, close_fds, shell, cwd, env, ...)
+
+
+def _has_carrier(env: Any) -> bool:
+    """Whether a child given *env* (None: this process's) gets a trace or the stores."""
+    names = ("TRACEPARENT", "BAGGAGE", b"TRACEPARENT", b"BAGGAGE")
+    source = os.environ if env is None else env
+    return any(name in source for name in names)
+
+
 def _install() -> None:
     _watch_submit(concurrent.futures.ThreadPoolExecutor, "ThreadPoolExecutor")
     _watch_submit(concurrent.futures.ProcessPoolExecutor, "ProcessPoolExecutor")
@@ -385,6 +425,7 @@ def _install() -> None:
     _watch_start(
         multiprocessing.process.BaseProcess, "process.start", "threadline.processes.Process"
     )
+    _watch_popen()
     _watch_logging()
     _hooks.watchers.scope = _scope_entered
     _hooks.watchers.outlived = _outlived
