@@ -2,13 +2,15 @@
 
 Each variant is a publisher process of its own with its own ``celery worker``
 (prefork, one child), on its own Redis database of one redis-server: bare
-Celery; threadline's context only (``threadline.celery.setup``, the stores in
-a request scope, no tracing SDK); threadline with spans (the SDK, a batch
-processor exporting nowhere: a PRODUCER and a CONSUMER span per task);
-OpenTelemetry's Celery instrumentation with the same SDK (its two spans).
-A round trip is ``task.delay()`` then ``.get()``, one at a time, inside a
-request scope where threadline is set up, inside a request's span where the
-SDK is (as in a server: three spans per round trip in both span variants). Variants are
+Celery; bare Celery with empty receivers on the signals threadline uses (what
+Celery's dispatch costs by itself); threadline's context only
+(``threadline.celery.setup``, the stores in a request scope, no tracing
+SDK); threadline with spans (the SDK, a batch processor exporting nowhere:
+a PRODUCER and a CONSUMER span per task); OpenTelemetry's Celery
+instrumentation with the same SDK (its two spans). A round trip is
+``task.delay()`` then ``.get()``, one at a time, inside a request scope where
+threadline is set up, inside a request's span where the SDK is (as in a
+server: three spans per round trip in both span variants). Variants are
 measured round by round in shuffled order; the medians are reported.
 Target (issue 14): context only costs at most 5% of a bare round trip.
 
@@ -37,6 +39,7 @@ from typing import Any
 
 VARIANTS = {
     "bare": "bare Celery",
+    "noop": "bare Celery, empty receivers on threadline's signals (for reference)",
     "context": "threadline context only (no tracing SDK)",
     "span": "threadline with spans (request, PRODUCER, CONSUMER)",
     "contrib": "opentelemetry-instrumentation-celery (request + its 2 spans)",
@@ -76,6 +79,16 @@ def make_app() -> Any:
         import threadline.celery
 
         threadline.celery.setup(app)
+    if variant == "noop":  # what Celery's signal dispatch costs by itself
+        from celery import signals
+
+        def empty(**_: object) -> None:
+            return None
+
+        for name in ("before_task_publish", "after_task_publish", "task_received"):
+            getattr(signals, name).connect(empty, weak=False)
+        for name in ("task_prerun", "task_postrun", "task_failure", "task_retry"):
+            getattr(signals, name).connect(empty, weak=False)
 
     @app.task(name="bench.noop")
     def noop() -> None:
