@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
 import threadline as tl
 import threadline.celery
@@ -33,12 +34,40 @@ app.conf.update(
 )
 logger = logging.getLogger("tasks")
 
-if os.environ.get("THREADLINE_TEST_WORKER"):
-    if os.environ.get("THREADLINE_TEST_CONTRIB"):
+CONTRIB_ENV = "THREADLINE_TEST_CONTRIB"  # "hand": instrumented here; "launcher": by the launcher
+
+
+def trace_beside_contrib(service_name: str) -> None:
+    """Set tracing up beside the Celery instrumentation, as THREADLINE_TEST_CONTRIB says.
+
+    ``hand``: `CeleryInstrumentor` is enabled here, threadline's provider
+    exports to THREADLINE_TRACES_FILE. ``launcher``: ``opentelemetry-instrument``
+    made the provider and instrumented Celery; the file is added to its provider.
+    """
+    mode = os.environ.get(CONTRIB_ENV)
+    if mode == "hand":
         from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
         CeleryInstrumentor().instrument()
-    threadline.tracing.configure(service_name="celery-worker")
+    provider = threadline.tracing.configure(service_name=service_name)
+    if mode == "launcher":
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+        from threadline.export import OTLPJsonFileSpanExporter
+
+        exporter = OTLPJsonFileSpanExporter(os.environ["THREADLINE_TRACES_FILE"])
+        provider.add_span_processor(SimpleSpanProcessor(exporter))  # type: ignore[union-attr]
+
+
+def _ready(**_: Any) -> None:
+    # the worker's own "ready." line is not printed where another root handler is set
+    # (opentelemetry-instrument's): the tests wait for this file
+    Path(os.environ["THREADLINE_TEST_READY"]).touch()
+
+
+if os.environ.get("THREADLINE_TEST_WORKER"):
+    signals.worker_ready.connect(_ready, weak=False)
+    trace_beside_contrib("celery-worker")
     threadline.logging.install()
     handler = logging.FileHandler(os.environ["THREADLINE_TEST_LOGS"])
     handler.setFormatter(JSONFormatter())

@@ -25,6 +25,7 @@ from threadline.export import ExportedSpan, read_spans
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRE_ENV = "THREADLINE_REQUIRE_REDIS"
+LAUNCHER = Path(sys.executable).parent / "opentelemetry-instrument"
 
 
 class RedisUnavailableError(Exception):
@@ -66,26 +67,43 @@ def redis_server(directory: Path) -> Iterator[str]:
 
 
 class CeleryWorker:
-    """One ``celery worker`` process with *pool*; its spans and logs in *directory*."""
+    """One ``celery worker`` process with *pool*; its spans and logs in *directory*.
 
-    def __init__(self, broker: str, pool: str, directory: Path, **env: str) -> None:
+    *options* are further ``celery worker`` options, *launcher* runs it under
+    ``opentelemetry-instrument``, *env* adds to or overrides its environment.
+    """
+
+    def __init__(
+        self,
+        broker: str,
+        pool: str,
+        directory: Path,
+        *options: str,
+        launcher: bool = False,
+        **env: str,
+    ) -> None:
         self.spans_file = directory / f"spans-{pool}.jsonl"
         self.logs_file = directory / f"logs-{pool}.jsonl"
         self.output = directory / f"worker-{pool}.log"
-        for path in (self.spans_file, self.logs_file):
+        self.ready_file = directory / f"ready-{pool}"
+        for path in (self.spans_file, self.logs_file, self.ready_file):
             path.unlink(missing_ok=True)
         environment = clean_env(
             THREADLINE_TEST_REDIS=broker,
             THREADLINE_TEST_WORKER="1",
             THREADLINE_TEST_LOGS=str(self.logs_file),
+            THREADLINE_TEST_READY=str(self.ready_file),
             THREADLINE_TRACES_FILE=str(self.spans_file),
             OTEL_TRACES_EXPORTER="file",
             # nothing is exported before shutdown: what the file holds, the shutdown flushed
             OTEL_BSP_SCHEDULE_DELAY="600000",
             PYTHONPATH=str(ROOT),
-            **env,
         )
+        environment.update(env)
         command = [sys.executable, "-m", "celery", "-A", "tests.celery_tasks", "worker"]
+        if launcher:  # OpenTelemetry's zero-code launcher, as users run it
+            command = [str(LAUNCHER), *command]
+        command += options
         command += ["--pool", pool, "--concurrency", "1" if pool == "solo" else "2"]
         command += ["--loglevel", "INFO", "--without-gossip", "--without-mingle"]
         command += ["--without-heartbeat", "--hostname", f"{pool}@threadline-tests"]
@@ -93,7 +111,7 @@ class CeleryWorker:
             self.process = subprocess.Popen(
                 command, cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT
             )
-        if not wait_for(lambda: "ready." in self.log() or self.process.poll() is not None, 60):
+        if not wait_for(lambda: self.ready_file.exists() or self.process.poll() is not None, 60):
             self.stop()
             raise AssertionError(f"the {pool} worker never got ready:\n{self.log()[-3000:]}")
         assert self.process.poll() is None, self.log()[-3000:]

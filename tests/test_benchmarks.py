@@ -51,12 +51,26 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
                 "instrumentation-aiohttp-server",
             ),
         ),
+        (
+            "celery_bench.py",
+            (
+                "bare Celery",
+                "threadline context only",
+                "threadline with spans",
+                "opentelemetry-instrumentation-celery",
+            ),
+        ),
     ],
 )
-def test_benchmark_smoke(script: str, variants: tuple[str, ...]) -> None:
+def test_benchmark_smoke(
+    script: str, variants: tuple[str, ...], request: pytest.FixtureRequest
+) -> None:
     """Each benchmark runs in --quick mode and reports every variant it compares."""
+    extra = []
+    if script == "celery_bench.py":  # on the tests' Redis: skipped where there is none
+        extra = ["--broker", request.getfixturevalue("redis_url").removesuffix("/0")]
     result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), "--quick"],
+        [sys.executable, str(BENCHMARKS / script), "--quick", *extra],
         check=False,
         capture_output=True,
         text=True,

@@ -8,16 +8,19 @@ and its task logs are checked.
 
 from __future__ import annotations
 
+import signal
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from celery import chain, chord
+from celery.exceptions import TimeLimitExceeded
 
 import threadline as tl
 from tests import celery_tasks as tasks
-from tests.helpers import SuiteTracerProvider
+from tests.helpers import SuiteTracerProvider, wait_for
 from tests.redis_broker import CeleryWorker, links_of
 from threadline.export import ExportedSpan
 
@@ -181,3 +184,52 @@ def test_malformed_carrier_is_dropped_and_the_task_runs(run: Run) -> None:
     seen = run.results["malformed"]
     assert (None, None) == (seen["request"], seen["trace_id"])
     assert {"traceparent.invalid", "baggage.too_large"} <= set(seen["drops"])
+
+
+ERROR = 2  # OTLP's STATUS_CODE_ERROR
+
+
+def test_hard_time_limit_ends_the_consumer_span_with_an_error(
+    celery_app: Any, redis_url: str, tmp_path: Path, tracer_provider: SuiteTracerProvider
+) -> None:
+    """A prefork task killed by its hard time limit has a CONSUMER span, failed, in the trace."""
+    worker = CeleryWorker(redis_url, "prefork", tmp_path)
+    tracer = tracer_provider.get_tracer("tests")
+    try:
+        with tl.request.scope(REQUEST), tracer.start_as_current_span("request") as root:
+            # the pool kills the child at 1 s; the task would sleep for the whole hang guard
+            result = tasks.sleepy.apply_async(args=[TIMEOUT], time_limit=1)
+        with pytest.raises(TimeLimitExceeded):
+            result.get(timeout=TIMEOUT)
+    finally:
+        assert 0 == worker.stop()
+    tracer_provider.exporter.clear()
+    (killed,) = [s for s in worker.spans() if s.name == "process tests.celery_tasks.sleepy"]
+    assert (CONSUMER, ERROR) == (killed.kind, killed.status_code)
+    assert f"{root.get_span_context().trace_id:032x}" == killed.trace_id
+    assert "TimeLimitExceeded" in killed.status_message
+    assert result.id == killed.attributes["messaging.message.id"]
+
+
+def test_cold_shutdown_exports_what_finished(
+    celery_app: Any, redis_url: str, tmp_path: Path, tracer_provider: SuiteTracerProvider
+) -> None:
+    """A prefork worker shut down cold (SIGQUIT) with a task running exports the finished ones."""
+    worker = CeleryWorker(redis_url, "prefork", tmp_path)
+    tracer = tracer_provider.get_tracer("tests")
+    try:
+        with tl.request.scope(REQUEST), tracer.start_as_current_span("request"):
+            done = [tasks.observe.delay(f"done-{n}") for n in range(2)]
+            for result in done:
+                result.get(timeout=TIMEOUT)
+            tasks.sleepy.delay(TIMEOUT)  # still running at the shutdown
+        assert wait_for(lambda: any("sleepy" in x["message"] for x in worker.logs()), TIMEOUT)
+    finally:
+        worker.stop(signal.SIGQUIT)
+    tracer_provider.exporter.clear()
+    consumers = [s for s in worker.spans() if s.kind == CONSUMER]
+    finished = [s.attributes["messaging.message.id"] for s in consumers if s.status_code != ERROR]
+    assert sorted(r.id for r in done) == sorted(finished)
+    # the task cut short, if its child could export it, is marked so
+    cut = [s for s in consumers if s.name == "process tests.celery_tasks.sleepy"]
+    assert [ERROR] * len(cut) == [s.status_code for s in cut]

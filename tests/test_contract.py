@@ -2,7 +2,7 @@
 
 Each boundary runs a probe on the far side that reports the `tl.request`
 values and the trace it sees; the same tests hold for threads, worker
-processes, subprocesses and HTTP.
+processes, subprocesses, HTTP and Celery.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from opentelemetry import trace
 
 import threadline as tl
 import threadline.aiohttp as tla
-from tests import process_jobs
+from tests import celery_tasks, process_jobs
+from tests.redis_broker import CeleryWorker
 from threadline import subprocess as tl_subprocess
 
 VALUES = {"request_id": "contract-1", "user_id": 42, "tags": ["a", "b"], "ratio": 0.5, "ok": True}
@@ -169,3 +170,21 @@ class TestHTTP(BoundaryContract):
 
         # run_coroutine_threadsafe copies this thread's context into the task
         return asyncio.run_coroutine_threadsafe(call(), self.loop).result(30)
+
+
+class TestCelery(BoundaryContract):
+    """A task sent over the tests' real Redis to a real prefork `celery worker`."""
+
+    worker: ClassVar[CeleryWorker]
+
+    @pytest.fixture(autouse=True, scope="class")
+    @classmethod
+    def _worker(
+        cls, celery_app: Any, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[None]:
+        cls.worker = CeleryWorker(redis_url, "prefork", tmp_path_factory.mktemp("contract"))
+        yield
+        cls.worker.stop()
+
+    def cross(self) -> dict[str, Any]:
+        return dict(celery_tasks.observe.delay("contract").get(timeout=60))

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from threadline.export import read_spans
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -136,3 +138,36 @@ def test_demo_services() -> None:
         loggers = {"gateway", "backend", "backend.thread", "backend.worker"}
         assert loggers | {"python-child", "shell-child"} <= {record["logger"] for record in mine}
         assert 1 == len({record["trace_id"] for record in mine})
+
+
+def test_celery_request(redis_url: str, tmp_path: Path) -> None:
+    """An aiohttp request's Celery task: the worker's spans join its trace, its lines its ids."""
+    traces, logs = tmp_path / "traces.jsonl", tmp_path / "logs.jsonl"
+    out = run(
+        "celery_request.py",
+        CELERY_BROKER_URL=redis_url,
+        THREADLINE_TRACES_FILE=str(traces),
+        CELERY_EXAMPLE_LOGS=str(logs),
+    ).stdout
+    assert "2 requests, 2 traces: each request's web and worker spans are one trace" in out
+    request_ids = re.findall(r"^request (\w{32}): receipt \d for user-\d$", out, re.MULTILINE)
+    lines = [json.loads(line) for line in logs.read_text().splitlines()]
+    worker = [line for line in lines if line["message"].startswith("sending the receipt")]
+    assert sorted(request_ids) == sorted(line["request_id"] for line in worker)
+    spans = read_spans(traces)
+    for line in worker:
+        names = sorted(s.name for s in spans if s.trace_id == line["trace_id"])
+        assert [
+            "POST /orders/{order}",
+            "process orders.send_receipt",
+            "send orders.send_receipt",
+        ] == names
+    view = subprocess.run(
+        [sys.executable, "-m", "threadline", "view", str(traces), "--logs", str(logs)],
+        capture_output=True,
+        check=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    assert 2 == view.count("process orders.send_receipt")
+    assert 2 == view.count("sending the receipt")

@@ -12,8 +12,7 @@ continued, never doubled.
 
 from __future__ import annotations
 
-import os
-import signal
+import sys
 import time
 import weakref
 from collections.abc import Mapping
@@ -149,10 +148,11 @@ def _attributes(operation: str, name: str, task_id: object, destination: object)
 class _Execution:
     """What one execution attached: its context, the token to undo it, its own span if any."""
 
-    __slots__ = ("context", "span", "token")
+    __slots__ = ("context", "span", "started", "token")
 
     def __init__(self, context: Context, token: Token[Context], span: Span | None) -> None:
         self.context, self.token, self.span = context, token, span
+        self.started = time.monotonic()
 
 
 class _RequestHeaders(Getter[Any]):
@@ -246,18 +246,37 @@ def _retry(sender: Task | None = None, reason: object = None, **_: Any) -> None:
             record_error(state.span, reason)
 
 
-def _postrun(task: Task | None = None, **_: Any) -> None:
+def _postrun(task: Task | None = None, state: object = "", **_: Any) -> None:
     request = getattr(task, "request", None)
-    state: _Execution | None = getattr(request, _STATE, None)
-    if state is None:
+    execution: _Execution | None = getattr(request, _STATE, None)
+    if execution is None:
         return
     delattr(request, _STATE)
-    if state.span is not None:
-        state.span.end()
+    if execution.span is not None and state is None:
+        # No outcome: the task was cut short, by the SystemExit a prefork child's
+        # SIGTERM handler raises (a hard time limit, a cold shutdown).
+        if _hard_limit_passed(task, request, execution.started):
+            pass  # the main process reports it (`_report_killed`): one span, not two
+        else:
+            cut = sys.exc_info()[1]
+            record_error(execution.span, cut if cut is not None else SystemExit())
+            execution.span.end()
+    elif execution.span is not None:
+        execution.span.end()
     # Another instrumentation's receiver may have put back the context from before
     # both of ours already: then that is the right one to leave.
-    if get_current() is state.context:
-        restore(state.token)
+    if get_current() is execution.context:
+        restore(execution.token)
+
+
+def _hard_limit_passed(task: Any, request: Any, started: float) -> bool:
+    """Whether the execution has run for its hard time limit, if it has one."""
+    limits = getattr(request, "timelimit", None)
+    hard = limits[0] if isinstance(limits, (list, tuple)) and limits else None
+    hard = hard or getattr(task, "time_limit", None) or task.app.conf.task_time_limit
+    if not isinstance(hard, (int, float)):
+        return False
+    return time.monotonic() - started >= hard
 
 
 # --------------------------------------------------------------------------- time limits
@@ -271,7 +290,8 @@ def _received_request(request: Any = None, **_: Any) -> None:
 
 def _report_killed(task: Task, task_id: str, error: BaseException) -> None:
     """The prefork child that ran the task was killed: its CONSUMER span is made here, failed."""
-    request = _received.get(task_id)
+    # Celery (5.5+) sends task_failure twice for a hard time limit: report it once
+    request = _received.pop(task_id, None)
     headers = getattr(request, "request_dict", None)
     if not isinstance(headers, Mapping):
         return
@@ -307,19 +327,13 @@ class _Headers:
 
 
 def _process_init(**_: Any) -> None:
-    """A prefork child: trace as the worker does; on SIGTERM, export what finished first."""
+    """A prefork child: trace as the worker does.
+
+    A child told to stop (a cold shutdown, a hard time limit) gets SIGTERM;
+    billiard's handler raises SystemExit into the task, and the child's exit
+    then sends ``worker_process_shutdown``, where it exports what it finished.
+    """
     configure_like_parent()
-    signal.signal(signal.SIGTERM, _on_child_terminate)
-
-
-def _on_child_terminate(signum: int, _frame: object) -> None:
-    # Cold shutdown and a hard time limit end a child with SIGTERM (then SIGKILL):
-    # the spans of the tasks it finished are exported, the running one is reported
-    # by the main process (`_report_killed`), then the child dies of the signal.
-    flush_tracing()
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
-    time.sleep(1)  # the signal is delivered at once; never go back into the task
 
 
 def _flush(**_: Any) -> None:
