@@ -9,6 +9,7 @@ import functools
 import logging
 import multiprocessing
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -108,6 +109,36 @@ class TestHandOffs:
             subprocess.run(
                 [sys.executable, "-c", "pass"], env=tl_subprocess.child_env(), check=True
             )
+        assert [] == found.reports()
+
+    def test_a_consumer_made_before_the_scope(self, found: lost.Detection) -> None:
+        """Work put on a queue in a request and taken by an older consumer is reported at put."""
+        jobs: queue.Queue[str] = queue.Queue()
+        seen: list[object] = []
+        consumer = threading.Thread(target=lambda: seen.append((jobs.get(), tl.request.get())))
+        consumer.start()  # before any scope: it has no request's context
+        with tl.request.scope(request_id="r1"):
+            jobs.put("work")  # mark:queue-put
+        consumer.join()
+        assert [("work", None)] == seen
+        assert [("queue.consumer", line_of("mark:queue-put"))] == causes(found)
+
+    async def test_an_asyncio_consumer_made_before_the_scope(self, found: lost.Detection) -> None:
+        """The same for an asyncio.Queue whose consumer task was made before the request."""
+        jobs: asyncio.Queue[str] = asyncio.Queue()
+        consumer = asyncio.create_task(jobs.get())
+        await asyncio.sleep(0)
+        with tl.request.scope(request_id="r1"):
+            jobs.put_nowait("work")  # mark:asyncio-put
+        assert "work" == await consumer
+        assert [("queue.consumer", line_of("mark:asyncio-put"))] == causes(found)
+
+    def test_a_consumer_in_the_same_request_is_not_reported(self, found: lost.Detection) -> None:
+        """A queue used within one request loses nothing."""
+        jobs: queue.Queue[str] = queue.Queue()
+        with tl.request.scope(request_id="r1"):
+            jobs.put("work")
+            assert "work" == jobs.get()
         assert [] == found.reports()
 
     def test_outside_a_scope_nothing_is_lost(self, found: lost.Detection) -> None:
@@ -298,6 +329,7 @@ class TestSwitch:
         process_submit = concurrent.futures.ProcessPoolExecutor.submit
         start = threading.Thread.start
         popen_init = subprocess.Popen.__init__
+        queue_methods = (queue.Queue._put, queue.Queue._get, asyncio.Queue._put, asyncio.Queue._get)
         factory = logging.getLogRecordFactory()
         lost.enable(log=False)
         lost.enable(log=False)  # nested
@@ -310,6 +342,12 @@ class TestSwitch:
         assert process_submit is concurrent.futures.ProcessPoolExecutor.submit
         assert start is threading.Thread.start
         assert popen_init is subprocess.Popen.__init__
+        assert queue_methods == (
+            queue.Queue._put,
+            queue.Queue._get,
+            asyncio.Queue._put,
+            asyncio.Queue._get,
+        )
         assert factory is logging.getLogRecordFactory()
         assert not _hooks.active
 

@@ -12,6 +12,10 @@ location and cause:
 - ``"subprocess.start"``: a child process started inside a scope with an
   environment that lacks the context (``subprocess.Popen``, and so
   ``subprocess.run`` and ``asyncio.create_subprocess_*``).
+- ``"queue.consumer"``: an item put on a `queue.Queue` or `asyncio.Queue`
+  inside a scope and taken off it by a consumer that runs without that
+  request's context (a thread or task made before the scope); reported at the
+  ``put``.
 - ``"scope.hides"``: a nested ``store.scope()`` that hides keys of the outer
   value, where ``merge()`` was probably meant.
 - ``"log.sometimes_without"``: a logging call site that ran both with a
@@ -24,8 +28,9 @@ Each report is a `Report` in `reports`, and a warning on the logger
 threads and processes, `threadline.bind`, `contextvars.Context.run`, anything
 `threadline.instrument()` wraps) are never reported. While on, the detector
 wraps ``ThreadPoolExecutor.submit``, ``ProcessPoolExecutor.submit``,
-``Thread.start``, ``BaseProcess.start``, ``subprocess.Popen`` and the log
-record factory, and `disable` puts each back.
+``Thread.start``, ``BaseProcess.start``, ``subprocess.Popen``, the FIFO
+queues' ``_put``/``_get`` and the log record factory, and `disable` puts each
+back.
 
 .. versionadded:: 0.1
 """
@@ -33,6 +38,7 @@ record factory, and `disable` puts each back.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextvars
 import dataclasses
@@ -40,6 +46,7 @@ import functools
 import logging
 import multiprocessing.process
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -80,7 +87,7 @@ class Report:
 
     Attributes:
         cause: ``"executor.submit"``, ``"thread.start"``, ``"process.start"``,
-            ``"subprocess.start"``,
+            ``"subprocess.start"``, ``"queue.consumer"``,
             ``"scope.hides"``, ``"log.sometimes_without"`` or ``"outlived"``.
         location: ``"file:line"`` of the application code.
         message: what happened and the fix, in a sentence.
@@ -418,6 +425,53 @@ def _has_carrier(env: Any) -> bool:
     return any(name in source for name in names)
 
 
+def _watch_queue(cls: type[Any]) -> None:
+    """Tag each item a scope puts on a FIFO queue; check the context of whoever takes it."""
+    put, get = cls.__dict__["_put"], cls.__dict__["_get"]
+    tags: weakref.WeakKeyDictionary[Any, collections.deque[tuple[str, str] | None]]
+    tags = weakref.WeakKeyDictionary()
+
+    def _put(self: Any, item: Any) -> None:
+        put(self, item)
+        request_id = _request_id() if _in_scope() and not _put_by_library() else None
+        tag = (request_id, _hooks.location(2)) if request_id is not None else None
+        with _lock:  # the queue's own lock guards its deque, not this dict
+            waiting = tags.setdefault(self, collections.deque())
+        waiting.append(tag)
+
+    def _get(self: Any) -> Any:
+        item = get(self)
+        waiting = tags.get(self)
+        tag = waiting.popleft() if waiting else None
+        if tag is not None and _request_id() != tag[0]:
+            _report(
+                "queue.consumer",
+                tag[1],
+                f"an item put here inside request {tag[0]!r} is taken by a consumer that runs "
+                "without that request's context: put a threadline.snapshot() with the item "
+                "and run its work in it (or make the consumer inside the request)",
+            )
+        return item
+
+    cls._put, cls._get = _put, _get
+    _state.undo.append(functools.partial(_restore_queue, cls, put, get))
+
+
+_QUEUE_FILES = (queue.__file__, asyncio.queues.__file__)
+
+
+def _put_by_library() -> bool:
+    """Whether the put was made by a library (a pool's own queues), not the application."""
+    frame: Any = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename in _QUEUE_FILES:
+        frame = frame.f_back
+    return frame is None or _hooks.in_library(frame.f_code.co_filename)
+
+
+def _restore_queue(cls: type[Any], put: Any, get: Any) -> None:
+    cls._put, cls._get = put, get
+
+
 def _install() -> None:
     _watch_submit(concurrent.futures.ThreadPoolExecutor, "ThreadPoolExecutor")
     _watch_submit(concurrent.futures.ProcessPoolExecutor, "ProcessPoolExecutor")
@@ -426,6 +480,8 @@ def _install() -> None:
         multiprocessing.process.BaseProcess, "process.start", "threadline.processes.Process"
     )
     _watch_popen()
+    _watch_queue(queue.Queue)
+    _watch_queue(asyncio.Queue)
     _watch_logging()
     _hooks.watchers.scope = _scope_entered
     _hooks.watchers.outlived = _outlived
