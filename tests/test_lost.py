@@ -20,7 +20,7 @@ import pytest
 
 import threadline as tl
 from tests.process_jobs import observe
-from threadline import _hooks, lost
+from threadline import _hooks, hooks, lost
 from threadline import subprocess as tl_subprocess
 
 HERE = __file__
@@ -132,6 +132,38 @@ class TestHandOffs:
             jobs.put_nowait("work")  # mark:asyncio-put
         assert "work" == await consumer
         assert [("queue.consumer", line_of("mark:asyncio-put"))] == causes(found)
+
+    def test_items_that_bring_their_context_are_not_reported(self, found: lost.Detection) -> None:
+        """An item put with a snapshot (the fix) is not reported, whoever takes it."""
+        jobs: queue.Queue[tuple[tl.Snapshot, str]] = queue.Queue()
+        with tl.request.scope(request_id="r1"):
+            jobs.put((tl.snapshot(), "work"))
+        snap, _ = jobs.get()
+        with snap:
+            assert "r1" == tl.request.get()["request_id"]
+        assert [] == found.reports()
+
+    def test_items_queued_before_the_detector_keep_their_place(self) -> None:
+        """An item queued before enable is not mistaken for one put in a request later."""
+        jobs: queue.Queue[str] = queue.Queue()
+        jobs.put("old")
+        with lost.detecting(log=False) as found:
+            with tl.request.scope(request_id="r1"):
+                jobs.put("new")  # mark:queue-new
+            assert "old" == jobs.get()  # taken outside the request: it was never the request's
+            assert [] == found.reports()
+            assert "new" == jobs.get()
+            assert [("queue.consumer", line_of("mark:queue-new"))] == causes(found)
+
+    async def test_disable_keeps_the_users_task_tracking(self) -> None:
+        """A loop the application tracks stays tracked when the detector goes off."""
+        hooks.track_tasks()
+        try:
+            lost.enable(log=False)
+            lost.disable()
+            assert hooks.tracking(asyncio.get_running_loop())
+        finally:
+            hooks.untrack_tasks()
 
     def test_a_consumer_in_the_same_request_is_not_reported(self, found: lost.Detection) -> None:
         """A queue used within one request loses nothing."""

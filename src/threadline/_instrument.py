@@ -41,7 +41,7 @@ INSTRUMENTED_ATTRIBUTE = "__threadline_instrumented__"
 # Threads and processes the standard library starts for its own machinery (pool
 # workers, manager and feeder threads, manager servers) are left alone: they
 # outlive the request that happened to start them and run no request's work.
-_MACHINERY = ("concurrent.futures", "multiprocessing", "asyncio", "queue", "opentelemetry.")
+_MACHINERY = ("concurrent.futures", "multiprocessing", "asyncio", "queue", "opentelemetry")
 
 _POOL_METHODS = (  # as threadline's Pool: apply (through apply_async), map, imap, ...
     "apply_async",
@@ -222,7 +222,8 @@ def _thread_pool_submit(original: Callable[..., Future[Any]]) -> Callable[..., F
 
 
 def _is_machinery(fn: object) -> bool:
-    return str(getattr(fn, "__module__", None) or "").startswith(_MACHINERY)
+    module = str(getattr(fn, "__module__", None) or "")
+    return any(module == name or module.startswith(name + ".") for name in _MACHINERY)
 
 
 def _thread_start(original: Callable[[Any], None]) -> Callable[[Any], None]:

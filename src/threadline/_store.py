@@ -88,10 +88,11 @@ class Scope:
 
     def __exit__(self, *exc_info: object) -> None:
         token, self._token = self._token, None
-        if _hooks.active and token is not None:
-            entered = getattr(self, "_hooked", None)
-            if entered is not None:
-                del self._hooked
+        # by what was entered, not by the flag now: a hook disabled meanwhile still exits
+        entered = getattr(self, "_hooked", None)
+        if entered is not None:
+            del self._hooked
+            if token is not None:
                 _hooks.exit_scope(entered)
         if token is not None:
             restore(token)

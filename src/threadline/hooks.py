@@ -27,7 +27,7 @@ from ._hooks import Resource as Resource
 from ._hooks import create_hook as create_hook
 from ._hooks import current as current
 
-__all__ = ["Hook", "Resource", "create_hook", "current", "track_tasks", "untrack_tasks"]
+__all__ = ["Hook", "Resource", "create_hook", "current", "track_tasks", "tracking", "untrack_tasks"]
 
 T = TypeVar("T")
 _tracked: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
@@ -61,6 +61,14 @@ def track_tasks(loop: asyncio.AbstractEventLoop | None = None) -> None:
 
     factory._threadline_tracks = previous  # type: ignore[attr-defined]
     loop.set_task_factory(factory)
+
+
+def tracking(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether the tasks of *loop* are resources (`track_tasks` was called for it).
+
+    .. versionadded:: 0.1
+    """
+    return loop in _tracked
 
 
 def untrack_tasks(loop: asyncio.AbstractEventLoop | None = None) -> None:

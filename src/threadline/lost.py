@@ -59,8 +59,9 @@ from typing import Any
 
 from . import _hooks
 from ._context import STORE_KEY_PREFIX, get_current, span_in
+from ._snapshot import Snapshot
 from ._store import request
-from .hooks import track_tasks, untrack_tasks
+from .hooks import track_tasks, tracking, untrack_tasks
 
 __all__ = [
     "LOGGER_NAME",
@@ -153,9 +154,9 @@ def enable(*, log: bool = True) -> None:
 
 
 def _track(loop: asyncio.AbstractEventLoop) -> None:
-    """Watch the tasks of *loop* until `disable`."""
+    """Watch the tasks of *loop* until `disable` (a loop tracked already stays the user's)."""
     with _lock:
-        if loop in _state.loops:
+        if loop in _state.loops or tracking(loop):
             return
         _state.loops.add(loop)
     track_tasks(loop)
@@ -357,7 +358,8 @@ def _watch_logging() -> None:
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
-        if not record.name.startswith("threadline"):
+        # it may stay in the chain after disable (a factory set over it): count only while on
+        if _state.enabled and not record.name.startswith("threadline"):
             _count_log(record)
         return record
 
@@ -433,10 +435,16 @@ def _watch_queue(cls: type[Any]) -> None:
 
     def _put(self: Any, item: Any) -> None:
         put(self, item)
-        request_id = _request_id() if _in_scope() and not _put_by_library() else None
+        request_id = None
+        if _in_scope() and not _put_by_library() and not _carries_its_context(item):
+            request_id = _request_id()
         tag = (request_id, _hooks.location(2)) if request_id is not None else None
         with _lock:  # the queue's own lock guards its deque, not this dict
-            waiting = tags.setdefault(self, collections.deque())
+            waiting = tags.get(self)
+            if waiting is None:  # the items already queued were put before the watch
+                # queue.Queue's lock is held here (its qsize() would wait on it)
+                size = self._qsize() if hasattr(self, "_qsize") else self.qsize()
+                waiting = tags[self] = collections.deque([None] * (size - 1))
         waiting.append(tag)
 
     def _get(self: Any) -> Any:
@@ -458,6 +466,12 @@ def _watch_queue(cls: type[Any]) -> None:
 
 
 _QUEUE_FILES = (queue.__file__, asyncio.queues.__file__)
+
+
+def _carries_its_context(item: Any) -> bool:
+    """Whether a queued item brings its context along: a snapshot, or a bound callable."""
+    parts = item if isinstance(item, (tuple, list)) else (item,)
+    return any(isinstance(part, Snapshot) or _carries(part) for part in parts)
 
 
 def _put_by_library() -> bool:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .._text import escape_controls
 from ..export import ExportedSpan
 from ._traces import Trace, group, has_context, read_logs, read_span_files
 
@@ -62,7 +63,9 @@ def doctor_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         }
         print(json.dumps(report, indent=2))
     else:
-        print(render_report(findings, spans=len(spans), traces=len(traces), logs=len(logs)))
+        text = render_report(findings, spans=len(spans), traces=len(traces), logs=len(logs))
+        # ids, services, paths and loggers come from the files: no raw control character out
+        print("\n".join(escape_controls(line) for line in text.split("\n")))
     return 1 if findings else 0
 
 

@@ -63,7 +63,7 @@ def render_text(traces: Sequence[Trace], *, ascii_only: bool = False) -> str:
 
 def _trace_text(trace: Trace, ascii_only: bool) -> str:
     total = max(trace.end_ns - trace.start_ns, 1)
-    lines = [f"\ntrace {trace.trace_id} ({len(trace.spans)} spans)"]
+    lines = [f"\ntrace {_clean(trace.trace_id)} ({len(trace.spans)} spans)"]
     summary = f"  {_ms(total)}"
     if trace.request_ids():
         summary += "  request " + ", ".join(_clean(rid) for rid in trace.request_ids())
