@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import weakref
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -56,7 +57,7 @@ def track_tasks(loop: asyncio.AbstractEventLoop | None = None) -> None:
             return _make(previous, loop, coro, kwargs)
         resource = _hooks.create("task", _hooks.location(1))
         task = _make(previous, loop, _run(resource, coro), kwargs)
-        task.add_done_callback(functools.partial(_hooks.destroy, resource))
+        task.add_done_callback(functools.partial(_finished, resource, coro))
         return task
 
     factory._threadline_tracks = previous  # type: ignore[attr-defined]
@@ -91,6 +92,14 @@ def _make(previous: Any, loop: asyncio.AbstractEventLoop, coro: Any, kwargs: Any
     if previous is None:
         return asyncio.Task(coro, loop=loop, **kwargs)
     return previous(loop, coro, **kwargs)
+
+
+def _finished(resource: _hooks.Resource, coro: Coroutine[Any, Any, Any], _task: object) -> None:
+    # A task cancelled before its first step never started the user's coroutine:
+    # close it, as asyncio would have, instead of a "never awaited" warning.
+    if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+        coro.close()
+    _hooks.destroy(resource)
 
 
 async def _run(resource: _hooks.Resource, coro: Coroutine[Any, Any, T]) -> T:
