@@ -89,15 +89,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command(commands: Any, name: str, summary: str, description: str) -> Any:
+    """One sub-command: its one-line summary in ``threadline --help``, its description."""
+    return commands.add_parser(name, help=summary, description=description)
+
+
 def _paragraph(number: int) -> str:
     return (__doc__ or "").split("\n\n")[number]
 
 
 def _add_run(commands: Any) -> None:
-    run_parser = commands.add_parser(
-        "run",
-        help="run a command as a traced child, with the context in its environment",
-        description=_paragraph(1),
+    run_parser = _command(
+        commands, "run", "run a command as a traced child, with its context", _paragraph(1)
     )
     run_parser.add_argument(
         "--request-id", help="run the child in a new request scope with this id"
@@ -142,10 +145,8 @@ def _add_demo(commands: Any) -> None:
 
 
 def _add_view(commands: Any) -> None:
-    view_parser = commands.add_parser(
-        "view",
-        help="draw each trace of a span file as a waterfall with its log lines",
-        description=_paragraph(2),
+    view_parser = _command(
+        commands, "view", "draw each trace of a span file as a waterfall", _paragraph(2)
     )
     view_parser.add_argument("file", metavar="FILE", help="OTLP JSON lines (spans)")
     view_parser.add_argument(
@@ -160,10 +161,8 @@ def _add_view(commands: Any) -> None:
 
 
 def _add_doctor(commands: Any) -> None:
-    doctor_parser = commands.add_parser(
-        "doctor",
-        help="find where context was lost in span files and log lines",
-        description=_paragraph(3),
+    doctor_parser = _command(
+        commands, "doctor", "find where context was lost in span and log files", _paragraph(3)
     )
     doctor_parser.add_argument(
         "files", nargs="+", metavar="FILE", help="OTLP JSON lines (spans), one or more"
