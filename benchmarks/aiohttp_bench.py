@@ -44,21 +44,9 @@ def serve(variant: str, port_file: str) -> None:
         os.sched_setaffinity(0, {0})
     middlewares = []
     if variant in ("span", "contrib"):
-        from opentelemetry import trace
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import (
-            BatchSpanProcessor,
-            SpanExporter,
-            SpanExportResult,
-        )
+        from _tracing import discard_spans
 
-        class Discard(SpanExporter):
-            def export(self, spans: object) -> SpanExportResult:
-                return SpanExportResult.SUCCESS
-
-        provider = TracerProvider()
-        provider.add_span_processor(BatchSpanProcessor(Discard()))
-        trace.set_tracer_provider(provider)
+        discard_spans()
     if variant in ("context", "span"):
         import threadline.aiohttp
 

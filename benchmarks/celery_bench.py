@@ -56,21 +56,9 @@ def make_app() -> Any:
     app = Celery("celery_bench", broker=broker, backend=broker, set_as_current=False)
     app.conf.update(worker_hijack_root_logger=False, broker_connection_retry_on_startup=True)
     if variant in ("span", "contrib"):
-        from opentelemetry import trace
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import (
-            BatchSpanProcessor,
-            SpanExporter,
-            SpanExportResult,
-        )
+        from _tracing import discard_spans
 
-        class Discard(SpanExporter):
-            def export(self, spans: object) -> SpanExportResult:
-                return SpanExportResult.SUCCESS
-
-        provider = TracerProvider()
-        provider.add_span_processor(BatchSpanProcessor(Discard()))
-        trace.set_tracer_provider(provider)
+        discard_spans()
     if variant == "contrib":
         from opentelemetry.instrumentation.celery import CeleryInstrumentor
 

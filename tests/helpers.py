@@ -208,3 +208,12 @@ NO_THREADS_AT_EXIT = pytest.mark.skipif(
     reason="CPython 3.12.0 and 3.12.1 start no thread at exit (gh-113964): no exit bound there",
 )
 """Marks a test of the bounded exit export, which needs a thread at exit."""
+
+
+def marked_line(path: str, marker: str) -> str:
+    """``"path:line"`` of the line of *path* that holds *marker* (not a line asking for it)."""
+    with open(path) as source:
+        for number, text in enumerate(source, 1):
+            if marker in text and "line_of" not in text:
+                return f"{path}:{number}"
+    raise AssertionError(marker)

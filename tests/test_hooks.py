@@ -17,6 +17,7 @@ from aiohttp import web
 
 import threadline as tl
 import threadline.aiohttp as tla
+from tests.helpers import marked_line
 from tests.process_jobs import observe
 from threadline import _hooks, hooks
 from threadline.processes import Process
@@ -86,11 +87,7 @@ def recorder() -> Iterator[Recorder]:
 
 def line_of(marker: str) -> str:
     """``"this file:line"`` of the line that holds *marker*."""
-    with open(HERE) as source:
-        for number, text in enumerate(source, 1):
-            if marker in text and "line_of" not in text:
-                return f"{HERE}:{number}"
-    raise AssertionError(marker)
+    return marked_line(HERE, marker)
 
 
 def job() -> str | None:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import threadline as tl
+from tests.helpers import marked_line
 from tests.process_jobs import observe
 from threadline import _hooks, hooks, lost
 from threadline import subprocess as tl_subprocess
@@ -29,11 +30,7 @@ log = logging.getLogger("tests.lost")
 
 def line_of(marker: str) -> str:
     """``"this file:line"`` of the line that holds *marker*."""
-    with open(HERE) as source:
-        for number, text in enumerate(source, 1):
-            if marker in text and "line_of" not in text:
-                return f"{HERE}:{number}"
-    raise AssertionError(marker)
+    return marked_line(HERE, marker)
 
 
 def work() -> None:
