@@ -11,6 +11,7 @@ Process-pool IPC always uses threadline's carrier: both ends are threadline.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -64,7 +65,7 @@ def configured_formats() -> Formats:
     ``OTEL_PROPAGATORS`` is set, so a process pays nothing for it otherwise.
     """
     global _last  # noqa: PLW0603 - a one-entry cache keyed by the global propagator
-    if "opentelemetry.propagate" not in sys.modules and not os.environ.get("OTEL_PROPAGATORS"):
+    if "opentelemetry.propagate" not in sys.modules and not _propagators_named():
         return DEFAULT
     from opentelemetry.propagate import get_global_textmap  # noqa: PLC0415 - see above
 
@@ -81,6 +82,12 @@ def configured_formats() -> Formats:
         )
     _last = (propagator, formats)
     return formats
+
+
+@functools.cache
+def _propagators_named() -> bool:
+    # Read once, as OpenTelemetry reads it (when opentelemetry.propagate loads).
+    return bool(os.environ.get("OTEL_PROPAGATORS"))
 
 
 def _formats_of(propagator: TextMapPropagator) -> Formats:

@@ -55,8 +55,11 @@ REQUEST_ID_HEADER = "X-Request-ID"
 SERVER_BOUNDARY = "http.server"
 CLIENT_BOUNDARY = "http.client"
 
-GetAll = Callable[[str], Sequence[str]]
-"""Every value of one request header, its name matched case-insensitively."""
+GetAll = Callable[[str, Sequence[str]], Sequence[str]]
+"""``get_all(name, ())``: every value of one request header (its name matched
+case-insensitively), or the default given; a multidict's bound ``getall``."""
+
+_NONE: Sequence[str] = ()
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=@-]{1,128}")
 _KNOWN_METHODS = frozenset(
@@ -81,7 +84,7 @@ def incoming_context(get_all: GetAll, trust: bool) -> tuple[Context, Link | None
     link of a new trace, and baggage is never read.
     """
     formats = configured_formats()
-    if formats is DEFAULT and not get_all(TRACEPARENT) and not get_all(BAGGAGE):
+    if formats is DEFAULT and not get_all(TRACEPARENT, _NONE) and not get_all(BAGGAGE, _NONE):
         return _EMPTY, None  # nothing came (tracestate alone means nothing): nothing to parse
     context = extract_formats(get_all, _LimitedHeaders(), formats, with_baggage=trust)
     if trust:
@@ -94,7 +97,7 @@ class _LimitedHeaders(Getter[GetAll]):
     """Reads request headers through their `GetAll`; threadline's fields within their limits."""
 
     def get(self, carrier: GetAll, key: str) -> list[str] | None:
-        values = list(carrier(key))
+        values = list(carrier(key, _NONE))
         limit = FIELD_LIMITS.get(key)
         if limit is not None and values and sum(map(len, values)) > limit:
             record_drop(f"{key}.too_large", f"{sum(map(len, values))} characters in {key}")
@@ -116,7 +119,7 @@ def request_id_of(get_all: GetAll, accept: bool, incoming: Context) -> str:
     no baggage, so it gets the header's id or a new one.
     """
     if accept:
-        given = get_all(REQUEST_ID_HEADER)
+        given = get_all(REQUEST_ID_HEADER, _NONE)
         if len(given) == 1 and _REQUEST_ID.fullmatch(given[0]):
             return given[0]
         if given:
@@ -127,7 +130,7 @@ def request_id_of(get_all: GetAll, accept: bool, incoming: Context) -> str:
             return carried
         if carried is not None:
             record_drop("request_id.invalid", f"baggage request.request_id {str(carried)[:64]!r}")
-    return f"{_ids.getrandbits(128):032x}"
+    return _ids.randbytes(16).hex()
 
 
 def handler_context(incoming: Context, span: Span | None, values: dict[str, Any]) -> Context:

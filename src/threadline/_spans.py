@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -48,17 +50,31 @@ def is_recording() -> bool:
 
 
 _provider_seen = False
+_UNKNOWN = object()
 
 
 def provider_set() -> bool:
-    """Return True once the application has set a tracer provider."""
-    # A tracer provider can be set once only: once one is there, it stays.
+    """Return True once the application has set a tracer provider (or named one to load)."""
+    # A tracer provider can be set once only: once one is there, it stays. Until
+    # then this runs per request on a server without tracing, so it reads the API
+    # module's global rather than calling get_tracer_provider(), which looks the
+    # environment up each time (OTEL_PYTHON_TRACER_PROVIDER is read once: the
+    # API loads that provider on the first call and keeps it).
     global _provider_seen  # noqa: PLW0603 - flips once, from False to True
-    if not _provider_seen:
-        from opentelemetry import trace  # noqa: PLC0415 - loaded by whoever made the span
-
-        _provider_seen = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    if _provider_seen:
+        return True
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:  # nothing loaded the tracing API: nothing can have set a provider
+        return False
+    if getattr(trace, "_TRACER_PROVIDER", _UNKNOWN) is None and not _provider_named():
+        return False  # (an API without that global is asked below)
+    _provider_seen = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
     return _provider_seen
+
+
+@functools.cache
+def _provider_named() -> bool:
+    return "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 
 
 def outer_server_span() -> Span | None:
@@ -172,11 +188,14 @@ _tracer: Tracer | None = None
 def tracer() -> Tracer:
     """Return threadline's tracer (a proxy until the application sets a provider)."""
     global _tracer  # noqa: PLW0603 - made once, on first use
-    if _tracer is None:
-        from opentelemetry import trace  # noqa: PLC0415 - only once a span records
+    if _tracer is not None:
+        return _tracer
+    from opentelemetry import trace  # noqa: PLC0415 - only once a span records
 
-        _tracer = trace.get_tracer(INSTRUMENTATION_NAME)
-    return _tracer
+    made = trace.get_tracer(INSTRUMENTATION_NAME)
+    if provider_set():  # kept only once it is the provider's own, not a proxy to it
+        _tracer = made
+    return made
 
 
 def record_error(span: Span, error: BaseException) -> None:

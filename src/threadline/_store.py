@@ -225,6 +225,8 @@ def merged_into(context: Context, store: ContextStore, values: dict[str, Any]) -
     What `ContextStore.merge` does on entry, for code that builds a context
     to attach later (a server building the one context of a request).
     """
+    if not context:  # the common case of a request that brought nothing
+        return Context({store._key: FrozenMapping(values, store.name)})
     outer = store.get(context)
     merged = outer | values if outer else FrozenMapping(values, store.name)
     return Context({**context, store._key: merged})

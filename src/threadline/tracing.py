@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Sized
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -309,22 +309,23 @@ class _CountingBatchSpanProcessor(BatchSpanProcessor):
     def __init__(self, exporter: _CountingSpanExporter) -> None:
         super().__init__(exporter)
         self._counting_exporter = exporter
+        # Looked up once: on_end runs for every span. A fork clears the queue, never replaces it.
+        processor = getattr(self, "_batch_processor", None)
+        queue = getattr(processor, "_queue", None)
+        limit = getattr(processor, "_max_queue_size", None)
+        self._held: Sized | None = queue if isinstance(limit, int) else None
+        self._limit = limit if isinstance(limit, int) else 0
 
     def on_end(self, span: ReadableSpan) -> None:
         """Queue the span, counting it as ``export.queue_full`` when there is no room."""
-        queue, limit = self._queue()
-        if queue is not None and isinstance(limit, int) and len(queue) >= limit:
-            record_drop("export.queue_full", f"the export queue holds {limit} spans already")
+        held = self._held
+        if held is not None and len(held) >= self._limit:
+            record_drop("export.queue_full", f"the export queue holds {self._limit} spans already")
         super().on_end(span)
 
     def abandon(self) -> int:
         """Stop exporting (and retrying); return how many spans were queued or in flight."""
-        queue, _ = self._queue()
-        return len(queue or ()) + self._counting_exporter.abandon()
-
-    def _queue(self) -> tuple[Any, Any]:
-        processor = getattr(self, "_batch_processor", None)
-        return getattr(processor, "_queue", None), getattr(processor, "_max_queue_size", None)
+        return len(self._held or ()) + self._counting_exporter.abandon()
 
 
 class _CountingSpanExporter(SpanExporter):

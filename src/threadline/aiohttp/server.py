@@ -6,6 +6,7 @@ A thin adapter of aiohttp's request and response objects to `threadline._http`.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import Token
@@ -81,11 +82,7 @@ def middleware(
     @web.middleware
     async def threadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.time()
-        headers = request.headers
-
-        def get_all(name: str) -> list[str]:
-            return headers.getall(name, [])
-
+        get_all = request.headers.getall
         incoming, link = incoming_context(get_all, trust_incoming)
         request_id = request_id_of(get_all, accept_request_id, incoming)
         if remember_request_id:
@@ -206,7 +203,7 @@ def _server_span(
         outer.set_attribute("request.id", request_id)
         return outer, None, None
     inner = _opentelemetry_middleware(handler)
-    if inner is not None or not (spans and provider_set()):
+    if inner is not None or not spans or not provider_set():
         return None, None, inner
     owned = _start_span(request, incoming, link, request_id)
     return owned, owned, None
@@ -217,6 +214,8 @@ def _opentelemetry_middleware(handler: Handler) -> tuple[Any, Handler] | None:
 
     aiohttp chains middlewares as ``partial(middleware, handler=rest)``.
     """
+    if _CONTRIB_SERVER not in sys.modules:  # the common case, decided without a lookup chain
+        return None
     middleware = getattr(handler, "func", None)
     if getattr(middleware, "__module__", "").startswith(_CONTRIB_SERVER):
         rest = getattr(handler, "keywords", {}).get("handler")
