@@ -7,13 +7,14 @@ whatever carries that context carries the stores as well.
 from __future__ import annotations
 
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
-from contextvars import Token
+from contextvars import ContextVar, Token
 from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 
 __all__ = [
     "STORE_KEY_PREFIX",
@@ -30,12 +31,21 @@ T = TypeVar("T")
 
 STORE_KEY_PREFIX = "threadline.store."
 
-get_current = otel_context.get_current
-attach = otel_context.attach
-
 # The runtime's own detach raises where OpenTelemetry's public one logs
 # "Failed to detach context"; threadline decides itself what that means.
 _runtime = otel_context._RUNTIME_CONTEXT
+_variable = getattr(_runtime, "_current_context", None)
+
+if type(_runtime) is ContextVarsRuntimeContext and isinstance(_variable, ContextVar):
+    # OpenTelemetry's default runtime is one ContextVar behind two Python calls;
+    # every store read and scope goes straight to it (same variable, same tokens).
+    get_current: Callable[[], Context] = _variable.get
+    attach: Callable[[Context], Token[Context]] = _variable.set
+    _detach: Callable[[Token[Context]], None] = _variable.reset
+else:  # another runtime (OTEL_PYTHON_CONTEXT): through OpenTelemetry's API
+    get_current = otel_context.get_current
+    attach = otel_context.attach
+    _detach = _runtime.detach
 
 
 def restore(token: Token[Context]) -> bool:
@@ -46,7 +56,7 @@ def restore(token: Token[Context]) -> bool:
     garbage collector); the context current there is then left as it is.
     """
     try:
-        _runtime.detach(token)
+        _detach(token)
     except ValueError:
         return False
     return True
