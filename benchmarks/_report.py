@@ -35,6 +35,8 @@ class Result:
     """The variant (of the same benchmark) this one's ratio is taken against."""
     target: str | None = None
     """A bound on the ratio to *reference*: ``"<= 1.15x"`` or ``">= 0.95x"``."""
+    also: dict[str, str] = field(default_factory=dict)
+    """Further references, each with its target: ``{"bare aiohttp": ">= 0.6x"}``."""
     notes: dict[str, str] = field(default_factory=dict)
     """Further figures shown beside the median (latency percentiles, drops, ...)."""
 

@@ -1,10 +1,16 @@
-"""aiohttp throughput: threadline's middleware against bare aiohttp and OpenTelemetry contrib.
+"""aiohttp throughput and latency: threadline against bare aiohttp and OpenTelemetry contrib.
 
 Each variant is a server process of its own on a free loopback port, pinned to
-one core; the load (wrk when installed, else a Python client) runs on the
-other. Variants are measured round by round in shuffled order, side by side.
-Budgets (DESIGN.md): context only >= 0.95x bare; a span per request >= 0.6x
-bare and >= 2x opentelemetry-instrumentation-aiohttp-server.
+one core; wrk (``-t1 -c32 --latency``) runs on the other, or a Python client
+where wrk is missing. Variants are measured round by round in shuffled order,
+side by side; ratios are taken round by round. Three handlers:
+
+- ``ok``: answers at once, so the figures are the per-request overhead;
+- ``work``: awaits a 1 ms sleep and logs two lines (to a file, at INFO), a
+  request that does something;
+- ``otlp``: ``ok`` with every span exported over OTLP/HTTP (protobuf) to a real
+  OpenTelemetry Collector on loopback (one per variant, counting the spans it
+  receives, so drops are measured rather than assumed).
 
 Run:  .venv/bin/python benchmarks/aiohttp_bench.py          (full; wants wrk)
       .venv/bin/python benchmarks/aiohttp_bench.py --quick  (smoke: checks it runs)
@@ -18,106 +24,348 @@ import os
 import random
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from _report import RATE, Result, ratio, write_results
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARK = "aiohttp"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One server set-up: its label, handler, and what its ratios are taken against."""
+
+    label: str
+    handler: str = "ok"
+    reference: str | None = None
+    target: str | None = None
+    also: tuple[tuple[str, str], ...] = ()
+
+
 VARIANTS = {
-    "bare": "bare aiohttp",
-    "noop": "bare aiohttp with an empty middleware (for reference)",
-    "context": "threadline middleware, no tracing SDK (context only)",
-    "span": "threadline middleware, a span per request",
-    "contrib": "opentelemetry-instrumentation-aiohttp-server, a span per request",
+    "bare": Variant("bare aiohttp"),
+    "noop": Variant("an empty middleware", reference="bare"),
+    "floor": Variant("a minimal context middleware", reference="noop"),
+    "context": Variant("threadline, context only", reference="noop", target=">= 0.95x"),
+    "span": Variant(
+        "threadline, a span per request",
+        reference="contrib",
+        target=">= 2x",
+        also=(("bare", ">= 0.6x"),),
+    ),
+    "contrib": Variant("contrib aiohttp-server, a span per request", reference="bare"),
+    "bare-work": Variant("bare aiohttp, work handler", handler="work"),
+    "context-work": Variant(
+        "threadline, context only, work handler", handler="work", reference="bare-work"
+    ),
+    "span-work": Variant(
+        "threadline, a span per request, work handler",
+        handler="work",
+        reference="contrib-work",
+        also=(("bare-work", ">= 0.6x"),),
+    ),
+    "contrib-work": Variant(
+        "contrib aiohttp-server + logging, work handler", handler="work", reference="bare-work"
+    ),
+    "span-otlp": Variant(
+        "threadline, a span per request, OTLP to a Collector",
+        handler="otlp",
+        reference="contrib-otlp",
+        target=">= 2x",
+        also=(("bare", ">= 0.6x"),),
+    ),
+    "contrib-otlp": Variant(
+        "contrib aiohttp-server, a span per request, OTLP to a Collector",
+        handler="otlp",
+        reference="bare",
+    ),
 }
+"""The variants; docs/performance.md says what each one is."""
 
 
-def serve(variant: str, port_file: str) -> None:
-    """Run one variant's server until killed (in its own process)."""
+# --------------------------------------------------------------------------- the servers
+
+
+def serve(name: str, port_file: str, endpoint: str | None, count_file: str | None) -> None:
+    """Run one variant's server until SIGTERM (in its own process)."""
     import logging
 
     logging.getLogger("aiohttp").setLevel(logging.CRITICAL)
-    if hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > 1:  # type: ignore[operator]
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {0})
-    middlewares = []
-    if variant in ("span", "contrib"):
-        from _tracing import discard_spans
-
-        discard_spans()
-    if variant in ("context", "span"):
-        import threadline.aiohttp
-
-        middlewares.append(threadline.aiohttp.middleware())
-    if variant == "noop":
-        from aiohttp import web
-
-        @web.middleware
-        async def empty(request: web.Request, handler: Any) -> web.StreamResponse:
-            return await handler(request)
-
-        middlewares.append(empty)
-    if variant == "contrib":
-        from opentelemetry.instrumentation.aiohttp_server import (
-            AioHttpServerInstrumentor,
-        )
-
-        AioHttpServerInstrumentor().instrument()  # adds its middleware to applications made after
+    variant = VARIANTS[name]
+    kind = name.partition("-")[0]
+    ended = _set_up_tracing(kind, variant.handler, endpoint)
+    middlewares = _middlewares(kind)
+    if variant.handler == "work":
+        _set_up_logging(kind)
 
     from aiohttp import web
 
-    async def hello(request: web.Request) -> web.Response:
+    log = logging.getLogger("bench.handler")
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def work(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.001)
+        log.info("looking up %s", request.match_info["name"])
+        log.info("answering %s", request.match_info["name"])
         return web.Response(text="ok")
 
     async def main() -> None:
         app = web.Application(middlewares=middlewares)
-        app.router.add_get("/hello/{name}", hello)
+        app.router.add_get("/hello/{name}", work if variant.handler == "work" else ok)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         Path(port_file).write_text(str(runner.addresses[0][1]))  # noqa: ASYNC240 - once, at start
-        await asyncio.Event().wait()
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await runner.cleanup()
 
     asyncio.run(main())
+    _flush_and_count(ended, count_file)
 
 
-def start_servers() -> tuple[dict[str, str], list[subprocess.Popen[bytes]]]:
-    urls, processes = {}, []
-    folder = tempfile.mkdtemp()
-    for variant in VARIANTS:
-        port_file = os.path.join(folder, variant)
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, __file__, "--serve", variant, "--port-file", port_file]
-            )
+def _set_up_tracing(kind: str, handler: str, endpoint: str | None) -> list[int]:
+    """Set the variant's tracer provider; return a one-item list counting the spans ended."""
+    ended = [0]
+    if kind not in ("span", "contrib"):
+        return ended
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    class CountEnded(SpanProcessor):
+        def on_end(self, span: Any) -> None:
+            ended[0] += 1
+
+    if handler != "otlp":
+        from _tracing import discard_spans
+
+        discard_spans()
+    elif kind == "span":
+        os.environ.update(
+            OTEL_TRACES_EXPORTER="otlp",
+            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"{endpoint}/v1/traces",
+            OTEL_SERVICE_NAME="bench",
         )
-        deadline = time.monotonic() + 30
-        while not os.path.exists(port_file) or not Path(port_file).read_text():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server {variant} did not start")
-            time.sleep(0.05)
-        urls[variant] = f"http://127.0.0.1:{Path(port_file).read_text()}/hello/world"
-    return urls, processes
+        import threadline.tracing
+
+        threadline.tracing.configure()
+    else:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        provider = TracerProvider()
+        provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces"))
+        )
+        trace.set_tracer_provider(provider)
+    trace.get_tracer_provider().add_span_processor(CountEnded())  # type: ignore[attr-defined]
+    return ended
 
 
-def load_with_wrk(url: str, seconds: float) -> float:
-    command = ["wrk", "-t1", "-c32", f"-d{max(1, round(seconds))}s", url]
+def _middlewares(kind: str) -> list[Any]:
+    from aiohttp import web
+
+    if kind in ("context", "span"):
+        import threadline.aiohttp
+
+        return [threadline.aiohttp.middleware()]
+    if kind == "noop":
+
+        @web.middleware
+        async def empty(request: web.Request, handler: Any) -> web.StreamResponse:
+            return await handler(request)
+
+        return [empty]
+    if kind == "floor":
+        import contextvars
+
+        current: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("request")
+        ids = random.Random()
+
+        @web.middleware
+        async def minimal(request: web.Request, handler: Any) -> web.StreamResponse:
+            request_id = request.headers.get("X-Request-ID") or ids.randbytes(16).hex()
+            token = current.set({"request_id": request_id})
+            try:
+                response: web.StreamResponse = await handler(request)
+                response.headers.setdefault("X-Request-ID", request_id)
+                return response
+            finally:
+                current.reset(token)
+
+        return [minimal]
+    if kind == "contrib":
+        from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
+
+        AioHttpServerInstrumentor().instrument()  # adds its middleware to applications made after
+    return []
+
+
+def _set_up_logging(kind: str) -> None:
+    """INFO lines to a file; each library puts its ids on them as its users would ask it to."""
+    import logging
+
+    handler = logging.FileHandler(os.devnull)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    logging.getLogger("threadline.aiohttp").setLevel(logging.WARNING)  # no access line
+    if kind in ("context", "span"):
+        import threadline.logging
+
+        threadline.logging.install()
+    elif kind == "contrib":
+        from opentelemetry.instrumentation.logging import LoggingInstrumentor
+
+        LoggingInstrumentor().instrument(set_logging_format=False)
+
+
+def _flush_and_count(ended: list[int], count_file: str | None) -> None:
+    from opentelemetry import trace
+
+    provider = trace.get_tracer_provider()
+    flush = getattr(provider, "force_flush", None)
+    if flush is not None:
+        flush()
+    if count_file:
+        Path(count_file).write_text(str(ended[0]))
+
+
+# --------------------------------------------------------------------------- the Collectors
+
+
+_COLLECTOR_CONFIG = """\
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{port}
+processors:
+  batch:
+    timeout: 200ms
+    send_batch_size: 512
+exporters:
+  debug:
+    verbosity: basic
+service:
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [debug]
+"""
+_RECEIVED = re.compile(r', "spans": (\d+)\}')
+
+
+def collector_binary() -> str | None:
+    """The Collector that scripts/build-collector built (and cached), if it can be had."""
+    given = os.environ.get("THREADLINE_COLLECTOR")
+    if given:
+        return given
+    built = subprocess.run(
+        [str(ROOT / "scripts" / "build-collector")], capture_output=True, text=True, check=False
+    )
+    return built.stdout.strip() if built.returncode == 0 else None
+
+
+class Collector:
+    """A real Collector on a free loopback port whose debug exporter logs each batch's size."""
+
+    def __init__(self, binary: str, folder: str, name: str) -> None:
+        self.port = _free_port()
+        self.log = Path(folder, f"collector-{name}.log")
+        config = Path(folder, f"collector-{name}.yaml")
+        config.write_text(_COLLECTOR_CONFIG.format(port=self.port))
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(
+                [binary, "--config", str(config)], stdout=out, stderr=subprocess.STDOUT
+            )
+        _wait_until(lambda: _listening(self.port), f"the Collector for {name}")
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> int:
+        """Stop it (it exports what it holds) and return how many spans it received."""
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(30)
+        return sum(int(count) for count in _RECEIVED.findall(self.log.read_text()))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_until(ready: Any, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not ready():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- the load
+
+
+@dataclass
+class Load:
+    """One round's figures for one variant."""
+
+    rate: float
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+
+
+_WRK_LATENCY = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
+_SCALE = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def load_with_wrk(url: str, seconds: float) -> Load:
+    command = ["wrk", "-t1", "-c32", "--latency", f"-d{max(1, round(seconds))}s", url]
     if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
         command = ["taskset", "-c", "1", *command]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
-        raise RuntimeError(f"no throughput in wrk's output: {out}")
-    return float(match[1])
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if rate is None or "Non-2xx" in out:
+        raise RuntimeError(f"wrk did not get its answers: {out}")
+    latency = {p: float(v) * _SCALE[unit] for p, v, unit in _WRK_LATENCY.findall(out)}
+    return Load(float(rate[1]), latency.get("50"), latency.get("99"))
 
 
-def load_with_python(url: str, seconds: float) -> float:
+def load_with_python(url: str, seconds: float) -> Load:
     import aiohttp
 
-    async def run() -> float:
+    async def run() -> Load:
         done = 0
         deadline = time.monotonic() + seconds
         async with aiohttp.ClientSession() as session:
@@ -133,46 +381,116 @@ def load_with_python(url: str, seconds: float) -> float:
 
             start = time.monotonic()
             await asyncio.gather(*(worker() for _ in range(8)))
-            return done / (time.monotonic() - start)
+            return Load(done / (time.monotonic() - start))
 
     return asyncio.run(run())
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> list[Result]:
+    """Start every server, load them round by round in shuffled order, stop them."""
+    load = load_with_wrk if use_wrk else load_with_python
+    folder = tempfile.mkdtemp()
+    binary = collector_binary() if any(VARIANTS[n].handler == "otlp" for n in names) else None
+    if binary is None:
+        names = [n for n in names if VARIANTS[n].handler != "otlp"]
+    collectors = {n: Collector(binary, folder, n) for n in names if binary and "otlp" in n}
+    servers, urls = {}, {}
+    try:
+        for name in names:
+            servers[name], urls[name] = _start_server(name, folder, collectors.get(name))
+        for name in names:  # warm up
+            load(urls[name], 1.0 if use_wrk else 0.3)
+        loads: dict[str, list[Load]] = {name: [] for name in names}
+        order = list(names)
+        for _ in range(rounds):
+            random.shuffle(order)
+            for name in order:
+                loads[name].append(load(urls[name], seconds))
+    finally:
+        for server in servers.values():
+            server.send_signal(signal.SIGTERM)
+        for server in servers.values():
+            server.wait(60)
+    received = {name: collector.stop() for name, collector in collectors.items()}
+    results = []
+    for name in names:
+        variant = VARIANTS[name]
+        notes = _latency_notes(loads[name])
+        if name in received:
+            ended = int(Path(folder, f"{name}.count").read_text())
+            notes["spans ended / received by the Collector"] = f"{ended} / {received[name]}"
+            notes["dropped"] = str(ended - received[name])
+        results.append(
+            Result(
+                BENCHMARK,
+                variant.label,
+                [one.rate for one in loads[name]],
+                unit=RATE,
+                reference=VARIANTS[variant.reference].label if variant.reference else None,
+                target=variant.target,
+                also={VARIANTS[other].label: bound for other, bound in variant.also},
+                notes=notes,
+            )
+        )
+    shutil.rmtree(folder, ignore_errors=True)
+    return results
+
+
+def _start_server(
+    name: str, folder: str, collector: Collector | None
+) -> tuple[subprocess.Popen[bytes], str]:
+    port_file = Path(folder, name)
+    command = [sys.executable, __file__, "--serve", name, "--port-file", str(port_file)]
+    if collector is not None:
+        count_file = str(Path(folder, f"{name}.count"))
+        command += ["--endpoint", collector.endpoint, "--count-file", count_file]
+    process = subprocess.Popen(command)
+    _wait_until(lambda: port_file.exists() and port_file.read_text(), f"server {name}")
+    return process, f"http://127.0.0.1:{port_file.read_text()}/hello/world"
+
+
+def _latency_notes(loads: list[Load]) -> dict[str, str]:
+    p50s = [one.p50_ms for one in loads if one.p50_ms is not None]
+    p99s = [one.p99_ms for one in loads if one.p99_ms is not None]
+    if not p50s or not p99s:
+        return {}
+    return {"p50": f"{statistics.median(p50s):.2f} ms", "p99": f"{statistics.median(p99s):.2f} ms"}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short runs, to check it runs")
+    parser.add_argument("--json", help="write the results to this file (for run.py)")
+    parser.add_argument("--only", action="append", choices=list(VARIANTS), help="these variants")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--serve", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--port-file", help=argparse.SUPPRESS)
+    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
+    parser.add_argument("--count-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        serve(args.serve, args.port_file)
+        serve(args.serve, args.port_file, args.endpoint, args.count_file)
         return 0
-    rounds, seconds = (1, 0.5) if args.quick else (6, 3.0)
-    load = load_with_wrk if shutil.which("wrk") and not args.quick else load_with_python
-    urls, processes = start_servers()
-    try:
-        for url in urls.values():  # warm up
-            load(url, 0.3 if args.quick else 1.0)
-        results: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-        order = list(VARIANTS)
-        for _ in range(rounds):
-            random.shuffle(order)
-            for variant in order:
-                results[variant].append(load(urls[variant], seconds))
-    finally:
-        for process in processes:
-            process.kill()
-            process.wait()
-    medians = {variant: statistics.median(values) for variant, values in results.items()}
-    print(
-        f"load: {'wrk -t1 -c32' if load is load_with_wrk else 'Python aiohttp client, 8 at a time'}"
-    )
-    print("| variant | requests/s | ratio to bare | ratio to contrib |")
-    print("|---|---:|---:|---:|")
-    for variant, label in VARIANTS.items():
+    rounds, seconds = (1, 0.5) if args.quick else (args.rounds, args.seconds)
+    use_wrk = bool(shutil.which("wrk")) and not args.quick
+    results = measure(args.only or list(VARIANTS), rounds, seconds, use_wrk)
+    if args.json:
+        write_results(args.json, results)
+    by_label = {result.variant: result for result in results}
+    print(f"load: {'wrk -t1 -c32' if use_wrk else 'Python aiohttp client, 8 at a time'}")
+    print("| variant | requests/s | ratio | to | notes |")
+    print("|---|---:|---:|---|---|")
+    for result in results:
+        reference = by_label.get(result.reference or "")
+        shown = f"{ratio(result, reference):.2f}x" if reference else ""
+        notes = ", ".join(f"{key} {value}" for key, value in result.notes.items())
         print(
-            f"| {label} | {medians[variant]:.0f} | {medians[variant] / medians['bare']:.2f}x "
-            f"| {medians[variant] / medians['contrib']:.2f}x |"
+            f"| {result.variant} | {result.median:.0f} | {shown} "
+            f"| {result.reference or ''} | {notes} |"
         )
     return 0
 
