@@ -24,6 +24,7 @@ __all__ = [
     "get_current",
     "restore",
     "span_in",
+    "span_key",
     "store_key",
 ]
 
@@ -68,6 +69,16 @@ def store_key(name: str) -> str:
 
 
 _span_key: str | None = None
+
+
+def span_key() -> str:
+    """Return the context key OpenTelemetry keeps the current span under (loads its trace API)."""
+    global _span_key  # noqa: PLW0603 - resolved once
+    if _span_key is None:
+        from opentelemetry.trace.propagation import _SPAN_KEY  # noqa: PLC0415 - with a span only
+
+        _span_key = _SPAN_KEY
+    return _span_key
 
 
 def span_in(context: Context) -> Any:

@@ -24,11 +24,10 @@ from opentelemetry.trace import (
     Status,
     StatusCode,
     get_current_span,
-    set_span_in_context,
 )
 
 from ._carrier import BAGGAGE, FIELD_LIMITS, TRACEPARENT
-from ._context import Context
+from ._context import Context, span_key
 from ._formats import DEFAULT, configured_formats, extract_formats, inject_formats
 from ._spans import start_boundary_span
 from ._store import merged_into
@@ -139,9 +138,9 @@ def handler_context(incoming: Context, span: Span | None, values: dict[str, Any]
     *values* (frozen already) are merged into the `threadline.request` value
     that came in, if any.
     """
-    if span is not None:
-        incoming = set_span_in_context(span, incoming)
-    return merged_into(incoming, request_store, values)
+    return merged_into(
+        incoming, request_store, values, {span_key(): span} if span is not None else None
+    )
 
 
 # --------------------------------------------------------------------------- spans

@@ -219,17 +219,25 @@ def with_store_values(context: Context, values: Mapping[str, dict[str, Any]]) ->
     return Context(entries)
 
 
-def merged_into(context: Context, store: ContextStore, values: dict[str, Any]) -> Context:
+def merged_into(
+    context: Context,
+    store: ContextStore,
+    values: dict[str, Any],
+    also: dict[str, object] | None = None,
+) -> Context:
     """Return *context* with *values* (frozen already) merged into *store*'s value there.
 
     What `ContextStore.merge` does on entry, for code that builds a context
     to attach later (a server building the one context of a request).
+    *also* holds further entries of the new context (a span under its key),
+    so that it is built once.
     """
-    if not context:  # the common case of a request that brought nothing
-        return Context({store._key: FrozenMapping(values, store.name)})
-    outer = store.get(context)
+    outer = store.get(context) if context else None
     merged = outer | values if outer else FrozenMapping(values, store.name)
-    return Context({**context, store._key: merged})
+    entries = {**context, store._key: merged}
+    if also:
+        entries.update(also)
+    return Context(entries)
 
 
 request = ContextStore("request")
