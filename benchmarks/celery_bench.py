@@ -112,10 +112,12 @@ def drive() -> None:
     command = [sys.executable, "-m", "celery", "-A", "celery_bench", "worker"]
     command += ["--pool", "prefork", "--concurrency", "1", "--loglevel", "WARNING"]
     command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    # the worker imports this module, and threadline from where the publisher does
+    path = os.pathsep.join(filter(None, (str(HERE), os.environ.get("PYTHONPATH"))))
     worker = subprocess.Popen(
         command,
         cwd=HERE,
-        env={**os.environ, "PYTHONPATH": str(HERE)},
+        env={**os.environ, "PYTHONPATH": path},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
