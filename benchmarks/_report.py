@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,36 @@ class Result:
     def median(self) -> float:
         """The median of the samples."""
         return statistics.median(self.samples)
+
+
+def as_results(
+    benchmark: str,
+    samples: Mapping[str, list[float]],
+    reference: str,
+    targets: Mapping[str, str] | None = None,
+    unit: str = TIME,
+) -> list[Result]:
+    """One `Result` per variant of *samples*, each but *reference* itself judged against it.
+
+    Args:
+        benchmark: the benchmark's name.
+        samples: each variant's samples, one per round.
+        reference: the variant (a key of *samples*) the others' ratios are taken against.
+        targets: a variant's bound on that ratio, for those that have one.
+        unit: `TIME` or `RATE`.
+    """
+    targets = targets or {}
+    return [
+        Result(
+            benchmark,
+            variant,
+            list(values),
+            unit,
+            reference=None if variant == reference else reference,
+            target=targets.get(variant),
+        )
+        for variant, values in samples.items()
+    ]
 
 
 def ratio(result: Result, reference: Result) -> float:

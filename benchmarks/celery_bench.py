@@ -17,6 +17,7 @@ Target (issue 14): context only costs at most 5% of a bare round trip.
 Run:  .venv/bin/python benchmarks/celery_bench.py          (full; starts redis-server)
       .venv/bin/python benchmarks/celery_bench.py --quick  (smoke: checks it runs)
       ... --broker redis://HOST:PORT                         (an existing Redis)
+      ... --json PATH                                        (the results, for run.py)
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from _report import as_results, write_results
+
 VARIANTS = {
     "bare": "bare Celery",
     "noop": "bare Celery, empty receivers on threadline's signals (for reference)",
@@ -44,6 +47,8 @@ VARIANTS = {
     "span": "threadline with spans (request, PRODUCER, CONSUMER)",
     "contrib": "opentelemetry-instrumentation-celery (request + its 2 spans)",
 }
+TARGETS = {VARIANTS["context"]: "<= 1.05x"}
+"""The budget (DESIGN.md, issue 14), as a ratio to bare Celery."""
 HERE = Path(__file__).resolve().parent
 VARIANT_ENV, BROKER_ENV = "CELERY_BENCH_VARIANT", "CELERY_BENCH_BROKER"
 
@@ -107,10 +112,12 @@ def drive() -> None:
     command = [sys.executable, "-m", "celery", "-A", "celery_bench", "worker"]
     command += ["--pool", "prefork", "--concurrency", "1", "--loglevel", "WARNING"]
     command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    # the worker imports this module, and threadline from where the publisher does
+    path = os.pathsep.join(filter(None, (str(HERE), os.environ.get("PYTHONPATH"))))
     worker = subprocess.Popen(
         command,
         cwd=HERE,
-        env={**os.environ, "PYTHONPATH": str(HERE)},
+        env={**os.environ, "PYTHONPATH": path},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -236,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short runs, to check it runs")
     parser.add_argument("--broker", help="redis://HOST:PORT of a Redis to use (else one started)")
+    parser.add_argument("--json", metavar="PATH", help="write the results here as JSON")
     parser.add_argument("--drive", choices=list(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.drive:
@@ -260,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
             publishers.stop()
         if redis is not None:
             redis.stop()
+    if args.json:
+        labelled = {VARIANTS[variant]: values for variant, values in results.items()}
+        write_results(args.json, as_results("celery", labelled, VARIANTS["bare"], TARGETS))
     medians = {variant: statistics.median(values) for variant, values in results.items()}
     print(f"{rounds} rounds of {per_round} round trips per variant, one at a time; medians")
     print("| variant | round trip | ratio to bare | ratio to contrib |")

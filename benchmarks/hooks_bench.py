@@ -9,6 +9,7 @@ hook registered, unmeasurable.
 
 Run:  .venv/bin/python benchmarks/hooks_bench.py          (full)
       .venv/bin/python benchmarks/hooks_bench.py --quick  (smoke: checks it runs)
+      ... --json PATH                                     (the results, for run.py)
 """
 
 from __future__ import annotations
@@ -25,11 +26,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from _report import Result, as_results, write_results
+
 import threadline as tl
 from threadline import hooks
 from threadline._context import Context, attach, get_current, restore
 from threadline._store import Scope
 from threadline._values import FrozenMapping
+
+WITHOUT = "without hook support"
+"""The variant each path is compared with: the same code with the hook check taken out."""
 
 
 class ScopeWithoutHooks(Scope):
@@ -119,21 +125,19 @@ def measure(rounds: int, times: int) -> dict[str, dict[str, list[float]]]:
 
     paths: dict[str, dict[str, Callable[[], float]]] = {
         "scope enter+exit": {
-            "without hook support": lambda: timed(
-                scope_path(ScopeWithoutHooks(key, value)), times * 20
-            ),
+            WITHOUT: lambda: timed(scope_path(ScopeWithoutHooks(key, value)), times * 20),
             "no hook registered": lambda: timed(scope_path(Scope(key, value)), times * 20),
             "a hook registered": with_hook(
                 lambda: timed(scope_path(Scope(key, value)), times * 20)
             ),
         },
         "thread-pool submit+result": {
-            "without hook support": lambda: timed(lambda: old_submit(job).result(), times),
+            WITHOUT: lambda: timed(lambda: old_submit(job).result(), times),
             "no hook registered": lambda: timed(lambda: pool.submit(job).result(), times),
             "a hook registered": with_hook(lambda: timed(lambda: pool.submit(job).result(), times)),
         },
         "asyncio task create+await (tracked loop)": {
-            "without hook support": lambda: timed(task_path(plain_loop, 10), times // 10 or 1),
+            WITHOUT: lambda: timed(task_path(plain_loop, 10), times // 10 or 1),
             "no hook registered": lambda: timed(task_path(loop, 10), times // 10 or 1),
             "a hook registered": with_hook(lambda: timed(task_path(loop, 10), times // 10 or 1)),
         },
@@ -153,6 +157,15 @@ def measure(rounds: int, times: int) -> dict[str, dict[str, list[float]]]:
     return results
 
 
+def results_of(results: dict[str, dict[str, list[float]]]) -> list[Result]:
+    """Each path's variants as "path: variant", judged against the path without hook support."""
+    measured: list[Result] = []
+    for path, variants in results.items():
+        named = {f"{path}: {name}": times for name, times in variants.items()}
+        measured += as_results("hooks", named, f"{path}: {WITHOUT}")
+    return measured
+
+
 def report(results: dict[str, dict[str, list[float]]]) -> str:
     rows = [
         "| path | without hook support | no hook registered | a hook registered |",
@@ -160,7 +173,7 @@ def report(results: dict[str, dict[str, list[float]]]) -> str:
     ]
     for path, variants in results.items():
         medians = {name: statistics.median(times) for name, times in variants.items()}
-        base = medians["without hook support"]
+        base = medians[WITHOUT]
         cells = [f"{m * 1e6:.2f} µs ({m / base:.2f}x)" for m in medians.values()]
         rows.append(f"| {path} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
@@ -169,9 +182,13 @@ def report(results: dict[str, dict[str, list[float]]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few rounds, to check it runs")
+    parser.add_argument("--json", metavar="PATH", help="write the results here as JSON")
     args = parser.parse_args(argv)
     rounds, times = (2, 20) if args.quick else (200, 200)
-    print(report(measure(rounds, times)))
+    results = measure(rounds, times)
+    if args.json:
+        write_results(args.json, results_of(results))
+    print(report(results))
     return 0
 
 

@@ -2,10 +2,13 @@
 
 Every variant runs in the same process, interleaved round by round, and the
 report gives each one's median time per job and its ratio to bare Python.
-Budget (DESIGN.md): <= 1.15x bare, and cheaper than opentelemetry-instrumentation-threading.
+Budgets (DESIGN.md): context only <= 1.15x bare, a job span each <= 1.5x bare,
+and cheaper than opentelemetry-instrumentation-threading. `import threadline`
+is measured by import_bench.py.
 
 Run:  .venv/bin/python benchmarks/threads_bench.py          (full)
       .venv/bin/python benchmarks/threads_bench.py --quick  (smoke: checks it runs)
+      ... --json PATH                                       (the results, for run.py)
 """
 
 from __future__ import annotations
@@ -15,16 +18,22 @@ import concurrent.futures
 import functools
 import random
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 
+from _report import as_results, write_results
 from opentelemetry import trace
 from opentelemetry.instrumentation.threading import ThreadingInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 
 import threadline as tl
+
+BARE = "bare ThreadPoolExecutor"
+CONTEXT = "tl.ThreadPoolExecutor, stores set (context only)"
+SPANS = "tl.ThreadPoolExecutor, stores + recording span (a job span each)"
+TARGETS = {CONTEXT: "<= 1.15x", SPANS: "<= 1.5x"}
+"""The budgets (DESIGN.md), as ratios to the bare pool."""
 
 
 def job() -> int:
@@ -67,10 +76,10 @@ def measure(rounds: int, jobs: int) -> dict[str, list[float]]:
             return per_job(pool.submit, jobs)
 
     variants: dict[str, Callable[[], float]] = {
-        "bare ThreadPoolExecutor": lambda: per_job(bare_submit, jobs),
-        "tl.ThreadPoolExecutor, stores set (context only)": lambda: per_job(pool.submit, jobs),
+        BARE: lambda: per_job(bare_submit, jobs),
+        CONTEXT: lambda: per_job(pool.submit, jobs),
         "opentelemetry-instrumentation-threading (context only)": instrumented,
-        "tl.ThreadPoolExecutor, stores + recording span (a job span each)": with_span,
+        SPANS: with_span,
     }
     results: dict[str, list[float]] = {name: [] for name in variants}
     order = list(variants)
@@ -84,42 +93,25 @@ def measure(rounds: int, jobs: int) -> dict[str, list[float]]:
     return results
 
 
-def import_time(runs: int) -> tuple[float, float]:
-    """Median wall time of `python -c pass` and of `python -c "import threadline"`."""
-
-    def median_of(code: str) -> float:
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], check=True)
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
-
-    return median_of("pass"), median_of("import threadline")
-
-
-def report(results: dict[str, list[float]], imports: tuple[float, float]) -> str:
-    base = statistics.median(next(iter(results.values())))
+def report(results: dict[str, list[float]]) -> str:
+    base = statistics.median(results[BARE])
     rows = ["| variant | per job | ratio to bare |", "|---|---:|---:|"]
     for name, times in results.items():
         median = statistics.median(times)
         rows.append(f"| {name} | {median * 1e6:.1f} µs | {median / base:.2f}x |")
-    plain, with_import = imports
-    rows.append("")
-    rows.append(
-        f"`import threadline`: {(with_import - plain) * 1e3:.1f} ms over `python -c pass` "
-        f"({plain * 1e3:.1f} ms)"
-    )
     return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few jobs, to check it runs")
+    parser.add_argument("--json", metavar="PATH", help="write the results here as JSON")
     args = parser.parse_args(argv)
-    rounds, jobs, runs = (2, 50, 2) if args.quick else (300, 200, 21)
+    rounds, jobs = (2, 50) if args.quick else (300, 200)
     results = measure(rounds, jobs)
-    print(report(results, import_time(runs)))
+    if args.json:
+        write_results(args.json, as_results("threads", results, BARE, TARGETS))
+    print(report(results))
     return 0
 
 

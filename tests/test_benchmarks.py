@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+WITHOUT_JSON = {"aiohttp_bench.py"}
+
+
+@pytest.fixture
+def report(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """benchmarks/_report.py, imported for one test (out of sys.modules afterwards)."""
+    spec = importlib.util.spec_from_file_location("_report", BENCHMARKS / "_report.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "_report", module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.parametrize(
@@ -20,7 +36,26 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
                 "bare ThreadPoolExecutor",
                 "tl.ThreadPoolExecutor",
                 "instrumentation-threading",
-                "`import threadline`",
+            ),
+        ),
+        ("import_bench.py", ("import threadline (Python ",)),
+        (
+            "micro_bench.py",
+            (
+                "ContextVar.get()",
+                "tl.request.get()",
+                "ContextVar set+reset",
+                "tl.request.scope(",
+                "contextvars.copy_context()",
+                "tl.snapshot()",
+                "opentelemetry.propagate.inject",
+                "tl.inject(",
+                "opentelemetry.propagate.extract",
+                "tl.extract(",
+                "bare ThreadPoolExecutor",
+                "tl.ThreadPoolExecutor",
+                "bare ProcessPoolExecutor",
+                "tl.ProcessPoolExecutor",
             ),
         ),
         (
@@ -63,12 +98,19 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
     ],
 )
 def test_benchmark_smoke(
-    script: str, variants: tuple[str, ...], request: pytest.FixtureRequest
+    script: str,
+    variants: tuple[str, ...],
+    request: pytest.FixtureRequest,
+    report: ModuleType,
+    tmp_path: Path,
 ) -> None:
-    """Each benchmark runs in --quick mode and reports every variant it compares."""
+    """Each benchmark runs in --quick mode and reports every variant it compares, also as JSON."""
     extra = []
     if script == "celery_bench.py":  # on the tests' Redis: skipped where there is none
         extra = ["--broker", request.getfixturevalue("redis_url").removesuffix("/0")]
+    output = tmp_path / "results.json"
+    if script not in WITHOUT_JSON:
+        extra += ["--json", str(output)]
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), "--quick", *extra],
         check=False,
@@ -79,6 +121,21 @@ def test_benchmark_smoke(
     assert 0 == result.returncode, result.stderr
     for variant in variants:
         assert variant in result.stdout
+    if script not in WITHOUT_JSON:
+        assert_results(report.read_results(output), variants, report)
+
+
+def assert_results(results: list[Any], variants: tuple[str, ...], report: ModuleType) -> None:
+    """Every expected variant is named; references resolve; samples and targets are well formed."""
+    names = {(result.benchmark, result.variant) for result in results}
+    for variant in variants:
+        assert any(variant in name for _, name in names), (variant, names)
+    for result in results:
+        assert result.samples
+        assert result.unit in (report.TIME, report.RATE)
+        assert result.reference is None or (result.benchmark, result.reference) in names
+        if result.target is not None:
+            report.met(result.target, 1.0)  # raises unless the target is well formed
 
 
 def test_soak_small() -> None:

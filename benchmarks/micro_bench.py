@@ -1,0 +1,348 @@
+"""Micro-benchmarks with pyperf: threadline's hot paths beside what Python or OpenTelemetry does.
+
+Pairs, each threadline's operation against its baseline: a store read against
+``ContextVar.get``; a store scope against a ``ContextVar`` set and reset;
+``tl.snapshot()`` against ``contextvars.copy_context()``; ``tl.inject`` and
+``tl.extract`` against OpenTelemetry's own (TraceContext + W3C baggage, the
+same recording span and one baggage entry); thread-pool and spawn
+process-pool submit+result, a store set, against bare ``concurrent.futures``.
+
+Each round runs every benchmark, in shuffled order, as a short pyperf run of
+its own (``micro_bench.py --worker-bench NAME``: a few worker processes, a few
+values each); the round's figure is that run's median. Ratios are taken round
+by round. The pools' budgets are judged by threads_bench.py and
+processes_bench.py (one worker shared by all variants); these pairs have none.
+
+Run:  .venv/bin/python benchmarks/micro_bench.py          (full: about 2-3 minutes on 2 cores)
+      .venv/bin/python benchmarks/micro_bench.py --quick  (smoke: one short round)
+      ... --json PATH                                     (the results, for run.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import contextvars
+import functools
+import multiprocessing
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from _report import TIME, Result, ratio, write_results
+
+import threadline as tl
+
+TimeFunc = Callable[[int], float]
+"""pyperf's time function: seconds taken by *loops* iterations."""
+INNER = 10
+"""Calls per iteration of `calls`, unrolled: the loop's own cost spread over ten."""
+VALUE = "r1"
+
+
+def job() -> int:
+    return 1
+
+
+def calls(op: Callable[[], object]) -> TimeFunc:
+    """Time *op* called `INNER` times per loop iteration."""
+
+    def time_func(loops: int) -> float:
+        start = time.perf_counter()
+        for _ in range(loops):
+            op()
+            op()
+            op()
+            op()
+            op()
+            op()
+            op()
+            op()
+            op()
+            op()
+        return time.perf_counter() - start
+
+    return time_func
+
+
+def in_scope(stack: contextlib.ExitStack) -> None:
+    """Keep a request scope current until *stack* closes."""
+    stack.enter_context(tl.request.scope(request_id=VALUE))
+
+
+def traced(stack: contextlib.ExitStack) -> None:
+    """Keep a recording span (SDK, spans exported nowhere) current until *stack* closes."""
+    from _tracing import discard_spans
+    from opentelemetry import trace
+
+    discard_spans()
+    span = trace.get_tracer("bench").start_span("request")
+    stack.enter_context(trace.use_span(span, end_on_exit=True))
+
+
+def var_get(stack: contextlib.ExitStack) -> TimeFunc:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("bench")
+    stack.callback(var.reset, var.set(VALUE))
+    return calls(var.get)
+
+
+def store_get(stack: contextlib.ExitStack) -> TimeFunc:
+    in_scope(stack)
+    return calls(tl.request.get)
+
+
+def var_set_reset(stack: contextlib.ExitStack) -> TimeFunc:
+    var: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("bench")
+    value = {"request_id": VALUE}
+
+    def time_func(loops: int) -> float:
+        start = time.perf_counter()
+        for _ in range(loops):
+            var.reset(var.set(value))
+        return time.perf_counter() - start
+
+    return time_func
+
+
+def store_scope(stack: contextlib.ExitStack) -> TimeFunc:
+    scope = tl.request.scope
+
+    def time_func(loops: int) -> float:
+        start = time.perf_counter()
+        for _ in range(loops):
+            with scope(request_id=VALUE):
+                pass
+        return time.perf_counter() - start
+
+    return time_func
+
+
+def copy_context(stack: contextlib.ExitStack) -> TimeFunc:
+    in_scope(stack)
+    return calls(contextvars.copy_context)
+
+
+def snapshot(stack: contextlib.ExitStack) -> TimeFunc:
+    in_scope(stack)
+    return calls(tl.snapshot)
+
+
+def otel_propagation(stack: contextlib.ExitStack) -> tuple[Callable[..., object], ...]:
+    """OpenTelemetry's inject and extract, a span and one baggage entry current."""
+    from opentelemetry import baggage, context, propagate
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+    from opentelemetry.propagators.composite import CompositePropagator
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    propagate.set_global_textmap(
+        CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+    )
+    traced(stack)
+    stack.callback(context.detach, context.attach(baggage.set_baggage("request_id", VALUE)))
+    return propagate.inject, propagate.extract
+
+
+def tl_propagation(stack: contextlib.ExitStack) -> tuple[Callable[..., object], ...]:
+    """threadline's inject and extract, a span and a request scope current."""
+    traced(stack)
+    in_scope(stack)
+    return tl.inject, tl.extract
+
+
+def extracting(inject: Callable[..., object], extract: Callable[..., object]) -> TimeFunc:
+    """Time *extract* of what *inject* wrote."""
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return calls(functools.partial(extract, carrier))
+
+
+def round_trips(stack: contextlib.ExitStack, pool: concurrent.futures.Executor) -> TimeFunc:
+    """Time submit+result of a trivial job on *pool* (one worker, up before timing)."""
+    in_scope(stack)
+    submit = stack.enter_context(pool).submit
+    submit(job).result()
+    return calls(lambda: submit(job).result())
+
+
+def spawn() -> multiprocessing.context.SpawnContext:
+    return multiprocessing.get_context("spawn")
+
+
+@dataclass(frozen=True)
+class Bench:
+    """One variant: what it measures, the variant it is compared with, how it is set up."""
+
+    label: str
+    reference: str | None
+    make: Callable[[contextlib.ExitStack], TimeFunc]
+    """Set up in the pyperf worker (undone when the stack closes); returns the timed loop."""
+    inner: int = INNER
+
+
+BENCHES = {
+    "var-get": Bench("ContextVar.get()", None, var_get),
+    "store-get": Bench("tl.request.get() in a scope", "var-get", store_get),
+    "var-set": Bench("ContextVar set+reset", None, var_set_reset, inner=1),
+    "scope": Bench("tl.request.scope(request_id=...) enter+exit", "var-set", store_scope, 1),
+    "copy-context": Bench("contextvars.copy_context(), a scope current", None, copy_context),
+    "snapshot": Bench("tl.snapshot(), a scope current", "copy-context", snapshot),
+    "otel-inject": Bench(
+        "opentelemetry.propagate.inject (a span, 1 baggage entry)",
+        None,
+        lambda stack: calls(functools.partial(otel_propagation(stack)[0], {})),
+    ),
+    "inject": Bench(
+        "tl.inject(carrier) (a span, a request scope)",
+        "otel-inject",
+        lambda stack: calls(functools.partial(tl_propagation(stack)[0], {})),
+    ),
+    "otel-extract": Bench(
+        "opentelemetry.propagate.extract (a span, 1 baggage entry)",
+        None,
+        lambda stack: extracting(*otel_propagation(stack)),
+    ),
+    "extract": Bench(
+        "tl.extract(carrier) (a span, a request scope)",
+        "otel-extract",
+        lambda stack: extracting(*tl_propagation(stack)),
+    ),
+    "bare-threads": Bench(
+        "bare ThreadPoolExecutor submit+result",
+        None,
+        lambda stack: round_trips(stack, concurrent.futures.ThreadPoolExecutor(1)),
+    ),
+    "threads": Bench(
+        "tl.ThreadPoolExecutor submit+result, a store set (context only)",
+        "bare-threads",
+        lambda stack: round_trips(stack, tl.ThreadPoolExecutor(1)),
+    ),
+    "bare-processes": Bench(
+        "bare ProcessPoolExecutor (spawn) submit+result",
+        None,
+        lambda stack: round_trips(stack, concurrent.futures.ProcessPoolExecutor(1, spawn())),
+    ),
+    "processes": Bench(
+        "tl.ProcessPoolExecutor (spawn) submit+result, a store set (context only)",
+        "bare-processes",
+        lambda stack: round_trips(stack, tl.ProcessPoolExecutor(1, spawn())),
+    ),
+}
+FULL = ["--processes", "2", "--values", "3", "--warmups", "1", "--min-time", "0.05"]
+"""pyperf's settings for one round's run of one benchmark (loops calibrated in round 1)."""
+QUICK = ["--processes", "1", "--values", "1", "--warmups", "1", "--min-time", "0.002"]
+
+
+def worker(name: str) -> None:
+    """Be pyperf's program for the benchmark *name*: its main process, or one of its workers."""
+    import pyperf
+
+    def forward(cmd: list[str], args: argparse.Namespace) -> None:
+        cmd.extend(["--worker-bench", args.worker_bench])
+
+    runner = pyperf.Runner(add_cmdline_args=forward)
+    runner.argparser.add_argument("--worker-bench", choices=list(BENCHES), required=True)
+    bench = BENCHES[name]
+    with contextlib.ExitStack() as stack:
+        set_up = functools.cache(functools.partial(bench.make, stack))
+
+        def timed(loops: int) -> float:
+            return set_up()(loops)  # set up on first use: in pyperf's workers only
+
+        runner.bench_time_func(name, timed, inner_loops=bench.inner)
+
+
+def run_once(name: str, settings: list[str], output: Path) -> tuple[float, int]:
+    """Run pyperf on *name*: the median seconds per operation, and the loops it used."""
+    import pyperf
+
+    command = [sys.executable, __file__, "--worker-bench", name, *settings]
+    command += ["--quiet", "--copy-env", "--output", str(output)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"pyperf on {name} failed:\n{done.stdout}{done.stderr}")
+    bench = pyperf.Benchmark.load(str(output))
+    return bench.median(), bench.get_loops()
+
+
+def measure(rounds: int, quick: bool) -> dict[str, list[float]]:
+    """Every benchmark's median per round, rounds run in shuffled order."""
+    samples: dict[str, list[float]] = {name: [] for name in BENCHES}
+    loops: dict[str, int] = {}
+    order = list(BENCHES)
+    shuffle = random.Random(0).shuffle
+    with tempfile.TemporaryDirectory() as folder:
+        for number in range(rounds):
+            shuffle(order)
+            for name in order:
+                settings = QUICK if quick else FULL
+                if name in loops:  # calibrated once, so every round times the same work
+                    settings = [*settings, "--loops", str(loops[name])]
+                output = Path(folder, f"{name}-{number}.json")
+                median, loops[name] = run_once(name, settings, output)
+                samples[name].append(median)
+    return samples
+
+
+def results(samples: dict[str, list[float]]) -> list[Result]:
+    """One Result per benchmark, its reference named by label."""
+    return [
+        Result(
+            "micro",
+            bench.label,
+            samples[name],
+            TIME,
+            reference=BENCHES[bench.reference].label if bench.reference else None,
+        )
+        for name, bench in BENCHES.items()
+    ]
+
+
+def per_op(seconds: float) -> str:
+    """*seconds* in ns below a microsecond, else in µs."""
+    if seconds < 1e-6:
+        return f"{seconds * 1e9:.0f} ns"
+    return f"{seconds * 1e6:.2f} µs"
+
+
+def report(measured: list[Result]) -> str:
+    by_label = {result.variant: result for result in measured}
+    rows = ["| variant | median per op | ratio to its reference |", "|---|---:|---:|"]
+    for result in measured:
+        base = by_label.get(result.reference or "")
+        shown = f"{ratio(result, base):.2f}x" if base else "(reference)"
+        rows.append(f"| {result.variant} | {per_op(result.median)} | {shown} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    # no abbreviations: pyperf's --worker, given to its workers, is not --worker-bench
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").splitlines()[0], allow_abbrev=False
+    )
+    parser.add_argument("--quick", action="store_true", help="one short round, to check it runs")
+    parser.add_argument("--rounds", type=int, help="rounds to run (default 8; 1 with --quick)")
+    parser.add_argument("--json", metavar="PATH", help="write the results here as JSON")
+    parser.add_argument("--worker-bench", choices=list(BENCHES), help=argparse.SUPPRESS)
+    args, _ = parser.parse_known_args(argv)
+    if args.worker_bench:
+        worker(args.worker_bench)
+        return 0
+    rounds = args.rounds or (1 if args.quick else 8)
+    start = time.perf_counter()
+    measured = results(measure(rounds, args.quick))
+    if args.json:
+        write_results(args.json, measured)
+    print(report(measured))
+    elapsed = time.perf_counter() - start
+    print(f"\n{rounds} round(s) of {len(BENCHES)} pyperf runs in {elapsed:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
