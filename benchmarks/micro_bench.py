@@ -170,6 +170,103 @@ def round_trips(stack: contextlib.ExitStack, pool: concurrent.futures.Executor) 
     return calls(lambda: submit(job).result())
 
 
+SERVER_ATTRIBUTES = {
+    "threadline.boundary": "http.server",
+    "http.request.method": "GET",
+    "url.path": "/hello/world",
+    "url.scheme": "http",
+    "request.id": "0123456789abcdef0123456789abcdef",
+    "network.protocol.version": "1.1",
+    "http.route": "/hello/{name}",
+    "server.address": "127.0.0.1",
+    "server.port": 8080,
+    "client.address": "127.0.0.1",
+    "user_agent.original": "wrk",
+}
+"""What threadline's SERVER span of ``GET /hello/world`` has at its start."""
+
+
+def sdk_span(stack: contextlib.ExitStack) -> TimeFunc:
+    """The floor of any server span: the SDK's own, with the same attributes, no threadline code."""
+    from _tracing import discard_spans
+    from opentelemetry import trace
+    from opentelemetry.context import Context
+    from opentelemetry.trace import SpanKind
+
+    discard_spans()
+    tracer, parent = trace.get_tracer("bench"), Context()
+
+    def one() -> None:
+        span = tracer.start_span(
+            "GET /hello/{name}", parent, SpanKind.SERVER, attributes=SERVER_ATTRIBUTES
+        )
+        span.set_attribute("http.response.status_code", 200)
+        span.end()
+
+    return calls(one)
+
+
+def server_span(stack: contextlib.ExitStack) -> TimeFunc:
+    """threadline's SERVER span as its middleware makes it, from the request's fields."""
+    from _tracing import discard_spans
+    from opentelemetry.context import Context
+
+    from threadline._http import end_server_span, start_server_span
+
+    discard_spans()
+    parent = Context()
+
+    def one() -> None:
+        span = start_server_span(
+            "GET",
+            "/hello/{name}",
+            path="/hello/world",
+            scheme="http",
+            query="",
+            host="127.0.0.1:8080",
+            client_address="127.0.0.1",
+            user_agent="wrk",
+            protocol_version="1.1",
+            request_id=SERVER_ATTRIBUTES["request.id"],
+            parent=parent,
+            link=None,
+        )
+        end_server_span(span, 200)
+
+    return calls(one)
+
+
+BATCH = 512
+"""Spans per export: the SDK batch processor's default batch size."""
+
+
+def otlp_encode(stack: contextlib.ExitStack) -> TimeFunc:
+    """What the OTLP exporters do to each span in the exporting process: encode and serialize."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    kept = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(kept))
+    tracer = provider.get_tracer("bench")
+    for _ in range(BATCH):
+        span = tracer.start_span("GET /hello/{name}", kind=SpanKind.SERVER)
+        span.set_attributes({**SERVER_ATTRIBUTES, "http.response.status_code": 200})
+        span.end()
+    batch: list[ReadableSpan] = list(kept.get_finished_spans())
+
+    def time_func(loops: int) -> float:
+        start = time.perf_counter()
+        for _ in range(loops):
+            encode_spans(batch).SerializePartialToString()
+        return time.perf_counter() - start
+
+    return time_func
+
+
 def spawn() -> multiprocessing.context.SpawnContext:
     return multiprocessing.get_context("spawn")
 
@@ -231,6 +328,15 @@ BENCHES = {
         "tl.ProcessPoolExecutor (spawn) submit+result, a store set (context only)",
         "bare-processes",
         lambda stack: round_trips(stack, tl.ProcessPoolExecutor(1, spawn())),
+    ),
+}
+BENCHES |= {
+    "sdk-span": Bench("SDK span start+end, 12 attributes (floor of a server span)", None, sdk_span),
+    "server-span": Bench(
+        "threadline's SERVER span start+end (same attributes)", "sdk-span", server_span
+    ),
+    "otlp-encode": Bench(
+        "OTLP encode + serialize, per span (the SDK's encoder)", None, otlp_encode, inner=BATCH
     ),
 }
 FULL = ["--processes", "2", "--values", "3", "--warmups", "1", "--min-time", "0.05"]
