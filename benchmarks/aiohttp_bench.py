@@ -56,6 +56,7 @@ VARIANTS = {
     "noop": Variant("an empty middleware", reference="bare"),
     "floor": Variant("a minimal context middleware", reference="noop"),
     "context": Variant("threadline, context only", reference="noop", target=">= 0.95x"),
+    "sdkspan": Variant("a minimal span middleware", reference="bare"),
     "span": Variant(
         "threadline, a span per request",
         reference="contrib",
@@ -77,11 +78,16 @@ VARIANTS = {
         "contrib aiohttp-server + logging, work handler", handler="work", reference="bare-work"
     ),
     "span-otlp": Variant(
-        "threadline, a span per request, OTLP to a Collector",
+        "threadline, a span per request, OTLP to a Collector from its export process",
         handler="otlp",
         reference="contrib-otlp",
         target=">= 2x",
         also=(("bare", ">= 0.6x"),),
+    ),
+    "span-otlpinline": Variant(
+        "threadline, a span per request, OTLP to a Collector, exported in-process",
+        handler="otlp",
+        reference="contrib-otlp",
     ),
     "contrib-otlp": Variant(
         "contrib aiohttp-server, a span per request, OTLP to a Collector",
@@ -104,7 +110,7 @@ def serve(name: str, port_file: str, endpoint: str | None, count_file: str | Non
         os.sched_setaffinity(0, {0})
     variant = VARIANTS[name]
     kind = name.partition("-")[0]
-    ended = _set_up_tracing(kind, variant.handler, endpoint)
+    ended = _set_up_tracing(name, variant.handler, endpoint)
     middlewares = _middlewares(kind)
     if variant.handler == "work":
         _set_up_logging(kind)
@@ -139,10 +145,11 @@ def serve(name: str, port_file: str, endpoint: str | None, count_file: str | Non
     _flush_and_count(ended, count_file)
 
 
-def _set_up_tracing(kind: str, handler: str, endpoint: str | None) -> list[int]:
+def _set_up_tracing(name: str, handler: str, endpoint: str | None) -> list[int]:
     """Set the variant's tracer provider; return a one-item list counting the spans ended."""
     ended = [0]
-    if kind not in ("span", "contrib"):
+    kind = name.partition("-")[0]
+    if kind not in ("span", "contrib", "sdkspan"):
         return ended
     from opentelemetry import trace
     from opentelemetry.sdk.trace import SpanProcessor
@@ -157,6 +164,7 @@ def _set_up_tracing(kind: str, handler: str, endpoint: str | None) -> list[int]:
         discard_spans()
     elif kind == "span":
         os.environ.update(
+            THREADLINE_EXPORT_PROCESS="0" if "inline" in name else "1",
             OTEL_TRACES_EXPORTER="otlp",
             OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"{endpoint}/v1/traces",
             OTEL_SERVICE_NAME="bench",
@@ -210,6 +218,26 @@ def _middlewares(kind: str) -> list[Any]:
                 current.reset(token)
 
         return [minimal]
+    if kind == "sdkspan":
+        from micro_bench import SERVER_ATTRIBUTES
+        from opentelemetry import trace
+        from opentelemetry.trace import SpanKind
+
+        tracer = trace.get_tracer("bench")
+
+        @web.middleware
+        async def span_only(request: web.Request, handler: Any) -> web.StreamResponse:
+            span = tracer.start_span(
+                "GET /hello/{name}", kind=SpanKind.SERVER, attributes=SERVER_ATTRIBUTES
+            )
+            try:
+                response: web.StreamResponse = await handler(request)
+                span.set_attribute("http.response.status_code", response.status)
+                return response
+            finally:
+                span.end()
+
+        return [span_only]
     if kind == "contrib":
         from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
 

@@ -21,7 +21,7 @@ LAYERS = {
         "propagation",
         "diagnostics",
     ],
-    "spans": ["_spans", "tracing", "export"],
+    "spans": ["_spans", "_exporters", "_export_process", "tracing", "export"],
     "boundaries": [
         "_threads",
         "_processes",

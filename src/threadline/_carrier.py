@@ -38,6 +38,7 @@ __all__ = [
     "FIELD_LIMITS",
     "TRACEPARENT",
     "TRACESTATE",
+    "ParsedTraceState",
     "extract",
     "extract_context",
     "inject",
@@ -260,13 +261,13 @@ def _extract_span_context(get: Getter) -> SpanContext | None:
         if members is None:
             record_drop("tracestate.invalid", why)
         else:
-            trace_state = _ParsedTraceState(members)
+            trace_state = ParsedTraceState(members)
     return SpanContext(
         trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags), trace_state=trace_state
     )
 
 
-class _ParsedTraceState(TraceState):
+class ParsedTraceState(TraceState):
     """A `TraceState` of members the strict parser accepted, kept as they came.
 
     OpenTelemetry's own `TraceState` validates keys by an older grammar and

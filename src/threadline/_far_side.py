@@ -120,7 +120,9 @@ def configure_like_parent() -> None:
         from .tracing import configure  # noqa: PLC0415 - the parent loaded the SDK too
 
         configure(
-            service_name=os.environ.get(SERVICE_NAME_ENV), shutdown_timeout=child_exit_timeout()
+            service_name=os.environ.get(SERVICE_NAME_ENV),
+            shutdown_timeout=child_exit_timeout(),
+            export_process=False,  # a worker or child, often short-lived: no process of its own
         )
 
 

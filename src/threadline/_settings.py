@@ -13,6 +13,7 @@ __all__ = [
     "CONFIGURED_ENV",
     "DEFAULT_CHILD_EXIT_TIMEOUT",
     "DEFAULT_TRACES_FILE",
+    "EXPORT_PROCESS_ENV",
     "SERVICE_NAME_ENV",
     "SHUTDOWN_TIMEOUT_ENV",
     "TRACES_FILE_ENV",
@@ -28,6 +29,9 @@ CONFIGURED_ENV = "THREADLINE_CONFIGURED"
 SERVICE_NAME_ENV = "THREADLINE_SERVICE_NAME"
 """The service name the parent gave `threadline.tracing.configure` in code: the default of the
 workers and children that configure themselves like it (``OTEL_SERVICE_NAME`` still wins)."""
+
+EXPORT_PROCESS_ENV = "THREADLINE_EXPORT_PROCESS"
+"""``1``: `threadline.tracing.configure` exports from a process of its own (`export_process`)."""
 
 TRACES_FILE_ENV = "THREADLINE_TRACES_FILE"
 """Where the embedded default writes spans (OTLP JSON lines); default `DEFAULT_TRACES_FILE`."""

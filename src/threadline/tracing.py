@@ -8,21 +8,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
-import logging
 import os
-import sys
 import threading
 from collections.abc import Mapping, Sequence, Sized
-from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.environment_variables import (
-    OTEL_EXPORTER_OTLP_PROTOCOL,
-    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
-)
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -32,9 +24,11 @@ from opentelemetry.sdk.trace.export import (
 )
 
 from ._context import get_current
+from ._export_process import PipeSpanExporter
+from ._exporters import exporter_names, make_exporter
 from ._settings import CONFIGURED_ENV as CONFIGURED_ENV
 from ._settings import DEFAULT_TRACES_FILE as DEFAULT_TRACES_FILE
-from ._settings import SERVICE_NAME_ENV, SHUTDOWN_TIMEOUT_ENV
+from ._settings import EXPORT_PROCESS_ENV, SERVICE_NAME_ENV, SHUTDOWN_TIMEOUT_ENV
 from ._settings import TRACES_FILE_ENV as TRACES_FILE_ENV
 from ._spans import current_trace_ids as current_trace_ids
 from ._store import ContextStore, request
@@ -121,6 +115,7 @@ def configure(
     *,
     service_name: str | None = None,
     shutdown_timeout: float | None = None,
+    export_process: bool | None = None,
 ) -> TracerProvider | None:
     """Set up the OpenTelemetry SDK from the standard ``OTEL_*`` settings, once per process.
 
@@ -143,6 +138,12 @@ def configure(
     - ``OTEL_BSP_*``: the batch processor's queue and batch sizes;
     - ``OTEL_SDK_DISABLED=true``: nothing is set up; returns None.
 
+    *export_process* (default: ``THREADLINE_EXPORT_PROCESS=1``): the exporters
+    run in a process of their own, fed by the batch processor; encoding spans
+    (OTLP: tens of µs each) then no longer takes the application's
+    interpreter from its requests. Worker processes and children that
+    threadline sets up export in-process.
+
     Spans get the `threadline.request` values (`StoreSpanProcessor`). At exit
     the spans still queued are exported, waiting at most *shutdown_timeout*
     seconds (``THREADLINE_SHUTDOWN_TIMEOUT``, default 5), so an unreachable
@@ -159,7 +160,14 @@ def configure(
         return current
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
-    exporters = [_exporter(name) for name in _exporter_names()]
+    names = exporter_names()
+    exporters = [make_exporter(name) for name in names]  # a mistake in a setting raises here
+    if _export_process_wanted(export_process) and any(exporters):
+        for exporter in exporters:  # made to check the settings: the export process makes its own
+            if exporter is not None:
+                exporter.shutdown()
+        chosen = [name for name, exporter in zip(names, exporters, strict=True) if exporter]
+        exporters = [PipeSpanExporter(chosen)]
     provider = TracerProvider(resource=_resource(service_name), shutdown_on_exit=False)
     provider.add_span_processor(StoreSpanProcessor())
     for exporter in exporters:
@@ -174,6 +182,12 @@ def configure(
     atexit.register(shutdown, provider, timeout)
     os.environ[CONFIGURED_ENV] = "1"
     return provider
+
+
+def _export_process_wanted(given: bool | None) -> bool:
+    if given is not None:
+        return given
+    return os.environ.get(EXPORT_PROCESS_ENV, "").strip().lower() in ("1", "true")
 
 
 def shutdown(provider: TracerProvider, timeout: float) -> bool:
@@ -221,81 +235,6 @@ def _resource(service_name: str | None) -> Resource:
         return resource
     os.environ[SERVICE_NAME_ENV] = service_name  # the default of workers and children
     return resource.merge(Resource({SERVICE_NAME: service_name}))
-
-
-def _exporter_names() -> Sequence[str]:
-    setting = os.environ.get("OTEL_TRACES_EXPORTER")
-    if setting:
-        return [name.strip().lower() for name in setting.split(",") if name.strip()]
-    endpoints = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
-    return ["otlp"] if any(os.environ.get(name) for name in endpoints) else ["file"]
-
-
-_EXPORTER_GROUP = "opentelemetry_traces_exporter"
-_OTLP_BY_PROTOCOL = {"http/protobuf": "otlp_proto_http", "grpc": "otlp_proto_grpc"}
-_PIP_HINT = {"otlp_proto_grpc": "pip install 'threadline[grpc]'"}
-_logger = logging.getLogger("threadline")
-
-
-def _exporter(name: str) -> SpanExporter | None:
-    if name == "none":
-        return None
-    if name == "file":
-        from .export import OTLPJsonFileSpanExporter  # noqa: PLC0415
-
-        path = Path(os.environ.get(TRACES_FILE_ENV) or DEFAULT_TRACES_FILE).resolve()
-        os.environ[TRACES_FILE_ENV] = str(path)  # children write to the same file
-        return OTLPJsonFileSpanExporter(path)
-    if name == "otlp":
-        return _otlp_exporter()
-    return _load_exporter(name, f"OTEL_TRACES_EXPORTER={name}")
-
-
-def _otlp_exporter() -> SpanExporter:
-    # As the SDK's own auto-configuration: the per-signal setting first. The
-    # default differs: http/protobuf, the exporter threadline depends on.
-    for setting in (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL):
-        protocol = os.environ.get(setting, "").strip()
-        if protocol:
-            break
-    else:
-        return _load_exporter(_OTLP_BY_PROTOCOL["http/protobuf"], "OTEL_TRACES_EXPORTER=otlp")
-    made = f"{setting}={protocol}"
-    name = _OTLP_BY_PROTOCOL.get(protocol)
-    if name is None:
-        raise ValueError(f"{made}: threadline supports {' and '.join(_OTLP_BY_PROTOCOL)}")
-    if protocol == "grpc" and setting == OTEL_EXPORTER_OTLP_PROTOCOL and _distro_default():
-        try:
-            return _load_exporter(name, made)
-        except ValueError as exc:
-            _logger.warning("%s; sending spans over http/protobuf instead", exc)
-            return _load_exporter(_OTLP_BY_PROTOCOL["http/protobuf"], made)
-    return _load_exporter(name, made)
-
-
-def _distro_default() -> bool:
-    # opentelemetry-distro sets OTEL_EXPORTER_OTLP_PROTOCOL=grpc with
-    # os.environ.setdefault: under it, the value may be no choice of the user's.
-    return "opentelemetry.distro" in sys.modules
-
-
-def _load_exporter(name: str, made: str) -> SpanExporter:
-    """The exporter the entry point *name* names; a ValueError naming *made*, the setting."""
-    found = entry_points(group=_EXPORTER_GROUP, name=name)
-    if not found:
-        known = sorted({"file", "none", "otlp", *entry_points(group=_EXPORTER_GROUP).names})
-        raise ValueError(
-            f"{made}: no span exporter {name!r} is installed; OTEL_TRACES_EXPORTER "
-            f"may name {', '.join(known)}"
-        )
-    try:
-        exporter = next(iter(found)).load()()
-    except ImportError as exc:
-        hint = _PIP_HINT.get(name, f"install the package of the exporter {name!r}")
-        raise ValueError(f"{made} needs a package that is missing ({exc}): {hint}") from None
-    if not isinstance(exporter, SpanExporter):
-        raise ValueError(f"{made}: the exporter {name!r} is no span exporter")  # noqa: TRY004
-    return exporter
 
 
 class _CountingBatchSpanProcessor(BatchSpanProcessor):

@@ -1,0 +1,281 @@
+"""The export process (THREADLINE_EXPORT_PROCESS=1): spans exported from a process of their own.
+
+Real processes throughout: the application, its export process, a forked
+child, the real Collector.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.collector import running_collector
+from tests.helpers import clean_env, wait_for
+from threadline.export import read_spans
+
+APP = textwrap.dedent(
+    """
+    import json, os, sys
+    import threadline as tl
+    from threadline import diagnostics, tracing
+    from opentelemetry import trace
+    from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+
+    provider = tracing.configure(service_name="export-process-app")
+    tracer = trace.get_tracer("app", "1.2")
+
+    def work(tag):
+        with tl.request.scope(request_id=f"r-{tag}"):
+            with tracer.start_as_current_span(
+                f"outer {tag}", kind=SpanKind.SERVER,
+                attributes={"n": 1, "ratio": 0.5, "list": [1, 2], "flag": True},
+            ) as outer:
+                outer.add_event("event", {"k": "v"})
+                with tracer.start_as_current_span(
+                    f"inner {tag}", links=[Link(outer.get_span_context(), {"l": 1})]
+                ) as inner:
+                    inner.set_status(Status(StatusCode.ERROR, "bad"))
+
+    def export_process():
+        return tracing._exporting[0]._counting_exporter._exporter._child.process
+
+    command = sys.argv[1]
+    if command == "shapes":
+        work("a")
+    elif command == "kill":
+        work("before")
+        provider.force_flush()
+        export_process().kill()
+        export_process().wait()
+        work("lost")
+        provider.force_flush()  # this batch goes to a process that is gone: counted
+        work("after")
+        provider.force_flush()
+        print(json.dumps(diagnostics.drop_counts()))
+    elif command == "fork":
+        work("parent-before")
+        provider.force_flush()
+        parent_export = export_process().pid
+        pid = os.fork()
+        if pid == 0:
+            work("child")
+            provider.force_flush()
+            print("child export process is its own:", export_process().pid != parent_export)
+            sys.stdout.flush()
+            tracing.shutdown(provider, 5)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        work("parent-after")
+    elif command == "exit":
+        work("x")
+        print("work done", flush=True)
+    """
+)
+
+
+def run_app(tmp_path: Path, command: str, **env: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "app.py").write_text(APP)
+    return subprocess.run(
+        [sys.executable, "app.py", command],
+        cwd=tmp_path,
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def span_records(path: Path) -> list[dict[str, Any]]:
+    """Every span in an OTLP JSON lines file, with resource and scope, less ids and times."""
+    records = []
+    for line in path.read_text().splitlines():
+        for resource_spans in json.loads(line)["resourceSpans"]:
+            for scope_spans in resource_spans["scopeSpans"]:
+                for span in scope_spans["spans"]:
+                    shown = {
+                        key: value
+                        for key, value in span.items()
+                        if not key.endswith(("Id", "TimeUnixNano"))
+                    }
+                    shown["events"] = [
+                        {k: v for k, v in event.items() if k != "timeUnixNano"}
+                        for event in span.get("events", [])
+                    ]
+                    shown["links"] = [
+                        {k: v for k, v in link.items() if not k.endswith("Id")}
+                        for link in span.get("links", [])
+                    ]
+                    shown["resource"] = [  # less the id each process gives itself
+                        item
+                        for item in resource_spans["resource"]["attributes"]
+                        if item["key"] != "service.instance.id"
+                    ]
+                    shown["scope"] = scope_spans["scope"]
+                    records.append(shown)
+    return sorted(records, key=lambda record: record["name"])
+
+
+def test_spans_arrive_as_they_would_from_the_application(tmp_path: Path) -> None:
+    """Through the export process every field an exporter writes is the same as in-process."""
+    written = {}
+    for mode in ("0", "1"):
+        path = tmp_path / f"spans-{mode}.jsonl"
+        done = run_app(
+            tmp_path, "shapes", THREADLINE_EXPORT_PROCESS=mode, THREADLINE_TRACES_FILE=str(path)
+        )
+        assert 0 == done.returncode, done.stderr
+        written[mode] = span_records(path)
+    assert ["inner a", "outer a"] == [record["name"] for record in written["1"]]
+    assert written["0"] == written["1"]
+
+
+def test_spans_reach_the_real_collector(tmp_path: Path) -> None:
+    """OTLP/HTTP from the export process to the real Collector: one trace, its ids, its service."""
+    with running_collector(tmp_path) as collector:
+        done = run_app(
+            tmp_path,
+            "shapes",
+            THREADLINE_EXPORT_PROCESS="1",
+            OTEL_TRACES_EXPORTER="otlp",
+            OTEL_EXPORTER_OTLP_ENDPOINT=collector.http_endpoint,
+        )
+        assert 0 == done.returncode, done.stderr
+        assert wait_for(lambda: len(_read(collector.traces_file)) == 2)
+    spans = {span.name: span for span in _read(collector.traces_file)}
+    assert spans["inner a"].parent_id == spans["outer a"].span_id
+    assert {"export-process-app"} == {span.service for span in spans.values()}
+    assert {"r-a"} == {span.attributes["request.id"] for span in spans.values()}
+
+
+def _read(path: Path) -> list[Any]:
+    return read_spans(path) if path.exists() else []
+
+
+def test_a_killed_export_process_is_counted_and_replaced(tmp_path: Path) -> None:
+    """The batch sent to a dead export process is counted as failed; a new one takes the next."""
+    path = tmp_path / "spans.jsonl"
+    done = run_app(
+        tmp_path, "kill", THREADLINE_EXPORT_PROCESS="1", THREADLINE_TRACES_FILE=str(path)
+    )
+    assert 0 == done.returncode, done.stderr
+    counts = json.loads(done.stdout.splitlines()[-1])
+    assert 2 == counts.get("export.failed")  # the two spans of the "lost" request
+    names = sorted(span.name for span in read_spans(path))
+    assert ["inner after", "inner before", "outer after", "outer before"] == names
+    assert "threadline's export process ended unexpectedly" in done.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_exports_through_its_own(tmp_path: Path) -> None:
+    """A fork never writes into its parent's export process: each span arrives once."""
+    path = tmp_path / "spans.jsonl"
+    done = run_app(
+        tmp_path, "fork", THREADLINE_EXPORT_PROCESS="1", THREADLINE_TRACES_FILE=str(path)
+    )
+    assert 0 == done.returncode, done.stderr
+    assert "child export process is its own: True" in done.stdout
+    names = sorted(span.name for span in read_spans(path))
+    expected = [f"{part} {tag}" for part in ("inner", "outer") for tag in ("child",)]
+    expected += [
+        f"{part} {tag}" for part in ("inner", "outer") for tag in ("parent-after", "parent-before")
+    ]
+    assert sorted(expected) == names
+
+
+def test_exit_within_the_bound_leaves_no_export_process(tmp_path: Path) -> None:
+    """Against a Collector that is down, the exit keeps its bound and ends the export process."""
+    import socket
+
+    with socket.socket() as probe:  # bound, then closed: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    (tmp_path / "app.py").write_text(APP)
+    marker = uuid.uuid4().hex
+    app = subprocess.Popen(
+        [sys.executable, "app.py", "exit"],
+        cwd=tmp_path,
+        env=clean_env(
+            THREADLINE_EXPORT_PROCESS="1",
+            THREADLINE_SHUTDOWN_TIMEOUT="0.5",
+            OTEL_TRACES_EXPORTER="otlp",
+            OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+            TEST_MARKER=marker,
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert app.stdout is not None
+        assert "work done\n" == app.stdout.readline()
+        app.wait(timeout=2.0)  # the bound (0.5 s) and start-up: a hang guard, no timing compared
+    finally:
+        app.kill()
+        _, stderr = app.communicate()
+    assert "threadline could not export spans (export.shutdown_timeout" in stderr
+    assert wait_for(lambda: not _processes_marked(marker))
+
+
+def _processes_marked(marker: str) -> list[int]:
+    """The export processes started with ``TEST_MARKER=marker`` that still run."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if b"threadline._export_process" in command and f"TEST_MARKER={marker}".encode() in environ:
+            found.append(int(entry.name))
+    return found
+
+
+def test_workers_export_in_process(tmp_path: Path) -> None:
+    """The setting is the application's: pool workers that threadline starts have none."""
+    program = textwrap.dedent(
+        """
+        import multiprocessing
+        import threadline as tl
+        from threadline import tracing
+
+        def exporter_kind(_):
+            return type(tracing._exporting[0]._counting_exporter._exporter).__name__
+
+        if __name__ == "__main__":
+            tracing.configure()
+            with tl.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                print(exporter_kind(0), pool.submit(exporter_kind, 0).result())
+        """
+    )
+    (tmp_path / "pool.py").write_text(program)
+    done = subprocess.run(
+        [sys.executable, "pool.py"],
+        cwd=tmp_path,
+        env=clean_env(THREADLINE_EXPORT_PROCESS="1", THREADLINE_TRACES_FILE=str(tmp_path / "t")),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert 0 == done.returncode, done.stderr
+    assert "PipeSpanExporter OTLPJsonFileSpanExporter" == done.stdout.strip()
+
+
+def test_a_wrong_setting_still_fails_in_the_application(tmp_path: Path) -> None:
+    """A mistake in OTEL_TRACES_EXPORTER is a clear error in the application itself."""
+    done = run_app(
+        tmp_path, "shapes", THREADLINE_EXPORT_PROCESS="1", OTEL_TRACES_EXPORTER="nonesuch"
+    )
+    assert 0 != done.returncode
+    assert "OTEL_TRACES_EXPORTER=nonesuch: no span exporter 'nonesuch' is installed" in done.stderr
