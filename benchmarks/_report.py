@@ -36,6 +36,8 @@ class Result:
     """The variant (of the same benchmark) this one's ratio is taken against."""
     target: str | None = None
     """A bound on the ratio to *reference*: ``"<= 1.15x"`` or ``">= 0.95x"``."""
+    limit: float | None = None
+    """An absolute bound on the median, in the samples' unit (a time: at most this)."""
     also: dict[str, str] = field(default_factory=dict)
     """Further references, each with its target: ``{"bare aiohttp": ">= 0.6x"}``."""
     notes: dict[str, str] = field(default_factory=dict)

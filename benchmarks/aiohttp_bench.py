@@ -72,7 +72,6 @@ VARIANTS = {
         "threadline, a span per request, work handler",
         handler="work",
         reference="contrib-work",
-        also=(("bare-work", ">= 0.6x"),),
     ),
     "contrib-work": Variant(
         "contrib aiohttp-server + logging, work handler", handler="work", reference="bare-work"
@@ -128,9 +127,18 @@ def serve(name: str, port_file: str, endpoint: str | None, count_file: str | Non
         log.info("answering %s", request.match_info["name"])
         return web.Response(text="ok")
 
+    async def flush(request: web.Request) -> web.Response:
+        """Export what is queued; answer how many spans ended so far (between load steps)."""
+        from opentelemetry import trace
+
+        trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]
+        return web.Response(text=str(ended[0]))
+
     async def main() -> None:
         app = web.Application(middlewares=middlewares)
         app.router.add_get("/hello/{name}", work if variant.handler == "work" else ok)
+        if variant.handler == "otlp":
+            app.router.add_get("/_flush", flush)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -290,17 +298,25 @@ processors:
 exporters:
   debug:
     verbosity: basic
+    sampling_initial: 1
+    sampling_thereafter: 1000
 service:
   telemetry:
     metrics:
-      level: none
+      level: basic
+      readers:
+        - pull:
+            exporter:
+              prometheus:
+                host: 127.0.0.1
+                port: {metrics_port}
   pipelines:
     traces:
       receivers: [otlp]
       processors: [batch]
       exporters: [debug]
 """
-_RECEIVED = re.compile(r', "spans": (\d+)\}')
+_ACCEPTED = re.compile(r"^otelcol_receiver_accepted_spans\{[^}]*\} (\d+)", re.MULTILINE)
 
 
 def collector_binary() -> str | None:
@@ -318,10 +334,10 @@ class Collector:
     """A real Collector on a free loopback port whose debug exporter logs each batch's size."""
 
     def __init__(self, binary: str, folder: str, name: str) -> None:
-        self.port = _free_port()
+        self.port, self.metrics_port = _free_port(), _free_port()
         self.log = Path(folder, f"collector-{name}.log")
         config = Path(folder, f"collector-{name}.yaml")
-        config.write_text(_COLLECTOR_CONFIG.format(port=self.port))
+        config.write_text(_COLLECTOR_CONFIG.format(port=self.port, metrics_port=self.metrics_port))
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(
                 [binary, "--config", str(config)], stdout=out, stderr=subprocess.STDOUT
@@ -332,11 +348,28 @@ class Collector:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def received(self) -> int:
+        """How many spans its receiver accepted so far (its own count, on its metrics port)."""
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            return sum(int(count) for count in _ACCEPTED.findall(answer.read().decode()))
+
+    def settled(self) -> int:
+        """`received`, once it has stopped growing."""
+        last, now = -1, self.received()
+        while now != last:
+            time.sleep(0.6)
+            last, now = now, self.received()
+        return now
+
     def stop(self) -> int:
-        """Stop it (it exports what it holds) and return how many spans it received."""
+        """Stop it and return how many spans it received."""
+        received = self.settled()
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(30)
-        return sum(int(count) for count in _RECEIVED.findall(self.log.read_text()))
+        return received
 
 
 def _free_port() -> int:
@@ -372,22 +405,35 @@ class Load:
     rate: float
     p50_ms: float | None = None
     p99_ms: float | None = None
+    requests: int = 0
+    cpu: dict[str, float] | None = None
+    """CPU seconds each process (``server``, ``export``) used in the round."""
 
 
 _WRK_LATENCY = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
 _SCALE = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def load_with_wrk(url: str, seconds: float) -> Load:
-    command = ["wrk", "-t1", "-c32", "--latency", f"-d{max(1, round(seconds))}s", url]
-    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
-        command = ["taskset", "-c", "1", *command]
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+CONNECTIONS = 32
+
+
+def load_with_wrk(url: str, seconds: float, pause_ms: float | None = None) -> Load:
+    """Load *url* for *seconds*; with *pause_ms* each connection pauses so long between requests."""
+    command = ["wrk", "-t1", f"-c{CONNECTIONS}", "--latency", f"-d{max(1, round(seconds))}s", url]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        if pause_ms is not None:
+            script.write(f"function delay() return {pause_ms:.3f} end\n")
+            script.flush()
+            command[1:1] = ["-s", script.name]
+        if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+            command = ["taskset", "-c", "1", *command]
+        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if rate is None or "Non-2xx" in out:
         raise RuntimeError(f"wrk did not get its answers: {out}")
     latency = {p: float(v) * _SCALE[unit] for p, v, unit in _WRK_LATENCY.findall(out)}
-    return Load(float(rate[1]), latency.get("50"), latency.get("99"))
+    done = re.search(r"(\d+) requests in", out)
+    return Load(float(rate[1]), latency.get("50"), latency.get("99"), int(done[1]) if done else 0)
 
 
 def load_with_python(url: str, seconds: float) -> Load:
@@ -409,7 +455,7 @@ def load_with_python(url: str, seconds: float) -> Load:
 
             start = time.monotonic()
             await asyncio.gather(*(worker() for _ in range(8)))
-            return Load(done / (time.monotonic() - start))
+            return Load(done / (time.monotonic() - start), requests=done)
 
     return asyncio.run(run())
 
@@ -436,7 +482,16 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
         for _ in range(rounds):
             random.shuffle(order)
             for name in order:
-                loads[name].append(load(urls[name], seconds))
+                before = _cpu_seconds(servers[name].pid)
+                done = load(urls[name], seconds)
+                after = _cpu_seconds(servers[name].pid)
+                done.cpu = {key: after[key] - before.get(key, 0.0) for key in after}
+                loads[name].append(done)
+        rates = {  # at the rate of full load when nothing was dropped there (see the notes)
+            name: sustained(urls[name], collectors[name])
+            for name in names
+            if name in collectors and use_wrk and _dropped(folder, name, servers, collectors)
+        }
     finally:
         for server in servers.values():
             server.send_signal(signal.SIGTERM)
@@ -447,10 +502,15 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
     for name in names:
         variant = VARIANTS[name]
         notes = _latency_notes(loads[name])
+        notes.update(_cpu_notes(loads[name]))
         if name in received:
             ended = int(Path(folder, f"{name}.count").read_text())
             notes["spans ended / received by the Collector"] = f"{ended} / {received[name]}"
-            notes["dropped"] = str(ended - received[name])
+            notes["dropped at full load"] = str(ended - received[name])
+        if name in rates:
+            notes["sustained with no span dropped"] = rates[name]
+        elif name in received and ended == received[name]:
+            notes["sustained with no span dropped"] = f"{variant_rate(loads[name]):,.0f} spans/s"
         results.append(
             Result(
                 BENCHMARK,
@@ -465,6 +525,81 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
         )
     shutil.rmtree(folder, ignore_errors=True)
     return results
+
+
+def variant_rate(loads: list[Load]) -> float:
+    """The median requests/s of *loads* (a span each: spans/s)."""
+    return statistics.median(one.rate for one in loads)
+
+
+def _dropped(
+    folder: str,
+    name: str,
+    servers: dict[str, subprocess.Popen[bytes]],
+    collectors: dict[str, Collector],
+) -> bool:
+    """Whether spans ended so far in *name*'s server are missing at its Collector."""
+    flush = f"http://127.0.0.1:{Path(folder, name).read_text()}/_flush"
+    return _ended(flush) > collectors[name].settled()
+
+
+def _cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the server process and by its export process, if any."""
+    used = {"server": _cpu_of(pid)}
+    try:  # the server's only children are export processes
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    if children:
+        used["export process"] = sum(_cpu_of(int(child)) for child in children)
+    return used
+
+
+def _cpu_of(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _cpu_notes(loads: list[Load]) -> dict[str, str]:
+    notes = {}
+    for key in ("server", "export process"):
+        per_request = [
+            one.cpu[key] / one.requests
+            for one in loads
+            if one.cpu and key in one.cpu and one.requests
+        ]
+        if per_request:
+            notes[f"{key} CPU per request"] = f"{statistics.median(per_request) * 1e6:.0f} µs"
+    return notes
+
+
+SUSTAINED_RATES = (500, 1000, 2000, 3000, 4000, 6000, 8000)
+"""The request rates tried, in order, until spans are dropped (a span per request)."""
+
+
+def sustained(url: str, collector: Collector, seconds: float = 4.0) -> str:
+    """The highest rate of `SUSTAINED_RATES` at which every span reached the Collector."""
+    flush = url.replace("/hello/world", "/_flush")
+    ended_before, received_before = _ended(flush), collector.settled()
+    best = "none of the rates tried"
+    for rate in SUSTAINED_RATES:
+        done = load_with_wrk(url, seconds, pause_ms=CONNECTIONS * 1000 / rate)
+        ended, received = _ended(flush), collector.settled()
+        if ended - ended_before > received - received_before:
+            break
+        best = f"{done.rate:,.0f} spans/s (paced at {rate}/s)"
+        ended_before, received_before = ended, received
+    return best
+
+
+def _ended(flush_url: str) -> int:
+    import urllib.request
+
+    with urllib.request.urlopen(flush_url, timeout=60) as answer:  # noqa: S310 - loopback
+        return int(answer.read())
 
 
 def _start_server(

@@ -60,6 +60,7 @@ def measure(python: str, runs: int) -> Result:
         f"import threadline (Python {version})",
         differences,
         TIME,
+        limit=0.030,
         notes={
             "import threadline": f"{statistics.median(differences) * 1e3:.1f} ms over "
             f"`python -c pass` ({plain * 1e3:.1f} ms), budget {BUDGET}",

@@ -97,6 +97,14 @@ def render(results: list[Result], failed: list[str], minutes: float) -> str:
                 f"| {result.variant} | {reference_name} | {value:.2f}x | {target} "
                 f"| {'yes' if met(target, value) else '**no**'} |"
             )
+    for result in results:
+        if result.limit is not None:
+            median = result.median
+            lines.append(
+                f"| {result.variant} | (its own time) | {_figure(median, result.unit)} "
+                f"| <= {_figure(result.limit, result.unit)} "
+                f"| {'yes' if median <= result.limit else '**no**'} |"
+            )
     for benchmark in dict.fromkeys(result.benchmark for result in results):
         lines += ["", f"### {benchmark}", ""]
         lines += _detail([result for result in results if result.benchmark == benchmark], by_key)
