@@ -32,6 +32,9 @@ import threadline as tl
 BARE = "bare ThreadPoolExecutor"
 CONTEXT = "tl.ThreadPoolExecutor, stores set (context only)"
 SPANS = "tl.ThreadPoolExecutor, stores + recording span (a job span each)"
+FLOOR = "bare ThreadPoolExecutor, an SDK span made in each job by hand (floor of a job span)"
+JOB_ATTRIBUTES = {"threadline.boundary": "thread", "code.function.name": "job"}
+"""What threadline's job span has; the floor's span has the same."""
 TARGETS = {CONTEXT: "<= 1.15x", SPANS: "<= 1.5x"}
 """The budgets (DESIGN.md), as ratios to the bare pool."""
 
@@ -75,11 +78,20 @@ def measure(rounds: int, jobs: int) -> dict[str, list[float]]:
         with tracer.start_as_current_span("request"):
             return per_job(pool.submit, jobs)
 
+    def spanned_job() -> int:
+        with tracer.start_as_current_span("thread job", attributes=JOB_ATTRIBUTES):
+            return 1
+
+    def floor() -> float:
+        with tracer.start_as_current_span("request"):
+            return per_job(lambda _: bare_submit(spanned_job), jobs)
+
     variants: dict[str, Callable[[], float]] = {
         BARE: lambda: per_job(bare_submit, jobs),
         CONTEXT: lambda: per_job(pool.submit, jobs),
         "opentelemetry-instrumentation-threading (context only)": instrumented,
         SPANS: with_span,
+        FLOOR: floor,
     }
     results: dict[str, list[float]] = {name: [] for name in variants}
     order = list(variants)

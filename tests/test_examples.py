@@ -171,3 +171,10 @@ def test_celery_request(redis_url: str, tmp_path: Path) -> None:
     ).stdout
     assert 2 == view.count("process orders.send_receipt")
     assert 2 == view.count("sending the receipt")
+
+
+def test_export_process(tmp_path: Path) -> None:
+    """The spans the export process wrote carry the request's id and the service's name."""
+    out = run("export_process.py", THREADLINE_TRACES_FILE=str(tmp_path / "spans.jsonl")).stdout
+    assert "load order: request order-7, service shop" in out
+    assert "GET /orders/7: request order-7, service shop" in out

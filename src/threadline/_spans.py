@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._context import Context, get_current, span_in
+from ._context import Context, attach, get_current, restore, span_in, span_key
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Link, Span, SpanKind, Tracer
@@ -156,14 +156,16 @@ def call_in_span(span: Span, fn: Callable[..., T], args: Any, kwargs: Mapping[st
     An exception fails the span; a way out that is no error (``SystemExit``,
     ``KeyboardInterrupt``, ``GeneratorExit``) ends it as it is.
     """
-    from opentelemetry.trace import use_span  # noqa: PLC0415 - loaded with the span
-
-    with use_span(span, end_on_exit=True, record_exception=False, set_status_on_exception=False):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            record_error(span, exc)
-            raise
+    context = get_current()
+    token = attach(Context({**context, span_key(): span}))  # what use_span does, less its layers
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:
+        record_error(span, exc)
+        raise
+    finally:
+        restore(token)
+        span.end()
 
 
 def call_as_job(
