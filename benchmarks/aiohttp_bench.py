@@ -476,7 +476,7 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
         for name in names:
             servers[name], urls[name] = _start_server(name, folder, collectors.get(name))
         for name in names:  # warm up
-            load(urls[name], 1.0 if use_wrk else 0.3)
+            load(urls[name], 1.0 if rounds > 1 else 0.3)
         loads: dict[str, list[Load]] = {name: [] for name in names}
         order = list(names)
         for _ in range(rounds):
@@ -638,8 +638,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         serve(args.serve, args.port_file, args.endpoint, args.count_file)
         return 0
-    rounds, seconds = (1, 0.5) if args.quick else (args.rounds, args.seconds)
-    use_wrk = bool(shutil.which("wrk")) and not args.quick
+    rounds, seconds = (1, 1.0) if args.quick else (args.rounds, args.seconds)
+    use_wrk = bool(shutil.which("wrk"))
     results = measure(args.only or list(VARIANTS), rounds, seconds, use_wrk)
     if args.json:
         write_results(args.json, results)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,6 @@ from typing import Any
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-WITHOUT_JSON = {"aiohttp_bench.py"}
 
 
 @pytest.fixture
@@ -81,9 +81,11 @@ def report(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
             "aiohttp_bench.py",
             (
                 "bare aiohttp",
-                "context only",
-                "a span per request",
-                "instrumentation-aiohttp-server",
+                "an empty middleware",
+                "threadline, context only",
+                "threadline, a span per request",
+                "contrib aiohttp-server, a span per request",
+                "work handler",
             ),
         ),
         (
@@ -109,8 +111,7 @@ def test_benchmark_smoke(
     if script == "celery_bench.py":  # on the tests' Redis: skipped where there is none
         extra = ["--broker", request.getfixturevalue("redis_url").removesuffix("/0")]
     output = tmp_path / "results.json"
-    if script not in WITHOUT_JSON:
-        extra += ["--json", str(output)]
+    extra += ["--json", str(output)]
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), "--quick", *extra],
         check=False,
@@ -121,8 +122,13 @@ def test_benchmark_smoke(
     assert 0 == result.returncode, result.stderr
     for variant in variants:
         assert variant in result.stdout
-    if script not in WITHOUT_JSON:
-        assert_results(report.read_results(output), variants, report)
+    results = report.read_results(output)
+    assert_results(results, variants, report)
+    exported = [result for result in results if "OTLP to a Collector" in result.variant]
+    if script == "aiohttp_bench.py" and os.environ.get("THREADLINE_COLLECTOR"):
+        assert 3 == len(exported)  # the Collector is there: the export variants ran
+    for result in exported:  # every span ended under load reached the real Collector
+        assert "0" == result.notes["dropped at full load"], result.notes
 
 
 def assert_results(results: list[Any], variants: tuple[str, ...], report: ModuleType) -> None:
@@ -148,3 +154,22 @@ def test_soak_small() -> None:
         timeout=300,
     )
     assert (0, "wrong or lost: 0") == (result.returncode, result.stdout.splitlines()[-1])
+
+
+def test_the_table_goes_between_the_markers(report: ModuleType, tmp_path: Path) -> None:
+    """run.py writes its section between the page's markers, leaving the prose around it."""
+    spec = importlib.util.spec_from_file_location("bench_run", BENCHMARKS / "run.py")
+    assert spec is not None
+    assert spec.loader is not None
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    bare = report.Result("b", "bare", [2.0, 2.0], report.TIME)
+    ours = report.Result("b", "ours", [2.2, 2.4], report.TIME, reference="bare", target="<= 1.15x")
+    page = tmp_path / "performance.md"
+    page.write_text(f"# Performance\n\nbefore\n\n{run.BEGIN}\nold\n{run.END}\n\nafter\n")
+    run.write_page(run.render([bare, ours], [], 1.0), page)
+    text = page.read_text()
+    assert text.startswith("# Performance\n\nbefore\n\n")
+    assert text.endswith(f"{run.END}\n\nafter\n")
+    assert "old" not in text
+    assert "| ours | bare | 1.15x | <= 1.15x | yes |" in text
