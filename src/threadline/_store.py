@@ -67,6 +67,7 @@ class Scope:
         self._value = value
         self._merge = merge
         self._token: Token[Context] | None = None
+        self._hooked: Any = None  # set on entry while a lifecycle hook is enabled
 
     def __enter__(self) -> FrozenMapping | None:
         if self._token is not None:
@@ -89,9 +90,9 @@ class Scope:
     def __exit__(self, *exc_info: object) -> None:
         token, self._token = self._token, None
         # by what was entered, not by the flag now: a hook disabled meanwhile still exits
-        entered = getattr(self, "_hooked", None)
+        entered = self._hooked
         if entered is not None:
-            del self._hooked
+            self._hooked = None
             if token is not None:
                 _hooks.exit_scope(entered)
         if token is not None:
