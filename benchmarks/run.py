@@ -94,7 +94,7 @@ def render(results: list[Result], failed: list[str], minutes: float) -> str:
                 continue
             value = ratio(result, reference)
             lines.append(
-                f"| {result.variant} | {reference_name} | {value:.2f}x | {target} "
+                f"| {result.variant} | {reference_name} | {value:.3f}x | {target} "
                 f"| {'yes' if met(target, value) else '**no**'} |"
             )
     for result in results:

@@ -172,4 +172,4 @@ def test_the_table_goes_between_the_markers(report: ModuleType, tmp_path: Path) 
     assert text.startswith("# Performance\n\nbefore\n\n")
     assert text.endswith(f"{run.END}\n\nafter\n")
     assert "old" not in text
-    assert "| ours | bare | 1.15x | <= 1.15x | yes |" in text
+    assert "| ours | bare | 1.150x | <= 1.15x | yes |" in text
