@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.collector import running_collector
-from tests.helpers import clean_env, wait_for
+from tests.helpers import NO_THREADS_AT_EXIT, clean_env, wait_for
 from threadline.export import read_spans
 
 APP = textwrap.dedent(
@@ -38,9 +39,9 @@ APP = textwrap.dedent(
                 f"outer {tag}", kind=SpanKind.SERVER,
                 attributes={"n": 1, "ratio": 0.5, "list": [1, 2], "flag": True},
             ) as outer:
-                outer.add_event("event", {"k": "v"})
+                outer.add_event("event", {"k": "v", "k2": "v2"})
                 with tracer.start_as_current_span(
-                    f"inner {tag}", links=[Link(outer.get_span_context(), {"l": 1})]
+                    f"inner {tag}", links=[Link(outer.get_span_context(), {"l": 1, "m": 2})]
                 ) as inner:
                     inner.set_status(Status(StatusCode.ERROR, "bad"))
 
@@ -77,7 +78,20 @@ APP = textwrap.dedent(
     elif command == "exit":
         work("x")
         print("work done", flush=True)
-    """
+    elif command == "interrupted":
+        work("flushed")
+        provider.force_flush()  # the export process runs from here on
+        work("queued")  # still in the batch processor's queue: the exit exports it
+        print("work done", flush=True)
+        import time
+        time.sleep(60)
+    elif command == "no-interpreter":
+        sys.executable = "/nonexistent/python"  # as in an embedded interpreter
+        work("first")
+        provider.force_flush()
+        work("second")
+        provider.force_flush()
+        """
 )
 
 
@@ -127,14 +141,25 @@ def span_records(path: Path) -> list[dict[str, Any]]:
 def test_spans_arrive_as_they_would_from_the_application(tmp_path: Path) -> None:
     """Through the export process every field an exporter writes is the same as in-process."""
     written = {}
+    limits = {  # so that events and links drop an attribute each, and say so
+        "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT": "1",
+        "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT": "1",
+    }
     for mode in ("0", "1"):
         path = tmp_path / f"spans-{mode}.jsonl"
         done = run_app(
-            tmp_path, "shapes", THREADLINE_EXPORT_PROCESS=mode, THREADLINE_TRACES_FILE=str(path)
+            tmp_path,
+            "shapes",
+            THREADLINE_EXPORT_PROCESS=mode,
+            THREADLINE_TRACES_FILE=str(path),
+            **limits,
         )
         assert 0 == done.returncode, done.stderr
         written[mode] = span_records(path)
     assert ["inner a", "outer a"] == [record["name"] for record in written["1"]]
+    inner, outer = written["1"]
+    assert 1 == outer["events"][0]["droppedAttributesCount"]
+    assert 1 == inner["links"][0]["droppedAttributesCount"]
     assert written["0"] == written["1"]
 
 
@@ -191,6 +216,7 @@ def test_a_forked_child_exports_through_its_own(tmp_path: Path) -> None:
     assert sorted(expected) == names
 
 
+@NO_THREADS_AT_EXIT
 def test_exit_within_the_bound_leaves_no_export_process(tmp_path: Path) -> None:
     """Against a Collector that is down, the exit keeps its bound and ends the export process."""
     import socket
@@ -208,6 +234,7 @@ def test_exit_within_the_bound_leaves_no_export_process(tmp_path: Path) -> None:
             THREADLINE_SHUTDOWN_TIMEOUT="0.5",
             OTEL_TRACES_EXPORTER="otlp",
             OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+            OTEL_EXPORTER_OTLP_TIMEOUT="300",  # unbounded, the exit would retry for minutes
             TEST_MARKER=marker,
         ),
         stdout=subprocess.PIPE,
@@ -217,7 +244,7 @@ def test_exit_within_the_bound_leaves_no_export_process(tmp_path: Path) -> None:
     try:
         assert app.stdout is not None
         assert "work done\n" == app.stdout.readline()
-        app.wait(timeout=2.0)  # the bound (0.5 s) and start-up: a hang guard, no timing compared
+        app.wait(timeout=60)  # a hang guard: without the bound this takes minutes
     finally:
         app.kill()
         _, stderr = app.communicate()
@@ -279,3 +306,42 @@ def test_a_wrong_setting_still_fails_in_the_application(tmp_path: Path) -> None:
     )
     assert 0 != done.returncode
     assert "OTEL_TRACES_EXPORTER=nonesuch: no span exporter 'nonesuch' is installed" in done.stderr
+
+
+def test_a_ctrl_c_to_the_group_loses_no_span(tmp_path: Path) -> None:
+    """SIGINT to the application's whole group (a terminal's Ctrl-C): the exit still exports."""
+    path = tmp_path / "spans.jsonl"
+    (tmp_path / "app.py").write_text(APP)
+    app = subprocess.Popen(
+        [sys.executable, "app.py", "interrupted"],
+        cwd=tmp_path,
+        env=clean_env(THREADLINE_EXPORT_PROCESS="1", THREADLINE_TRACES_FILE=str(path)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a group of its own, as a terminal gives a command
+    )
+    try:
+        assert app.stdout is not None
+        assert "work done\n" == app.stdout.readline()
+        os.killpg(app.pid, signal.SIGINT)
+        app.wait(timeout=60)  # a hang guard
+    finally:
+        app.kill()
+        _, stderr = app.communicate()
+    assert "KeyboardInterrupt" in stderr  # the application was interrupted...
+    assert "export.failed" not in stderr  # ...and its export process was not
+    names = sorted(span.name for span in read_spans(path))
+    assert ["inner flushed", "inner queued", "outer flushed", "outer queued"] == names
+
+
+def test_no_interpreter_to_start_exports_in_process(tmp_path: Path) -> None:
+    """Where the export process cannot start, the application exports itself, saying so once."""
+    path = tmp_path / "spans.jsonl"
+    done = run_app(
+        tmp_path, "no-interpreter", THREADLINE_EXPORT_PROCESS="1", THREADLINE_TRACES_FILE=str(path)
+    )
+    assert 0 == done.returncode, done.stderr
+    assert 1 == done.stderr.count("threadline's export process could not start")
+    names = sorted(span.name for span in read_spans(path))
+    assert ["inner first", "inner second", "outer first", "outer second"] == names

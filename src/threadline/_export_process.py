@@ -20,13 +20,14 @@ import contextlib
 import logging
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
 import threading
 import weakref
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import Any
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, set_value
 from opentelemetry.sdk.resources import Resource
@@ -45,6 +46,7 @@ __all__ = ["PipeSpanExporter", "flatten", "main", "rebuild"]
 _logger = logging.getLogger("threadline")
 _HEADER = struct.Struct("!Q")
 _OK = b"ok\n"
+_READY = b"ready\n"
 _EXIT_WAIT = 5.0
 """How long a clean shutdown waits for the export process to finish its exports."""
 
@@ -54,13 +56,18 @@ class PipeSpanExporter(SpanExporter):
 
     The process starts on the first export (so a forked child starts its own,
     never writing into its parent's) and again after it died; the batch it
-    was given then fails, and the caller counts it.
+    was given then fails, and the caller counts it. When it cannot start at
+    all, *fallback* (the same exporters, made in this process) serves instead.
     """
 
-    def __init__(self, names: Sequence[str]) -> None:
+    def __init__(self, names: Sequence[str], fallback: Sequence[SpanExporter]) -> None:
         self._names = list(names)
+        self._fallback = list(fallback)
+        self._in_process = False  # the export process could not start: the fallback serves
         self._lock = threading.Lock()  # one exchange at a time: export, flush, shutdown
         self._child: _Child | None = None
+        self._closing: _Child | None = None
+        self._warned = False
         self._shut = False
         if hasattr(os, "register_at_fork"):
             forget = weakref.WeakMethod(self._forget_after_fork)
@@ -70,23 +77,39 @@ class PipeSpanExporter(SpanExporter):
         """Send *spans* to the export process; SUCCESS when every exporter there took them."""
         if self._shut:
             return SpanExportResult.FAILURE
-        ok = self._exchange(("spans", flatten(spans)))
-        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+        if not self._in_process and self._exchange(("spans", flatten(spans))):
+            return SpanExportResult.SUCCESS
+        if self._in_process:
+            return _export(self._fallback, spans)
+        return SpanExportResult.FAILURE
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Ask the export process to flush its exporters; True when they did."""
-        return not self._shut and self._exchange(("flush", timeout_millis))
+        """Flush the exporters, in the export process (when it has started) or here."""
+        if self._shut:
+            return False
+        if self._in_process:
+            return _flush(self._fallback, timeout_millis)
+        return self._child is None or self._exchange(("flush", timeout_millis))
 
     def shutdown(self) -> None:
         """End the export process: it shuts its exporters down and exits.
 
         While an export is in progress (an exit that ran out of time calls
-        this to give up), the process is ended at once.
+        this to give up), or when called again, the process is ended at once.
         """
         self._shut = True
         child, self._child = self._child, None
+        at_once = self._lock.locked() or child is None
+        child = child or self._closing
         if child is not None:
-            child.close(wait=0.0 if self._lock.locked() else _EXIT_WAIT)
+            self._closing = child
+            if at_once:
+                child.kill()
+            else:
+                child.close(wait=_EXIT_WAIT)
+        for exporter in self._fallback:
+            with contextlib.suppress(Exception):
+                exporter.shutdown()
 
     def _exchange(self, message: tuple[str, Any]) -> bool:
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
@@ -95,21 +118,33 @@ class PipeSpanExporter(SpanExporter):
                 return False
             child = self._child
             if child is None:
-                child = self._child = _Child.start(self._names)
+                child, failure = _Child.start(self._names)
+                if child is None:
+                    _logger.warning(
+                        "threadline's export process could not start (%s): exporting spans "
+                        "in this process instead",
+                        failure,
+                    )
+                    self._in_process = True
+                    return False
+                self._child = child
             answered = child.ask(_HEADER.pack(len(data)) + data)
             if answered is None:  # it died: the next export starts another
-                _logger.warning("threadline's export process ended unexpectedly; restarting it")
                 self._child = None
-                child.close(wait=0.0)
+                child.kill()
+                if not self._shut and not self._warned:
+                    self._warned = True
+                    _logger.warning("threadline's export process ended unexpectedly; restarting it")
                 return False
             return answered == _OK
 
     def _forget_after_fork(self) -> None:
         # The parent's process and pipes are the parent's: this child starts its own.
         self._lock = threading.Lock()
-        if self._child is not None:
-            self._child.abandon()
-        self._child = None
+        for child in (self._child, self._closing):
+            if child is not None:
+                child.abandon()
+        self._child = self._closing = None
 
 
 def _call_if_alive(method: weakref.WeakMethod[Any]) -> None:
@@ -119,57 +154,90 @@ def _call_if_alive(method: weakref.WeakMethod[Any]) -> None:
 
 
 class _Child:
-    """One export process: its requests pipe (its stdin) and its answers pipe."""
+    """One export process, and the two pipes to it (raw descriptors: safe to drop at a fork)."""
 
-    def __init__(self, process: subprocess.Popen[bytes], answers: IO[bytes]) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], requests: int, answers: int) -> None:
         self.process = process
+        self.requests = requests
         self.answers = answers
+        self._pending = b""
 
     @classmethod
-    def start(cls, names: Sequence[str]) -> _Child:
-        read_end, write_end = os.pipe()
+    def start(cls, names: Sequence[str]) -> tuple[_Child | None, str]:
+        """Start one; return it once it said it is ready, else None and why not."""
+        requests_read, requests_write = os.pipe()
+        answers_read, answers_write = os.pipe()
         try:
             process = subprocess.Popen(  # noqa: S603 - this interpreter, this module
-                [sys.executable, "-m", __name__, str(write_end), *names],
-                stdin=subprocess.PIPE,
-                pass_fds=(write_end,),
+                [sys.executable, "-m", __name__, str(answers_write), *names],
+                stdin=requests_read,
+                pass_fds=(answers_write,),
                 env=_child_environment(),
+                start_new_session=True,  # a Ctrl-C to the application's group is not for it
             )
+        except OSError as exc:
+            os.close(requests_write)
+            os.close(answers_read)
+            return None, f"{type(exc).__name__}: {exc}"
         finally:
-            os.close(write_end)
-        return cls(process, os.fdopen(read_end, "rb"))
+            os.close(requests_read)
+            os.close(answers_write)
+        child = cls(process, requests_write, answers_read)
+        said = child.read_line()
+        if said == _READY:
+            return child, ""
+        child.kill()
+        return None, said.decode("utf-8", "replace").strip() or "it exited at once"
 
     def ask(self, frame: bytes) -> bytes | None:
         """Write *frame*, return the answer line; None when the process is gone."""
-        stdin = self.process.stdin
         try:
-            assert stdin is not None  # noqa: S101 - made with stdin=PIPE
-            stdin.write(frame)
-            stdin.flush()
-            answer = self.answers.readline()  # waits without holding the interpreter
-        except (OSError, ValueError):
+            view = memoryview(frame)
+            while view:  # the writes and the read wait without holding the interpreter
+                view = view[os.write(self.requests, view) :]
+            answer = self.read_line()
+        except OSError:
             return None
         return answer or None
 
+    def read_line(self) -> bytes:
+        """The next answer line (with its newline); empty when the process has gone."""
+        while b"\n" not in self._pending:
+            chunk = os.read(self.answers, 4096)
+            if not chunk:
+                return b""
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line + b"\n"
+
     def close(self, wait: float) -> None:
         """Close its requests pipe (it finishes and exits); end it after *wait* seconds."""
-        with contextlib.suppress(OSError, ValueError):
-            if self.process.stdin is not None:
-                self.process.stdin.close()
+        _close(self.requests)
         try:
             self.process.wait(wait)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        self.answers.close()
+        _close(self.answers)
+
+    def kill(self) -> None:
+        """End it at once."""
+        with contextlib.suppress(OSError):
+            self.process.kill()
+        self.process.wait()
+        _close(self.requests)
+        _close(self.answers)
 
     def abandon(self) -> None:
-        """Drop the handles a fork inherited, without touching the parent's process."""
-        for pipe in (self.process.stdin, self.answers):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    os.close(pipe.fileno())
-        self.process.returncode = 0  # not ours to wait for
+        """Close the descriptors a fork inherited, leaving the parent's process alone."""
+        _close(self.requests)
+        _close(self.answers)
+        self.process.returncode = 0  # not this process's child: never waited for here
+
+
+def _close(descriptor: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(descriptor)
 
 
 def _child_environment() -> dict[str, str]:
@@ -222,9 +290,14 @@ def flatten(spans: Sequence[ReadableSpan]) -> tuple[list[Any], list[Any], list[t
                 span.end_time,
                 dict(span.attributes) if span.attributes else None,
                 span.dropped_attributes,
-                tuple((e.name, e.timestamp, _plain(e.attributes)) for e in span.events),
+                tuple(
+                    (e.name, e.timestamp, _plain(e.attributes), _dropped(e)) for e in span.events
+                ),
                 span.dropped_events,
-                tuple((_context_tuple(k.context), _plain(k.attributes)) for k in span.links),
+                tuple(
+                    (_context_tuple(k.context), _plain(k.attributes), _dropped(k))
+                    for k in span.links
+                ),
                 span.dropped_links,
                 status.status_code.value,
                 status.description,
@@ -251,6 +324,10 @@ def _scope_tuple(scope: InstrumentationScope | None) -> tuple[Any, ...] | None:
 
 def _plain(attributes: Any) -> dict[str, Any] | None:
     return dict(attributes) if attributes else None
+
+
+def _dropped(event_or_link: Any) -> int:
+    return int(getattr(event_or_link, "dropped_attributes", 0) or 0)
 
 
 def rebuild(flat: tuple[list[Any], list[Any], list[tuple[Any, ...]]]) -> list[ReadableSpan]:
@@ -284,11 +361,17 @@ def rebuild(flat: tuple[list[Any], list[Any], list[tuple[Any, ...]]]) -> list[Re
             resource=resources[where],
             attributes=attributes,
             events=_counted(
-                [Event(event, attrs, timestamp) for event, timestamp, attrs in events],
+                [
+                    Event(event, _with_dropped(attrs, dropped), timestamp)
+                    for event, timestamp, attrs, dropped in events
+                ],
                 dropped_events,
             ),
             links=_counted(
-                [Link(_span_context(link), link_attributes) for link, link_attributes in links],
+                [
+                    Link(_span_context(link), _with_dropped(attrs, dropped))
+                    for link, attrs, dropped in links
+                ],
                 dropped_links,
             ),
             kind=SpanKind(kind),
@@ -298,7 +381,7 @@ def rebuild(flat: tuple[list[Any], list[Any], list[tuple[Any, ...]]]) -> list[Re
             instrumentation_scope=scopes[which],
         )
         if dropped_attributes:
-            span._attributes = _with_dropped(attributes, dropped_attributes)
+            span._attributes = _with_dropped(attributes, dropped_attributes)  # what it reads
         spans.append(span)
     return spans
 
@@ -335,6 +418,9 @@ def _counted(items: list[Any], dropped: int) -> Any:
 
 
 def _with_dropped(attributes: dict[str, Any] | None, dropped: int) -> Any:
+    """*attributes*, as the SDK keeps them when *dropped* others did not fit."""
+    if not dropped:
+        return attributes
     from opentelemetry.attributes import BoundedAttributes  # noqa: PLC0415 - rarely needed
 
     bounded = BoundedAttributes(attributes=attributes, immutable=True)
@@ -347,32 +433,51 @@ def _with_dropped(attributes: dict[str, Any] | None, dropped: int) -> Any:
 
 def main(argv: Sequence[str]) -> int:
     """Serve one application process: export each batch it sends, answer each with the result."""
+    # It ends when its application closes the pipe, after the last batch: a
+    # Ctrl-C or a SIGTERM sent to a whole group must not cut that short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     answers = os.fdopen(int(argv[0]), "wb")
-    exporters = [made for made in (make_exporter(name) for name in argv[1:]) if made is not None]
+    try:
+        made = [make_exporter(name) for name in argv[1:]]
+    except Exception as exc:  # noqa: BLE001 - said to the application, which exports itself
+        answers.write(f"{type(exc).__name__}: {exc}".encode(errors="replace").replace(b"\n", b" "))
+        answers.write(b"\n")
+        answers.flush()
+        return 1
+    exporters = [exporter for exporter in made if exporter is not None]
     attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))  # the exporters' own calls trace nothing
     requests = sys.stdin.buffer
-    while True:
-        header = requests.read(_HEADER.size)
-        if len(header) < _HEADER.size:
-            break  # the application closed the pipe (or exited)
-        payload = requests.read(_HEADER.unpack(header)[0])
-        kind, body = pickle.loads(payload)  # noqa: S301 - our own parent, over a private pipe
-        ok = _export(exporters, body) if kind == "spans" else _flush(exporters, body)
-        answers.write(_OK if ok else b"failed\n")
+    try:
+        answers.write(_READY)
         answers.flush()
-    for exporter in exporters:
-        with contextlib.suppress(Exception):
-            exporter.shutdown()
+        while True:
+            header = requests.read(_HEADER.size)
+            if len(header) < _HEADER.size:
+                break  # the application closed the pipe (or exited)
+            payload = requests.read(_HEADER.unpack(header)[0])
+            kind, body = pickle.loads(payload)  # noqa: S301 - our own parent, over a private pipe
+            if kind == "spans":
+                ok = _export(exporters, rebuild(body)) is SpanExportResult.SUCCESS
+            else:
+                ok = _flush(exporters, body)
+            answers.write(_OK if ok else b"failed\n")
+            answers.flush()
+    except OSError:  # the application is gone: nothing to answer
+        pass
+    finally:
+        for exporter in exporters:
+            with contextlib.suppress(Exception):
+                exporter.shutdown()
     return 0
 
 
-def _export(exporters: Sequence[SpanExporter], flat: Any) -> bool:
-    spans = rebuild(flat)
+def _export(exporters: Sequence[SpanExporter], spans: Sequence[ReadableSpan]) -> SpanExportResult:
     results = [_exported(exporter, spans) for exporter in exporters]
-    return all(results)
+    return SpanExportResult.SUCCESS if all(results) else SpanExportResult.FAILURE
 
 
-def _exported(exporter: SpanExporter, spans: list[ReadableSpan]) -> bool:
+def _exported(exporter: SpanExporter, spans: Sequence[ReadableSpan]) -> bool:
     try:
         return exporter.export(spans) is SpanExportResult.SUCCESS
     except Exception:  # reported as a failed export, as in-process

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from ._settings import DEFAULT_TRACES_FILE, TRACES_FILE_ENV
 
-__all__ = ["exporter_names", "make_exporter"]
+__all__ = ["exporter_names", "made_exporter", "make_exporter"]
 
 
 def exporter_names() -> Sequence[str]:
@@ -41,39 +41,50 @@ _logger = logging.getLogger("threadline")
 
 def make_exporter(name: str) -> SpanExporter | None:
     """Make the exporter *name* (None for ``none``); a ValueError naming the setting made."""
+    return made_exporter(name)[1]
+
+
+def made_exporter(name: str) -> tuple[str, SpanExporter | None]:
+    """Make the exporter *name*; return it with the name that makes the same one anywhere.
+
+    That name is *name*, except for ``otlp``: the entry point its protocol
+    chose (``otlp_proto_http`` when the distro's gRPC default fell back), so
+    that another process makes the same exporter without deciding again.
+    """
     if name == "none":
-        return None
+        return name, None
     if name == "file":
         from .export import OTLPJsonFileSpanExporter  # noqa: PLC0415
 
         path = Path(os.environ.get(TRACES_FILE_ENV) or DEFAULT_TRACES_FILE).resolve()
         os.environ[TRACES_FILE_ENV] = str(path)  # children write to the same file
-        return OTLPJsonFileSpanExporter(path)
+        return name, OTLPJsonFileSpanExporter(path)
     if name == "otlp":
         return _otlp_exporter()
-    return _load_exporter(name, f"OTEL_TRACES_EXPORTER={name}")
+    return name, _load_exporter(name, f"OTEL_TRACES_EXPORTER={name}")
 
 
-def _otlp_exporter() -> SpanExporter:
+def _otlp_exporter() -> tuple[str, SpanExporter]:
     # As the SDK's own auto-configuration: the per-signal setting first. The
     # default differs: http/protobuf, the exporter threadline depends on.
+    http = _OTLP_BY_PROTOCOL["http/protobuf"]
     for setting in (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL):
         protocol = os.environ.get(setting, "").strip()
         if protocol:
             break
     else:
-        return _load_exporter(_OTLP_BY_PROTOCOL["http/protobuf"], "OTEL_TRACES_EXPORTER=otlp")
+        return http, _load_exporter(http, "OTEL_TRACES_EXPORTER=otlp")
     made = f"{setting}={protocol}"
     name = _OTLP_BY_PROTOCOL.get(protocol)
     if name is None:
         raise ValueError(f"{made}: threadline supports {' and '.join(_OTLP_BY_PROTOCOL)}")
     if protocol == "grpc" and setting == OTEL_EXPORTER_OTLP_PROTOCOL and _distro_default():
         try:
-            return _load_exporter(name, made)
+            return name, _load_exporter(name, made)
         except ValueError as exc:
             _logger.warning("%s; sending spans over http/protobuf instead", exc)
-            return _load_exporter(_OTLP_BY_PROTOCOL["http/protobuf"], made)
-    return _load_exporter(name, made)
+            return http, _load_exporter(http, made)
+    return name, _load_exporter(name, made)
 
 
 def _distro_default() -> bool:

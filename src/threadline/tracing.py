@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export import (
 
 from ._context import get_current
 from ._export_process import PipeSpanExporter
-from ._exporters import exporter_names, make_exporter
+from ._exporters import exporter_names, made_exporter
 from ._settings import CONFIGURED_ENV as CONFIGURED_ENV
 from ._settings import DEFAULT_TRACES_FILE as DEFAULT_TRACES_FILE
 from ._settings import EXPORT_PROCESS_ENV, SERVICE_NAME_ENV, SHUTDOWN_TIMEOUT_ENV
@@ -160,21 +160,17 @@ def configure(
         return current
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
-    names = exporter_names()
-    exporters = [make_exporter(name) for name in names]  # a mistake in a setting raises here
-    if _export_process_wanted(export_process) and any(exporters):
-        for exporter in exporters:  # made to check the settings: the export process makes its own
-            if exporter is not None:
-                exporter.shutdown()
-        chosen = [name for name, exporter in zip(names, exporters, strict=True) if exporter]
-        exporters = [PipeSpanExporter(chosen)]
+    made = [made_exporter(name) for name in exporter_names()]  # a wrong setting raises here
+    exporters = [exporter for _, exporter in made if exporter is not None]
+    if exporters and _export_process_wanted(export_process):
+        # the export process makes the same exporters; these serve if it cannot start
+        exporters = [PipeSpanExporter([name for name, exporter in made if exporter], exporters)]
     provider = TracerProvider(resource=_resource(service_name), shutdown_on_exit=False)
     provider.add_span_processor(StoreSpanProcessor())
     for exporter in exporters:
-        if exporter is not None:
-            processor = _CountingBatchSpanProcessor(_CountingSpanExporter(exporter))
-            provider.add_span_processor(processor)
-            _exporting.append(processor)
+        processor = _CountingBatchSpanProcessor(_CountingSpanExporter(exporter))
+        provider.add_span_processor(processor)
+        _exporting.append(processor)
     trace.set_tracer_provider(provider)
     timeout = shutdown_timeout
     if timeout is None:
