@@ -227,6 +227,19 @@ class TestServer:
         assert "u-9" == body["request"]["user_id"]
         assert "u-9" == server_span(spans).attributes["enduser.id"]
 
+    async def test_the_value_before_the_user_id_stays_as_it_was(self, serve: Serve) -> None:
+        """A store value read while the extractor runs is immutable: the user id is a new one."""
+        seen: list[Any] = []
+
+        def remember(request: web.Request) -> str:
+            seen.append(tl.request.get())
+            return "u-1"
+
+        base = await serve(make_app(user_id=remember))
+        _, body = await get(f"{base}/users/1")
+        assert "u-1" == body["request"]["user_id"]
+        assert "user_id" not in seen[0]
+
     async def test_unknown_method(self, serve: Serve, spans: Spans) -> None:
         """A method outside the known set is _OTHER, and the span is named HTTP."""
         base = await serve(make_app())

@@ -7,8 +7,10 @@ Real services on loopback: gateway (threadline) -> relay that forwards only
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -203,3 +205,27 @@ class TestThroughNode:
         )
         assert [f"n-{i}" for i in range(50)] == [body["request_id"] for _, body in results]
         assert all("x-request-id" not in body["headers"] for _, body in results)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_workers_make_ids_of_their_own() -> None:
+    """A server forked after import (gunicorn --preload) never repeats its parent's request ids."""
+    program = (
+        "import os\n"
+        "from threadline._context import Context\n"
+        "from threadline._http import request_id_of\n"
+        "def new_id():\n"
+        "    return request_id_of(lambda name, default: default, True, Context())\n"
+        "new_id()\n"
+        "reader, writer = os.pipe()\n"
+        "if os.fork() == 0:\n"
+        "    os.write(writer, new_id().encode())\n"
+        "    os._exit(0)\n"
+        "os.wait()\n"
+        "print(new_id(), os.read(reader, 64).decode())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=60
+    )
+    parent, child = done.stdout.split()
+    assert parent != child

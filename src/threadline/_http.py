@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import random
 import re
 import time
@@ -68,6 +69,8 @@ _EMPTY = Context()
 # Request ids need to be unique, not secret; OpenTelemetry's trace ids come from
 # the same generator. It spares a system call per request.
 _ids = random.Random()  # noqa: S311
+if hasattr(os, "register_at_fork"):  # a forked worker (gunicorn --preload) makes ids of its own
+    os.register_at_fork(after_in_child=_ids.seed)
 
 
 # --------------------------------------------------------------------------- incoming

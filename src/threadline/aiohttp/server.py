@@ -95,7 +95,9 @@ def middleware(
         status: int | None = None
         try:
             # the extractor runs in the request's context, and its errors are the request's
-            if user_id is not None and await _add_user_id(values, user_id, request, span):
+            user = None if user_id is None else await _user_id(user_id, request, span)
+            if user is not None:  # a new value: the one attached above stays as it was
+                values = {**values, "user_id": user}
                 with_user = attach(handler_context(incoming, span, values))
             response = await (
                 handler(request)
@@ -170,18 +172,16 @@ async def _add_request_id_header(request: web.Request, response: web.StreamRespo
         response.headers[REQUEST_ID_HEADER] = request_id
 
 
-async def _add_user_id(
-    values: dict[str, Any], extractor: UserIdExtractor, request: web.Request, span: Span | None
-) -> bool:
+async def _user_id(extractor: UserIdExtractor, request: web.Request, span: Span | None) -> Any:
+    """The user id *extractor* finds (frozen), also on *span*; None when it finds none."""
     found = extractor(request)
     if isinstance(found, Awaitable):
         found = await found
     if found is None:
-        return False
-    values["user_id"] = freeze(found)
+        return None
     if span is not None:
         span.set_attribute("enduser.id", str(found))
-    return True
+    return freeze(found)
 
 
 def _server_span(
