@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -105,11 +106,13 @@ def serve(name: str, port_file: str, endpoint: str | None, count_file: str | Non
     import logging
 
     logging.getLogger("aiohttp").setLevel(logging.CRITICAL)
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(0, {0})
     variant = VARIANTS[name]
     kind = name.partition("-")[0]
     ended = _set_up_tracing(name, variant.handler, endpoint)
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        # This thread only, after tracing's threads started: an export process they
+        # start may run on the other core, as it would beside a busy server.
+        os.sched_setaffinity(0, {0})
     middlewares = _middlewares(kind)
     if variant.handler == "work":
         _set_up_logging(kind)
@@ -546,10 +549,10 @@ def _dropped(
 def _cpu_seconds(pid: int) -> dict[str, float]:
     """CPU seconds used so far by the server process and by its export process, if any."""
     used = {"server": _cpu_of(pid)}
-    try:  # the server's only children are export processes
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        children = []
+    children = []  # the server's only children are export processes, started by any thread
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            children += (task / "children").read_text().split()
     if children:
         used["export process"] = sum(_cpu_of(int(child)) for child in children)
     return used
@@ -565,7 +568,10 @@ def _cpu_of(pid: int) -> float:
 
 def _cpu_notes(loads: list[Load]) -> dict[str, str]:
     notes = {}
-    for key in ("server", "export process"):
+    for one in loads:
+        if one.cpu and "export process" in one.cpu:
+            one.cpu["server + export process"] = one.cpu["server"] + one.cpu["export process"]
+    for key in ("server", "export process", "server + export process"):
         per_request = [
             one.cpu[key] / one.requests
             for one in loads

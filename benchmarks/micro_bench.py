@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from _report import TIME, Result, ratio, write_results
 
@@ -240,10 +241,9 @@ BATCH = 512
 """Spans per export: the SDK batch processor's default batch size."""
 
 
-def otlp_encode(stack: contextlib.ExitStack) -> TimeFunc:
-    """What the OTLP exporters do to each span in the exporting process: encode and serialize."""
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+def _server_spans() -> list[Any]:
+    """`BATCH` finished SDK spans like threadline's SERVER span of one request."""
+    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.trace import SpanKind
@@ -256,12 +256,36 @@ def otlp_encode(stack: contextlib.ExitStack) -> TimeFunc:
         span = tracer.start_span("GET /hello/{name}", kind=SpanKind.SERVER)
         span.set_attributes({**SERVER_ATTRIBUTES, "http.response.status_code": 200})
         span.end()
-    batch: list[ReadableSpan] = list(kept.get_finished_spans())
+    return list(kept.get_finished_spans())
+
+
+def otlp_encode(stack: contextlib.ExitStack) -> TimeFunc:
+    """What the OTLP exporters do to each span in the exporting process: encode and serialize."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    batch = _server_spans()
 
     def time_func(loops: int) -> float:
         start = time.perf_counter()
         for _ in range(loops):
             encode_spans(batch).SerializePartialToString()
+        return time.perf_counter() - start
+
+    return time_func
+
+
+def flatten_pickle(stack: contextlib.ExitStack) -> TimeFunc:
+    """What the export process leaves in the application: each span flattened and pickled."""
+    import pickle
+
+    from threadline._export_process import flatten
+
+    batch = _server_spans()
+
+    def time_func(loops: int) -> float:
+        start = time.perf_counter()
+        for _ in range(loops):
+            pickle.dumps(("spans", flatten(batch)), protocol=pickle.HIGHEST_PROTOCOL)
         return time.perf_counter() - start
 
     return time_func
@@ -337,6 +361,12 @@ BENCHES |= {
     ),
     "otlp-encode": Bench(
         "OTLP encode + serialize, per span (the SDK's encoder)", None, otlp_encode, inner=BATCH
+    ),
+    "flatten": Bench(
+        "flatten + pickle, per span (what the export process leaves in the application)",
+        "otlp-encode",
+        flatten_pickle,
+        inner=BATCH,
     ),
 }
 FULL = ["--processes", "2", "--values", "3", "--warmups", "1", "--min-time", "0.05"]

@@ -182,7 +182,9 @@ def write_page(section: str, page: Path = PAGE) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke of each; nothing written")
-    parser.add_argument("--only", action="append", choices=list(BENCHMARKS), help="these only")
+    parser.add_argument(
+        "--only", action="append", choices=list(BENCHMARKS), help="these only; nothing written"
+    )
     parser.add_argument(
         "--interpreter", action="append", default=[], help="measure `import threadline` under it"
     )
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     results, failed = run_benchmarks(args.only or list(BENCHMARKS), args.quick, args.interpreter)
     section = render(results, failed, (time.monotonic() - started) / 60)
     print(section)
-    if not args.quick:
+    if not args.quick and not args.only:  # the page shows every benchmark, of one run
         write_page(section, args.out)
     return 1 if failed else 0
 

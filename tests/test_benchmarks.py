@@ -118,6 +118,8 @@ def test_benchmark_smoke(
         capture_output=True,
         text=True,
         timeout=300,
+        # a queue that a slow machine cannot fill: what is checked is that no span is lost
+        env={**os.environ, "OTEL_BSP_MAX_QUEUE_SIZE": "1000000"},
     )
     assert 0 == result.returncode, result.stderr
     for variant in variants:

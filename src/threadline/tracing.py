@@ -140,7 +140,7 @@ def configure(
 
     *export_process* (default: ``THREADLINE_EXPORT_PROCESS=1``): the exporters
     run in a process of their own, fed by the batch processor; encoding spans
-    (OTLP: tens of µs each) then no longer takes the application's
+    (OTLP: about 43 µs each) then no longer takes the application's
     interpreter from its requests. Worker processes and children that
     threadline sets up export in-process.
 
