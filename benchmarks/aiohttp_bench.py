@@ -582,7 +582,7 @@ def _cpu_notes(loads: list[Load]) -> dict[str, str]:
     return notes
 
 
-SUSTAINED_RATES = (500, 1000, 2000, 3000, 4000, 6000, 8000)
+SUSTAINED_RATES = (1000, 2000, 4000, 6000, 8000, 12000, 16000, 24000)
 """The request rates tried, in order, until spans are dropped (a span per request)."""
 
 
