@@ -161,6 +161,7 @@ class _Child:
         self.requests = requests
         self.answers = answers
         self._pending = b""
+        self._closing = threading.Lock()
 
     @classmethod
     def start(cls, names: Sequence[str]) -> tuple[_Child | None, str]:
@@ -212,27 +213,36 @@ class _Child:
 
     def close(self, wait: float) -> None:
         """Close its requests pipe (it finishes and exits); end it after *wait* seconds."""
-        _close(self.requests)
+        self._close_pipes(answers=False)
         try:
             self.process.wait(wait)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        _close(self.answers)
+        self._close_pipes()
 
     def kill(self) -> None:
         """End it at once."""
         with contextlib.suppress(OSError):
             self.process.kill()
         self.process.wait()
-        _close(self.requests)
-        _close(self.answers)
+        self._close_pipes()
 
     def abandon(self) -> None:
         """Close the descriptors a fork inherited, leaving the parent's process alone."""
-        _close(self.requests)
-        _close(self.answers)
+        self._closing = threading.Lock()  # a parent's thread may have held it at the fork
+        self._close_pipes()
         self.process.returncode = 0  # not this process's child: never waited for here
+
+    def _close_pipes(self, *, answers: bool = True) -> None:
+        # Each at most once: a descriptor number closed twice may be another file's by then.
+        with self._closing:
+            if self.requests >= 0:
+                _close(self.requests)
+                self.requests = -1
+            if answers and self.answers >= 0:
+                _close(self.answers)
+                self.answers = -1
 
 
 def _close(descriptor: int) -> None:
