@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -97,6 +99,25 @@ def leave_a_scope_open() -> None:
 
 def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def clean_up_slowly(workdir: str) -> None:
+    """Wait to be terminated, then clean up until the test says its second SIGTERM is sent.
+
+    Writes ``pid`` when running, ``terminated`` when its ``finally`` starts, and
+    ``cleaned`` when that ``finally`` ran to its end.
+    """
+    folder = Path(workdir)
+    (folder / "pid.tmp").write_text(str(os.getpid()))
+    (folder / "pid.tmp").rename(folder / "pid")
+    try:
+        time.sleep(240)
+    finally:
+        (folder / "terminated").touch()
+        deadline = time.monotonic() + 60  # a hang guard, not a measured time
+        while not (folder / "second sent").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (folder / "cleaned").touch()
 
 
 def fail() -> None:

@@ -19,7 +19,7 @@ from opentelemetry import trace
 
 import threadline as tl
 from tests import process_jobs as jobs
-from tests.helpers import NO_THREADS_AT_EXIT, Spans, clean_env
+from tests.helpers import NO_THREADS_AT_EXIT, Spans, clean_env, wait_for
 from threadline.export import ExportedSpan, read_spans
 from threadline.processes import Pool, Process, get_context
 
@@ -79,6 +79,20 @@ class TestProcessPoolExecutor:
         with executor("spawn", max_workers=1) as pool, store.scope(conn=object()):
             with pytest.raises(TypeError, match=rf"{store.name}.*'conn'"):
                 pool.submit(jobs.observe)
+
+    def test_second_sigterm_does_not_cut_the_clean_up(self, method: str, tmp_path: Path) -> None:
+        """A job cut by SIGTERM finishes its clean-up though a second one comes (CPython 3.12+)."""
+        with executor(method, max_workers=1) as pool:
+            future = pool.submit(jobs.clean_up_slowly, str(tmp_path))
+            assert wait_for((tmp_path / "pid").exists)
+            worker = int((tmp_path / "pid").read_text())
+            os.kill(worker, signal.SIGTERM)
+            assert wait_for((tmp_path / "terminated").exists)
+            os.kill(worker, signal.SIGTERM)  # as a broken pool sends it again, at once
+            (tmp_path / "second sent").touch()
+            with pytest.raises(BrokenProcessPool):
+                future.result(timeout=60)
+        assert (tmp_path / "cleaned").exists()
 
     def test_failing_job_span_has_error_status(self, tracer: trace.Tracer, spans: Spans) -> None:
         """A job that raises fails its future and ends its span with an error."""

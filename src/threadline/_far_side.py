@@ -259,16 +259,18 @@ def exit_on_terminate() -> None:
     pool broke because one worker died. A job running when SIGTERM arrives is
     cut by a `SystemExit` (its ``with`` blocks end, and so its spans; the
     parent-side job span is the one marked as an error); the worker leaves when
-    the job ends, also if the job caught the `SystemExit`. A SIGTERM during the exit
-    flush does not cut the flush.
+    the job ends, also if the job caught the `SystemExit`. Only the first SIGTERM
+    is acted on: a later one cuts neither the job's unwinding (its ``finally``
+    blocks, its spans' end) nor the exit flush. CPython 3.12 and later send two
+    to each worker of a broken ``ProcessPoolExecutor``.
     """
     signal.signal(signal.SIGTERM, _on_terminate)
 
 
 def _on_terminate(signum: int, _frame: object) -> None:
     global _terminating  # noqa: PLW0603 - read where a job ends
-    if _flushing or getattr(util, "_exiting", False):
-        return  # already on the way out: let the flush finish
+    if _terminating or _flushing or getattr(util, "_exiting", False):
+        return  # already on the way out: let the unwinding and the flush finish
     _terminating = True
     if _jobs_running:
         raise SystemExit(128 + signum)
