@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import string
+from types import MappingProxyType
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from multidict import CIMultiDict
 from opentelemetry import baggage, trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
@@ -367,6 +370,35 @@ class TestSnapshotFromCarrier:
         assert 50 == diagnostics.drop_counts()["traceparent.invalid"]
         warnings = [r for r in threadline_warnings.records if r.levelno == logging.WARNING]
         assert 1 == len(warnings)
+
+
+class TestCarrierType:
+    @pytest.mark.parametrize(
+        ("call", "given"),
+        [
+            (tl.inject, 5),
+            (tl.inject, ("traceparent",)),
+            (tl.extract, None),
+            (tl.extract, "traceparent: 00-..."),
+            (tl.inject_env, b"TRACEPARENT"),
+            (tl.extract_env, [("TRACEPARENT", VALID)]),
+        ],
+    )
+    def test_a_carrier_that_is_no_mapping_is_named(self, call: Any, given: object) -> None:
+        """A carrier of the wrong type is a TypeError naming the call and the type given."""
+        name = call.__name__
+        with pytest.raises(
+            TypeError, match=rf"{name}\(\) takes a mapping .* got {type(given).__name__}"
+        ):
+            call(given)
+
+    def test_mappings_that_are_not_dicts_work(self) -> None:
+        """Any mapping with the methods used serves: read-only for extract, writable for inject."""
+        carrier = CIMultiDict[str]()
+        with tl.request.scope(request_id="r1"):
+            tl.inject(carrier)
+        read_only = MappingProxyType(dict(carrier))
+        assert {"request_id": "r1"} == tl.request.get(tl.extract(read_only).context)
 
 
 class TestEnvCarrier:

@@ -104,3 +104,9 @@ class TestSnapshot:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         assert task.cancelled()
+
+
+def test_bind_names_what_is_not_callable() -> None:
+    """bind() of something that cannot be called says so at once, not at the first call."""
+    with pytest.raises(TypeError, match=r"bind\(\) takes a callable, got dict"):
+        tl.bind({"request_id": "r1"})  # type: ignore[type-var]

@@ -45,6 +45,7 @@ __all__ = [
     "inject_context",
     "inject_span",
     "inject_without_failing",
+    "require_carrier",
 ]
 
 TRACEPARENT = "traceparent"
@@ -76,7 +77,9 @@ def inject(carrier: MutableMapping[str, str], context: Context | None = None) ->
         TypeError: a store value cannot cross a process boundary; the message
             names the store and the key.
         ValueError: the context's own store values alone are over the W3C limits.
+        TypeError: *carrier* is not a mutable mapping.
     """
+    require_carrier(carrier, "__setitem__", "inject()")
     inject_context(carrier.__setitem__, context)
 
 
@@ -86,9 +89,20 @@ def extract(carrier: Mapping[str, str | Sequence[str]], context: Context | None 
     Field names match case-insensitively and a field may hold several values
     (repeated HTTP headers). Invalid fields are dropped whole, counted and
     reported (see `threadline.diagnostics`); the result then holds the rest.
-    The context is built on *context* (default: an empty one).
+    The context is built on *context* (default: an empty one). A *carrier*
+    that is not a mapping is a `TypeError`: the type is the caller's choice.
     """
+    require_carrier(carrier, "items", "extract()")
     return Snapshot(extract_context(_mapping_getter(carrier), context))
+
+
+def require_carrier(carrier: object, method: str, caller: str) -> None:
+    """Raise `TypeError`, naming *caller*, unless *carrier* is a mapping that has *method*."""
+    if isinstance(carrier, (str, bytes)) or not callable(getattr(carrier, method, None)):
+        raise TypeError(
+            f"{caller} takes a mapping of text fields such as a dict, "
+            f"got {type(carrier).__name__} {carrier!r:.60}"
+        )
 
 
 def inject_context(

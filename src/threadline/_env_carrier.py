@@ -16,7 +16,7 @@ from collections.abc import Mapping, MutableMapping
 
 from opentelemetry.propagators.textmap import Getter, Setter
 
-from ._carrier import FIELDS
+from ._carrier import FIELDS, require_carrier
 from ._context import Context, get_current
 from ._formats import configured_formats, extract_formats, inject_formats
 from ._snapshot import Snapshot
@@ -99,8 +99,9 @@ def inject_env(env: MutableMapping[str, str], context: Context | None = None) ->
 
     Raises:
         TypeError: a store value cannot cross a process boundary; the message
-            names the store and the key.
+            names the store and the key; or *env* is not a mutable mapping.
     """
+    require_carrier(env, "pop", "inject_env()")
     ctx = get_current() if context is None else context
     for name in carrier_names():
         env.pop(name, None)
@@ -112,7 +113,8 @@ def extract_env(env: Mapping[str, str] | None = None, context: Context | None = 
 
     Never raises for what the environment holds: invalid fields are dropped
     whole, counted and reported. With ``OTEL_PROPAGATORS`` configured, those
-    formats are read.
+    formats are read. An *env* that is not a mapping is a `TypeError`.
     """
     source = os.environ if env is None else env
+    require_carrier(source, "get", "extract_env()")
     return Snapshot(extract_formats(source, _GETTER, configured_formats(), context))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _hooks
-from ._carrier import inject, inject_span
+from ._carrier import inject_context, inject_span
 from ._far_side import (
     adopt_settings,
     call_in,
@@ -66,7 +66,7 @@ def capture() -> dict[str, str]:
             names the store and the key.
     """
     carrier: dict[str, str] = {}
-    inject(carrier)
+    inject_context(carrier.__setitem__)
     return carrier
 
 

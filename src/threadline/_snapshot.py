@@ -92,7 +92,12 @@ def bind(fn: F) -> F:
     stays with them. Generator and async generator functions are bound too:
     each item is produced inside the copy, so scopes the generator opens never
     leak to whoever iterates it.
+
+    Raises:
+        TypeError: *fn* is not callable (said here, not at the first call).
     """
+    if not callable(fn):
+        raise TypeError(f"bind() takes a callable, got {type(fn).__name__} {fn!r:.60}")
     snap = snapshot()
     variables = snap._variables
     assert variables is not None  # noqa: S101 - snapshot() always captures them
