@@ -74,10 +74,9 @@ def inject(carrier: MutableMapping[str, str], context: Context | None = None) ->
     fits; the drop is counted as ``baggage.outbound_trimmed``.
 
     Raises:
-        TypeError: a store value cannot cross a process boundary; the message
-            names the store and the key.
+        TypeError: a store value cannot cross a process boundary (the message
+            names the store and the key), or *carrier* is not a mutable mapping.
         ValueError: the context's own store values alone are over the W3C limits.
-        TypeError: *carrier* is not a mutable mapping.
     """
     require_carrier(carrier, "__setitem__", "inject()")
     inject_context(carrier.__setitem__, context)
