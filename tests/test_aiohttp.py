@@ -227,6 +227,15 @@ class TestServer:
         assert "u-9" == body["request"]["user_id"]
         assert "u-9" == server_span(spans).attributes["enduser.id"]
 
+    async def test_no_user_is_not_replaced_by_a_claimed_one(self, serve: Serve) -> None:
+        """With an extractor that finds nobody, a user_id sent in the baggage is not taken."""
+        base = await serve(make_app(user_id=lambda request: None))
+        _, body = await get(
+            f"{base}/users/1",
+            {"traceparent": TRACEPARENT, "baggage": "request.user_id=%22admin%22;tl=json"},
+        )
+        assert "user_id" not in body["request"]
+
     async def test_the_value_before_the_user_id_stays_as_it_was(self, serve: Serve) -> None:
         """A store value read while the extractor runs is immutable: the user id is a new one."""
         seen: list[Any] = []

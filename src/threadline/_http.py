@@ -31,7 +31,7 @@ from ._carrier import BAGGAGE, FIELD_LIMITS, TRACEPARENT
 from ._context import Context, span_key
 from ._formats import DEFAULT, configured_formats, extract_formats, inject_formats
 from ._spans import start_boundary_span
-from ._store import merged_into
+from ._store import merged_into, with_store_values
 from ._store import request as request_store
 from ._text import escape_controls, valid_utf8
 from .diagnostics import record_drop
@@ -48,6 +48,7 @@ __all__ = [
     "request_id_of",
     "start_client_span",
     "start_server_span",
+    "without_incoming_user",
     "write_outgoing",
 ]
 
@@ -133,6 +134,19 @@ def request_id_of(get_all: GetAll, accept: bool, incoming: Context) -> str:
         if carried is not None:
             record_drop("request_id.invalid", f"baggage request.request_id {str(carried)[:64]!r}")
     return _ids.randbytes(16).hex()
+
+
+def without_incoming_user(incoming: Context) -> Context:
+    """Return *incoming* without a ``user_id`` that came in the baggage.
+
+    Where the application says who the user is (a ``user_id`` extractor), its
+    answer is the only one: a client's own claim never stands in for "nobody".
+    """
+    value = request_store.get(incoming) if incoming else None
+    if value is None or "user_id" not in value:
+        return incoming
+    kept = {key: item for key, item in value.items() if key != "user_id"}
+    return with_store_values(incoming, {request_store.name: kept})
 
 
 def handler_context(incoming: Context, span: Span | None, values: dict[str, Any]) -> Context:

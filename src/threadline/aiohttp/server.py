@@ -26,6 +26,7 @@ from .._http import (
     log_access,
     request_id_of,
     start_server_span,
+    without_incoming_user,
 )
 from .._spans import outer_server_span, provider_set, record_error
 from .._text import escape_controls
@@ -70,7 +71,8 @@ def middleware(
             False, a new id is made.
         user_id: called with the request (it may be ``async``); what it
             returns becomes ``user_id`` in the request scope and ``enduser.id``
-            on spans.
+            on spans. When it returns None the request has no ``user_id``,
+            even if one came in the baggage.
         spans: record a SERVER span per request.
         access_log: log one line per request at its end, with its duration,
             on the ``threadline.aiohttp`` logger.
@@ -85,6 +87,8 @@ def middleware(
         get_all = request.headers.getall
         incoming, link = incoming_context(get_all, trust_incoming)
         request_id = request_id_of(get_all, accept_request_id, incoming)
+        # with an extractor, its answer is the only user id
+        incoming = incoming if user_id is None else without_incoming_user(incoming)
         if remember_request_id:
             request[_REQUEST_ID_KEY] = request_id
         span, owned, inner = _server_span(request, handler, incoming, link, request_id, spans=spans)
