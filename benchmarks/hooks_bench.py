@@ -30,9 +30,9 @@ from _report import Result, as_results, write_results
 
 import threadline as tl
 from threadline import hooks
-from threadline._context import Context, attach, get_current, restore
-from threadline._store import Scope
-from threadline._values import FrozenMapping
+from threadline._core.context import Context, attach, get_current, restore
+from threadline._core.stores import Scope
+from threadline._core.values import FrozenMapping
 
 WITHOUT = "without hook support"
 """The variant each path is compared with: the same code with the hook check taken out."""

@@ -212,7 +212,7 @@ def server_span(stack: contextlib.ExitStack) -> TimeFunc:
     from _tracing import discard_spans
     from opentelemetry.context import Context
 
-    from threadline._http import end_server_span, start_server_span
+    from threadline._http.core import end_server_span, start_server_span
 
     discard_spans()
     parent = Context()
@@ -278,7 +278,7 @@ def flatten_pickle(stack: contextlib.ExitStack) -> TimeFunc:
     """What the export process leaves in the application: each span flattened and pickled."""
     import pickle
 
-    from threadline._export_process import flatten
+    from threadline._telemetry.export_process import flatten
 
     batch = _server_spans()
 

@@ -27,11 +27,14 @@ def _import_threadline() -> None:
 
 def _restore_context() -> None:
     import threadline  # noqa: PLC0415
-    from threadline._context import attach  # noqa: PLC0415
+    from threadline._core.context import attach  # noqa: PLC0415
 
     # Never detached: the context belongs to the (main thread of the) process.
     attach(threadline.extract_env().context)
-    from threadline._far_side import bound_exit_export, configure_like_parent  # noqa: PLC0415
+    from threadline._boundary.far_side import (  # noqa: PLC0415
+        bound_exit_export,
+        configure_like_parent,
+    )
 
     configure_like_parent()
     bound_exit_export()

@@ -29,7 +29,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from threadline import _store
+from threadline._core import stores as _store
 from threadline.export import ExportedSpan
 from threadline.tracing import StoreSpanProcessor
 

@@ -488,7 +488,7 @@ def store_member(value: str) -> str:
 
 
 def baggage_value(text: str) -> str:
-    from threadline._baggage import encode_value
+    from threadline._wire.baggage import encode_value
 
     return encode_value(text)
 

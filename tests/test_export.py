@@ -277,8 +277,9 @@ SETUP_APP = textwrap.dedent(
         from opentelemetry.distro import OpenTelemetryDistro
         OpenTelemetryDistro().configure()  # its defaults, as opentelemetry-instrument does
     from threadline import tracing
+    from threadline._telemetry import pipeline
     provider = tracing.configure(service_name="svc")
-    exporters = [type(p._counting_exporter._exporter) for p in tracing._exporting]
+    exporters = [type(p._counting_exporter._exporter) for p in pipeline._exporting]
     print(*(f"{e.__module__}.{e.__name__}" for e in exporters))
     """
 )
@@ -361,9 +362,9 @@ LAUNCHED_APP = textwrap.dedent(
     with trace.get_tracer("app").start_as_current_span("request"):
         code = (
             "import os, threadline\\n"
-            "from threadline import tracing\\n"
-            "print(os.environ.get('THREADLINE_CONFIGURED'), len(tracing._exporting),"
-            " type(tracing.trace.get_tracer_provider()).__name__)"
+            "from threadline._telemetry import pipeline\\n"
+            "print(os.environ.get('THREADLINE_CONFIGURED'), len(pipeline._exporting),"
+            " type(pipeline.trace.get_tracer_provider()).__name__)"
         )
         tl_subprocess.run([sys.executable, "-c", code], check=True)
     """

@@ -27,6 +27,7 @@ APP = textwrap.dedent(
     import json, os, sys
     import threadline as tl
     from threadline import diagnostics, tracing
+    from threadline._telemetry import pipeline
     from opentelemetry import trace
     from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
@@ -46,7 +47,7 @@ APP = textwrap.dedent(
                     inner.set_status(Status(StatusCode.ERROR, "bad"))
 
     def export_process():
-        return tracing._exporting[0]._counting_exporter._exporter._child.process
+        return pipeline._exporting[0]._counting_exporter._exporter._child.process
 
     command = sys.argv[1]
     if command == "shapes":
@@ -263,7 +264,10 @@ def _processes_marked(marker: str) -> list[int]:
             environ = (entry / "environ").read_bytes()
         except OSError:
             continue
-        if b"threadline._export_process" in command and f"TEST_MARKER={marker}".encode() in environ:
+        if (
+            b"threadline._telemetry.export_process" in command
+            and f"TEST_MARKER={marker}".encode() in environ
+        ):
             found.append(int(entry.name))
     return found
 
@@ -275,9 +279,10 @@ def test_workers_export_in_process(tmp_path: Path) -> None:
         import multiprocessing
         import threadline as tl
         from threadline import tracing
+        from threadline._telemetry import pipeline
 
         def exporter_kind(_):
-            return type(tracing._exporting[0]._counting_exporter._exporter).__name__
+            return type(pipeline._exporting[0]._counting_exporter._exporter).__name__
 
         if __name__ == "__main__":
             tracing.configure()

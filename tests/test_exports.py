@@ -52,6 +52,7 @@ PUBLIC_MODULES = [
     "threadline.processes",
     "threadline.propagation",
     "threadline.subprocess",
+    "threadline.threads",
     "threadline.tracing",
 ]
 

@@ -19,7 +19,8 @@ import threadline as tl
 import threadline.aiohttp as tla
 from tests.helpers import marked_line
 from tests.process_jobs import observe
-from threadline import _hooks, hooks
+from threadline import hooks
+from threadline._core import lifecycle as _hooks
 from threadline.processes import Process
 from threadline.subprocess import Popen
 

@@ -22,8 +22,8 @@ from opentelemetry.instrumentation.threading import ThreadingInstrumentor
 import threadline as tl
 from tests import instrument_jobs as jobs
 from tests.helpers import Spans
-from threadline import _instrument
-from threadline._instrument import INSTRUMENTED_ATTRIBUTE
+from threadline._patching import stdlib as _instrument
+from threadline._patching.stdlib import INSTRUMENTED_ATTRIBUTE
 
 METHODS = ["spawn", "forkserver", "fork"]
 PATCHED = [

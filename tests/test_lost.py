@@ -21,8 +21,9 @@ import pytest
 import threadline as tl
 from tests.helpers import marked_line
 from tests.process_jobs import observe
-from threadline import _hooks, hooks, lost
+from threadline import hooks, lost
 from threadline import subprocess as tl_subprocess
+from threadline._core import lifecycle as _hooks
 
 HERE = __file__
 log = logging.getLogger("tests.lost")

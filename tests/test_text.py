@@ -7,7 +7,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from threadline._text import escape_controls, escape_json_line, valid_utf8
+from threadline._core.text import escape_controls, escape_json_line, valid_utf8
 
 
 class TestEscapeControls:

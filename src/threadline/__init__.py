@@ -4,62 +4,46 @@ Importing threadline loads only ``opentelemetry.context``; the names that need
 more of OpenTelemetry load on first use.
 """
 
-# General layout (docs/architecture.md says more). Layers, bottom up; a module
-# imports only from the layers below it:
+# General layout (docs/architecture.md says more). The private layers are
+# folders, bottom up; a module imports only from its own layer or those below:
 #
-# core        _context.py    the one touch point with OpenTelemetry's runtime context
-#             _settings.py   every THREADLINE_* environment name
-#             _values.py     FrozenMapping, the immutable store values
-#             _hooks.py      lifecycle hooks' runtime: the one flag every boundary reads
-#             _store.py      ContextStore and Scope: named values inside the context
-#             _snapshot.py   snapshot() and bind(): the whole context, frozen
-# wire        _tracecontext.py, _baggage.py   strict W3C codecs and their limits
-#             _carrier.py    inject/extract: the one carrier, as text fields
-#             _formats.py    the formats configured for HTTP and the environment
-#             _env_carrier.py  the carrier in environment variables (any propagator)
-#             _propagator.py the carrier as an OpenTelemetry TextMapPropagator
-#             propagation.py the propagator and the environment getter/setter, public
-#             diagnostics.py counters and warnings for what was dropped
-# spans       _spans.py      the one helper that starts a boundary span
-#             tracing.py     SDK set-up from OTEL_*, store values on spans
-#             export.py      the embedded default exporter (OTLP JSON lines)
-# boundaries  _threads.py                    threads and thread pools
-#             _processes.py -> processes.py  worker processes (parent side)
-#             _far_side.py                   what runs on the far side of a process
-#             _subprocess.py -> subprocess.py  children, context in their environment
-#             ../_threadline_bootstrap.py    the Python child's automatic bootstrap
-#             _http.py                       HTTP that is not framework-specific
-#             aiohttp/                       server.py, client.py over _http
-# tools       logging.py, hooks.py (lifecycle hooks), lost.py (the loss detector),
-#             cli/ (threadline run, demo, view, doctor; each loaded only when used)
-#             _instrument.py   instrument(): the standard library's hand-offs patched
-#             _instrumentor.py the same as an OpenTelemetry instrumentor (entry point)
-#             _pytest_plugin.py  the pytest plugin (entry point): spans and lost-context checks
+# _core/       the one touch point with OpenTelemetry's context, stores, snapshots,
+#              settings (read once), text escaping, drop counters, lifecycle hooks
+# _wire/       the strict W3C codecs, the carrier, the environment carrier, formats
+# _telemetry/  the one boundary-span helper, the SDK pipeline, exporters, export process
+# _boundary/   threads, worker processes, subprocesses: capture, hand off, restore
+# _http/       the HTTP exchange core that every server and client adapter is over
+# _messaging/  the publish/consume core that every broker adapter is over
+# _patching/   one registry of reversible patches (instrument(), the loss detector)
+#
+# Above them, the public modules: this package, threads, processes, subprocess,
+# aiohttp/, celery, logging, tracing, export, propagation, diagnostics, hooks,
+# lost, cli/ (each command loaded only when used), and the pytest plugin.
 
 from __future__ import annotations
 
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from ._snapshot import Snapshot as Snapshot
-from ._snapshot import bind as bind
-from ._snapshot import snapshot as snapshot
-from ._store import ContextStore as ContextStore
-from ._store import Scope as Scope
-from ._store import request as request
-from ._values import FrozenMapping as FrozenMapping
+from ._core.snapshot import Snapshot as Snapshot
+from ._core.snapshot import bind as bind
+from ._core.snapshot import snapshot as snapshot
+from ._core.stores import ContextStore as ContextStore
+from ._core.stores import Scope as Scope
+from ._core.stores import request as request
+from ._core.values import FrozenMapping as FrozenMapping
 
 if TYPE_CHECKING:
-    from ._carrier import extract as extract
-    from ._carrier import inject as inject
-    from ._env_carrier import extract_env as extract_env
-    from ._env_carrier import inject_env as inject_env
-    from ._instrument import instrument as instrument
-    from ._instrument import uninstrument as uninstrument
-    from ._processes import ProcessPoolExecutor as ProcessPoolExecutor
-    from ._threads import Thread as Thread
-    from ._threads import ThreadPoolExecutor as ThreadPoolExecutor
-    from ._threads import run_in_executor as run_in_executor
+    from ._boundary.processes import ProcessPoolExecutor as ProcessPoolExecutor
+    from ._patching.stdlib import instrument as instrument
+    from ._patching.stdlib import uninstrument as uninstrument
+    from ._wire.carrier import extract as extract
+    from ._wire.carrier import inject as inject
+    from ._wire.environment import extract_env as extract_env
+    from ._wire.environment import inject_env as inject_env
+    from .threads import Thread as Thread
+    from .threads import ThreadPoolExecutor as ThreadPoolExecutor
+    from .threads import run_in_executor as run_in_executor
 
 __version__ = "0.1.0.dev0"
 
@@ -84,16 +68,16 @@ __all__ = [
 ]
 
 _LAZY = {
-    "extract": "._carrier",
-    "extract_env": "._env_carrier",
-    "inject": "._carrier",
-    "inject_env": "._env_carrier",
-    "instrument": "._instrument",
-    "uninstrument": "._instrument",
-    "ProcessPoolExecutor": "._processes",
-    "Thread": "._threads",
-    "ThreadPoolExecutor": "._threads",
-    "run_in_executor": "._threads",
+    "extract": "._wire.carrier",
+    "extract_env": "._wire.environment",
+    "inject": "._wire.carrier",
+    "inject_env": "._wire.environment",
+    "instrument": "._patching.stdlib",
+    "uninstrument": "._patching.stdlib",
+    "ProcessPoolExecutor": "._boundary.processes",
+    "Thread": ".threads",
+    "ThreadPoolExecutor": ".threads",
+    "run_in_executor": ".threads",
 }
 
 

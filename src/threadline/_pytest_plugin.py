@@ -96,7 +96,7 @@ def _collecting_provider() -> None:
 
     provider = trace.get_tracer_provider()
     if isinstance(provider, trace.ProxyTracerProvider):
-        from .tracing import StoreSpanProcessor  # noqa: PLC0415
+        from ._telemetry.pipeline import StoreSpanProcessor  # noqa: PLC0415
 
         provider = TracerProvider()
         provider.add_span_processor(StoreSpanProcessor())

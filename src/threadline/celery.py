@@ -25,18 +25,18 @@ from celery.utils.dispatch import Signal
 from opentelemetry.propagators.textmap import Getter, default_setter
 from opentelemetry.trace import Link, SpanKind, get_current_span, set_span_in_context
 
-from ._carrier import FIELD_LIMITS, TRACEPARENT, extract_context, inject_span
-from ._context import Context, attach, get_current, restore, span_in
-from ._far_side import configure_like_parent, flush_tracing
-from ._formats import configured_formats, extract_formats, inject_formats
-from ._spans import (
+from ._boundary.far_side import configure_like_parent, flush_tracing
+from ._core.context import Context, attach, get_current, restore, span_in
+from ._core.drops import record_drop
+from ._telemetry.spans import (
     INSTRUMENTATION_NAME,
     is_recording,
     provider_set,
     record_error,
     start_boundary_span,
 )
-from .diagnostics import record_drop
+from ._wire.carrier import FIELD_LIMITS, TRACEPARENT, extract_context, inject_span
+from ._wire.formats import configured_formats, extract_formats, inject_formats
 
 if TYPE_CHECKING:
     from celery import Task

@@ -22,11 +22,11 @@ import weakref
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from . import _hooks
-from ._hooks import Hook as Hook
-from ._hooks import Resource as Resource
-from ._hooks import create_hook as create_hook
-from ._hooks import current as current
+from ._core import lifecycle as _hooks
+from ._core.lifecycle import Hook as Hook
+from ._core.lifecycle import Resource as Resource
+from ._core.lifecycle import create_hook as create_hook
+from ._core.lifecycle import current as current
 
 __all__ = ["Hook", "Resource", "create_hook", "current", "track_tasks", "tracking", "untrack_tasks"]
 

@@ -19,9 +19,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._spans import current_trace_ids
-from ._store import ContextStore, registered_stores, request
-from ._text import escape_controls, escape_json_line
+from ._core.stores import ContextStore, registered_stores, request
+from ._core.text import escape_controls, escape_json_line
+from ._telemetry.spans import current_trace_ids
 
 __all__ = ["FIELDS", "PLACEHOLDER", "ContextFilter", "JSONFormatter", "install", "uninstall"]
 
@@ -202,7 +202,7 @@ def install(*, store: ContextStore | str = request, placeholder: str = PLACEHOLD
 
         logging.setLogRecordFactory(factory)
         _installed = (previous, context_filter)
-    from ._far_side import add_worker_setup  # noqa: PLC0415 - multiprocessing, only when used
+    from ._boundary.far_side import add_worker_setup  # noqa: PLC0415 - multiprocessing, only when used
 
     add_worker_setup(_worker_setup)
 

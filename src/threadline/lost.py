@@ -57,10 +57,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from . import _hooks
-from ._context import STORE_KEY_PREFIX, get_current, span_in
-from ._snapshot import Snapshot
-from ._store import request
+from ._core import lifecycle as _hooks
+from ._core.context import STORE_KEY_PREFIX, get_current, span_in
+from ._core.snapshot import Snapshot
+from ._core.stores import request
 from .hooks import track_tasks, tracking, untrack_tasks
 
 __all__ = [

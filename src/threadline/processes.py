@@ -19,14 +19,14 @@ methods::
 
 from __future__ import annotations
 
-from . import _processes
-from ._processes import ForkProcess as ForkProcess
-from ._processes import ForkServerProcess as ForkServerProcess
-from ._processes import Pool as Pool
-from ._processes import Process as Process
-from ._processes import ProcessPoolExecutor as ProcessPoolExecutor
-from ._processes import SpawnProcess as SpawnProcess
-from ._processes import ThreadlineContext as ThreadlineContext
-from ._processes import get_context as get_context
+from ._boundary import processes as _processes
+from ._boundary.processes import ForkProcess as ForkProcess
+from ._boundary.processes import ForkServerProcess as ForkServerProcess
+from ._boundary.processes import Pool as Pool
+from ._boundary.processes import Process as Process
+from ._boundary.processes import ProcessPoolExecutor as ProcessPoolExecutor
+from ._boundary.processes import SpawnProcess as SpawnProcess
+from ._boundary.processes import ThreadlineContext as ThreadlineContext
+from ._boundary.processes import get_context as get_context
 
 __all__ = _processes.__all__

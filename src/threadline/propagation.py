@@ -16,8 +16,8 @@ or, with no code, ``OTEL_PROPAGATORS=threadline``. `EnvironmentGetter` and
 
 from __future__ import annotations
 
-from ._env_carrier import EnvironmentGetter as EnvironmentGetter
-from ._env_carrier import EnvironmentSetter as EnvironmentSetter
-from ._propagator import ThreadlinePropagator as ThreadlinePropagator
+from ._wire.environment import EnvironmentGetter as EnvironmentGetter
+from ._wire.environment import EnvironmentSetter as EnvironmentSetter
+from ._wire.propagator import ThreadlinePropagator as ThreadlinePropagator
 
 __all__ = ["EnvironmentGetter", "EnvironmentSetter", "ThreadlinePropagator"]

@@ -12,9 +12,9 @@ functions with that environment and, when the caller's span records, a span
 
 from __future__ import annotations
 
-from ._settings import BOOTSTRAP_ENV as BOOTSTRAP_ENV
-from ._subprocess import Popen as Popen
-from ._subprocess import child_env as child_env
-from ._subprocess import run as run
+from ._boundary.subprocess import Popen as Popen
+from ._boundary.subprocess import child_env as child_env
+from ._boundary.subprocess import run as run
+from ._core.settings import BOOTSTRAP_ENV as BOOTSTRAP_ENV
 
 __all__ = ["BOOTSTRAP_ENV", "Popen", "child_env", "run"]

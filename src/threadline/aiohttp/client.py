@@ -22,15 +22,10 @@ from aiohttp import (
 from opentelemetry.trace import get_current_span, set_span_in_context
 from yarl import URL
 
-from .. import _hooks
-from .._context import Context, get_current
-from .._http import (
-    HostAllowList,
-    end_client_span,
-    start_client_span,
-    write_outgoing,
-)
-from .._spans import record_error
+from .._core import lifecycle as _hooks
+from .._core.context import Context, get_current
+from .._http.core import HostAllowList, end_client_span, start_client_span, write_outgoing
+from .._telemetry.spans import record_error
 
 __all__ = ["trace_config"]
 

@@ -16,9 +16,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from opentelemetry.trace import get_current_span
 
-from .. import _hooks
-from .._context import Context, attach, restore
-from .._http import (
+from .._core import lifecycle as _hooks
+from .._core.context import Context, attach, restore
+from .._core.text import escape_controls
+from .._core.values import freeze
+from .._http.core import (
     REQUEST_ID_HEADER,
     end_server_span,
     handler_context,
@@ -28,9 +30,7 @@ from .._http import (
     start_server_span,
     without_incoming_user,
 )
-from .._spans import outer_server_span, provider_set, record_error
-from .._text import escape_controls
-from .._values import freeze
+from .._telemetry.spans import outer_server_span, provider_set, record_error
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Link, Span

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from .._settings import CONFIGURED_ENV, TRACES_FILE_ENV
+from .._core.settings import CONFIGURED_ENV, TRACES_FILE_ENV
 
 MAX_REQUESTS = 1000
 SPANS_FILE = "traces.jsonl"

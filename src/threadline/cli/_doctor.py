@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .._text import escape_controls
-from ..export import ExportedSpan
+from .._core.text import escape_controls
+from .._telemetry.file_exporter import ExportedSpan
 from ._traces import Trace, group, has_context, read_logs, read_span_files
 
 _SERVER = 2

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from .._text import escape_controls
-from ..export import ExportedSpan
+from .._core.text import escape_controls
+from .._telemetry.file_exporter import ExportedSpan
 from ._traces import ERROR, Trace, error_text, log_time_ns
 
 _KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")

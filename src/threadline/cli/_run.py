@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from .._settings import CONFIGURED_ENV
+from .._core.settings import CONFIGURED_ENV
 
 _TRACING_SETTINGS = (
     "OTEL_TRACES_EXPORTER",
@@ -23,10 +23,11 @@ _FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, sig
 def run_command(command: list[str], values: dict[str, str], *, bootstrap: bool = True) -> int:
     """Run *command* in this process's context (plus *values* in `threadline.request`)."""
     import threadline as tl  # noqa: PLC0415 - keep `threadline --help` quick
-    from threadline.subprocess import Popen  # noqa: PLC0415
+
+    from ..subprocess import Popen  # noqa: PLC0415
 
     if any(os.environ.get(name) for name in _TRACING_SETTINGS):
-        from threadline.tracing import configure  # noqa: PLC0415
+        from .._telemetry.pipeline import configure  # noqa: PLC0415
 
         configure(service_name="threadline-run")
 

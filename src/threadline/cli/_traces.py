@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..export import ExportedSpan, read_spans
+from .._telemetry.file_exporter import ExportedSpan, read_spans
 
 PLACEHOLDER = "-"  # threadline.logging.PLACEHOLDER, without loading the logging set-up
 REQUEST_ATTRIBUTE = "request.id"  # threadline.tracing.REQUEST_ATTRIBUTES["request_id"]

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._text import escape_controls
-from ..export import ExportedSpan
+from .._core.text import escape_controls
+from .._telemetry.file_exporter import ExportedSpan
 from ._traces import ERROR, Trace, error_text, group, read_logs, read_span_files
 
 BAR_WIDTH = 40

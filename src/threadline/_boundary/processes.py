@@ -16,16 +16,10 @@ from concurrent.futures.process import _process_chunk
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import _hooks
-from ._carrier import inject_context, inject_span
-from ._far_side import (
-    adopt_settings,
-    call_in,
-    initialize_worker,
-    run_worker_steps,
-    worker_steps,
-)
-from ._spans import call_in_span, callable_name, is_recording, job_span, record_error
+from .._core import lifecycle as _hooks
+from .._telemetry.spans import call_in_span, callable_name, is_recording, job_span, record_error
+from .._wire.carrier import inject_context, inject_span
+from .far_side import adopt_settings, call_in, initialize_worker, run_worker_steps, worker_steps
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span

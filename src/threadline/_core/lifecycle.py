@@ -17,7 +17,7 @@ from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Any, TypeVar
 
-from ._context import get_current, store_key
+from .context import get_current, store_key
 
 __all__ = [
     "Hook",
@@ -51,7 +51,7 @@ _ids = itertools.count(1)
 _lock = threading.Lock()
 _hooks: tuple[Hook, ...] = ()
 _REQUEST_KEY = store_key("request")
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _STDLIB = os.path.dirname(os.path.abspath(os.__file__)) + os.sep
 # resources still running, by the id of the request resource they belong to
 _live: dict[int, dict[int, Resource]] = {}

@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Gene
 from contextvars import Token
 from typing import Any, TypeVar
 
-from ._context import Context, attach, await_within, get_current, restore
+from .context import Context, attach, await_within, get_current, restore
 
 __all__ = ["Snapshot", "bind", "snapshot"]
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, unquote
 
-from ._values import FrozenMapping, freeze
+from .._core.values import FrozenMapping, freeze
 
 __all__ = [
     "MAX_BYTES",

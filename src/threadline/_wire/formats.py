@@ -21,7 +21,8 @@ from typing import Any
 
 from opentelemetry.propagators.textmap import Getter, Setter, TextMapPropagator
 
-from ._carrier import (
+from .._core.context import Context
+from .carrier import (
     BAGGAGE,
     TRACEPARENT,
     TRACESTATE,
@@ -29,7 +30,6 @@ from ._carrier import (
     inject_context,
     inject_without_failing,
 )
-from ._context import Context
 
 __all__ = ["DEFAULT", "Formats", "configured_formats", "extract_formats", "inject_formats"]
 
@@ -97,7 +97,7 @@ def _formats_of(propagator: TextMapPropagator) -> Formats:
         TraceContextTextMapPropagator,
     )
 
-    from ._propagator import ThreadlinePropagator  # noqa: PLC0415
+    from .propagator import ThreadlinePropagator  # noqa: PLC0415
 
     parts: Sequence[TextMapPropagator] = [propagator]
     if isinstance(propagator, CompositePropagator):

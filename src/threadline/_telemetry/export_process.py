@@ -37,9 +37,9 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from ._carrier import ParsedTraceState
-from ._exporters import make_exporter
-from ._settings import BOOTSTRAP_ENV, CONFIGURED_ENV
+from .._core.settings import BOOTSTRAP_ENV, CONFIGURED_ENV
+from .._wire.carrier import ParsedTraceState
+from .exporters import make_exporter
 
 __all__ = ["PipeSpanExporter", "flatten", "main", "rebuild"]
 

@@ -19,7 +19,7 @@ from opentelemetry.sdk.environment_variables import (
 )
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from ._settings import DEFAULT_TRACES_FILE, TRACES_FILE_ENV
+from .._core.settings import DEFAULT_TRACES_FILE, TRACES_FILE_ENV
 
 __all__ = ["exporter_names", "made_exporter", "make_exporter"]
 
@@ -54,7 +54,7 @@ def made_exporter(name: str) -> tuple[str, SpanExporter | None]:
     if name == "none":
         return name, None
     if name == "file":
-        from .export import OTLPJsonFileSpanExporter  # noqa: PLC0415
+        from .file_exporter import OTLPJsonFileSpanExporter  # noqa: PLC0415
 
         path = Path(os.environ.get(TRACES_FILE_ENV) or DEFAULT_TRACES_FILE).resolve()
         os.environ[TRACES_FILE_ENV] = str(path)  # children write to the same file

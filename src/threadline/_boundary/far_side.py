@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from multiprocessing import util
 from typing import Any, TypeVar
 
-from ._context import Context, attach, restore
-from ._settings import (
+from .._core.context import Context, attach, restore
+from .._core.settings import (
     CHILD_EXIT_TIMEOUT_ENV,
     CONFIGURED_ENV,
     DEFAULT_CHILD_EXIT_TIMEOUT,
@@ -74,7 +74,11 @@ def call_in(carrier: Mapping[str, str], fn: Callable[..., T], /, *args: Any, **k
 
 
 def _context_of(carrier: Mapping[str, str]) -> Context:
-    from ._carrier import BAGGAGE, TRACEPARENT, extract_context  # noqa: PLC0415
+    from .._wire.carrier import (  # noqa: PLC0415
+        BAGGAGE,
+        TRACEPARENT,
+        extract_context,
+    )
 
     def get(field: str) -> tuple[str, ...]:
         return (carrier[field],) if field in carrier else ()
@@ -117,7 +121,7 @@ def configure_like_parent() -> None:
     code included), a shorter exit bound (`child_exit_timeout`).
     """
     if os.environ.get(CONFIGURED_ENV):
-        from .tracing import configure  # noqa: PLC0415 - the parent loaded the SDK too
+        from .._telemetry.pipeline import configure  # noqa: PLC0415 - the parent loaded the SDK too
 
         configure(
             service_name=os.environ.get(SERVICE_NAME_ENV),
@@ -147,7 +151,7 @@ def _exit_within_bound() -> None:
     provider = module.get_tracer_provider() if module is not None else None
     if provider is None or not callable(getattr(provider, "shutdown", None)):
         return  # no SDK provider: nothing is waiting to be exported
-    from .tracing import shutdown  # noqa: PLC0415 - the SDK is loaded when a provider is set
+    from .._telemetry.pipeline import shutdown  # noqa: PLC0415 - the SDK is loaded when a provider is set
 
     shutdown(provider, child_exit_timeout())
 
@@ -190,11 +194,11 @@ def flush_tracing(timeout_millis: int | None = None) -> bool:
     flushing.join(millis / 1000)
     if not flushing.is_alive():
         return True
-    tracing = sys.modules.get("threadline.tracing")
+    tracing = sys.modules.get("threadline._telemetry.pipeline")
     if tracing is not None:
         tracing._abandon_exports("export.flush_timeout", millis / 1000)
     else:
-        from .diagnostics import record_drop  # noqa: PLC0415 - only when time ran out
+        from .._core.drops import record_drop  # noqa: PLC0415 - only when time ran out
 
         record_drop("export.flush_timeout", f"spans not exported within {millis / 1000:g}s of exit")
     return False

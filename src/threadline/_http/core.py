@@ -27,14 +27,14 @@ from opentelemetry.trace import (
     get_current_span,
 )
 
-from ._carrier import BAGGAGE, FIELD_LIMITS, TRACEPARENT
-from ._context import Context, span_key
-from ._formats import DEFAULT, configured_formats, extract_formats, inject_formats
-from ._spans import start_boundary_span
-from ._store import merged_into, with_store_values
-from ._store import request as request_store
-from ._text import escape_controls, valid_utf8
-from .diagnostics import record_drop
+from .._core.context import Context, span_key
+from .._core.drops import record_drop
+from .._core.stores import merged_into, with_store_values
+from .._core.stores import request as request_store
+from .._core.text import escape_controls, valid_utf8
+from .._telemetry.spans import start_boundary_span
+from .._wire.carrier import BAGGAGE, FIELD_LIMITS, TRACEPARENT
+from .._wire.formats import DEFAULT, configured_formats, extract_formats, inject_formats
 
 __all__ = [
     "REQUEST_ID_HEADER",

@@ -18,19 +18,19 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from . import _baggage
-from ._context import Context, get_current
-from ._snapshot import Snapshot
-from ._store import store_values, with_store_values
-from ._tracecontext import (
+from .._core.context import Context, get_current
+from .._core.drops import record_drop
+from .._core.snapshot import Snapshot
+from .._core.stores import store_values, with_store_values
+from .._core.values import foreign_keys
+from . import baggage as _baggage
+from .tracecontext import (
     MAX_TRACEPARENT_CHARS,
     MAX_TRACESTATE_CHARS,
     format_traceparent,
     parse_traceparent,
     parse_tracestate,
 )
-from ._values import foreign_keys
-from .diagnostics import record_drop
 
 __all__ = [
     "BAGGAGE",

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._context import Context, attach, get_current, restore, span_in, span_key
+from .._core.context import Context, attach, get_current, restore, span_in, span_key
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Link, Span, SpanKind, Tracer

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
-from . import _hooks
-from ._spans import call_as_job, callable_name
+from .._core import lifecycle as _hooks
+from .._telemetry.spans import call_as_job, callable_name
 
 __all__ = ["Thread", "ThreadPoolExecutor", "run_in_executor"]
 

@@ -12,7 +12,7 @@ from opentelemetry.propagators.textmap import (
     default_setter,
 )
 
-from ._carrier import FIELDS, extract_context, inject_without_failing
+from .carrier import FIELDS, extract_context, inject_without_failing
 
 __all__ = ["ThreadlinePropagator"]
 

@@ -7,11 +7,11 @@ import subprocess
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import _hooks
-from ._context import Context, get_current
-from ._env_carrier import carrier_names, inject_env
-from ._settings import BOOTSTRAP_ENV
-from ._spans import is_recording, provider_set, record_error, start_boundary_span
+from .._core import lifecycle as _hooks
+from .._core.context import Context, get_current
+from .._core.settings import BOOTSTRAP_ENV
+from .._telemetry.spans import is_recording, provider_set, record_error, start_boundary_span
+from .._wire.environment import carrier_names, inject_env
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span

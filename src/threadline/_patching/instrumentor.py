@@ -17,7 +17,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
     BaseInstrumentor,
 )
 
-from ._instrument import instrument, uninstrument
+from .stdlib import instrument, uninstrument
 
 __all__ = ["ThreadlineInstrumentor"]
 

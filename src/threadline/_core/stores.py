@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextvars import Token
 from typing import Any, TypeVar
 
-from . import _hooks
-from ._context import (
+from . import lifecycle as _hooks
+from .context import (
     STORE_KEY_PREFIX,
     Context,
     attach,
@@ -19,7 +19,7 @@ from ._context import (
     restore,
     store_key,
 )
-from ._values import FrozenMapping, freeze_items
+from .values import FrozenMapping, freeze_items
 
 __all__ = [
     "ContextStore",

@@ -16,10 +16,10 @@ from collections.abc import Mapping, MutableMapping
 
 from opentelemetry.propagators.textmap import Getter, Setter
 
-from ._carrier import FIELDS, require_carrier
-from ._context import Context, get_current
-from ._formats import configured_formats, extract_formats, inject_formats
-from ._snapshot import Snapshot
+from .._core.context import Context, get_current
+from .._core.snapshot import Snapshot
+from .carrier import FIELDS, require_carrier
+from .formats import configured_formats, extract_formats, inject_formats
 
 __all__ = [
     "ENV_NAMES",

@@ -29,9 +29,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from . import _processes, _subprocess, _threads
-from ._far_side import adopt_settings, run_worker_steps, worker_steps
-from ._spans import call_as_job, callable_name
+from .._boundary import processes as _processes
+from .._boundary import subprocess as _subprocess
+from .._boundary import threads as _threads
+from .._boundary.far_side import adopt_settings, run_worker_steps, worker_steps
+from .._telemetry.spans import call_as_job, callable_name
 
 __all__ = ["INSTRUMENTED_ATTRIBUTE", "instrument", "instrumented", "uninstrument"]
 

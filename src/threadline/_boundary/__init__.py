@@ -1,0 +1,1 @@
+"""Boundaries: threads, worker processes and subprocesses, over one hand-off and arrival."""

@@ -1,0 +1,1 @@
+"""Messaging: the publish/consume core every broker adapter is a page of adaptation over."""

@@ -1,0 +1,1 @@
+"""Patching: one registry of reversible patches, for instrument() and the loss detector."""

@@ -1,0 +1,1 @@
+"""Telemetry: the one boundary-span helper, the SDK pipeline, exporters, the export process."""

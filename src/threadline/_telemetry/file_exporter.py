@@ -1,0 +1,155 @@
+"""The embedded default exporter (OTLP JSON lines) and its reader (`threadline.export`)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+__all__ = ["ExportedSpan", "OTLPJsonFileSpanExporter", "read_spans"]
+
+_ID_FIELDS = frozenset({"traceId", "spanId", "parentSpanId"})
+
+
+class OTLPJsonFileSpanExporter(SpanExporter):
+    """Append spans to *path* as OTLP JSON lines, the Collector file exporter's format.
+
+    Each batch is one line written with one ``write`` to a file opened for
+    appending, so the worker processes of one service can share the file. A
+    process forked while another thread exports gets an exporter that works.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._path = Path(path)
+        self._lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):  # POSIX
+            # A child forked while another thread held the lock would wait for
+            # it for ever; the weak reference lets the exporter be collected.
+            reset = weakref.WeakMethod(self._reset_lock)
+            os.register_at_fork(after_in_child=lambda: _call_if_alive(reset))
+
+    def _reset_lock(self) -> None:
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> Path:
+        """The file the spans go to."""
+        return self._path
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Write *spans* as one line; FAILURE if the file cannot be written."""
+        message = MessageToDict(encode_spans(spans), use_integers_for_enums=True)
+        line = (json.dumps(_hex_ids(message), separators=(",", ":")) + "\n").encode()
+        try:
+            with self._lock:
+                fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    os.write(fd, line)
+                finally:
+                    os.close(fd)
+        except OSError:
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        """Nothing to release: the file is opened for each batch."""
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Return True: every batch is on disk when `export` returns."""
+        return True
+
+
+def _call_if_alive(method: weakref.WeakMethod[Callable[[], None]]) -> None:
+    bound = method()
+    if bound is not None:
+        bound()
+
+
+def _hex_ids(value: Any) -> Any:
+    # Protobuf's JSON mapping writes bytes as base64; OTLP/JSON wants ids in hex.
+    if isinstance(value, dict):
+        return {
+            key: base64.b64decode(item).hex() if key in _ID_FIELDS else _hex_ids(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_hex_ids(item) for item in value]
+    return value
+
+
+@dataclass(frozen=True)
+class ExportedSpan:
+    """One span read back from an OTLP JSON file."""
+
+    name: str
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    kind: int
+    start_ns: int
+    end_ns: int
+    status_code: int
+    service: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+    status_message: str = ""
+
+    @property
+    def duration_ms(self) -> float:
+        """The span's duration in milliseconds."""
+        return (self.end_ns - self.start_ns) / 1e6
+
+
+def read_spans(path: str | os.PathLike[str]) -> list[ExportedSpan]:
+    """Return every span in an OTLP JSON lines file (threadline's or the Collector's)."""
+    with open(path, encoding="utf-8") as lines:
+        return [span for line in lines if line.strip() for span in _spans_of(json.loads(line))]
+
+
+def _spans_of(request: dict[str, Any]) -> Iterator[ExportedSpan]:
+    for resource_spans in request.get("resourceSpans", ()):
+        resource = _attributes(resource_spans.get("resource", {}).get("attributes", ()))
+        service = str(resource.get("service.name", "unknown_service"))
+        for scope_spans in resource_spans.get("scopeSpans", ()):
+            for span in scope_spans.get("spans", ()):
+                yield ExportedSpan(
+                    name=span["name"],
+                    trace_id=span["traceId"],
+                    span_id=span["spanId"],
+                    parent_id=span.get("parentSpanId") or None,
+                    kind=int(span.get("kind", 0)),
+                    start_ns=int(span.get("startTimeUnixNano", 0)),
+                    end_ns=int(span.get("endTimeUnixNano", 0)),
+                    status_code=int(span.get("status", {}).get("code", 0)),
+                    service=service,
+                    attributes=_attributes(span.get("attributes", ())),
+                    status_message=str(span.get("status", {}).get("message", "")),
+                )
+
+
+def _attributes(pairs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {pair["key"]: _value(pair.get("value", {})) for pair in pairs}
+
+
+def _value(value: dict[str, Any]) -> Any:
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "doubleValue" in value:
+        return float(value["doubleValue"])
+    if "boolValue" in value:
+        return bool(value["boolValue"])
+    if "arrayValue" in value:
+        return [_value(item) for item in value["arrayValue"].get("values", ())]
+    return None

@@ -1,0 +1,308 @@
+"""The span pipeline: SDK set-up from ``OTEL_*``, store values on spans (`threadline.tracing`)."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Mapping, Sequence, Sized
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+
+from .._core.context import get_current
+from .._core.drops import record_drop
+from .._core.settings import (
+    CONFIGURED_ENV,
+    DEFAULT_TRACES_FILE,
+    EXPORT_PROCESS_ENV,
+    SERVICE_NAME_ENV,
+    SHUTDOWN_TIMEOUT_ENV,
+    TRACES_FILE_ENV,
+)
+from .._core.stores import ContextStore, request
+from .export_process import PipeSpanExporter
+from .exporters import exporter_names, made_exporter
+from .spans import current_trace_ids
+
+__all__ = [
+    "CONFIGURED_ENV",
+    "DEFAULT_TRACES_FILE",
+    "REQUEST_ATTRIBUTES",
+    "TRACES_FILE_ENV",
+    "StoreSpanProcessor",
+    "configure",
+    "current_trace_ids",
+    "shutdown",
+]
+
+REQUEST_ATTRIBUTES: Mapping[str, str] = {"request_id": "request.id", "user_id": "enduser.id"}
+"""Which `threadline.request` keys land on spans, under which attribute names."""
+
+_SCALARS = (str, bool, int, float)
+
+
+class StoreSpanProcessor(SpanProcessor):
+    """Copy chosen store values onto every span started in their scope.
+
+    Add it to a `TracerProvider` and spans from any instrumentation carry the
+    request's ids. By default it copies `REQUEST_ATTRIBUTES` from
+    `threadline.request`; for another store, pass ``attributes`` (store key
+    to attribute name) or leave it None to copy every key as ``"{store}.{key}"``.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self, store: ContextStore = request, attributes: Mapping[str, str] | None = None
+    ) -> None:
+        if not isinstance(store, ContextStore):
+            raise TypeError(f"StoreSpanProcessor needs a ContextStore, got {store!r}")
+        if attributes is None and store is request:
+            attributes = REQUEST_ATTRIBUTES
+        self._store = store
+        self._attributes = dict(attributes) if attributes is not None else None
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Set the attributes from the store value current where the span starts."""
+        values = self._store.get(parent_context if parent_context is not None else get_current())
+        if not values:
+            return
+        if self._attributes is None:
+            prefix = self._store.name
+            pairs = ((f"{prefix}.{key}", value) for key, value in values.items())
+        else:
+            pairs = ((name, values[key]) for key, name in self._attributes.items() if key in values)
+        for name, value in pairs:
+            converted = _attribute_value(value)
+            if converted is not None:
+                span.set_attribute(name, converted)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Do nothing: the attributes were set at start."""
+
+    def shutdown(self) -> None:
+        """Do nothing: the processor holds no resources."""
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Return True: nothing is buffered."""
+        return True
+
+
+def _attribute_value(value: Any) -> Any:
+    if value is None or isinstance(value, _SCALARS):
+        return value
+    if (
+        isinstance(value, tuple)
+        and value
+        and isinstance(value[0], _SCALARS)
+        and all(type(v) is type(value[0]) for v in value)
+    ):
+        return list(value)
+    return json.dumps(value, default=lambda v: dict(v) if isinstance(v, Mapping) else str(v))
+
+
+def configure(
+    *,
+    service_name: str | None = None,
+    shutdown_timeout: float | None = None,
+    export_process: bool | None = None,
+) -> TracerProvider | None:
+    """Set up the OpenTelemetry SDK from the standard ``OTEL_*`` settings, once per process.
+
+    - ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` name the service
+      (*service_name* is the default when neither does);
+    - ``OTEL_TRACES_SAMPLER`` and ``OTEL_TRACES_SAMPLER_ARG`` choose the sampler;
+    - ``OTEL_TRACES_EXPORTER``: any name of an installed
+      ``opentelemetry_traces_exporter`` entry point (``console``,
+      ``otlp_proto_http``, plug-ins), as OpenTelemetry's auto-configuration
+      reads it, plus ``otlp``, ``file`` and ``none`` (comma-separated for
+      several). Without it: ``otlp`` when an OTLP endpoint is set, otherwise
+      ``file``, the embedded default, which needs no server: OTLP JSON lines
+      in ``THREADLINE_TRACES_FILE`` (default ``./threadline-traces.jsonl``);
+    - ``otlp`` picks its protocol from ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL``,
+      then ``OTEL_EXPORTER_OTLP_PROTOCOL``: ``http/protobuf`` (the default) or
+      ``grpc`` (with ``threadline[grpc]``). Under opentelemetry-distro, whose
+      ``grpc`` is only a default, a missing gRPC exporter falls back to
+      ``http/protobuf`` with a warning. The other ``OTEL_EXPORTER_OTLP_*``
+      settings are read by OpenTelemetry's own exporters;
+    - ``OTEL_BSP_*``: the batch processor's queue and batch sizes;
+    - ``OTEL_SDK_DISABLED=true``: nothing is set up; returns None.
+
+    *export_process* (default: ``THREADLINE_EXPORT_PROCESS=1``): the exporters
+    run in a process of their own, fed by the batch processor; encoding spans
+    (OTLP: about 43 µs each) then no longer takes the application's
+    interpreter from its requests. Worker processes and children that
+    threadline sets up export in-process.
+
+    Spans get the `threadline.request` values (`StoreSpanProcessor`). At exit
+    the spans still queued are exported, waiting at most *shutdown_timeout*
+    seconds (``THREADLINE_SHUTDOWN_TIMEOUT``, default 5), so an unreachable
+    Collector never holds the process. Worker processes and Python children
+    that threadline starts configure themselves with the same settings. If a
+    tracer provider is set already, it is returned as it is.
+
+    Raises:
+        ValueError: an ``OTEL_*`` setting names something unknown or not
+            installed; the message names the setting that was made.
+    """
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        return current
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    made = [made_exporter(name) for name in exporter_names()]  # a wrong setting raises here
+    exporters = [exporter for _, exporter in made if exporter is not None]
+    if exporters and _export_process_wanted(export_process):
+        # the export process makes the same exporters; these serve if it cannot start
+        exporters = [PipeSpanExporter([name for name, exporter in made if exporter], exporters)]
+    provider = TracerProvider(resource=_resource(service_name), shutdown_on_exit=False)
+    provider.add_span_processor(StoreSpanProcessor())
+    for exporter in exporters:
+        processor = _CountingBatchSpanProcessor(_CountingSpanExporter(exporter))
+        provider.add_span_processor(processor)
+        _exporting.append(processor)
+    trace.set_tracer_provider(provider)
+    timeout = shutdown_timeout
+    if timeout is None:
+        timeout = float(os.environ.get(SHUTDOWN_TIMEOUT_ENV, "5"))
+    atexit.register(shutdown, provider, timeout)
+    os.environ[CONFIGURED_ENV] = "1"
+    return provider
+
+
+def _export_process_wanted(given: bool | None) -> bool:
+    if given is not None:
+        return given
+    return os.environ.get(EXPORT_PROCESS_ENV, "").strip().lower() in ("1", "true")
+
+
+def shutdown(provider: TracerProvider, timeout: float) -> bool:
+    """Export what *provider* still holds and shut it down, waiting at most *timeout* seconds.
+
+    Returns False when time ran out; the spans still queued or in flight are
+    then lost, counted as ``export.shutdown_timeout``, and the exporters stop
+    retrying.
+    """
+    worker = threading.Thread(target=provider.shutdown, name="threadline-shutdown", daemon=True)
+    try:
+        worker.start()
+    except RuntimeError:
+        # CPython 3.12.0 and 3.12.1 refuse new threads at exit (gh-113964, fixed
+        # in 3.12.2): shut down here, unbounded, rather than not at all.
+        provider.shutdown()
+        return True
+    worker.join(timeout)
+    if worker.is_alive():
+        _abandon_exports("export.shutdown_timeout", timeout)
+        return False
+    return True
+
+
+_exporting: list[_CountingBatchSpanProcessor] = []
+"""The export processors `configure` added in this process (and so in its forks)."""
+
+
+def _abandon_exports(reason: str, seconds: float) -> None:
+    """Give up the exports in progress: count the spans they hold as lost, stop their retries.
+
+    Called when an exit ran out of *seconds*. Spans held by processors that
+    `configure` did not add are counted as one drop.
+    """
+    lost = sum(processor.abandon() for processor in _exporting)
+    spans = {0: "spans", 1: "1 span"}.get(lost, f"{lost} spans")
+    record_drop(reason, f"{spans} not exported within {seconds:g}s of exit", max(lost, 1))
+
+
+def _resource(service_name: str | None) -> Resource:
+    # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, as the SDK reads them
+    resource = Resource.create()
+    named = str(resource.attributes.get(SERVICE_NAME, "unknown_service"))
+    if not service_name or not named.startswith("unknown_service"):
+        return resource
+    os.environ[SERVICE_NAME_ENV] = service_name  # the default of workers and children
+    return resource.merge(Resource({SERVICE_NAME: service_name}))
+
+
+class _CountingBatchSpanProcessor(BatchSpanProcessor):
+    """A BatchSpanProcessor that counts the spans its full queue turns away.
+
+    The queue is bounded (``OTEL_BSP_MAX_QUEUE_SIZE``), so memory is; a span
+    that does not fit is dropped by the SDK. The count reads the SDK's queue
+    where this version of it has one, and is skipped where it has not.
+    """
+
+    def __init__(self, exporter: _CountingSpanExporter) -> None:
+        super().__init__(exporter)
+        self._counting_exporter = exporter
+        # Looked up once: on_end runs for every span. A fork clears the queue, never replaces it.
+        processor = getattr(self, "_batch_processor", None)
+        queue = getattr(processor, "_queue", None)
+        limit = getattr(processor, "_max_queue_size", None)
+        self._held: Sized | None = queue if isinstance(limit, int) else None
+        self._limit = limit if isinstance(limit, int) else 0
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Queue the span, counting it as ``export.queue_full`` when there is no room."""
+        held = self._held
+        if held is not None and len(held) >= self._limit:
+            record_drop("export.queue_full", f"the export queue holds {self._limit} spans already")
+        super().on_end(span)
+
+    def abandon(self) -> int:
+        """Stop exporting (and retrying); return how many spans were queued or in flight."""
+        return len(self._held or ()) + self._counting_exporter.abandon()
+
+
+class _CountingSpanExporter(SpanExporter):
+    """An exporter that counts and reports the spans its exporter failed to deliver."""
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        self._exporter = exporter
+        self._in_flight = 0
+        self._abandoned = False
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        if self._abandoned:  # counted already, by whoever abandoned the export
+            return SpanExportResult.FAILURE
+        self._in_flight += len(spans)
+        try:
+            result = self._exporter.export(spans)
+        except Exception as exc:  # noqa: BLE001 - an exporter must never break the processor
+            result = SpanExportResult.FAILURE
+            failure = f"{type(exc).__name__}: {exc}"
+        else:
+            failure = f"{type(self._exporter).__name__} refused them"
+        finally:
+            self._in_flight -= len(spans)
+        if result is not SpanExportResult.SUCCESS and not self._abandoned:
+            record_drop("export.failed", failure, len(spans))
+        return result
+
+    def abandon(self) -> int:
+        """Refuse further exports and interrupt the one in progress; return its span count.
+
+        OpenTelemetry's OTLP exporters end their retry wait when shut down.
+        """
+        self._abandoned = True
+        in_flight = self._in_flight
+        with contextlib.suppress(Exception):  # an exporter's shutdown must not break an exit
+            self._exporter.shutdown()
+        return in_flight
+
+    def shutdown(self) -> None:
+        if not self._abandoned:
+            self._exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._exporter.force_flush(timeout_millis)
