@@ -16,13 +16,14 @@ from collections.abc import Callable, Mapping
 from multiprocessing import util
 from typing import Any, TypeVar
 
-from .._core.context import Context, attach, restore
+from .._core.context import Context
 from .._core.settings import (
     CHILD_EXIT_TIMEOUT_ENV,
     CONFIGURED_ENV,
     DEFAULT_CHILD_EXIT_TIMEOUT,
     SERVICE_NAME_ENV,
 )
+from .handoff import Arrival
 
 __all__ = [
     "WorkerStep",
@@ -62,13 +63,12 @@ def call_in(carrier: Mapping[str, str], fn: Callable[..., T], /, *args: Any, **k
     """
     global _jobs_running  # noqa: PLW0603 - read by the SIGTERM handler
     ensure_flush_at_exit()
-    token = attach(_context_of(carrier))
     _jobs_running += 1
     try:
-        return fn(*args, **kwargs)
+        with Arrival(_context_of(carrier)):
+            return fn(*args, **kwargs)
     finally:
         _jobs_running -= 1
-        restore(token)
         if _terminating:
             _leave(128 + signal.SIGTERM)
 

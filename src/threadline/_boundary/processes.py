@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._core import lifecycle as _hooks
-from .._telemetry.spans import call_in_span, callable_name, is_recording, job_span, record_error
+from .._core.context import Context
+from .._telemetry.spans import call_in_span, callable_name, is_recording, job_span
 from .._wire.carrier import inject_context, inject_span
 from .far_side import adopt_settings, call_in, initialize_worker, run_worker_steps, worker_steps
+from .handoff import Handoff, carries_context, hand_off
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -64,6 +66,7 @@ def capture() -> dict[str, str]:
     return carrier
 
 
+@carries_context
 class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
     """A `concurrent.futures.ProcessPoolExecutor` whose jobs run in their submitter's context.
 
@@ -81,8 +84,6 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
 
     .. versionadded:: 0.1
     """
-
-    _threadline_carries_context = True  # the loss detector's mark: jobs run in their context
 
     def __init__(
         self,
@@ -130,22 +131,6 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         """Schedule ``fn(*args, **kwargs)`` in a worker, in a copy of the caller's context."""
-        if _hooks.active:
-            return self._submit_hooked(fn, args, kwargs)
-        return self._submit(fn, args, kwargs)
-
-    def _submit_hooked(self, fn: Callable[..., T], args: Any, kwargs: Any) -> Future[T]:
-        # The job runs in another process: its resource gets init and destroy here.
-        resource = _hooks.create("process.job", _hooks.location(2))
-        try:
-            future = self._submit(fn, args, kwargs)
-        except BaseException:
-            _hooks.destroy(resource)
-            raise
-        future.add_done_callback(functools.partial(_hooks.destroy, resource))
-        return future
-
-    def _submit(self, fn: Callable[..., T], args: Any, kwargs: Any) -> Future[T]:
         return submit_in_context(super().submit, fn, args, kwargs, job_spans=self._job_spans)
 
 
@@ -161,19 +146,29 @@ def submit_in_context(
 
     The carrier goes with the job; when the caller's span records (and
     *job_spans*), the job gets its span from submit until its result is back.
+    The job runs in another process: its hook resource gets init and destroy here.
     """
-    carrier = capture()
-    if not (job_spans and is_recording()):
+    carrier = capture()  # first: a store value that cannot cross fails the submit, nothing else
+    if not (job_spans or _hooks.active):
         return submit(call_in, carrier, fn, *args, **kwargs)
-    span = job_span(BOUNDARY, _job_name(fn))
-    inject_span(carrier.__setitem__, span.get_span_context())
+    handoff = hand_off("process.job", span=_job_span(fn) if job_spans else None)
+    if handoff.span is not None:
+        inject_span(carrier.__setitem__, handoff.span.get_span_context())
     try:
         future = submit(call_in, carrier, fn, *args, **kwargs)
     except BaseException as exc:
-        _end(span, exc)
+        handoff.end(exc)
         raise
-    future.add_done_callback(functools.partial(_end_with_future, span))
+    if handoff.span is not None or handoff.resource is not None:
+        future.add_done_callback(functools.partial(_end_with_future, handoff))
     return future
+
+
+def _job_span(fn: Callable[..., Any]) -> Callable[[Context], Span | None]:
+    def start(context: Context) -> Span | None:
+        return job_span(BOUNDARY, _job_name(fn)) if is_recording(context) else None
+
+    return start
 
 
 def _job_name(fn: Callable[..., Any]) -> str:
@@ -183,27 +178,21 @@ def _job_name(fn: Callable[..., Any]) -> str:
     return callable_name(fn)
 
 
-def _end_with_future(span: Span, future: Future[Any]) -> None:
+def _end_with_future(handoff: Handoff, future: Future[Any]) -> None:
     if future.cancelled():
-        _end(span, concurrent.futures.CancelledError("the job was cancelled"))
+        handoff.end(concurrent.futures.CancelledError("the job was cancelled"))
     else:
-        _end(span, future.exception())
+        handoff.end(future.exception())
 
 
-def _end(span: Span, error: BaseException | None) -> None:
-    if error is not None:
-        record_error(span, error)
-    span.end()
-
-
+@carries_context
 class _CarriesContext(multiprocessing.process.BaseProcess):
     """Mixin: capture the context at `start`, run the child in it."""
 
     _threadline_carrier: dict[str, str] | None = None
     _threadline_settings: dict[str, str] | None = None
     _threadline_steps: tuple[Any, ...] = ()
-    _threadline_resource: _hooks.Resource | None = None
-    _threadline_carries_context = True  # the loss detector's mark: the child runs in context
+    _threadline_handoff: Handoff | None = None
 
     def start(self) -> None:
         """Capture the caller's context (a `TypeError` if it cannot cross), then start."""
@@ -215,15 +204,15 @@ class _CarriesContext(multiprocessing.process.BaseProcess):
         if _hooks.active:
             # The child runs in another process: its resource gets init here (after start,
             # so it never travels to the child), destroy at join.
-            self._threadline_resource = _hooks.create("process", _hooks.location(1))
+            self._threadline_handoff = hand_off("process")
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the child as `multiprocessing.Process.join` does."""
         super().join(timeout)
-        resource = self._threadline_resource
-        if resource is not None and self.exitcode is not None:
-            self._threadline_resource = None
-            _hooks.destroy(resource)
+        handoff = self._threadline_handoff
+        if handoff is not None and self.exitcode is not None:
+            self._threadline_handoff = None
+            handoff.end()
 
     def _bootstrap(self, *args: Any, **kwargs: Any) -> int:
         # Runs first in the child under every start method; wrapping run here

@@ -7,11 +7,11 @@ import subprocess
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._core import lifecycle as _hooks
-from .._core.context import Context, get_current
+from .._core.context import Context
 from .._core.settings import BOOTSTRAP_ENV
-from .._telemetry.spans import is_recording, provider_set, record_error, start_boundary_span
+from .._telemetry.spans import is_recording, provider_set, start_boundary_span
 from .._wire.environment import carrier_names, inject_env
+from .handoff import Handoff, hand_off
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -91,13 +91,12 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         **kwargs: Any,
     ) -> None:
         wanted = is_recording() if span is None else span and provider_set()
-        child_span = _start_span(args, kwargs, record_args) if wanted else None
-        context = None
-        if child_span is not None:
-            from opentelemetry.trace import set_span_in_context  # noqa: PLC0415 - loaded already
-
-            context = set_span_in_context(child_span, get_current())
-        self._threadline_span: Span | None = child_span
+        # The child runs another program: its resource gets init here, destroy at its exit.
+        handoff = hand_off(
+            "subprocess", span=lambda _: _start_span(args, kwargs, record_args) if wanted else None
+        )
+        self._threadline_handoff: Handoff | None = handoff
+        context = handoff.context if handoff.span is not None else None
         if env is None:
             environ = _environ_with(context, bootstrap)
         else:
@@ -105,49 +104,37 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         try:
             super().__init__(args, env=environ, **kwargs)
         except BaseException as exc:
-            self._finish_span(exc)
+            self._end(exc)
             raise
-        if child_span is not None:
-            child_span.set_attribute("process.pid", self.pid)
-        # The child runs another program: its resource gets init here, destroy at its exit.
-        self._threadline_resource = (
-            _hooks.create("subprocess", _hooks.location(1)) if _hooks.active else None
-        )
+        if handoff.span is not None:
+            handoff.span.set_attribute("process.pid", self.pid)
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the child as `subprocess.Popen.wait` does, and end its span."""
         code = super().wait(timeout)
-        self._finish_span()
-        self._destroy_resource()
+        self._end()
         return code
 
     def poll(self) -> int | None:
         """Check the child as `subprocess.Popen.poll` does; end its span once it has exited."""
         code = super().poll()
         if code is not None:
-            self._finish_span()
-            self._destroy_resource()
+            self._end()
         return code
 
-    def _destroy_resource(self) -> None:
-        resource = getattr(self, "_threadline_resource", None)
-        if resource is not None:
-            self._threadline_resource = None
-            _hooks.destroy(resource)
-
-    def _finish_span(self, error: BaseException | None = None) -> None:
-        span, self._threadline_span = getattr(self, "_threadline_span", None), None
-        if span is None:
+    def _end(self, error: BaseException | None = None) -> None:
+        """End the child's span (with its exit code, or *error*) and its resource, once."""
+        handoff, self._threadline_handoff = getattr(self, "_threadline_handoff", None), None
+        if handoff is None:
             return
-        from opentelemetry.trace import Status, StatusCode  # noqa: PLC0415 - loaded already
+        span = handoff.span
+        if span is not None and error is None and self.returncode is not None:
+            from opentelemetry.trace import Status, StatusCode  # noqa: PLC0415 - loaded already
 
-        if error is not None:
-            record_error(span, error)
-        elif self.returncode is not None:
             span.set_attribute("process.exit.code", self.returncode)
             if self.returncode != 0:
                 span.set_status(Status(StatusCode.ERROR, f"exit code {self.returncode}"))
-        span.end()
+        handoff.end(error)
 
 
 def _start_span(args: Any, kwargs: Mapping[str, Any], record_args: bool) -> Span:

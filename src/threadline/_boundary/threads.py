@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from .._core import lifecycle as _hooks
 from .._telemetry.spans import call_as_job, callable_name
+from .handoff import Handoff, arrive, carries_context, hand_off
 
 __all__ = ["Thread", "ThreadPoolExecutor", "run_in_executor"]
 
@@ -20,6 +21,7 @@ T = TypeVar("T")
 BOUNDARY = "thread"
 
 
+@carries_context
 class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
     """A `concurrent.futures.ThreadPoolExecutor` whose jobs run in their submitter's context.
 
@@ -31,8 +33,6 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
 
     .. versionadded:: 0.1
     """
-
-    _threadline_carries_context = True  # the loss detector's mark: jobs run in their context
 
     def __init__(
         self,
@@ -58,19 +58,20 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
     def _submit_hooked(
         self, context: contextvars.Context, fn: Callable[..., T], args: Any, kwargs: Any
     ) -> Future[T]:
-        resource = _hooks.create("thread.job", _hooks.location(2))
+        handoff = hand_off("thread.job")
         job: Any = functools.partial(call_as_job, BOUNDARY, fn, args, kwargs)
         if not self._job_spans:
             job = functools.partial(fn, *args, **kwargs)
         try:
-            future = super().submit(context.run, _hooks.run, resource, job)
+            future = super().submit(context.run, arrive, None, handoff.resource, job)
         except BaseException:
-            _hooks.destroy(resource)
+            handoff.end()
             raise
-        future.add_done_callback(functools.partial(_hooks.destroy, resource))
+        future.add_done_callback(handoff.end_with)
         return future
 
 
+@carries_context
 class Thread(threading.Thread):
     """A `threading.Thread` that runs in the context of the code that called `start`.
 
@@ -80,24 +81,22 @@ class Thread(threading.Thread):
     .. versionadded:: 0.1
     """
 
-    _threadline_carries_context = True  # the loss detector's mark: the thread runs in context
-
     def start(self) -> None:
         """Capture the caller's context, then start the thread as `threading.Thread` does."""
         context = contextvars.copy_context()
         run = self.run
         name = callable_name(getattr(self, "_target", None) or run)
-        resource = _hooks.create("thread", _hooks.location(1)) if _hooks.active else None
+        handoff = hand_off("thread") if _hooks.active else None
         # An instance attribute shadows the method for _bootstrap_inner's
         # self.run() call, so an overridden run() is wrapped as well.
         self.run = functools.partial(  # type: ignore[method-assign]
-            self._run_in, context, run, name, resource
+            self._run_in, context, run, name, handoff
         )
         try:
             super().start()
         except BaseException:
-            if resource is not None:
-                _hooks.destroy(resource)
+            if handoff is not None:
+                handoff.end()
             raise
 
     def _run_in(
@@ -105,17 +104,19 @@ class Thread(threading.Thread):
         context: contextvars.Context,
         run: Callable[[], None],
         name: str,
-        resource: _hooks.Resource | None,
+        handoff: Handoff | None,
     ) -> None:
         try:
-            if resource is None:
+            if handoff is None:
                 context.run(call_as_job, BOUNDARY, run, (), {}, name)
             else:
-                context.run(_hooks.run, resource, call_as_job, BOUNDARY, run, (), {}, name)
+                context.run(
+                    arrive, None, handoff.resource, call_as_job, BOUNDARY, run, (), {}, name
+                )
         finally:
             del self.run  # the context goes with it, as Thread drops its target
-            if resource is not None:
-                _hooks.destroy(resource)
+            if handoff is not None:
+                handoff.end()
 
 
 async def run_in_executor(
@@ -143,12 +144,12 @@ async def run_in_executor(
 async def _run_hooked(
     loop: asyncio.AbstractEventLoop, executor: Executor | None, fn: Any, args: Any, kwargs: Any
 ) -> Any:
-    resource = _hooks.create("thread.job", _hooks.location(2))
+    handoff = hand_off("thread.job")
     context = contextvars.copy_context()
     job = functools.partial(
-        context.run, _hooks.run, resource, call_as_job, BOUNDARY, fn, args, kwargs
+        context.run, arrive, None, handoff.resource, call_as_job, BOUNDARY, fn, args, kwargs
     )
     try:
         return await loop.run_in_executor(executor, job)
     finally:
-        _hooks.destroy(resource)
+        handoff.end()

@@ -21,7 +21,6 @@ __all__ = [
     "current_trace_ids",
     "is_recording",
     "job_span",
-    "outer_server_span",
     "provider_set",
     "record_error",
     "start_boundary_span",
@@ -34,13 +33,14 @@ BOUNDARY_ATTRIBUTE = "threadline.boundary"
 """The attribute every boundary span has: which boundary it crosses (``thread``, ``process``, …)."""
 
 
-def is_recording() -> bool:
-    """Return True if a child of the current span would be recorded.
+def is_recording(context: Context | None = None) -> bool:
+    """Return True if a child of the span in *context* (default: the current one) would be recorded.
 
-    That is: the current span records, or it is a sampled remote parent (the
-    context came from another process) and a tracer provider is set.
+    That is: that span records, or it is a sampled remote parent (the context
+    came from another process) and a tracer provider is set. The one rule
+    every boundary asks, in this process or on the far side of one.
     """
-    span: Span | None = span_in(get_current())
+    span: Span | None = span_in(get_current() if context is None else context)
     if span is None:
         return False
     if span.is_recording():
@@ -75,19 +75,6 @@ def provider_set() -> bool:
 @functools.cache
 def _provider_named() -> bool:
     return "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
-
-
-def outer_server_span() -> Span | None:
-    """Return the current span if it is another instrumentation's recording SERVER span.
-
-    A server middleware that finds one has been given the request's span
-    already, and continues it instead of starting a second.
-    """
-    span: Span | None = span_in(get_current())
-    if span is None or not span.is_recording():
-        return None
-    kind = getattr(span, "kind", None)  # an SDK span's
-    return span if kind is not None and kind.name == "SERVER" else None
 
 
 def current_trace_ids() -> tuple[str, str] | None:

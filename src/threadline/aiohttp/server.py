@@ -16,8 +16,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from opentelemetry.trace import get_current_span
 
+from .._boundary.coexistence import foreign_span
 from .._core import lifecycle as _hooks
-from .._core.context import Context, attach, restore
+from .._core.context import Context, attach, get_current, restore
 from .._core.text import escape_controls
 from .._core.values import freeze
 from .._http.core import (
@@ -30,7 +31,7 @@ from .._http.core import (
     start_server_span,
     without_incoming_user,
 )
-from .._telemetry.spans import outer_server_span, provider_set, record_error
+from .._telemetry.spans import provider_set, record_error
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Link, Span
@@ -202,7 +203,7 @@ def _server_span(
     Another instrumentation's SERVER span, outside (current now) or inside
     (its middleware is next), is continued: threadline never makes a second.
     """
-    outer = outer_server_span()
+    outer = foreign_span(get_current(), "SERVER")
     if outer is not None:
         outer.set_attribute("request.id", request_id)
         return outer, None, None

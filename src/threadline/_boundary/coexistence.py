@@ -1,0 +1,96 @@
+"""Beside OpenTelemetry's own instrumentations: one operation is one span, decided here once.
+
+Every boundary that makes a span for an operation (a request served or sent,
+a message published or processed) asks `plan_span`: continue the span another
+instrumentation already made, stand aside when another instrumentation makes
+it next, or make threadline's own when a child of the context would record.
+Adapters only say what they can see of their framework (whether OpenTelemetry's
+middleware or receiver comes next) through `is_contrib`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, NamedTuple
+
+from .._core.context import Context, span_in
+from .._telemetry.spans import INSTRUMENTATION_NAME, is_recording, provider_set
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+__all__ = ["CONTRIB", "SpanPlan", "contrib_loaded", "foreign_span", "is_contrib", "plan_span"]
+
+CONTRIB = {
+    "aiohttp.server": "opentelemetry.instrumentation.aiohttp_server",
+    "aiohttp.client": "opentelemetry.instrumentation.aiohttp_client",
+    "asgi": "opentelemetry.instrumentation.asgi",
+    "httpx": "opentelemetry.instrumentation.httpx",
+    "requests": "opentelemetry.instrumentation.requests",
+    "celery": "opentelemetry.instrumentation.celery",
+    "kafka": "opentelemetry.instrumentation.kafka",
+    "aio_pika": "opentelemetry.instrumentation.aio_pika",
+}
+"""OpenTelemetry's instrumentation module of each integration, by threadline's name for it."""
+
+
+class SpanPlan(NamedTuple):
+    """What a boundary does about the span of one operation.
+
+    Attributes:
+        continued: another instrumentation's span that stands for the
+            operation (threadline adds its attributes to it), or None.
+        own: whether threadline makes the operation's span itself.
+    """
+
+    continued: Span | None
+    own: bool
+
+
+_NOTHING = SpanPlan(None, False)
+
+
+def plan_span(
+    kind: str,
+    context: Context,
+    *,
+    spans: bool = True,
+    other_makes_it: bool = False,
+    root: bool = False,
+) -> SpanPlan:
+    """Decide the span of one operation of *kind* (``SERVER``, ``CLIENT``, ``PRODUCER``, ...).
+
+    Another instrumentation's recording span of that kind, current in
+    *context*, is continued. Otherwise, when *other_makes_it* (its middleware
+    or receiver comes next) or spans are off, threadline makes none. Otherwise
+    it makes its own when a child of *context* would be recorded, or, with
+    *root* (a request that may begin a trace), whenever a tracer provider is set.
+    """
+    foreign = foreign_span(context, kind)
+    if foreign is not None:
+        return SpanPlan(foreign, False)
+    if other_makes_it or not spans:
+        return _NOTHING
+    return SpanPlan(None, provider_set() if root else is_recording(context))
+
+
+def foreign_span(context: Context, kind: str) -> Span | None:
+    """Another instrumentation's recording span of *kind* current in *context*, or None."""
+    span: Span | None = span_in(context)
+    if span is None or not span.is_recording():
+        return None
+    span_kind = getattr(span, "kind", None)  # an SDK span's
+    if span_kind is None or span_kind.name != kind:
+        return None
+    scope = getattr(getattr(span, "instrumentation_scope", None), "name", None)
+    return None if scope == INSTRUMENTATION_NAME else span
+
+
+def contrib_loaded(integration: str) -> bool:
+    """Whether OpenTelemetry's instrumentation of *integration* (a `CONTRIB` key) is imported."""
+    return CONTRIB[integration] in sys.modules
+
+
+def is_contrib(obj: object, integration: str) -> bool:
+    """Whether *obj* (a middleware, a receiver, a config) is OpenTelemetry's for *integration*."""
+    return str(getattr(obj, "__module__", None) or "").startswith(CONTRIB[integration])

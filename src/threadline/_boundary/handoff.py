@@ -1,0 +1,187 @@
+"""The two halves of every boundary: a hand-off where work is given away, an arrival where it runs.
+
+A `Handoff` is captured at ``submit``, ``start``, spawn, send or an outgoing
+request: the caller's context, the hand-off's own span when one records
+(made by the boundary, which knows its name and attributes), and the
+lifecycle-hook resource when hooks are on. The far side's `Arrival` attaches
+the context that came, runs the hooks' ``before``/``after`` around the work,
+and puts the previous context back. Every boundary goes through these two, so
+none can forget the hooks, the loss detector's mark, or to detach.
+
+Both cost nothing beyond a context read while no hook is enabled and no span
+records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextvars import Token
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .._core import lifecycle
+from .._core.context import Context, attach, get_current, restore, span_key
+from .._telemetry.spans import record_error
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+__all__ = ["CARRIES_CONTEXT", "Arrival", "Handoff", "arrive", "carries_context", "hand_off"]
+
+C = TypeVar("C")
+T = TypeVar("T")
+
+CARRIES_CONTEXT = "_threadline_carries_context"
+"""The loss detector's mark: an executor, thread, process or callable that runs in its caller's
+context (the detector never reports a hand-off to one)."""
+
+
+def carries_context(obj: C) -> C:
+    """Mark *obj* (a class or a function) as carrying its caller's context; return it."""
+    setattr(obj, CARRIES_CONTEXT, True)
+    return obj
+
+
+class Handoff:
+    """One piece of work handed to another side, captured where it was handed over.
+
+    Attributes:
+        context: the caller's context, with the hand-off's span current in it
+            when there is one: what the far side is to run in.
+        span: the hand-off's own span, or None (nothing records, spans off,
+            or another instrumentation's span stands for the operation).
+        resource: the lifecycle-hook resource of the work, or None while no
+            hook is enabled.
+    """
+
+    __slots__ = ("context", "resource", "span")
+
+    def __init__(self, context: Context, span: Span | None, resource: lifecycle.Resource | None):
+        self.context = context
+        self.span = span
+        self.resource = resource
+
+    def end(self, error: BaseException | None = None) -> None:
+        """The work is over: end the span (failed by *error*, if any) and destroy the resource.
+
+        Calling it again does nothing, so every way out of a boundary may call it.
+        """
+        span, self.span = self.span, None
+        if span is not None:
+            if error is not None:
+                record_error(span, error)
+            span.end()
+        resource, self.resource = self.resource, None
+        if resource is not None:
+            lifecycle.destroy(resource)
+
+    def end_with(self, *_: object) -> None:
+        """`end` without an error: a callback for `Future.add_done_callback` and the like."""
+        self.end()
+
+
+def hand_off(
+    resource_type: str,
+    *,
+    where: str | Callable[[], str] | None = None,
+    span: Callable[[Context], Span | None] | None = None,
+    context: Context | None = None,
+) -> Handoff:
+    """Capture a hand-off of work of *resource_type* (``"process.job"``, ``"http.client"``, ...).
+
+    Args:
+        resource_type: the lifecycle-hook resource's type (`threadline.hooks.Resource.type`).
+        where: the ``"file:line"`` the work was handed over at, or a callable
+            that finds it (called only while hooks are on); default: the
+            first application frame above the caller.
+        span: called with the caller's context to start the hand-off's span,
+            or to decline (None); not called at all when it is None.
+        context: the context handed over (default: the current one).
+    """
+    handed = get_current() if context is None else context
+    made = span(handed) if span is not None else None
+    if made is not None:
+        handed = Context({**handed, span_key(): made})
+    resource = None
+    if lifecycle.active:
+        place = where() if callable(where) else where or lifecycle.location(1)
+        resource = lifecycle.create(resource_type, place)
+    return Handoff(handed, made, resource)
+
+
+class Arrival:
+    """Where handed-over work runs: its context attached, the hooks around it, then undone.
+
+    ``with Arrival(context): ...`` attaches *context* for the block and puts
+    back the context from before, however the block ends; with None it stays
+    in the current one (a thread that runs in a copy of its caller's already). With a *resource*
+    (made on this side of the boundary, or by `Handoff` in this process), the
+    hooks' ``before`` and ``after`` run around the block with `current`
+    answering that resource. With *resource_type* instead, the arrival makes
+    the resource itself (while hooks are on) and destroys it at the end: a
+    request that begins here.
+    """
+
+    __slots__ = ("_context", "_hooked", "_made", "_resource", "_token")
+
+    def __init__(
+        self,
+        context: Context | None,
+        resource: lifecycle.Resource | None = None,
+        *,
+        resource_type: str | None = None,
+        where: str | Callable[[], str] | None = None,
+        request: bool = False,
+    ) -> None:
+        self._context = context
+        self._made = False
+        if resource is None and resource_type is not None and lifecycle.active:
+            place = where() if callable(where) else where or lifecycle.location(1)
+            resource = lifecycle.create(resource_type, place, request=request)
+            self._made = True
+        self._resource = resource
+        self._token: Token[Context] | None = None
+        self._hooked: Any = None
+
+    @property
+    def resource(self) -> lifecycle.Resource | None:
+        """The lifecycle-hook resource the work runs as, or None."""
+        return self._resource
+
+    def __enter__(self) -> Context:
+        context = self._context
+        if context is None:
+            context = get_current()
+        else:
+            self._token = attach(context)
+        if self._resource is not None:
+            self._hooked = lifecycle.before(self._resource)
+        return context
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        resource = self._resource
+        if resource is not None and self._hooked is not None:
+            lifecycle.after(resource, self._hooked)
+            if self._made:
+                lifecycle.destroy(resource)
+        if self._token is not None:
+            restore(self._token)
+            self._token = None
+
+
+def arrive(
+    context: Context | None,
+    resource: lifecycle.Resource | None,
+    fn: Callable[..., T],
+    /,
+    *args: Any,
+    **kwargs: Any,
+) -> T:
+    """Call ``fn(*args, **kwargs)`` inside ``Arrival(context, resource)``: a job's far side."""
+    with Arrival(context, resource):
+        return fn(*args, **kwargs)
