@@ -18,6 +18,6 @@ from __future__ import annotations
 
 from ._wire.environment import EnvironmentGetter as EnvironmentGetter
 from ._wire.environment import EnvironmentSetter as EnvironmentSetter
-from ._wire.propagator import ThreadlinePropagator as ThreadlinePropagator
+from ._wire.textmap import ThreadlinePropagator as ThreadlinePropagator
 
 __all__ = ["EnvironmentGetter", "EnvironmentSetter", "ThreadlinePropagator"]

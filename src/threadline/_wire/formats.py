@@ -97,7 +97,7 @@ def _formats_of(propagator: TextMapPropagator) -> Formats:
         TraceContextTextMapPropagator,
     )
 
-    from .propagator import ThreadlinePropagator  # noqa: PLC0415
+    from .textmap import ThreadlinePropagator  # noqa: PLC0415
 
     parts: Sequence[TextMapPropagator] = [propagator]
     if isinstance(propagator, CompositePropagator):
