@@ -150,6 +150,12 @@ def _caller_file() -> str:
     return sys._getframe(2).f_code.co_filename
 
 
+# OpenTelemetry's threading instrumentation, a wrapt proxy over the watches, carries the
+# context itself: its submit hands over a job that attaches the submitter's context, its
+# Thread.start keeps the starter's context for the thread's run.
+_OPENTELEMETRY_THREADING = os.path.join("opentelemetry", "instrumentation", "threading", "")
+
+
 def _name(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
 
@@ -163,10 +169,9 @@ def _watch_submit(what: str, original: Callable[..., Any]) -> Callable[..., Any]
         listener = _listener
         if listener is None:
             return original(self, fn, *args, **kwargs)
-        by_threadline = _caller_file().startswith(_hooks.PACKAGE_DIR)
-        if not (by_threadline or carries(self) or carries(fn) or carries(original)) and (
-            _in_scope()
-        ):
+        caller = _caller_file()
+        by_carrier = caller.startswith(_hooks.PACKAGE_DIR) or _OPENTELEMETRY_THREADING in caller
+        if not (by_carrier or carries(self) or carries(fn) or carries(original)) and (_in_scope()):
             listener.report(
                 "executor.submit",
                 _hooks.location(1),
@@ -186,7 +191,8 @@ def _watch_start(
         listener = _listener
         if listener is None:
             return original(self)
-        by_library = _hooks.in_library(_caller_file())
+        caller = _caller_file()
+        by_library = _hooks.in_library(caller) or _OPENTELEMETRY_THREADING in caller
         # a patch over this one may carry the context in the thread's own run (an attribute)
         run = getattr(self, "__dict__", {}).get("run")
         if not (by_library or carries(self) or carries(original) or carries(run)) and (_in_scope()):
