@@ -26,8 +26,9 @@ location and cause:
 Each report is a `Report` in `reports`, and a warning on the logger
 `LOGGER_NAME`. Hand-offs that carry the context (threadline's executors,
 threads and processes, `threadline.bind`, `contextvars.Context.run`, anything
-`threadline.instrument()` wraps) are never reported. While on, the detector
-wraps ``ThreadPoolExecutor.submit``, ``ProcessPoolExecutor.submit``,
+`threadline.instrument()` wraps, OpenTelemetry's threading instrumentation)
+are never reported. While on, the detector wraps
+``ThreadPoolExecutor.submit``, ``ProcessPoolExecutor.submit``,
 ``Thread.start``, ``BaseProcess.start``, ``subprocess.Popen``, the FIFO
 queues' ``_put``/``_get`` and the log record factory, through the one patch
 registry ``threadline.instrument()`` uses too: the two may be switched on and

@@ -71,21 +71,24 @@ _chains: dict[tuple[Any, str], _Chain] = {}
 def add(layer: str, *patches: Patch) -> None:
     """Put *layer*'s wrapper on each patched attribute, at its place in `ORDER`.
 
-    All or nothing: ValueError for a layer not in `ORDER`, or one already on
-    one of the attributes, changes nothing.
+    All or nothing: a ValueError (a layer not in `ORDER`, one already on one
+    of the attributes, an attribute given twice) changes nothing, and so does
+    an exception from a *wrap*.
     """
     _check(layer)
+    keys = [(patch.owner, patch.name) for patch in patches]
+    if len(set(keys)) < len(keys):
+        raise ValueError(f"layer {layer!r}: an attribute is given twice")
     with _lock:
-        taken = [p for p in patches if layer in _chain_of(p).wraps]
-        if taken or len({(p.owner, p.name) for p in patches}) < len(patches):
-            names = ", ".join(f"{_name(p.owner)}.{p.name}" for p in taken or patches)
-            raise ValueError(f"layer {layer!r} is on {names} already (or given twice)")
-        done: list[Patch] = []
+        taken = [f"{_name(p.owner)}.{p.name}" for p in patches if layer in _chain_of(p).wraps]
+        if taken:
+            raise ValueError(f"layer {layer!r} is on {', '.join(taken)} already")
+        done: list[tuple[Any, str]] = []
         try:
-            for patch in patches:
-                chain = _chains.setdefault((patch.owner, patch.name), _chain_of(patch))
+            for patch, key in zip(patches, keys, strict=True):
+                chain = _chains.setdefault(key, _chain_of(patch))
                 chain.wraps[layer] = patch.wrap
-                done.append(patch)
+                done.append(key)
                 _rebuild(patch.owner, patch.name, chain)
         except BaseException:
             _take_out(layer, done)
@@ -127,9 +130,8 @@ def _chain_of(patch: Patch) -> _Chain:
     return _Chain(original, original)
 
 
-def _take_out(layer: str, targets: list[Patch] | list[tuple[Any, str]]) -> None:
-    for target in targets:
-        owner, name = (target.owner, target.name) if isinstance(target, Patch) else target
+def _take_out(layer: str, keys: list[tuple[Any, str]]) -> None:
+    for owner, name in keys:
         chain = _chains.get((owner, name))
         if chain is None or chain.wraps.pop(layer, None) is None:
             continue
