@@ -38,7 +38,7 @@ from .._core.snapshot import Snapshot
 from .._core.stores import request
 from . import registry
 
-__all__ = ["LAYER", "Listener", "carries", "install", "request_id", "uninstall"]
+__all__ = ["LAYER", "Listener", "install", "request_id", "uninstall"]
 
 LAYER = "lost"
 """The registry layer of the watches."""
@@ -128,10 +128,10 @@ def _in_scope() -> bool:
     )
 
 
-def carries(obj: object) -> bool:
+def _carries(obj: object) -> bool:
     """Whether *obj* (a callable, an executor, a thread) runs in its caller's context."""
     while isinstance(obj, functools.partial):
-        if carries(obj.func):
+        if _carries(obj.func):
             return True
         obj = obj.func
     if isinstance(getattr(obj, "__self__", None), contextvars.Context):
@@ -171,7 +171,7 @@ def _watch_submit(what: str, original: Callable[..., Any]) -> Callable[..., Any]
             return original(self, fn, *args, **kwargs)
         caller = _caller_file()
         by_carrier = caller.startswith(_hooks.PACKAGE_DIR) or _OPENTELEMETRY_THREADING in caller
-        if not (by_carrier or carries(self) or carries(fn) or carries(original)) and (_in_scope()):
+        if not (by_carrier or _carries(self) or _carries(fn) or _carries(original)) and _in_scope():
             listener.report(
                 "executor.submit",
                 _hooks.location(1),
@@ -195,7 +195,10 @@ def _watch_start(
         by_library = _hooks.in_library(caller) or _OPENTELEMETRY_THREADING in caller
         # a patch over this one may carry the context in the thread's own run (an attribute)
         run = getattr(self, "__dict__", {}).get("run")
-        if not (by_library or carries(self) or carries(original) or carries(run)) and (_in_scope()):
+        if (
+            not (by_library or _carries(self) or _carries(original) or _carries(run))
+            and _in_scope()
+        ):
             listener.report(
                 cause,
                 _hooks.location(1),
@@ -219,7 +222,12 @@ def _watch_popen(original: Callable[..., None]) -> Callable[..., None]:
         if env is None and len(rest) > _POPEN_ENV_POSITION:
             env = rest[_POPEN_ENV_POSITION]
         # called through subprocess.run and friends too: the environment decides, not the caller
-        if listener is not None and not carries(original) and _in_scope() and not _has_carrier(env):
+        if (
+            listener is not None
+            and not _carries(original)
+            and _in_scope()
+            and not _has_carrier(env)
+        ):
             listener.report(
                 "subprocess.start",
                 _hooks.location(1),
@@ -290,7 +298,7 @@ _QUEUE_FILES = (queue.__file__, asyncio.queues.__file__)
 def _carries_its_context(item: Any) -> bool:
     """Whether a queued item brings its context along: a snapshot, or a bound callable."""
     parts = item if isinstance(item, (tuple, list)) else (item,)
-    return any(isinstance(part, Snapshot) or carries(part) for part in parts)
+    return any(isinstance(part, Snapshot) or _carries(part) for part in parts)
 
 
 def _put_by_library() -> bool:
