@@ -1,16 +1,16 @@
 """`threadline.instrument()`: the standard library's hand-offs, patched to carry the context.
 
-Each patch is a plain function put in place of one class attribute (the
-*original*), which it calls. It goes through threadline's own carriers: the
-thread pool and `Thread` of `_threads`, the process carrier of `_processes`,
-the environment of `_subprocess`. Every wrapper has ``__wrapped__`` (the
-original) and `INSTRUMENTED_ATTRIBUTE` set to True.
+Each patch is a plain function put in place of one class attribute, around
+what was there, which it calls. It goes through threadline's own carriers:
+the thread pool and `Thread` of `_threads`, the process carrier of
+`_processes`, the environment of `_subprocess`. Every wrapper has
+``__wrapped__`` (what it wraps) and `INSTRUMENTED_ATTRIBUTE` set to True.
 
-Beside wrapt proxies (OpenTelemetry's threading instrumentation), a wrapper
-goes *under* them, next to the original, in whichever order the two were
-installed: each side's ``uninstrument`` then takes out only its own layer.
-A wrapper that could not be taken out (someone else's plain function wraps
-it) stays, passing every call straight through.
+The wrappers are the layer ``"instrument"`` of the patch registry
+(`.registry`): beside the loss detector's layer in any interleaving, under
+wrapt proxies (OpenTelemetry's threading instrumentation) in either order,
+each taken out alone. A wrapper the registry could not take out (someone's
+plain function wraps it) stays, passing every call straight through.
 """
 
 from __future__ import annotations
@@ -22,11 +22,9 @@ import multiprocessing
 import multiprocessing.pool
 import multiprocessing.process
 import subprocess
-import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any
 
 from .._boundary import processes as _processes
@@ -34,11 +32,12 @@ from .._boundary import subprocess as _subprocess
 from .._boundary import threads as _threads
 from .._boundary.far_side import adopt_settings, run_worker_steps, worker_steps
 from .._telemetry.spans import call_as_job, callable_name
+from . import registry
 
 __all__ = ["INSTRUMENTED_ATTRIBUTE", "instrument", "instrumented", "uninstrument"]
 
 INSTRUMENTED_ATTRIBUTE = "__threadline_instrumented__"
-"""True on each function `instrument` puts in place; its ``__wrapped__`` is what it replaced."""
+"""True on each function `instrument` puts in place; its ``__wrapped__`` is what it wraps."""
 
 # Threads and processes the standard library starts for its own machinery (pool
 # workers, manager and feeder threads, manager servers) are left alone: they
@@ -56,18 +55,10 @@ _POOL_METHODS = (  # as threadline's Pool: apply (through apply_async), map, ima
 )
 
 
-@dataclass(frozen=True)
-class Patch:
-    """One installed wrapper: ``owner.name`` (or a proxy above it) now calls *wrapper*."""
-
-    owner: type
-    name: str
-    original: Any
-    wrapper: Any
-
+LAYER = "instrument"
+"""The registry layer of these wrappers."""
 
 _lock = threading.Lock()
-_installed: list[Patch] = []
 _active = False
 
 
@@ -89,15 +80,9 @@ def instrument() -> None:
     """
     global _active  # noqa: PLW0603 - the one switch every wrapper reads
     with _lock:
-        if _installed:
+        if _active:
             return
-        for owner, name, make in _targets():
-            original = _innermost(owner.__dict__[name])
-            wrapper = make(original)
-            functools.update_wrapper(wrapper, original)
-            setattr(wrapper, INSTRUMENTED_ATTRIBUTE, True)
-            wrapper._threadline_carries_context = True  # type: ignore[attr-defined]  # the loss detector skips it
-            _install(Patch(owner, name, original, wrapper))
+        registry.add(LAYER, *_patches())
         _active = True
 
 
@@ -105,16 +90,15 @@ def uninstrument() -> None:
     """Undo `instrument`: each patched attribute is the very object it was before.
 
     When another instrumentation wrapped the same attribute since (with wrapt,
-    as OpenTelemetry's do), only threadline's layer is taken out and theirs
-    stays. Calling it when not instrumented does nothing.
+    as OpenTelemetry's do), or the loss detector is on, only this layer is
+    taken out and theirs stay. Calling it when not instrumented does nothing.
 
     .. versionadded:: 0.1
     """
     global _active  # noqa: PLW0603 - the one switch every wrapper reads
     with _lock:
         _active = False
-        while _installed:
-            _remove(_installed.pop())
+        registry.remove(LAYER)
 
 
 def instrumented() -> bool:
@@ -122,68 +106,12 @@ def instrumented() -> bool:
     return _active
 
 
-# -- putting wrappers in place ---------------------------------------------------------------
+# -- the patches ----------------------------------------------------------------------------
 
 
-def _is_proxy(value: object) -> bool:
-    wrapt = sys.modules.get("wrapt")
-    if wrapt is None:  # no wrapt loaded: no wrapt proxy anywhere
-        return False
-    # wrapt 2 proxies derive from BaseObjectProxy; wrapt 1 has ObjectProxy only
-    return isinstance(value, getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy))
-
-
-def _innermost(value: Any) -> Any:
-    while _is_proxy(value):
-        value = value.__wrapped__
-    return value
-
-
-def _holders(patch: Patch) -> Iterator[tuple[Any, bool]]:
-    """Where ``patch.name`` may be bound: the owner's and its subclasses' entries, each proxy.
-
-    Yields ``(holder, is_class)``; for a class the link is its attribute, for
-    a proxy its ``__wrapped__``.
-    """
-    classes = [patch.owner]
-    classes.extend(_subclasses(patch.owner))
-    for cls in classes:
-        if patch.name not in cls.__dict__:
-            continue
-        yield cls, True
-        value = cls.__dict__[patch.name]
-        while _is_proxy(value):
-            yield value, False
-            value = value.__wrapped__
-
-
-def _subclasses(cls: type) -> Iterator[type]:
-    sub: type
-    for sub in cls.__subclasses__():
-        yield sub
-        yield from _subclasses(sub)
-
-
-def _relink(patch: Patch, old: Any, new: Any) -> None:
-    for holder, is_class in list(_holders(patch)):
-        if is_class and holder.__dict__[patch.name] is old:
-            setattr(holder, patch.name, new)
-        elif not is_class and holder.__wrapped__ is old:
-            holder.__wrapped__ = new
-
-
-def _install(patch: Patch) -> None:
-    _relink(patch, patch.original, patch.wrapper)
-    _installed.append(patch)
-
-
-def _remove(patch: Patch) -> None:
-    _relink(patch, patch.wrapper, patch.original)
-
-
-def _targets() -> list[tuple[type, str, Callable[[Any], Callable[..., Any]]]]:
+def _patches() -> list[registry.Patch]:
     pool = multiprocessing.pool.Pool
-    return [
+    targets: list[tuple[type, str, Callable[[Any], Callable[..., Any]]]] = [
         (concurrent.futures.ThreadPoolExecutor, "submit", _thread_pool_submit),
         (threading.Thread, "start", _thread_start),
         (concurrent.futures.ProcessPoolExecutor, "submit", _process_pool_submit),
@@ -191,6 +119,19 @@ def _targets() -> list[tuple[type, str, Callable[[Any], Callable[..., Any]]]]:
         *((pool, name, _pool_method) for name in _POOL_METHODS),
         (subprocess.Popen, "__init__", _popen_init),
     ]
+    return [
+        registry.Patch(owner, name, functools.partial(_marked, make))
+        for owner, name, make in targets
+    ]
+
+
+def _marked(make: Callable[[Any], Callable[..., Any]], inner: Any) -> Callable[..., Any]:
+    """``make(inner)``, named as *inner*, with ``__wrapped__`` and the marks others read."""
+    wrapper = make(inner)
+    functools.update_wrapper(wrapper, inner, updated=())  # no marks of the layers under it
+    setattr(wrapper, INSTRUMENTED_ATTRIBUTE, True)
+    wrapper._threadline_carries_context = True  # type: ignore[attr-defined]  # the loss detector skips it
+    return wrapper
 
 
 # -- the wrappers ----------------------------------------------------------------------------
