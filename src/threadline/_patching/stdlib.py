@@ -31,6 +31,7 @@ from .._boundary import processes as _processes
 from .._boundary import subprocess as _subprocess
 from .._boundary import threads as _threads
 from .._boundary.far_side import adopt_settings, run_worker_steps, worker_steps
+from .._boundary.handoff import carries_context
 from .._telemetry.spans import call_as_job, callable_name
 from . import registry
 
@@ -130,8 +131,7 @@ def _marked(make: Callable[[Any], Callable[..., Any]], inner: Any) -> Callable[.
     wrapper = make(inner)
     functools.update_wrapper(wrapper, inner, updated=())  # no marks of the layers under it
     setattr(wrapper, INSTRUMENTED_ATTRIBUTE, True)
-    wrapper._threadline_carries_context = True  # type: ignore[attr-defined]  # the loss detector skips it
-    return wrapper
+    return carries_context(wrapper)  # the loss detector skips it
 
 
 # -- the wrappers ----------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from .._boundary.handoff import CARRIES_CONTEXT
 from .._core import lifecycle as _hooks
 from .._core.context import STORE_KEY_PREFIX, get_current, span_in
 from .._core.snapshot import Snapshot
@@ -136,7 +137,7 @@ def _carries(obj: object) -> bool:
         obj = obj.func
     if isinstance(getattr(obj, "__self__", None), contextvars.Context):
         return True  # a Context.run
-    if getattr(obj, "_threadline_carries_context", False):
+    if getattr(obj, CARRIES_CONTEXT, False):
         return True  # threadline's classes, instrument()'s wrappers
     # threadline.bind's wrappers (their code is threadline's); a C function cannot log
     code = getattr(obj, "__code__", None)
