@@ -22,7 +22,7 @@ from opentelemetry.instrumentation.threading import ThreadingInstrumentor
 import threadline as tl
 from tests import instrument_jobs as jobs
 from threadline import lost
-from threadline._patching import registry
+from threadline._patching import registry, stdlib
 from threadline._patching.stdlib import _POOL_METHODS, INSTRUMENTED_ATTRIBUTE
 
 PATCHED = [
@@ -445,3 +445,47 @@ class TestRegistry:
         for thread in threads:
             thread.join()
         assert original is Owner.__dict__["method"]
+
+
+class _Client:
+    """Stands for an integration's client class, which `instrument()` may cover too."""
+
+    def send(self) -> str:
+        return "sent"
+
+
+class TestIntegrationPatches:
+    """`register_patches`: an integration's patches come and go with `instrument()`."""
+
+    @pytest.fixture(autouse=True)
+    def _no_providers_left(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(stdlib, "_providers", [])
+
+    @staticmethod
+    def provider() -> list[registry.Patch]:
+        def wrap(inner: Callable[[_Client], str]) -> Callable[[_Client], str]:
+            return lambda client: "traced " + inner(client)
+
+        return [registry.Patch(_Client, "send", wrap)]
+
+    def test_instrument_applies_them_and_uninstrument_takes_them_out(self) -> None:
+        """A registered provider's patch is on while instrumented; after, the original."""
+        original = _Client.__dict__["send"]
+        stdlib.register_patches(self.provider)
+        tl.instrument()
+        try:
+            assert "traced sent" == _Client().send()
+        finally:
+            tl.uninstrument()
+        assert _Client.__dict__["send"] is original
+
+    def test_registered_while_instrumented_applies_at_once(self) -> None:
+        """A provider registered after `instrument()` patches at once, and only once."""
+        tl.instrument()
+        try:
+            stdlib.register_patches(self.provider)
+            stdlib.register_patches(self.provider)
+            assert "traced sent" == _Client().send()
+        finally:
+            tl.uninstrument()
+        assert "sent" == _Client().send()

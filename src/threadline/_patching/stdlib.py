@@ -35,7 +35,13 @@ from .._boundary.handoff import carries_context
 from .._telemetry.spans import call_as_job, callable_name
 from . import registry
 
-__all__ = ["INSTRUMENTED_ATTRIBUTE", "instrument", "instrumented", "uninstrument"]
+__all__ = [
+    "INSTRUMENTED_ATTRIBUTE",
+    "instrument",
+    "instrumented",
+    "register_patches",
+    "uninstrument",
+]
 
 INSTRUMENTED_ATTRIBUTE = "__threadline_instrumented__"
 """True on each function `instrument` puts in place; its ``__wrapped__`` is what it wraps."""
@@ -61,6 +67,23 @@ LAYER = "instrument"
 
 _lock = threading.Lock()
 _active = False
+_providers: list[Callable[[], list[registry.Patch]]] = []
+
+
+def register_patches(provider: Callable[[], list[registry.Patch]]) -> None:
+    """Have `instrument` also apply the patches *provider* returns (an integration's clients).
+
+    *provider* is called at each `instrument` (so it may look at what is
+    imported then); its patches are in the same layer, so `uninstrument`
+    takes them out with the standard library's. Registered while instrumented,
+    they apply at once. Registering the same provider again does nothing.
+    """
+    with _lock:
+        if provider in _providers:
+            return
+        _providers.append(provider)
+        if _active:
+            registry.add(LAYER, *provider())
 
 
 def instrument() -> None:
@@ -83,7 +106,7 @@ def instrument() -> None:
     with _lock:
         if _active:
             return
-        registry.add(LAYER, *_patches())
+        registry.add(LAYER, *_patches(), *(p for make in _providers for p in make()))
         _active = True
 
 
