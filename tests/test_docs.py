@@ -107,7 +107,7 @@ def test_block(block: Block, tmp_path: Path) -> None:
 
 def test_blocks_are_found() -> None:
     """Every page with Python examples is read, and no Python fence is spelled so it is missed."""
-    assert {"README.md", "carrier.md", "http.md", "stores.md"} <= {b.page.name for b in BLOCKS}
+    assert {"README.md", "carrier.md", "aiohttp.md", "stores.md"} <= {b.page.name for b in BLOCKS}
     for page in PAGES:
         for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
             opening = ANY_OPENING.match(line)
