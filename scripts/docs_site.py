@@ -32,8 +32,7 @@ PREFIX = "source"
 
 def _repository_file(config: Any, page_uri: str, target: str) -> str | None:
     """The target's path in the repository when it is a file outside docs/, else None."""
-    docs = Path(config["docs_dir"])
-    root = docs.parent
+    root = Path(config["docs_dir"]).parent
     path = posixpath.normpath(posixpath.join(posixpath.dirname(page_uri), target))
     if not path.startswith("../") or path.startswith("../../"):
         return None
@@ -83,8 +82,8 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str
 
 
 _VERSION_NOTE = re.compile(
-    r"^(?P<indent>[ \t]*)\.\. (?P<kind>versionadded|versionchanged|deprecated)::[ \t]*(?P<version>\S+)"
-    r"[ \t]*$",
+    r"^(?P<indent>[ \t]*)\.\. (?P<kind>versionadded|versionchanged|deprecated)::"
+    r"[ \t]*(?P<version>\S+)[ \t]*$",
     re.MULTILINE,
 )
 _NOTE_TEXT = {
