@@ -1,4 +1,4 @@
-"""Two aiohttp services, gateway -> backend: one request, one id, one trace (docs/http.md).
+"""Two aiohttp services, gateway -> backend: one request, one id, one trace (docs/aiohttp.md).
 
 A client calls the gateway; the gateway calls the backend over HTTP; the
 backend works in a thread pool and a process pool. Every log line of both

@@ -15,7 +15,7 @@ elif [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$venv/bin/python" -m pip install --quiet --upgrade pip
-    "$venv/bin/python" -m pip install --quiet -e "$root[aiohttp,test,bench]"
+    "$venv/bin/python" -m pip install --quiet -e "$root[aiohttp,test,bench,docs]"
     echo "$want" > "$stamp"
     echo "threadline: ${venv#"$root"/} is ready" >&2
 fi

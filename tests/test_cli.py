@@ -173,6 +173,20 @@ def test_run_loads_neither_the_viewer_nor_the_demo() -> None:
     assert "['threadline.cli._run']\n" == result.stdout
 
 
+def test_help_loads_no_command() -> None:
+    """`threadline --help` lists every command of the table and imports none of their modules."""
+    code = (
+        "import sys, threadline.cli as cli\n"
+        "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('threadline.cli.')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.endswith("[]\n")
+    assert all(f"    {name} " in result.stdout for name in ("run", "demo", "view", "doctor"))
+
+
 class TestSignalsBeforeTheChild:
     def test_signal_during_start_reaches_the_child(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A signal sent while the child is being started is passed on once it runs."""

@@ -1,12 +1,16 @@
-"""Every Python block of README.md and docs/*.md runs as written; marked fragments compile.
+"""Every Python block of README.md and docs/ runs as written; the docs site has every page.
 
 Each ```python block is a program of its own. A block that cannot be one (it
 only shows a signature, or goes on from earlier text) is marked on the line
 just before its fence with ``<!-- fragment: why -->``; it must still compile.
+
+The site (mkdocs.yml) lists every page of docs/ in its nav, and its API
+reference has a page for every public module; the README lists the same pages.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -17,8 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from threadline import cli
+
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = ROOT / "docs"
+PAGES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 OPENING = re.compile(r"^(?P<indent>[ \t]*)```python[ \t]*$")
 ANY_OPENING = re.compile(r"^[ \t]*(```|~~~)[ \t]*(?P<lang>\S*)")
 PYTHON_LIKE = re.compile(r"py|python3?|pycon|ipython", re.IGNORECASE)
@@ -107,7 +114,7 @@ def test_block(block: Block, tmp_path: Path) -> None:
 
 def test_blocks_are_found() -> None:
     """Every page with Python examples is read, and no Python fence is spelled so it is missed."""
-    assert {"README.md", "carrier.md", "http.md", "stores.md"} <= {b.page.name for b in BLOCKS}
+    assert {"README.md", "carrier.md", "aiohttp.md", "stores.md"} <= {b.page.name for b in BLOCKS}
     for page in PAGES:
         for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
             opening = ANY_OPENING.match(line)
@@ -143,3 +150,99 @@ def test_reader(tmp_path: Path) -> None:
     page.write_text("```python\nprint(1)\n", encoding="utf-8")
     with pytest.raises(ValueError, match="unclosed"):
         read_blocks(page)
+
+
+# The docs site: mkdocs.yml's nav, the API reference, the README's list.
+
+NAV_PAGE = re.compile(r"^\s*- [^:]+: (?P<page>\S+\.md)\s*$")
+API_PAGE = re.compile(r"^::: (?P<module>[\w.]+)\s*$", re.MULTILINE)
+LINK = re.compile(r"\]\((?P<target>[^)\s#]+)(?:#[^)\s]*)?\)")
+
+
+def nav_pages() -> list[str]:
+    """The pages mkdocs.yml's nav lists, as paths under docs/."""
+    text = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    nav = text[text.index("\nnav:\n") :].splitlines()
+    return [match["page"] for line in nav if (match := NAV_PAGE.match(line))]
+
+
+def public_modules() -> set[str]:
+    """threadline and each module or package at its top whose name has no leading _."""
+    package = ROOT / "src" / "threadline"
+    names = {path.stem for path in package.glob("*.py")}
+    names |= {path.name for path in package.iterdir() if (path / "__init__.py").is_file()}
+    return {"threadline"} | {f"threadline.{name}" for name in names if not name.startswith("_")}
+
+
+def api_pages() -> dict[str, str]:
+    """Each module the API reference documents, with its page under docs/."""
+    return {
+        match["module"]: page.relative_to(DOCS).as_posix()
+        for page in sorted((DOCS / "reference").glob("*.md"))
+        for match in API_PAGE.finditer(page.read_text(encoding="utf-8"))
+    }
+
+
+def first_paragraph_and_block(page: Path) -> tuple[str, str]:
+    text = page.read_text(encoding="utf-8")
+    paragraph = text.split("\n\n")[1]
+    return paragraph, read_blocks(page)[0].source
+
+
+class TestSite:
+    def test_every_page_is_in_the_nav(self) -> None:
+        """Each page of docs/ is in the nav once, and each page of the nav exists."""
+        pages = sorted(page.relative_to(DOCS).as_posix() for page in DOCS.rglob("*.md"))
+        assert pages == sorted(nav_pages())
+        assert len(set(nav_pages())) == len(nav_pages())
+
+    def test_every_public_module_has_its_api_page(self) -> None:
+        """The API reference has one page for each public module, and for nothing private."""
+        documented = api_pages()
+        assert public_modules() == set(documented)
+        assert set(documented.values()) <= set(nav_pages())
+
+    def test_the_home_page_says_what_the_readme_says(self) -> None:
+        """docs/index.md opens with the README's first paragraph and first example."""
+        assert first_paragraph_and_block(ROOT / "README.md") == first_paragraph_and_block(
+            DOCS / "index.md"
+        )
+
+    def test_the_readme_lists_every_page(self) -> None:
+        """The README links every page of the nav but the home page and the API reference."""
+        linked = set(LINK.findall((ROOT / "README.md").read_text(encoding="utf-8")))
+        guides = {page for page in nav_pages() if page != "index.md"}
+        guides = {page for page in guides if not page.startswith("reference/")}
+        assert {f"docs/{page}" for page in guides} <= linked
+        assert "docs/reference/threadline.md" in linked
+
+    def test_the_command_table_has_every_command(self) -> None:
+        """docs/cli.md has a row for each command of `threadline`, naming each of its options."""
+        text = (DOCS / "cli.md").read_text(encoding="utf-8")
+        rows = {
+            line.split("`")[1].split()[1]: line
+            for line in text.splitlines()
+            if line.startswith("| `threadline ")
+        }
+        assert list(cli._COMMANDS) == list(rows)
+        for name, command in cli._COMMANDS.items():
+            parser = argparse.ArgumentParser()
+            command.arguments(parser)
+            options = {flag for action in parser._actions for flag in action.option_strings}
+            options -= {"-h", "--help"}
+            assert options <= set(re.findall(r"`(--[\w-]+)", rows[name])), name
+
+    def test_the_site_builds_strictly(self, tmp_path: Path) -> None:
+        """`mkdocs build --strict` passes: no broken link or anchor, every reference resolves."""
+        pytest.importorskip("mkdocs", reason="the docs extra: pip install -e '.[docs]'")
+        result = subprocess.run(
+            [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
+            cwd=ROOT,
+            env={**block_environment(), "NO_MKDOCS_2_WARNING": "1"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert 0 == result.returncode, result.stderr
+        assert (tmp_path / "reference" / "threads" / "index.html").is_file()

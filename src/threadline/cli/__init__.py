@@ -1,26 +1,15 @@
-"""The ``threadline`` command.
+"""The ``threadline`` command: ``run``, ``demo``, ``view`` and ``doctor``.
 
-threadline run [--request-id ID] [--user-id ID] -- CMD ARGS... runs any
-command as a child that continues this process's context (from its own
-TRACEPARENT, TRACESTATE and BAGGAGE), with the context in the child's
-environment. When OTEL_* settings set up tracing, the child is a span (the
-root of a new trace if none came) and its TRACEPARENT names that span.
-Standard input, output and error pass through, and the child's exit code is
-threadline's (128+N when a signal N ended it, 127 when the command is not
-found, 126 when it cannot be run).
+``threadline --help`` lists the commands and ``threadline COMMAND --help``
+says what one does and takes. `main` runs the command from Python, with the
+arguments given as a list, and returns its exit code instead of exiting.
 
-threadline view FILE [--logs LOGFILE] [--html OUT] [--trace ID] draws each
-trace of an OTLP JSON lines file (threadline's file output or the
-Collector's file exporter) as a waterfall with its log lines, in the
-terminal or as one self-contained HTML page.
+The commands are one table: each row says what ``--help`` shows, which
+arguments the command takes, and the module and function that run it. That
+module is imported only when its command runs, so ``threadline --help`` is
+quick and ``threadline run`` pays for none of the others.
 
-threadline doctor FILE... [--logs LOGFILE] [--json] reports where context was
-lost: spans whose parent never arrived, a request split into several traces,
-log lines without a request id or trace id; each with its likely cause and
-the fix. It exits with 0 when it found nothing, 1 when it found something.
-
-Each command's module is loaded only when that command runs: `threadline run`
-pays for none of the others.
+.. versionadded:: 0.1
 """
 
 from __future__ import annotations
@@ -28,25 +17,83 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from importlib import import_module
+from typing import Any, NamedTuple
 
 __all__ = ["main"]
 
+_Entry = Callable[..., int]
+"""The function that runs a command, in the command's module."""
+
+
+def _parser_and_args(
+    entry: _Entry, parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> int:
+    """The usual call: the command's function reads the parsed arguments itself."""
+    return entry(parser, args)
+
+
+class _Command(NamedTuple):
+    """One row of the table: a sub-command of ``threadline``."""
+
+    name: str
+    summary: str  # its line in ``threadline --help``
+    description: str  # what ``threadline NAME --help`` says of it (plain text)
+    arguments: Callable[[argparse.ArgumentParser], None]  # adds its options and operands
+    module: str  # the module that runs it, in this package: imported only when it runs
+    function: str  # the function in that module, called through `call`
+    # how the parsed arguments become the function's call
+    call: Callable[[_Entry, argparse.ArgumentParser, argparse.Namespace], int] = _parser_and_args
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``threadline`` command; return its exit code."""
+    """Run the ``threadline`` command; return its exit code.
+
+    Args:
+        argv: the arguments after ``threadline`` (default: ``sys.argv[1:]``).
+
+    Returns:
+        The command's exit code. A usage error exits (``SystemExit`` with 2),
+        as argparse does.
+    """
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        return _run_demo(parser, args)
-    if args.command == "view":
-        from ._view import view_command  # noqa: PLC0415 - only `threadline view` loads it
+    command = _COMMANDS[args.command]
+    entry = getattr(import_module(command.module, __name__), command.function)
+    return command.call(entry, parser, args)
 
-        return view_command(parser, args)
-    if args.command == "doctor":
-        from ._doctor import doctor_command  # noqa: PLC0415 - only `threadline doctor`
 
-        return doctor_command(parser, args)
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="threadline",
+        description="Carry one request's context across processes, as one OpenTelemetry trace.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in _COMMANDS.values():
+        command.arguments(
+            commands.add_parser(command.name, help=command.summary, description=command.description)
+        )
+    return parser
+
+
+# threadline run
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--request-id", help="run the child in a new request scope with this id")
+    parser.add_argument("--user-id", help="with the request scope, the user id")
+    parser.add_argument(
+        "--no-bootstrap",
+        dest="bootstrap",
+        action="store_false",
+        help="do not switch on threadline's automatic bootstrap in Python children",
+    )
+    parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
+
+
+def _call_run(
+    run_command: _Entry, parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> int:
     command = list(args.cmd)
     if command[:1] == ["--"]:
         command = command[1:]
@@ -57,121 +104,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key, value in (("request_id", args.request_id), ("user_id", args.user_id))
         if value
     }
-    from ._run import run_command  # noqa: PLC0415 - keep `threadline --help` quick
-
     return run_command(command, values, bootstrap=args.bootstrap)
 
 
-def _run_demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    try:
-        import aiohttp  # noqa: F401, PLC0415 - the demo serves HTTP
-    except ImportError:
-        parser.error("demo: the demo serves HTTP, it needs: pip install 'threadline[aiohttp]'")
-    from ._demo import app_path, run_demo  # noqa: PLC0415 - only the demo loads it
-
-    try:
-        app = app_path()
-    except FileNotFoundError as exc:
-        parser.error(f"demo: {exc}")
-    return run_demo(app, otlp=args.otlp, requests=args.requests, out=args.out)
+# threadline demo
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="threadline",
-        description="Carry one request's context across processes, as one OpenTelemetry trace.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_run(commands)
-    _add_demo(commands)
-    _add_view(commands)
-    _add_doctor(commands)
-    return parser
-
-
-def _command(commands: Any, name: str, summary: str, description: str) -> Any:
-    """One sub-command: its one-line summary in ``threadline --help``, its description."""
-    return commands.add_parser(name, help=summary, description=description)
-
-
-def _paragraph(number: int) -> str:
-    return (__doc__ or "").split("\n\n")[number]
-
-
-def _add_run(commands: Any) -> None:
-    run_parser = _command(
-        commands, "run", "run a command as a traced child, with its context", _paragraph(1)
-    )
-    run_parser.add_argument(
-        "--request-id", help="run the child in a new request scope with this id"
-    )
-    run_parser.add_argument("--user-id", help="with the request scope, the user id")
-    run_parser.add_argument(
-        "--no-bootstrap",
-        dest="bootstrap",
-        action="store_false",
-        help="do not switch on threadline's automatic bootstrap in Python children",
-    )
-    run_parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
-
-
-def _add_demo(commands: Any) -> None:
-    demo_parser = commands.add_parser(
-        "demo",
-        help="run a gateway and a backend and show each request as one trace",
-        description="A gateway and a backend, two processes, serve requests across HTTP, a "
-        "thread pool, a process pool and child processes; each request is drawn as one trace "
-        "with its log lines. The application is examples/demo_services.py.",
-    )
-    demo_parser.add_argument(
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--otlp",
         metavar="URL",
         type=_checked_by_demo("otlp_url"),
         help="send the spans to this OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318",
     )
-    demo_parser.add_argument(
+    parser.add_argument(
         "--requests",
         metavar="N",
         type=_checked_by_demo("request_count"),
         default=2,
         help="how many requests (default: 2)",
     )
-    demo_parser.add_argument(
+    parser.add_argument(
         "--out",
         metavar="DIR",
         type=_checked_by_demo("out_dir"),
         help="keep the spans and the log lines in DIR; without it they are deleted at the end",
-    )
-
-
-def _add_view(commands: Any) -> None:
-    view_parser = _command(
-        commands, "view", "draw each trace of a span file as a waterfall", _paragraph(2)
-    )
-    view_parser.add_argument("file", metavar="FILE", help="OTLP JSON lines (spans)")
-    view_parser.add_argument(
-        "--logs", metavar="LOGFILE", action="append", help="JSON log lines to show (repeatable)"
-    )
-    view_parser.add_argument(
-        "--html", metavar="OUT", help="write one self-contained HTML page to OUT instead"
-    )
-    view_parser.add_argument(
-        "--trace", metavar="ID", help="only the trace with this id (or an id's first digits)"
-    )
-
-
-def _add_doctor(commands: Any) -> None:
-    doctor_parser = _command(
-        commands, "doctor", "find where context was lost in span and log files", _paragraph(3)
-    )
-    doctor_parser.add_argument(
-        "files", nargs="+", metavar="FILE", help="OTLP JSON lines (spans), one or more"
-    )
-    doctor_parser.add_argument(
-        "--logs", metavar="LOGFILE", action="append", help="JSON log lines to check (repeatable)"
-    )
-    doctor_parser.add_argument(
-        "--json", action="store_true", help="print the findings as one JSON object"
     )
 
 
@@ -184,6 +141,112 @@ def _checked_by_demo(name: str) -> Callable[[str], Any]:
         return getattr(_demo, name)(text)
 
     return check
+
+
+def _call_demo(run_demo: _Entry, parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    try:
+        import aiohttp  # noqa: F401, PLC0415 - the demo serves HTTP
+    except ImportError:
+        parser.error("demo: the demo serves HTTP, it needs: pip install 'threadline[aiohttp]'")
+    from ._demo import app_path  # noqa: PLC0415 - loaded with run_demo, only by the demo
+
+    try:
+        app = app_path()
+    except FileNotFoundError as exc:
+        parser.error(f"demo: {exc}")
+    return run_demo(app, otlp=args.otlp, requests=args.requests, out=args.out)
+
+
+# threadline view
+
+
+def _view_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="OTLP JSON lines (spans)")
+    parser.add_argument(
+        "--logs", metavar="LOGFILE", action="append", help="JSON log lines to show (repeatable)"
+    )
+    parser.add_argument(
+        "--html", metavar="OUT", help="write one self-contained HTML page to OUT instead"
+    )
+    parser.add_argument(
+        "--trace", metavar="ID", help="only the trace with this id (or an id's first digits)"
+    )
+
+
+# threadline doctor
+
+
+def _doctor_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "files", nargs="+", metavar="FILE", help="OTLP JSON lines (spans), one or more"
+    )
+    parser.add_argument(
+        "--logs", metavar="LOGFILE", action="append", help="JSON log lines to check (repeatable)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the findings as one JSON object")
+
+
+_COMMANDS = {
+    command.name: command
+    for command in (
+        _Command(
+            name="run",
+            summary="run a command as a traced child, with its context",
+            description=(
+                "threadline run [--request-id ID] [--user-id ID] -- CMD ARGS... runs any command "
+                "as a child that continues this process's context (from its own TRACEPARENT, "
+                "TRACESTATE and BAGGAGE), with the context in the child's environment. When "
+                "OTEL_* settings set up tracing, the child is a span (the root of a new trace if "
+                "none came) and its TRACEPARENT names that span. Standard input, output and error "
+                "pass through, and the child's exit code is threadline's (128+N when a signal N "
+                "ended it, 127 when the command is not found, 126 when it cannot be run)."
+            ),
+            arguments=_run_arguments,
+            module="._run",
+            function="run_command",
+            call=_call_run,
+        ),
+        _Command(
+            name="demo",
+            summary="run a gateway and a backend and show each request as one trace",
+            description=(
+                "A gateway and a backend, two processes, serve requests across HTTP, a thread "
+                "pool, a process pool and child processes; each request is drawn as one trace "
+                "with its log lines. The application is examples/demo_services.py."
+            ),
+            arguments=_demo_arguments,
+            module="._demo",
+            function="run_demo",
+            call=_call_demo,
+        ),
+        _Command(
+            name="view",
+            summary="draw each trace of a span file as a waterfall",
+            description=(
+                "threadline view FILE [--logs LOGFILE] [--html OUT] [--trace ID] draws each trace "
+                "of an OTLP JSON lines file (threadline's file output or the Collector's file "
+                "exporter) as a waterfall with its log lines, in the terminal or as one "
+                "self-contained HTML page."
+            ),
+            arguments=_view_arguments,
+            module="._view",
+            function="view_command",
+        ),
+        _Command(
+            name="doctor",
+            summary="find where context was lost in span and log files",
+            description=(
+                "threadline doctor FILE... [--logs LOGFILE] [--json] reports where context was "
+                "lost: spans whose parent never arrived, a request split into several traces, log "
+                "lines without a request id or trace id; each with its likely cause and the fix. "
+                "It exits with 0 when it found nothing, 1 when it found something."
+            ),
+            arguments=_doctor_arguments,
+            module="._doctor",
+            function="doctor_command",
+        ),
+    )
+}
 
 
 if __name__ == "__main__":
