@@ -358,7 +358,9 @@ class TestExporterSettings:
         result = run_setup(tmp_path, "distro", hide_grpc=True)
         assert 0 == result.returncode, result.stderr
         assert HTTP_EXPORTER == result.stdout.strip()
-        assert "OTEL_EXPORTER_OTLP_PROTOCOL='grpc' is not a valid OTLP protocol here" in result.stderr
+        assert (
+            "OTEL_EXPORTER_OTLP_PROTOCOL='grpc' is not a valid OTLP protocol here" in result.stderr
+        )
 
 
 LAUNCHED_APP = textwrap.dedent(

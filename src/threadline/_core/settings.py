@@ -130,7 +130,7 @@ OTEL_PROPAGATORS = "OTEL_PROPAGATORS"
 """The propagators; read by OpenTelemetry. Here: set, threadline consults the global one."""
 
 OTEL_PYTHON_TRACER_PROVIDER = "OTEL_PYTHON_TRACER_PROVIDER"
-"""A tracer provider to load by name; read by OpenTelemetry. Here: present, one may be set."""
+"""A tracer provider to load by name; read by OpenTelemetry. Here: set, one may be set."""
 
 _READ = (
     CONFIGURED_ENV,
@@ -189,7 +189,7 @@ class Settings:
     propagators_set: bool = False
     """`OTEL_PROPAGATORS` is set."""
     tracer_provider_named: bool = False
-    """`OTEL_PYTHON_TRACER_PROVIDER` is in the environment."""
+    """`OTEL_PYTHON_TRACER_PROVIDER` is set."""
 
     @property
     def default_traces_exporter(self) -> str:
@@ -243,7 +243,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         otlp_protocol=protocol,
         otlp_protocol_setting=protocol_setting,
         propagators_set=_text(env, OTEL_PROPAGATORS) is not None,
-        tracer_provider_named=OTEL_PYTHON_TRACER_PROVIDER in env,
+        tracer_provider_named=_text(env, OTEL_PYTHON_TRACER_PROVIDER) is not None,
     )
 
 

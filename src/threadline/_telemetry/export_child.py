@@ -1,11 +1,13 @@
-"""The export process itself: ``python -m threadline._telemetry.export_child ANSWERS NAME ...``.
+"""The export process: ``python -m threadline._telemetry.export_child ANSWERS FILE NAME ...``.
 
 Started by `export_pipe.PipeSpanExporter` for one application process. It
-makes the exporters *NAME* ... (as `exporters.configured_exporters` named
-them in the application), reads frames from stdin (`span_wire`), exports or
-flushes, and answers each on the descriptor *ANSWERS*. Its environment is
-the application's, with what the exporters need handed to it explicitly
-(the absolute ``THREADLINE_TRACES_FILE``).
+makes the exporters *NAME* ... as `exporters.configured_exporters` named
+them in the application (``file`` writing to *FILE*, an absolute path),
+reads frames from stdin (`span_wire`), exports or flushes, and answers each
+on the descriptor *ANSWERS*. It reads none of threadline's settings: the
+application checked them and hands it what it needs on its command line.
+The exporters read their own (``OTEL_EXPORTER_OTLP_*``) from its
+environment, which is the application's.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, set_value
 from opentelemetry.sdk.trace.export import SpanExportResult
@@ -33,7 +36,7 @@ def main(argv: Sequence[str]) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     answers = os.fdopen(int(argv[0]), "wb")
     try:
-        made = [new_exporter(name) for name in argv[1:]]
+        made = [new_exporter(name, Path(argv[1])) for name in argv[2:]]
     except Exception as exc:  # noqa: BLE001 - said to the application, which exports itself
         answers.write(f"{type(exc).__name__}: {exc}".encode(errors="replace").replace(b"\n", b" "))
         answers.write(b"\n")

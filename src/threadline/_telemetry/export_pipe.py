@@ -21,7 +21,8 @@ import subprocess
 import sys
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -49,20 +50,15 @@ class PipeSpanExporter(SpanExporter):
     never writing into its parent's) and again after it died; the batch it
     was given then fails, and the caller counts it. When it cannot start at
     all, *fallback* (the same exporters, made in this process) serves instead.
-    *names* are the names `exporters.configured_exporters` gave them;
-    *environment* is what the export process needs on top of the
-    application's environment to make the same ones (the absolute
-    ``THREADLINE_TRACES_FILE``).
+    *names* are the names `exporters.configured_exporters` gave them, and
+    *traces_file* the absolute path ``file`` writes to: all the export
+    process needs to make the same ones.
     """
 
     def __init__(
-        self,
-        names: Sequence[str],
-        fallback: Sequence[SpanExporter],
-        environment: Mapping[str, str] | None = None,
+        self, names: Sequence[str], fallback: Sequence[SpanExporter], traces_file: Path
     ) -> None:
-        self._names = list(names)
-        self._environment = dict(environment or {})
+        self._arguments = [str(traces_file), *names]
         self._fallback = list(fallback)
         self._in_process = False  # the export process could not start: the fallback serves
         self._lock = threading.Lock()  # one exchange at a time: export, flush, shutdown
@@ -118,7 +114,7 @@ class PipeSpanExporter(SpanExporter):
                 return False
             child = self._child
             if child is None:
-                child, failure = _Child.start(self._names, self._environment)
+                child, failure = _Child.start(self._arguments)
                 if child is None:
                     _logger.warning(
                         "threadline's export process could not start (%s): exporting spans "
@@ -164,18 +160,16 @@ class _Child:
         self._closing = threading.Lock()
 
     @classmethod
-    def start(
-        cls, names: Sequence[str], environment: Mapping[str, str]
-    ) -> tuple[_Child | None, str]:
+    def start(cls, arguments: Sequence[str]) -> tuple[_Child | None, str]:
         """Start one; return it once it said it is ready, else None and why not."""
         requests_read, requests_write = os.pipe()
         answers_read, answers_write = os.pipe()
         try:
             process = subprocess.Popen(  # noqa: S603 - this interpreter, this module
-                [sys.executable, "-m", CHILD_MODULE, str(answers_write), *names],
+                [sys.executable, "-m", CHILD_MODULE, str(answers_write), *arguments],
                 stdin=requests_read,
                 pass_fds=(answers_write,),
-                env=_child_environment(environment),
+                env=_child_environment(),
                 start_new_session=True,  # a Ctrl-C to the application's group is not for it
             )
         except OSError as exc:
@@ -252,9 +246,9 @@ def _close(descriptor: int) -> None:
         os.close(descriptor)
 
 
-def _child_environment(environment: Mapping[str, str]) -> dict[str, str]:
-    """The application's environment and *environment*, less what would make it trace itself."""
-    env = {**os.environ, **environment}
+def _child_environment() -> dict[str, str]:
+    """The application's environment, less what would make the export process trace itself."""
+    env = dict(os.environ)
     for name in (BOOTSTRAP_ENV, CONFIGURED_ENV, *ENV_NAMES.values()):
         env.pop(name, None)
     # opentelemetry-instrument works through a sitecustomize on PYTHONPATH

@@ -4,7 +4,8 @@
 `threadline.tracing.configure`: a name that cannot be made is a setting that
 is not valid, said and replaced by the default as every setting is
 (`threadline._core.settings`). `new_exporter` makes one exporter by the name
-`configured_exporters` gave it, in the export process (`export_child`).
+`configured_exporters` gave it, in the export process (`export_child`), which
+reads no setting.
 `export_to_each` and `flush_each` run several as one.
 """
 
@@ -24,7 +25,6 @@ from .._core.settings import (
     OTEL_TRACES_EXPORTER,
     Settings,
     invalid_setting,
-    read_settings,
 )
 
 __all__ = [
@@ -70,13 +70,21 @@ def configured_exporters(settings: Settings) -> list[tuple[str, SpanExporter | N
     return made
 
 
-def new_exporter(name: str, settings: Settings | None = None) -> SpanExporter | None:
-    """Make the exporter *name* (as `configured_exporters` gave it; None for ``none``).
+def new_exporter(name: str, traces_file: Path) -> SpanExporter | None:
+    """Make the exporter *name*, as `configured_exporters` named it (None for ``none``).
+
+    ``file`` writes to *traces_file*. Reads no setting: what it needs is given.
 
     Raises:
         ValueError: no exporter *name* can be made here; the message says why.
     """
-    return _made(name, settings or read_settings())[1]
+    if name == "none":
+        return None
+    if name == "file":
+        from .file_exporter import OTLPJsonFileSpanExporter  # noqa: PLC0415
+
+        return OTLPJsonFileSpanExporter(traces_file)
+    return _load_exporter(name)
 
 
 def traces_file(settings: Settings) -> Path:
@@ -85,15 +93,9 @@ def traces_file(settings: Settings) -> Path:
 
 
 def _made(name: str, settings: Settings) -> tuple[str, SpanExporter | None]:
-    if name == "none":
-        return name, None
-    if name == "file":
-        from .file_exporter import OTLPJsonFileSpanExporter  # noqa: PLC0415
-
-        return name, OTLPJsonFileSpanExporter(traces_file(settings))
     if name == "otlp":
         return _otlp_exporter(settings)
-    return name, _load_exporter(name)
+    return name, new_exporter(name, traces_file(settings))
 
 
 def _otlp_exporter(settings: Settings) -> tuple[str, SpanExporter]:

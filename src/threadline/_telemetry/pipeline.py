@@ -32,7 +32,7 @@ from .._core.settings import (
 )
 from .._core.stores import ContextStore, request
 from .export_pipe import PipeSpanExporter
-from .exporters import configured_exporters
+from .exporters import configured_exporters, traces_file
 from .file_exporter import OTLPJsonFileSpanExporter
 from .spans import current_trace_ids
 
@@ -178,7 +178,7 @@ def configure(
     if exporters and (settings.export_process if export_process is None else export_process):
         # the export process makes the same exporters; these serve if it cannot start
         names = [name for name, exporter in made if exporter is not None]
-        exporters = [PipeSpanExporter(names, exporters, files)]
+        exporters = [PipeSpanExporter(names, exporters, traces_file(settings))]
     resource, named_here = _resource(service_name)
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     provider.add_span_processor(StoreSpanProcessor())
