@@ -33,7 +33,6 @@ from .._core.settings import (
 from .._core.stores import ContextStore, request
 from .export_pipe import PipeSpanExporter
 from .exporters import configured_exporters, traces_file
-from .file_exporter import OTLPJsonFileSpanExporter
 from .spans import current_trace_ids
 
 __all__ = [
@@ -171,13 +170,10 @@ def configure(
     if settings.sdk_disabled:
         return None
     made = configured_exporters(settings)  # a setting that is not valid is said here, never raised
+    names = [name for name, exporter in made if exporter is not None]
     exporters = [exporter for _, exporter in made if exporter is not None]
-    # the file exporter's absolute path: where the export process and children write too
-    paths = [e.path for _, e in made if isinstance(e, OTLPJsonFileSpanExporter)]
-    files = {TRACES_FILE_ENV: str(paths[0])} if paths else {}
     if exporters and (settings.export_process if export_process is None else export_process):
         # the export process makes the same exporters; these serve if it cannot start
-        names = [name for name, exporter in made if exporter is not None]
         exporters = [PipeSpanExporter(names, exporters, traces_file(settings))]
     resource, named_here = _resource(service_name)
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
@@ -189,9 +185,14 @@ def configure(
     trace.set_tracer_provider(provider)
     _exporting.extend(processors)
     atexit.register(shutdown, provider, timeout)
-    # what workers and children need to set themselves up alike (never os.environ)
-    named = {SERVICE_NAME_ENV: service_name} if named_here and service_name else {}
-    mark_configured({CONFIGURED_ENV: "1", **named, **files})
+    # What workers and children need to set themselves up alike (never os.environ),
+    # the file's absolute path included: all of them write the one file.
+    marks = {CONFIGURED_ENV: "1"}
+    if named_here and service_name is not None:
+        marks[SERVICE_NAME_ENV] = service_name
+    if "file" in names:
+        marks[TRACES_FILE_ENV] = str(traces_file(settings))
+    mark_configured(marks)
     return provider
 
 
