@@ -22,6 +22,12 @@ from threadline.subprocess import child_env
 from threadline.tracing import configure
 
 
+@pytest.fixture(autouse=True)
+def _environment_read_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test reads this process's environment anew, its warnings included."""
+    monkeypatch.setattr(settings, "_last", None)
+
+
 def run_python(tmp_path: Path, code: str, **env: str) -> subprocess.CompletedProcess[str]:
     """Run *code* as a program in *tmp_path*, with no OTEL_*/THREADLINE_* settings but *env*."""
     (tmp_path / "app.py").write_text(textwrap.dedent(code))
