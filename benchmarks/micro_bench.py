@@ -278,7 +278,7 @@ def flatten_pickle(stack: contextlib.ExitStack) -> TimeFunc:
     """What the export process leaves in the application: each span flattened and pickled."""
     import pickle
 
-    from threadline._telemetry.export_process import flatten
+    from threadline._telemetry.span_wire import flatten
 
     batch = _server_spans()
 

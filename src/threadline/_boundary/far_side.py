@@ -17,12 +17,7 @@ from multiprocessing import util
 from typing import Any, TypeVar
 
 from .._core.context import Context
-from .._core.settings import (
-    CHILD_EXIT_TIMEOUT_ENV,
-    CONFIGURED_ENV,
-    DEFAULT_CHILD_EXIT_TIMEOUT,
-    SERVICE_NAME_ENV,
-)
+from .._core.settings import read_settings
 from .handoff import Arrival
 
 __all__ = [
@@ -117,15 +112,18 @@ def ensure_flush_at_exit() -> None:
 def configure_like_parent() -> None:
     """Set up tracing as the parent did, when it did so with `threadline.tracing.configure`.
 
-    The same settings, the same resource (the service name the parent gave in
-    code included), a shorter exit bound (`child_exit_timeout`).
+    The parent said so in the settings it handed over (``THREADLINE_CONFIGURED``
+    in a child's environment, or adopted by a worker): the same settings, the
+    same resource (the service name the parent gave in code included), a
+    shorter exit bound (`child_exit_timeout`).
     """
-    if os.environ.get(CONFIGURED_ENV):
+    settings = read_settings()
+    if settings.parent_configured:
         from .._telemetry.pipeline import configure  # noqa: PLC0415 - the parent loaded the SDK too
 
         configure(
-            service_name=os.environ.get(SERVICE_NAME_ENV),
-            shutdown_timeout=child_exit_timeout(),
+            service_name=settings.service_name,
+            shutdown_timeout=settings.child_exit_timeout,
             export_process=False,  # a worker or child, often short-lived: no process of its own
         )
 
@@ -162,10 +160,7 @@ def child_exit_timeout() -> float:
     ``THREADLINE_CHILD_EXIT_TIMEOUT``, else half a second: a process started
     inside a request must not hold the request for an unreachable Collector.
     """
-    try:
-        return max(0.0, float(os.environ[CHILD_EXIT_TIMEOUT_ENV]))
-    except (KeyError, ValueError):
-        return DEFAULT_CHILD_EXIT_TIMEOUT
+    return read_settings().child_exit_timeout
 
 
 def flush_tracing(timeout_millis: int | None = None) -> bool:
@@ -205,9 +200,11 @@ def flush_tracing(timeout_millis: int | None = None) -> bool:
 
 
 def adopt_settings(settings: Mapping[str, str]) -> None:
-    """Take the parent's ``OTEL_*`` and ``THREADLINE_*`` settings, as they were at hand-off.
+    """Take the settings the parent handed over (`threadline._core.settings.for_workers`).
 
-    A forkserver worker's environment is the server's, from when it started,
+    They go into this worker's own environment, as if it had been started
+    with them, for OpenTelemetry reads its ``OTEL_*`` settings there: a
+    forkserver worker's environment is the server's, from when it started,
     which may be before the parent set tracing up.
     """
     os.environ.update(settings)

@@ -7,7 +7,6 @@ import functools
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.pool
-import os
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._core import lifecycle as _hooks
 from .._core.context import Context
+from .._core.settings import for_workers
 from .._telemetry.spans import call_in_span, callable_name, is_recording, job_span
 from .._wire.carrier import inject_context, inject_span
 from .far_side import adopt_settings, call_in, initialize_worker, run_worker_steps, worker_steps
@@ -42,11 +42,8 @@ BOUNDARY = "process"
 
 
 def capture_settings() -> dict[str, str]:
-    """The ``OTEL_*`` and ``THREADLINE_*`` settings of this process, for its workers."""
-    return {name: value for name, value in os.environ.items() if name.startswith(_SETTINGS)}
-
-
-_SETTINGS = ("OTEL_", "THREADLINE_")
+    """The settings this process hands its workers (``OTEL_*``, ``THREADLINE_*``, configure's)."""
+    return for_workers()
 
 
 def _steps(context: Any) -> tuple[Any, ...]:

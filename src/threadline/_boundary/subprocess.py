@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._core.context import Context
-from .._core.settings import BOOTSTRAP_ENV
+from .._core.settings import BOOTSTRAP_ENV, configured_marks, for_workers
 from .._telemetry.spans import is_recording, provider_set, start_boundary_span
 from .._wire.environment import carrier_names, inject_env
 from .handoff import Handoff, hand_off
@@ -32,6 +32,14 @@ def child_env(
     Use it with any way of starting a process, e.g.
     ``await asyncio.create_subprocess_exec(*cmd, env=child_env())``.
 
+    With *bootstrap* (a Python child restores the context at start-up), and
+    once this process set tracing up with `threadline.tracing.configure`,
+    the child also gets what it needs to set itself up alike: the marks of
+    that set-up (``THREADLINE_CONFIGURED``, the service name given in code,
+    the absolute ``THREADLINE_TRACES_FILE``) and, into an *env* you pass,
+    this process's ``OTEL_*`` and ``THREADLINE_*`` settings where *env* has
+    none of its own.
+
     Raises:
         TypeError: a store value cannot cross a process boundary; the message
             names the store and the key.
@@ -40,6 +48,11 @@ def child_env(
     inject_env(result, context)
     if bootstrap:
         result[BOOTSTRAP_ENV] = "1"
+        marks = configured_marks()
+        if marks and env is None:
+            result.update(marks)
+        elif marks:
+            result.update({**for_workers(), **result})
     else:
         result.pop(BOOTSTRAP_ENV, None)
     return result
@@ -62,6 +75,8 @@ def _environ_with(context: Context | None, bootstrap: bool) -> Mapping[Any, Any]
     environ.update((name.encode(), value.encode()) for name, value in fields.items())
     if bootstrap:
         environ[BOOTSTRAP_ENV.encode()] = b"1"
+        marks = configured_marks().items()
+        environ.update((os.fsencode(name), os.fsencode(value)) for name, value in marks)
     else:
         environ.pop(BOOTSTRAP_ENV.encode(), None)
     return environ

@@ -1,37 +1,39 @@
 """The span exporters ``OTEL_TRACES_EXPORTER`` names, made as OpenTelemetry's own set-up makes them.
 
-`threadline.tracing.configure` makes them in the process, or hands their
-names to the export process (`threadline._export_process`), which makes them there.
+`configured_exporters` makes the ones the settings name, for
+`threadline.tracing.configure`: a name that cannot be made is a setting that
+is not valid, said and replaced by the default as every setting is
+(`threadline._core.settings`). `new_exporter` makes one exporter by the name
+`configured_exporters` gave it, in the export process (`export_child`), which
+reads no setting.
+`export_to_each` and `flush_each` run several as one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
-import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from opentelemetry.sdk.environment_variables import (
-    OTEL_EXPORTER_OTLP_PROTOCOL,
-    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from .._core.settings import (
+    DEFAULT_OTLP_PROTOCOL,
+    OTEL_TRACES_EXPORTER,
+    Settings,
+    invalid_setting,
 )
-from opentelemetry.sdk.trace.export import SpanExporter
 
-from .._core.settings import DEFAULT_TRACES_FILE, TRACES_FILE_ENV
-
-__all__ = ["exporter_names", "made_exporter", "make_exporter"]
-
-
-def exporter_names() -> Sequence[str]:
-    """The exporters ``OTEL_TRACES_EXPORTER`` names; without it ``otlp`` or ``file``."""
-    setting = os.environ.get("OTEL_TRACES_EXPORTER")
-    if setting:
-        return [name.strip().lower() for name in setting.split(",") if name.strip()]
-    endpoints = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
-    return ["otlp"] if any(os.environ.get(name) for name in endpoints) else ["file"]
-
+__all__ = [
+    "configured_exporters",
+    "export_to_each",
+    "flush_each",
+    "new_exporter",
+    "traces_file",
+]
 
 _EXPORTER_GROUP = "opentelemetry_traces_exporter"
 _OTLP_BY_PROTOCOL = {"http/protobuf": "otlp_proto_http", "grpc": "otlp_proto_grpc"}
@@ -39,74 +41,135 @@ _PIP_HINT = {"otlp_proto_grpc": "pip install 'threadline[grpc]'"}
 _logger = logging.getLogger("threadline")
 
 
-def make_exporter(name: str) -> SpanExporter | None:
-    """Make the exporter *name* (None for ``none``); a ValueError naming the setting made."""
-    return made_exporter(name)[1]
+def configured_exporters(settings: Settings) -> list[tuple[str, SpanExporter | None]]:
+    """Make the exporters *settings* name; each with the name that makes the same one anywhere.
+
+    That name is the one given, except for ``otlp``: the entry point its
+    protocol chose, so that the export process makes the same exporter
+    without deciding again. ``none`` makes None. An ``OTEL_TRACES_EXPORTER``
+    naming an exporter that cannot be made (not installed, its package
+    missing) is said in a warning naming it, and its default serves instead;
+    so is an OTLP protocol whose exporter cannot be made. Never raises for a
+    setting.
+    """
+    made: list[tuple[str, SpanExporter | None]] = []
+    try:
+        for name in settings.exporter_names:
+            made.append(_made(name, settings))  # noqa: PERF401 - the ones made are shut on failure
+    except ValueError as exc:
+        if not settings.traces_exporters:
+            raise  # the default itself: an installation without threadline's dependencies
+        for _, exporter in made:
+            if exporter is not None:
+                with contextlib.suppress(Exception):
+                    exporter.shutdown()
+        default = settings.default_traces_exporter
+        setting = ",".join(settings.traces_exporters)
+        invalid_setting(OTEL_TRACES_EXPORTER, setting, f"exporter list ({exc})", repr(default))
+        made = [_made(default, settings)]
+    return made
 
 
-def made_exporter(name: str) -> tuple[str, SpanExporter | None]:
-    """Make the exporter *name*; return it with the name that makes the same one anywhere.
+def new_exporter(name: str, traces_file: Path) -> SpanExporter | None:
+    """Make the exporter *name*, as `configured_exporters` named it (None for ``none``).
 
-    That name is *name*, except for ``otlp``: the entry point its protocol
-    chose (``otlp_proto_http`` when the distro's gRPC default fell back), so
-    that another process makes the same exporter without deciding again.
+    ``file`` writes to *traces_file*. Reads no setting: what it needs is given.
+
+    Raises:
+        ValueError: no exporter *name* can be made here; the message says why.
     """
     if name == "none":
-        return name, None
+        return None
     if name == "file":
         from .file_exporter import OTLPJsonFileSpanExporter  # noqa: PLC0415
 
-        path = Path(os.environ.get(TRACES_FILE_ENV) or DEFAULT_TRACES_FILE).resolve()
-        os.environ[TRACES_FILE_ENV] = str(path)  # children write to the same file
-        return name, OTLPJsonFileSpanExporter(path)
+        return OTLPJsonFileSpanExporter(traces_file)
+    return _load_exporter(name)
+
+
+def traces_file(settings: Settings) -> Path:
+    """The absolute path of the file the ``file`` exporter writes, from this working folder."""
+    return Path(settings.traces_file).resolve()
+
+
+def _made(name: str, settings: Settings) -> tuple[str, SpanExporter | None]:
     if name == "otlp":
-        return _otlp_exporter()
-    return name, _load_exporter(name, f"OTEL_TRACES_EXPORTER={name}")
+        return _otlp_exporter(settings)
+    return name, new_exporter(name, traces_file(settings))
 
 
-def _otlp_exporter() -> tuple[str, SpanExporter]:
+def _otlp_exporter(settings: Settings) -> tuple[str, SpanExporter]:
     # As the SDK's own auto-configuration: the per-signal setting first. The
     # default differs: http/protobuf, the exporter threadline depends on.
-    http = _OTLP_BY_PROTOCOL["http/protobuf"]
-    for setting in (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL):
-        protocol = os.environ.get(setting, "").strip()
-        if protocol:
-            break
-    else:
-        return http, _load_exporter(http, "OTEL_TRACES_EXPORTER=otlp")
-    made = f"{setting}={protocol}"
-    name = _OTLP_BY_PROTOCOL.get(protocol)
-    if name is None:
-        raise ValueError(f"{made}: threadline supports {' and '.join(_OTLP_BY_PROTOCOL)}")
-    if protocol == "grpc" and setting == OTEL_EXPORTER_OTLP_PROTOCOL and _distro_default():
-        try:
-            return name, _load_exporter(name, made)
-        except ValueError as exc:
-            _logger.warning("%s; sending spans over http/protobuf instead", exc)
-            return http, _load_exporter(http, made)
-    return name, _load_exporter(name, made)
+    name = _OTLP_BY_PROTOCOL[settings.otlp_protocol]
+    default = _OTLP_BY_PROTOCOL[DEFAULT_OTLP_PROTOCOL]
+    if settings.otlp_protocol_setting is None or name == default:
+        return name, _load_exporter(name)
+    try:
+        return name, _load_exporter(name)
+    except ValueError as exc:
+        # opentelemetry-distro sets OTEL_EXPORTER_OTLP_PROTOCOL=grpc as a default, a
+        # choice the user may never have made: one more reason never to fail here.
+        what = f"OTLP protocol here ({exc})"
+        invalid_setting(
+            settings.otlp_protocol_setting,
+            settings.otlp_protocol,
+            what,
+            repr(DEFAULT_OTLP_PROTOCOL),
+        )
+        return default, _load_exporter(default)
 
 
-def _distro_default() -> bool:
-    # opentelemetry-distro sets OTEL_EXPORTER_OTLP_PROTOCOL=grpc with
-    # os.environ.setdefault: under it, the value may be no choice of the user's.
-    return "opentelemetry.distro" in sys.modules
-
-
-def _load_exporter(name: str, made: str) -> SpanExporter:
-    """The exporter the entry point *name* names; a ValueError naming *made*, the setting."""
+def _load_exporter(name: str) -> SpanExporter:
+    """The exporter the entry point *name* names; a ValueError saying why it cannot be made."""
     found = entry_points(group=_EXPORTER_GROUP, name=name)
     if not found:
         known = sorted({"file", "none", "otlp", *entry_points(group=_EXPORTER_GROUP).names})
         raise ValueError(
-            f"{made}: no span exporter {name!r} is installed; OTEL_TRACES_EXPORTER "
-            f"may name {', '.join(known)}"
+            f"no span exporter {name!r} is installed; {OTEL_TRACES_EXPORTER} may name "
+            f"{', '.join(known)}"
         )
     try:
         exporter = next(iter(found)).load()()
     except ImportError as exc:
         hint = _PIP_HINT.get(name, f"install the package of the exporter {name!r}")
-        raise ValueError(f"{made} needs a package that is missing ({exc}): {hint}") from None
+        raise ValueError(
+            f"the exporter {name!r} needs a package that is missing ({exc}): {hint}"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - a plug-in that cannot start must not stop the application
+        raise ValueError(
+            f"the exporter {name!r} could not be made ({type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(exporter, SpanExporter):
-        raise ValueError(f"{made}: the exporter {name!r} is no span exporter")  # noqa: TRY004
+        raise ValueError(f"the exporter {name!r} is no span exporter")  # noqa: TRY004
     return exporter
+
+
+def export_to_each(
+    exporters: Sequence[SpanExporter], spans: Sequence[ReadableSpan]
+) -> SpanExportResult:
+    """Export *spans* with each exporter; SUCCESS when every one took them (none raises)."""
+    results = [_exported(exporter, spans) for exporter in exporters]
+    return SpanExportResult.SUCCESS if all(results) else SpanExportResult.FAILURE
+
+
+def _exported(exporter: SpanExporter, spans: Sequence[ReadableSpan]) -> bool:
+    try:
+        return exporter.export(spans) is SpanExportResult.SUCCESS
+    except Exception:  # reported as a failed export, as in-process
+        _logger.exception("exporting spans with %s failed", type(exporter).__name__)
+        return False
+
+
+def flush_each(exporters: Sequence[SpanExporter], timeout_millis: int) -> bool:
+    """Flush each exporter; True when every one did (none raises)."""
+    results = [_flushed(exporter, timeout_millis) for exporter in exporters]
+    return all(results)
+
+
+def _flushed(exporter: SpanExporter, timeout_millis: int) -> bool:
+    try:
+        return bool(exporter.force_flush(timeout_millis))
+    except Exception:
+        _logger.exception("flushing %s failed", type(exporter).__name__)
+        return False

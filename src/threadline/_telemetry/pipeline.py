@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
-import os
 import threading
 from collections.abc import Mapping, Sequence, Sized
 from typing import Any
@@ -25,14 +24,15 @@ from .._core.drops import record_drop
 from .._core.settings import (
     CONFIGURED_ENV,
     DEFAULT_TRACES_FILE,
-    EXPORT_PROCESS_ENV,
     SERVICE_NAME_ENV,
-    SHUTDOWN_TIMEOUT_ENV,
     TRACES_FILE_ENV,
+    mark_configured,
+    read_settings,
+    valid_seconds,
 )
 from .._core.stores import ContextStore, request
-from .export_process import PipeSpanExporter
-from .exporters import exporter_names, made_exporter
+from .export_pipe import PipeSpanExporter
+from .exporters import configured_exporters, traces_file
 from .spans import current_trace_ids
 
 __all__ = [
@@ -132,9 +132,7 @@ def configure(
       in ``THREADLINE_TRACES_FILE`` (default ``./threadline-traces.jsonl``);
     - ``otlp`` picks its protocol from ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL``,
       then ``OTEL_EXPORTER_OTLP_PROTOCOL``: ``http/protobuf`` (the default) or
-      ``grpc`` (with ``threadline[grpc]``). Under opentelemetry-distro, whose
-      ``grpc`` is only a default, a missing gRPC exporter falls back to
-      ``http/protobuf`` with a warning. The other ``OTEL_EXPORTER_OTLP_*``
+      ``grpc`` (with ``threadline[grpc]``). The other ``OTEL_EXPORTER_OTLP_*``
       settings are read by OpenTelemetry's own exporters;
     - ``OTEL_BSP_*``: the batch processor's queue and batch sizes;
     - ``OTEL_SDK_DISABLED=true``: nothing is set up; returns None.
@@ -149,42 +147,77 @@ def configure(
     the spans still queued are exported, waiting at most *shutdown_timeout*
     seconds (``THREADLINE_SHUTDOWN_TIMEOUT``, default 5), so an unreachable
     Collector never holds the process. Worker processes and Python children
-    that threadline starts configure themselves with the same settings. If a
-    tracer provider is set already, it is returned as it is.
+    that threadline starts configure themselves with the same settings,
+    handed to them when they start; this process's ``os.environ`` is left as
+    it is. If a tracer provider is set already, it is returned as it is.
+
+    Every setting is read and checked before anything is set up. A setting
+    that is not valid (``THREADLINE_SHUTDOWN_TIMEOUT=5s``, an exporter that
+    is not installed, ``grpc`` without its package) is a warning on the
+    ``threadline`` logger naming it, and its default serves: the set-up
+    never fails, nor half-happens, over a setting.
 
     Raises:
-        ValueError: an ``OTEL_*`` setting names something unknown or not
-            installed; the message names the setting that was made.
+        TypeError: an argument is not of its type (the message names it).
+        ValueError: *service_name* is empty, or *shutdown_timeout* is
+            negative or not finite. Raised before anything is set up.
     """
+    _check_arguments(service_name, shutdown_timeout, export_process)
     current = trace.get_tracer_provider()
     if isinstance(current, TracerProvider):
         return current
-    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+    settings = read_settings()
+    if settings.sdk_disabled:
         return None
-    made = [made_exporter(name) for name in exporter_names()]  # a wrong setting raises here
+    made = configured_exporters(settings)  # a setting that is not valid is said here, never raised
+    names = [name for name, exporter in made if exporter is not None]
     exporters = [exporter for _, exporter in made if exporter is not None]
-    if exporters and _export_process_wanted(export_process):
+    if exporters and (settings.export_process if export_process is None else export_process):
         # the export process makes the same exporters; these serve if it cannot start
-        exporters = [PipeSpanExporter([name for name, exporter in made if exporter], exporters)]
-    provider = TracerProvider(resource=_resource(service_name), shutdown_on_exit=False)
+        exporters = [PipeSpanExporter(names, exporters, traces_file(settings))]
+    resource, named_here = _resource(service_name)
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     provider.add_span_processor(StoreSpanProcessor())
-    for exporter in exporters:
-        processor = _CountingBatchSpanProcessor(_CountingSpanExporter(exporter))
+    processors = [_CountingBatchSpanProcessor(_CountingSpanExporter(e)) for e in exporters]
+    for processor in processors:
         provider.add_span_processor(processor)
-        _exporting.append(processor)
+    timeout = settings.shutdown_timeout if shutdown_timeout is None else float(shutdown_timeout)
     trace.set_tracer_provider(provider)
-    timeout = shutdown_timeout
-    if timeout is None:
-        timeout = float(os.environ.get(SHUTDOWN_TIMEOUT_ENV, "5"))
+    _exporting.extend(processors)
     atexit.register(shutdown, provider, timeout)
-    os.environ[CONFIGURED_ENV] = "1"
+    # What workers and children need to set themselves up alike (never os.environ),
+    # the file's absolute path included: all of them write the one file.
+    marks = {CONFIGURED_ENV: "1"}
+    if named_here and service_name is not None:
+        marks[SERVICE_NAME_ENV] = service_name
+    if "file" in names:
+        marks[TRACES_FILE_ENV] = str(traces_file(settings))
+    mark_configured(marks)
     return provider
 
 
-def _export_process_wanted(given: bool | None) -> bool:
-    if given is not None:
-        return given
-    return os.environ.get(EXPORT_PROCESS_ENV, "").strip().lower() in ("1", "true")
+def _check_arguments(
+    service_name: object, shutdown_timeout: object, export_process: object
+) -> None:
+    """Raise for a wrong argument of `configure`, naming it: a programmer's mistake."""
+    if service_name is not None:
+        if not isinstance(service_name, str):
+            raise TypeError(f"configure(service_name=...) takes a str, got {service_name!r}")
+        if not service_name.strip():
+            raise ValueError(f"configure(service_name={service_name!r}) names no service")
+    if shutdown_timeout is not None:
+        if isinstance(shutdown_timeout, bool) or not isinstance(shutdown_timeout, (int, float)):
+            raise TypeError(
+                "configure(shutdown_timeout=...) takes seconds as a number, "
+                f"got {shutdown_timeout!r}"
+            )
+        if not valid_seconds(shutdown_timeout):
+            raise ValueError(
+                f"configure(shutdown_timeout={shutdown_timeout!r}): seconds must be finite "
+                "and not negative"
+            )
+    if export_process is not None and not isinstance(export_process, bool):
+        raise TypeError(f"configure(export_process=...) takes a bool, got {export_process!r}")
 
 
 def shutdown(provider: TracerProvider, timeout: float) -> bool:
@@ -224,14 +257,14 @@ def _abandon_exports(reason: str, seconds: float) -> None:
     record_drop(reason, f"{spans} not exported within {seconds:g}s of exit", max(lost, 1))
 
 
-def _resource(service_name: str | None) -> Resource:
+def _resource(service_name: str | None) -> tuple[Resource, bool]:
+    """The resource, and whether *service_name* named it (no setting did)."""
     # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, as the SDK reads them
     resource = Resource.create()
     named = str(resource.attributes.get(SERVICE_NAME, "unknown_service"))
     if not service_name or not named.startswith("unknown_service"):
-        return resource
-    os.environ[SERVICE_NAME_ENV] = service_name  # the default of workers and children
-    return resource.merge(Resource({SERVICE_NAME: service_name}))
+        return resource, False
+    return resource.merge(Resource({SERVICE_NAME: service_name})), True
 
 
 class _CountingBatchSpanProcessor(BatchSpanProcessor):

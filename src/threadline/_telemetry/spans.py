@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -74,7 +73,9 @@ def provider_set() -> bool:
 
 @functools.cache
 def _provider_named() -> bool:
-    return "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+    from .._core.settings import read_settings  # noqa: PLC0415 - rarely needed, not free to import
+
+    return read_settings().tracer_provider_named
 
 
 def current_trace_ids() -> tuple[str, str] | None:

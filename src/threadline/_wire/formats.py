@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 from opentelemetry.propagators.textmap import Getter, Setter, TextMapPropagator
 
 from .._core.context import Context
+from .._core.settings import read_settings
 from .carrier import (
     BAGGAGE,
     TRACEPARENT,
@@ -87,7 +87,7 @@ def configured_formats() -> Formats:
 @functools.cache
 def _propagators_named() -> bool:
     # Read once, as OpenTelemetry reads it (when opentelemetry.propagate loads).
-    return bool(os.environ.get("OTEL_PROPAGATORS"))
+    return read_settings().propagators_set
 
 
 def _formats_of(propagator: TextMapPropagator) -> Formats:

@@ -22,18 +22,26 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from .._core.settings import CONFIGURED_ENV, TRACES_FILE_ENV
+from .._core.settings import (
+    CONFIGURED_ENV,
+    OTEL_EXPORTER_OTLP_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+    OTEL_SDK_DISABLED,
+    OTEL_TRACES_EXPORTER,
+    TRACES_FILE_ENV,
+)
 
 MAX_REQUESTS = 1000
 SPANS_FILE = "traces.jsonl"
 LOGS_FILE = "logs.jsonl"
 # The demo says where spans go: settings that would send them elsewhere are dropped.
 _DROPPED = (
-    "OTEL_SDK_DISABLED",
-    "OTEL_TRACES_EXPORTER",
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    OTEL_SDK_DISABLED,
+    OTEL_TRACES_EXPORTER,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+    OTEL_EXPORTER_OTLP_PROTOCOL,
     CONFIGURED_ENV,
 )
 
@@ -116,7 +124,7 @@ def run_demo(
         if otlp:
             env.update(OTEL_TRACES_EXPORTER="otlp", OTEL_EXPORTER_OTLP_ENDPOINT=otlp)
         else:
-            env.update({"OTEL_TRACES_EXPORTER": "file", TRACES_FILE_ENV: str(spans_file)})
+            env.update({OTEL_TRACES_EXPORTER: "file", TRACES_FILE_ENV: str(spans_file)})
         result = subprocess.run(  # noqa: S603 - our own interpreter and application
             [sys.executable, str(app), "--requests", str(requests)],
             env=env,

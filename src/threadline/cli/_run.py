@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from .._core.settings import CONFIGURED_ENV
+from .._core.settings import read_settings
 
-_TRACING_SETTINGS = (
-    "OTEL_TRACES_EXPORTER",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    CONFIGURED_ENV,
-)
 _FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
@@ -26,7 +19,8 @@ def run_command(command: list[str], values: dict[str, str], *, bootstrap: bool =
 
     from ..subprocess import Popen  # noqa: PLC0415
 
-    if any(os.environ.get(name) for name in _TRACING_SETTINGS):
+    settings = read_settings()
+    if settings.traces_exporters or settings.otlp_endpoint_set or settings.parent_configured:
         from .._telemetry.pipeline import configure  # noqa: PLC0415
 
         configure(service_name="threadline-run")

@@ -1,0 +1,264 @@
+"""The application's side of the export process: `PipeSpanExporter`.
+
+With ``THREADLINE_EXPORT_PROCESS=1`` (or ``configure(export_process=True)``)
+the batch processor's exporter is a `PipeSpanExporter`: each batch is
+flattened to plain tuples, pickled and written to a child process
+(`export_child`), which rebuilds the spans as SDK `ReadableSpan` objects and
+runs there the exporters ``OTEL_TRACES_EXPORTER`` names (OTLP encoding,
+HTTP, retries). The application's process keeps the cheap part, on the batch
+processor's thread; the encoding (tens of µs a span for OTLP) no longer
+competes with requests for the interpreter. Each batch is answered with its
+result, so a failed export is counted where it happened, as an in-process
+one is. What crosses the pipe is `span_wire`'s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import threading
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from .._core.settings import BOOTSTRAP_ENV, CONFIGURED_ENV
+from .._wire.environment import ENV_NAMES
+from .exporters import export_to_each, flush_each
+from .span_wire import OK, READY, flatten, frame
+
+__all__ = ["CHILD_MODULE", "PipeSpanExporter"]
+
+CHILD_MODULE = "threadline._telemetry.export_child"
+"""What the export process runs (``python -m``)."""
+
+_logger = logging.getLogger("threadline")
+_EXIT_WAIT = 5.0
+"""How long a clean shutdown waits for the export process to finish its exports."""
+
+
+class PipeSpanExporter(SpanExporter):
+    """Hands each batch to the export process and returns the result it answers.
+
+    The process starts on the first export (so a forked child starts its own,
+    never writing into its parent's) and again after it died; the batch it
+    was given then fails, and the caller counts it. When it cannot start at
+    all, *fallback* (the same exporters, made in this process) serves instead.
+    *names* are the names `exporters.configured_exporters` gave them, and
+    *traces_file* the absolute path ``file`` writes to: all the export
+    process needs to make the same ones.
+    """
+
+    def __init__(
+        self, names: Sequence[str], fallback: Sequence[SpanExporter], traces_file: Path
+    ) -> None:
+        self._arguments = [str(traces_file), *names]
+        self._fallback = list(fallback)
+        self._in_process = False  # the export process could not start: the fallback serves
+        self._lock = threading.Lock()  # one exchange at a time: export, flush, shutdown
+        self._child: _Child | None = None
+        self._closing: _Child | None = None
+        self._warned = False
+        self._shut = False
+        if hasattr(os, "register_at_fork"):
+            forget = weakref.WeakMethod(self._forget_after_fork)
+            os.register_at_fork(after_in_child=lambda: _call_if_alive(forget))
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Send *spans* to the export process; SUCCESS when every exporter there took them."""
+        if self._shut:
+            return SpanExportResult.FAILURE
+        if not self._in_process and self._exchange(frame("spans", flatten(spans))):
+            return SpanExportResult.SUCCESS
+        if self._in_process:
+            return export_to_each(self._fallback, spans)
+        return SpanExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Flush the exporters, in the export process (when it has started) or here."""
+        if self._shut:
+            return False
+        if self._in_process:
+            return flush_each(self._fallback, timeout_millis)
+        return self._child is None or self._exchange(frame("flush", timeout_millis))
+
+    def shutdown(self) -> None:
+        """End the export process: it shuts its exporters down and exits.
+
+        While an export is in progress (an exit that ran out of time calls
+        this to give up), or when called again, the process is ended at once.
+        """
+        self._shut = True
+        child, self._child = self._child, None
+        at_once = self._lock.locked() or child is None
+        child = child or self._closing
+        if child is not None:
+            self._closing = child
+            if at_once:
+                child.kill()
+            else:
+                child.close(wait=_EXIT_WAIT)
+        for exporter in self._fallback:
+            with contextlib.suppress(Exception):
+                exporter.shutdown()
+
+    def _exchange(self, data: bytes) -> bool:
+        with self._lock:
+            if self._shut:
+                return False
+            child = self._child
+            if child is None:
+                child, failure = _Child.start(self._arguments)
+                if child is None:
+                    _logger.warning(
+                        "threadline's export process could not start (%s): exporting spans "
+                        "in this process instead",
+                        failure,
+                    )
+                    self._in_process = True
+                    return False
+                self._child = child
+            answered = child.ask(data)
+            if answered is None:  # it died: the next export starts another
+                self._child = None
+                child.kill()
+                if not self._shut and not self._warned:
+                    self._warned = True
+                    _logger.warning("threadline's export process ended unexpectedly; restarting it")
+                return False
+            return answered == OK
+
+    def _forget_after_fork(self) -> None:
+        # The parent's process and pipes are the parent's: this child starts its own.
+        self._lock = threading.Lock()
+        for child in (self._child, self._closing):
+            if child is not None:
+                child.abandon()
+        self._child = self._closing = None
+
+
+def _call_if_alive(method: weakref.WeakMethod[Any]) -> None:
+    bound = method()
+    if bound is not None:
+        bound()
+
+
+class _Child:
+    """One export process, and the two pipes to it (raw descriptors: safe to drop at a fork)."""
+
+    def __init__(self, process: subprocess.Popen[bytes], requests: int, answers: int) -> None:
+        self.process = process
+        self.requests = requests
+        self.answers = answers
+        self._pending = b""
+        self._closing = threading.Lock()
+
+    @classmethod
+    def start(cls, arguments: Sequence[str]) -> tuple[_Child | None, str]:
+        """Start one; return it once it said it is ready, else None and why not."""
+        requests_read, requests_write = os.pipe()
+        answers_read, answers_write = os.pipe()
+        try:
+            process = subprocess.Popen(  # noqa: S603 - this interpreter, this module
+                [sys.executable, "-m", CHILD_MODULE, str(answers_write), *arguments],
+                stdin=requests_read,
+                pass_fds=(answers_write,),
+                env=_child_environment(),
+                start_new_session=True,  # a Ctrl-C to the application's group is not for it
+            )
+        except OSError as exc:
+            os.close(requests_write)
+            os.close(answers_read)
+            return None, f"{type(exc).__name__}: {exc}"
+        finally:
+            os.close(requests_read)
+            os.close(answers_write)
+        child = cls(process, requests_write, answers_read)
+        said = child.read_line()
+        if said == READY:
+            return child, ""
+        child.kill()
+        return None, said.decode("utf-8", "replace").strip() or "it exited at once"
+
+    def ask(self, frame: bytes) -> bytes | None:
+        """Write *frame*, return the answer line; None when the process is gone."""
+        try:
+            view = memoryview(frame)
+            while view:  # the writes and the read wait without holding the interpreter
+                view = view[os.write(self.requests, view) :]
+            answer = self.read_line()
+        except OSError:
+            return None
+        return answer or None
+
+    def read_line(self) -> bytes:
+        """The next answer line (with its newline); empty when the process has gone."""
+        while b"\n" not in self._pending:
+            chunk = os.read(self.answers, 4096)
+            if not chunk:
+                return b""
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line + b"\n"
+
+    def close(self, wait: float) -> None:
+        """Close its requests pipe (it finishes and exits); end it after *wait* seconds."""
+        self._close_pipes(answers=False)
+        try:
+            self.process.wait(wait)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._close_pipes()
+
+    def kill(self) -> None:
+        """End it at once."""
+        with contextlib.suppress(OSError):
+            self.process.kill()
+        self.process.wait()
+        self._close_pipes()
+
+    def abandon(self) -> None:
+        """Close the descriptors a fork inherited, leaving the parent's process alone."""
+        self._closing = threading.Lock()  # a parent's thread may have held it at the fork
+        self._close_pipes()
+        self.process.returncode = 0  # not this process's child: never waited for here
+
+    def _close_pipes(self, *, answers: bool = True) -> None:
+        # Each at most once: a descriptor number closed twice may be another file's by then.
+        with self._closing:
+            if self.requests >= 0:
+                _close(self.requests)
+                self.requests = -1
+            if answers and self.answers >= 0:
+                _close(self.answers)
+                self.answers = -1
+
+
+def _close(descriptor: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(descriptor)
+
+
+def _child_environment() -> dict[str, str]:
+    """The application's environment, less what would make the export process trace itself."""
+    env = dict(os.environ)
+    for name in (BOOTSTRAP_ENV, CONFIGURED_ENV, *ENV_NAMES.values()):
+        env.pop(name, None)
+    # opentelemetry-instrument works through a sitecustomize on PYTHONPATH
+    kept = [
+        entry
+        for entry in env.get("PYTHONPATH", "").split(os.pathsep)
+        if entry and not entry.rstrip(os.sep).endswith("auto_instrumentation")
+    ]
+    if kept:
+        env["PYTHONPATH"] = os.pathsep.join(kept)
+    else:
+        env.pop("PYTHONPATH", None)
+    return env
