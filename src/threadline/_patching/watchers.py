@@ -37,6 +37,8 @@ from .._core import lifecycle as _hooks
 from .._core.context import STORE_KEY_PREFIX, get_current, span_in
 from .._core.snapshot import Snapshot
 from .._core.stores import request
+from .._wire.carrier import BAGGAGE, TRACEPARENT
+from .._wire.environment import ENV_NAMES
 from . import registry
 
 __all__ = ["LAYER", "Listener", "install", "request_id", "uninstall"]
@@ -243,9 +245,15 @@ def _watch_popen(original: Callable[..., None]) -> Callable[..., None]:
 
 def _has_carrier(env: Any) -> bool:
     """Whether a child given *env* (None: this process's) gets a trace or the stores."""
-    names = ("TRACEPARENT", "BAGGAGE", b"TRACEPARENT", b"BAGGAGE")
     source = os.environ if env is None else env
-    return any(name in source for name in names)
+    return any(name in source for name in _CARRIER_NAMES)
+
+
+_CARRIER_NAMES = tuple(
+    spelled
+    for field in (TRACEPARENT, BAGGAGE)
+    for spelled in (ENV_NAMES[field], ENV_NAMES[field].encode())
+)
 
 
 def _watch_put(put: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
