@@ -254,8 +254,6 @@ _CARRIER_NAMES = tuple(
     for field in (TRACEPARENT, BAGGAGE)
     for spelled in (ENV_NAMES[field], ENV_NAMES[field].encode())
 )
-    for spelled in (ENV_NAMES[field], ENV_NAMES[field].encode())
-)
 
 
 def _watch_put(put: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
