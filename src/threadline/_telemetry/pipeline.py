@@ -23,7 +23,6 @@ from .._core.context import get_current
 from .._core.drops import record_drop
 from .._core.settings import (
     CONFIGURED_ENV,
-    DEFAULT_TRACES_FILE,
     SERVICE_NAME_ENV,
     TRACES_FILE_ENV,
     mark_configured,
@@ -33,18 +32,8 @@ from .._core.settings import (
 from .._core.stores import ContextStore, request
 from .export_pipe import PipeSpanExporter
 from .exporters import configured_exporters, traces_file
-from .spans import current_trace_ids
 
-__all__ = [
-    "CONFIGURED_ENV",
-    "DEFAULT_TRACES_FILE",
-    "REQUEST_ATTRIBUTES",
-    "TRACES_FILE_ENV",
-    "StoreSpanProcessor",
-    "configure",
-    "current_trace_ids",
-    "shutdown",
-]
+__all__ = ["REQUEST_ATTRIBUTES", "StoreSpanProcessor", "configure", "shutdown"]
 
 REQUEST_ATTRIBUTES: Mapping[str, str] = {"request_id": "request.id", "user_id": "enduser.id"}
 """Which `threadline.request` keys land on spans, under which attribute names."""
