@@ -114,13 +114,10 @@ def _after_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
 
 def _retry_of(task_id: object) -> SpanContext | None:
     """A task retrying itself: its execution's span, for the next attempt's link."""
-    from celery import current_task  # noqa: PLC0415 - a proxy, read at publish time
-
-    request = getattr(current_task, "request", None)
-    state = getattr(request, _STATE, None)
-    if state is None or getattr(request, "id", None) != task_id:
+    processing = _processing(celery.current_task)  # a proxy, read at publish time
+    if processing is None or celery.current_task.request.id != task_id:
         return None
-    return get_current_span(state[0].context).get_span_context()
+    return get_current_span(processing.context).get_span_context()
 
 
 def _publisher_line() -> str:
@@ -148,10 +145,10 @@ def _prerun(task: Task | None = None, task_id: str | None = None, **_: Any) -> N
     setattr(request, _STATE, (processing, time.monotonic()))
 
 
-def _execution(task: Task | None) -> tuple[Processing, float] | None:
-    """The processing of *task*'s current execution in this worker, and when it began."""
-    found: tuple[Processing, float] | None = getattr(getattr(task, "request", None), _STATE, None)
-    return found
+def _processing(task: Task | None) -> Processing | None:
+    """The processing of *task*'s current execution in this worker, if it began here."""
+    execution = getattr(getattr(task, "request", None), _STATE, None)
+    return execution[0] if execution is not None else None
 
 
 def _task_line(task: Task) -> str:
@@ -165,26 +162,26 @@ def _failure(
     exception: BaseException | None = None,
     **_: Any,
 ) -> None:
-    execution = _execution(sender)
-    if execution is not None and execution[0].span is not None and exception is not None:
-        execution[0].fail(exception)
+    processing = _processing(sender)
+    if processing is not None and processing.span is not None and exception is not None:
+        processing.fail(exception)
     elif isinstance(exception, TimeLimitExceeded) and sender is not None and task_id:
         _report_killed(sender, task_id, exception)
 
 
 def _retry(sender: Task | None = None, reason: object = None, **_: Any) -> None:
-    execution = _execution(sender)
-    if execution is not None and execution[0].span is not None:
-        execution[0].span.set_attribute("celery.retry", True)
+    processing = _processing(sender)
+    if processing is not None and processing.span is not None:
+        processing.span.set_attribute("celery.retry", True)
         if isinstance(reason, BaseException):
-            execution[0].fail(reason)
+            processing.fail(reason)
 
 
 def _postrun(task: Task | None = None, state: object = "", **_: Any) -> None:
-    execution = _execution(task)
+    request = getattr(task, "request", None)
+    execution: tuple[Processing, float] | None = getattr(request, _STATE, None)
     if execution is None:
         return
-    request = getattr(task, "request", None)
     delattr(request, _STATE)
     processing, started = execution
     if processing.span is None or state is not None:
@@ -232,13 +229,10 @@ def _report_killed(task: Task, task_id: str, error: BaseException) -> None:
 # --------------------------------------------------------------------------- worker life
 
 
+# A prefork child traces as the worker does. Told to stop (a cold shutdown, a hard
+# time limit), it gets SIGTERM: billiard's handler raises SystemExit into the task,
+# and the child's exit sends worker_process_shutdown, where it exports what it finished.
 def _process_init(**_: Any) -> None:
-    """A prefork child: trace as the worker does.
-
-    A child told to stop (a cold shutdown, a hard time limit) gets SIGTERM;
-    billiard's handler raises SystemExit into the task, and the child's exit
-    then sends ``worker_process_shutdown``, where it exports what it finished.
-    """
     configure_like_parent()
 
 
