@@ -13,6 +13,7 @@ its spans are continued, never doubled.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -76,7 +77,9 @@ def setup(app: Celery) -> None:
         hook.connect(receiver, weak=False, dispatch_uid=f"threadline.{receiver.__name__}")
 
 
-def _operation(name: str, task_id: object, queue: object) -> Operation:
+def _operation(name: str, task_id: object, delivery: object) -> Operation:
+    """A task's names; *delivery*: its routing key, or the delivery info that holds it."""
+    queue = delivery.get("routing_key") if isinstance(delivery, dict) else delivery
     return Operation(
         BOUNDARY,
         queue if isinstance(queue, str) else None,
@@ -100,7 +103,7 @@ def _before_publish(
     task_id, name = headers.get("id"), headers.get("task") or sender or "unknown"
     handoff = publish(
         headers,
-        _operation(name, task_id, routing_key),
+        functools.partial(_operation, name, task_id, routing_key),  # made if a span is
         other_makes_it=_contrib_after_us(signals.before_task_publish, _before_publish),
         retry_of=_retry_of(task_id),
         where=_publisher_line,
@@ -134,11 +137,11 @@ def _prerun(task: Task | None = None, task_id: str | None = None, **_: Any) -> N
     eager = request.is_eager  # runs in the caller's own context
     processing = Processing(
         None if eager else vars(request),  # the message headers are the request's attributes
-        _operation(task.name, task_id, (request.delivery_info or {}).get("routing_key")),
+        functools.partial(_operation, task.name, task_id, request.delivery_info),
         context=get_current() if eager else None,
         retry=int(request.retries or 0) >= 1,
         other_makes_it=_contrib_after_us(signals.task_prerun, _prerun),
-        where=lambda: _task_line(task),
+        where=_task_line(task) if lifecycle.active else None,
         only_if_current=True,  # another instrumentation's postrun may have restored already
     )
     processing.begin()
@@ -221,9 +224,9 @@ def _report_killed(task: Task, task_id: str, error: BaseException) -> None:
     if not isinstance(headers, Mapping):
         return
     started = getattr(request, "time_start", None)
-    queue = (headers.get("delivery_info") or {}).get("routing_key")
     start_time = int(started * 1e9) if isinstance(started, float) else None
-    report_processing(headers, _operation(task.name, task_id, queue), error, start_time)
+    names = _operation(task.name, task_id, headers.get("delivery_info"))
+    report_processing(headers, names, error, start_time)
 
 
 # --------------------------------------------------------------------------- worker life

@@ -40,7 +40,8 @@ class Processing:
     Args:
         headers: the message's headers as the client gives them (`Headers`):
             read strictly, each bad field dropped whole, counted and reported.
-        operation: the operation's names (system, destination, message id).
+        operation: the operation's names (system, destination, message id),
+            or a callable that makes them, called only when a span is made.
         context: the context to run in instead of the headers' (an eager
             task runs in its caller's own).
         trust: False for messages from outside the application: the work
@@ -78,7 +79,7 @@ class Processing:
     def __init__(
         self,
         headers: Headers,
-        operation: Operation,
+        operation: Operation | Callable[[], Operation],
         *,
         context: Context | None = None,
         trust: bool = True,
@@ -139,7 +140,10 @@ class Processing:
         if plan.continued is not None:
             context = Context({**context, span_key(): plan.continued})
         elif plan.own:
-            self.span = consumer_span(context, self.operation, links, batch=self._batch)
+            operation = self.operation
+            if callable(operation):
+                self.operation = operation = operation()
+            self.span = consumer_span(context, operation, links, batch=self._batch)
             context = Context({**context, span_key(): self.span})
         self.context = context
         self._arrival = Arrival(

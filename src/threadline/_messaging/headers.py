@@ -58,7 +58,7 @@ def fields_of(headers: Headers) -> GetAll:
     """
     if headers is None:
         return _absent
-    if isinstance(headers, Mapping):
+    if type(headers) is dict or isinstance(headers, Mapping):
         get = headers.get
 
         def get_all(key: str, default: Sequence[Any]) -> Sequence[Any]:

@@ -33,7 +33,7 @@ PUBLISH_RESOURCE = "message.publish"
 
 def publish(
     headers: Any,
-    operation: Operation,
+    operation: Operation | Callable[[], Operation],
     *,
     setter: Setter[Any] = default_setter,
     other_makes_it: bool = False,
@@ -41,6 +41,9 @@ def publish(
     where: str | Callable[[], str] | None = None,
 ) -> Handoff:
     """Write the current context into *headers*; return the publish's `Handoff`.
+
+    *operation* names the publish (system, destination, message id), or is
+    a callable that makes the names, called only when a span is made.
 
     The publish is a PRODUCER span ``send {destination}`` when `plan_span`
     says so: another instrumentation's PRODUCER span, current here, is
@@ -100,8 +103,9 @@ class Unacked:
             handoff.end()
 
 
-def _producer_span(operation: Operation) -> Callable[[Context], Span]:
+def _producer_span(names: Operation | Callable[[], Operation]) -> Callable[[Context], Span]:
     def start(context: Context) -> Span:
+        operation = names() if callable(names) else names
         return start_boundary_span(
             operation.system,
             span_name(SEND, operation),
