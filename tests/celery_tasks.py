@@ -8,8 +8,10 @@ THREADLINE_TEST_LOGS, as the docs tell workers to.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,8 @@ from celery import Celery, signals
 
 import threadline as tl
 import threadline.celery
-from threadline import diagnostics
+from tests import message_probe
+from threadline import diagnostics, hooks
 from threadline.logging import JSONFormatter
 from threadline.tracing import current_trace_ids
 
@@ -34,6 +37,7 @@ app.conf.update(
 )
 logger = logging.getLogger("tasks")
 
+HOOKS_ENV = "THREADLINE_TEST_HOOKS"  # a file: every hook call in the worker, as JSON lines
 CONTRIB_ENV = "THREADLINE_TEST_CONTRIB"  # "hand": instrumented here; "launcher": by the launcher
 
 
@@ -65,8 +69,37 @@ def _ready(**_: Any) -> None:
     Path(os.environ["THREADLINE_TEST_READY"]).touch()
 
 
+_arrivals: dict[str, dict[str, Any]] = {}
+
+
+def _arrived(request: Any = None, **_: Any) -> None:
+    """The consumer's own context when a message arrives, before its processing (solo pool)."""
+    _arrivals[request.id] = {
+        "request": tl.request.get(),
+        "trace_id": (current_trace_ids() or [None])[0],
+    }
+
+
+def record_hooks(path: str) -> hooks.Hook:
+    """Enable a hook that appends each call to *path*: event, resource, its request id, the pid."""
+    lock = threading.Lock()
+
+    def record(event: str) -> Any:
+        def write(resource: hooks.Resource, *_: Any) -> None:
+            line = {"event": event, "type": resource.type, "id": resource.id, "pid": os.getpid()}
+            line.update(request_id=resource.request_id, request=resource.request)
+            with lock, open(path, "a") as out:
+                out.write(json.dumps(line) + "\n")
+
+        return write
+
+    events = ("init", "before", "after", "destroy")
+    return hooks.create_hook(**{event: record(event) for event in events}).enable()
+
+
 if os.environ.get("THREADLINE_TEST_WORKER"):
     signals.worker_ready.connect(_ready, weak=False)
+    signals.task_received.connect(_arrived, weak=False)
     trace_beside_contrib("celery-worker")
     threadline.logging.install()
     handler = logging.FileHandler(os.environ["THREADLINE_TEST_LOGS"])
@@ -74,6 +107,8 @@ if os.environ.get("THREADLINE_TEST_WORKER"):
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    if os.environ.get(HOOKS_ENV):
+        record_hooks(os.environ[HOOKS_ENV])
 
 threadline.celery.setup(app)
 
@@ -120,3 +155,15 @@ def flaky(self: Any) -> dict[str, Any]:
 def sleepy(seconds: float) -> None:
     logger.info("sleepy %s", seconds)
     time.sleep(seconds)
+
+
+@app.task(bind=True, max_retries=1)
+def contract_body(
+    self: Any, retry: bool = False, retried_from: str | None = None
+) -> dict[str, Any]:
+    """The messaging contract's consumer body: what it sees; with *retry*, after one retry."""
+    seen = message_probe.observe()
+    if retry:
+        first = (seen["span"] or {}).get("span_id")
+        raise self.retry(countdown=0, kwargs={"retried_from": first})
+    return {**seen, "retried_from": retried_from, "loop": _arrivals.pop(self.request.id, None)}

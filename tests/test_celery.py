@@ -8,8 +8,10 @@ and its task logs are checked.
 
 from __future__ import annotations
 
+import json
 import signal
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,10 @@ from celery.exceptions import TimeLimitExceeded
 
 import threadline as tl
 from tests import celery_tasks as tasks
-from tests.helpers import SuiteTracerProvider, wait_for
+from tests.helpers import SuiteTracerProvider, marked_line, wait_for
+from tests.messaging_contract import MessagingContract, Seen
 from tests.redis_broker import CeleryWorker, links_of
+from threadline import hooks
 from threadline.export import ExportedSpan
 
 PRODUCER, CONSUMER = 4, 5
@@ -233,3 +237,74 @@ def test_cold_shutdown_exports_what_finished(
     # the task cut short, if its child could export it, is marked so
     cut = [s for s in consumers if s.name == "process tests.celery_tasks.sleepy"]
     assert [ERROR] * len(cut) == [s.status_code for s in cut]
+
+
+class CeleryBroker:
+    """The messaging contract's broker: tasks over the tests' Redis to a real solo worker."""
+
+    system = destination = "celery"
+    target = "tests.celery_tasks.contract_body"
+    retries = True
+
+    def __init__(self, app: Any, worker: CeleryWorker, hooks_file: Path) -> None:
+        self.app, self.worker, self.hooks_file = app, worker, hooks_file
+
+    def publish(self, headers: Mapping[str, Any] | None = None, *, retry: bool = False) -> str:
+        body = tasks.contract_body
+        sent = body.apply_async(kwargs={"retry": retry}, headers=headers)  # mark:send
+        return str(sent.id)
+
+    def seen(self, message_id: str) -> Seen:
+        return Seen(**self.app.AsyncResult(message_id).get(timeout=TIMEOUT))
+
+    def hook_events(self) -> list[dict[str, Any]]:
+        """Every hook call in the worker so far."""
+        text = self.hooks_file.read_text() if self.hooks_file.exists() else ""
+        return [json.loads(line) for line in text.splitlines()]
+
+
+class TestMessagingContract(MessagingContract):
+    """Celery holds the messaging contract (one solo worker: one consumer, in order)."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def broker(
+        cls, celery_app: Any, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[CeleryBroker]:
+        directory = tmp_path_factory.mktemp("messaging-contract")
+        hooks_file = directory / "hooks.jsonl"
+        worker = CeleryWorker(redis_url, "solo", directory, THREADLINE_TEST_HOOKS=str(hooks_file))
+        yield CeleryBroker(celery_app, worker, hooks_file)
+        assert 0 == worker.stop(), worker.log()[-3000:]
+
+    def test_hooks_see_a_task_from_publish_to_destroy(self, broker: CeleryBroker) -> None:
+        """The publish is a message.publish resource here (at the app's line, not Celery's); the
+        task a message.process resource in the worker, from init to destroy, with its request id."""
+        made: list[tuple[str, hooks.Resource]] = []
+        hook = hooks.create_hook(
+            init=lambda resource, _: made.append(("init", resource)),
+            destroy=lambda resource: made.append(("destroy", resource)),
+        ).enable()
+        try:
+            with tl.request.scope(request_id="hook-task"):
+                message_id = broker.publish()
+        finally:
+            hook.disable()
+        broker.seen(message_id)
+        published = [(event, r) for event, r in made if r.type == "message.publish"]
+        assert ["init", "destroy"] == [event for event, _ in published]
+        resource = published[0][1]
+        assert ("hook-task", marked_line(__file__, "# mark:" + "send")) == (
+            resource.request_id,
+            resource.location,
+        )
+
+        def worker_events() -> list[dict[str, Any]]:
+            found = [e for e in broker.hook_events() if e["type"] == "message.process"]
+            return [e for e in found if e["request_id"] == "hook-task"]
+
+        assert wait_for(lambda: len(worker_events()) == 4, TIMEOUT)  # destroy: after the result
+        events = worker_events()
+        assert ["init", "before", "after", "destroy"] == [e["event"] for e in events]
+        assert 1 == len({e["id"] for e in events})
+        assert all(e["request"] for e in events)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +12,13 @@ from opentelemetry.trace import SpanKind, StatusCode
 import threadline as tl
 from tests.helpers import Spans, marked_line
 from threadline import hooks
-from threadline._boundary.coexistence import SpanPlan, foreign_span, plan_span
+from threadline._boundary.coexistence import (
+    CONTRIB,
+    SpanPlan,
+    contrib_after,
+    foreign_span,
+    plan_span,
+)
 from threadline._boundary.handoff import (
     CARRIES_CONTEXT,
     Arrival,
@@ -19,7 +26,7 @@ from threadline._boundary.handoff import (
     carries_context,
     hand_off,
 )
-from threadline._core.context import get_current
+from threadline._core.context import Context, attach, get_current, restore
 
 
 @pytest.fixture
@@ -75,6 +82,25 @@ class TestArrival:
             assert "http.server" == hooks.current().type
         assert ["init", "before", "after", "destroy"] == [event for event, *_ in events]
         assert hooks.current() is None
+
+    def test_the_resource_has_the_arrived_request_id(
+        self, events: list[tuple[str, str, str]]
+    ) -> None:
+        """The resource is made once the context is attached: it has that request's id."""
+        with tl.request.scope(request_id="arrived"):
+            arrived = get_current()
+        with Arrival(arrived, resource_type="message.process", request=True):
+            assert "arrived" == hooks.current().request_id
+
+    def test_only_if_current_leaves_an_earlier_restore(self) -> None:
+        """Another receiver put back the context from before both: it stays."""
+        before = get_current()
+        theirs = attach(Context({"theirs": 1}))
+        arrival = Arrival(Context({"ours": 1}), only_if_current=True)
+        arrival.__enter__()
+        restore(theirs)
+        arrival.__exit__(None, None, None)
+        assert before is get_current()
 
 
 class TestHandoff:
@@ -154,3 +180,29 @@ class TestPlanSpan:
         """Without a parent a client makes no span; a server (root=True) does."""
         assert SpanPlan(None, False) == plan_span("CLIENT", get_current())
         assert SpanPlan(None, True) == plan_span("SERVER", get_current(), root=True)
+
+    def test_the_parent_may_be_apart(self) -> None:
+        """The foreign span is looked for in the context; the recording, on the parent."""
+        traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        parent = tl.extract({"traceparent": traceparent}).context  # a message's publisher
+        assert SpanPlan(None, True) == plan_span("CONSUMER", get_current(), parent=parent)
+        assert SpanPlan(None, False) == plan_span("CONSUMER", get_current(), parent=Context())
+        consumer = trace.get_tracer("contrib").start_as_current_span("p", kind=SpanKind.CONSUMER)
+        with consumer as span:
+            assert SpanPlan(span, False) == plan_span("CONSUMER", get_current(), parent=parent)
+
+
+def _ours() -> None: ...
+
+
+def _theirs() -> None: ...
+
+
+_theirs.__module__ = CONTRIB["celery"]
+
+
+def test_contrib_after() -> None:
+    """OpenTelemetry's receiver after ours is found, through weak references too."""
+    assert contrib_after(_ours, [_ours, weakref.ref(_theirs)], "celery")
+    assert not contrib_after(_ours, [_theirs, _ours], "celery")
+    assert not contrib_after(_ours, [_ours, _theirs], "aiohttp.server")

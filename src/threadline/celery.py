@@ -1,61 +1,60 @@
 """Celery: the request's context (stores, trace, baggage) in task messages, restored by workers.
 
-`setup` connects Celery's signals: each publish writes the carrier into the
-message headers, in the configured formats (the message may reach a consumer
-that is not threadline), under a PRODUCER span; each execution restores the
-context strictly from those headers, under a CONSUMER span that is a child of
-the publisher's. Beside OpenTelemetry's Celery instrumentation, its spans are
-continued, never doubled.
+`setup` connects Celery's signals to the messaging core (`threadline._messaging`):
+each publish writes the carrier into the message headers under a PRODUCER
+span; each execution runs in the context read strictly from them, under a
+CONSUMER span that is a child of the publisher's. What stays here is what
+only Celery has: its signals, eager tasks, retries, time limits, prefork
+children and worker shutdown. Beside OpenTelemetry's Celery instrumentation,
+its spans are continued, never doubled.
 
 .. versionadded:: 0.1
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
 import time
 import weakref
 from collections.abc import Mapping
-from contextvars import Token
 from typing import TYPE_CHECKING, Any
 
+import celery
+import kombu
 from celery import Celery, signals
 from celery.exceptions import TimeLimitExceeded
 from celery.utils.dispatch import Signal
-from opentelemetry.propagators.textmap import Getter, default_setter
-from opentelemetry.trace import Link, SpanKind, get_current_span, set_span_in_context
+from opentelemetry.trace import get_current_span
 
+from ._boundary.coexistence import contrib_after
 from ._boundary.far_side import configure_like_parent, flush_tracing
-from ._core.context import Context, attach, get_current, restore, span_in
-from ._core.drops import record_drop
-from ._telemetry.spans import (
-    INSTRUMENTATION_NAME,
-    is_recording,
-    provider_set,
-    record_error,
-    start_boundary_span,
-)
-from ._wire.carrier import FIELD_LIMITS, TRACEPARENT, extract_context, inject_span
-from ._wire.formats import configured_formats, extract_formats, inject_formats
+from ._core import lifecycle
+from ._core.context import get_current
+from ._messaging import headers as _headers
+from ._messaging.consume import Processing, report_processing
+from ._messaging.publish import Unacked, publish
+from ._messaging.semconv import Operation
 
 if TYPE_CHECKING:
     from celery import Task
-    from opentelemetry.trace import Span
+    from opentelemetry.trace import SpanContext
 
 __all__ = ["BOUNDARY", "RETRY_OF_HEADER", "setup"]
 
 BOUNDARY = "celery"
 """The ``threadline.boundary`` attribute of Celery's PRODUCER and CONSUMER spans."""
 
-RETRY_OF_HEADER = "threadline_retry_of"
+RETRY_OF_HEADER = _headers.RETRY_OF_HEADER
 """The message header that names, as a traceparent, the execution a retry follows."""
 
 _STATE = "_threadline"  # the attribute of a task's request that holds its execution's state
-_CONTRIB = "opentelemetry.instrumentation.celery"
-_MAX_OPEN_PUBLISHES = 10_000
-_publishing: dict[str, Span] = {}
+_publishing = Unacked()
 # The main process of a prefork worker, by task id: to report a task that its time limit killed.
 _received: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+# Frames of these are passed over when hooks name the line that published a task.
+_LIBRARIES = tuple(os.path.dirname(m.__file__ or "") + os.sep for m in (celery, kombu))
 
 
 def setup(app: Celery) -> None:
@@ -68,13 +67,26 @@ def setup(app: Celery) -> None:
     non-text carrier headers are dropped whole, counted and reported, and the
     task runs without them. A store value that cannot cross is counted as
     ``baggage.outbound_invalid`` and the task goes without baggage (a Celery
-    signal cannot raise into ``apply_async``). Workers flush their spans
-    before a prefork child exits and at worker shutdown. Calling it again
-    changes nothing.
+    signal cannot raise into ``apply_async``). Each publish and each
+    execution is a lifecycle-hook resource (``message.publish``,
+    ``message.process``). Workers flush their spans before a prefork child
+    exits and at worker shutdown. Calling it again changes nothing.
     """
     del app  # Celery's signals are process-wide; the app is the caller's anchor
     for hook, receiver in _RECEIVERS:
         hook.connect(receiver, weak=False, dispatch_uid=f"threadline.{receiver.__name__}")
+
+
+def _operation(name: str, task_id: object, delivery: object) -> Operation:
+    """A task's names; *delivery*: its routing key, or the delivery info that holds it."""
+    queue = delivery.get("routing_key") if isinstance(delivery, dict) else delivery
+    return Operation(
+        BOUNDARY,
+        queue if isinstance(queue, str) else None,
+        task_id if isinstance(task_id, str) else None,
+        target=name,
+        attributes={"celery.task_name": name},
+    )
 
 
 # --------------------------------------------------------------------------- publish
@@ -89,140 +101,62 @@ def _before_publish(
     if not isinstance(headers, dict):  # protocol 1 has no message headers of its own
         return
     task_id, name = headers.get("id"), headers.get("task") or sender or "unknown"
-    context = get_current()
-    span = None
-    if _contrib_after_us(signals.before_task_publish, _before_publish):
-        pass  # its PRODUCER span comes next: no second one
-    elif _foreign_span(context, "PRODUCER") is None and is_recording():
-        span = start_boundary_span(
-            BOUNDARY,
-            f"send {name}",
-            kind=SpanKind.PRODUCER,
-            attributes=_attributes("send", name, task_id, routing_key),
-        )
-        context = set_span_in_context(span, context)
-    inject_formats(headers, default_setter, context, configured_formats())
-    _note_retry(headers, task_id)
-    if span is not None and isinstance(task_id, str):
-        if len(_publishing) >= _MAX_OPEN_PUBLISHES:  # publishes that failed never came back
-            _publishing.pop(next(iter(_publishing))).end()
-        _publishing[task_id] = span
+    handoff = publish(
+        headers,
+        functools.partial(_operation, name, task_id, routing_key),  # made if a span is
+        other_makes_it=_contrib_after_us(signals.before_task_publish, _before_publish),
+        retry_of=_retry_of(task_id),
+        where=_publisher_line,
+    )
+    _publishing.add(task_id, handoff)
 
 
 def _after_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
-    task_id = headers.get("id") if isinstance(headers, dict) else None
-    span = _publishing.pop(task_id, None) if isinstance(task_id, str) else None
-    if span is not None:
-        span.end()
+    _publishing.ack(headers.get("id") if isinstance(headers, dict) else None)
 
 
-def _note_retry(headers: dict[str, Any], task_id: object) -> None:
-    """A task retrying itself: name its execution's span, for the next one's link."""
-    from celery import current_task  # noqa: PLC0415 - a proxy, read at publish time
-
-    request = getattr(current_task, "request", None)
-    state = getattr(request, _STATE, None)
-    if state is not None and getattr(request, "id", None) == task_id:
-        span_context = get_current_span(state.context).get_span_context()
-        if span_context.is_valid:
-            inject_span(lambda _, value: headers.__setitem__(RETRY_OF_HEADER, value), span_context)
+def _retry_of(task_id: object) -> SpanContext | None:
+    """A task retrying itself: its execution's span, for the next attempt's link."""
+    processing = _processing(celery.current_task)  # a proxy, read at publish time
+    if processing is None or celery.current_task.request.id != task_id:
+        return None
+    return get_current_span(processing.context).get_span_context()
 
 
-def _attributes(operation: str, name: str, task_id: object, destination: object) -> dict[str, Any]:
-    attributes: dict[str, Any] = {
-        "messaging.system": "celery",
-        "messaging.operation.type": operation,
-        "messaging.operation.name": operation,
-        "celery.task_name": name,
-    }
-    if isinstance(task_id, str):
-        attributes["messaging.message.id"] = task_id
-    if isinstance(destination, str) and destination:
-        attributes["messaging.destination.name"] = destination
-    return attributes
+def _publisher_line() -> str:
+    return lifecycle.location(1, skip=_LIBRARIES)
 
 
 # --------------------------------------------------------------------------- execute
-
-
-class _Execution:
-    """What one execution attached: its context, the token to undo it, its own span if any."""
-
-    __slots__ = ("context", "span", "started", "token")
-
-    def __init__(self, context: Context, token: Token[Context], span: Span | None) -> None:
-        self.context, self.token, self.span = context, token, span
-        self.started = time.monotonic()
-
-
-class _RequestHeaders(Getter[Any]):
-    """Reads a task request's message headers: text only, threadline's fields within limits."""
-
-    def get(self, carrier: Any, key: str) -> list[str] | None:
-        value = getattr(carrier, key, None)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            record_drop(f"{key}.not_text", f"a {type(value).__name__} in the {key} header")
-            return None
-        limit = FIELD_LIMITS.get(key)
-        if limit is not None and len(value) > limit:
-            record_drop(f"{key}.too_large", f"{len(value)} characters in the {key} header")
-            return None
-        return [value]
-
-    def keys(self, carrier: Any) -> list[str]:
-        return []
-
-
-_headers = _RequestHeaders()
 
 
 def _prerun(task: Task | None = None, task_id: str | None = None, **_: Any) -> None:
     if task is None:
         return
     request = task.request
-    if request.is_eager:  # run in the caller's own context
-        context = get_current()
-    else:
-        context = extract_formats(request, _headers, configured_formats())
-    outer = _foreign_span(get_current(), "CONSUMER")
-    span = None
-    if outer is not None:
-        context = set_span_in_context(outer, context)
-    elif not _contrib_after_us(signals.task_prerun, _prerun) and _records(context):
-        delivery = getattr(request, "delivery_info", None) or {}
-        span = start_boundary_span(
-            BOUNDARY,
-            f"process {task.name}",
-            kind=SpanKind.CONSUMER,
-            attributes=_attributes("process", task.name, task_id, delivery.get("routing_key")),
-            context=context,
-            links=_retry_link(request),
-        )
-        context = set_span_in_context(span, context)
-    setattr(request, _STATE, _Execution(context, attach(context), span))
+    eager = request.is_eager  # runs in the caller's own context
+    processing = Processing(
+        None if eager else vars(request),  # the message headers are the request's attributes
+        functools.partial(_operation, task.name, task_id, request.delivery_info),
+        context=get_current() if eager else None,
+        retry=int(request.retries or 0) >= 1,
+        other_makes_it=_contrib_after_us(signals.task_prerun, _prerun),
+        where=_task_line(task) if lifecycle.active else None,
+        only_if_current=True,  # another instrumentation's postrun may have restored already
+    )
+    processing.begin()
+    setattr(request, _STATE, (processing, time.monotonic()))
 
 
-def _records(context: Context) -> bool:
-    """Whether a child of the span in *context* would be recorded (`is_recording`, for any)."""
-    span = span_in(context)
-    if span is None:
-        return False
-    if span.is_recording():
-        return True
-    span_context = span.get_span_context()
-    return bool(span_context.is_valid and span_context.trace_flags.sampled) and provider_set()
+def _processing(task: Task | None) -> Processing | None:
+    """The processing of *task*'s current execution in this worker, if it began here."""
+    execution = getattr(getattr(task, "request", None), _STATE, None)
+    return execution[0] if execution is not None else None
 
 
-def _retry_link(request: Any) -> list[Link] | None:
-    value = getattr(request, RETRY_OF_HEADER, None)
-    if not isinstance(value, str) or int(getattr(request, "retries", 0) or 0) < 1:
-        return None
-    # the same strict decoder as the carrier's traceparent; a bad one is dropped and counted
-    linked = get_current_span(extract_context(lambda f: (value,) if f == TRACEPARENT else ()))
-    span_context = linked.get_span_context()
-    return [Link(span_context)] if span_context.is_valid else None
+def _task_line(task: Task) -> str:
+    code = getattr(getattr(task.run, "__func__", task.run), "__code__", None)
+    return f"{code.co_filename}:{code.co_firstlineno}" if code is not None else task.name
 
 
 def _failure(
@@ -231,42 +165,39 @@ def _failure(
     exception: BaseException | None = None,
     **_: Any,
 ) -> None:
-    state = getattr(getattr(sender, "request", None), _STATE, None)
-    if state is not None and state.span is not None and exception is not None:
-        record_error(state.span, exception)
+    processing = _processing(sender)
+    if processing is not None and processing.span is not None and exception is not None:
+        processing.fail(exception)
     elif isinstance(exception, TimeLimitExceeded) and sender is not None and task_id:
         _report_killed(sender, task_id, exception)
 
 
 def _retry(sender: Task | None = None, reason: object = None, **_: Any) -> None:
-    state = getattr(getattr(sender, "request", None), _STATE, None)
-    if state is not None and state.span is not None:
-        state.span.set_attribute("celery.retry", True)
+    processing = _processing(sender)
+    if processing is not None and processing.span is not None:
+        processing.span.set_attribute("celery.retry", True)
         if isinstance(reason, BaseException):
-            record_error(state.span, reason)
+            processing.fail(reason)
 
 
 def _postrun(task: Task | None = None, state: object = "", **_: Any) -> None:
     request = getattr(task, "request", None)
-    execution: _Execution | None = getattr(request, _STATE, None)
+    execution: tuple[Processing, float] | None = getattr(request, _STATE, None)
     if execution is None:
         return
     delattr(request, _STATE)
-    if execution.span is not None and state is None:
-        # No outcome: the task was cut short, by the SystemExit a prefork child's
-        # SIGTERM handler raises (a hard time limit, a cold shutdown).
-        if _hard_limit_passed(task, request, execution.started):
-            pass  # the main process reports it (`_report_killed`): one span, not two
-        else:
-            cut = sys.exc_info()[1]
-            record_error(execution.span, cut if cut is not None else SystemExit())
-            execution.span.end()
-    elif execution.span is not None:
-        execution.span.end()
-    # Another instrumentation's receiver may have put back the context from before
-    # both of ours already: then that is the right one to leave.
-    if get_current() is execution.context:
-        restore(execution.token)
+    processing, started = execution
+    if processing.span is None or state is not None:
+        processing.end()
+    # No outcome: the task was cut short, by the SystemExit a prefork child's
+    # SIGTERM handler raises (a hard time limit, a cold shutdown).
+    elif _hard_limit_passed(task, request, started):
+        processing.end(end_span=False)  # the main process reports it: one span, not two
+    else:
+        processing.end(sys.exc_info()[1] or SystemExit())
+
+
+# --------------------------------------------------------------------------- time limits
 
 
 def _hard_limit_passed(task: Any, request: Any, started: float) -> bool:
@@ -277,9 +208,6 @@ def _hard_limit_passed(task: Any, request: Any, started: float) -> bool:
     if not isinstance(hard, (int, float)):
         return False
     return time.monotonic() - started >= hard
-
-
-# --------------------------------------------------------------------------- time limits
 
 
 def _received_request(request: Any = None, **_: Any) -> None:
@@ -295,44 +223,19 @@ def _report_killed(task: Task, task_id: str, error: BaseException) -> None:
     headers = getattr(request, "request_dict", None)
     if not isinstance(headers, Mapping):
         return
-    context = extract_formats(_Headers(headers), _headers, configured_formats())
-    if not _records(context):
-        return
     started = getattr(request, "time_start", None)
-    span = start_boundary_span(
-        BOUNDARY,
-        f"process {task.name}",
-        kind=SpanKind.CONSUMER,
-        attributes=_attributes(
-            "process", task.name, task_id, (headers.get("delivery_info") or {}).get("routing_key")
-        ),
-        context=context,
-        start_time=int(started * 1e9) if isinstance(started, float) else None,
-    )
-    record_error(span, error)
-    span.end()
-
-
-class _Headers:
-    """A request dict read as attributes, as a task's request reads its headers."""
-
-    def __init__(self, headers: Mapping[str, Any]) -> None:
-        self._headers = headers
-
-    def __getattr__(self, name: str) -> Any:
-        return self._headers.get(name)
+    start_time = int(started * 1e9) if isinstance(started, float) else None
+    names = _operation(task.name, task_id, headers.get("delivery_info"))
+    report_processing(headers, names, error, start_time)
 
 
 # --------------------------------------------------------------------------- worker life
 
 
+# A prefork child traces as the worker does. Told to stop (a cold shutdown, a hard
+# time limit), it gets SIGTERM: billiard's handler raises SystemExit into the task,
+# and the child's exit sends worker_process_shutdown, where it exports what it finished.
 def _process_init(**_: Any) -> None:
-    """A prefork child: trace as the worker does.
-
-    A child told to stop (a cold shutdown, a hard time limit) gets SIGTERM;
-    billiard's handler raises SystemExit into the task, and the child's exit
-    then sends ``worker_process_shutdown``, where it exports what it finished.
-    """
     configure_like_parent()
 
 
@@ -340,38 +243,13 @@ def _flush(**_: Any) -> None:
     flush_tracing()
 
 
-# --------------------------------------------------------------------------- coexistence
-
-
-def _foreign_span(context: Context, kind: str) -> Span | None:
-    """Another instrumentation's recording span of *kind*, current in *context*: continue it."""
-    span: Span | None = span_in(context)
-    if span is None or not span.is_recording():
-        return None
-    span_kind = getattr(span, "kind", None)
-    scope = getattr(getattr(span, "instrumentation_scope", None), "name", None)
-    if span_kind is None or span_kind.name != kind or scope == INSTRUMENTATION_NAME:
-        return None
-    return span
-
-
 def _contrib_after_us(hook: Signal, ours: Any) -> bool:
-    """Whether OpenTelemetry's receiver of *hook* runs after ours; ours then moves behind it.
-
-    Its receivers make the span and build the context afresh, so threadline's
-    must come after them to continue that span and restore the stores on it.
-    The order is fixed for the next message; this one gets its span only.
-    """
-    found = False
-    for _, receiver in hook.receivers:
-        target = receiver() if isinstance(receiver, weakref.ReferenceType) else receiver
-        if target is ours:
-            found = True
-        elif found and getattr(target, "__module__", "").startswith(_CONTRIB):
-            hook.disconnect(ours, dispatch_uid=f"threadline.{ours.__name__}")
-            hook.connect(ours, weak=False, dispatch_uid=f"threadline.{ours.__name__}")
-            return True
-    return False
+    """Whether OpenTelemetry's receiver of *hook* runs after ours; ours then moves behind it."""
+    if not contrib_after(ours, (receiver for _, receiver in hook.receivers), "celery"):
+        return False
+    hook.disconnect(ours, dispatch_uid=f"threadline.{ours.__name__}")
+    hook.connect(ours, weak=False, dispatch_uid=f"threadline.{ours.__name__}")
+    return True  # the order is fixed for the next message; this one gets its span only
 
 
 _RECEIVERS = (

@@ -11,6 +11,8 @@ middleware or receiver comes next) through `is_contrib`.
 from __future__ import annotations
 
 import sys
+import weakref
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
 from .._core.context import Context, span_in
@@ -19,7 +21,15 @@ from .._telemetry.spans import INSTRUMENTATION_NAME, is_recording, provider_set
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-__all__ = ["CONTRIB", "SpanPlan", "contrib_loaded", "foreign_span", "is_contrib", "plan_span"]
+__all__ = [
+    "CONTRIB",
+    "SpanPlan",
+    "contrib_after",
+    "contrib_loaded",
+    "foreign_span",
+    "is_contrib",
+    "plan_span",
+]
 
 CONTRIB = {
     "aiohttp.server": "opentelemetry.instrumentation.aiohttp_server",
@@ -57,21 +67,26 @@ def plan_span(
     spans: bool = True,
     other_makes_it: bool = False,
     root: bool = False,
+    parent: Context | None = None,
 ) -> SpanPlan:
     """Decide the span of one operation of *kind* (``SERVER``, ``CLIENT``, ``PRODUCER``, ...).
 
     Another instrumentation's recording span of that kind, current in
     *context*, is continued. Otherwise, when *other_makes_it* (its middleware
     or receiver comes next) or spans are off, threadline makes none. Otherwise
-    it makes its own when a child of *context* would be recorded, or, with
-    *root* (a request that may begin a trace), whenever a tracer provider is set.
+    it makes its own when a child of *parent* (default: *context*) would be
+    recorded, or, with *root* (a request that may begin a trace), whenever a
+    tracer provider is set. A *parent* apart from *context* is the context a
+    message brought, where another instrumentation's span is current here.
     """
     foreign = foreign_span(context, kind)
     if foreign is not None:
         return SpanPlan(foreign, False)
     if other_makes_it or not spans:
         return _NOTHING
-    return SpanPlan(None, provider_set() if root else is_recording(context))
+    if root:
+        return SpanPlan(None, provider_set())
+    return SpanPlan(None, is_recording(context if parent is None else parent))
 
 
 def foreign_span(context: Context, kind: str) -> Span | None:
@@ -94,3 +109,22 @@ def contrib_loaded(integration: str) -> bool:
 def is_contrib(obj: object, integration: str) -> bool:
     """Whether *obj* (a middleware, a receiver, a config) is OpenTelemetry's for *integration*."""
     return str(getattr(obj, "__module__", None) or "").startswith(CONTRIB[integration])
+
+
+def contrib_after(ours: object, receivers: Iterable[object], integration: str) -> bool:
+    """Whether OpenTelemetry's receiver for *integration* comes after *ours* in *receivers*.
+
+    *receivers* are a framework's callbacks in calling order, each maybe a
+    weak reference. OpenTelemetry's receivers make the operation's span and
+    build the context afresh, so threadline's must run after them to continue
+    that span and put the stores on it: an adapter that finds its receiver
+    first moves it behind, and leaves this operation's span to them.
+    """
+    found = False
+    for receiver in receivers:
+        target = receiver() if isinstance(receiver, weakref.ReferenceType) else receiver
+        if target is ours:
+            found = True
+        elif found and is_contrib(target, integration):
+            return True
+    return False

@@ -118,11 +118,27 @@ class Arrival:
     (made on this side of the boundary, or by `Handoff` in this process), the
     hooks' ``before`` and ``after`` run around the block with `current`
     answering that resource. With *resource_type* instead, the arrival makes
-    the resource itself (while hooks are on) and destroys it at the end: a
-    request that begins here.
+    the resource itself (while hooks are on) once *context* is attached, so
+    that the resource has its request id, and destroys it at the end: a
+    request, or a message's processing, that begins here.
+
+    *only_if_current*: put the context from before back only while *context*
+    is still the current one. For work framed by two framework signals,
+    where another instrumentation's receiver between them may already have
+    put back the context from before both (which must stay).
     """
 
-    __slots__ = ("_context", "_hooked", "_made", "_resource", "_token")
+    __slots__ = (
+        "_context",
+        "_hooked",
+        "_made",
+        "_only_if_current",
+        "_request",
+        "_resource",
+        "_resource_type",
+        "_token",
+        "_where",
+    )
 
     def __init__(
         self,
@@ -132,14 +148,15 @@ class Arrival:
         resource_type: str | None = None,
         where: str | Callable[[], str] | None = None,
         request: bool = False,
+        only_if_current: bool = False,
     ) -> None:
         self._context = context
         self._made = False
-        if resource is None and resource_type is not None and lifecycle.active:
-            place = where() if callable(where) else where or lifecycle.location(1)
-            resource = lifecycle.create(resource_type, place, request=request)
-            self._made = True
         self._resource = resource
+        self._resource_type = None if resource is not None else resource_type
+        self._where = where
+        self._request = request
+        self._only_if_current = only_if_current
         self._token: Token[Context] | None = None
         self._hooked: Any = None
 
@@ -154,6 +171,11 @@ class Arrival:
             context = get_current()
         else:
             self._token = attach(context)
+        if self._resource_type is not None and lifecycle.active:
+            where = self._where
+            place = where() if callable(where) else where or lifecycle.location(1)
+            self._resource = lifecycle.create(self._resource_type, place, request=self._request)
+            self._made = True
         if self._resource is not None:
             self._hooked = lifecycle.before(self._resource)
         return context
@@ -169,9 +191,9 @@ class Arrival:
             lifecycle.after(resource, self._hooked)
             if self._made:
                 lifecycle.destroy(resource)
-        if self._token is not None:
-            restore(self._token)
-            self._token = None
+        token, self._token = self._token, None
+        if token is not None and (not self._only_if_current or get_current() is self._context):
+            restore(token)
 
 
 def arrive(

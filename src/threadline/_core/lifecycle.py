@@ -73,14 +73,16 @@ class Resource:
     Attributes:
         type: ``"task"``, ``"thread"``, ``"thread.job"``, ``"process"``,
             ``"process.job"``, ``"subprocess"``, ``"http.server"``,
-            ``"http.client"`` or ``"scope"``.
+            ``"http.client"``, ``"message.publish"``, ``"message.process"`` or
+            ``"scope"``.
         id: unique in the process, increasing (Node's ``asyncId``).
         trigger_id: the id of the resource current where this one was made,
             0 when there was none (Node's ``triggerAsyncId``).
         location: where it was made, ``"file:line"`` of the code that made it.
         request_id: the ``request_id`` of `threadline.request` where it was made, or None.
         request: True for a resource that begins a request (an HTTP server
-            request; a `threadline.request` scope with a new ``request_id``).
+            request; a message's processing; a `threadline.request` scope with
+            a new ``request_id``).
 
     .. versionadded:: 0.1
     """
