@@ -48,6 +48,7 @@ class SpanPlan(NamedTuple):
 
 
 _NOTHING = SpanPlan(None, False)
+_OWN = SpanPlan(None, True)
 
 
 def plan_span(
@@ -71,7 +72,7 @@ def plan_span(
         return SpanPlan(foreign, False)
     if other_makes_it or not spans:
         return _NOTHING
-    return SpanPlan(None, provider_set() if root else is_recording(context))
+    return _OWN if (provider_set() if root else is_recording(context)) else _NOTHING
 
 
 def foreign_span(context: Context, kind: str) -> Span | None:

@@ -118,11 +118,21 @@ class Arrival:
     (made on this side of the boundary, or by `Handoff` in this process), the
     hooks' ``before`` and ``after`` run around the block with `current`
     answering that resource. With *resource_type* instead, the arrival makes
-    the resource itself (while hooks are on) and destroys it at the end: a
+    the resource itself (while hooks are on), once *context* is attached (so
+    it has the request id of the work it runs), and destroys it at the end: a
     request that begins here.
     """
 
-    __slots__ = ("_context", "_hooked", "_made", "_resource", "_token")
+    __slots__ = (
+        "_context",
+        "_hooked",
+        "_made",
+        "_request",
+        "_resource",
+        "_token",
+        "_type",
+        "_where",
+    )
 
     def __init__(
         self,
@@ -135,11 +145,10 @@ class Arrival:
     ) -> None:
         self._context = context
         self._made = False
-        if resource is None and resource_type is not None and lifecycle.active:
-            place = where() if callable(where) else where or lifecycle.location(1)
-            resource = lifecycle.create(resource_type, place, request=request)
-            self._made = True
         self._resource = resource
+        self._type = resource_type if resource is None else None
+        self._where = where
+        self._request = request
         self._token: Token[Context] | None = None
         self._hooked: Any = None
 
@@ -154,6 +163,11 @@ class Arrival:
             context = get_current()
         else:
             self._token = attach(context)
+        if self._type is not None and lifecycle.active:
+            where = self._where
+            place = where() if callable(where) else where or lifecycle.location(1)
+            self._resource = lifecycle.create(self._type, place, request=self._request)
+            self._made = True
         if self._resource is not None:
             self._hooked = lifecycle.before(self._resource)
         return context
