@@ -61,16 +61,29 @@ def trace_config(
             ``str``, a flag that is not a bool), named.
         ValueError: an entry of *baggage_hosts* that is no host name.
     """
-    options = ClientOptions(
-        baggage_hosts=baggage_hosts, spans=spans, send_request_id=send_request_id
+    signals = _Signals(
+        ClientOptions(baggage_hosts=baggage_hosts, spans=spans, send_request_id=send_request_id)
     )
+    config = TraceConfig()
+    config.on_request_start.append(signals.on_start)
+    config.on_request_redirect.append(signals.on_redirect)
+    config.on_request_end.append(signals.on_end)
+    config.on_request_exception.append(signals.on_exception)
+    return config
+
+
+class _Signals:
+    """aiohttp's request signals, each call one `ClientExchange` (kept in the signals' *ctx*)."""
+
+    def __init__(self, options: ClientOptions) -> None:
+        self.options = options
 
     async def on_start(
-        session: ClientSession, ctx: SimpleNamespace, params: TraceRequestStartParams
+        self, session: ClientSession, ctx: SimpleNamespace, params: TraceRequestStartParams
     ) -> None:
         url = params.url
         ctx.threadline = exchange = ClientExchange(
-            options,
+            self.options,
             params.method,
             str(url),
             url.host,
@@ -81,7 +94,7 @@ def trace_config(
         exchange.write_headers(params.headers)
 
     async def on_redirect(
-        session: ClientSession, ctx: SimpleNamespace, params: TraceRequestRedirectParams
+        self, session: ClientSession, ctx: SimpleNamespace, params: TraceRequestRedirectParams
     ) -> None:
         # aiohttp sends the next request with these same headers
         exchange: ClientExchange | None = getattr(ctx, "threadline", None)
@@ -89,25 +102,18 @@ def trace_config(
             exchange.redirect(params.headers, _next_url(params))
 
     async def on_end(
-        session: ClientSession, ctx: SimpleNamespace, params: TraceRequestEndParams
+        self, session: ClientSession, ctx: SimpleNamespace, params: TraceRequestEndParams
     ) -> None:
         exchange: ClientExchange | None = getattr(ctx, "threadline", None)
         if exchange is not None:
             exchange.finish(params.response.status)
 
     async def on_exception(
-        session: ClientSession, ctx: SimpleNamespace, params: TraceRequestExceptionParams
+        self, session: ClientSession, ctx: SimpleNamespace, params: TraceRequestExceptionParams
     ) -> None:
         exchange: ClientExchange | None = getattr(ctx, "threadline", None)
         if exchange is not None:
             exchange.fail(params.exception)
-
-    config = TraceConfig()
-    config.on_request_start.append(on_start)
-    config.on_request_redirect.append(on_redirect)
-    config.on_request_end.append(on_end)
-    config.on_request_exception.append(on_exception)
-    return config
 
 
 def _makes_spans(session: ClientSession) -> bool:

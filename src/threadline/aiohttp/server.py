@@ -74,6 +74,11 @@ def middleware(
         access_log=access_log,
         logger=_access_log,
     )
+    return _middleware(options, remember_request_id)
+
+
+def _middleware(options: ServerOptions, remember_request_id: bool) -> Middleware:
+    """The middleware: each request an exchange, told how its handler ended."""
 
     @web.middleware
     async def threadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
