@@ -179,10 +179,18 @@ class TestServerExchange:
         assert before is get_current()
 
     def test_response_headers(self) -> None:
-        """Every response gets the request id."""
+        """Every response gets the request id, unless the application set one."""
+        fresh: dict[str, str] = {}
+        own = {"X-Request-ID": "the application's"}
+        failed: dict[str, str] = {}
+        for headers in (fresh, own):
+            with exchange({"x-request-id": [b"r-9"]}) as served:
+                served.finish(200, headers)
         with exchange({"x-request-id": [b"r-9"]}) as served:
-            served.finish(200)
+            served.fail(RuntimeError("boom"), failed)
         assert (("X-Request-ID", "r-9"),) == served.response_headers()
+        assert [{"X-Request-ID": "r-9"}, {"X-Request-ID": "the application's"}] == [fresh, own]
+        assert {"X-Request-ID": "r-9"} == failed
 
 
 class TestClientExchange:

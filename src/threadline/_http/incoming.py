@@ -89,6 +89,11 @@ _LIMITED = _LimitedHeaders()
 
 def _ascii(values: Sequence[str | bytes], name: str) -> list[str] | None:
     """*values* as text, bytes decoded strictly as ASCII; None (dropped, counted) when not ASCII."""
+    for value in values:
+        if not isinstance(value, str):
+            break
+    else:
+        return list(values)  # type: ignore[arg-type] # all str (aiohttp gives text): kept as is
     try:
         return [value if isinstance(value, str) else value.decode("ascii") for value in values]
     except UnicodeDecodeError:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, MutableMapping
 from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -33,6 +33,7 @@ from opentelemetry.trace import SpanKind
 
 from .._boundary.coexistence import plan_span
 from .._boundary.handoff import Arrival
+from .._core import lifecycle
 from .._core.context import Context, attach, get_current, restore, span_in, span_key
 from .._core.stores import merged_into
 from .._core.stores import request as request_store
@@ -170,7 +171,8 @@ class ServerExchange(Generic[R]):
         arrival = self._arrival = Arrival(
             self._context(span),
             resource_type=SERVER_BOUNDARY,
-            where=self._location,
+            # a string, not a bound method: the exchange must be freed by its count, no cycle
+            where=self._reader.location(self._request) if lifecycle.active else None,
             request=True,
         )
         arrival.__enter__()
@@ -185,7 +187,13 @@ class ServerExchange(Generic[R]):
         if error is not None and not self._settled:
             self.fail(error)
         try:
-            self._end()
+            options, owned = self._options, self._owned
+            if owned is not None:  # ended in the request's scope and span, as is the access line
+                if self._status is not None:
+                    set_status(owned, self._status, options.is_error)
+                owned.end()
+            if options.access_log and options.logger.isEnabledFor(logging.INFO):
+                self._log_access()
         finally:
             if self._user_token is not None:
                 restore(self._user_token)
@@ -255,23 +263,36 @@ class ServerExchange(Generic[R]):
         return self._route
 
     def response_headers(self) -> tuple[tuple[str, str], ...]:
-        """The headers every response to this request has, unless the application set them."""
+        """The headers every response to this request has (``X-Request-ID``), as pairs.
+
+        `finish` and `fail` write them into the response's headers; these are
+        for an adapter that writes them later, or into a list of its own (ASGI's).
+        """
         return ((REQUEST_ID_HEADER, self.request_id),)
 
-    def finish(self, status: int) -> None:
-        """The response has *status*: the span's ``http.response.status_code``, maybe its error."""
+    def finish(self, status: int, headers: MutableMapping[str, str] | None = None) -> None:
+        """The response has *status*: the span's ``http.response.status_code``, maybe its error.
+
+        *headers*, the response's while it can still change (not sent yet),
+        get `response_headers`; a header the application set stays as it is.
+        """
         self._status = status
         self._settled = True
+        if headers is not None:
+            headers.setdefault(REQUEST_ID_HEADER, self.request_id)
 
-    def fail(self, error: BaseException) -> None:
+    def fail(self, error: BaseException, headers: MutableMapping[str, str] | None = None) -> None:
         """The request failed with *error*, which the handler raised.
 
-        An `Exception` is the server's failure: the request is answered 500,
-        logged as ``unhandled exception`` on the options' logger. Anything
-        else (a cancellation: the client went away) gets no response status.
-        threadline's span records *error* either way.
+        An `Exception` is the server's failure: the request is answered 500
+        (*headers*, the 500's, get `response_headers`), logged as ``unhandled
+        exception`` on the options' logger. Anything else (a cancellation:
+        the client went away) gets no response status. threadline's span
+        records *error* either way.
         """
         self._settled = True
+        if headers is not None:
+            headers.setdefault(REQUEST_ID_HEADER, self.request_id)
         if isinstance(error, Exception):
             self._status = 500
             reader, request = self._reader, self._request
@@ -296,26 +317,16 @@ class ServerExchange(Generic[R]):
             link=self._link,
         )
 
-    def _end(self) -> None:
-        """End threadline's span and write the access line, in the request's scope and span."""
-        options, status = self._options, self._status
-        if self._owned is not None:
-            if status is not None:
-                set_status(self._owned, status, options.is_error)
-            self._owned.end()
-        if options.access_log and options.logger.isEnabledFor(logging.INFO):
-            reader, request = self._reader, self._request
-            log_access(
-                options.logger,
-                method=reader.method(request),
-                path=reader.path(request),
-                status=status,
-                started=self._started,
-                route=self.route,
-            )
-
-    def _location(self) -> str:
-        return self._reader.location(self._request)
+    def _log_access(self) -> None:
+        reader, request = self._reader, self._request
+        log_access(
+            self._options.logger,
+            method=reader.method(request),
+            path=reader.path(request),
+            status=self._status,
+            started=self._started,
+            route=self.route,
+        )
 
 
 def start_server_span(

@@ -7,7 +7,7 @@ tells it how the handler ended, and writes its headers on aiohttp's responses.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -23,10 +23,11 @@ __all__ = ["UserIdExtractor", "middleware", "setup"]
 UserIdExtractor = Callable[[web.Request], Any]
 """Called with the request (it may be ``async``); returns the user id, or None."""
 
-_EXCHANGE_KEY: Any = (
-    web.RequestKey("threadline_exchange", ServerExchange)
+# the headers every response gets, for setup's response hook (kept as data: no cycle)
+_HEADERS_KEY: Any = (
+    web.RequestKey("threadline_response_headers", tuple)
     if hasattr(web, "RequestKey")
-    else "threadline_exchange"
+    else "threadline_response_headers"
 )
 _access_log = logging.getLogger("threadline.aiohttp")
 _CONTRIB = "aiohttp.server"
@@ -86,7 +87,7 @@ def _middleware(options: ServerOptions, remember_request_id: bool) -> Middleware
         exchange = ServerExchange(options, _READER, request, other_makes_it=inner is not None)
         with exchange:
             if remember_request_id:
-                request[_EXCHANGE_KEY] = exchange
+                request[_HEADERS_KEY] = exchange.response_headers()
             try:
                 pending = exchange.identify()
                 if pending is not None:
@@ -95,15 +96,13 @@ def _middleware(options: ServerOptions, remember_request_id: bool) -> Middleware
                     handler(request) if inner is None else _inside(inner, exchange, request)
                 )
             except web.HTTPException as exc:
-                exchange.finish(exc.status)
-                _add_headers(exc.headers, exchange)
+                exchange.finish(exc.status, exc.headers)
                 raise
             except Exception as exc:  # noqa: BLE001 - answer 500 here, so the request id goes with it
-                exchange.fail(exc)
-                raise web.HTTPInternalServerError(headers=exchange.response_headers()) from None
-            exchange.finish(response.status)
-            if not response.prepared:
-                _add_headers(response.headers, exchange)
+                answer = web.HTTPInternalServerError()
+                exchange.fail(exc, answer.headers)
+                raise answer from None
+            exchange.finish(response.status, None if response.prepared else response.headers)
             return response
 
     return threadline_middleware
@@ -125,14 +124,8 @@ def setup(app: web.Application, **options: Any) -> None:
 
 
 async def _add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
-    exchange = request.get(_EXCHANGE_KEY)
-    if exchange is not None:
-        _add_headers(response.headers, exchange)
-
-
-def _add_headers(headers: MutableMapping[str, str], exchange: ServerExchange[Any]) -> None:
-    for name, value in exchange.response_headers():
-        headers.setdefault(name, value)
+    for name, value in request.get(_HEADERS_KEY, ()):
+        response.headers.setdefault(name, value)
 
 
 def _opentelemetry_middleware(handler: Handler) -> tuple[Any, Handler] | None:
