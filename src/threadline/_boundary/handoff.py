@@ -123,16 +123,7 @@ class Arrival:
     request that begins here.
     """
 
-    __slots__ = (
-        "_context",
-        "_hooked",
-        "_made",
-        "_request",
-        "_resource",
-        "_token",
-        "_type",
-        "_where",
-    )
+    __slots__ = ("_context", "_hooked", "_make", "_resource", "_token")
 
     def __init__(
         self,
@@ -144,13 +135,13 @@ class Arrival:
         request: bool = False,
     ) -> None:
         self._context = context
-        self._made = False
         self._resource = resource
-        self._type = resource_type if resource is None else None
-        self._where = where
-        self._request = request
-        self._token: Token[Context] | None = None
-        self._hooked: Any = None
+        # the resource this side makes on entry (hooks on), as (type, where, request)
+        self._make = (
+            (resource_type, where, request)
+            if resource is None and resource_type is not None and lifecycle.active
+            else None
+        )
 
     @property
     def resource(self) -> lifecycle.Resource | None:
@@ -160,16 +151,17 @@ class Arrival:
     def __enter__(self) -> Context:
         context = self._context
         if context is None:
+            self._token: Token[Context] | None = None
             context = get_current()
         else:
             self._token = attach(context)
-        if self._type is not None and lifecycle.active:
-            where = self._where
+        make = self._make
+        if make is not None:
+            kind, where, request = make
             place = where() if callable(where) else where or lifecycle.location(1)
-            self._resource = lifecycle.create(self._type, place, request=self._request)
-            self._made = True
+            self._resource = lifecycle.create(kind, place, request=request)
         if self._resource is not None:
-            self._hooked = lifecycle.before(self._resource)
+            self._hooked: Any = lifecycle.before(self._resource)
         return context
 
     def __exit__(
@@ -179,9 +171,9 @@ class Arrival:
         traceback: TracebackType | None,
     ) -> None:
         resource = self._resource
-        if resource is not None and self._hooked is not None:
+        if resource is not None:
             lifecycle.after(resource, self._hooked)
-            if self._made:
+            if self._make is not None:
                 lifecycle.destroy(resource)
         if self._token is not None:
             restore(self._token)

@@ -148,10 +148,7 @@ class ServerExchange(Generic[R]):
         self._route: str | None = _UNKNOWN
         self._status: int | None = None
         self._settled = False
-        self._span: Span | None = None
-        self._owned: Span | None = None
         self._user_token: Token[Context] | None = None
-        self._arrival: Arrival | None = None
 
     def __enter__(self) -> ServerExchange[R]:
         options = self._options
@@ -166,8 +163,9 @@ class ServerExchange(Generic[R]):
         if span is not None:
             span.set_attribute("request.id", self.request_id)
         elif plan.own:
-            span = self._owned = self._start_span()
-        self._span = span
+            span = self._start_span()
+        self._owned: Span | None = span if plan.own else None
+        self._span: Span | None = span
         arrival = self._arrival = Arrival(
             self._context(span),
             resource_type=SERVER_BOUNDARY,
@@ -197,8 +195,7 @@ class ServerExchange(Generic[R]):
         finally:
             if self._user_token is not None:
                 restore(self._user_token)
-            if self._arrival is not None:
-                self._arrival.__exit__(kind, error, traceback)
+            self._arrival.__exit__(kind, error, traceback)
 
     def identify(self) -> Awaitable[None] | None:
         """Run the ``user_id`` extractor (in the request's context); None when it is done.
