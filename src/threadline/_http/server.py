@@ -4,17 +4,20 @@ An adapter reads its framework's request through a `ServerReader` and tells
 the exchange what happened; the exchange decides everything else, the same
 way for every framework::
 
-    with ServerExchange(options, READER, request, other_makes_it=...) as exchange:
-        pending = exchange.identify()  # the user-id extractor, when there is one
+    exchange = ServerExchange(options, READER, request, other_makes_it=...)
+    with exchange:                          # the span planned, the context attached
+        pending = exchange.identify()       # the user-id extractor, when there is one
         if pending is not None:
             await pending
         try:
             response = await handler(request)
         except Exception as exc:
-            exchange.fail(exc)         # answered 500, logged, the span failed
-            ...                        # the framework's 500, with exchange.response_headers()
-        exchange.finish(response.status)
+            answer = ...                    # the framework's 500
+            exchange.fail(exc, answer.headers)  # logged, the span failed, the id on the 500
+            raise answer from None
+        exchange.finish(response.status, response.headers)  # the id on the response
 
+A router that matches after the span started says so with `set_route`.
 Leaving the block ends the span, writes the access line, runs the lifecycle
 hooks' ``after`` and puts the previous context back; an exception that
 leaves it unreported is reported there (a cancelled request gets no status).
@@ -101,7 +104,8 @@ class ServerExchange(Generic[R]):
     SERVER span outside is continued; with *other_makes_it*, OpenTelemetry's
     middleware next, none here; else threadline's own when a tracer provider
     is set) and attaches the request's one context through `Arrival`
-    (lifecycle-hook resource ``"http.server"``).
+    (lifecycle-hook resource ``"http.server"``). Its other methods are
+    called inside that block, except `response_headers`.
 
     Attributes:
         request_id: the request's id, for the response header.
