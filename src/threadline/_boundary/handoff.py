@@ -129,11 +129,11 @@ class Arrival:
         self,
         context: Context | None,
         resource: lifecycle.Resource | None = None,
-        *,
         resource_type: str | None = None,
         where: str | Callable[[], str] | None = None,
         request: bool = False,
     ) -> None:
+        # (positional parameters: a class called with keywords pays for a dict, per request)
         self._context = context
         self._resource = resource
         # the resource this side makes on entry (hooks on), as (type, where, request)

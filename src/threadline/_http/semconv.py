@@ -70,6 +70,8 @@ class ServerFields(NamedTuple):
 
 def text(value: str | bytes) -> str:
     """*value* from the request as valid UTF-8 text: bytes that were not UTF-8 become U+FFFD."""
+    if type(value) is str and value.isascii():  # the common case, without a further call
+        return value
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return valid_utf8(value)

@@ -135,7 +135,6 @@ class ServerExchange(Generic[R]):
         options: ServerOptions,
         reader: ServerReader[R],
         request: R,
-        *,
         other_makes_it: bool = False,
     ) -> None:
         self._started = started = time.time()
@@ -170,12 +169,13 @@ class ServerExchange(Generic[R]):
             span = self._start_span()
         self._owned: Span | None = span if plan.own else None
         self._span: Span | None = span
+        # the resource's type, where (a string, not a bound method: no cycle), a request
         arrival = self._arrival = Arrival(
             self._context(span),
-            resource_type=SERVER_BOUNDARY,
-            # a string, not a bound method: the exchange must be freed by its count, no cycle
-            where=self._reader.location(self._request) if lifecycle.active else None,
-            request=True,
+            None,
+            SERVER_BOUNDARY,
+            self._reader.location(self._request) if lifecycle.active else None,
+            True,
         )
         arrival.__enter__()
         return self

@@ -84,7 +84,8 @@ def _middleware(options: ServerOptions, remember_request_id: bool) -> Middleware
     @web.middleware
     async def threadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         inner = _opentelemetry_middleware(handler)
-        exchange = ServerExchange(options, _READER, request, other_makes_it=inner is not None)
+        # (positional: a class called with keywords pays for a dict, per request)
+        exchange = ServerExchange(options, _READER, request, inner is not None)  # other_makes_it
         with exchange:
             if remember_request_id:
                 request[_HEADERS_KEY] = exchange.response_headers()
@@ -183,13 +184,13 @@ class _Reader:
 
     def fields(self, request: web.Request) -> ServerFields:
         version = request.version
-        return ServerFields(
-            scheme=request.scheme,
-            query=request.query_string,
-            host=request.host,
-            client_address=request.remote,
-            user_agent=request.headers.get("User-Agent"),
-            protocol_version=f"{version.major}.{version.minor}",
+        return ServerFields(  # scheme, query, host, client address, user agent, protocol version
+            request.scheme,
+            request.query_string,
+            request.host,
+            request.remote,
+            request.headers.get("User-Agent"),
+            f"{version.major}.{version.minor}",
         )
 
     def location(self, request: web.Request) -> str:
