@@ -153,6 +153,24 @@ class TestServerExchange:
             r.getMessage() for r in caplog.records if r.levelno == logging.ERROR
         ]
 
+    def test_the_unhandled_exception_line_is_escaped(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The method and path from the request reach the unhandled-exception line escaped."""
+
+        class Forged(BytesReader):
+            def method(self, request: Request) -> str:
+                return "GET\x1b[2J"
+
+            def path(self, request: Request) -> str:
+                return "/r/1\r\nFORGED\u2028"
+
+        served = ServerExchange(ServerOptions(), Forged(), Request({}))
+        with pytest.raises(ValueError, match="boom"), served:
+            raise ValueError("boom")
+        (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert "unhandled exception in GET\\x1b[2J /r/1\\r\\nFORGED\\u2028" == line
+
     def test_a_cancelled_request_has_no_status(
         self, spans: Spans, caplog: pytest.LogCaptureFixture
     ) -> None:
