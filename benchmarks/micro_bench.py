@@ -212,27 +212,32 @@ def server_span(stack: contextlib.ExitStack) -> TimeFunc:
     from _tracing import discard_spans
     from opentelemetry.context import Context
 
-    from threadline._http.core import end_server_span, start_server_span
+    from threadline._http.semconv import ServerFields, server_error, set_status
+    from threadline._http.server import start_server_span
 
     discard_spans()
     parent = Context()
+    fields = ServerFields(
+        scheme="http",
+        query="",
+        host="127.0.0.1:8080",
+        client_address="127.0.0.1",
+        user_agent="wrk",
+        protocol_version="1.1",
+    )
 
     def one() -> None:
         span = start_server_span(
             "GET",
             "/hello/{name}",
-            path="/hello/world",
-            scheme="http",
-            query="",
-            host="127.0.0.1:8080",
-            client_address="127.0.0.1",
-            user_agent="wrk",
-            protocol_version="1.1",
+            "/hello/world",
+            fields,
             request_id=SERVER_ATTRIBUTES["request.id"],
             parent=parent,
             link=None,
         )
-        end_server_span(span, 200)
+        set_status(span, 200, server_error)
+        span.end()
 
     return calls(one)
 

@@ -23,8 +23,10 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
+from aiohttp.abc import AbstractResolver
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -110,6 +112,27 @@ def wait_for(condition: Callable[[], bool], seconds: float = 60) -> bool:
             return True
         time.sleep(0.05)
     return condition()
+
+
+class LoopbackResolver(AbstractResolver):
+    """Resolves every name to 127.0.0.1, so tests can call 'other' hosts on this machine."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: int = socket.AF_INET
+    ) -> list[dict[str, Any]]:
+        return [
+            {
+                "hostname": host,
+                "host": "127.0.0.1",
+                "port": port,
+                "family": socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+        ]
+
+    async def close(self) -> None:
+        pass
 
 
 def free_port() -> int:

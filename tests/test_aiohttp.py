@@ -14,14 +14,13 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.abc import AbstractResolver
 from multidict import CIMultiDict
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 import threadline as tl
 import threadline.aiohttp as tla
-from tests.helpers import Serve, Spans
+from tests.helpers import LoopbackResolver, Serve, Spans
 from threadline import diagnostics
 from threadline.logging import ContextFilter
 
@@ -408,27 +407,6 @@ class TestConformance:
             assert TRACE_ID == body["trace_id"]
             assert "user_id" not in body["request"]
         assert {"baggage.invalid": 1, "baggage.too_large": 1} == diagnostics.drop_counts()
-
-
-class LoopbackResolver(AbstractResolver):
-    """Resolves every name to 127.0.0.1, so tests can call 'other' hosts on this machine."""
-
-    async def resolve(
-        self, host: str, port: int = 0, family: int = socket.AF_INET
-    ) -> list[dict[str, Any]]:
-        return [
-            {
-                "hostname": host,
-                "host": "127.0.0.1",
-                "port": port,
-                "family": socket.AF_INET,
-                "proto": 0,
-                "flags": socket.AI_NUMERICHOST,
-            }
-        ]
-
-    async def close(self) -> None:
-        pass
 
 
 class TestClient:

@@ -271,6 +271,7 @@ class TestHttp:
                 with tl.request.scope(request_id="h1"):
                     async with session.get(url) as response:  # mark:client-get
                         body = await response.json()
+                        request_id = response.headers["X-Request-ID"]
         finally:
             await runner.cleanup()
         (server,) = recorder.of_type("http.server")
@@ -279,6 +280,7 @@ class TestHttp:
         recorder.check_order(server)
         recorder.check_order(client, runs_here=False)
         assert server.request
+        assert request_id == server.request_id  # made in the request's own context
         assert f"{HERE}:{handler.__code__.co_firstlineno}" == server.location
         assert (line_of("mark:client-get"), "h1") == (client.location, client.request_id)
 

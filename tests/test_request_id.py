@@ -213,7 +213,7 @@ def test_forked_workers_make_ids_of_their_own() -> None:
     program = (
         "import os\n"
         "from threadline._core.context import Context\n"
-        "from threadline._http.core import request_id_of\n"
+        "from threadline._http.incoming import request_id_of\n"
         "def new_id():\n"
         "    return request_id_of(lambda name, default: default, True, Context())\n"
         "new_id()\n"

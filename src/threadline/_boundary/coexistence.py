@@ -58,6 +58,7 @@ class SpanPlan(NamedTuple):
 
 
 _NOTHING = SpanPlan(None, False)
+_OWN = SpanPlan(None, True)
 
 
 def plan_span(
@@ -84,9 +85,8 @@ def plan_span(
         return SpanPlan(foreign, False)
     if other_makes_it or not spans:
         return _NOTHING
-    if root:
-        return SpanPlan(None, provider_set())
-    return SpanPlan(None, is_recording(context if parent is None else parent))
+    recording = provider_set() if root else is_recording(context if parent is None else parent)
+    return _OWN if recording else _NOTHING
 
 
 def foreign_span(context: Context, kind: str) -> Span | None:

@@ -114,13 +114,14 @@ class Arrival:
 
     ``with Arrival(context): ...`` attaches *context* for the block and puts
     back the context from before, however the block ends; with None it stays
-    in the current one (a thread that runs in a copy of its caller's already). With a *resource*
-    (made on this side of the boundary, or by `Handoff` in this process), the
-    hooks' ``before`` and ``after`` run around the block with `current`
-    answering that resource. With *resource_type* instead, the arrival makes
-    the resource itself (while hooks are on) once *context* is attached, so
-    that the resource has its request id, and destroys it at the end: a
-    request, or a message's processing, that begins here.
+    in the current one (a thread that runs in a copy of its caller's
+    already). With a *resource* (made on this side of the boundary, or by
+    `Handoff` in this process), the hooks' ``before`` and ``after`` run
+    around the block with `current` answering that resource. With
+    *resource_type* instead, the arrival makes the resource itself (while
+    hooks are on) once *context* is attached, so that the resource has the
+    request id of the work it runs, and destroys it at the end: a request,
+    or a message's processing, that begins here.
 
     *only_if_current*: put the context from before back only while *context*
     is still the current one. For work framed by two framework signals,
@@ -128,37 +129,29 @@ class Arrival:
     put back the context from before both (which must stay).
     """
 
-    __slots__ = (
-        "_context",
-        "_hooked",
-        "_made",
-        "_only_if_current",
-        "_request",
-        "_resource",
-        "_resource_type",
-        "_token",
-        "_where",
-    )
+    __slots__ = ("_context", "_hooked", "_make", "_only_if_current", "_resource", "_token")
 
     def __init__(
         self,
         context: Context | None,
         resource: lifecycle.Resource | None = None,
-        *,
         resource_type: str | None = None,
         where: str | Callable[[], str] | None = None,
         request: bool = False,
+        *,
         only_if_current: bool = False,
     ) -> None:
+        # (positional parameters: a class called with keywords pays for a dict, per request)
         self._context = context
-        self._made = False
         self._resource = resource
-        self._resource_type = None if resource is not None else resource_type
-        self._where = where
-        self._request = request
+        # the resource this side makes on entry (hooks on), as (type, where, request)
+        self._make = (
+            (resource_type, where, request)
+            if resource is None and resource_type is not None and lifecycle.active
+            else None
+        )
         self._only_if_current = only_if_current
         self._token: Token[Context] | None = None
-        self._hooked: Any = None
 
     @property
     def resource(self) -> lifecycle.Resource | None:
@@ -171,13 +164,13 @@ class Arrival:
             context = get_current()
         else:
             self._token = attach(context)
-        if self._resource_type is not None and lifecycle.active:
-            where = self._where
+        make = self._make
+        if make is not None:
+            kind, where, request = make
             place = where() if callable(where) else where or lifecycle.location(1)
-            self._resource = lifecycle.create(self._resource_type, place, request=self._request)
-            self._made = True
+            self._resource = lifecycle.create(kind, place, request=request)
         if self._resource is not None:
-            self._hooked = lifecycle.before(self._resource)
+            self._hooked: Any = lifecycle.before(self._resource)
         return context
 
     def __exit__(
@@ -187,9 +180,9 @@ class Arrival:
         traceback: TracebackType | None,
     ) -> None:
         resource = self._resource
-        if resource is not None and self._hooked is not None:
+        if resource is not None:
             lifecycle.after(resource, self._hooked)
-            if self._made:
+            if self._make is not None:
                 lifecycle.destroy(resource)
         token, self._token = self._token, None
         if token is not None and (not self._only_if_current or get_current() is self._context):

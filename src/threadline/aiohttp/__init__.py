@@ -21,7 +21,7 @@ its own; baggage and store values go only to the hosts you allow.
 
 from __future__ import annotations
 
-from .._http.core import REQUEST_ID_HEADER as REQUEST_ID_HEADER
+from .._http.incoming import REQUEST_ID_HEADER as REQUEST_ID_HEADER
 from .client import trace_config as trace_config
 from .server import UserIdExtractor as UserIdExtractor
 from .server import middleware as middleware

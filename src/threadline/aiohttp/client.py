@@ -1,6 +1,7 @@
 """The aiohttp client side: a `TraceConfig` that carries the caller's context on every request.
 
-A thin adapter of aiohttp's request tracing signals to `threadline._http`.
+A page of adaptation: aiohttp's request tracing signals, turned into the calls of
+`threadline._http.client.ClientExchange`.
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ from aiohttp import (
     TraceRequestRedirectParams,
     TraceRequestStartParams,
 )
-from opentelemetry.trace import get_current_span, set_span_in_context
 from yarl import URL
 
-from .._core import lifecycle as _hooks
-from .._core.context import Context, get_current
-from .._http.core import HostAllowList, end_client_span, start_client_span, write_outgoing
-from .._telemetry.spans import record_error
+from .._boundary.coexistence import contrib_loaded
+from .._core.lifecycle import location
+from .._http.client import ClientExchange
+from .._http.options import ClientOptions
 
 __all__ = ["trace_config"]
 
@@ -35,18 +35,6 @@ _SKIP = tuple(
     os.path.dirname(os.path.abspath(module.__file__ or "")) + os.sep
     for module in (aiohttp, aiosignal)
 )
-
-
-def _makes_spans(session: ClientSession) -> bool:
-    """Whether OpenTelemetry's aiohttp-client instrumentation traces *session* too."""
-    if not any(getattr(config, _CONTRIB_MARK, False) for config in session.trace_configs):
-        return False
-    # it stands aside where HTTP instrumentation is suppressed
-    from opentelemetry.instrumentation.utils import (  # noqa: PLC0415 - present with it
-        is_http_instrumentation_enabled,
-    )
-
-    return bool(is_http_instrumentation_enabled())
 
 
 def trace_config(
@@ -67,75 +55,93 @@ def trace_config(
     parent id; without a recording span the caller's span is the parent. A
     session that OpenTelemetry's aiohttp-client instrumentation also traces
     gets its CLIENT span only, never a second one.
+
+    Raises:
+        TypeError: an option of the wrong type (*baggage_hosts* given as one
+            ``str``, a flag that is not a bool), named.
+        ValueError: an entry of *baggage_hosts* that is no host name.
     """
-    allowed = HostAllowList(baggage_hosts)
+    signals = _Signals(
+        ClientOptions(baggage_hosts=baggage_hosts, spans=spans, send_request_id=send_request_id)
+    )
     config = TraceConfig()
-
-    async def on_start(
-        session: ClientSession, ctx: SimpleNamespace, params: TraceRequestStartParams
-    ) -> None:
-        context = get_current()
-        span = None
-        if spans and get_current_span(context).is_recording() and not _makes_spans(session):
-            url = params.url
-            span = start_client_span(params.method, str(url.with_user(None)), url.host, url.port)
-            context = set_span_in_context(span, context)
-        ctx.threadline_span = span
-        ctx.threadline_context = context
-        if _hooks.active:  # the call is made here: its resource gets init now, destroy at its end
-            ctx.threadline_resource = _hooks.create("http.client", _hooks.location(1, _SKIP))
-        write_outgoing(
-            params.headers,
-            context,
-            trusted=allowed.allows(params.url.host),
-            send_request_id=send_request_id,
-        )
-
-    async def on_redirect(
-        session: ClientSession, ctx: SimpleNamespace, params: TraceRequestRedirectParams
-    ) -> None:
-        # aiohttp sends the next request with these same headers; only the
-        # Location (resolved as aiohttp resolves it) says where they go next.
-        location = params.response.headers.get("Location") or params.response.headers.get("URI")
-        try:
-            host = params.url.join(URL(location)).host if location else params.url.host
-        except ValueError:
-            host = None  # aiohttp will refuse it too; nothing trusted goes meanwhile
-        context: Context | None = getattr(ctx, "threadline_context", None)
-        write_outgoing(
-            params.headers,
-            get_current() if context is None else context,
-            trusted=allowed.allows(host),
-            send_request_id=send_request_id,
-            again=True,
-        )
-
-    async def on_end(
-        session: ClientSession, ctx: SimpleNamespace, params: TraceRequestEndParams
-    ) -> None:
-        span = getattr(ctx, "threadline_span", None)
-        if span is not None:
-            end_client_span(span, params.response.status)
-        _destroy(ctx)
-
-    async def on_exception(
-        session: ClientSession, ctx: SimpleNamespace, params: TraceRequestExceptionParams
-    ) -> None:
-        span = getattr(ctx, "threadline_span", None)
-        if span is not None:
-            record_error(span, params.exception)
-            span.end()
-        _destroy(ctx)
-
-    config.on_request_start.append(on_start)
-    config.on_request_redirect.append(on_redirect)
-    config.on_request_end.append(on_end)
-    config.on_request_exception.append(on_exception)
+    config.on_request_start.append(signals.on_start)
+    config.on_request_redirect.append(signals.on_redirect)
+    config.on_request_end.append(signals.on_end)
+    config.on_request_exception.append(signals.on_exception)
     return config
 
 
-def _destroy(ctx: SimpleNamespace) -> None:
-    resource = getattr(ctx, "threadline_resource", None)
-    if resource is not None:
-        ctx.threadline_resource = None
-        _hooks.destroy(resource)
+class _Signals:
+    """aiohttp's request signals, each call one `ClientExchange` (kept in the signals' *ctx*)."""
+
+    def __init__(self, options: ClientOptions) -> None:
+        self.options = options
+
+    async def on_start(
+        self, session: ClientSession, ctx: SimpleNamespace, params: TraceRequestStartParams
+    ) -> None:
+        url = params.url
+        ctx.threadline = exchange = ClientExchange(
+            self.options,
+            params.method,
+            str(url),
+            url.host,
+            url.port,
+            other_makes_it=_makes_spans(session),
+            where=_call_site,
+        )
+        exchange.write_headers(params.headers)
+
+    async def on_redirect(
+        self, session: ClientSession, ctx: SimpleNamespace, params: TraceRequestRedirectParams
+    ) -> None:
+        # aiohttp sends the next request with these same headers
+        exchange: ClientExchange | None = getattr(ctx, "threadline", None)
+        if exchange is not None:
+            exchange.redirect(params.headers, _next_url(params))
+
+    async def on_end(
+        self, session: ClientSession, ctx: SimpleNamespace, params: TraceRequestEndParams
+    ) -> None:
+        exchange: ClientExchange | None = getattr(ctx, "threadline", None)
+        if exchange is not None:
+            exchange.finish(params.response.status)
+
+    async def on_exception(
+        self, session: ClientSession, ctx: SimpleNamespace, params: TraceRequestExceptionParams
+    ) -> None:
+        exchange: ClientExchange | None = getattr(ctx, "threadline", None)
+        if exchange is not None:
+            exchange.fail(params.exception)
+
+
+def _makes_spans(session: ClientSession) -> bool:
+    """Whether OpenTelemetry's aiohttp-client instrumentation traces *session* too."""
+    if not contrib_loaded("aiohttp.client") or not any(
+        getattr(config, _CONTRIB_MARK, False) for config in session.trace_configs
+    ):
+        return False
+    # it stands aside where HTTP instrumentation is suppressed
+    from opentelemetry.instrumentation.utils import (  # noqa: PLC0415 - present with it
+        is_http_instrumentation_enabled,
+    )
+
+    return bool(is_http_instrumentation_enabled())
+
+
+def _next_url(params: TraceRequestRedirectParams) -> str | None:
+    """Where the redirect goes: its ``Location``, resolved as aiohttp resolves it."""
+    headers = params.response.headers
+    given = headers.get("Location") or headers.get("URI")
+    if not given:
+        return str(params.url)
+    try:
+        return str(params.url.join(URL(given)))
+    except ValueError:
+        return None  # aiohttp will refuse it too; nothing trusted goes meanwhile
+
+
+def _call_site() -> str:
+    """Where the call was made: the first frame outside aiohttp, threadline and the stdlib."""
+    return location(1, _SKIP)

@@ -1,0 +1,50 @@
+"""A server's log lines about its requests: the access line, and the unhandled exception.
+
+Text from the request (the method, the path) is escaped (`escape_controls`):
+no control character from outside reaches a line raw.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from .._core.text import escape_controls
+
+__all__ = ["log_access", "log_unhandled"]
+
+
+def log_access(
+    logger: logging.Logger,
+    *,
+    method: str,
+    path: str,
+    status: int | None,
+    started: float,
+    route: str | None,
+) -> None:
+    """Write the access line ``{method} {path} {status} {duration}ms`` at INFO on *logger*.
+
+    The record also has ``http_status``, ``duration_ms`` and ``route``;
+    *started* is the request's start (`time.time`). The status shows as
+    ``-`` for a request that got no response (the client went away).
+    """
+    duration_ms = (time.time() - started) * 1000
+    logger.info(
+        "%s %s %s %.1fms",
+        escape_controls(method),
+        escape_controls(path),
+        status if status is not None else "-",
+        duration_ms,
+        extra={"http_status": status, "duration_ms": round(duration_ms, 3), "route": route},
+    )
+
+
+def log_unhandled(logger: logging.Logger, method: str, path: str, error: BaseException) -> None:
+    """Log ``unhandled exception in {method} {path}`` at ERROR on *logger*, with *error*."""
+    logger.error(
+        "unhandled exception in %s %s",
+        escape_controls(method),
+        escape_controls(path),
+        exc_info=error,
+    )
