@@ -12,14 +12,14 @@ import random
 import re
 from collections.abc import Callable, Sequence
 
-from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Link, get_current_span
 
 from .._core.context import Context
 from .._core.drops import record_drop
 from .._core.stores import request as request_store
 from .._core.stores import with_store_values
-from .._wire.carrier import BAGGAGE, FIELD_LIMITS, TRACEPARENT
+from .._wire.carrier import BAGGAGE, TRACEPARENT
+from .._wire.fields import FieldGetter
 from .._wire.formats import DEFAULT, configured_formats, extract_formats
 
 __all__ = [
@@ -67,38 +67,8 @@ def incoming_context(get_all: GetAll, trust: bool) -> tuple[Context, Link | None
     return _EMPTY, Link(remote_context) if remote_context.is_valid else None
 
 
-class _LimitedHeaders(Getter[GetAll]):
-    """Reads request headers through their `GetAll`: within their limits, as ASCII text."""
-
-    def get(self, carrier: GetAll, key: str) -> list[str] | None:
-        values = carrier(key, _NONE)
-        if not values:
-            return None
-        limit = FIELD_LIMITS.get(key)
-        if limit is not None and sum(map(len, values)) > limit:
-            record_drop(f"{key}.too_large", f"{sum(map(len, values))} characters in {key}")
-            return None
-        return _ascii(values, key)
-
-    def keys(self, carrier: GetAll) -> list[str]:
-        return []
-
-
-_LIMITED = _LimitedHeaders()
-
-
-def _ascii(values: Sequence[str | bytes], name: str) -> list[str] | None:
-    """*values* as text, bytes decoded strictly as ASCII; None (dropped, counted) when not ASCII."""
-    for value in values:
-        if not isinstance(value, str):
-            break
-    else:
-        return list(values)  # type: ignore[arg-type] # all str (aiohttp gives text): kept as is
-    try:
-        return [value if isinstance(value, str) else value.decode("ascii") for value in values]
-    except UnicodeDecodeError:
-        record_drop(f"{name}.invalid", f"{name} holds bytes that are not ASCII")
-        return None
+# HTTP may repeat a header (its lines are one list); the fields read here are ASCII
+_LIMITED = FieldGetter(repeatable=True, encoding="ascii", undecodable="invalid")
 
 
 def request_id_of(get_all: GetAll, accept: bool, incoming: Context) -> str:

@@ -35,8 +35,10 @@ _TEXT_ONLY = object()
 class FieldGetter(Getter[GetAll]):
     """Reads fields through a `GetAll`, strictly; what fails is dropped whole, counted, reported.
 
-    A value is text: a ``str``, or bytes that are valid UTF-8 (``not_text``,
-    ``not_utf8`` otherwise). A field with a limit (*limits*, default
+    A value is text: a ``str``, or bytes that are valid in *encoding*
+    (``not_text`` otherwise, and *undecodable* for bytes that are not:
+    message headers are UTF-8, ``not_utf8``; the HTTP fields threadline
+    reads are ASCII by their grammar, ``invalid``). A field with a limit (*limits*, default
     `threadline._wire.carrier.FIELD_LIMITS`) longer than it, all its values
     together, is dropped unread (``too_large``; bytes are measured before
     they are decoded, so an oversized value costs nothing to refuse). With
@@ -45,11 +47,20 @@ class FieldGetter(Getter[GetAll]):
     repeat a header (its lines are one list).
     """
 
-    __slots__ = ("_limits", "_repeatable")
+    __slots__ = ("_encoding", "_limits", "_repeatable", "_undecodable")
 
-    def __init__(self, *, repeatable: bool, limits: Mapping[str, int] = FIELD_LIMITS) -> None:
+    def __init__(
+        self,
+        *,
+        repeatable: bool,
+        limits: Mapping[str, int] = FIELD_LIMITS,
+        encoding: str = "utf-8",
+        undecodable: str = "not_utf8",
+    ) -> None:
         self._repeatable = repeatable
         self._limits = limits
+        self._encoding = encoding
+        self._undecodable = undecodable
 
     def get(self, carrier: GetAll, key: str) -> list[str] | None:
         """Return the text values of *key*, or None when it is absent or dropped."""
@@ -76,10 +87,12 @@ class FieldGetter(Getter[GetAll]):
         if limit is not None and size > limit:
             record_drop(f"{key}.too_large", f"{size} characters in {key}")
             return None
+        encoding = self._encoding
         try:
-            return [value if isinstance(value, str) else str(value, "utf-8") for value in values]
+            return [value if isinstance(value, str) else str(value, encoding) for value in values]
         except UnicodeDecodeError as exc:
-            record_drop(f"{key}.not_utf8", f"{key} is not UTF-8 text: {exc.reason} at {exc.start}")
+            reason, why = self._undecodable, f"{exc.reason} at {exc.start}"
+            record_drop(f"{key}.{reason}", f"{key} is not {encoding} text: {why}")
             return None
 
     def keys(self, carrier: GetAll) -> list[str]:
