@@ -64,10 +64,10 @@ _OWN = SpanPlan(None, True)
 def plan_span(
     kind: str,
     context: Context,
-    *,
     spans: bool = True,
     other_makes_it: bool = False,
     root: bool = False,
+    *,
     parent: Context | None = None,
 ) -> SpanPlan:
     """Decide the span of one operation of *kind* (``SERVER``, ``CLIENT``, ``PRODUCER``, ...).

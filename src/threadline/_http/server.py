@@ -155,13 +155,8 @@ class ServerExchange(Generic[R]):
 
     def __enter__(self) -> ServerExchange[R]:
         options = self._options
-        plan = plan_span(
-            "SERVER",
-            get_current(),
-            spans=options.spans,
-            other_makes_it=self._other_makes_it,
-            root=True,
-        )
+        # (positional: spans, other_makes_it, root; keywords would cost a dict per request)
+        plan = plan_span("SERVER", get_current(), options.spans, self._other_makes_it, True)
         span = plan.continued
         if span is not None:
             span.set_attribute("request.id", self.request_id)
