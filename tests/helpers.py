@@ -240,3 +240,26 @@ def marked_line(path: str, marker: str) -> str:
             if marker in text and "line_of" not in text:
                 return f"{path}:{number}"
     raise AssertionError(marker)
+
+
+@contextmanager
+def hook_calls() -> Iterator[list[tuple[str, Any]]]:
+    """Record every lifecycle-hook call inside the block: ``(event, resource)``, in order."""
+    from threadline import hooks
+
+    seen: list[tuple[str, Any]] = []
+
+    def record(event: str) -> Callable[..., None]:
+        return lambda resource, *_: seen.append((event, resource))
+
+    hook = hooks.create_hook(
+        init=record("init"),
+        before=record("before"),
+        after=record("after"),
+        destroy=record("destroy"),
+    )
+    hook.enable()
+    try:
+        yield seen
+    finally:
+        hook.disable()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 import threadline as tl
-from tests.helpers import Spans, marked_line
+from tests.helpers import Spans, hook_calls, marked_line
 from threadline import hooks
 from threadline._boundary.coexistence import (
     CONTRIB,
@@ -30,24 +31,10 @@ from threadline._core.context import Context, attach, get_current, restore
 
 
 @pytest.fixture
-def events() -> Iterator[list[tuple[str, str, str]]]:
-    """Every hook call while the test runs: (event, resource type, location)."""
-    seen: list[tuple[str, str, str]] = []
-
-    def record(event: str) -> object:
-        return lambda resource, *_: seen.append((event, resource.type, resource.location))
-
-    hook = hooks.create_hook(
-        init=record("init"),
-        before=record("before"),
-        after=record("after"),
-        destroy=record("destroy"),
-    )
-    hook.enable()
-    try:
-        yield seen
-    finally:
-        hook.disable()
+def events() -> Iterator[list[tuple[str, Any]]]:
+    """Every hook call while the test runs: (event, resource)."""
+    with hook_calls() as calls:
+        yield calls
 
 
 class TestArrival:
@@ -75,7 +62,7 @@ class TestArrival:
             assert "here" == tl.request.get()["request_id"]
 
     def test_a_request_resource_lives_as_long_as_the_block(
-        self, events: list[tuple[str, str, str]]
+        self, events: list[tuple[str, Any]]
     ) -> None:
         """With a resource type, the arrival makes the resource and destroys it at its end."""
         with Arrival(get_current(), resource_type="http.server", request=True) as _:
@@ -83,9 +70,7 @@ class TestArrival:
         assert ["init", "before", "after", "destroy"] == [event for event, *_ in events]
         assert hooks.current() is None
 
-    def test_the_resource_has_the_arrived_request_id(
-        self, events: list[tuple[str, str, str]]
-    ) -> None:
+    def test_the_resource_has_the_arrived_request_id(self, events: list[tuple[str, Any]]) -> None:
         """The resource is made once the context is attached: it has that request's id."""
         with tl.request.scope(request_id="arrived"):
             arrived = get_current()
@@ -105,7 +90,7 @@ class TestArrival:
 
 class TestHandoff:
     def test_the_resource_is_made_where_the_work_is_handed_over(
-        self, events: list[tuple[str, str, str]]
+        self, events: list[tuple[str, Any]]
     ) -> None:
         """init at the hand-off, with the application's line; before/after where it runs."""
         handoff = hand_off("thread.job")  # the hand-off's line
@@ -118,7 +103,7 @@ class TestHandoff:
             ("before", "thread.job", line),
             ("after", "thread.job", line),
             ("destroy", "thread.job", line),
-        ] == events
+        ] == [(event, resource.type, resource.location) for event, resource in events]
 
     def test_no_resource_without_a_hook(self) -> None:
         """With no hook enabled a hand-off makes no resource."""

@@ -20,7 +20,7 @@ from opentelemetry.propagators.textmap import Setter
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
 
 import threadline as tl
-from tests.helpers import Spans, SuiteTracerProvider, marked_line
+from tests.helpers import Spans, SuiteTracerProvider, hook_calls, marked_line
 from threadline import diagnostics, hooks, lost
 from threadline._core.context import Context, attach, get_current, restore
 from threadline._core.stores import store_values
@@ -68,20 +68,8 @@ def published(headers: Any = None, **options: Any) -> Any:
 @pytest.fixture
 def events() -> Iterator[list[tuple[str, hooks.Resource]]]:
     """Every hook call while the test runs: (event, resource)."""
-    seen: list[tuple[str, hooks.Resource]] = []
-
-    def record(event: str) -> Any:
-        return lambda resource, *_: seen.append((event, resource))
-
-    hook = hooks.create_hook(
-        init=record("init"),
-        before=record("before"),
-        after=record("after"),
-        destroy=record("destroy"),
-    )
-    hook.enable()
-    yield seen
-    hook.disable()
+    with hook_calls() as calls:
+        yield calls
 
 
 class TestPublish:
