@@ -18,11 +18,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -263,3 +265,16 @@ def hook_calls() -> Iterator[list[tuple[str, Any]]]:
         yield seen
     finally:
         hook.disable()
+
+
+def run_app(workdir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``app.py`` in *workdir* with *args*, no OTEL_*/THREADLINE_* settings but *env*."""
+    return subprocess.run(
+        [sys.executable, "app.py", *args],
+        check=False,
+        cwd=workdir,
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import NO_THREADS_AT_EXIT, clean_env
+from tests.helpers import NO_THREADS_AT_EXIT, clean_env, run_app
 from threadline.export import read_spans
 
 CHILD = textwrap.dedent(
@@ -48,18 +48,6 @@ CHILD = textwrap.dedent(
 def workdir(tmp_path: Path) -> Iterator[Path]:
     (tmp_path / "app.py").write_text(CHILD)
     return tmp_path
-
-
-def run_app(workdir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "app.py", *args],
-        check=False,
-        cwd=workdir,
-        env=clean_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 class TestConfigure:

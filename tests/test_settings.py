@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import clean_env
+from tests.helpers import clean_env, run_app
 from threadline._boundary import far_side
 from threadline._core import settings
 from threadline._core.settings import Settings, read_settings
@@ -31,15 +31,7 @@ def _environment_read_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
 def run_python(tmp_path: Path, code: str, **env: str) -> subprocess.CompletedProcess[str]:
     """Run *code* as a program in *tmp_path*, with no OTEL_*/THREADLINE_* settings but *env*."""
     (tmp_path / "app.py").write_text(textwrap.dedent(code))
-    return subprocess.run(
-        [sys.executable, "app.py"],
-        check=False,
-        cwd=tmp_path,
-        env=clean_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_app(tmp_path, **env)
 
 
 CONFIGURE_AND_SPAN = """
