@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SERVER_BOUNDARY",
+    "SERVER_TIMING_HEADER",
     "ServerExchange",
     "ServerFields",
     "ServerReader",
@@ -67,6 +68,9 @@ __all__ = [
 SERVER_BOUNDARY = "http.server"
 """The boundary of a request served: the SERVER span's ``threadline.boundary`` and the
 lifecycle-hook resource's type."""
+
+SERVER_TIMING_HEADER = "Server-Timing"
+"""Trace Context Level 3's response header (the ``server_timing`` option)."""
 
 R = TypeVar("R")
 R_contra = TypeVar("R_contra", contravariant=True)
@@ -113,6 +117,7 @@ class ServerExchange(Generic[R]):
 
     __slots__ = (
         "_arrival",
+        "_completed",
         "_incoming",
         "_link",
         "_options",
@@ -151,6 +156,7 @@ class ServerExchange(Generic[R]):
         self._route: str | None = _UNKNOWN
         self._status: int | None = None
         self._settled = False
+        self._completed = False
         self._user_token: Token[Context] | None = None
 
     def __enter__(self) -> ServerExchange[R]:
@@ -164,9 +170,14 @@ class ServerExchange(Generic[R]):
             span = self._start_span()
         self._owned: Span | None = span if plan.own else None
         self._span: Span | None = span
+        context = self._context(span)
+        if self._other_makes_it and span is None and span_in(context) is not None:
+            # the span that came is not the current one: OpenTelemetry's middleware, next,
+            # makes the SERVER span (not an INTERNAL one under a span it finds current)
+            context = Context({**context, span_key(): None})
         # the resource's type, where (a string, not a bound method: no cycle), a request
         arrival = self._arrival = Arrival(
-            self._context(span),
+            context,
             None,
             SERVER_BOUNDARY,
             self._reader.location(self._request) if lifecycle.active else None,
@@ -184,17 +195,29 @@ class ServerExchange(Generic[R]):
         if error is not None and not self._settled:
             self.fail(error)
         try:
-            options, owned = self._options, self._owned
-            if owned is not None:  # ended in the request's scope and span, as is the access line
-                if self._status is not None:
-                    set_status(owned, self._status, options.is_error)
-                owned.end()
-            if options.access_log and options.logger.isEnabledFor(logging.INFO):
-                self._log_access()
+            self.complete()
         finally:
             if self._user_token is not None:
                 restore(self._user_token)
             self._arrival.__exit__(kind, error, traceback)
+
+    def complete(self) -> None:
+        """The response is over: end threadline's span and write the access line, once.
+
+        Leaving the block does it, unless the adapter did before: an ASGI
+        response ends with its last body chunk, before background tasks run,
+        which still run in the request's context (until the block is left).
+        """
+        if self._completed:
+            return
+        self._completed = True
+        options, owned = self._options, self._owned
+        if owned is not None:  # ended in the request's scope and span, as is the access line
+            if self._status is not None:
+                set_status(owned, self._status, options.is_error)
+            owned.end()
+        if options.access_log and options.logger.isEnabledFor(logging.INFO):
+            self._log_access()
 
     def identify(self) -> Awaitable[None] | None:
         """Run the ``user_id`` extractor (in the request's context); None when it is done.
@@ -234,6 +257,7 @@ class ServerExchange(Generic[R]):
         """
         span: Span | None = span_in(get_current())
         if span is not None:
+            self._span = span  # the span of this hop, for the Server-Timing header
             span.set_attribute("request.id", self.request_id)
             user = self._values.get("user_id")
             if user is not None:
@@ -263,7 +287,15 @@ class ServerExchange(Generic[R]):
 
         `finish` and `fail` write them into the response's headers; these are
         for an adapter that writes them later, or into a list of its own (ASGI's).
+        With the ``server_timing`` option (and ``trust_incoming``), also
+        ``Server-Timing: traceparent;desc="00-{trace}-{span}-{flags}"`` (Trace
+        Context Level 3) for the span of this hop, when there is a valid one.
         """
+        options = self._options
+        if options.server_timing and options.trust_incoming:
+            timing = server_timing(self._span)
+            if timing is not None:
+                return ((REQUEST_ID_HEADER, self.request_id), (SERVER_TIMING_HEADER, timing))
         return ((REQUEST_ID_HEADER, self.request_id),)
 
     def finish(self, status: int, headers: MutableMapping[str, str] | None = None) -> None:
@@ -275,7 +307,7 @@ class ServerExchange(Generic[R]):
         self._status = status
         self._settled = True
         if headers is not None:
-            headers.setdefault(REQUEST_ID_HEADER, self.request_id)
+            self._write_headers(headers)
 
     def fail(self, error: BaseException, headers: MutableMapping[str, str] | None = None) -> None:
         """The request failed with *error*, which the handler raised.
@@ -288,13 +320,20 @@ class ServerExchange(Generic[R]):
         """
         self._settled = True
         if headers is not None:
-            headers.setdefault(REQUEST_ID_HEADER, self.request_id)
+            self._write_headers(headers)
         if isinstance(error, Exception):
             self._status = 500
             reader, request = self._reader, self._request
             log_unhandled(self._options.logger, reader.method(request), reader.path(request), error)
         if self._owned is not None:
             record_error(self._owned, error)
+
+    def _write_headers(self, headers: MutableMapping[str, str]) -> None:
+        if self._options.server_timing:
+            for name, value in self.response_headers():
+                headers.setdefault(name, value)
+        else:
+            headers.setdefault(REQUEST_ID_HEADER, self.request_id)
 
     def _context(self, span: Span | None) -> Context:
         """What came in, *span* current, the request's values merged into its scope."""
@@ -323,6 +362,19 @@ class ServerExchange(Generic[R]):
             started=self._started,
             route=self.route,
         )
+
+
+def server_timing(span: Span | None) -> str | None:
+    """The ``Server-Timing`` value that names *span* (``traceparent;desc="00-…"``), or None."""
+    if span is None:
+        return None
+    span_context = span.get_span_context()
+    if not span_context.is_valid:
+        return None
+    return (
+        f'traceparent;desc="00-{span_context.trace_id:032x}-'
+        f'{span_context.span_id:016x}-{span_context.trace_flags:02x}"'
+    )
 
 
 def start_server_span(

@@ -40,6 +40,7 @@ def middleware(
     user_id: UserIdExtractor | None = None,
     spans: bool = True,
     access_log: bool = True,
+    server_timing: bool = False,
     remember_request_id: bool = False,
 ) -> Middleware:
     """Return an aiohttp middleware that runs each request in its own context.
@@ -60,6 +61,9 @@ def middleware(
         spans: record a SERVER span per request.
         access_log: log one line per request at its end, with its duration,
             on the ``threadline.aiohttp`` logger.
+        server_timing: answer trusted callers (*trust_incoming*) with the
+            SERVER span's traceparent in a ``Server-Timing`` header (Trace
+            Context Level 3: ``traceparent;desc="00-…"``).
         remember_request_id: keep the id on the request for `setup`'s
             response hook (set by `setup`).
 
@@ -74,6 +78,7 @@ def middleware(
         spans=spans,
         access_log=access_log,
         logger=_access_log,
+        server_timing=server_timing,
     )
     return _middleware(options, remember_request_id)
 
