@@ -29,7 +29,7 @@ from functools import partial
 from typing import Any
 
 from ._boundary.coexistence import is_contrib
-from ._core.context import attach, restore, span_in
+from ._core.context import attach, get_current, mark_error, restore, span_in
 from ._core.stores import merged_into
 from ._core.stores import request as request_store
 from ._http.access import log_unhandled
@@ -141,8 +141,11 @@ class Middleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one connection scope: an HTTP request in its context; others pass on."""
-        if scope["type"] != "http" or self._delegated or _EXCHANGE in scope:
+        if scope["type"] != "http" or _EXCHANGE in scope:
             await self.app(scope, receive, send)
+            return
+        if self._delegated:  # threadline is inside the app: here, only the server's side
+            await _guarded(self.app, scope, receive, send)
             return
         # The server's receive and send run in the context the request came in with: a
         # server that starts the next request on the connection from inside them (uvicorn's
@@ -228,7 +231,7 @@ class _Response:
     def _begin_background(self) -> None:
         from opentelemetry.trace import Link  # noqa: PLC0415 - with spans only
 
-        from ._core.context import get_current, span_key  # noqa: PLC0415
+        from ._core.context import span_key  # noqa: PLC0415
         from ._telemetry.spans import start_boundary_span  # noqa: PLC0415
 
         current = get_current()
@@ -252,6 +255,7 @@ class _Response:
                 from ._telemetry.spans import record_error  # noqa: PLC0415
 
                 record_error(self._background[0], error)
+            mark_error(error, get_current())
             reader = _READER
             log_unhandled(_access_log, reader.method(self._scope), reader.path(self._scope), error)
             return
@@ -310,7 +314,9 @@ def _run_in(
     context: _Contextvars, fn: Callable[..., Awaitable[Any]], *args: Any
 ) -> Generator[Any, Any, Any]:
     """Await ``fn(*args)`` with each of its steps run in *context* (a `contextvars.Context`)."""
-    steps = context.run(fn, *args).__await__()
+    awaitable = context.run(fn, *args)
+    # (a generator-based coroutine, as this one, is its own iterator)
+    steps = awaitable if isinstance(awaitable, types.GeneratorType) else awaitable.__await__()
     value: Any = None
     error: BaseException | None = None
     while True:
@@ -325,6 +331,27 @@ def _run_in(
             value, error = (yield yielded), None
         except BaseException as thrown:  # noqa: BLE001 - cancellation goes on to the step
             value, error = None, thrown
+
+
+async def _guarded(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Call *app* with the server's receive and send run in the context the request came in."""
+    arrived = copy_context()
+    await app(scope, partial(_run_in, arrived, receive), partial(_run_in, arrived, send))
+
+
+class _Guard:
+    """Outermost in a stack where threadline sits inside OpenTelemetry's middleware."""
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await _guarded(self.app, scope, receive, send)
 
 
 class _Inside:
@@ -394,7 +421,9 @@ def _placed(stack: Any, middleware: Middleware) -> ASGIApp:
         inner = getattr(layer, "app", None)
         if is_contrib(layer, _CONTRIB) and inner is not None:
             layer.app = middleware._again(inner)
-            return stack  # type: ignore[no-any-return]
+            # OpenTelemetry's middleware calls the server's send with its span current: the
+            # guard runs that send in the context from before, so no next request starts in it
+            return _Guard(stack)
         layer, seen = inner, seen + 1
     from starlette.middleware.errors import ServerErrorMiddleware  # noqa: PLC0415 - Starlette's app
 

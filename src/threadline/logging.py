@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ._core.context import context_of_error
 from ._core.stores import ContextStore, registered_stores, request
 from ._core.text import escape_controls, escape_json_line
 from ._telemetry.spans import current_trace_ids
@@ -93,9 +94,16 @@ class ContextFilter(logging.Filter):
 
         String values that hold a character that is not printable (CR, LF,
         other controls) are escaped as `repr` escapes them: a value that came
-        in as baggage never forges a log line.
+        in as baggage never forges a log line. A record of an exception that
+        escaped a request (logged by the server after the request's context
+        was gone) gets that request's fields.
         """
+        context = None
         values = self._store.get()
+        if values is None and record.exc_info:
+            context = context_of_error(record.exc_info[1])
+            if context is not None:
+                values = self._store.get(context)
         placeholder = self._placeholder
         record_dict = record.__dict__
         for key in self._keys:
@@ -105,7 +113,7 @@ class ContextFilter(logging.Filter):
             elif type(value) is str:  # may have come in as baggage: never a raw control char
                 value = escape_controls(value)
             record_dict[key] = value
-        ids = current_trace_ids()
+        ids = current_trace_ids(context)
         record_dict["trace_id"], record_dict["span_id"] = ids or (placeholder, placeholder)
 
 

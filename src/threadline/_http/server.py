@@ -37,7 +37,7 @@ from opentelemetry.trace import SpanKind
 from .._boundary.coexistence import plan_span
 from .._boundary.handoff import Arrival
 from .._core import lifecycle
-from .._core.context import Context, attach, get_current, restore, span_in, span_key
+from .._core.context import Context, attach, get_current, mark_error, restore, span_in, span_key
 from .._core.stores import merged_into
 from .._core.stores import request as request_store
 from .._core.values import freeze
@@ -321,6 +321,7 @@ class ServerExchange(Generic[R]):
         self._settled = True
         if headers is not None:
             self._write_headers(headers)
+        mark_error(error, get_current())  # its lines after the request still name the request
         if isinstance(error, Exception):
             self._status = 500
             reader, request = self._reader, self._request

@@ -78,9 +78,12 @@ def _provider_named() -> bool:
     return read_settings().tracer_provider_named
 
 
-def current_trace_ids() -> tuple[str, str] | None:
-    """Return the current ``(trace_id, span_id)`` in lower-case hex; None without a valid span."""
-    span: Span | None = span_in(get_current())
+def current_trace_ids(context: Context | None = None) -> tuple[str, str] | None:
+    """Return the current ``(trace_id, span_id)`` in lower-case hex; None without a valid span.
+
+    With *context*, the ids of the span current there.
+    """
+    span: Span | None = span_in(get_current() if context is None else context)
     if span is None:
         return None
     span_context = span.get_span_context()

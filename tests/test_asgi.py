@@ -1,0 +1,403 @@
+"""threadline.asgi beyond the HTTP contract: clean starts, background tasks, streams, errors,
+sync routes, Server-Timing, placement, and FastAPI's own telemetry. Real uvicorn and hypercorn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio.to_thread
+import pytest
+from fastapi import BackgroundTasks, FastAPI
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+import threadline as tl
+import threadline.asgi as tla
+from tests.asgi_servers import SERVERS, AsgiServe
+from tests.helpers import Spans
+from tests.http_contract import TRACE_ID, TRACEPARENT, Response as Answer
+from tests.http_contract import _read_response, access_lines, probe, send, server_span
+from threadline._core.context import attach, get_current, span_key
+
+LEAKY = contextvars.ContextVar("leaky", default=None)
+
+
+def server_spans(spans: Spans) -> list[Any]:
+    return [s for s in spans.finished() if s.kind == SpanKind.SERVER]
+
+
+# ---------------------------------------------------------------------- every request starts clean
+
+
+async def pipelined(base: str, *paths: str) -> list[Answer]:
+    """GET *paths* written at once on one HTTP/1.1 connection (pipelined); the answers in order."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            b"".join(f"GET {p} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode() for p in paths)
+        )
+        await writer.drain()
+        return [await _read_response(reader) for _ in paths]
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+class Before:
+    """An outer ASGI middleware (the server's side, or another instrumentation): what it sees."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.seen: list[tuple[Any, bool, Any]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            span_valid = trace.get_current_span().get_span_context().is_valid
+            self.seen.append((tl.request.get(), span_valid, LEAKY.get()))
+        await self.app(scope, receive, send)
+
+
+async def _leaves_everything(request: Request) -> Response:
+    """Reports what it found, then leaves a value, an attached context and a span behind."""
+    found = {**probe(), "leaky": LEAKY.get()}
+    LEAKY.set("from an earlier request")
+    span = trace.get_tracer("tests").start_span("left open")
+    with tl.request.merge(tenant="left-behind"):
+        attach({**get_current(), span_key(): span})  # never detached  # type: ignore[arg-type]
+    return JSONResponse(found)
+
+
+def leaking_app() -> Starlette:
+    return Starlette(routes=[Route("/leak/{n}", _leaves_everything)])
+
+
+@pytest.mark.parametrize("server", SERVERS)
+@pytest.mark.parametrize("arrival", ["pipelined", "keep-alive"])
+async def test_every_request_starts_clean(
+    asgi_serve: AsgiServe, spans: Spans, server: str, arrival: str
+) -> None:
+    """No value, span or request id of an earlier request on the connection: before, or in, the app.
+
+    Each handler sets a contextvar, attaches a context with a store value and a
+    span and never detaches. uvicorn starts a pipelined request from inside the
+    previous one's last ``send`` (CPython issue 140947); no ``--reset-contextvars``.
+    """
+    before = Before(tla.Middleware(leaking_app()))
+    base = await asgi_serve(before, server)
+    paths = ["/leak/1", "/leak/2", "/leak/3"]
+    if arrival == "pipelined":
+        answers = await pipelined(base, *paths)
+    else:
+        answers = await send(base, *[("GET", p, {}) for p in paths])
+    bodies = [answer.json() for answer in answers]
+    assert [{"request_id": a.headers["x-request-id"]} for a in answers] == [
+        b["request"] for b in bodies
+    ]
+    assert [None, None, None] == [b["leaky"] for b in bodies]
+    assert 3 == len({b["trace_id"] for b in bodies})
+    assert all(parent is None for parent in [s.parent for s in server_spans(spans)])
+    assert [(None, False, None)] * 3 == before.seen
+
+
+# ---------------------------------------------------------------------- background tasks
+
+
+def background_app(done: asyncio.Event, **options: Any) -> FastAPI:
+    app = FastAPI(telemetry={"tracing": False})
+    app.add_middleware(tla.Middleware, **options)
+
+    async def later(note: str) -> None:
+        await asyncio.sleep(0)
+        logging.getLogger("tests.background").info("background %s", note)
+        with trace.get_tracer("tests").start_as_current_span("send email"):
+            pass
+        done.set()
+
+    @app.get("/orders/{order}")
+    async def order(order: str, tasks: BackgroundTasks) -> dict[str, Any]:
+        tasks.add_task(later, order)
+        return probe()
+
+    return app
+
+
+@pytest.mark.parametrize("mode", ["child", "new_trace"])
+async def test_background_tasks_run_in_the_request(
+    asgi_serve: AsgiServe, spans: Spans, mode: str
+) -> None:
+    """Their logs carry the request id; their span is the request's child, or a linked new trace.
+
+    The SERVER span and the access line end with the response, before the task runs.
+    """
+    done = asyncio.Event()
+    base = await asgi_serve(background_app(done, background_tasks=mode))
+    with access_lines("tests.background") as records:
+        (answer,) = await send(base, ("GET", "/orders/7", {"traceparent": TRACEPARENT}))
+        await asyncio.wait_for(done.wait(), 10)
+    (record,) = records
+    server = server_span(spans)
+    email = spans.named("send email")
+    assert answer.headers["x-request-id"] == record.request_id  # type: ignore[attr-defined]
+    assert server.end_time <= email.start_time
+    if mode == "child":
+        assert server.context.span_id == email.parent.span_id
+        assert TRACE_ID == record.trace_id  # type: ignore[attr-defined]
+    else:
+        background = spans.named("background")
+        assert background.parent is None
+        assert TRACE_ID != f"{background.context.trace_id:032x}"
+        assert [server.context.span_id] == [link.context.span_id for link in background.links]
+        assert background.context.span_id == email.parent.span_id
+        assert f"{background.context.trace_id:032x}" == record.trace_id  # type: ignore[attr-defined]
+
+
+async def test_background_tasks_option_is_checked() -> None:
+    with pytest.raises(ValueError, match="background_tasks"):
+        tla.Middleware(leaking_app(), background_tasks="later")
+
+
+# ---------------------------------------------------------------------- streams
+
+
+@pytest.mark.parametrize("media_type", ["text/plain", "text/event-stream"])
+@pytest.mark.parametrize("server", SERVERS)
+async def test_a_stream_keeps_the_request_until_its_last_chunk(
+    asgi_serve: AsgiServe, spans: Spans, media_type: str, server: str
+) -> None:
+    """Every chunk is made in the request's scope and span; the span ends after the body."""
+    made: list[tuple[str, bool]] = []
+
+    async def chunks() -> AsyncIterator[str]:
+        for n in range(3):
+            await asyncio.sleep(0)
+            made.append((tl.request.get()["request_id"], trace.get_current_span().is_recording()))
+            yield f"data: {n}\n\n"
+
+    async def stream(request: Request) -> Response:
+        return StreamingResponse(chunks(), media_type=media_type)
+
+    app = tla.Middleware(Starlette(routes=[Route("/stream", stream)]))
+    (answer,) = await send(await asgi_serve(app, server), ("GET", "/stream", {}))
+    assert b"data: 0\n\ndata: 1\n\ndata: 2\n\n" == answer.body
+    assert [(answer.headers["x-request-id"], True)] * 3 == made
+    assert 200 == server_span(spans).attributes["http.response.status_code"]
+
+
+# ---------------------------------------------------------------------- errors
+
+
+class Refused(Exception):
+    pass
+
+
+def failing_app(placement: str) -> FastAPI:
+    app = FastAPI(telemetry={"tracing": False})
+    log = logging.getLogger("tests.handlers")
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused) -> Response:
+        log.warning("refused")
+        return PlainTextResponse("refused", status_code=503)
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> Response:
+        log.error("failed", exc_info=exc)
+        return PlainTextResponse("sorry", status_code=500)
+
+    @app.get("/refuse")
+    async def refuse() -> None:
+        raise Refused
+
+    @app.get("/fail")
+    async def fail() -> None:
+        raise RuntimeError("handler failed")
+
+    if placement == "setup":
+        tla.setup(app)
+    else:
+        app.add_middleware(tla.Middleware)
+    return app
+
+
+@pytest.mark.parametrize("placement", ["setup", "add_middleware"])
+async def test_a_route_that_raises(asgi_serve: AsgiServe, spans: Spans, placement: str) -> None:
+    """500 with the id; every line about it (handlers', threadline's, the server's) has the ids."""
+    base = await asgi_serve(failing_app(placement))
+    with (
+        access_lines("tests.handlers") as handlers,
+        access_lines("threadline.asgi") as ours,
+        access_lines("uvicorn.error") as servers,
+    ):
+        (answer,) = await send(
+            base, ("GET", "/fail", {"traceparent": TRACEPARENT, "X-Request-ID": "e-1"})
+        )
+    span = server_span(spans)
+    assert (500, StatusCode.ERROR, "RuntimeError") == (
+        answer.status,
+        span.status.status_code,
+        span.attributes["error.type"],
+    )
+    lines = [r for r in [*handlers, *ours, *servers] if r.levelno >= logging.ERROR]
+    assert {"failed", "unhandled exception in GET /fail", "Exception in ASGI application\n"} <= {
+        r.getMessage() for r in lines
+    }
+    assert {("e-1", TRACE_ID)} == {(r.request_id, r.trace_id) for r in lines}  # type: ignore[attr-defined]
+    assert b"sorry" == answer.body  # your 500 handler's answer
+    # setup puts threadline outside Starlette's error middleware, which answers with your
+    # handler: the id goes on that 500 too (added inside it, the handler answers outside)
+    assert ("e-1" if placement == "setup" else None) == answer.headers.get("x-request-id")
+
+
+async def test_an_exception_handlers_lines_have_the_ids(asgi_serve: AsgiServe) -> None:
+    """An exception handler's answer and its log line are the request's."""
+    base = await asgi_serve(failing_app("add_middleware"))
+    with access_lines("tests.handlers") as records:
+        (answer,) = await send(base, ("GET", "/refuse", {"X-Request-ID": "no-1"}))
+    assert (503, "no-1") == (answer.status, answer.headers["x-request-id"])
+    assert ["no-1"] == [r.request_id for r in records]  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------- sync code
+
+
+def sync_app() -> FastAPI:
+    app = FastAPI(telemetry={"tracing": False})
+    app.add_middleware(tla.Middleware)
+
+    @app.get("/def")
+    def in_starlettes_pool() -> dict[str, Any]:
+        return probe()
+
+    @app.get("/run_in_threadpool")
+    async def threadpool() -> dict[str, Any]:
+        return await run_in_threadpool(probe)
+
+    @app.get("/to_thread")
+    async def to_thread() -> dict[str, Any]:
+        return await anyio.to_thread.run_sync(probe)
+
+    return app
+
+
+@pytest.mark.parametrize("path", ["/def", "/run_in_threadpool", "/to_thread"])
+async def test_sync_code_sees_the_request(asgi_serve: AsgiServe, spans: Spans, path: str) -> None:
+    """def routes, run_in_threadpool and anyio.to_thread see the stores and trace (anyio copies)."""
+    (answer,) = await send(await asgi_serve(sync_app()), ("GET", path, {"X-Request-ID": "s-1"}))
+    body, span = answer.json(), server_span(spans)
+    assert "s-1" == body["request"]["request_id"]
+    assert f"{span.context.span_id:016x}" == body["span_id"]
+
+
+# ---------------------------------------------------------------------- Server-Timing
+
+
+def items_app(**options: Any) -> Any:
+    async def items(request: Request) -> Response:
+        return JSONResponse(probe())
+
+    return tla.Middleware(Starlette(routes=[Route("/items/{n}", items)]), **options)
+
+
+@pytest.mark.parametrize(
+    ("options", "sent"),
+    [({"server_timing": True}, True), ({"server_timing": True, "trust_incoming": False}, False)],
+)
+async def test_server_timing(
+    asgi_serve: AsgiServe, spans: Spans, options: dict[str, Any], sent: bool
+) -> None:
+    """Opt-in: the SERVER span's traceparent in Server-Timing, to trusted callers only."""
+    base = await asgi_serve(items_app(**options))
+    (answer,) = await send(base, ("GET", "/items/1", {"traceparent": TRACEPARENT}))
+    span = server_span(spans)
+    expected = f'traceparent;desc="00-{span.context.trace_id:032x}-{span.context.span_id:016x}-01"'
+    assert (expected if sent else None) == answer.headers.get("server-timing")
+
+
+async def test_no_server_timing_by_default(asgi_serve: AsgiServe) -> None:
+    (answer,) = await send(await asgi_serve(items_app()), ("GET", "/items/1", {}))
+    assert "server-timing" not in answer.headers
+
+
+# ---------------------------------------------------------------------- placement
+
+
+async def test_setup_twice_adds_it_once(asgi_serve: AsgiServe, spans: Spans) -> None:
+    """A second setup, or the middleware added as well, makes no second span or header."""
+    app = Starlette(routes=[Route("/items/{n}", lambda r: JSONResponse(probe()))])
+    app.add_middleware(tla.Middleware)
+    assert app is tla.setup(app)
+    assert app is tla.setup(app)
+    (answer,) = await send(await asgi_serve(app), ("GET", "/items/1", {}))
+    assert 1 == len(server_spans(spans))
+    assert answer.headers["x-request-id"] == answer.json()["request"]["request_id"]
+
+
+async def test_other_scopes_pass_through() -> None:
+    """Lifespan (and WebSocket) scopes reach the app as they came, with the same callables."""
+    calls: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        calls.append((scope, receive, send))
+
+    async def receive() -> dict[str, Any]:
+        return {}
+
+    async def send_(message: Any) -> None:
+        pass
+
+    for kind in ("lifespan", "websocket"):
+        scope = {"type": kind}
+        await tla.Middleware(app)(scope, receive, send_)
+        assert (scope, receive, send_) == calls[-1]
+        assert {"type": kind} == scope
+
+
+def test_options_are_checked_when_made() -> None:
+    with pytest.raises(TypeError, match="server_timing"):
+        tla.Middleware(leaking_app(), server_timing="yes")
+
+
+# ---------------------------------------------------------------------- FastAPI's own telemetry
+
+
+def native_app(placement: str) -> Any:
+    app = FastAPI()  # its telemetry is on: a tracer provider is set
+
+    @app.get("/items/{n}")
+    async def items(n: int) -> dict[str, Any]:
+        logging.getLogger("tests.native").info("handling")
+        return probe()
+
+    if placement == "add_middleware":
+        app.add_middleware(tla.Middleware)
+        return app
+    if placement == "setup":
+        return tla.setup(app)
+    return tla.Middleware(app)  # wrapped from outside
+
+
+@pytest.mark.parametrize("placement", ["add_middleware", "setup", "outside"])
+async def test_fastapis_own_span_is_continued(
+    asgi_serve: AsgiServe, spans: Spans, placement: str
+) -> None:
+    """One SERVER span, FastAPI's, with request.id; the handler has the id and that span."""
+    base = await asgi_serve(native_app(placement))
+    with access_lines("tests.native") as records:
+        (answer,) = await send(base, ("GET", "/items/3", {"traceparent": TRACEPARENT}))
+    (span,) = server_spans(spans)
+    body = answer.json()
+    assert "fastapi" == span.instrumentation_scope.name
+    assert (TRACE_ID, f"{span.context.span_id:016x}") == (body["trace_id"], body["span_id"])
+    request_id = answer.headers["x-request-id"]
+    assert request_id == body["request"]["request_id"] == span.attributes["request.id"]
+    assert [request_id] == [r.request_id for r in records]  # type: ignore[attr-defined]
