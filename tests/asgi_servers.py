@@ -46,10 +46,7 @@ async def serving(app: Any, server: str = "uvicorn") -> AsyncIterator[str]:
         instance.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         task = asyncio.create_task(instance.serve(sockets=[sock]))
         try:
-            while not instance.started and not task.done():
-                await asyncio.sleep(0.01)
-            if task.done():
-                task.result()
+            await _until_accepting(port, task)
             yield f"http://127.0.0.1:{port}"
         finally:
             instance.should_exit = True

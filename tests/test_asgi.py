@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio.to_thread
@@ -24,8 +24,16 @@ import threadline as tl
 import threadline.asgi as tla
 from tests.asgi_servers import SERVERS, AsgiServe
 from tests.helpers import Spans
-from tests.http_contract import TRACE_ID, TRACEPARENT, Response as Answer
-from tests.http_contract import _read_response, access_lines, probe, send, server_span
+from tests.http_contract import (
+    TRACE_ID,
+    TRACEPARENT,
+    _read_response,
+    access_lines,
+    probe,
+    send,
+    server_span,
+)
+from tests.http_contract import Response as Answer
 from threadline._core.context import attach, get_current, span_key
 
 LEAKY = contextvars.ContextVar("leaky", default=None)
@@ -196,7 +204,7 @@ async def test_a_stream_keeps_the_request_until_its_last_chunk(
 # ---------------------------------------------------------------------- errors
 
 
-class Refused(Exception):
+class RefusedError(Exception):
     pass
 
 
@@ -204,8 +212,8 @@ def failing_app(placement: str) -> FastAPI:
     app = FastAPI(telemetry={"tracing": False})
     log = logging.getLogger("tests.handlers")
 
-    @app.exception_handler(Refused)
-    async def refused(request: Request, exc: Refused) -> Response:
+    @app.exception_handler(RefusedError)
+    async def refused(request: Request, exc: RefusedError) -> Response:
         log.warning("refused")
         return PlainTextResponse("refused", status_code=503)
 
@@ -216,7 +224,7 @@ def failing_app(placement: str) -> FastAPI:
 
     @app.get("/refuse")
     async def refuse() -> None:
-        raise Refused
+        raise RefusedError
 
     @app.get("/fail")
     async def fail() -> None:

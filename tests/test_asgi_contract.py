@@ -20,7 +20,6 @@ import threadline.asgi as tla
 from tests.asgi_servers import AsgiServe
 from tests.http_contract import ServerContract, probe
 
-
 EVERY = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "PROPFIND"]
 
 
