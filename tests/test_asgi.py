@@ -409,3 +409,80 @@ async def test_fastapis_own_span_is_continued(
     request_id = answer.headers["x-request-id"]
     assert request_id == body["request"]["request_id"] == span.attributes["request.id"]
     assert [request_id] == [r.request_id for r in records]  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------- OpenTelemetry's own
+
+
+def contrib_app(arrangement: str) -> Any:
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.instrumentation.starlette import StarletteInstrumentor
+
+    async def items(request: Request) -> Response:
+        logging.getLogger("tests.contrib").info("handling")
+        return JSONResponse(probe())
+
+    def starlette() -> Starlette:
+        return Starlette(routes=[Route("/items/{n}", items)])
+
+    if arrangement == "asgi-setup":  # threadline after OpenTelemetry's middleware
+        return tla.setup(OpenTelemetryMiddleware(starlette()))
+    if arrangement == "asgi-outside":  # threadline before it
+        return tla.Middleware(OpenTelemetryMiddleware(starlette()))
+    if arrangement == "starlette-add_middleware":
+        app = starlette()
+        StarletteInstrumentor.instrument_app(app)
+        app.add_middleware(tla.Middleware)
+        return app
+    fastapi = FastAPI()
+    fastapi.add_api_route("/items/{n}", items)
+    if arrangement == "fastapi-instrumented-first":
+        FastAPIInstrumentor.instrument_app(fastapi)
+        tla.setup(fastapi)
+    else:  # fastapi-setup-first
+        tla.setup(fastapi)
+        FastAPIInstrumentor.instrument_app(fastapi)
+    return fastapi
+
+
+@pytest.mark.parametrize(
+    "arrangement",
+    [
+        "asgi-setup",
+        "asgi-outside",
+        "starlette-add_middleware",
+        "fastapi-instrumented-first",
+        "fastapi-setup-first",
+    ],
+)
+@pytest.mark.parametrize("server", SERVERS)
+async def test_beside_opentelemetrys_middleware(
+    asgi_serve: AsgiServe, spans: Spans, arrangement: str, server: str
+) -> None:
+    """One SERVER span per request, OpenTelemetry's, continued: the request id on it and in the
+    handler, whose span it is; the ids on every log line; each request its own trace."""
+    base = await asgi_serve(contrib_app(arrangement), server)
+    with access_lines("tests.contrib") as records:
+        answers = await send(
+            base,
+            ("GET", "/items/1", {"traceparent": TRACEPARENT, "X-Request-ID": "c-1"}),
+            ("GET", "/items/2", {"X-Request-ID": "c-2"}),
+        )
+    servers = server_spans(spans)
+    assert 2 == len(servers)
+    assert {"opentelemetry.instrumentation"} == {
+        s.instrumentation_scope.name.rsplit(".", 1)[0] for s in servers
+    }
+    by_id = {s.attributes["request.id"]: s for s in servers}
+    assert int(TRACE_ID, 16) == by_id["c-1"].context.trace_id
+    assert by_id["c-2"].parent is None
+    for answer in answers:
+        body, request_id = answer.json(), answer.headers["x-request-id"]
+        span = by_id[request_id]
+        assert request_id == body["request"]["request_id"]
+        assert f"{span.context.span_id:016x}" == body["span_id"]
+    assert [("c-1", TRACE_ID), ("c-2", f"{by_id['c-2'].context.trace_id:032x}")] == [
+        (r.request_id, r.trace_id)  # type: ignore[attr-defined]
+        for r in records
+    ]
