@@ -29,6 +29,7 @@ import uvicorn
 from fastapi import BackgroundTasks, FastAPI
 from fastapi.responses import StreamingResponse
 from opentelemetry import trace
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -81,8 +82,6 @@ def current_user(scope: dict[str, Any]) -> str | None:  # your authentication
 def make_app() -> FastAPI:
     app = FastAPI(telemetry={"tracing": False}) if MODE == "own" else FastAPI()
     if MODE == "contrib":
-        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
         FastAPIInstrumentor.instrument_app(app)  # what opentelemetry-instrument does
 
     @app.get("/orders/{order}")
@@ -133,7 +132,7 @@ async def main() -> dict[str, Any]:
     config = uvicorn.Config(make_app(), lifespan="off", access_log=False, log_level="critical")
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn tells only by this flag
         await asyncio.sleep(0.01)
     answers = []
     for i in range(3):
