@@ -306,36 +306,6 @@ async def test_sync_code_sees_the_request(asgi_serve: AsgiServe, spans: Spans, p
     assert f"{span.context.span_id:016x}" == body["span_id"]
 
 
-# ---------------------------------------------------------------------- Server-Timing
-
-
-def items_app(**options: Any) -> Any:
-    async def items(request: Request) -> Response:
-        return JSONResponse(probe())
-
-    return tla.Middleware(Starlette(routes=[Route("/items/{n}", items)]), **options)
-
-
-@pytest.mark.parametrize(
-    ("options", "sent"),
-    [({"server_timing": True}, True), ({"server_timing": True, "trust_incoming": False}, False)],
-)
-async def test_server_timing(
-    asgi_serve: AsgiServe, spans: Spans, options: dict[str, Any], sent: bool
-) -> None:
-    """Opt-in: the SERVER span's traceparent in Server-Timing, to trusted callers only."""
-    base = await asgi_serve(items_app(**options))
-    (answer,) = await send(base, ("GET", "/items/1", {"traceparent": TRACEPARENT}))
-    span = server_span(spans)
-    expected = f'traceparent;desc="00-{span.context.trace_id:032x}-{span.context.span_id:016x}-01"'
-    assert (expected if sent else None) == answer.headers.get("server-timing")
-
-
-async def test_no_server_timing_by_default(asgi_serve: AsgiServe) -> None:
-    (answer,) = await send(await asgi_serve(items_app()), ("GET", "/items/1", {}))
-    assert "server-timing" not in answer.headers
-
-
 # ---------------------------------------------------------------------- placement
 
 

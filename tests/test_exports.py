@@ -42,6 +42,7 @@ PUBLIC_MODULES = [
     "threadline.aiohttp",
     "threadline.aiohttp.client",
     "threadline.aiohttp.server",
+    "threadline.asgi",
     "threadline.celery",
     "threadline.cli",
     "threadline.diagnostics",

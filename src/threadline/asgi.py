@@ -33,18 +33,26 @@ from ._core.context import attach, get_current, mark_error, restore, span_in
 from ._core.stores import merged_into
 from ._core.stores import request as request_store
 from ._http.access import log_unhandled
-from ._http.incoming import REQUEST_ID_HEADER, GetAll
+from ._http.incoming import REQUEST_ID_HEADER as REQUEST_ID_HEADER
+from ._http.incoming import GetAll
 from ._http.options import ServerOptions
 from ._http.server import ServerExchange, ServerFields
 
-__all__ = ["REQUEST_ID_HEADER", "Middleware", "Scope", "UserIdExtractor", "setup"]
+__all__ = [
+    "BACKGROUND_MODES",
+    "REQUEST_ID_HEADER",
+    "Middleware",
+    "Scope",
+    "UserIdExtractor",
+    "setup",
+]
 
 Scope = MutableMapping[str, Any]
 """An ASGI connection scope."""
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+_Message = MutableMapping[str, Any]
+_Receive = Callable[[], Awaitable[_Message]]
+_Send = Callable[[_Message], Awaitable[None]]
+_ASGIApp = Callable[[Scope, _Receive, _Send], Awaitable[None]]
 
 UserIdExtractor = Callable[[Scope], Any]
 """Called with the request's ASGI scope (it may be ``async``); returns the user id, or None.
@@ -97,7 +105,7 @@ class Middleware:
 
     def __init__(
         self,
-        app: ASGIApp,
+        app: _ASGIApp,
         *,
         trust_incoming: bool = True,
         accept_request_id: bool = True,
@@ -129,7 +137,7 @@ class Middleware:
         if self._other_makes_it:  # OpenTelemetry's middleware next: the request goes on inside it
             app.app = _Inside(app.app)  # type: ignore[attr-defined]
 
-    def _again(self, app: ASGIApp) -> Middleware:
+    def _again(self, app: _ASGIApp) -> Middleware:
         """A middleware like this one (same options) around *app*."""
         twin = object.__new__(Middleware)
         twin._options, twin._new_trace, twin.app = self._options, self._new_trace, app
@@ -139,7 +147,7 @@ class Middleware:
             app.app = _Inside(app.app)  # type: ignore[attr-defined]
         return twin
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: _Receive, send: _Send) -> None:
         """Serve one connection scope: an HTTP request in its context; others pass on."""
         if scope["type"] != "http" or _EXCHANGE in scope:
             await self.app(scope, receive, send)
@@ -186,7 +194,7 @@ class _Response:
         self,
         exchange: ServerExchange[Scope],
         scope: Scope,
-        send: Send,
+        send: _Send,
         arrived: _Contextvars,
         new_trace: bool,
     ) -> None:
@@ -199,7 +207,7 @@ class _Response:
         self._over = False
         self.status: int | None = None
 
-    async def send(self, message: Message) -> None:
+    async def send(self, message: _Message) -> None:
         kind = message["type"]
         if kind == "http.response.start":
             exchange = self._exchange
@@ -333,7 +341,7 @@ def _run_in(
             value, error = None, thrown
 
 
-async def _guarded(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+async def _guarded(app: _ASGIApp, scope: Scope, receive: _Receive, send: _Send) -> None:
     """Call *app* with the server's receive and send run in the context the request came in."""
     arrived = copy_context()
     await app(scope, partial(_run_in, arrived, receive), partial(_run_in, arrived, send))
@@ -344,10 +352,10 @@ class _Guard:
 
     __slots__ = ("app",)
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: _ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: _Receive, send: _Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -359,10 +367,10 @@ class _Inside:
 
     __slots__ = ("app",)
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: _ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: _Receive, send: _Send) -> None:
         exchange = scope.get(_EXCHANGE)
         if exchange is None:
             await self.app(scope, receive, send)
@@ -405,7 +413,7 @@ def _install(app: Any, middleware: Middleware) -> None:
         return
     original = app.build_middleware_stack
 
-    def build_middleware_stack() -> ASGIApp:
+    def build_middleware_stack() -> _ASGIApp:
         return _placed(original(), middleware)
 
     build_middleware_stack._threadline = True  # type: ignore[attr-defined]
@@ -414,7 +422,7 @@ def _install(app: Any, middleware: Middleware) -> None:
         app.middleware_stack = app.build_middleware_stack()
 
 
-def _placed(stack: Any, middleware: Middleware) -> ASGIApp:
+def _placed(stack: Any, middleware: Middleware) -> _ASGIApp:
     """*stack* with threadline after OpenTelemetry's middleware, else around the error one."""
     layer, seen = stack, 0
     while layer is not None and seen < 32:
