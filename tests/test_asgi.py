@@ -456,3 +456,24 @@ async def test_beside_opentelemetrys_middleware(
         (r.request_id, r.trace_id)  # type: ignore[attr-defined]
         for r in records
     ]
+
+
+async def test_a_plain_asgi_app_names_its_route(asgi_serve: AsgiServe, spans: Spans) -> None:
+    """An app threadline cannot read the route of (Django's) names it with set_route."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        tla.set_route(scope, "/orders/<int:order>")
+        body = JSONResponse(probe()).body
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    tla.set_route({}, "/outside")  # outside a request: nothing
+    with access_lines("threadline.asgi") as records:
+        (answer,) = await send(await asgi_serve(tla.Middleware(app)), ("GET", "/orders/7", {}))
+    span = server_span(spans)
+    assert ("GET /orders/<int:order>", "/orders/<int:order>") == (
+        span.name,
+        span.attributes["http.route"],
+    )
+    assert answer.headers["x-request-id"] == answer.json()["request"]["request_id"]
+    assert ["/orders/<int:order>"] == [r.route for r in records]  # type: ignore[attr-defined]

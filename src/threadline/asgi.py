@@ -44,6 +44,7 @@ __all__ = [
     "Middleware",
     "Scope",
     "UserIdExtractor",
+    "set_route",
     "setup",
 ]
 
@@ -296,8 +297,13 @@ def _with_headers(
     """*headers* and ours, as a new list (the application's may be shared); its own stay."""
     written = list(headers)
     for name, value in ours:
-        key = name.lower().encode("latin-1")
-        if not any(field.lower() == key for field, _ in written):
+        key = _NAMES.get(name)
+        if key is None:
+            key = _NAMES[name] = name.lower().encode("latin-1")
+        for field, _ in written:
+            if field.lower() == key:
+                break
+        else:
             written.append((key, value.encode("latin-1")))
     return written
 
@@ -401,6 +407,20 @@ def setup(app: Any, **options: Any) -> Any:
             app.app = Middleware(app.app, **options)
         return app
     return Middleware(app, **options)
+
+
+def set_route(scope: Scope, route: str) -> None:
+    """Name the matched route's template (``/orders/<int:order>``) for the request of *scope*.
+
+    For a router threadline cannot read (Starlette and FastAPI need none: the
+    route is in their scope): call it from inside the app, once it matched,
+    before the response starts. The span is renamed ``"{method} {route}"``
+    and gets ``http.route``; the access line shows it. Outside a request
+    threadline serves, it does nothing.
+    """
+    exchange = scope.get(_EXCHANGE)
+    if isinstance(exchange, ServerExchange):
+        exchange.set_route(route)
 
 
 def _is_starlette(app: object) -> bool:
