@@ -433,7 +433,7 @@ async def test_beside_opentelemetrys_middleware(
     """One SERVER span per request, OpenTelemetry's, continued: the request id on it and in the
     handler, whose span it is; the ids on every log line; each request its own trace."""
     base = await asgi_serve(contrib_app(arrangement), server)
-    with access_lines("tests.contrib") as records:
+    with access_lines("tests.contrib") as records, access_lines("threadline.asgi") as ours:
         answers = await send(
             base,
             ("GET", "/items/1", {"traceparent": TRACEPARENT, "X-Request-ID": "c-1"}),
@@ -452,10 +452,9 @@ async def test_beside_opentelemetrys_middleware(
         span = by_id[request_id]
         assert request_id == body["request"]["request_id"]
         assert f"{span.context.span_id:016x}" == body["span_id"]
-    assert [("c-1", TRACE_ID), ("c-2", f"{by_id['c-2'].context.trace_id:032x}")] == [
-        (r.request_id, r.trace_id)  # type: ignore[attr-defined]
-        for r in records
-    ]
+    expected = [("c-1", TRACE_ID), ("c-2", f"{by_id['c-2'].context.trace_id:032x}")]
+    for lines in (records, ours):  # the handler's, and threadline's access lines
+        assert expected == [(r.request_id, r.trace_id) for r in lines]  # type: ignore[attr-defined]
 
 
 async def test_a_plain_asgi_app_names_its_route(asgi_serve: AsgiServe, spans: Spans) -> None:

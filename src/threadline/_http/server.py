@@ -217,7 +217,12 @@ class ServerExchange(Generic[R]):
                 set_status(owned, self._status, options.is_error)
             owned.end()
         if options.access_log and options.logger.isEnabledFor(logging.INFO):
-            self._log_access()
+            span = self._span
+            if self._other_makes_it and span is not None and span_in(get_current()) is None:
+                with Arrival(self._context(span)):  # the line in the span made inside, ended
+                    self._log_access()
+            else:
+                self._log_access()
 
     def identify(self) -> Awaitable[None] | None:
         """Run the ``user_id`` extractor (in the request's context); None when it is done.
