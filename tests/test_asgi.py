@@ -73,6 +73,27 @@ async def pipelined(base: str, *paths: str) -> list[Answer]:
         await writer.wait_closed()
 
 
+LARGE = 1_000_000
+
+
+async def send_bodies(base: str, *requests: tuple[str, dict[str, str]]) -> list[Answer]:
+    """POST a large body to each path, one after another on one connection."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        answers = []
+        for path, headers in requests:
+            head = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}"]
+            head += [f"{name}: {value}" for name, value in headers.items()]
+            writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + b"x" * LARGE)
+            await writer.drain()
+            answers.append(await _read_response(reader))
+        return answers
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
 class Before:
     """An outer ASGI middleware (the server's side, or another instrumentation): what it sees."""
 
@@ -89,6 +110,7 @@ class Before:
 
 async def _leaves_everything(request: Request) -> Response:
     """Reports what it found, then leaves a value, an attached context and a span behind."""
+    await request.body()  # a large one makes uvicorn pause reading, and resume in receive
     found = {**probe(), "leaky": LEAKY.get()}
     LEAKY.set("from an earlier request")
     span = trace.get_tracer("tests").start_span("left open")
@@ -98,11 +120,11 @@ async def _leaves_everything(request: Request) -> Response:
 
 
 def leaking_app() -> Starlette:
-    return Starlette(routes=[Route("/leak/{n}", _leaves_everything)])
+    return Starlette(routes=[Route("/leak/{n}", _leaves_everything, methods=["GET", "POST"])])
 
 
 @pytest.mark.parametrize("server", SERVERS)
-@pytest.mark.parametrize("arrival", ["pipelined", "keep-alive"])
+@pytest.mark.parametrize("arrival", ["pipelined", "keep-alive", "large-bodies"])
 async def test_every_request_starts_clean(
     asgi_serve: AsgiServe, spans: Spans, server: str, arrival: str
 ) -> None:
@@ -110,13 +132,17 @@ async def test_every_request_starts_clean(
 
     Each handler sets a contextvar, attaches a context with a store value and a
     span and never detaches. uvicorn starts a pipelined request from inside the
-    previous one's last ``send`` (CPython issue 140947); no ``--reset-contextvars``.
+    previous one's last ``send``, and reads on from inside ``receive`` after a
+    large body paused it (CPython issue 140947); no ``--reset-contextvars``.
     """
     before = Before(tla.Middleware(leaking_app()))
     base = await asgi_serve(before, server)
     paths = ["/leak/1", "/leak/2", "/leak/3"]
     if arrival == "pipelined":
         answers = await pipelined(base, *paths)
+    elif arrival == "large-bodies":
+        large = {"Content-Length": str(LARGE), "Content-Type": "text/plain"}
+        answers = await send_bodies(base, *[(p, large) for p in paths])
     else:
         answers = await send(base, *[("GET", p, {}) for p in paths])
     bodies = [answer.json() for answer in answers]
