@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterable, MutableMap
 from contextvars import Context as _Contextvars
 from contextvars import copy_context
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from ._boundary.coexistence import is_contrib
 from ._core.context import attach, get_current, mark_error, restore, span_in
@@ -163,13 +163,13 @@ class Middleware:
         # (positional: a class called with keywords pays for a dict, per request)
         exchange = ServerExchange(self._options, _READER, scope, self._other_makes_it)
         scope[_EXCHANGE] = exchange  # a second threadline middleware inside passes it on
-        response = _Response(exchange, scope, send, arrived, self._new_trace)
+        response = _Response(exchange, scope, receive, send, arrived, self._new_trace)
         with exchange:
             try:
                 pending = exchange.identify()
                 if pending is not None:
                     await pending
-                await self.app(scope, partial(_run_in, arrived, receive), response.send)
+                await self.app(scope, response.receive, response.send)
             except Exception as error:
                 await response.failed(error)
                 raise
@@ -186,21 +186,24 @@ class _Response:
         "_exchange",
         "_new_trace",
         "_over",
+        "_receive",
         "_scope",
         "_send",
         "status",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - positional: keywords cost a dict per request
         self,
         exchange: ServerExchange[Scope],
         scope: Scope,
+        receive: _Receive,
         send: _Send,
         arrived: _Contextvars,
         new_trace: bool,
     ) -> None:
         self._exchange = exchange
         self._scope = scope
+        self._receive = receive
         self._send = send
         self._arrived = arrived
         self._new_trace = new_trace
@@ -208,8 +211,21 @@ class _Response:
         self._over = False
         self.status: int | None = None
 
+    async def receive(self) -> _Message:
+        """The server's receive, run in the context the request arrived in."""
+        arrived = self._arrived
+        steps = _steps(arrived.run(self._receive))
+        try:
+            yielded = arrived.run(steps.send, None)
+        except StopIteration as stop:
+            message: _Message = stop.value
+            return message
+        return cast("_Message", await _rest_in(arrived, steps, yielded))
+
     async def send(self, message: _Message) -> None:
+        """The server's send, run in the context the request arrived in; our headers added."""
         kind = message["type"]
+        last = False
         if kind == "http.response.start":
             exchange = self._exchange
             self.status = status = message["status"]
@@ -223,10 +239,18 @@ class _Response:
         elif (
             kind == "http.response.body" and not message.get("more_body", False)
         ) or kind == "http.response.pathsend":
-            await _run_in(self._arrived, self._send, message)
+            last = True
+        # (most sends finish in one step: no generator then)
+        arrived = self._arrived
+        steps = _steps(arrived.run(self._send, message))
+        try:
+            yielded = arrived.run(steps.send, None)
+        except StopIteration:
+            pass
+        else:
+            await _rest_in(arrived, steps, yielded)
+        if last:
             self._done()
-            return
-        await _run_in(self._arrived, self._send, message)
 
     def _done(self) -> None:
         """The last chunk went: the span and the access line end (a 5xx's wait for its error)."""
@@ -323,28 +347,41 @@ def _answers_errors_itself(scope: Scope) -> bool:
     return isinstance(handlers, dict) and (500 in handlers or Exception in handlers)
 
 
+_STEPPABLE = (types.CoroutineType, types.GeneratorType)
+
+
+def _steps(awaitable: Any) -> Any:
+    """What to step *awaitable* through: a coroutine (or generator-based one) is its own."""
+    return awaitable if type(awaitable) in _STEPPABLE else awaitable.__await__()
+
+
+@types.coroutine
+def _rest_in(context: _Contextvars, steps: Any, yielded: Any) -> Generator[Any, Any, Any]:
+    """Go on stepping *steps* in *context*, from its first *yielded* value, to its result."""
+    while True:
+        try:
+            value = yield yielded
+        except BaseException as thrown:  # noqa: BLE001 - cancellation goes on to the step
+            step, argument = steps.throw, thrown
+        else:
+            step, argument = steps.send, value
+        try:
+            yielded = context.run(step, argument)
+        except StopIteration as stop:
+            return stop.value
+
+
 @types.coroutine
 def _run_in(
     context: _Contextvars, fn: Callable[..., Awaitable[Any]], *args: Any
 ) -> Generator[Any, Any, Any]:
     """Await ``fn(*args)`` with each of its steps run in *context* (a `contextvars.Context`)."""
-    awaitable = context.run(fn, *args)
-    # (a generator-based coroutine, as this one, is its own iterator)
-    steps = awaitable if isinstance(awaitable, types.GeneratorType) else awaitable.__await__()
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            if error is None:
-                yielded = context.run(steps.send, value)
-            else:
-                yielded = context.run(steps.throw, error)
-        except StopIteration as stop:
-            return stop.value
-        try:
-            value, error = (yield yielded), None
-        except BaseException as thrown:  # noqa: BLE001 - cancellation goes on to the step
-            value, error = None, thrown
+    steps = _steps(context.run(fn, *args))
+    try:
+        yielded = context.run(steps.send, None)
+    except StopIteration as stop:
+        return stop.value
+    return (yield from _rest_in(context, steps, yielded))
 
 
 async def _guarded(app: _ASGIApp, scope: Scope, receive: _Receive, send: _Send) -> None:
