@@ -515,3 +515,40 @@ async def test_a_plain_asgi_app_names_its_route(asgi_serve: AsgiServe, spans: Sp
     )
     assert answer.headers["x-request-id"] == answer.json()["request"]["request_id"]
     assert ["/orders/<int:order>"] == [r.route for r in records]  # type: ignore[attr-defined]
+
+
+async def test_a_send_that_waits_can_be_cancelled() -> None:
+    """A send the server suspends runs on in the arrival context; cancelling it cancels it there.
+
+    (The server here is a pair of ASGI callables: a real one cancels on disconnect, when it will.)
+    """
+    suspended, seen = asyncio.Event(), []
+    token = LEAKY.set("the server's own")
+
+    async def server_send(message: Any) -> None:
+        if message["type"] == "http.response.body":
+            suspended.set()
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                seen.append((LEAKY.get(), tl.request.get()))
+                raise
+
+    async def server_receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        LEAKY.set("the app's")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"x"})
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""}
+    try:
+        task = asyncio.create_task(tla.Middleware(app)(scope, server_receive, server_send))
+        await suspended.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        LEAKY.reset(token)
+    assert [("the server's own", None)] == seen
