@@ -552,3 +552,19 @@ async def test_a_send_that_waits_can_be_cancelled() -> None:
     finally:
         LEAKY.reset(token)
     assert [("the server's own", None)] == seen
+
+
+async def test_a_distrusting_edge_is_told_when_fastapi_continues_the_caller(
+    asgi_serve: AsgiServe, threadline_warnings: pytest.LogCaptureFixture, monkeypatch: Any
+) -> None:
+    """FastAPI's own span continues the caller's trace whatever threadline's options: a warning."""
+    from threadline._http import server
+
+    monkeypatch.setattr(server, "_warned_about_trust", False)
+    app = FastAPI()
+    app.add_api_route("/items/{n}", lambda n: probe())
+    base = await asgi_serve(tla.Middleware(app, trust_incoming=False))
+    await send(base, *[("GET", "/items/1", {"traceparent": TRACEPARENT})] * 2)
+    (warning,) = [r for r in threadline_warnings.records if "trust_incoming" in r.getMessage()]
+    assert "made by fastapi" in warning.getMessage()
+    assert "telemetry={'tracing': False}" in warning.getMessage()

@@ -166,6 +166,8 @@ class ServerExchange(Generic[R]):
         span = plan.continued
         if span is not None:
             span.set_attribute("request.id", self.request_id)
+            if not options.trust_incoming:
+                _warn_if_it_continues_the_caller(span)
         elif plan.own:
             span = self._start_span()
         self._owned: Span | None = span if plan.own else None
@@ -368,6 +370,25 @@ class ServerExchange(Generic[R]):
             started=self._started,
             route=self.route,
         )
+
+
+_warned_about_trust = False
+
+
+def _warn_if_it_continues_the_caller(span: Span) -> None:
+    """Say once that a distrusting server's SERVER span, made by another, continues the caller."""
+    global _warned_about_trust  # noqa: PLW0603 - once per process
+    parent = getattr(span, "parent", None)  # an SDK span's
+    if _warned_about_trust or parent is None or not parent.is_remote:
+        return
+    _warned_about_trust = True
+    scope = getattr(getattr(span, "instrumentation_scope", None), "name", "another instrumentation")
+    logging.getLogger("threadline").warning(
+        "trust_incoming=False, but the SERVER span threadline continues (made by %s) continues "
+        "the caller's trace: turn that instrumentation's tracing off at a public edge "
+        "(FastAPI: FastAPI(telemetry={'tracing': False}))",
+        scope,
+    )
 
 
 def server_timing(span: Span | None) -> str | None:
