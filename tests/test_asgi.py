@@ -568,3 +568,16 @@ async def test_a_distrusting_edge_is_told_when_fastapi_continues_the_caller(
     (warning,) = [r for r in threadline_warnings.records if "trust_incoming" in r.getMessage()]
     assert "made by fastapi" in warning.getMessage()
     assert "telemetry={'tracing': False}" in warning.getMessage()
+
+
+async def test_a_mounted_routes_template(asgi_serve: AsgiServe, spans: Spans) -> None:
+    """Under a Mount, the route is the mount's path and the template inside it."""
+    from starlette.routing import Mount
+
+    async def items(request: Request) -> Response:
+        return JSONResponse(probe())
+
+    app = Starlette(routes=[Mount("/v1", routes=[Route("/items/{n}", items)])])
+    app.add_middleware(tla.Middleware)
+    await send(await asgi_serve(app), ("GET", "/v1/items/3", {}))
+    assert "GET /v1/items/{n}" == server_span(spans).name

@@ -338,7 +338,14 @@ def _route(scope: Scope) -> str | None:
     if route is None:
         return None
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
-    return template if isinstance(template, str) else None
+    if not isinstance(template, str):
+        return None
+    base = scope.get("app_root_path")  # set inside a Mount: the path it matched follows it
+    if base is not None:
+        root: str = scope.get("root_path", "")
+        if len(root) > len(base) and root.startswith(base):
+            return root[len(base) :] + template
+    return template
 
 
 def _answers_errors_itself(scope: Scope) -> bool:
