@@ -43,6 +43,7 @@ PUBLIC_MODULES = [
     "threadline.aiohttp.client",
     "threadline.aiohttp.server",
     "threadline.asgi",
+    "threadline.asgi.middleware",
     "threadline.celery",
     "threadline.cli",
     "threadline.diagnostics",
