@@ -581,3 +581,20 @@ async def test_a_mounted_routes_template(asgi_serve: AsgiServe, spans: Spans) ->
     app.add_middleware(tla.Middleware)
     await send(await asgi_serve(app), ("GET", "/v1/items/3", {}))
     assert "GET /v1/items/{n}" == server_span(spans).name
+
+
+@pytest.mark.parametrize("arrangement", ["asgi-setup", "fastapi-instrumented-first"])
+async def test_pipelined_requests_beside_opentelemetry_are_each_a_trace(
+    asgi_serve: AsgiServe, spans: Spans, arrangement: str
+) -> None:
+    """OpenTelemetry's middleware calls the server's send under its span: setup guards it, so a
+    pipelined next request is not made an INTERNAL child of this one (CPython issue 140947)."""
+    base = await asgi_serve(contrib_app(arrangement))
+    answers = await pipelined(base, "/items/1", "/items/2", "/items/3")
+    servers = server_spans(spans)
+    assert 3 == len(servers) == len({s.context.trace_id for s in spans.finished()})
+    assert [None, None, None] == [s.parent for s in servers]
+    assert all(s.instrumentation_scope.name.startswith("opentelemetry.") for s in servers)
+    assert {a.headers["x-request-id"] for a in answers} == {
+        s.attributes["request.id"] for s in servers
+    }
