@@ -598,3 +598,17 @@ async def test_pipelined_requests_beside_opentelemetry_are_each_a_trace(
     assert {a.headers["x-request-id"] for a in answers} == {
         s.attributes["request.id"] for s in servers
     }
+
+
+async def test_a_request_leaves_no_garbage_cycle(asgi_serve: AsgiServe) -> None:
+    """The scope does not keep the request's exchange after it: no cycle left for the GC."""
+    seen: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope)
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    await send(await asgi_serve(tla.Middleware(app)), ("GET", "/", {}))
+    (scope,) = seen
+    assert not [key for key in scope if key.startswith("threadline")]

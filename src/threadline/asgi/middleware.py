@@ -143,6 +143,7 @@ class Middleware:
                 raise
             finally:
                 response.close()
+                scope.pop(EXCHANGE, None)  # no cycle (the exchange holds the scope) left to the GC
 
 
 class _Inside:
