@@ -303,11 +303,14 @@ class _CountingSpanExporter(SpanExporter):
         except Exception as exc:  # noqa: BLE001 - an exporter must never break the processor
             result = SpanExportResult.FAILURE
             failure = f"{type(exc).__name__}: {exc}"
+            reported = False
         else:
             failure = f"{type(self._exporter).__name__} refused them"
+            # one that says itself why (the file exporter: the path and the OS error)
+            reported = getattr(self._exporter, "reports_failures", False) is True
         finally:
             self._in_flight -= len(spans)
-        if result is not SpanExportResult.SUCCESS and not self._abandoned:
+        if result is not SpanExportResult.SUCCESS and not self._abandoned and not reported:
             record_drop("export.failed", failure, len(spans))
         return result
 
