@@ -86,14 +86,15 @@ def setup(app: Celery) -> None:
     # publish of the app (delay, apply_async, canvas, retries) goes through.
     send_task = app.send_task
     if not getattr(send_task, _SENDS_ENDED, False):
-        app.send_task = _ending_failed_publishes(send_task)  # type: ignore[method-assign]
+        app.send_task = _ending_failed_publishes(send_task)
 
 
 def _ending_failed_publishes(send_task: Any) -> Any:
     @functools.wraps(send_task)
     def send(*args: Any, **kwargs: Any) -> Any:
         outer = getattr(_sending, "ids", None)
-        _sending.ids = sent = []
+        sent: list[object] = []
+        _sending.ids = sent
         try:
             return send_task(*args, **kwargs)
         except BaseException as error:

@@ -71,7 +71,9 @@ class OTLPJsonFileSpanExporter(SpanExporter):
             why = exc.strerror or str(exc)
             name = f"{type(exc).__name__} {exc.errno}" if exc.errno else type(exc).__name__
             record_drop(
-                "export.failed", f"{spans_text} not written to {self._path}: {why} ({name})", len(spans)
+                "export.failed",
+                f"{spans_text} not written to {self._path}: {why} ({name})",
+                len(spans),
             )
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS

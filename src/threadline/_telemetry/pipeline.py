@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Mapping, Sequence, Sized
 from typing import Any
 
@@ -30,7 +31,7 @@ from .._core.settings import (
     valid_seconds,
 )
 from .._core.stores import ContextStore, request
-from .export_pipe import PipeSpanExporter
+from .export_pipe import PipeSpanExporter, flush_deadline
 from .exporters import configured_exporters, traces_file
 
 __all__ = ["REQUEST_ATTRIBUTES", "StoreSpanProcessor", "configure", "shutdown"]
@@ -284,6 +285,30 @@ class _CountingBatchSpanProcessor(BatchSpanProcessor):
     def abandon(self) -> int:
         """Stop exporting (and retrying); return how many spans were queued or in flight."""
         return len(self._held or ()) + self._counting_exporter.abandon()
+
+    def force_flush(self, timeout_millis: int | None = None) -> bool:
+        """Export what is queued; False when that took longer than *timeout_millis*.
+
+        The SDK's own flush ignores its timeout (opentelemetry-python#4568):
+        here it runs in a thread the caller stops waiting for at the
+        timeout, and the export process's exchanges end by then.
+        """
+        millis = 30000 if timeout_millis is None else timeout_millis
+        deadline = time.monotonic() + millis / 1000
+        flushed: list[bool] = []
+
+        def flush() -> None:
+            flush_deadline.set(deadline)
+            flushed.append(BatchSpanProcessor.force_flush(self, millis))
+
+        flushing = threading.Thread(target=flush, name="threadline-force-flush", daemon=True)
+        try:
+            flushing.start()
+        except RuntimeError:  # no new thread at exit (CPython 3.12.0 and 3.12.1, gh-113964)
+            flush()
+            return flushed[0]
+        flushing.join(max(0.0, deadline - time.monotonic()))
+        return bool(flushed) and flushed[0]
 
 
 class _CountingSpanExporter(SpanExporter):
