@@ -285,48 +285,52 @@ def test_a_failed_publish_ends_its_producer_span_failed(
     assert type(raised.value).__qualname__ == (producer.attributes or {})["error.type"]
 
 
-@pytest.fixture(scope="module")
-def solo(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CeleryWorker]:
-    """One solo worker: every task runs in its one process, one after the other."""
-    worker = CeleryWorker(redis_url, "solo", tmp_path_factory.mktemp("solo"))
-    yield worker
-    assert 0 == worker.stop(), worker.log()[-3000:]
+class TestOneSoloWorker:
+    """Messages that once broke a worker's later tasks, to one solo worker (one process, in order;
+    stopped before the next class's worker starts, so no other consumes these)."""
 
+    @pytest.fixture(scope="class")
+    @classmethod
+    def solo(
+        cls, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[CeleryWorker]:
+        worker = CeleryWorker(redis_url, "solo", tmp_path_factory.mktemp("solo"))
+        yield worker
+        assert 0 == worker.stop(), worker.log()[-3000:]
 
-def test_a_bad_retries_header_drops_only_itself(
-    celery_app: Any, solo: CeleryWorker, tracer_provider: SuiteTracerProvider
-) -> None:
-    """A message with a valid context and ``retries: "abc"`` runs in that context; the bad
-    header alone is dropped, counted and warned, and no receiver fails."""
-    tracer = tracer_provider.get_tracer("tests")
-    with tl.request.scope(REQUEST), tracer.start_as_current_span("request") as root:
-        result = tasks.observe.apply_async(args=["bad retries"], retries="abc")
-    seen = result.get(timeout=TIMEOUT)
-    tracer_provider.exporter.clear()
-    assert (REQUEST, f"{root.get_span_context().trace_id:032x}") == (
-        seen["request"],
-        seen["trace_id"],
-    )
-    assert "retries.invalid" in seen["drops"]
-    assert "dropped context (retries.invalid)" in solo.log()
-    assert "ValueError" not in solo.log()
+    def test_a_bad_retries_header_drops_only_itself(
+        self, celery_app: Any, solo: CeleryWorker, tracer_provider: SuiteTracerProvider
+    ) -> None:
+        """A message with a valid context and ``retries: "abc"`` runs in that context; the bad
+        header alone is dropped, counted and warned, and no receiver fails."""
+        tracer = tracer_provider.get_tracer("tests")
+        with tl.request.scope(REQUEST), tracer.start_as_current_span("request") as root:
+            result = tasks.observe.apply_async(args=["bad retries"], retries="abc")
+        seen = result.get(timeout=TIMEOUT)
+        tracer_provider.exporter.clear()
+        assert (REQUEST, f"{root.get_span_context().trace_id:032x}") == (
+            seen["request"],
+            seen["trace_id"],
+        )
+        assert "retries.invalid" in seen["drops"]
+        assert "dropped context (retries.invalid)" in solo.log()
+        assert "ValueError" not in solo.log()
 
-
-def test_a_span_left_attached_by_a_task_ends_with_it(
-    celery_app: Any, solo: CeleryWorker, tracer_provider: SuiteTracerProvider
-) -> None:
-    """A task that leaves another tracer's CONSUMER span attached: the next task on the same
-    worker runs in its own request and trace, not in the one left behind."""
-    tracer = tracer_provider.get_tracer("tests")
-    with tl.request.scope(request_id="leaker"), tracer.start_as_current_span("first"):
-        tasks.leak_span.delay("first").get(timeout=TIMEOUT)
-    with tl.request.scope(request_id="next"), tracer.start_as_current_span("second") as second:
-        seen = tasks.observe.delay("after the leak").get(timeout=TIMEOUT)
-    tracer_provider.exporter.clear()
-    assert ({"request_id": "next"}, f"{second.get_span_context().trace_id:032x}") == (
-        seen["request"],
-        seen["trace_id"],
-    )
+    def test_a_span_left_attached_by_a_task_ends_with_it(
+        self, celery_app: Any, solo: CeleryWorker, tracer_provider: SuiteTracerProvider
+    ) -> None:
+        """A task that leaves another tracer's CONSUMER span attached: the next task on the same
+        worker runs in its own request and trace, not in the one left behind."""
+        tracer = tracer_provider.get_tracer("tests")
+        with tl.request.scope(request_id="leaker"), tracer.start_as_current_span("first"):
+            tasks.leak_span.delay("first").get(timeout=TIMEOUT)
+        with tl.request.scope(request_id="next"), tracer.start_as_current_span("second") as second:
+            seen = tasks.observe.delay("after the leak").get(timeout=TIMEOUT)
+        tracer_provider.exporter.clear()
+        assert ({"request_id": "next"}, f"{second.get_span_context().trace_id:032x}") == (
+            seen["request"],
+            seen["trace_id"],
+        )
 
 
 class CeleryBroker:
