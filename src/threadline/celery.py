@@ -56,7 +56,8 @@ _publishing = Unacked()
 # The task ids each thread is sending right now (inside `send_task`): failed if the send raises.
 _sending = threading.local()
 _SENDS_ENDED = "_threadline_ends_failed_publishes"
-# The main process of a prefork worker, by task id: to report a task that its time limit killed.
+# The main process of a prefork worker, by task id: to report a task whose child was killed
+# (its hard time limit, SIGKILL from the OOM killer).
 _received: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 # Frames of these are passed over when hooks name the line that published a task.
 _LIBRARIES = tuple(os.path.dirname(m.__file__ or "") + os.sep for m in (celery, kombu))
@@ -274,7 +275,11 @@ def _received_request(request: Any = None, **_: Any) -> None:
 
 
 def _report_killed(task: Task, task_id: str, error: BaseException) -> None:
-    """The prefork child that ran the task was killed: its CONSUMER span is made here, failed."""
+    """The prefork child that ran the task was killed: its CONSUMER span is made here, failed.
+
+    A hard time limit (`TimeLimitExceeded`) or any other death (`WorkerLostError`);
+    the span is a child of the message's PRODUCER span.
+    """
     # Celery (5.5+) sends task_failure twice for a hard time limit: report it once
     request = _received.pop(task_id, None)
     headers = getattr(request, "request_dict", None)
