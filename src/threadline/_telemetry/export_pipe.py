@@ -331,12 +331,16 @@ def _sigpipe_held() -> Iterator[None]:
     raises stays pending for this thread, and is taken here before the mask
     is put back.
     """
+    if not hasattr(signal, "pthread_sigmask"):  # no SIGPIPE to hold (Windows)
+        yield
+        return
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPIPE})
     try:
         yield
     finally:
         if signal.SIGPIPE not in previous:
-            signal.sigtimedwait({signal.SIGPIPE}, 0)
+            if signal.SIGPIPE in signal.sigpending():  # (macOS has no sigtimedwait)
+                signal.sigwait({signal.SIGPIPE})
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
