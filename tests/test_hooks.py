@@ -329,7 +329,7 @@ class TestContract:
     def test_a_callback_that_enters_a_scope_fires_no_hook(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
-        """A callback's own scope is no resource of the hooks: called once, its error logged once."""
+        """A callback's own scope fires no hook: the callback runs once, its error logged once."""
         calls: list[int] = []
 
         def init(resource: hooks.Resource, _trigger: object) -> None:

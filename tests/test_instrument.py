@@ -126,7 +126,6 @@ class TestReversible:
         with concurrent.futures.ThreadPoolExecutor(1) as pool, tl.request.scope(request_id="k"):
             assert "-" == submit(pool, jobs.request_id).result()
 
-
     def test_a_librarys_patch_over_ours_keeps_one_span(
         self, tracer: trace.Tracer, spans: Spans
     ) -> None:

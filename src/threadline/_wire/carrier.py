@@ -236,8 +236,14 @@ def _valid_plain_baggage(entries: Mapping[str, object]) -> dict[str, str]:
 
 
 def extract_context(get: Getter, context: Context | None = None) -> Context:
-    """Build the context that the fields read by *get* bring, on *context* (default: empty)."""
+    """Build the context that the fields read by *get* bring, on *context* (default: empty).
+
+    A field longer than its `FIELD_LIMITS` (all its values together) is
+    dropped unread and counted as ``{field}.too_large``, whichever carrier
+    it came in.
+    """
     ctx = Context() if context is None else context
+    get = _within_field_limits(get)
     span_context = _extract_span_context(get)
     if span_context is not None:
         ctx = set_span_in_context(NonRecordingSpan(span_context), ctx)
@@ -253,6 +259,20 @@ def extract_context(get: Getter, context: Context | None = None) -> Context:
     for name, value in plain.items():
         ctx = otel_baggage.set_baggage(name, value, ctx)
     return ctx
+
+
+def _within_field_limits(get: Getter) -> Getter:
+    def limited(field: str) -> Sequence[str]:
+        values = get(field)
+        if not values:
+            return ()
+        size = len(values[0]) if len(values) == 1 else sum(map(len, values))
+        if size > FIELD_LIMITS[field]:
+            record_drop(f"{field}.too_large", f"{size} characters in {field}")
+            return ()
+        return values
+
+    return limited
 
 
 def _extract_span_context(get: Getter) -> SpanContext | None:
