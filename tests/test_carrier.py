@@ -238,6 +238,28 @@ class TestBaggage:
         assert "q=a+b%20c" == carrier["baggage"]
         assert "a+b c" == baggage.get_baggage("q", tl.extract(carrier).context)
 
+    def test_octets_that_are_not_utf8_become_replacement_characters(self) -> None:
+        """W3C Baggage 2025: a percent-escape that is not UTF-8 is U+FFFD; nothing is dropped."""
+        snap = tl.extract({"baggage": "k=a%ffb%C3,other=1,request.name=caf%C3%A9%E9;tl"})
+        assert "a\ufffdb\ufffd" == baggage.get_baggage("k", snap.context)
+        assert "1" == baggage.get_baggage("other", snap.context)
+        assert {"name": "café\ufffd"} == dict(tl.request.get(snap.context) or {})
+        assert {} == diagnostics.drop_counts()
+
+    @pytest.mark.parametrize(
+        "header",
+        [
+            "novalue",  # no '='
+            "k=v v",  # space inside a value
+            "k=%zz",  # bad escape
+        ],
+    )
+    def test_invalid_is_dropped_whole_before_decoding(self, header: str) -> None:
+        """The grammar is checked before the octets: what is outside it still drops it all."""
+        snap = tl.extract({"baggage": header + ",k2=%ff"})
+        assert {} == dict(baggage.get_all(snap.context))
+        assert {"baggage.invalid": 1} == diagnostics.drop_counts()
+
     @pytest.mark.parametrize(
         "header",
         [
@@ -247,7 +269,6 @@ class TestBaggage:
             "k=back\\slash",
             "k=%zz",  # bad escape
             "k=%",  # dangling escape
-            "k=%ff",  # not UTF-8
             "bad key=v",
             "k=v;bad prop=1",
             "ok=1,broken",  # one bad member drops them all
@@ -482,6 +503,18 @@ def test_fuzz_plain_baggage_round_trips(value: str, key: str) -> None:
     carrier: dict[str, str] = {}
     tl.inject(carrier, baggage.set_baggage(key, value))
     assert value == baggage.get_baggage(key, tl.extract(carrier).context)
+
+
+@settings(max_examples=300, deadline=None)
+@given(octets=st.binary(max_size=60), key=st.from_regex(r"[A-Za-z0-9_\-*]{1,20}", fullmatch=True))
+def test_fuzz_any_octets_decode_as_utf8_with_replacement(octets: bytes, key: str) -> None:
+    """Any percent-encoded octets are read as UTF-8, each invalid sequence as U+FFFD."""
+    diagnostics.reset_drop_counts()
+    encoded = "".join(f"%{octet:02X}" for octet in octets)
+    snap = tl.extract({"baggage": f"{key}={encoded},after=1"})
+    assert octets.decode("utf-8", "replace") == baggage.get_baggage(key, snap.context)
+    assert "1" == baggage.get_baggage("after", snap.context)
+    assert {} == diagnostics.drop_counts()
 
 
 # --------------------------------------------------------------------------- hostile input
