@@ -286,7 +286,7 @@ class TestServer:
         assert ("streamed", "st-1") == (body, response.headers["X-Request-ID"])
 
     async def test_setup_twice_is_a_clear_error(self, serve: Serve, spans: Spans) -> None:
-        """A second setup(app) raises, naming it; the app keeps one middleware, one span a request."""
+        """A second setup(app) raises; the app keeps one middleware, one span a request."""
         app = web.Application()
         app.router.add_get("/stream", stream)
         tla.setup(app)
@@ -299,7 +299,7 @@ class TestServer:
         assert 1 == len([s for s in spans.finished() if s.kind == trace.SpanKind.SERVER])
 
     async def test_setup_checks_its_options(self) -> None:
-        """setup(app, trust_incoming="no") is a TypeError naming the option; the app is untouched."""
+        """setup(app, trust_incoming="no") is a TypeError naming it; the app is untouched."""
         app = web.Application()
         with pytest.raises(TypeError, match=r"^trust_incoming takes True or False"):
             tla.setup(app, trust_incoming="no")
