@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._core.checks import require_bool
 from .._core.context import Context
 from .._core.settings import BOOTSTRAP_ENV, configured_marks, for_workers
 from .._telemetry.spans import is_recording, provider_set, start_boundary_span
@@ -47,6 +48,7 @@ def child_env(
         TypeError: a store value cannot cross a process boundary; the message
             names the store and the key.
     """
+    require_bool("bootstrap", bootstrap)
     # as text, one kind of name: a stale bytes TRACEPARENT cannot hide beside ours
     result = as_text(os.environ if env is None else env)
     inject_env(result, context)
@@ -109,6 +111,10 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         span: bool | None = None,
         **kwargs: Any,
     ) -> None:
+        require_bool("bootstrap", bootstrap)
+        require_bool("record_args", record_args)
+        if span is not None:
+            require_bool("span", span)
         wanted = is_recording() if span is None else span and provider_set()
         # The child runs another program: its resource gets init here, destroy at its exit.
         handoff = hand_off(
