@@ -368,6 +368,39 @@ class TestContract:
             hook.disable()
         assert ["scope", "scope"] == inits
 
+    def test_work_a_callback_hands_off_fires_no_hook(self) -> None:
+        """A tl.Thread a callback starts: no init, before, after nor destroy for it, anywhere."""
+        events: list[tuple[str, str]] = []
+        threads: list[tl.Thread] = []
+
+        def init(resource: hooks.Resource, _trigger: object) -> None:
+            events.append(("init", resource.type))
+            if resource.type == "scope":
+                thread = tl.Thread(target=job)
+                thread.start()
+                threads.append(thread)
+
+        def record(event: str) -> Any:
+            return lambda resource: events.append((event, resource.type))
+
+        hook = hooks.create_hook(
+            init=init, before=record("before"), after=record("after"), destroy=record("destroy")
+        ).enable()
+        try:
+            with tl.request.scope(request_id="h1"):
+                pass
+            for thread in threads:
+                thread.join()
+        finally:
+            hook.disable()
+        assert 1 == len(threads)
+        assert [
+            ("init", "scope"),
+            ("before", "scope"),
+            ("after", "scope"),
+            ("destroy", "scope"),
+        ] == (events)
+
     @pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit])
     @pytest.mark.parametrize("callback", ["init", "before", "after", "destroy"])
     def test_base_exceptions_are_reported_not_raised(

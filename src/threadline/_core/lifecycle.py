@@ -92,6 +92,7 @@ class Resource:
 
     __slots__ = (
         "_owner",
+        "_silent",
         "destroyed",
         "id",
         "location",
@@ -111,6 +112,8 @@ class Resource:
         self.request_id = request_id
         self.request = request
         self.destroyed = False
+        # made by a hook callback: no callback is called for it, init to destroy
+        self._silent = getattr(_calling, "on", False)
         self._owner: Resource | None = (
             None if trigger is None else trigger if trigger.request else trigger._owner
         )
@@ -260,7 +263,7 @@ def create(kind: str, where: str, *, request: bool = False) -> Resource:
     if owner is not None and not owner.destroyed:
         with _lock:
             _live.setdefault(owner.id, {})[resource.id] = resource
-    if not getattr(_calling, "on", False):
+    if not resource._silent:
         for hook in _hooks:
             if hook._init is not None:
                 _guarded(hook, "init", hook._init, resource, trigger)
@@ -309,7 +312,7 @@ def run(resource: Resource, fn: Callable[..., T], /, *args: Any, **kwargs: Any) 
 
 
 def _call(resource: Resource, callback: str) -> None:
-    if getattr(_calling, "on", False):
+    if resource._silent or getattr(_calling, "on", False):
         return
     for hook in _hooks:
         function = getattr(hook, "_" + callback)
