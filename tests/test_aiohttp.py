@@ -285,6 +285,26 @@ class TestServer:
         response, body = await get(f"{base}/stream", {"X-Request-ID": "st-1"})
         assert ("streamed", "st-1") == (body, response.headers["X-Request-ID"])
 
+    async def test_setup_twice_is_a_clear_error(self, serve: Serve, spans: Spans) -> None:
+        """A second setup(app) raises; the app keeps one middleware, one span a request."""
+        app = web.Application()
+        app.router.add_get("/stream", stream)
+        tla.setup(app)
+        with pytest.raises(RuntimeError, match=r"setup\(app\) was called for this app already"):
+            tla.setup(app, spans=False)
+        assert 1 == len(app.middlewares)
+        base = await serve(app)
+        response, _ = await get(f"{base}/stream", {"X-Request-ID": "tw-1"})
+        assert "tw-1" == response.headers["X-Request-ID"]
+        assert 1 == len([s for s in spans.finished() if s.kind == trace.SpanKind.SERVER])
+
+    async def test_setup_checks_its_options(self) -> None:
+        """setup(app, trust_incoming="no") is a TypeError naming it; the app is untouched."""
+        app = web.Application()
+        with pytest.raises(TypeError, match=r"^trust_incoming takes True or False"):
+            tla.setup(app, trust_incoming="no")
+        assert 0 == len(app.middlewares)
+
 
 class TestTrustBoundary:
     async def test_public_edge_starts_a_new_trace(self, serve: Serve, spans: Spans) -> None:

@@ -60,6 +60,14 @@ class StoreSpanProcessor(SpanProcessor):
             raise TypeError(f"StoreSpanProcessor needs a ContextStore, got {store!r}")
         if attributes is None and store is request:
             attributes = REQUEST_ATTRIBUTES
+        if attributes is not None and not (
+            isinstance(attributes, Mapping)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in attributes.items())
+        ):
+            raise TypeError(
+                "attributes takes a mapping of store key to attribute name (str to str), "
+                f"got {attributes!r:.80}"
+            )
         self._store = store
         self._attributes = dict(attributes) if attributes is not None else None
 
