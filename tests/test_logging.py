@@ -199,6 +199,18 @@ class TestJSONFormatter:
         assert {"1": "one", "(2, 3)": "pair"} == record["own"]
         assert "\u2028" not in line
 
+    def test_not_a_number_is_still_json(
+        self, logger: tuple[logging.Logger, io.StringIO], store: tl.ContextStore
+    ) -> None:
+        """NaN and infinities, which JSON cannot hold, are written as text: the line stays JSON."""
+        log, stream = logger
+        log.handlers[0].setFormatter(JSONFormatter())
+        log.info("m", extra={"ratio": float("nan"), "limits": {"max": float("inf")}})
+        (line,) = stream.getvalue().splitlines()
+        record = json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in {line}"))
+        assert "nan" == record["ratio"]
+        assert {"max": "inf"} == record["limits"]
+
     def test_outside_scope(self, logger: tuple[logging.Logger, io.StringIO]) -> None:
         """Without filter, scope or span, the fields are placeholders."""
         log, stream = logger

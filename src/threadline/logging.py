@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -173,8 +174,8 @@ class JSONFormatter(logging.Formatter):
         # json.dumps escapes C0 controls itself, but leaves DEL, C1 controls,
         # line separators and lone surrogates raw.
         try:
-            text = json.dumps(data, default=_json_value, ensure_ascii=False)
-        except (TypeError, ValueError):  # a dict key JSON cannot hold, a cycle: said as text
+            text = json.dumps(data, default=_json_value, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError):  # a key JSON cannot hold, a cycle, NaN: said as text
             text = json.dumps(_jsonable(data, 0), default=str, ensure_ascii=False)
         return escape_json_line(text)
 
@@ -189,6 +190,8 @@ _MAX_DEPTH = 32
 
 def _jsonable(value: object, depth: int) -> object:
     """*value* with only what JSON holds: str keys, objects and arrays up to `_MAX_DEPTH` deep."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN or Infinity: "nan", "inf"
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if depth >= _MAX_DEPTH:
