@@ -90,8 +90,8 @@ class TestPlantedFaults:
     ) -> None:
         """Log lines of one request id under two trace ids, without spans saying so."""
         span_files.split_request(telemetry, "r-split")
-        telemetry.spans.write_text("")
-        (found,) = findings(telemetry, capsys)
+        assert 1 == main(["doctor", "--logs", str(telemetry.logs), "--json"])  # no span file
+        (found,) = json.loads(capsys.readouterr().out)["findings"]
         assert ("split-request-logs", "request r-split logs under 2 traces") == (
             found["kind"],
             found["summary"],
@@ -139,7 +139,7 @@ def test_missing_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFix
     with pytest.raises(SystemExit) as exit_info:
         main(["doctor", str(tmp_path / "none.jsonl")])
     assert 2 == exit_info.value.code
-    assert "doctor: cannot read" in capsys.readouterr().err
+    assert "none.jsonl: cannot read it: No such file or directory" in capsys.readouterr().err
 
 
 def test_outside_text_never_reaches_the_terminal_raw(

@@ -17,7 +17,8 @@ import pytest
 from tests import span_files
 from tests.span_files import Telemetry
 from threadline.cli import main
-from threadline.cli._traces import group, read_logs, read_span_files
+from threadline.cli._read import read_logs, read_span_file
+from threadline.cli._traces import group
 from threadline.cli._view import BAR_WIDTH, render_text
 
 HOSTILE = "GET /pay <script>alert(1)</script>\x1b[31m"
@@ -45,7 +46,7 @@ class TestText:
     ) -> None:
         """Header, span rows (service, indented name, duration, bar), then the trace's log lines."""
         out = view(telemetry, capsys)
-        assert 3 == len(re.findall(r"^trace \w{32} \((4|1|2) spans\)$", out, re.MULTILINE))
+        assert 3 == len(re.findall(r"^trace \w{32} \((4 spans|1 span|2 spans)\)$", out, re.MULTILINE))
         clean = out.split("\ntrace ")[1]
         rows = [line for line in clean.splitlines() if re.match(r"  (gateway|backend) ", line)]
         names = [re.split(r" +\d+\.\d ms", row[len("  gateway  ") :])[0] for row in rows]
@@ -77,10 +78,10 @@ class TestText:
 
     def test_bars_are_drawn_to_the_trace_scale(self, telemetry: Telemetry) -> None:
         """A bar's start and length are the span's offset and duration over the trace's."""
-        (trace,) = [t for t in group(read_span_files([telemetry.spans])) if len(t.spans) == 4]
+        (trace,) = [t for t in group(read_span_file(telemetry.spans).spans) if len(t.spans) == 4]
         text = render_text([trace], ascii_only=True)
         total = trace.end_ns - trace.start_ns
-        for _, span in trace.walk():
+        for _, span, _ in trace.rows:
             (row,) = [line for line in text.splitlines() if f" {span.name}  " in line]
             bar = row.split(" ms  ", 1)[1]
             start, end = span.start_ns - trace.start_ns, span.end_ns - trace.start_ns
@@ -95,7 +96,7 @@ class TestText:
         self, telemetry: Telemetry, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """--trace keeps the trace whose id starts with the digits given; another id is an error."""
-        trace_id = group(read_span_files([telemetry.spans]))[0].trace_id
+        trace_id = group(read_span_file(telemetry.spans).spans)[0].trace_id
         out = view(telemetry, capsys, "--trace", trace_id[:8])
         assert [trace_id] == re.findall(r"^trace (\w{32})", out, re.MULTILINE)
         with pytest.raises(SystemExit) as exit_info:
@@ -110,8 +111,8 @@ def test_logs_without_a_trace_are_counted(
     span_files.raw_thread(telemetry, "r-raw")
     assert 0 == main(["view", str(telemetry.spans), "--logs", str(telemetry.logs)])
     out = capsys.readouterr().out
-    assert out.endswith("\n1 log lines belong to no trace here (threadline doctor explains)\n")
-    assert 1 == len([log for log in read_logs([telemetry.logs]) if log["trace_id"] == "-"])
+    assert out.endswith("\n1 log line belongs to no trace here (threadline doctor explains)\n")
+    assert 1 == len([log for log in read_logs([telemetry.logs]).records if log["trace_id"] == "-"])
 
 
 # The HTML page, in a real browser
@@ -224,7 +225,7 @@ class TestHtml:
         assert found is not None
         report = json.loads(html.unescape(found[1]))
         assert 6 == len(report)
-        spans = {span.span_id: span for span in read_span_files([page.parent / "traces.jsonl"])}
+        spans = {span.span_id: span for span in read_span_file(page.parent / "traces.jsonl").spans}
         traces = {t.trace_id: t for t in group(spans.values())}
         for row in report:
             span = spans[row["id"].removeprefix("span-")]
