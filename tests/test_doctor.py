@@ -146,12 +146,10 @@ def test_outside_text_never_reaches_the_terminal_raw(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A log line's logger and location with control characters are printed escaped."""
-    spans = tmp_path / "spans.jsonl"
-    spans.write_text("")
     logs = tmp_path / "logs.jsonl"
     line = {"logger": "evil\x1b[31m", "pathname": "/x\x1b]0;title\x07.py", "lineno": 3}
     logs.write_text(json.dumps({**line, "message": "m", "request_id": "-", "trace_id": "-"}) + "\n")
-    assert 1 == main(["doctor", str(spans), "--logs", str(logs)])
+    assert 1 == main(["doctor", "--logs", str(logs)])
     out = capsys.readouterr().out
     assert "\x1b" not in out
     assert "\x07" not in out
