@@ -167,3 +167,17 @@ def otlp_line(spans: list[dict[str, object]], service: object = "svc") -> str:
 def span_id(number: int) -> str:
     """The span id of hand-written span *number* (from 1)."""
     return f"{number:016x}"
+
+
+def write_chain(path: Path, count: int) -> None:
+    """One trace of *count* spans, each the child of the one before (as deep as it is long)."""
+    spans = [
+        otlp_span(
+            span_id(number),
+            span_id(number - 1) if number > 1 else None,
+            f"step {number}",
+            startTimeUnixNano=str(START_NS + number),
+        )
+        for number in range(1, count + 1)
+    ]
+    path.write_text(otlp_line(spans))

@@ -229,9 +229,9 @@ class TestLogLines:
         spans = tmp_path / "spans.jsonl"
         spans.write_text(otlp_line([otlp_span(ONE)]))
         for command in ("view", "doctor"):
-            code, out, err = run(command, str(spans), "--logs", str(logs))
+            code, _, err = run(command, str(spans), "--logs", str(logs))
             assert 0 == code, err
-            assert "threadline {}: 5 log lines skipped (not a JSON object)\n".format(command) in err
+            assert f"threadline {command}: 5 log lines skipped (not a JSON object)\n" in err
         assert "request=r1  kept" in run("view", str(spans), "--logs", str(logs))[1]
 
     def test_every_field_is_cut(self, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from ._traces import CYCLE, ERROR, ORPHAN, SELF_PARENT, Row, Trace, error_text, 
 _KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 _STATUSES = ("UNSET", "OK", "ERROR")
 _PALETTE = ("#3b82f6", "#10b981", "#f59e0b", "#8b5cf6", "#06b6d4", "#ec4899", "#84cc16")
-_INDENT_LEVELS = 16  # deeper spans are indented as deep as this
+_INDENT_LEVELS = 10  # deeper spans are indented as deep as this
 _POLICY = "default-src 'none'; style-src 'unsafe-inline'"
 _STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #1f2937; }

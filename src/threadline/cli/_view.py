@@ -24,7 +24,7 @@ SERVICE_WIDTH = 24
 NAME_WIDTH = 44
 MARK_WIDTH = 200  # an error's text after ERROR
 LOGGER_WIDTH = 22
-INDENT_LEVELS = 16  # deeper spans are indented as deep, their depth written before the name
+INDENT_LEVELS = 10  # deeper spans are indented as deep, their depth written before the name
 _SHORT_LEVELS = frozenset({"INFO", "DEBUG", ""})
 
 
