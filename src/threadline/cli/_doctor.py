@@ -19,6 +19,7 @@ report stays bounded by what was read.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import textwrap
 from collections import Counter, defaultdict
@@ -113,9 +114,12 @@ def render_report(findings: Sequence[Finding], *, spans: int, traces: int, logs:
     return "\n".join(lines)
 
 
-def _wrapped(label: str, text: str) -> list[str]:
-    return textwrap.wrap(
-        text, width=96, initial_indent="   " + label, subsequent_indent=" " * (3 + len(label))
+@functools.lru_cache(maxsize=64)  # a cause or a fix is one of a few texts: wrapped once
+def _wrapped(label: str, text: str) -> tuple[str, ...]:
+    return tuple(
+        textwrap.wrap(
+            text, width=96, initial_indent="   " + label, subsequent_indent=" " * (3 + len(label))
+        )
     )
 
 
