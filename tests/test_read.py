@@ -62,6 +62,7 @@ NOT_SPANS = [
         '{"time": "2024-01-01T00:00:00Z", "message": "started", "request_id": "-"}\n',
         "line 1: not OTLP spans: an object without resourceSpans (a log file? use --logs)",
     ),
+    ('{"resourceLogs": []}\n', "no spans: only OTLP logs, metrics or profiles"),
     ("", "empty: no OTLP JSON line in it"),
     ("\n  \n", "empty: no OTLP JSON line in it"),
 ]
@@ -180,6 +181,15 @@ class TestWhatCanBeReadIsRead:
         if field != "kind" or not isinstance(value, str):
             assert f"{path}: 1 span read with a malformed field left out" in view[2]
 
+    def test_lines_of_other_signals_are_skipped(self, tmp_path: Path) -> None:
+        """A Collector file shared with a logs or metrics pipeline: their lines are counted."""
+        path = tmp_path / "spans.jsonl"
+        path.write_text('{"resourceMetrics": []}\n' + otlp_line([otlp_span(ONE)]))
+        code, out, err = run("view", str(path))
+        assert 0 == code
+        assert "(1 span)" in out
+        assert f"threadline view: {path}: 1 line of logs, metrics or profiles skipped\n" == err
+
     def test_attribute_values_of_every_otlp_type(self, tmp_path: Path) -> None:
         """Each OTLP value type is read; nesting past VALUE_DEPTH is left out."""
         deep: dict[str, Any] = {"stringValue": "x"}
@@ -194,6 +204,7 @@ class TestWhatCanBeReadIsRead:
             "list": {"arrayValue": {"values": [{"intValue": 1}, {"stringValue": "a"}]}},
             "map": {"kvlistValue": {"values": [{"key": "k", "value": {"boolValue": False}}]}},
             "none": {},
+            "empty": {"arrayValue": {}},  # protobuf's JSON leaves an empty list out
             "deep": deep,
         }
         attributes = [{"key": key, "value": value} for key, value in values.items()]
@@ -204,7 +215,7 @@ class TestWhatCanBeReadIsRead:
         assert "x" * (FIELD_CAP - 1) + "\u2026" == read.pop("s")
         assert str(read.pop("d")) == "nan"
         expected = {"b": True, "i": -42, "raw": "0001", "list": [1, "a"]}
-        assert {**expected, "map": {"k": False}, "none": None} == read
+        assert {**expected, "map": {"k": False}, "none": None, "empty": []} == read
         assert 1 == found.dropped
 
     def test_the_html_page_of_a_far_future_span(self, tmp_path: Path) -> None:

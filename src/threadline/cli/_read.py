@@ -19,7 +19,11 @@ counted in `SpanFile`:
   or whose value is not an OTLP value is left out, an end before the start
   becomes the start;
 - a ``resourceSpans`` or ``scopeSpans`` entry that is not an object, or whose
-  list is not a list, is skipped with the spans in it (they cannot be counted).
+  list is not a list, is skipped with the spans in it (they cannot be counted);
+- a line of another OTLP signal (``resourceLogs``, ``resourceMetrics``,
+  ``resourceProfiles``: the Collector's file exporter may share one file
+  between pipelines) is skipped and counted; a file of nothing else is a
+  usage error.
 
 Every text (names, services, attribute keys and values, log fields) is cut at
 `FIELD_CAP` characters, its last one ``…``: the output stays bounded by the
@@ -61,6 +65,7 @@ _KINDS = {
     "SPAN_KIND_CONSUMER": 5,
 }
 _STATUS_CODES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
+_OTHER_SIGNALS = frozenset({"resourceLogs", "resourceMetrics", "resourceProfiles"})
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
@@ -83,6 +88,7 @@ class SpanFile:
     spans: list[ExportedSpan] = field(default_factory=list)
     skipped: int = 0
     dropped: int = 0  # spans read with one or more fields dropped
+    other_lines: int = 0  # OTLP lines of logs, metrics or profiles
 
     def note(self) -> str:
         """One line saying what was skipped or dropped; ``""`` when the file was clean."""
@@ -91,6 +97,8 @@ class SpanFile:
             parts.append(f"{count(self.skipped, 'span')} skipped (bad ids or times)")
         if self.dropped:
             parts.append(f"{count(self.dropped, 'span')} read with a malformed field left out")
+        if self.other_lines:
+            parts.append(f"{count(self.other_lines, 'line')} of logs, metrics or profiles skipped")
         return f"{self.path}: {', '.join(parts)}" if parts else ""
 
 
@@ -128,6 +136,9 @@ def read_span_file(path: str | os.PathLike[str]) -> SpanFile:
         if not isinstance(document, dict):
             reason = f"not OTLP spans: {_kind(document)}, not an object with resourceSpans"
             raise BadFileError(path, number, reason)
+        if "resourceSpans" not in document and _OTHER_SIGNALS.intersection(document):
+            found.other_lines += 1  # the Collector's file exporter may share a file
+            continue
         if "resourceSpans" not in document:
             reason = "not OTLP spans: an object without resourceSpans (a log file? use --logs)"
             raise BadFileError(path, number, reason)
@@ -139,6 +150,8 @@ def read_span_file(path: str | os.PathLike[str]) -> SpanFile:
         lines += 1
         for resource in resource_spans:
             _read_resource(resource, found)
+    if not lines and found.other_lines:
+        raise BadFileError(path, None, "no spans: only OTLP logs, metrics or profiles")
     if not lines:
         raise BadFileError(path, None, "empty: no OTLP JSON line in it")
     return found
@@ -319,7 +332,8 @@ def _value(value: Any, depth: int) -> Any:
         return None  # an empty AnyValue: OTLP's "no value"
     ((key, item),) = value.items()
     if key in ("arrayValue", "kvlistValue"):
-        items = _get(item, "values")
+        # protobuf's JSON leaves out an empty list: {"arrayValue": {}} is []
+        items = item.get("values", []) if isinstance(item, dict) else None
         if depth <= 0 or not isinstance(items, list):
             return _BAD
         return _array(items, depth - 1) if key == "arrayValue" else _kvlist(items, depth - 1)
