@@ -47,9 +47,8 @@ _HANDOFF_FIX = (
 class Finding:
     """One thing doctor found: what, where, the likely cause and the fix."""
 
-    kind: (
-        str  # missing-parent, parent-cycle, split-request, split-request-logs, log-without-context
-    )
+    # missing-parent, parent-cycle, split-request, split-request-logs or log-without-context
+    kind: str
     summary: str
     cause: str
     fix: str

@@ -121,6 +121,7 @@ def _trace_html(trace: Trace, colours: dict[str, str]) -> str:
 def _span_html(row: Row, trace: Trace, *, total: int, colour: str) -> str:
     span, orphan, cycle = row.span, row.mark == ORPHAN, row.mark in (CYCLE, SELF_PARENT)
     depth = min(row.depth, _INDENT_LEVELS)
+    deeper = f"[{row.depth}] " if row.depth > _INDENT_LEVELS else ""
     left = (span.start_ns - trace.start_ns) / total * 100
     width = (span.end_ns - span.start_ns) / total * 100
     error = span.status_code == ERROR
@@ -133,7 +134,8 @@ def _span_html(row: Row, trace: Trace, *, total: int, colour: str) -> str:
     return (
         f'<details class="{classes}" id="span-{_e(span.span_id)}">'
         f'<summary><span class="service" title="{_e(span.service)}">{_e(span.service)}</span>'
-        f'<span class="name" style="padding-left:{depth * 1.1:.1f}em">{_e(span.name)}{flags}</span>'
+        f'<span class="name" style="padding-left:{depth * 1.1:.1f}em">{deeper}{_e(span.name)}'
+        f"{flags}</span>"
         f'<span class="duration">{_ms(span.end_ns - span.start_ns)}</span>'
         f'<span class="track"><span class="bar" style="left:{left:.3f}%;width:{width:.3f}%;'
         f'background:{colour}"></span></span></summary>'
