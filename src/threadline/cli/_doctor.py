@@ -28,8 +28,9 @@ from dataclasses import asdict, dataclass, field
 
 from .._core.text import escape_controls
 from .._telemetry.file_exporter import ExportedSpan
+from ._logs import LogRecord, read_logs
 from ._output import count, note, write
-from ._read import BadFileError, LogRecord, cut, read_logs, read_span_files
+from ._read import BadFileError, cut, read_span_files
 from ._traces import ORPHAN, SELF_PARENT, Trace, group, has_context
 
 SHOWN = 10

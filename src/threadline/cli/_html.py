@@ -17,8 +17,8 @@ from typing import Any
 
 from .._core.text import escape_controls
 from .._telemetry.file_exporter import ExportedSpan
+from ._logs import LogRecord
 from ._output import count
-from ._read import LogRecord
 from ._traces import CYCLE, ERROR, ORPHAN, SELF_PARENT, Row, Trace, error_text, log_time_ns
 
 _KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")

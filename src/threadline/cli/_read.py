@@ -1,4 +1,4 @@
-"""The strict reader behind `threadline view` and `threadline doctor`: span files and log lines.
+"""The strict reader of span files behind `threadline view` and `threadline doctor`.
 
 A span file is OTLP JSON lines (threadline's file output, the Collector's
 ``file`` exporter): every line that is not blank is UTF-8 JSON, an object
@@ -25,10 +25,9 @@ counted in `SpanFile`:
   between pipelines) is skipped and counted; a file of nothing else is a
   usage error.
 
-Every text (names, services, attribute keys and values, log fields) is cut at
+Every text (names, services, attribute keys and values) is cut at
 `FIELD_CAP` characters, its last one ``…``: the output stays bounded by the
-input. Log files are read leniently: a line that is not a JSON object (a
-traceback, text, JSON nested too deeply) is skipped and counted.
+input. Log files are read by `._logs`.
 """
 
 from __future__ import annotations
@@ -49,9 +48,6 @@ FIELD_CAP = 1000
 
 VALUE_DEPTH = 8
 """How deep an attribute's array or key-value list may nest; deeper ones are dropped."""
-
-LogRecord = dict[str, "str | int | float | bool | None"]
-"""A log line: its fields, each a scalar (a list or object becomes its compact JSON text)."""
 
 _MAX_U64 = 2**64 - 1
 _MAX_I64 = 2**63 - 1
@@ -100,20 +96,6 @@ class SpanFile:
         if self.other_lines:
             parts.append(f"{count(self.other_lines, 'line')} of logs, metrics or profiles skipped")
         return f"{self.path}: {', '.join(parts)}" if parts else ""
-
-
-@dataclass
-class LogFiles:
-    """The JSON objects of log files, and how many lines were not one."""
-
-    records: list[LogRecord] = field(default_factory=list)
-    skipped: int = 0
-
-    def note(self) -> str:
-        """One line saying how many lines were skipped; ``""`` when none."""
-        if not self.skipped:
-            return ""
-        return f"{count(self.skipped, 'log line')} skipped (not a JSON object)"
 
 
 def cut(text: str, cap: int = FIELD_CAP) -> str:
@@ -184,7 +166,7 @@ def _json_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
 
 def _parse(path: str | os.PathLike[str], number: int, text: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=reject_constant)
     except RecursionError:
         raise BadFileError(path, number, "not JSON: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, an integer of too many digits, NaN
@@ -192,7 +174,8 @@ def _parse(path: str | os.PathLike[str], number: int, text: str) -> Any:
         raise BadFileError(path, number, f"not JSON: {cut(reason, 120)}") from None
 
 
-def _no_constant(name: str) -> Any:
+def reject_constant(name: str) -> Any:
+    """`json.loads`'s ``parse_constant``: ``NaN`` and ``Infinity`` are not JSON."""
     raise ValueError(f"{name} is not JSON")
 
 
@@ -414,54 +397,3 @@ def read_span_files(paths: Sequence[str | os.PathLike[str]]) -> list[SpanFile]:
         found.spans = unique
         files.append(found)
     return files
-
-
-# Log files
-
-
-def read_logs(paths: Sequence[str | os.PathLike[str]]) -> LogFiles:
-    """The JSON objects of JSON-lines files; any other line is skipped and counted.
-
-    Raises:
-        BadFileError: a file cannot be opened.
-    """
-    found = LogFiles()
-    for path in paths:
-        try:
-            file = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed below
-        except OSError as exc:
-            raise BadFileError(path, None, f"cannot read it: {exc.strerror or exc}") from None
-        with file:
-            try:
-                for line in file:
-                    record = _log_record(line) if line.strip() else None
-                    if record is not None:
-                        found.records.append(record)
-                    elif line.strip():
-                        found.skipped += 1
-            except OSError as exc:
-                raise BadFileError(path, None, f"cannot read it: {exc.strerror or exc}") from None
-    return found
-
-
-def _log_record(line: str) -> LogRecord | None:
-    try:
-        record = json.loads(line, parse_constant=_no_constant)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(record, dict):
-        return None
-    return {cut(key): _log_field(value) for key, value in record.items()}
-
-
-def _log_field(value: Any) -> str | int | float | bool | None:
-    if isinstance(value, str):
-        return cut(value)
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _MAX_U64:
-        return cut(str(value))
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    try:
-        return cut(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
-    except (ValueError, RecursionError):  # nested deeper than the encoder goes
-        return "\u2026"

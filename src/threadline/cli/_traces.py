@@ -17,7 +17,8 @@ from datetime import datetime
 from typing import NamedTuple
 
 from .._telemetry.file_exporter import ExportedSpan
-from ._read import LogRecord, cut
+from ._logs import LogRecord
+from ._read import cut
 
 PLACEHOLDER = "-"  # threadline.logging.PLACEHOLDER, without loading the logging set-up
 REQUEST_ATTRIBUTE = "request.id"  # threadline.tracing.REQUEST_ATTRIBUTES["request_id"]
