@@ -407,3 +407,14 @@ def test_the_browser_shows_a_cycle_and_hostile_names(
     assert "&lt;/span&gt;&lt;/summary&gt;&lt;/details&gt;&lt;script&gt;" in dom
     assert "\\x1b[2J\\u2028" in dom
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f\u2028]", page.read_text())
+
+
+def test_a_page_that_cannot_be_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--html into a folder that does not exist: a usage error naming the file and the reason."""
+    path = tmp_path / "spans.jsonl"
+    path.write_text(otlp_line([otlp_span(span_id(1))]))
+    page = tmp_path / "none" / "page.html"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["view", str(path), "--html", str(page)])
+    assert 2 == exit_info.value.code
+    assert f"view: cannot write {page}: No such file or directory\n" in capsys.readouterr().err

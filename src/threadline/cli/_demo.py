@@ -178,11 +178,15 @@ def run_demo(
             print(f"spans of {count(requests, 'request')} sent to {otlp}", file=stdout)
             _print_logs(logs, stdout)
         else:
-            from ._read import read_span_files  # noqa: PLC0415 - loads the SDK
+            from ._read import BadFileError, read_span_files  # noqa: PLC0415 - loads the SDK
             from ._traces import group  # noqa: PLC0415
             from ._view import render_text  # noqa: PLC0415
 
-            (spans,) = read_span_files([spans_file])
+            try:
+                (spans,) = read_span_files([spans_file])
+            except BadFileError as exc:  # the application exported no span
+                sys.stderr.write(f"threadline demo: no spans to draw: {exc}\n")
+                return 1
             write(render_text(group(spans.spans, logs)), stdout)
         if out is None:
             print("\n(--out DIR keeps the spans and log lines)", file=stdout)
