@@ -43,9 +43,7 @@ class _AsyncBackend(httpcore.AnyIOBackend):
         local_address: str | None = None,
         socket_options: SocketOptions = None,
     ) -> httpcore.AsyncNetworkStream:
-        return await super().connect_tcp(
-            "127.0.0.1", port, timeout, local_address, socket_options
-        )
+        return await super().connect_tcp("127.0.0.1", port, timeout, local_address, socket_options)
 
 
 def loopback_transport() -> httpx.HTTPTransport:

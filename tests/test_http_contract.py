@@ -76,7 +76,7 @@ def _answer(status: int, content_type: str, body: Callable[[], Any]) -> tuple[in
 
 
 class TestHttpxClient(ClientContract):
-    """httpx.Client, called in a thread that has the caller's context (as asyncio.to_thread does)."""
+    """httpx.Client, called in a thread with the caller's context (asyncio.to_thread copies it)."""
 
     connection_error = httpx.ConnectError
 
