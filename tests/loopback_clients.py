@@ -1,13 +1,16 @@
-"""httpx and requests clients whose every host name connects to 127.0.0.1 (as `LoopbackResolver`).
+"""What the httpx and requests tests share: clients to loopback, and a server that records hops.
 
 The tests call "other" hosts (``thirdparty.example``, ``api.internal``) on
 this machine's servers: the name stays the request's (its ``Host``, the
-trust decision), only the connection goes to loopback. Nothing global is
-patched: each helper is a transport or adapter given to one client.
+trust decision), only the connection goes to loopback (as `LoopbackResolver`
+does for aiohttp). Nothing global is patched: each helper is a transport or
+adapter given to one client. `hops_app` records every request it gets, so a
+test sees each hop of a redirected call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterable
 from typing import Any
@@ -15,6 +18,7 @@ from typing import Any
 import httpcore
 import httpx
 import requests
+from aiohttp import web
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
@@ -83,3 +87,76 @@ def loopback_session() -> requests.Session:
     session = requests.Session()
     session.mount("http://", LoopbackAdapter())
     return session
+
+
+SEEN = web.AppKey("seen", list)
+
+
+class Hop(dict[str, Any]):
+    """One request `hops_app` got: ``host``, ``path``, ``method``, ``headers`` (lower-case names)."""
+
+
+async def _record(request: web.Request, handler: Any) -> web.StreamResponse:
+    request.app[SEEN].append(
+        Hop(
+            host=request.host.rsplit(":", 1)[0],
+            path=request.path,
+            method=request.method,
+            headers={k.lower(): v for k, v in request.headers.items()},
+        )
+    )
+    return await handler(request)  # type: ignore[no-any-return]
+
+
+async def _echo(request: web.Request) -> web.Response:
+    return web.json_response({"method": request.method, "host": request.host})
+
+
+async def _redirect(request: web.Request) -> web.Response:
+    code = int(request.query.get("code", "302"))
+    return web.Response(status=code, headers={"Location": request.query["to"]})
+
+
+async def _loop(request: web.Request) -> web.Response:
+    return web.Response(status=302, headers={"Location": "/loop"})
+
+
+async def _stream(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    await response.prepare(request)
+    for chunk in (b"one ", b"two ", b"three"):
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+async def _broken(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Length": "100"})
+    await response.prepare(request)
+    await response.write(b"only a part")
+    assert request.transport is not None
+    request.transport.close()  # the body never comes whole
+    return response
+
+
+async def _slow(request: web.Request) -> web.Response:
+    await asyncio.sleep(1)
+    return web.Response(text="late")
+
+
+def hops_app() -> web.Application:
+    """A plain aiohttp server that records each request (``app[SEEN]``).
+
+    Routes: ``/echo`` (any method: JSON of its method), ``/redirect?to=&code=``,
+    ``/loop`` (redirects to itself), ``/stream`` (a chunked body), ``/broken``
+    (a body cut short), ``/slow`` (answers after a second).
+    """
+    app = web.Application(middlewares=[web.middleware(_record)])
+    app[SEEN] = []
+    app.router.add_route("*", "/echo", _echo)
+    app.router.add_route("*", "/redirect", _redirect)
+    app.router.add_get("/loop", _loop)
+    app.router.add_get("/stream", _stream)
+    app.router.add_get("/broken", _broken)
+    app.router.add_get("/slow", _slow)
+    return app

@@ -131,10 +131,7 @@ def _instrument_sync(client: httpx.Client, options: ClientOptions) -> None:
             if withheld is not None:
                 restore(withheld)
             _CALL.reset(token)
-        if response.is_closed:
-            exchange.finish(response.status_code)
-        else:
-            response.stream = _EndingStream(response.stream, exchange, response.status_code)
+        _end_with(response, exchange, _EndingStream)
         return response
 
     def send_single_request(request: httpx.Request) -> httpx.Response:
@@ -164,10 +161,7 @@ def _instrument_async(client: httpx.AsyncClient, options: ClientOptions) -> None
             if withheld is not None:
                 restore(withheld)
             _CALL.reset(token)
-        if response.is_closed:
-            exchange.finish(response.status_code)
-        else:
-            response.stream = _AsyncEndingStream(response.stream, exchange, response.status_code)
+        _end_with(response, exchange, _AsyncEndingStream)
         return response
 
     async def send_single_request(request: httpx.Request) -> httpx.Response:
@@ -178,6 +172,21 @@ def _instrument_async(client: httpx.AsyncClient, options: ClientOptions) -> None
 
     setattr(client, "send", send)  # noqa: B010 - an instance attribute over the method
     setattr(client, "_send_single_request", send_single_request)  # noqa: B010
+
+
+def _end_with(
+    response: httpx.Response,
+    exchange: ClientExchange,
+    ending: type[_EndingStream | _AsyncEndingStream],
+) -> None:
+    """End *exchange* now for a read response, or when the streamed one is closed."""
+    follow = response.next_request  # a redirect not followed: the caller may send it on
+    if follow is not None:
+        exchange.redirect(follow.headers, str(follow.url))
+    if response.is_closed:
+        exchange.finish(response.status_code)
+    else:
+        response.stream = ending(response.stream, exchange, response.status_code)
 
 
 def _exchange(options: ClientOptions, request: httpx.Request, other: bool) -> ClientExchange:

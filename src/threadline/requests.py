@@ -119,6 +119,9 @@ def instrument(
             if withheld is not None:
                 restore(withheld)
             _CALL.reset(token)
+        follow = response.next  # a redirect not followed: the caller may send it on
+        if follow is not None:
+            exchange.redirect(cast("MutableMapping[str, str]", follow.headers), follow.url)
         if kwargs.get("stream"):
             _end_when_read(response, exchange)
         else:
