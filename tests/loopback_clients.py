@@ -93,7 +93,7 @@ SEEN = web.AppKey("seen", list)
 
 
 class Hop(dict[str, Any]):
-    """One request `hops_app` got: ``host``, ``path``, ``method``, ``headers`` (lower-case names)."""
+    """A request `hops_app` got: ``host``, ``path``, ``method``, ``headers``, lower-case names."""
 
 
 async def _record(request: web.Request, handler: Any) -> web.StreamResponse:

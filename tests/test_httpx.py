@@ -24,7 +24,7 @@ from tests.loopback_clients import SEEN, Hop, async_loopback_transport, hops_app
 
 
 class Calls:
-    """Calls through one instrumented client of *kind*; a sync one runs in a thread (context copied)."""
+    """Calls through one instrumented client of *kind*; a sync one in a thread, context copied."""
 
     def __init__(self, kind: str, client_options: dict[str, Any], options: dict[str, Any]) -> None:
         self.kind = kind
@@ -87,7 +87,7 @@ def carried(hop: Hop) -> tuple[bool, bool]:
 
 class TestRedirects:
     @pytest.mark.parametrize(
-        ("first", "then", "expected"),
+        "case",
         [
             ("127.0.0.1", "thirdparty.example", [(True, True), (False, False)]),
             ("thirdparty.example", "api.internal", [(False, False), (True, True)]),
@@ -98,11 +98,10 @@ class TestRedirects:
         make: Make,
         hops: tuple[str, list[Hop]],
         tracer: trace.Tracer,
-        first: str,
-        then: str,
-        expected: list[tuple[bool, bool]],
+        case: tuple[str, str, list[tuple[bool, bool]]],
     ) -> None:
         """Trusted -> third party: nothing trusted goes on; third party -> trusted: it comes."""
+        first, then, expected = case
         port, seen = hops
         calls = make(baggage_hosts=["api.internal"])
         target = f"http://{then}:{port}/echo"
@@ -160,7 +159,7 @@ class TestRedirects:
     async def test_a_redirect_not_followed_carries_nothing_stale(
         self, make: Make, hops: tuple[str, list[Hop]], spans: Spans, tracer: trace.Tracer
     ) -> None:
-        """follow_redirects=False: next_request, sent on by hand to a third party, has no baggage."""
+        """follow_redirects=False: next_request, sent by hand to a third party, has no baggage."""
         port, seen = hops
         calls = make({"follow_redirects": False})
         target = f"http://thirdparty.example:{port}/echo"
@@ -229,12 +228,16 @@ class TestStreams:
         port, _ = hops
         calls = make()
         request = calls.client.build_request("GET", f"http://127.0.0.1:{port}/broken")
-        with tracer.start_as_current_span("caller"), pytest.raises(httpx.RemoteProtocolError):
+
+        async def fetch() -> None:
             response = await calls.run(calls.client.send, request, stream=streamed)
             if calls.kind == "sync":
                 await asyncio.to_thread(response.read)
             else:
                 await response.aread()
+
+        with tracer.start_as_current_span("caller"), pytest.raises(httpx.RemoteProtocolError):
+            await fetch()
         (span,) = clients(spans)
         assert (StatusCode.ERROR, "RemoteProtocolError") == (
             span.status.status_code,
@@ -314,5 +317,5 @@ class TestInstrumenting:
 
     def test_only_httpx_clients(self) -> None:
         """Anything else is a TypeError naming what was given."""
-        with pytest.raises(TypeError, match="httpx.Client or httpx.AsyncClient, got dict"):
+        with pytest.raises(TypeError, match=r"httpx\.Client or httpx\.AsyncClient, got dict"):
             tlx.instrument({})  # type: ignore[type-var]
