@@ -66,8 +66,12 @@ def async_loopback_transport() -> httpx.AsyncHTTPTransport:
 
 class _Connection(HTTPConnection):
     def _new_conn(self) -> socket.socket:
-        self._dns_host = "127.0.0.1"
-        return super()._new_conn()
+        # urllib3 reads its host (and so the Host header) from the same attribute
+        host, self._dns_host = self._dns_host, "127.0.0.1"
+        try:
+            return super()._new_conn()
+        finally:
+            self._dns_host = host
 
 
 class _Pool(HTTPConnectionPool):
