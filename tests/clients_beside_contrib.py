@@ -31,10 +31,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import threadline as tl  # noqa: E402 - after the path
-import threadline.httpx as tlx  # noqa: E402
-import threadline.requests as tlr  # noqa: E402
-from tests.loopback_clients import (  # noqa: E402
+import threadline as tl
+import threadline.httpx as tlx
+import threadline.requests as tlr
+from tests.loopback_clients import (
     async_loopback_transport,
     loopback_session,
     loopback_transport,

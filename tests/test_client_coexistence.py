@@ -31,7 +31,7 @@ CONTRIB_SCOPE = {
 
 
 def run(mode: str) -> dict[str, Any]:
-    command = [sys.executable, str(APP), mode.split("-")[0]]
+    command = [sys.executable, str(APP), mode.split("-", maxsplit=1)[0]]
     env = clean_env()
     if mode.startswith("launcher"):
         command = [str(LAUNCHER), *command]
