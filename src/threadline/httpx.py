@@ -32,7 +32,7 @@ from ._wire.carrier import without_baggage
 
 __all__ = ["instrument"]
 
-Client = TypeVar("Client", httpx.Client, httpx.AsyncClient)
+_Client = TypeVar("_Client", httpx.Client, httpx.AsyncClient)
 
 _MARK = "_threadline_options"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -64,12 +64,12 @@ _CALL: ContextVar[_Call | None] = ContextVar("threadline.httpx.call", default=No
 
 
 def instrument(
-    client: Client,
+    client: _Client,
     *,
     baggage_hosts: Iterable[str] = (),
     spans: bool = True,
     send_request_id: bool = True,
-) -> Client:
+) -> _Client:
     """Carry the caller's context on every request *client* sends; return *client*.
 
     *client* is an `httpx.Client` or `httpx.AsyncClient`; only this one is
