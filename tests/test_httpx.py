@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import threadline as tl
 import threadline.httpx as tlx
-from tests.helpers import Serve, Spans
+from tests.helpers import Serve, Spans, hook_calls, marked_line
 from tests.loopback_clients import SEEN, Hop, async_loopback_transport, hops_app, loopback_transport
 
 
@@ -314,6 +314,18 @@ class TestInstrumenting:
                     await asyncio.wrap_future(future)
         assert ["a", "b", "c"] == sorted(hop["headers"]["x-request-id"] for hop in seen)
         assert {caller.get_span_context().span_id} == {s.parent.span_id for s in clients(spans)}
+
+    async def test_a_call_is_an_http_client_resource(self, hops: tuple[str, list[Hop]]) -> None:
+        """Lifecycle hooks see each call as an http.client resource made at the caller's line."""
+        port, _ = hops
+        async with httpx.AsyncClient(transport=async_loopback_transport()) as client:
+            tlx.instrument(client)
+            with hook_calls() as seen, tl.request.scope(request_id="h1"):
+                await client.get(f"http://127.0.0.1:{port}/echo")  # mark:httpx-get
+        (made,) = [r for event, r in seen if event == "init" and r.type == "http.client"]
+        assert "h1" == made.request_id
+        assert marked_line(__file__, "mark:httpx-get") == made.location
+        assert ["init", "destroy"] == [event for event, resource in seen if resource is made]
 
     def test_only_httpx_clients(self) -> None:
         """Anything else is a TypeError naming what was given."""

@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import threadline as tl
 import threadline.requests as tlr
-from tests.helpers import Serve, Spans
+from tests.helpers import Serve, Spans, hook_calls, marked_line
 from tests.loopback_clients import SEEN, Hop, hops_app, loopback_session
 
 
@@ -287,6 +287,22 @@ class TestInstrumenting:
                     await asyncio.wrap_future(future)
         assert ["a", "b", "c"] == sorted(hop["headers"]["x-request-id"] for hop in seen)
         assert {caller.get_span_context().span_id} == {s.parent.span_id for s in clients(spans)}
+
+    async def test_a_call_is_an_http_client_resource(
+        self, session: requests.Session, hops: tuple[str, list[Hop]]
+    ) -> None:
+        """Lifecycle hooks see each call as an http.client resource made at the caller's line."""
+        port, _ = hops
+
+        def get() -> None:
+            session.get(f"http://127.0.0.1:{port}/echo", timeout=30)  # mark:requests-get
+
+        with hook_calls() as seen, tl.request.scope(request_id="h1"):
+            await asyncio.to_thread(get)
+        (made,) = [r for event, r in seen if event == "init" and r.type == "http.client"]
+        assert "h1" == made.request_id
+        assert marked_line(__file__, "mark:requests-get") == made.location
+        assert ["init", "destroy"] == [event for event, resource in seen if resource is made]
 
     def test_only_sessions(self) -> None:
         """Anything else is a TypeError naming what was given."""
