@@ -327,6 +327,35 @@ class TestInstrumenting:
         assert marked_line(__file__, "mark:httpx-get") == made.location
         assert ["init", "destroy"] == [event for event, resource in seen if resource is made]
 
+    async def test_beside_opentelemetrys_per_client_instrumentation(
+        self, hops: tuple[str, list[Hop]], spans: Spans, tracer: trace.Tracer
+    ) -> None:
+        """instrument_client: its CLIENT span only; baggage still only where threadline allows."""
+        from opentelemetry import baggage, context
+        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+        port, seen = hops
+        async with httpx.AsyncClient(transport=async_loopback_transport()) as client:
+            HTTPXClientInstrumentor.instrument_client(client)
+            tlx.instrument(client)
+            token = context.attach(baggage.set_baggage("plain", "1"))
+            try:
+                with tracer.start_as_current_span("caller"), tl.request.scope(request_id="r-1"):
+                    for host in ("127.0.0.1", "thirdparty.example"):
+                        await client.get(f"http://{host}:{port}/echo")
+            finally:
+                context.detach(token)
+        trusted, third = (hop["headers"] for hop in seen)
+        assert "plain=1,request.request_id=r-1;tl" == trusted["baggage"]
+        assert ("baggage" in third, "x-request-id" in third) == (False, False)
+        calls = clients(spans)
+        assert ["opentelemetry.instrumentation.httpx"] * 2 == [
+            s.instrumentation_scope.name for s in calls if s.instrumentation_scope
+        ]
+        assert [f"{s.context.span_id:016x}" for s in calls] == [
+            hop["headers"]["traceparent"].split("-")[2] for hop in seen
+        ]
+
     def test_only_httpx_clients(self) -> None:
         """Anything else is a TypeError naming what was given."""
         with pytest.raises(TypeError, match=r"httpx\.Client or httpx\.AsyncClient, got dict"):
