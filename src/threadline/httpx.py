@@ -10,7 +10,7 @@ client's ``send`` (one call, in the caller's context, redirects included) and
 ``_send_single_request`` (one hop: where the transport for the URL is chosen,
 so every transport and mount is covered) are wrapped on the instance.
 
-.. versionadded:: 0.2
+.. versionadded:: 0.1
 """
 
 from __future__ import annotations

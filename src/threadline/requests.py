@@ -10,7 +10,7 @@ session's ``send`` is wrapped on the instance. requests calls it once per
 call and again for every redirect (``Session.resolve_redirects``), so each
 hop's headers are decided by the host it goes to.
 
-.. versionadded:: 0.2
+.. versionadded:: 0.1
 """
 
 from __future__ import annotations
