@@ -178,3 +178,24 @@ def test_export_process(tmp_path: Path) -> None:
     out = run("export_process.py", THREADLINE_TRACES_FILE=str(tmp_path / "spans.jsonl")).stdout
     assert "load order: request order-7, service shop" in out
     assert "GET /orders/7: request order-7, service shop" in out
+
+
+def test_httpx_client() -> None:
+    """httpx, async and from a pool thread: the service sees the caller's id, user and trace."""
+    out = run("httpx_client.py").stdout
+    assert "async client: the service saw request req-1, user 42, same trace: True" in out
+    assert (
+        "streamed 3 lines; its span open once the headers came: True, ended with the body: True"
+        in out
+    )
+    assert "sync client in a pool thread: the service saw request req-2" in out
+    assert "CLIENT spans: ['GET', 'GET', 'GET']" in out
+
+
+def test_requests_client() -> None:
+    """requests from pool threads, each job its own request; a redirect; a stream."""
+    out = run("requests_client.py").stdout
+    for user in (1, 2, 3):
+        assert f"pool thread: the service saw request req-{user}, user {user}" in out
+    assert "after a redirect: the service saw request req-4; streamed 3 lines" in out
+    assert "CLIENT spans: ['GET', 'GET', 'GET', 'GET', 'GET']" in out

@@ -46,6 +46,7 @@ __all__ = [
     "inject_span",
     "inject_without_failing",
     "require_carrier",
+    "without_baggage",
 ]
 
 TRACEPARENT = "traceparent"
@@ -58,6 +59,9 @@ FIELD_LIMITS = {
     BAGGAGE: _baggage.MAX_BYTES,
 }
 """The most characters a field may have (all its lines together) to be read at all."""
+
+# Marks a context whose baggage no propagator may write (see `without_baggage`).
+_WITHHELD = "threadline.baggage_withheld"
 
 Getter = Callable[[str], Sequence[str]]
 Setter = Callable[[str, str], None]
@@ -170,7 +174,20 @@ def _trace_fields(span_context: SpanContext) -> list[tuple[str, str]]:
     return [(TRACEPARENT, traceparent)]
 
 
+def without_baggage(context: Context) -> Context:
+    """*context* whose baggage no propagator writes: the stores stay readable, the trace goes.
+
+    For a call whose span (and injection) another instrumentation makes:
+    OpenTelemetry's baggage is cleared and threadline's carrier writes no
+    ``baggage`` from it, so the only baggage the call carries is what
+    threadline wrote for the host it goes to.
+    """
+    return otel_baggage.clear(Context({**context, _WITHHELD: True}))
+
+
 def _baggage_members(ctx: Context) -> str:
+    if ctx.get(_WITHHELD):
+        return ""
     stores = store_values(ctx)
     plain = _valid_plain_baggage(otel_baggage.get_all(ctx))
     if not stores and not plain:
