@@ -17,9 +17,9 @@ import pytest
 
 from tests import span_files
 from tests.span_files import Telemetry, otlp_line, otlp_span, span_id
+from threadline._telemetry.span_file import read_span_file
 from threadline.cli import main
 from threadline.cli._logs import read_logs
-from threadline.cli._read import read_span_file
 from threadline.cli._traces import group
 from threadline.cli._view import BAR_WIDTH, render_text
 

@@ -178,7 +178,7 @@ def run_demo(
             print(f"spans of {count(requests, 'request')} sent to {otlp}", file=stdout)
             _print_logs(logs, stdout)
         else:
-            from ._read import BadFileError, read_span_files  # noqa: PLC0415 - loads the SDK
+            from .._telemetry.span_file import BadFileError, read_span_files  # noqa: PLC0415 - loads the SDK
             from ._traces import group  # noqa: PLC0415
             from ._view import render_text  # noqa: PLC0415
 

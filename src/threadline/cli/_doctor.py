@@ -27,10 +27,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from .._core.text import escape_controls
-from .._telemetry.file_exporter import ExportedSpan
+from .._telemetry.span_file import BadFileError, ExportedSpan, cut, read_span_files
 from ._logs import LogRecord, read_logs
 from ._output import count, note, write
-from ._read import BadFileError, cut, read_span_files
 from ._traces import ORPHAN, SELF_PARENT, Trace, group, has_context
 
 SHOWN = 10

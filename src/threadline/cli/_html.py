@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .._core.text import escape_controls
-from .._telemetry.file_exporter import ExportedSpan
+from .._telemetry.span_file import ExportedSpan
 from ._logs import LogRecord
 from ._output import count
 from ._traces import CYCLE, ERROR, ORPHAN, SELF_PARENT, Row, Trace, error_text, log_time_ns

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._telemetry.span_file import BadFileError, cut, reject_constant
 from ._output import count
-from ._read import BadFileError, cut, reject_constant
 
 LogRecord = dict[str, "str | int | float | bool | None"]
 """A log line: its fields, each a scalar (a list or object becomes its compact JSON text)."""

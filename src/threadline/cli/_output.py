@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+from .._core.text import count as count
 from .._core.text import escape_controls
 
 
@@ -29,11 +30,6 @@ def unicode_ok(stream: TextIO | None = None) -> bool:
     """Whether *stream* (standard output) writes Unicode, so block characters can be drawn."""
     encoding = getattr(stream or sys.stdout, "encoding", None) or ""
     return "utf" in encoding.lower()
-
-
-def count(number: int, noun: str) -> str:
-    """``1 span``, ``2 spans``: *number* and *noun*, plural when it is not 1."""
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def note(command: str, text: str) -> None:

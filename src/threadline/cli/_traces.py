@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
-from .._telemetry.file_exporter import ExportedSpan
+from .._telemetry.span_file import ExportedSpan, cut
 from ._logs import LogRecord
-from ._read import cut
 
 PLACEHOLDER = "-"  # threadline.logging.PLACEHOLDER, without loading the logging set-up
 REQUEST_ATTRIBUTE = "request.id"  # threadline.tracing.REQUEST_ATTRIBUTES["request_id"]

@@ -15,9 +15,9 @@ import sys
 from collections.abc import Sequence
 
 from .._core.text import escape_controls
+from .._telemetry.span_file import FIELD_CAP, BadFileError, cut, read_span_files
 from ._logs import LogRecord, read_logs
 from ._output import count, note, unicode_ok, write
-from ._read import FIELD_CAP, BadFileError, cut, read_span_files
 from ._traces import CYCLE, ERROR, ORPHAN, SELF_PARENT, Row, Trace, error_text, group
 
 BAR_WIDTH = 40

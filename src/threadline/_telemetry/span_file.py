@@ -1,10 +1,11 @@
-"""The strict reader of span files behind `threadline view` and `threadline doctor`.
+"""The strict reader of span files: `threadline.export.read_spans`, `view` and `doctor`.
 
 A span file is OTLP JSON lines (threadline's file output, the Collector's
 ``file`` exporter): every line that is not blank is UTF-8 JSON, an object
 with a ``resourceSpans`` list. A file that is not one (missing, empty, not
 UTF-8, not JSON, JSON of another shape such as a log line) raises `BadFileError`,
 which names the file and the line: the tools make it a usage error.
+(`read_spans`, for programs, reads an empty file as no spans.)
 
 Inside a well-formed line, what can be read is read, and what cannot is
 counted in `SpanFile`:
@@ -40,8 +41,52 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._telemetry.file_exporter import ExportedSpan
-from ._output import count
+from .._core.text import count
+
+__all__ = [
+    "BadFileError",
+    "ExportedSpan",
+    "SpanFile",
+    "read_span_file",
+    "read_span_files",
+    "read_spans",
+]
+
+
+@dataclass(frozen=True)
+class ExportedSpan:
+    """One span read back from an OTLP JSON file."""
+
+    name: str
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    kind: int
+    start_ns: int
+    end_ns: int
+    status_code: int
+    service: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+    status_message: str = ""
+
+    @property
+    def duration_ms(self) -> float:
+        """The span's duration in milliseconds."""
+        return (self.end_ns - self.start_ns) / 1e6
+
+
+def read_spans(path: str | os.PathLike[str]) -> list[ExportedSpan]:
+    """Every span in an OTLP JSON lines file (threadline's or the Collector's ``file`` exporter).
+
+    An empty file holds no spans. Inside a line, a span with bad ids or times
+    is skipped and a malformed field left out (`read_span_file` counts them).
+
+    Raises:
+        BadFileError: (a `ValueError`) the file cannot be read, or is not OTLP
+            JSON lines; it names the file and the line.
+    """
+    return read_span_file(path, empty_ok=True).spans
+
 
 FIELD_CAP = 1000
 """The most characters a text read from a file keeps (the last one ``…`` when it was cut)."""
@@ -106,8 +151,8 @@ def cut(text: str, cap: int = FIELD_CAP) -> str:
 # Span files
 
 
-def read_span_file(path: str | os.PathLike[str]) -> SpanFile:
-    """Every span of the OTLP JSON lines file *path*.
+def read_span_file(path: str | os.PathLike[str], *, empty_ok: bool = False) -> SpanFile:
+    """Every span of the OTLP JSON lines file *path*; with *empty_ok*, an empty file has none.
 
     Raises:
         BadFileError: the file cannot be opened, or is not OTLP JSON lines.
@@ -134,7 +179,7 @@ def read_span_file(path: str | os.PathLike[str]) -> SpanFile:
             _read_resource(resource, found)
     if not lines and found.other_lines:
         raise BadFileError(path, None, "no spans: only OTLP logs, metrics or profiles")
-    if not lines:
+    if not lines and not empty_ok:
         raise BadFileError(path, None, "empty: no OTLP JSON line in it")
     return found
 

@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.span_files import START_NS, TRACE_ID, otlp_line, otlp_span, span_id
+from threadline._telemetry.span_file import FIELD_CAP, BadFileError, read_span_file
 from threadline.cli import main
 from threadline.cli._logs import read_logs
-from threadline.cli._read import FIELD_CAP, BadFileError, read_span_file
 
 ONE = span_id(1)
 TWO = span_id(2)
