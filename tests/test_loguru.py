@@ -17,6 +17,7 @@ from opentelemetry import trace
 import threadline as tl
 import threadline.loguru as tll
 from tests.helpers import clean_env
+from tests.redis_broker import library_logs_from_worker
 
 HOSTILE = "r1\r\nFAKE level=critical\x1b[2J\u2028"
 FORMAT = "{extra[request_id]} {extra[user_id]} {extra[trace_id]} {extra[span_id]} {message}"
@@ -190,3 +191,13 @@ def test_process_pool_through_an_enqueued_sink(method: str, tmp_path: Path) -> N
     assert {("r-7", "u\\n1")} == {(e["request_id"], e["user_id"]) for e in extras}
     assert extras[0]["trace_id"] == extras[1]["trace_id"] != "-"
     assert records[0]["process"]["id"] != records[1]["process"]["id"]
+
+
+def test_celery_worker(redis_url: str, celery_app: Any, tmp_path: Path) -> None:
+    """A task run by a real prefork worker logs, through an enqueued sink, with its request."""
+    trace_id, folder = library_logs_from_worker(redis_url, celery_app, tmp_path)
+    [line] = (folder / "loguru.jsonl").read_text().splitlines()
+    record = json.loads(line)["record"]
+    assert "loguru t1" == record["message"]
+    extra = record["extra"]
+    assert ("req-\\nlib", 7, trace_id) == (extra["request_id"], extra["user_id"], extra["trace_id"])

@@ -18,6 +18,7 @@ from opentelemetry import trace
 import threadline as tl
 import threadline.structlog as tls
 from tests.helpers import clean_env
+from tests.redis_broker import library_logs_from_worker
 
 HOSTILE = "r1\r\nFAKE level=critical\x1b[2J\u2028"
 
@@ -203,3 +204,16 @@ def test_process_pool_workers(method: str, tmp_path: Path) -> None:
     parent, worker = lines
     assert parent["trace_id"] == worker["trace_id"] != "-"
     assert parent["span_id"] != worker["span_id"]  # the worker's job span
+
+
+def test_celery_worker(redis_url: str, celery_app: Any, tmp_path: Path) -> None:
+    """A task run by a real prefork worker logs with the publisher's request and trace."""
+    trace_id, folder = library_logs_from_worker(redis_url, celery_app, tmp_path)
+    [line] = (folder / "structlog.jsonl").read_text().splitlines()
+    record = json.loads(line)
+    assert ("structlog", "t1") == (record["event"], record["tag"])
+    assert ("req-\\nlib", 7, trace_id) == (
+        record["request_id"],
+        record["user_id"],
+        record["trace_id"],
+    )
