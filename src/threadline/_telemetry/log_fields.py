@@ -136,8 +136,8 @@ class ContextFields:
 def _unpickled(store_name: str, keys: tuple[str, ...], placeholder: str | None) -> ContextFields:
     # In a worker the store may be made later (its module imported by the job): find it then.
     fields = ContextFields.__new__(ContextFields)
-    fields._store = registered_stores().get(store_name)  # noqa: SLF001 - its own constructor
-    fields._store_name = store_name  # noqa: SLF001
-    fields._keys = tuple(dict.fromkeys(("request_id", "user_id", *keys)))  # noqa: SLF001
-    fields._placeholder = placeholder  # noqa: SLF001
+    fields._store = registered_stores().get(store_name)
+    fields._store_name = store_name
+    fields._keys = tuple(dict.fromkeys(("request_id", "user_id", *keys)))
+    fields._placeholder = placeholder
     return fields

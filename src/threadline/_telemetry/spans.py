@@ -189,9 +189,22 @@ def tracer() -> Tracer:
 
 
 def record_error(span: Span, error: BaseException) -> None:
-    """Mark *span* failed by *error*: ``error.type``, the exception event, an ERROR status."""
+    """Mark *span* failed by *error*: ``error.type``, the exception, an ERROR status.
+
+    The exception is an event on the span, or a log record in the span's
+    trace where ``OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN`` is ``logs`` (both
+    for ``logs/dup``), as the semantic conventions for exceptions say.
+    """
     from opentelemetry.trace import Status, StatusCode  # noqa: PLC0415 - loaded with the span
 
+    from .._core.settings import read_settings  # noqa: PLC0415 - on failures only
+
+    signal = read_settings().exception_signal
     span.set_attribute("error.type", type(error).__qualname__)
-    span.record_exception(error)
+    if signal != "logs":
+        span.record_exception(error)
+    if signal != "spans":
+        from .logs import emit_exception  # noqa: PLC0415 - loads the logs SDK, on opt-in only
+
+        emit_exception(span, error)
     span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
