@@ -102,7 +102,7 @@ _library_loggers: dict[str, Any] = {}
 
 
 def log_with_libraries(folder: str) -> None:
-    """structlog (JSON lines) and loguru (an enqueued, serialized sink) as their docs set them up."""
+    """structlog (JSON lines) and loguru (an enqueued, serialized sink), as their docs say."""
     import structlog
     from loguru import logger as loguru_logger
 

@@ -192,7 +192,7 @@ def test_log_records_reach_the_collector_joined_to_their_spans(tmp_path: Path) -
             return "child" in bodies and any(r.startswith("ValueError") for r in bodies if r)
 
         assert wait_for(arrived, 30), collector.logs_file
-        assert wait_for(lambda: collector.traces_file.exists(), 30)
+        assert wait_for(collector.traces_file.exists, 30)
     # the stderr lines: the workers' records reached the parent's handlers too
     assert "r-\\n1 worker spawn" in result.stderr.splitlines()
 

@@ -103,7 +103,7 @@ class TestAddContext:
     def test_picklable(self) -> None:
         """The processor can be handed to a worker process as part of a configuration."""
         processor = tls.processor(keys=("tenant",))
-        copy = pickle.loads(pickle.dumps(processor))
+        copy = pickle.loads(pickle.dumps(processor))  # noqa: S301 - its own bytes
         event: dict[str, Any] = {}
         with tl.request.scope(request_id="r1", tenant="acme"):
             copy(None, "info", event)
@@ -174,7 +174,8 @@ WORKERS_APP = textwrap.dedent(
         with trace.get_tracer("app").start_as_current_span("request") as span:
             with tl.request.scope(request_id="r-7", user_id="u\\n1"):
                 structlog.get_logger().info("parent")
-                with tl.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(sys.argv[1])) as pool:
+                context = multiprocessing.get_context(sys.argv[1])
+                with tl.ProcessPoolExecutor(1, mp_context=context) as pool:
                     pool.submit(work, "executor").result()
     """
 )
