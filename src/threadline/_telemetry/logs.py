@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 import traceback
 import warnings
 from collections.abc import Mapping
@@ -236,6 +237,7 @@ def emit_exception(span: APISpan, error: BaseException) -> None:
     }
     context = set_span_in_context(span, get_current())
     fields: dict[str, Any] = {
+        "timestamp": time.time_ns(),
         "severity_number": SeverityNumber.ERROR,
         "severity_text": "ERROR",
         "body": attribute_value(f"{type(error).__name__}: {error}"),
