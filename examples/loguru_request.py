@@ -11,6 +11,9 @@ import multiprocessing
 import sys
 
 from loguru import logger
+
+# loguru formats with str.format ("{}"), not logging's "%s": PLE1205 reads it as logging.
+# ruff: noqa: PLE1205
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 

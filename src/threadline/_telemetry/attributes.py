@@ -6,8 +6,8 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from .._core.safe import safe_value
 from .._core.text import escape_controls, valid_utf8
-from .log_fields import safe_value
 
 __all__ = ["MAX_ATTRIBUTE_CHARS", "REQUEST_ATTRIBUTES", "attribute_value", "chosen_attributes"]
 
