@@ -8,6 +8,7 @@ exception is a log record too under OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN.
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -147,6 +148,7 @@ APP = textwrap.dedent(
         install()
         configure(
             service_name="logs-app",
+            span_attributes={"request_id": "request.id", "tenant": "tenant.id"},
             log_attributes={"request_id": "request.id", "tenant": "tenant.id"},
         )
         with trace.get_tracer("app").start_as_current_span("request"):
@@ -217,4 +219,97 @@ def test_log_records_reach_the_collector_joined_to_their_spans(tmp_path: Path) -
     )
     [job] = [span for span in spans if span.span_id == error.span_id]
     assert "error.type" in job.attributes
+    # the span attributes chosen in code, in the workers' and the child's spans too
+    assert {("r-\\n1", "acme")} == {
+        (span.attributes.get("request.id"), span.attributes.get("tenant.id"))
+        for span in spans
+        if span.trace_id == request.trace_id and span is not request  # made before the scope
+    }
     assert '"exception.type"' in collector.traces_file.read_text()  # logs/dup: the event too
+
+
+EXCEPTION_APP = textwrap.dedent(
+    """
+    import json
+    from opentelemetry import trace
+    from opentelemetry._logs import set_logger_provider
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import (
+        InMemoryLogRecordExporter, SimpleLogRecordProcessor,
+    )
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    import threadline as tl
+    from threadline.tracing import StoreLogRecordProcessor
+
+    spans, logs = InMemorySpanExporter(), InMemoryLogRecordExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    trace.set_tracer_provider(tracer_provider)
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(StoreLogRecordProcessor())
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    set_logger_provider(logger_provider)
+
+    def fail():
+        raise KeyError("order 7")
+
+    with trace.get_tracer("app").start_as_current_span("request"):
+        with tl.request.scope(request_id="r1"), tl.ThreadPoolExecutor(1) as pool:
+            pool.submit(fail).exception()
+    [job] = [s for s in spans.get_finished_spans() if s.name != "request"]
+    records = [data.log_record for data in logs.get_finished_logs()]
+    print(json.dumps({
+        "events": [event.name for event in job.events],
+        "status": job.status.status_code.name,
+        "records": [
+            {
+                "attributes": dict(r.attributes),
+                "span_id": r.span_id == job.context.span_id,
+                "severity": r.severity_text,
+            }
+            for r in records
+        ],
+    }))
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("opt_in", "events", "records"),
+    [
+        ("", ["exception"], 0),
+        ("logs", [], 1),
+        ("logs/dup", ["exception"], 1),
+        ("log", ["exception"], 0),
+    ],
+)
+def test_exception_signal_opt_in(
+    opt_in: str, events: list[str], records: int, tmp_path: Path
+) -> None:
+    """A failed job's exception is a span event, a log record in its span, or both, as asked."""
+    (tmp_path / "app.py").write_text(EXCEPTION_APP)
+    result = subprocess.run(
+        [sys.executable, "app.py"],
+        check=False,
+        cwd=tmp_path,
+        env=clean_env(OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN=opt_in),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert 0 == result.returncode, result.stderr
+    seen = json.loads(result.stdout)
+    assert (events, "ERROR") == (seen["events"], seen["status"])
+    assert records == len(seen["records"])
+    for record in seen["records"]:
+        assert (True, "ERROR") == (record["span_id"], record["severity"])
+        assert ("KeyError", "'order 7'", "r1") == (
+            record["attributes"]["exception.type"],
+            record["attributes"]["exception.message"],
+            record["attributes"]["request.id"],
+        )
+        assert "Traceback" in record["attributes"]["exception.stacktrace"]
+    if opt_in == "log":
+        assert "OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN='log' is not a valid" in result.stderr
