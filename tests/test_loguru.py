@@ -10,11 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 from loguru import logger as base_logger
 from opentelemetry import trace
 
 import threadline as tl
+import threadline.aiohttp as tla
 import threadline.loguru as tll
 from tests.helpers import clean_env
 from tests.redis_broker import library_logs_from_worker
@@ -201,3 +204,34 @@ def test_celery_worker(redis_url: str, celery_app: Any, tmp_path: Path) -> None:
     assert "loguru t1" == record["message"]
     extra = record["extra"]
     assert ("req-\\nlib", 7, trace_id) == (extra["request_id"], extra["user_id"], extra["trace_id"])
+
+
+async def test_http_hop(serve: Any, sink: tuple[list[str], list[dict[str, Any]]]) -> None:
+    """The gateway's and the backend's records share the request id and the trace."""
+    log = tll.patch(base_logger)
+
+    async def backend(request: web.Request) -> web.Response:
+        log.info("backend")
+        return web.json_response({})
+
+    backend_app = web.Application(middlewares=[tla.middleware()])
+    backend_app.router.add_get("/", backend)
+    downstream = await serve(backend_app)
+
+    async def gateway(request: web.Request) -> web.Response:
+        log.info("gateway")
+        async with (
+            aiohttp.ClientSession(trace_configs=[tla.trace_config()]) as session,
+            session.get(downstream) as response,
+        ):
+            return web.json_response(await response.json())
+
+    gateway_app = web.Application(middlewares=[tla.middleware()])
+    gateway_app.router.add_get("/", gateway)
+    upstream = await serve(gateway_app)
+    async with aiohttp.ClientSession() as session, session.get(upstream) as response:
+        assert 200 == response.status
+    gateway_extra, backend_extra = sink[1]
+    assert gateway_extra["request_id"] == backend_extra["request_id"] != "-"
+    assert gateway_extra["trace_id"] == backend_extra["trace_id"] != "-"
+    assert ["gateway", "backend"] == [line.rsplit(" ", 1)[1] for line in sink[0]]

@@ -11,11 +11,14 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import structlog
+from aiohttp import web
 from opentelemetry import trace
 
 import threadline as tl
+import threadline.aiohttp as tla
 import threadline.structlog as tls
 from tests.helpers import clean_env
 from tests.redis_broker import library_logs_from_worker
@@ -218,3 +221,34 @@ def test_celery_worker(redis_url: str, celery_app: Any, tmp_path: Path) -> None:
         record["user_id"],
         record["trace_id"],
     )
+
+
+async def test_http_hop(serve: Any) -> None:
+    """The gateway's and the backend's events share the request id and the trace."""
+    log, stream = json_logger(tls.add_context)
+
+    async def backend(request: web.Request) -> web.Response:
+        log.info("backend")
+        return web.json_response({})
+
+    backend_app = web.Application(middlewares=[tla.middleware()])
+    backend_app.router.add_get("/", backend)
+    downstream = await serve(backend_app)
+
+    async def gateway(request: web.Request) -> web.Response:
+        log.info("gateway")
+        async with (
+            aiohttp.ClientSession(trace_configs=[tla.trace_config()]) as session,
+            session.get(downstream) as response,
+        ):
+            return web.json_response(await response.json())
+
+    gateway_app = web.Application(middlewares=[tla.middleware()])
+    gateway_app.router.add_get("/", gateway)
+    upstream = await serve(gateway_app)
+    async with aiohttp.ClientSession() as session, session.get(upstream) as response:
+        assert 200 == response.status
+    gateway_line, backend_line = records(stream)
+    assert ("gateway", "backend") == (gateway_line["event"], backend_line["event"])
+    assert gateway_line["request_id"] == backend_line["request_id"] != "-"
+    assert gateway_line["trace_id"] == backend_line["trace_id"] != "-"
