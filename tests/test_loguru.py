@@ -13,6 +13,8 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from loguru import logger as base_logger
 from opentelemetry import trace
 
@@ -97,6 +99,20 @@ class TestPatch:
         [line] = sink[0]
         assert line.isprintable()
         assert "r1\\r\\nFAKE level=critical\\x1b[2J\\u2028 - - - x" == line
+
+    @settings(max_examples=200, deadline=None)
+    @given(value=st.text())
+    def test_any_text_is_one_printable_line(self, value: str) -> None:
+        """Whatever text a store value holds, the formatted line shows it escaped, on one line."""
+        lines: list[str] = []
+        handler = base_logger.add(lines.append, format=FORMAT)
+        try:
+            with tl.request.scope(request_id=value, user_id=value):
+                tll.patch(base_logger).info("x")
+        finally:
+            base_logger.remove(handler)
+        [line] = lines
+        assert line.rstrip("\n").isprintable(), repr(line)
 
 
 class TestSinks:

@@ -14,6 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from aiohttp import web
 from opentelemetry import trace
 
@@ -136,6 +138,17 @@ class TestHostileValues:
         [line] = stream.getvalue().splitlines()
         assert "request_id=" in line
         assert line.isprintable()  # splitlines() split at CR, LF and U+2028: none is left
+
+    @settings(max_examples=200, deadline=None)
+    @given(value=st.text(), key=st.text(min_size=1, max_size=5))
+    def test_any_text_is_one_printable_line(self, value: str, key: str) -> None:
+        """Whatever text a store value holds, alone or nested, each renderer writes one line."""
+        console = structlog.dev.ConsoleRenderer(colors=False)
+        with tl.request.scope(request_id=value, user_id={key: [value]}):
+            for renderer in (console, structlog.processors.JSONRenderer()):
+                event = renderer(None, "info", tls.add_context(None, "info", {"event": "x"}))
+                assert isinstance(event, str)
+                assert event.isprintable(), repr(event)
 
 
 class TestAcrossBoundaries:
