@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 import pytest
 import structlog
+from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from aiohttp import web
 from opentelemetry import trace
 
 import threadline as tl

@@ -12,6 +12,7 @@ from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 from .._core.safe import safe_value
+from .._core.text import escape_controls
 from .._core.stores import ContextStore, registered_stores, request
 from .spans import current_trace_ids
 
@@ -83,10 +84,13 @@ class ContextFields:
             if key in target:
                 continue
             value = values.get(key) if values is not None else None
-            if value is not None:
+            if value is None:
+                if placeholder is not None:
+                    target[key] = placeholder
+            elif type(value) is str:  # may have come in as baggage: never a raw control char
+                target[key] = escape_controls(value)
+            else:
                 target[key] = safe_value(value)
-            elif placeholder is not None:
-                target[key] = placeholder
         if "trace_id" in target and "span_id" in target:
             return
         ids = current_trace_ids()
