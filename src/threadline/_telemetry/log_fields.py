@@ -12,8 +12,8 @@ from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 from .._core.safe import safe_value
-from .._core.text import escape_controls
 from .._core.stores import ContextStore, registered_stores, request
+from .._core.text import escape_controls
 from .spans import current_trace_ids
 
 __all__ = ["FIELDS", "PLACEHOLDER", "ContextFields"]
