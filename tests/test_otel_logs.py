@@ -17,12 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from opentelemetry import trace
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
 import threadline as tl
+import threadline.structlog
 from tests.collector import read_log_records, running_collector
 from tests.helpers import clean_env, wait_for
 from threadline._core.settings import read_settings
@@ -87,6 +89,20 @@ class TestStoreLogRecordProcessor:
         [data] = exporter.get_finished_logs()
         assert "request.id" not in dict(data.log_record.attributes or {})
 
+    def test_structlog_through_the_standard_library(
+        self, exported: tuple[logging.Logger, InMemoryLogRecordExporter], tracer: trace.Tracer
+    ) -> None:
+        """structlog rendered through `logging` reaches the logs signal with its span, values."""
+        log, exporter = exported
+        chain = [threadline.structlog.add_context, structlog.processors.JSONRenderer()]
+        logger = structlog.wrap_logger(log, processors=chain)
+        with tl.request.scope(request_id="r1"), tracer.start_as_current_span("s") as span:
+            logger.info("hello")
+        [record] = [data.log_record for data in exporter.get_finished_logs()]
+        assert "r1" == json.loads(str(record.body))["request_id"]
+        assert "r1" == dict(record.attributes or {})["request.id"]
+        assert span.get_span_context().span_id == record.span_id
+
 
 class TestSettings:
     def test_unknown_log_exporter_is_a_warning_and_no_pipeline(
@@ -132,6 +148,7 @@ APP = textwrap.dedent(
     """
     import logging, multiprocessing, sys
     import threadline as tl
+import threadline.structlog
     from threadline import subprocess as tl_subprocess
     from threadline.logging import install
     from threadline.tracing import configure
@@ -241,6 +258,7 @@ EXCEPTION_APP = textwrap.dedent(
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     import threadline as tl
+import threadline.structlog
     from threadline.tracing import StoreLogRecordProcessor
 
     spans, logs = InMemorySpanExporter(), InMemoryLogRecordExporter()
