@@ -1,4 +1,4 @@
-"""The span pipeline: SDK set-up from ``OTEL_*``, store values on spans (`threadline.tracing`)."""
+"""The SDK set-up from ``OTEL_*`` (spans, and logs when asked), store values on spans."""
 
 from __future__ import annotations
 
@@ -123,10 +123,10 @@ def configure(
     *span_attributes* (store key to attribute name; default
     ``THREADLINE_SPAN_ATTRIBUTES``, else `REQUEST_ATTRIBUTES`), log records
     those chosen by *log_attributes* (default ``THREADLINE_LOG_ATTRIBUTES``,
-    else the spans' choice); the choice is handed to workers and children. At
-    exit the spans and log records still queued are exported, waiting at most *shutdown_timeout*
-    seconds (``THREADLINE_SHUTDOWN_TIMEOUT``, default 5), so an unreachable
-    Collector never holds the process. Worker processes and Python children
+    else the spans' choice); the choice is handed to workers and children.
+    At exit the spans and log records still queued are exported, waiting at
+    most *shutdown_timeout* seconds (``THREADLINE_SHUTDOWN_TIMEOUT``, default
+    5), so an unreachable Collector never holds the process. Worker processes and Python children
     that threadline starts configure themselves with the same settings,
     handed to them when they start; this process's ``os.environ`` is left as
     it is. If a tracer provider is set already, it is returned as it is.
@@ -139,8 +139,10 @@ def configure(
 
     Raises:
         TypeError: an argument is not of its type (the message names it).
-        ValueError: *service_name* is empty, or *shutdown_timeout* is
-            negative or not finite. Raised before anything is set up.
+        ValueError: *service_name* is empty, *shutdown_timeout* is negative
+            or not finite, or an attribute choice maps a key that is not a
+            string, or holds ``,``, ``=`` or a control character. Raised
+            before anything is set up.
     """
     _check_arguments(service_name, shutdown_timeout, export_process)
     _check_attributes("span_attributes", span_attributes)
