@@ -148,7 +148,6 @@ APP = textwrap.dedent(
     """
     import logging, multiprocessing, sys
     import threadline as tl
-import threadline.structlog
     from threadline import subprocess as tl_subprocess
     from threadline.logging import install
     from threadline.tracing import configure
@@ -258,7 +257,6 @@ EXCEPTION_APP = textwrap.dedent(
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     import threadline as tl
-import threadline.structlog
     from threadline.tracing import StoreLogRecordProcessor
 
     spans, logs = InMemorySpanExporter(), InMemoryLogRecordExporter()
