@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from celery import Celery, signals
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 import threadline as tl
 import threadline.celery
@@ -203,3 +207,21 @@ def contract_body(
         first = (seen["span"] or {}).get("span_id")
         raise self.retry(countdown=0, kwargs={"retried_from": first})
     return {**seen, "retried_from": retried_from, "loop": _arrivals.pop(self.request.id, None)}
+
+
+@app.task
+def leak_span(tag: str) -> dict[str, Any]:
+    """Attach a recording CONSUMER span of another tracer and never detach it (as some
+    consumer instrumentations do); return what the task saw before."""
+    logger.info("leak_span %s", tag)
+    before = seen()
+    span = trace.get_tracer("foreign-consumer").start_span("foreign", kind=SpanKind.CONSUMER)
+    otel_context.attach(trace.set_span_in_context(span))
+    return before
+
+
+@app.task
+def killed(tag: str) -> None:
+    """Die as an OOM kill ends a prefork child: SIGKILL, mid-task."""
+    logger.info("killed %s", tag)
+    os.kill(os.getpid(), signal.SIGKILL)

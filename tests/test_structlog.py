@@ -102,8 +102,10 @@ class TestAddContext:
     def test_unknown_store_or_bad_keys_are_clear_errors(self) -> None:
         with pytest.raises(ValueError, match="no ContextStore named 'nope'"):
             tls.processor(store="nope")
-        with pytest.raises(ValueError, match="keys must be a sequence"):
+        with pytest.raises(TypeError, match="keys takes a list of store keys, not one"):
             tls.processor(keys="tenant")
+        with pytest.raises(TypeError, match="placeholder takes a str or None"):
+            tls.processor(placeholder=0)  # type: ignore[arg-type]
 
     def test_picklable(self) -> None:
         """The processor can be handed to a worker process as part of a configuration."""

@@ -68,6 +68,12 @@ class TestStoreSpanProcessor:
         with pytest.raises(TypeError, match="ContextStore"):
             StoreSpanProcessor("request")  # type: ignore[arg-type]
 
+    @pytest.mark.parametrize("attributes", ["tenant", ["tenant"], {"tenant": 5}])
+    def test_attributes_are_a_mapping_of_names(self, attributes: object) -> None:
+        """attributes given as one str, a list or with a non-str name: a TypeError naming it."""
+        with pytest.raises(TypeError, match=r"^attributes takes a mapping"):
+            StoreSpanProcessor(tl.request, attributes)  # type: ignore[arg-type]
+
 
 def test_current_trace_ids(tracer: trace.Tracer) -> None:
     """The current ids, as hex, for logs; None without a span."""

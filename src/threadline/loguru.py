@@ -78,9 +78,9 @@ def patch(
             ``"-"``); None leaves such a field out.
 
     Raises:
-        TypeError: *logger* is not a loguru logger.
-        ValueError: *store* names no store of this process, or *keys* is not
-            a sequence of strings.
+        TypeError: *logger* is not a loguru logger, *keys* not a list of
+            strings, or *placeholder* not a str or None.
+        ValueError: *store* names no store of this process.
     """
     patch_method = getattr(logger, "patch", None)
     if not callable(patch_method):

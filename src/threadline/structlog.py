@@ -71,8 +71,8 @@ def processor(
             request or span (default ``"-"``); None leaves such a field out.
 
     Raises:
-        ValueError: *store* names no store of this process, or *keys* is not
-            a sequence of strings.
+        TypeError: *keys* is not a list of strings, or *placeholder* not a str or None.
+        ValueError: *store* names no store of this process.
     """
     return ContextProcessor(ContextFields(store, keys, placeholder))
 

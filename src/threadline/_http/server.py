@@ -114,6 +114,7 @@ class ServerExchange(Generic[R]):
     __slots__ = (
         "_arrival",
         "_incoming",
+        "_inner",
         "_link",
         "_options",
         "_other_makes_it",
@@ -152,6 +153,7 @@ class ServerExchange(Generic[R]):
         self._status: int | None = None
         self._settled = False
         self._user_token: Token[Context] | None = None
+        self._inner: Span | None = None  # the span OpenTelemetry's middleware made inside, seen
 
     def __enter__(self) -> ServerExchange[R]:
         options = self._options
@@ -190,7 +192,12 @@ class ServerExchange(Generic[R]):
                     set_status(owned, self._status, options.is_error)
                 owned.end()
             if options.access_log and options.logger.isEnabledFor(logging.INFO):
-                self._log_access()
+                token = self._in_inner_span()
+                try:
+                    self._log_access()
+                finally:
+                    if token is not None:
+                        restore(token)
         finally:
             if self._user_token is not None:
                 restore(self._user_token)
@@ -234,6 +241,7 @@ class ServerExchange(Generic[R]):
         """
         span: Span | None = span_in(get_current())
         if span is not None:
+            self._inner = span
             span.set_attribute("request.id", self.request_id)
             user = self._values.get("user_id")
             if user is not None:
@@ -292,9 +300,27 @@ class ServerExchange(Generic[R]):
         if isinstance(error, Exception):
             self._status = 500
             reader, request = self._reader, self._request
-            log_unhandled(self._options.logger, reader.method(request), reader.path(request), error)
+            token = self._in_inner_span()
+            try:
+                log_unhandled(
+                    self._options.logger, reader.method(request), reader.path(request), error
+                )
+            finally:
+                if token is not None:
+                    restore(token)
         if self._owned is not None:
             record_error(self._owned, error)
+
+    def _in_inner_span(self) -> Token[Context] | None:
+        """Attach the request's context under the span made inside, if any.
+
+        For the lines written out here, after OpenTelemetry's middleware has
+        put its own context back.
+        """
+        inner = self._inner
+        if inner is None or span_in(get_current()) is inner:
+            return None
+        return attach(self._context(inner))
 
     def _context(self, span: Span | None) -> Context:
         """What came in, *span* current, the request's values merged into its scope."""

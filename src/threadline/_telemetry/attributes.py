@@ -9,7 +9,13 @@ from typing import Any
 from .._core.safe import safe_value
 from .._core.text import escape_controls, valid_utf8
 
-__all__ = ["MAX_ATTRIBUTE_CHARS", "REQUEST_ATTRIBUTES", "attribute_value", "chosen_attributes"]
+__all__ = [
+    "MAX_ATTRIBUTE_CHARS",
+    "REQUEST_ATTRIBUTES",
+    "attribute_map",
+    "attribute_value",
+    "chosen_attributes",
+]
 
 REQUEST_ATTRIBUTES: Mapping[str, str] = {"request_id": "request.id", "user_id": "enduser.id"}
 """Which `threadline.request` keys land on spans and log records, under which attribute names."""
@@ -22,6 +28,25 @@ _SCALARS = (bool, int, float)
 
 def _text(value: str) -> str:
     return valid_utf8(escape_controls(value))[:MAX_ATTRIBUTE_CHARS]
+
+
+def attribute_map(option: str, attributes: object) -> dict[str, str] | None:
+    """Return *attributes* (store key to attribute name) as a dict; None stays None.
+
+    Raises:
+        TypeError: it is not a mapping of str to str; the message names *option*.
+    """
+    if attributes is None:
+        return None
+    if not (
+        isinstance(attributes, Mapping)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in attributes.items())
+    ):
+        raise TypeError(
+            f"{option} takes a mapping of store key to attribute name (str to str), "
+            f"got {attributes!r:.80}"
+        )
+    return dict(attributes)
 
 
 def attribute_value(value: Any) -> Any:

@@ -17,6 +17,8 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from .._core.drops import record_drop
+
 __all__ = ["ExportedSpan", "OTLPJsonFileSpanExporter", "read_spans"]
 
 _ID_FIELDS = frozenset({"traceId", "spanId", "parentSpanId"})
@@ -28,7 +30,13 @@ class OTLPJsonFileSpanExporter(SpanExporter):
     Each batch is one line written with one ``write`` to a file opened for
     appending, so the worker processes of one service can share the file. A
     process forked while another thread exports gets an exporter that works.
+    A batch that cannot be written is counted as ``export.failed`` and
+    warned (rate-limited) with the file's path and the operating system's
+    error, and `export` returns FAILURE.
     """
+
+    reports_failures = True
+    """It counts and reports its own failures, with their cause (`export` says FAILURE too)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = Path(path)
@@ -58,7 +66,15 @@ class OTLPJsonFileSpanExporter(SpanExporter):
                     os.write(fd, line)
                 finally:
                     os.close(fd)
-        except OSError:
+        except OSError as exc:
+            spans_text = "1 span" if len(spans) == 1 else f"{len(spans)} spans"
+            why = exc.strerror or str(exc)
+            name = f"{type(exc).__name__} {exc.errno}" if exc.errno else type(exc).__name__
+            record_drop(
+                "export.failed",
+                f"{spans_text} not written to {self._path}: {why} ({name})",
+                len(spans),
+            )
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 

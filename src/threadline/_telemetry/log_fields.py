@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import MutableMapping, Sequence
 from typing import Any
 
+from .._core.checks import require_names
 from .._core.safe import safe_value
 from .._core.stores import ContextStore, registered_stores, request
 from .._core.text import escape_controls
@@ -32,7 +33,9 @@ class ContextFields:
         placeholder: the value of a field with nothing to show; None leaves such a field out.
 
     Raises:
-        ValueError: *store* names no store of this process, or a key is not a string.
+        TypeError: *keys* is not a list of strings (one string included), or
+            *placeholder* is not a string or None.
+        ValueError: *store* names no store of this process.
 
     Pickled (into a spawn worker, with a loguru logger), it keeps the store's
     name and finds the store there.
@@ -46,10 +49,9 @@ class ContextFields:
         keys: Sequence[str] = (),
         placeholder: str | None = PLACEHOLDER,
     ) -> None:
-        if isinstance(keys, str) or not all(isinstance(key, str) for key in keys):
-            raise ValueError(f"keys must be a sequence of store keys (strings), got {keys!r}")
+        keys = require_names("keys", keys, "store keys")
         if placeholder is not None and not isinstance(placeholder, str):
-            raise ValueError(f"placeholder must be a str or None, got {placeholder!r}")
+            raise TypeError(f"placeholder takes a str or None, got {placeholder!r:.80}")
         if isinstance(store, ContextStore):
             self._store: ContextStore | None = store
         else:

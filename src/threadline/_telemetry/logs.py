@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from .._core.context import get_current
 from .._core.settings import DEFAULT_OTLP_PROTOCOL, OTEL_LOGS_EXPORTER, Settings, invalid_setting
 from .._core.stores import ContextStore, request
-from .attributes import REQUEST_ATTRIBUTES, attribute_value, chosen_attributes
+from .attributes import REQUEST_ATTRIBUTES, attribute_map, attribute_value, chosen_attributes
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span as APISpan
@@ -69,7 +69,7 @@ class StoreLogRecordProcessor(LogRecordProcessor):
         if attributes is None and store is request:
             attributes = REQUEST_ATTRIBUTES
         self._store = store
-        self._attributes = dict(attributes) if attributes is not None else None
+        self._attributes = attribute_map("attributes", attributes)
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         """Set the attributes from the store value of the record's context (default: current)."""

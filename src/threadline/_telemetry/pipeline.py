@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import threading
+import time
 from collections.abc import Mapping, Sequence, Sized
 from typing import Any
 
@@ -32,8 +33,8 @@ from .._core.settings import (
     valid_seconds,
 )
 from .._core.stores import ContextStore, request
-from .attributes import REQUEST_ATTRIBUTES, chosen_attributes
-from .export_pipe import PipeSpanExporter
+from .attributes import REQUEST_ATTRIBUTES, attribute_map, chosen_attributes
+from .export_pipe import PipeSpanExporter, flush_deadline
 from .exporters import configured_exporters, traces_file
 
 __all__ = ["REQUEST_ATTRIBUTES", "StoreSpanProcessor", "configure", "shutdown"]
@@ -58,7 +59,7 @@ class StoreSpanProcessor(SpanProcessor):
         if attributes is None and store is request:
             attributes = REQUEST_ATTRIBUTES
         self._store = store
-        self._attributes = dict(attributes) if attributes is not None else None
+        self._attributes = attribute_map("attributes", attributes)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Set the attributes from the store value current where the span starts."""
@@ -228,20 +229,15 @@ def _chosen(
 
 def _check_attributes(argument: str, attributes: object) -> None:
     """Raise for an attribute choice that is not store keys to attribute names, naming it."""
-    if attributes is None:
-        return
-    if not isinstance(attributes, Mapping):
-        raise TypeError(
-            f"configure({argument}=...) takes a mapping of store keys to attribute names, "
-            f"got {attributes!r}"
-        )
-    for key, name in attributes.items():
-        if not (isinstance(key, str) and isinstance(name, str) and key.strip() and name.strip()):
-            raise ValueError(f"configure({argument}=...): {key!r}: {name!r} is no key and name")
-        if any(mark in key + name for mark in ",=") or not (key + name).isprintable():
+    checked = attribute_map(f"configure({argument}=...)", attributes)
+    for key, name in (checked or {}).items():
+        if not (key.strip() and name.strip()) or any(mark in key + name for mark in ",="):
             raise ValueError(
-                f"configure({argument}=...): {key!r}: {name!r} holds ',', '=' "
-                "or a control character"
+                f"configure({argument}=...): {key!r}: {name!r} is empty or holds ',' or '='"
+            )
+        if not (key + name).isprintable():
+            raise ValueError(
+                f"configure({argument}=...): {key!r}: {name!r} holds a control character"
             )
 
 
@@ -321,6 +317,30 @@ class _CountingBatchSpanProcessor(BatchSpanProcessor):
         """Stop exporting (and retrying); return how many spans were queued or in flight."""
         return len(self._held or ()) + self._counting_exporter.abandon()
 
+    def force_flush(self, timeout_millis: int | None = None) -> bool:
+        """Export what is queued; False when that took longer than *timeout_millis*.
+
+        The SDK's own flush ignores its timeout (opentelemetry-python#4568):
+        here it runs in a thread the caller stops waiting for at the
+        timeout, and the export process's exchanges end by then.
+        """
+        millis = 30000 if timeout_millis is None else timeout_millis
+        deadline = time.monotonic() + millis / 1000
+        flushed: list[bool] = []
+
+        def flush() -> None:
+            flush_deadline.set(deadline)
+            flushed.append(BatchSpanProcessor.force_flush(self, millis))
+
+        flushing = threading.Thread(target=flush, name="threadline-force-flush", daemon=True)
+        try:
+            flushing.start()
+        except RuntimeError:  # no new thread at exit (CPython 3.12.0 and 3.12.1, gh-113964)
+            flush()
+            return flushed[0]
+        flushing.join(max(0.0, deadline - time.monotonic()))
+        return bool(flushed) and flushed[0]
+
 
 class _CountingSpanExporter(SpanExporter):
     """An exporter that counts and reports the spans its exporter failed to deliver."""
@@ -339,11 +359,14 @@ class _CountingSpanExporter(SpanExporter):
         except Exception as exc:  # noqa: BLE001 - an exporter must never break the processor
             result = SpanExportResult.FAILURE
             failure = f"{type(exc).__name__}: {exc}"
+            reported = False
         else:
             failure = f"{type(self._exporter).__name__} refused them"
+            # one that says itself why (the file exporter: the path and the OS error)
+            reported = getattr(self._exporter, "reports_failures", False) is True
         finally:
             self._in_flight -= len(spans)
-        if result is not SpanExportResult.SUCCESS and not self._abandoned:
+        if result is not SpanExportResult.SUCCESS and not self._abandoned and not reported:
             record_drop("export.failed", failure, len(spans))
         return result
 

@@ -2,6 +2,8 @@
 
 A store value ``{"user_id": 42}`` in store ``request`` travels as the member
 ``request.user_id=42;tl=json``; a string value as ``request.request_id=r1;tl``.
+Percent-encoded octets of a value that are not UTF-8 are read as U+FFFD (the
+W3C Baggage Recommendation of 2025), never a reason to drop the baggage.
 Any W3C Baggage reader sees the members; the ``tl`` property tells a threadline
 reader that they belong to a store, and with which JSON type.
 """
@@ -103,10 +105,9 @@ def _parse_member(member: str) -> tuple[str, str, dict[str, str | None]]:
 def _decode(key: str, value: str) -> str:
     if not _VALUE.fullmatch(value):
         raise BaggageError(f"bad characters in the value of baggage member {key!r}")
-    try:
-        return unquote(value, errors="strict")
-    except UnicodeDecodeError:
-        raise BaggageError(f"value of baggage member {key!r} is not UTF-8") from None
+    # W3C Baggage (2025): percent-encoded octets that are not UTF-8 MUST become U+FFFD;
+    # the member, and the rest of the baggage, stay.
+    return unquote(value, errors="replace")
 
 
 def _reject_constant(name: str) -> Any:

@@ -236,13 +236,18 @@ def _valid_plain_baggage(entries: Mapping[str, object]) -> dict[str, str]:
 
 
 def extract_context(get: Getter, context: Context | None = None) -> Context:
-    """Build the context that the fields read by *get* bring, on *context* (default: empty)."""
+    """Build the context that the fields read by *get* bring, on *context* (default: empty).
+
+    A field longer than its `FIELD_LIMITS` (all its values together) is
+    dropped unread and counted as ``{field}.too_large``, whichever carrier
+    it came in.
+    """
     ctx = Context() if context is None else context
     span_context = _extract_span_context(get)
     if span_context is not None:
         ctx = set_span_in_context(NonRecordingSpan(span_context), ctx)
     plain: dict[str, str] = {}
-    headers = list(get(BAGGAGE))
+    headers = list(_read(get, BAGGAGE))
     if headers:
         try:
             plain, stores = _baggage.parse(headers)
@@ -255,8 +260,20 @@ def extract_context(get: Getter, context: Context | None = None) -> Context:
     return ctx
 
 
+def _read(get: Getter, field: str) -> Sequence[str]:
+    """The values of *field*, or none when they are over its limit (counted)."""
+    values = get(field)
+    if not values:
+        return ()
+    size = len(values[0]) if len(values) == 1 else sum(map(len, values))
+    if size > FIELD_LIMITS[field]:
+        record_drop(f"{field}.too_large", f"{size} characters in {field}")
+        return ()
+    return values
+
+
 def _extract_span_context(get: Getter) -> SpanContext | None:
-    parents = get(TRACEPARENT)
+    parents = _read(get, TRACEPARENT)
     if not parents:
         return None
     if len(parents) > 1:
@@ -268,7 +285,7 @@ def _extract_span_context(get: Getter) -> SpanContext | None:
         return None
     trace_id, span_id, flags = parsed
     trace_state = TraceState()
-    states = list(get(TRACESTATE))
+    states = list(_read(get, TRACESTATE))
     if states:
         members, why = parse_tracestate(states)
         if members is None:

@@ -81,7 +81,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request-id", help="run the child in a new request scope with this id")
-    parser.add_argument("--user-id", help="with the request scope, the user id")
+    parser.add_argument(
+        "--user-id",
+        help="the user id of the request (without --request-id: the request that came in "
+        "the environment, or a new one with a new id)",
+    )
     parser.add_argument(
         "--no-bootstrap",
         dest="bootstrap",
