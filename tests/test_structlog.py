@@ -99,6 +99,20 @@ class TestAddContext:
         [record] = records(stream)
         assert (["admin", "dev"], {"id": 7, "name": "a\\nb"}) == (record["roles"], record["org"])
 
+    def test_every_line_is_strict_json(self) -> None:
+        """NaN and infinities in store values are written as text: strict JSON readers take it."""
+        log, stream = json_logger(tls.processor(keys=("ratio", "scores")))
+        with tl.request.scope(ratio=float("nan"), scores=(float("inf"), 1.5)):
+            log.info("x")
+
+        def refuse(constant: str) -> None:
+            raise ValueError(constant)
+
+        [record] = [
+            json.loads(line, parse_constant=refuse) for line in stream.getvalue().splitlines()
+        ]
+        assert ("nan", ["inf", 1.5]) == (record["ratio"], record["scores"])
+
     def test_unknown_store_or_bad_keys_are_clear_errors(self) -> None:
         with pytest.raises(ValueError, match="no ContextStore named 'nope'"):
             tls.processor(store="nope")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,12 +18,15 @@ def safe_value(value: Any, depth: int = 0) -> Any:
     r"""Return *value* with nothing that could forge a line: every string escaped as `repr` does.
 
     Strings go through `escape_controls` (CR, LF, other controls, separators);
-    numbers, booleans and None stay as they are; mappings become dicts and
+    numbers, booleans and None stay as they are (NaN and infinities become
+    text, which every JSON reader takes); mappings become dicts and
     sequences lists, their keys and items made safe alike (a JSON renderer
     then writes them as objects and arrays); anything else is its escaped ``str``.
     """
     if type(value) is str:
         return escape_controls(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN or Infinity: "nan", "inf", as JSONFormatter writes
     if isinstance(value, _SCALARS):
         return value
     if depth < _MAX_DEPTH:
