@@ -142,6 +142,7 @@ class TestSettings:
             settings.log_attributes,
         )
         assert "THREADLINE_LOG_ATTRIBUTES='x' is not a valid" in threadline_warnings.text
+        assert () == read_settings({"THREADLINE_SPAN_ATTRIBUTES": "none"}).span_attributes
 
 
 APP = textwrap.dedent(
