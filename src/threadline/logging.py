@@ -298,7 +298,8 @@ def _log_like_parent(store: str, placeholder: str, level: int, queue: Any) -> No
 
     install(store=store if store in registered_stores() else request, placeholder=placeholder)
     root = logging.getLogger()
-    if not root.handlers:  # the initializer's own set-up, if any, stays as it is
+    # the initializer's own set-up, if any, stays as it is (the logs signal's handler is not one)
+    if all(getattr(handler, "threadline_signal", False) for handler in root.handlers):
         root.addHandler(QueueHandler(queue))
         root.setLevel(level)
 
