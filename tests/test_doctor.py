@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry.trace import SpanKind
 
+import threadline as tl
 from tests import span_files
 from tests.span_files import TRACE_ID, Telemetry, otlp_line, otlp_span, span_id
 from threadline.cli import main
@@ -247,3 +249,62 @@ def test_ascii_terminal(tmp_path: Path) -> None:
     )
     assert 1 == result.returncode, result.stderr
     assert "span 'caf\\xe9 \\u2615' (s\\xe9rvice) has parent 0000000000000009" in result.stdout
+
+
+class TestStructlogAndLoguruLines:
+    """Lines written by structlog's JSONRenderer and loguru's serialize=True, through threadline."""
+
+    def write_lines(self, tm: Telemetry) -> None:
+        import loguru
+        import structlog
+
+        import threadline.loguru
+        import threadline.structlog
+
+        with tm.logs.open("a", encoding="utf-8") as stream:
+            slog = structlog.wrap_logger(
+                structlog.PrintLogger(stream),
+                processors=[
+                    threadline.structlog.add_context,
+                    structlog.processors.add_log_level,
+                    structlog.processors.TimeStamper(fmt="iso"),
+                    structlog.processors.JSONRenderer(),
+                ],
+            )
+            loguru.logger.remove()
+            sink = loguru.logger.add(stream, serialize=True)
+            llog = threadline.loguru.patch(loguru.logger)
+            try:
+                gateway = tm.tracer("gateway")
+                with tl.request.scope(request_id="r-9"):
+                    with gateway.start_as_current_span("GET /orders", kind=SpanKind.SERVER):
+                        slog.info("structlog in the request")
+                        llog.info("loguru in the request")
+                slog.info("structlog outside any request")
+                llog.info("loguru outside any request")
+            finally:
+                loguru.logger.remove(sink)
+
+    def test_doctor_reads_their_ids(
+        self, telemetry: Telemetry, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Lines in the request count as good; each outside one is found, named by its message."""
+        self.write_lines(telemetry)
+        found = findings(telemetry, capsys)
+        summaries = [str(finding["summary"]) for finding in found]
+        assert 2 == len(found), summaries
+        assert all("without a request id or trace id" in summary for summary in summaries)
+        examples = " ".join(str(finding["details"]) for finding in found)
+        assert "structlog outside any request" in examples
+        assert "loguru outside any request" in examples
+        assert any("tests/test_doctor.py" in summary for summary in summaries)  # loguru's place
+
+    def test_view_draws_them_in_their_trace(
+        self, telemetry: Telemetry, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Both libraries' lines are drawn under the request's trace with its id."""
+        self.write_lines(telemetry)
+        assert 0 == main(["view", str(telemetry.spans), "--logs", str(telemetry.logs)])
+        out = capsys.readouterr().out
+        assert "request=r-9  structlog in the request" in out
+        assert "request=r-9  loguru in the request" in out

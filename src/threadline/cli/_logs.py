@@ -4,6 +4,12 @@ A log file may hold anything a program wrote to its stream: a line that is
 not a JSON object (a traceback, text, JSON nested too deeply) is skipped and
 counted. Each field of a line is kept as a scalar, its text cut at
 `FIELD_CAP` characters; a list or an object becomes its compact JSON text.
+
+Three shapes are read, each into the names of `threadline.logging.JSONFormatter`
+(``time``, ``level``, ``logger``, ``message``, ``request_id``, ``trace_id``, …):
+threadline's own lines; structlog's ``JSONRenderer`` lines (the message under
+``event``, the time under ``timestamp``); and loguru's ``serialize=True``
+lines (``{"text": …, "record": {…}}``, the fields under ``record.extra``).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from .._telemetry.span_file import BadFileError, cut, reject_constant
@@ -69,7 +76,43 @@ def _log_record(line: str) -> LogRecord | None:
         return None
     if not isinstance(record, dict):
         return None
-    return {cut(key): _log_field(value) for key, value in record.items()}
+    return {cut(key): _log_field(value) for key, value in _flat(record).items()}
+
+
+def _flat(record: dict[str, Any]) -> dict[str, Any]:
+    """*record* in `JSONFormatter`'s names, whether threadline, structlog or loguru wrote it."""
+    inner = record.get("record")
+    if isinstance(inner, dict) and "text" in record:
+        return _from_loguru(inner)
+    if "message" not in record and "event" in record:  # structlog
+        flat = {key: value for key, value in record.items() if key not in ("event", "timestamp")}
+        flat["message"] = record["event"]
+        if "time" not in record and "timestamp" in record:
+            flat["time"] = record["timestamp"]
+        return flat
+    return record
+
+
+def _from_loguru(record: dict[str, Any]) -> dict[str, Any]:
+    extra = record.get("extra")
+    flat: dict[str, Any] = dict(extra) if isinstance(extra, dict) else {}
+    flat["message"] = record.get("message")
+    flat["logger"] = record.get("name")
+    level, file, moment = record.get("level"), record.get("file"), record.get("time")
+    if isinstance(level, dict):
+        flat["level"] = level.get("name")
+    if isinstance(file, dict):
+        flat["pathname"] = file.get("path")
+    flat["lineno"] = record.get("line")
+    flat["funcName"] = record.get("function")
+    if isinstance(moment, dict) and isinstance(moment.get("timestamp"), (int, float)):
+        try:
+            when = datetime.fromtimestamp(moment["timestamp"], timezone.utc)
+        except (OverflowError, OSError, ValueError):  # out of the platform's range, NaN
+            pass
+        else:
+            flat["time"] = when.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return {key: value for key, value in flat.items() if value is not None}
 
 
 def _log_field(value: Any) -> str | int | float | bool | None:
