@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from celery import Celery, signals
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 import threadline as tl
 import threadline.celery
@@ -37,6 +41,7 @@ app.conf.update(
 )
 logger = logging.getLogger("tasks")
 
+LIBRARY_LOGS_ENV = "THREADLINE_TEST_LIBRARY_LOGS"  # a folder: structlog and loguru lines there
 HOOKS_ENV = "THREADLINE_TEST_HOOKS"  # a file: every hook call in the worker, as JSON lines
 CONTRIB_ENV = "THREADLINE_TEST_CONTRIB"  # "hand": instrumented here; "launcher": by the launcher
 
@@ -97,6 +102,31 @@ def record_hooks(path: str) -> hooks.Hook:
     return hooks.create_hook(**{event: record(event) for event in events}).enable()
 
 
+_library_loggers: dict[str, Any] = {}
+
+
+def log_with_libraries(folder: str) -> None:
+    """structlog (JSON lines) and loguru (an enqueued, serialized sink), as their docs say."""
+    import structlog
+    from loguru import logger as loguru_logger
+
+    import threadline.loguru
+    import threadline.structlog
+
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            threadline.structlog.add_context,
+            structlog.processors.JSONRenderer(),
+        ],
+        logger_factory=structlog.WriteLoggerFactory(open(Path(folder, "structlog.jsonl"), "a")),  # noqa: SIM115 - the worker's for its life
+    )
+    loguru_logger.remove()
+    loguru_logger.add(Path(folder, "loguru.jsonl"), serialize=True, enqueue=True)
+    _library_loggers["loguru"] = threadline.loguru.patch(loguru_logger)
+    _library_loggers["structlog"] = structlog.get_logger("tasks")
+
+
 if os.environ.get("THREADLINE_TEST_WORKER"):
     signals.worker_ready.connect(_ready, weak=False)
     signals.task_received.connect(_arrived, weak=False)
@@ -109,6 +139,8 @@ if os.environ.get("THREADLINE_TEST_WORKER"):
     logger.propagate = False
     if os.environ.get(HOOKS_ENV):
         record_hooks(os.environ[HOOKS_ENV])
+    if os.environ.get(LIBRARY_LOGS_ENV):
+        log_with_libraries(os.environ[LIBRARY_LOGS_ENV])
 
 threadline.celery.setup(app)
 
@@ -127,6 +159,14 @@ def seen() -> dict[str, Any]:
 @app.task
 def observe(tag: str = "") -> dict[str, Any]:
     logger.info("observe %s", tag)
+    return seen()
+
+
+@app.task
+def log_libraries(tag: str) -> dict[str, Any]:
+    """Log through structlog and loguru (set up by `log_with_libraries`)."""
+    _library_loggers["structlog"].info("structlog", tag=tag)
+    _library_loggers["loguru"].info("loguru {}", tag)
     return seen()
 
 
@@ -167,3 +207,21 @@ def contract_body(
         first = (seen["span"] or {}).get("span_id")
         raise self.retry(countdown=0, kwargs={"retried_from": first})
     return {**seen, "retried_from": retried_from, "loop": _arrivals.pop(self.request.id, None)}
+
+
+@app.task
+def leak_span(tag: str) -> dict[str, Any]:
+    """Attach a recording CONSUMER span of another tracer and never detach it (as some
+    consumer instrumentations do); return what the task saw before."""
+    logger.info("leak_span %s", tag)
+    before = seen()
+    span = trace.get_tracer("foreign-consumer").start_span("foreign", kind=SpanKind.CONSUMER)
+    otel_context.attach(trace.set_span_in_context(span))
+    return before
+
+
+@app.task
+def killed(tag: str) -> None:
+    """Die as an OOM kill ends a prefork child: SIGKILL, mid-task."""
+    logger.info("killed %s", tag)
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,6 +46,11 @@ class Collector:
     process: subprocess.Popen[bytes] | None = None
 
     @property
+    def logs_file(self) -> Path:
+        """Where the Collector writes the log records it receives (OTLP JSON lines)."""
+        return self.traces_file.with_name(f"{self.traces_file.stem}-logs.jsonl")
+
+    @property
     def http_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
@@ -53,6 +60,7 @@ class Collector:
             "OTLP_GRPC_ENDPOINT": f"127.0.0.1:{self.grpc_port}",
             "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{self.http_port}",
             "COLLECTOR_TRACES_FILE": str(self.traces_file),
+            "COLLECTOR_LOGS_FILE": str(self.logs_file),
         }
         with open(log, "ab") as out:
             self.process = subprocess.Popen(
@@ -88,3 +96,47 @@ def running_collector(tmp_path: Path) -> Iterator[Collector]:
         yield collector
     finally:
         collector.stop()
+
+
+@dataclass(frozen=True)
+class ExportedLogRecord:
+    """One log record read back from the Collector's OTLP JSON lines."""
+
+    body: Any
+    trace_id: str
+    span_id: str
+    severity: str
+    service: str
+    attributes: dict[str, Any]
+
+
+def read_log_records(path: Path) -> list[ExportedLogRecord]:
+    """Every log record in an OTLP JSON lines file (the Collector's file exporter, logs)."""
+    found = []
+    for line in path.read_text().splitlines() if path.exists() else ():
+        for resource_logs in json.loads(line).get("resourceLogs", ()):
+            resource = attributes_of(resource_logs.get("resource", {}).get("attributes", ()))
+            for scope_logs in resource_logs.get("scopeLogs", ()):
+                for record in scope_logs.get("logRecords", ()):
+                    found.append(  # noqa: PERF401 - three levels of nesting read better so
+                        ExportedLogRecord(
+                            body=record.get("body", {}).get("stringValue"),
+                            trace_id=record.get("traceId", ""),
+                            span_id=record.get("spanId", ""),
+                            severity=record.get("severityText", ""),
+                            service=str(resource.get("service.name")),
+                            attributes=attributes_of(record.get("attributes", ())),
+                        )
+                    )
+    return found
+
+
+def attributes_of(pairs: Any) -> dict[str, Any]:
+    """OTLP JSON attributes as a dict (strings, numbers, booleans)."""
+    values = {}
+    for pair in pairs:
+        value = pair.get("value", {})
+        for kind in ("stringValue", "intValue", "doubleValue", "boolValue"):
+            if kind in value:
+                values[pair["key"]] = int(value[kind]) if kind == "intValue" else value[kind]
+    return values

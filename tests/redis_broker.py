@@ -156,3 +156,29 @@ def links_of(path: Path) -> dict[str, list[str]]:
                 for span in scope.get("spans", []):
                     links[span["spanId"]] = [link["spanId"] for link in span.get("links", [])]
     return links
+
+
+def library_logs_from_worker(
+    broker: str, app: Any, directory: Path, pool: str = "prefork"
+) -> tuple[str, Path]:
+    """Run `log_libraries` on a real worker in a request and a span; its trace id, its log folder.
+
+    The worker logs through structlog and loguru as `log_with_libraries` sets them up, into
+    *directory*; the lines are there when this returns.
+    """
+    from opentelemetry import trace
+
+    import threadline as tl
+    from tests import celery_tasks
+
+    worker = CeleryWorker(broker, pool, directory, THREADLINE_TEST_LIBRARY_LOGS=str(directory))
+    try:
+        with tl.request.scope(request_id="req-\nlib", user_id=7):
+            with trace.get_tracer("tests").start_as_current_span("request") as root:
+                result = app.send_task(celery_tasks.log_libraries.name, args=["t1"])
+        result.get(timeout=60)
+        loguru_file = directory / "loguru.jsonl"
+        assert wait_for(lambda: loguru_file.exists() and loguru_file.read_text().strip(), 30)
+    finally:
+        worker.stop()
+    return f"{root.get_span_context().trace_id:032x}", directory

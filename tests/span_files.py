@@ -129,3 +129,55 @@ def failed_span(tm: Telemetry, request_id: str, name: str) -> None:
         with gateway.start_as_current_span(name, kind=SpanKind.SERVER) as span:
             span.set_status(Status(StatusCode.ERROR, "stock <service> down"))
             logging.getLogger("gateway").error("order failed: <b>%s</b>", "no stock")
+
+
+# Hand-written OTLP JSON lines: files no SDK would write (hostile, malformed, huge).
+
+TRACE_ID = "ab" * 16
+START_NS = 1_700_000_000_000_000_000
+
+
+def otlp_span(
+    span_id: str, parent_id: str | None = None, name: object = "work", **fields: object
+) -> dict[str, object]:
+    """One span as OTLP/JSON writes it (ids in hex, times as decimal strings); *fields* override."""
+    span: dict[str, object] = {
+        "traceId": TRACE_ID,
+        "spanId": span_id,
+        "name": name,
+        "kind": 1,
+        "startTimeUnixNano": str(START_NS),
+        "endTimeUnixNano": str(START_NS + 1_000_000),
+    }
+    if parent_id is not None:
+        span["parentSpanId"] = parent_id
+    span.update(fields)
+    return span
+
+
+def otlp_line(spans: list[dict[str, object]], service: object = "svc") -> str:
+    """One OTLP JSON line (an ExportTraceServiceRequest) of *spans* from *service*."""
+    import json
+
+    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]}
+    request = {"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": spans}]}]}
+    return json.dumps(request) + "\n"
+
+
+def span_id(number: int) -> str:
+    """The span id of hand-written span *number* (from 1)."""
+    return f"{number:016x}"
+
+
+def write_chain(path: Path, count: int) -> None:
+    """One trace of *count* spans, each the child of the one before (as deep as it is long)."""
+    spans = [
+        otlp_span(
+            span_id(number),
+            span_id(number - 1) if number > 1 else None,
+            f"step {number}",
+            startTimeUnixNano=str(START_NS + number),
+        )
+        for number in range(1, count + 1)
+    ]
+    path.write_text(otlp_line(spans))

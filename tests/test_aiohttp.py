@@ -285,6 +285,26 @@ class TestServer:
         response, body = await get(f"{base}/stream", {"X-Request-ID": "st-1"})
         assert ("streamed", "st-1") == (body, response.headers["X-Request-ID"])
 
+    async def test_setup_twice_is_a_clear_error(self, serve: Serve, spans: Spans) -> None:
+        """A second setup(app) raises; the app keeps one middleware, one span a request."""
+        app = web.Application()
+        app.router.add_get("/stream", stream)
+        tla.setup(app)
+        with pytest.raises(RuntimeError, match=r"setup\(app\) was called for this app already"):
+            tla.setup(app, spans=False)
+        assert 1 == len(app.middlewares)
+        base = await serve(app)
+        response, _ = await get(f"{base}/stream", {"X-Request-ID": "tw-1"})
+        assert "tw-1" == response.headers["X-Request-ID"]
+        assert 1 == len([s for s in spans.finished() if s.kind == trace.SpanKind.SERVER])
+
+    async def test_setup_checks_its_options(self) -> None:
+        """setup(app, trust_incoming="no") is a TypeError naming it; the app is untouched."""
+        app = web.Application()
+        with pytest.raises(TypeError, match=r"^trust_incoming takes True or False"):
+            tla.setup(app, trust_incoming="no")
+        assert 0 == len(app.middlewares)
+
 
 class TestTrustBoundary:
     async def test_public_edge_starts_a_new_trace(self, serve: Serve, spans: Spans) -> None:
@@ -641,3 +661,73 @@ class TestHostileInput:
         )
         assert "request.user_id=7;tl=json" in seen["/inside"]["baggage"]
         assert "r-1" == seen["/inside"]["x-request-id"]
+
+
+# Requests aiohttp's own HTTP parser answers before any middleware (docs/reliability.md).
+PARSER_REFUSES = {
+    "an X-Request-ID of 10 KB": b"X-Request-ID: " + b"a" * 10240 + b"\r\n",
+    "a NUL in X-Request-ID": b"X-Request-ID: a\x00b\r\n",
+    "a bare CR in X-Request-ID": b"X-Request-ID: a\rb\r\n",
+    "a folded X-Request-ID": b"X-Request-ID: a\r\n b\r\n",
+    "Content-Length and Transfer-Encoding": (
+        b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n"
+    ),
+}
+
+
+async def _raw_request(url: str, fields: bytes) -> tuple[int, CIMultiDict[str]]:
+    """Send ``POST /any`` with the raw header *fields*; return the status and the headers."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(b"POST /any HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + fields)
+        writer.write(b"\r\n0\r\n\r\n" if b"chunked" in fields else b"Content-Length: 0\r\n\r\n")
+        await writer.drain()
+        head = (await reader.read()).split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    finally:
+        writer.close()
+    headers: CIMultiDict[str] = CIMultiDict()
+    for line in head[1:]:
+        name, _, value = line.partition(":")
+        headers.add(name, value.strip())
+    return int(head[0].split()[1]), headers
+
+
+class TestWhatAiohttpRefusesFirst:
+    """What aiohttp's own parser refuses never reaches a middleware: threadline cannot answer it."""
+
+    @pytest.mark.parametrize("fields", PARSER_REFUSES.values(), ids=PARSER_REFUSES.keys())
+    async def test_answered_400_by_aiohttp_without_a_request_id(
+        self, serve: Serve, spans: Spans, fields: bytes
+    ) -> None:
+        """aiohttp answers 400 itself: no handler, no X-Request-ID, no span."""
+        reached: list[str] = []
+
+        async def handler(request: web.Request) -> web.Response:
+            reached.append(request.path)
+            return web.Response(text="ok")
+
+        app = web.Application()
+        tla.setup(app)
+        app.router.add_route("*", "/any", handler)
+        url = await serve(app)
+        logging.getLogger("aiohttp.server").disabled = True  # its "Error handling request"
+        try:
+            status, headers = await _raw_request(url, fields)
+        finally:
+            logging.getLogger("aiohttp.server").disabled = False
+        assert (400, None, [], []) == (
+            status,
+            headers.get("X-Request-ID"),
+            reached,
+            spans.finished(),
+        )
+
+    async def test_a_long_request_id_within_aiohttp_s_limit_gets_a_new_one(
+        self, serve: Serve
+    ) -> None:
+        """An 8000-character X-Request-ID passes aiohttp's parser: it runs, with a new id."""
+        url = await serve(make_app())
+        status, headers = await _raw_request(url, b"X-Request-ID: " + b"a" * 8000 + b"\r\n")
+        assert 200 == status
+        assert re.fullmatch(r"[0-9a-f]{32}", headers["X-Request-ID"])

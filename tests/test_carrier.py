@@ -17,6 +17,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, Trace
 
 import threadline as tl
 from threadline import diagnostics
+from threadline._wire import baggage as baggage_codec
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 SPAN_ID = "b7ad6b7169203331"
@@ -101,6 +102,24 @@ class TestTraceparent:
         assert not span_context_of(snap).is_valid
         assert {"traceparent.invalid": 1} == diagnostics.drop_counts()
         assert "traceparent.invalid" in threadline_warnings.text
+
+    @pytest.mark.parametrize(
+        ("field", "value", "limit"),
+        [
+            ("traceparent", VALID + " " * 120 * 1024, 512),
+            ("tracestate", "a=b," + " " * 8189, 8192),
+            ("baggage", "k=v," + " " * 8189, 8192),
+        ],
+    )
+    def test_a_field_over_its_limit_is_not_read(self, field: str, value: str, limit: int) -> None:
+        """extract() applies the field limits every carrier has: over them, dropped unread."""
+        carrier = {"traceparent": VALID, field: value}
+        assert len(value) > limit
+        snap = tl.extract(carrier)
+        assert (field == "traceparent") is not span_context_of(snap).is_valid
+        assert {} == dict(baggage.get_all(snap.context))
+        assert {f"{field}.too_large": 1} == diagnostics.drop_counts()
+        assert span_context_of(tl.extract({"traceparent": VALID + " " * 400})).is_valid
 
     def test_duplicate_is_dropped(self) -> None:
         """Two traceparent values (repeated header, or two spellings of the name) are invalid."""
@@ -220,6 +239,28 @@ class TestBaggage:
         assert "q=a+b%20c" == carrier["baggage"]
         assert "a+b c" == baggage.get_baggage("q", tl.extract(carrier).context)
 
+    def test_octets_that_are_not_utf8_become_replacement_characters(self) -> None:
+        """W3C Baggage 2025: a percent-escape that is not UTF-8 is U+FFFD; nothing is dropped."""
+        snap = tl.extract({"baggage": "k=a%ffb%C3,other=1,request.name=caf%C3%A9%E9;tl"})
+        assert "a\ufffdb\ufffd" == baggage.get_baggage("k", snap.context)
+        assert "1" == baggage.get_baggage("other", snap.context)
+        assert {"name": "café\ufffd"} == dict(tl.request.get(snap.context) or {})
+        assert {} == diagnostics.drop_counts()
+
+    @pytest.mark.parametrize(
+        "header",
+        [
+            "novalue",  # no '='
+            "k=v v",  # space inside a value
+            "k=%zz",  # bad escape
+        ],
+    )
+    def test_invalid_is_dropped_whole_before_decoding(self, header: str) -> None:
+        """The grammar is checked before the octets: what is outside it still drops it all."""
+        snap = tl.extract({"baggage": header + ",k2=%ff"})
+        assert {} == dict(baggage.get_all(snap.context))
+        assert {"baggage.invalid": 1} == diagnostics.drop_counts()
+
     @pytest.mark.parametrize(
         "header",
         [
@@ -229,7 +270,6 @@ class TestBaggage:
             "k=back\\slash",
             "k=%zz",  # bad escape
             "k=%",  # dangling escape
-            "k=%ff",  # not UTF-8
             "bad key=v",
             "k=v;bad prop=1",
             "ok=1,broken",  # one bad member drops them all
@@ -252,7 +292,7 @@ class TestBaggage:
         member = "k=" + "v" * 8190
         assert "v" * 8190 == baggage.get_baggage("k", tl.extract({"baggage": member}).context)
         assert baggage.get_baggage("k", tl.extract({"baggage": member + "v"}).context) is None
-        assert {"baggage.invalid": 1} == diagnostics.drop_counts()
+        assert {"baggage.too_large": 1} == diagnostics.drop_counts()  # as in HTTP headers
 
     def test_member_limit(self) -> None:
         """180 members are accepted; 181 drop the baggage."""
@@ -322,6 +362,31 @@ class TestStoreValues:
         """A key that is not a baggage token names the store and the key."""
         with store.scope({"with space": 1}), pytest.raises(TypeError, match="'with space'"):
             tl.inject({})
+
+    def test_each_value_is_sent_as_it_is_now(self) -> None:
+        """A request's members are encoded once, yet a merged or nested value goes as it is."""
+        sent = []
+        with tl.request.scope(request_id="r1", user_id=1):
+            for _ in range(2):
+                carrier: dict[str, str] = {}
+                tl.inject(carrier, tl.snapshot().context)
+                sent.append(carrier["baggage"])
+            with tl.request.merge(user_id=2):
+                carrier = {}
+                tl.inject(carrier)
+                sent.append(carrier["baggage"])
+        assert [
+            "request.request_id=r1;tl,request.user_id=1;tl=json",
+            "request.request_id=r1;tl,request.user_id=1;tl=json",
+            "request.request_id=r1;tl,request.user_id=2;tl=json",
+        ] == sent
+
+    def test_the_encoded_values_kept_are_bounded(self) -> None:
+        """Many requests, one after another: what is kept of their encoding stays bounded."""
+        for number in range(3 * baggage_codec._ENCODED_STORES_MAX):
+            with tl.request.scope(request_id=f"r{number}"):
+                tl.inject({})
+        assert len(baggage_codec._encoded_stores) <= baggage_codec._ENCODED_STORES_MAX
 
     def test_exited_store_is_not_sent(self) -> None:
         """A store emptied by exit() sends nothing."""
@@ -464,6 +529,18 @@ def test_fuzz_plain_baggage_round_trips(value: str, key: str) -> None:
     carrier: dict[str, str] = {}
     tl.inject(carrier, baggage.set_baggage(key, value))
     assert value == baggage.get_baggage(key, tl.extract(carrier).context)
+
+
+@settings(max_examples=300, deadline=None)
+@given(octets=st.binary(max_size=60), key=st.from_regex(r"[A-Za-z0-9_\-*]{1,20}", fullmatch=True))
+def test_fuzz_any_octets_decode_as_utf8_with_replacement(octets: bytes, key: str) -> None:
+    """Any percent-encoded octets are read as UTF-8, each invalid sequence as U+FFFD."""
+    diagnostics.reset_drop_counts()
+    encoded = "".join(f"%{octet:02X}" for octet in octets)
+    snap = tl.extract({"baggage": f"{key}={encoded},after=1"})
+    assert octets.decode("utf-8", "replace") == baggage.get_baggage(key, snap.context)
+    assert "1" == baggage.get_baggage("after", snap.context)
+    assert {} == diagnostics.drop_counts()
 
 
 # --------------------------------------------------------------------------- hostile input

@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from celery import chain, chord
-from celery.exceptions import TimeLimitExceeded
+from celery import Celery, chain, chord
+from celery.exceptions import TimeLimitExceeded, WorkerLostError
+from opentelemetry.trace import SpanKind, StatusCode
 
 import threadline as tl
+import threadline.celery
 from tests import celery_tasks as tasks
-from tests.helpers import SuiteTracerProvider, marked_line, wait_for
+from tests.helpers import SuiteTracerProvider, free_port, marked_line, wait_for
 from tests.messaging_contract import MessagingContract, Seen
 from tests.redis_broker import CeleryWorker, links_of
 from threadline import hooks
@@ -237,6 +239,98 @@ def test_cold_shutdown_exports_what_finished(
     # the task cut short, if its child could export it, is marked so
     cut = [s for s in consumers if s.name == "process tests.celery_tasks.sleepy"]
     assert [ERROR] * len(cut) == [s.status_code for s in cut]
+
+
+def test_a_killed_prefork_child_ends_its_consumer_span_failed(
+    celery_app: Any, redis_url: str, tmp_path: Path, tracer_provider: SuiteTracerProvider
+) -> None:
+    """A prefork child SIGKILLed mid-task (an OOM kill): its CONSUMER span is made in the main
+    process, failed with WorkerLostError, a child of the publish's PRODUCER span."""
+    worker = CeleryWorker(redis_url, "prefork", tmp_path)
+    tracer = tracer_provider.get_tracer("tests")
+    tracer_provider.exporter.clear()
+    try:
+        with tl.request.scope(REQUEST), tracer.start_as_current_span("request"):
+            result = tasks.killed.delay("oom")
+        with pytest.raises(WorkerLostError):
+            result.get(timeout=TIMEOUT)
+    finally:
+        assert 0 == worker.stop()
+    (producer,) = [s for s in _local(tracer_provider) if s.kind == PRODUCER]
+    tracer_provider.exporter.clear()
+    (lost,) = [s for s in worker.spans() if s.name == "process tests.celery_tasks.killed"]
+    assert (CONSUMER, ERROR) == (lost.kind, lost.status_code)
+    assert "WorkerLostError" == lost.attributes["error.type"]
+    assert (producer.trace_id, producer.span_id) == (lost.trace_id, lost.parent_id)
+    assert result.id == lost.attributes["messaging.message.id"]
+
+
+def test_a_failed_publish_ends_its_producer_span_failed(
+    tracer_provider: SuiteTracerProvider,
+) -> None:
+    """A publish to a broker that is down raises to the caller and ends its PRODUCER span with
+    an ERROR status (exported, not left open)."""
+    app = Celery("broker-down", set_as_current=False, broker=f"redis://127.0.0.1:{free_port()}/0")
+    app.conf.update(broker_connection_retry=False, broker_connection_max_retries=0)
+    threadline.celery.setup(app)
+    threadline.celery.setup(app)  # again: changes nothing
+    tracer = tracer_provider.get_tracer("tests")
+    tracer_provider.exporter.clear()
+    with tracer.start_as_current_span("request"), pytest.raises(Exception) as raised:  # noqa: PT011
+        app.send_task("tests.never_sent", retry=False)
+    spans = tracer_provider.exporter.get_finished_spans()
+    tracer_provider.exporter.clear()
+    (producer,) = [s for s in spans if s.kind is SpanKind.PRODUCER]
+    assert StatusCode.ERROR is producer.status.status_code
+    assert type(raised.value).__qualname__ == (producer.attributes or {})["error.type"]
+
+
+class TestOneSoloWorker:
+    """Messages that once broke a worker's later tasks, to one solo worker (one process, in order;
+    stopped before the next class's worker starts, so no other consumes these)."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def solo(
+        cls, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[CeleryWorker]:
+        worker = CeleryWorker(redis_url, "solo", tmp_path_factory.mktemp("solo"))
+        yield worker
+        assert 0 == worker.stop(), worker.log()[-3000:]
+
+    def test_a_bad_retries_header_drops_only_itself(
+        self, celery_app: Any, solo: CeleryWorker, tracer_provider: SuiteTracerProvider
+    ) -> None:
+        """A message with a valid context and ``retries: "abc"`` runs in that context; the bad
+        header alone is dropped, counted and warned, and no receiver fails."""
+        tracer = tracer_provider.get_tracer("tests")
+        with tl.request.scope(REQUEST), tracer.start_as_current_span("request") as root:
+            result = tasks.observe.apply_async(args=["bad retries"], retries="abc")
+        seen = result.get(timeout=TIMEOUT)
+        tracer_provider.exporter.clear()
+        assert (REQUEST, f"{root.get_span_context().trace_id:032x}") == (
+            seen["request"],
+            seen["trace_id"],
+        )
+        assert "retries.invalid" in seen["drops"]
+        assert "dropped context (retries.invalid)" in solo.log()
+        assert "ValueError" not in solo.log()
+
+    def test_a_span_left_attached_by_a_task_ends_with_it(
+        self, celery_app: Any, solo: CeleryWorker, tracer_provider: SuiteTracerProvider
+    ) -> None:
+        """A task that leaves another tracer's CONSUMER span attached: the next task on the same
+        worker runs in its own request and trace, not in the one left behind."""
+        tracer = tracer_provider.get_tracer("tests")
+        with tl.request.scope(request_id="leaker"), tracer.start_as_current_span("first"):
+            tasks.leak_span.delay("first").get(timeout=TIMEOUT)
+        with tl.request.scope(request_id="next"), tracer.start_as_current_span("second") as second:
+            seen = tasks.observe.delay("after the leak").get(timeout=TIMEOUT)
+        tracer_provider.exporter.clear()
+        assert ({"request_id": "next"}, f"{second.get_span_context().trace_id:032x}") == (
+            seen["request"],
+            seen["trace_id"],
+        )
 
 
 class CeleryBroker:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -50,6 +51,29 @@ class TestRun:
         assert (
             f"{TRACEPARENT}|request.request_id=cli-1;tl,request.user_id=u7;tl|1\n" == result.stdout
         )
+
+    def test_user_id_alone_makes_a_request(self) -> None:
+        """--user-id without --request-id: a request scope with a new id, never one without."""
+        result = threadline("run", "--user-id", "u8", "--", "sh", "-c", 'echo "$BAGGAGE"')
+        assert 0 == result.returncode, result.stderr
+        made, user = result.stdout.strip().split(",")
+        assert re.fullmatch(r"request\.request_id=[0-9a-f]{32};tl", made)
+        assert "request.user_id=u8;tl" == user
+
+    def test_user_id_alone_joins_the_request_that_came(self) -> None:
+        """--user-id with a request id in the environment's baggage: that request, this user."""
+        result = threadline(
+            "run",
+            "--user-id",
+            "u9",
+            "--",
+            "sh",
+            "-c",
+            'echo "$BAGGAGE"',
+            env={"BAGGAGE": "request.request_id=parent-1;tl"},
+        )
+        assert 0 == result.returncode, result.stderr
+        assert "request.request_id=parent-1;tl,request.user_id=u9;tl\n" == result.stdout
 
     def test_exit_code_is_the_commands(self) -> None:
         """threadline exits with the command's code."""

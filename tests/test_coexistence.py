@@ -9,16 +9,23 @@ logging instrumentations (threadline's middleware after theirs, added by
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
+from opentelemetry.trace import SpanKind
 
-from tests.helpers import clean_env
+import threadline.aiohttp as tla
+from tests.helpers import Serve, Spans, SuiteTracerProvider, clean_env
+from threadline.tracing import current_trace_ids
 
 APP = Path(__file__).resolve().parent.parent / "examples" / "coexistence.py"
 LAUNCHER = Path(sys.executable).parent / "opentelemetry-instrument"
@@ -84,3 +91,64 @@ def test_one_trace_per_request(mode: str) -> None:
 def test_launcher_is_installed() -> None:
     """The real `opentelemetry-instrument` launcher is what the launcher case runs."""
     assert os.access(LAUNCHER, os.X_OK)
+
+
+class _TraceOfEachLine(logging.Handler):
+    """Keeps each record's logger, message and the trace id current when it was written."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[tuple[str, str, str | None]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        ids = current_trace_ids()
+        self.lines.append((record.name, record.getMessage(), ids[0] if ids else None))
+
+
+async def test_threadline_first_every_line_of_a_request_has_its_trace(
+    serve: Serve, spans: Spans, tracer_provider: SuiteTracerProvider
+) -> None:
+    """threadline's middleware before OpenTelemetry's aiohttp-server middleware, requests with no
+    traceparent: every line of a request (the access line, the unhandled exception's) carries the
+    trace id of the SERVER span OpenTelemetry made for it."""
+    from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
+
+    async def handled(request: web.Request) -> web.Response:
+        logging.getLogger("app").info("handled")
+        return web.Response(text="ok")
+
+    async def failing(request: web.Request) -> web.Response:
+        logging.getLogger("app").info("failing")
+        raise RuntimeError("boom")
+
+    instrumentor = AioHttpServerInstrumentor()
+    with warnings.catch_warnings():  # its subclass of web.Application, which aiohttp discourages
+        warnings.simplefilter("ignore", DeprecationWarning)
+        instrumentor.instrument(tracer_provider=tracer_provider)
+    try:
+        app = web.Application()  # the instrumented one: OpenTelemetry's middleware first
+    finally:
+        instrumentor.uninstrument()
+    app.middlewares.insert(0, tla.middleware())  # ... and threadline's before it
+    app.router.add_get("/handled", handled)
+    app.router.add_get("/failing", failing)
+    url = await serve(app)
+    lines = _TraceOfEachLine()
+    loggers = [logging.getLogger(name) for name in ("app", "threadline.aiohttp")]
+    for logger in loggers:
+        logger.addHandler(lines)
+        logger.setLevel(logging.INFO)
+    try:
+        async with aiohttp.ClientSession() as session:
+            for path in ("/handled", "/failing"):
+                async with session.get(url + path) as response:
+                    await response.read()
+    finally:
+        for logger in loggers:
+            logger.removeHandler(lines)
+            logger.setLevel(logging.NOTSET)
+    traces = [f"{s.context.trace_id:032x}" for s in spans.finished() if s.kind is SpanKind.SERVER]
+    assert 2 == len(set(traces))
+    assert 5 == len(lines.lines)  # two app lines, two access lines, one unhandled exception
+    for logger, message, trace_id in lines.lines:
+        assert trace_id in traces, (logger, message)

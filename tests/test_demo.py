@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import re
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -77,6 +80,10 @@ def test_demo_leaves_no_temporary_folder(tmp_path: Path) -> None:
         (["--otlp", "ftp://collector:4318"], "argument --otlp: expected an OTLP/HTTP endpoint"),
         (["--otlp", "http://"], "argument --otlp: expected an OTLP/HTTP endpoint"),
         (["--out", "pyproject.toml"], "argument --out: 'pyproject.toml' is not a folder"),
+        (
+            ["--out", "pyproject.toml/x"],
+            "argument --out: cannot make the folder 'pyproject.toml/x': Not a directory",
+        ),
     ],
 )
 def test_demo_refuses_bad_arguments(
@@ -87,3 +94,31 @@ def test_demo_refuses_bad_arguments(
         main(["demo", *args])
     assert 2 == exit_info.value.code
     assert message in capsys.readouterr().err
+
+
+def test_an_endpoint_nothing_listens_on_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    """--otlp to a closed port: "could not reach", nothing said to be sent, exit code 1."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"  # bound, not listening: refused
+        assert 1 == main(["demo", "--otlp", url])
+    out, err = capsys.readouterr()
+    assert "" == out
+    assert f"threadline demo: could not reach {url}: Connection refused; nothing was sent\n" == err
+
+
+def test_an_endpoint_that_refuses_the_spans_is_reported(tmp_path: Path) -> None:
+    """--otlp to an HTTP server that is no Collector: the exporters' errors, exit code 1."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = demo("--otlp", url, "--requests", "1")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert 1 == result.returncode, result.stderr
+    assert "sent to" not in result.stdout
+    assert f"threadline demo: spans of 1 request were not all accepted by {url}: " in result.stderr
+    assert "Failed to export spans batch code: 501" in result.stderr

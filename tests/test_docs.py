@@ -248,3 +248,18 @@ class TestSite:
         )
         assert 0 == result.returncode, result.stderr
         assert (tmp_path / "reference" / "threads" / "index.html").is_file()
+
+
+def test_install_commands_work_from_a_clone() -> None:
+    """threadline is not on PyPI: no page of docs/ says `pip install threadline[...]`.
+
+    What works is a path: ``.[extra]`` inside the clone, ``./threadline[extra]`` beside it.
+    """
+    from_pypi = re.compile(r"pip install ['\"]?threadline\b")
+    found = [
+        f"{page.relative_to(ROOT)}:{number}"
+        for page in sorted(DOCS.rglob("*.md"))
+        for number, line in enumerate(page.read_text().splitlines(), 1)
+        if from_pypi.search(line)
+    ]
+    assert [] == found

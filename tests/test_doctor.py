@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry.trace import SpanKind
 
+import threadline as tl
 from tests import span_files
-from tests.span_files import Telemetry
+from tests.span_files import TRACE_ID, Telemetry, otlp_line, otlp_span, span_id
 from threadline.cli import main
 
 
@@ -90,8 +95,8 @@ class TestPlantedFaults:
     ) -> None:
         """Log lines of one request id under two trace ids, without spans saying so."""
         span_files.split_request(telemetry, "r-split")
-        telemetry.spans.write_text("")
-        (found,) = findings(telemetry, capsys)
+        assert 1 == main(["doctor", "--logs", str(telemetry.logs), "--json"])  # no span file
+        (found,) = json.loads(capsys.readouterr().out)["findings"]
         assert ("split-request-logs", "request r-split logs under 2 traces") == (
             found["kind"],
             found["summary"],
@@ -139,20 +144,167 @@ def test_missing_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFix
     with pytest.raises(SystemExit) as exit_info:
         main(["doctor", str(tmp_path / "none.jsonl")])
     assert 2 == exit_info.value.code
-    assert "doctor: cannot read" in capsys.readouterr().err
+    assert "none.jsonl: cannot read it: No such file or directory" in capsys.readouterr().err
 
 
 def test_outside_text_never_reaches_the_terminal_raw(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A log line's logger and location with control characters are printed escaped."""
-    spans = tmp_path / "spans.jsonl"
-    spans.write_text("")
     logs = tmp_path / "logs.jsonl"
     line = {"logger": "evil\x1b[31m", "pathname": "/x\x1b]0;title\x07.py", "lineno": 3}
     logs.write_text(json.dumps({**line, "message": "m", "request_id": "-", "trace_id": "-"}) + "\n")
-    assert 1 == main(["doctor", str(spans), "--logs", str(logs)])
+    assert 1 == main(["doctor", "--logs", str(logs)])
     out = capsys.readouterr().out
     assert "\x1b" not in out
     assert "\x07" not in out
     assert "evil\\x1b[31m" in out
+
+
+# Files no SDK would write
+
+FORGED = "\n2. fake finding\nthreadline doctor: no lost context in 0 spans"
+
+
+def test_no_value_from_a_file_can_add_a_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Line feeds in a log line's path, logger, ids and a span's trace id stay inside one line."""
+    spans = tmp_path / "spans.jsonl"
+    spans.write_text(
+        otlp_line([otlp_span(span_id(1))])
+        + otlp_line([otlp_span(span_id(2), traceId=TRACE_ID[:-1] + FORGED)])
+    )
+    logs = tmp_path / "logs.jsonl"
+    common = {"message": "m" + FORGED, "lineno": FORGED, "funcName": FORGED}
+    lines = [
+        {**common, "logger": "a" + FORGED, "pathname": "/x" + FORGED, "request_id": "-"},
+        {**common, "request_id": "r" + FORGED, "trace_id": "t1" + FORGED, "logger": FORGED},
+        {**common, "request_id": "r" + FORGED, "trace_id": "t2" + FORGED, "logger": FORGED},
+    ]
+    logs.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert 1 == main(["doctor", str(spans), "--logs", str(logs)])
+    out, err = capsys.readouterr()
+    assert "1 span skipped (bad ids or times)" in err  # the forged trace id is not an id
+    assert 2 == len(re.findall(r"^\d+\. ", out, re.MULTILINE))
+    assert not re.search(r"^(2\. fake|threadline doctor: no lost)", out, re.MULTILINE)
+    assert out.startswith("threadline doctor: 2 findings in 1 span (1 trace) and 3 log lines\n")
+    assert all(char == "\n" or char.isprintable() for char in out)
+    assert "\\n2. fake finding" in out
+
+
+def test_a_cycle_of_parents_is_a_finding(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A trace whose spans are each other's parents has no root: doctor says so, exit 1."""
+    spans = tmp_path / "spans.jsonl"
+    spans.write_text(
+        otlp_line(
+            [
+                otlp_span(span_id(1), span_id(2), "a"),
+                otlp_span(span_id(2), span_id(1), "b"),
+                otlp_span(span_id(3), span_id(3), "self"),
+            ]
+        )
+    )
+    assert 1 == main(["doctor", str(spans), "--json"])
+    (found,) = json.loads(capsys.readouterr().out)["findings"]
+    assert "parent-cycle" == found["kind"]
+    assert (
+        f"broken trace {TRACE_ID}: its spans' parents form 2 cycles; it has no root"
+        == (found["summary"])
+    )
+    assert [
+        "span 'a' (svc) is its own ancestor (its parent 0000000000000002 descends from it)",
+        "span 'self' (svc) is its own parent",
+    ] == found["details"]
+    assert "IdGenerator" in found["fix"]
+
+
+@pytest.mark.timeout(120)  # a guard: a deep trace takes seconds, not the quadratic minutes
+def test_a_deep_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A trace 30,000 spans deep (deeper than any recursion could go) is checked whole."""
+    path = tmp_path / "spans.jsonl"
+    span_files.write_chain(path, 30_000)
+    assert 0 == main(["doctor", str(path)])
+    assert (
+        "threadline doctor: no lost context in 30000 spans (1 trace) and 0 log lines\n"
+        == capsys.readouterr().out
+    )
+
+
+def test_ascii_terminal(tmp_path: Path) -> None:
+    """With PYTHONIOENCODING=ascii a name like 'café ☕' is written escaped, never an error."""
+    spans = tmp_path / "spans.jsonl"
+    orphan = otlp_span(span_id(1), span_id(9), "caf\u00e9 \u2615")
+    spans.write_text(otlp_line([orphan], "s\u00e9rvice"))
+    result = subprocess.run(
+        [sys.executable, "-m", "threadline", "doctor", str(spans)],
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+        capture_output=True,
+        text=True,
+        encoding="ascii",
+        timeout=60,
+        check=False,
+    )
+    assert 1 == result.returncode, result.stderr
+    assert "span 'caf\\xe9 \\u2615' (s\\xe9rvice) has parent 0000000000000009" in result.stdout
+
+
+class TestStructlogAndLoguruLines:
+    """Lines written by structlog's JSONRenderer and loguru's serialize=True, through threadline."""
+
+    def write_lines(self, tm: Telemetry) -> None:
+        import loguru
+        import structlog
+
+        import threadline.loguru
+        import threadline.structlog
+
+        with tm.logs.open("a", encoding="utf-8") as stream:
+            slog = structlog.wrap_logger(
+                structlog.PrintLogger(stream),
+                processors=[
+                    threadline.structlog.add_context,
+                    structlog.processors.add_log_level,
+                    structlog.processors.TimeStamper(fmt="iso"),
+                    structlog.processors.JSONRenderer(),
+                ],
+            )
+            loguru.logger.remove()
+            sink = loguru.logger.add(stream, serialize=True)
+            llog = threadline.loguru.patch(loguru.logger)
+            try:
+                gateway = tm.tracer("gateway")
+                with tl.request.scope(request_id="r-9"):
+                    with gateway.start_as_current_span("GET /orders", kind=SpanKind.SERVER):
+                        slog.info("structlog in the request")
+                        llog.info("loguru in the request")
+                slog.info("structlog outside any request")
+                llog.info("loguru outside any request")
+            finally:
+                loguru.logger.remove(sink)
+
+    def test_doctor_reads_their_ids(
+        self, telemetry: Telemetry, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Lines in the request count as good; each outside one is found, named by its message."""
+        self.write_lines(telemetry)
+        found = findings(telemetry, capsys)
+        summaries = [str(finding["summary"]) for finding in found]
+        assert 2 == len(found), summaries
+        assert all("without a request id or trace id" in summary for summary in summaries)
+        examples = " ".join(str(finding["details"]) for finding in found)
+        assert "structlog outside any request" in examples
+        assert "loguru outside any request" in examples
+        assert any("tests/test_doctor.py" in summary for summary in summaries)  # loguru's place
+
+    def test_view_draws_them_in_their_trace(
+        self, telemetry: Telemetry, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Both libraries' lines are drawn under the request's trace with its id."""
+        self.write_lines(telemetry)
+        assert 0 == main(["view", str(telemetry.spans), "--logs", str(telemetry.logs)])
+        out = capsys.readouterr().out
+        assert "request=r-9  structlog in the request" in out
+        assert "request=r-9  loguru in the request" in out

@@ -13,6 +13,8 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 
 import threadline as tl
 from tests.helpers import clean_env
+from threadline import diagnostics
+from threadline import subprocess as tl_subprocess
 from threadline.propagation import EnvironmentGetter, EnvironmentSetter
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -163,3 +165,63 @@ class TestTraceContextRulesInAChild:
             [sys.executable, "-c", child], env=env, capture_output=True, text=True, check=True
         ).stdout.split()
         assert ["00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03", "foo@@bar=1,1a=2"] == out
+
+
+class TestLimits:
+    def test_extract_env_applies_the_field_limits(self) -> None:
+        """A TRACEPARENT over 512 characters (120 KiB of spaces after a valid one) is not read."""
+        snap = tl.extract_env({"TRACEPARENT": TRACEPARENT + " " * 120 * 1024})
+        assert not trace.get_current_span(snap.context).get_span_context().is_valid
+        assert {"traceparent.too_large": 1} == diagnostics.drop_counts()
+
+    def test_a_child_started_with_a_huge_traceparent_starts_a_new_trace(self) -> None:
+        """The bootstrap of a Python child reads its environment with the same limits."""
+        child = (
+            "import threadline as tl\n"
+            "from opentelemetry import trace\n"
+            "print(trace.get_current_span().get_span_context().is_valid)\n"
+        )
+        env = clean_env(TRACEPARENT=TRACEPARENT + " " * 120 * 1024, THREADLINE_BOOTSTRAP="1")
+        out = subprocess.run(
+            [sys.executable, "-c", child], env=env, capture_output=True, text=True, check=True
+        ).stdout
+        assert "False" == out.strip()
+
+
+class TestBytesEnvironment:
+    STALE = b"00-11111111111111111111111111111111-2222222222222222-01"
+
+    def test_inject_env_replaces_bytes_fields(self, tracer: trace.Tracer) -> None:
+        """os.environb.copy(): the stale bytes TRACEPARENT and BAGGAGE are replaced, in bytes."""
+        env = {b"PATH": b"/bin", b"TRACEPARENT": self.STALE, b"BAGGAGE": b"request.user_id=9;tl"}
+        with tracer.start_as_current_span("now") as span, tl.request.scope(request_id="b1"):
+            tl.inject_env(env)
+        trace_id = f"{span.get_span_context().trace_id:032x}".encode()
+        assert trace_id in env[b"TRACEPARENT"]
+        assert b"request.request_id=b1;tl" == env[b"BAGGAGE"]
+        assert all(isinstance(name, bytes) for name in env)
+
+    def test_inject_env_outside_any_context_removes_them(self) -> None:
+        """No context here: the inherited bytes fields are removed, not left to the child."""
+        env = {b"PATH": b"/bin", b"TRACEPARENT": self.STALE, "BAGGAGE": "k=v"}
+        tl.inject_env(env)
+        assert {b"PATH": b"/bin"} == env
+
+    def test_run_with_a_bytes_environment(self, tracer: trace.Tracer) -> None:
+        """subprocess.run(env=os.environb.copy()) with a stale trace: the child gets ours."""
+        env = {k.encode(): v.encode() for k, v in clean_env().items()}
+        env[b"TRACEPARENT"] = self.STALE
+        env[b"BAGGAGE"] = b"request.request_id=stale;tl"
+        child = "import os; print(os.environ['TRACEPARENT']); print(os.environ['BAGGAGE'])"
+        with tracer.start_as_current_span("now") as span, tl.request.scope(request_id="b2"):
+            out = tl_subprocess.run(
+                [sys.executable, "-c", child], env=env, capture_output=True, text=True, check=True
+            ).stdout.split()
+        assert f"{span.get_span_context().trace_id:032x}" in out[0]
+        assert "request.request_id=b2;tl" == out[1]
+
+    def test_extract_env_reads_a_bytes_environment(self) -> None:
+        """extract_env(os.environb) reads the bytes fields as os.environ would."""
+        snap = tl.extract_env({b"TRACEPARENT": TRACEPARENT.encode()})
+        span_context = trace.get_current_span(snap.context).get_span_context()
+        assert 0x0AF7651916CD43DD8448EB211C80319C == span_context.trace_id

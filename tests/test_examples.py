@@ -189,3 +189,68 @@ def test_export_process(tmp_path: Path) -> None:
     out = run("export_process.py", THREADLINE_TRACES_FILE=str(tmp_path / "spans.jsonl")).stdout
     assert "load order: request order-7, service shop" in out
     assert "GET /orders/7: request order-7, service shop" in out
+
+
+def test_httpx_client() -> None:
+    """httpx, async and from a pool thread: the service sees the caller's id, user and trace."""
+    out = run("httpx_client.py").stdout
+    assert "async client: the service saw request req-1, user 42, same trace: True" in out
+    assert (
+        "streamed 3 lines; its span open once the headers came: True, ended with the body: True"
+        in out
+    )
+    assert "sync client in a pool thread: the service saw request req-2" in out
+    assert "CLIENT spans: ['GET', 'GET', 'GET']" in out
+
+
+def test_requests_client() -> None:
+    """requests from pool threads, each job its own request; a redirect; a stream."""
+    out = run("requests_client.py").stdout
+    for user in (1, 2, 3):
+        assert f"pool thread: the service saw request req-{user}, user {user}" in out
+    assert "after a redirect: the service saw request req-4; streamed 3 lines" in out
+    assert "CLIENT spans: ['GET', 'GET', 'GET', 'GET', 'GET']" in out
+
+
+def test_structlog_request() -> None:
+    """Every line of the request, the pool's and the spawned worker's, has its ids, escaped."""
+    lines = [json.loads(line) for line in run("structlog_request.py").stdout.splitlines()]
+    first, *request = lines
+    assert ("starting up", "-", "-") == (first["event"], first["request_id"], first["trace_id"])
+    events = ["taking order", "checking stock", "shipping", "done"]
+    assert events == [line["event"] for line in request]
+    assert ["r1", "r1", "r1", "r1-override"] == [line["request_id"] for line in request]
+    assert {"alice\\nFORGED"} == {line["user_id"] for line in request}
+    assert 1 == len({line["trace_id"] for line in request})
+
+
+def test_loguru_request() -> None:
+    """Every record through the enqueued sink, the worker's too, has the ids of its call."""
+    records = [json.loads(line)["record"] for line in run("loguru_request.py").stdout.splitlines()]
+    assert ["starting up", "taking order 7", "checking stock 7", "shipping 7"] == [
+        record["message"] for record in records
+    ]
+    first, *request = (record["extra"] for record in records)
+    assert "-" == first["request_id"] == first["trace_id"]
+    assert {("r1", "alice\\nFORGED")} == {(e["request_id"], e["user_id"]) for e in request}
+    assert 1 == len({e["trace_id"] for e in request})
+    assert "SpawnProcess-1" == records[-1]["process"]["name"]
+
+
+def test_otel_logs() -> None:
+    """The console exporter prints the records: the request's values, one trace, the exception."""
+    out = run("otel_logs.py").stdout
+    decoder, records, at = json.JSONDecoder(), [], 0
+    while out[at:].strip():
+        record, end = decoder.raw_decode(out, len(out) - len(out[at:].lstrip()))
+        records.append(record)
+        at = end
+    assert ["taking order 7", "ValueError: card declined for order 7"] == [
+        r["body"] for r in records
+    ]
+    assert 1 == len({r["trace_id"] for r in records})
+    for record in records:
+        assert {"request.id": "r1", "enduser.id": 42, "tenant.id": "acme"}.items() <= (
+            record["attributes"].items()
+        )
+    assert "ValueError" == records[1]["attributes"]["exception.type"]

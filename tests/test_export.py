@@ -11,9 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
+from opentelemetry.sdk.trace.export import SpanExportResult
 
 from tests.helpers import NO_THREADS_AT_EXIT, clean_env, run_app
-from threadline.export import read_spans
+from threadline import diagnostics
+from threadline.export import OTLPJsonFileSpanExporter, read_spans
 
 CHILD = textwrap.dedent(
     """
@@ -465,3 +468,32 @@ def test_workers_and_children_are_the_same_service(tmp_path: Path) -> None:
     assert dict.fromkeys(names, ("svc-from-code", "test")) == {
         name: found.get(name) for name in names
     }
+
+
+class TestFileExporterFailure:
+    """A file the exporter cannot write: the warning says which file and why."""
+
+    def test_the_warning_names_the_path_and_the_os_error(
+        self, tmp_path: Path, threadline_warnings: pytest.LogCaptureFixture
+    ) -> None:
+        """Used on its own, a batch it cannot write is FAILURE, counted, warned with the cause."""
+        path = tmp_path / "no such folder" / "spans.jsonl"
+        span = SDKTracerProvider().get_tracer("t").start_span("lost")
+        span.end()
+        assert SpanExportResult.FAILURE is OTLPJsonFileSpanExporter(path).export([span])
+        (warning,) = [r.getMessage() for r in threadline_warnings.records]
+        assert str(path) in warning
+        assert "No such file or directory (FileNotFoundError 2)" in warning
+        assert 1 == diagnostics.drop_counts()["export.failed"]
+
+    @pytest.mark.parametrize("export_process", ["0", "1"])
+    def test_configured_the_warning_names_the_path(
+        self, workdir: Path, export_process: str
+    ) -> None:
+        """Set up by `configure`, in the application or its export process, the same."""
+        path = workdir / "no such folder" / "spans.jsonl"
+        result = run_app(
+            workdir, THREADLINE_TRACES_FILE=str(path), THREADLINE_EXPORT_PROCESS=export_process
+        )
+        assert 0 == result.returncode, result.stderr
+        assert f"not written to {path}: No such file or directory" in result.stderr

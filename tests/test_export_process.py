@@ -46,8 +46,11 @@ APP = textwrap.dedent(
                 ) as inner:
                     inner.set_status(Status(StatusCode.ERROR, "bad"))
 
+    def pipe_exporter():
+        return pipeline._exporting[0]._counting_exporter._exporter
+
     def export_process():
-        return pipeline._exporting[0]._counting_exporter._exporter._child.process
+        return pipe_exporter()._child.process
 
     command = sys.argv[1]
     if command == "shapes":
@@ -65,17 +68,49 @@ APP = textwrap.dedent(
     elif command == "fork":
         work("parent-before")
         provider.force_flush()
-        parent_export = export_process().pid
         pid = os.fork()
         if pid == 0:
             work("child")
             provider.force_flush()
-            print("child export process is its own:", export_process().pid != parent_export)
+            print("child started no export process:", pipe_exporter()._child is None)
             sys.stdout.flush()
             tracing.shutdown(provider, 5)
             os._exit(0)
         os.waitpid(pid, 0)
         work("parent-after")
+    elif command == "stopped":
+        import signal
+        work("before")
+        provider.force_flush()
+        stopped = export_process()
+        os.kill(stopped.pid, signal.SIGSTOP)
+        work("lost")
+        print("flushed:", provider.force_flush(timeout_millis=1000), flush=True)
+        work("after")
+        print("flushed:", provider.force_flush(timeout_millis=30000), flush=True)
+        print("stopped one ended:", stopped.poll() is not None, flush=True)
+    elif command == "sigpipe":
+        import signal
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # as some command-line tools do
+        work("before")
+        provider.force_flush()
+        export_process().kill()
+        export_process().wait()
+        work("lost")
+        provider.force_flush()  # written to a pipe nobody reads
+        work("after")
+        provider.force_flush()
+        print(json.dumps(diagnostics.drop_counts()))
+    elif command == "forks":
+        from threadline.processes import get_context
+        work("parent")
+        provider.force_flush()  # the parent's export process runs
+        children = [get_context("fork").Process(target=work, args=(f"child{n}",)) for n in range(6)]
+        for child in children:
+            child.start()
+        for child in children:
+            child.join()
+        print("exit codes:", [child.exitcode for child in children], flush=True)
     elif command == "exit":
         work("x")
         print("work done", flush=True)
@@ -201,14 +236,15 @@ def test_a_killed_export_process_is_counted_and_replaced(tmp_path: Path) -> None
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_forked_child_exports_through_its_own(tmp_path: Path) -> None:
-    """A fork never writes into its parent's export process: each span arrives once."""
+def test_a_forked_child_exports_in_process(tmp_path: Path) -> None:
+    """A fork never writes into its parent's export process nor starts one: each span arrives
+    once."""
     path = tmp_path / "spans.jsonl"
     done = run_app(
         tmp_path, "fork", THREADLINE_EXPORT_PROCESS="1", THREADLINE_TRACES_FILE=str(path)
     )
     assert 0 == done.returncode, done.stderr
-    assert "child export process is its own: True" in done.stdout
+    assert "child started no export process: True" in done.stdout
     names = sorted(span.name for span in read_spans(path))
     expected = [f"{part} {tag}" for part in ("inner", "outer") for tag in ("child",)]
     expected += [
@@ -355,3 +391,51 @@ def test_no_interpreter_to_start_exports_in_process(tmp_path: Path) -> None:
     assert 1 == done.stderr.count("threadline's export process could not start")
     names = sorted(span.name for span in read_spans(path))
     assert ["inner first", "inner second", "outer first", "outer second"] == names
+
+
+def test_a_flush_keeps_its_timeout_while_the_export_process_is_stopped(tmp_path: Path) -> None:
+    """force_flush(timeout_millis=1000) with the export process stopped (SIGSTOP) returns False
+    instead of waiting for ever; that process is ended, and the next batch gets a new one."""
+    path = tmp_path / "spans.jsonl"
+    done = run_app(
+        tmp_path, "stopped", THREADLINE_EXPORT_PROCESS="1", THREADLINE_TRACES_FILE=str(path)
+    )
+    assert 0 == done.returncode, done.stderr
+    assert ["flushed: False", "flushed: True", "stopped one ended: True"] == (
+        done.stdout.splitlines()
+    )
+    assert "threadline's export process did not answer in time" in done.stderr
+    names = sorted(span.name for span in read_spans(path))
+    assert ["inner after", "inner before", "outer after", "outer before"] == names
+
+
+def test_a_dead_export_process_never_kills_an_app_with_default_sigpipe(tmp_path: Path) -> None:
+    """An application that restored SIGPIPE's default action survives writing to its dead export
+    process: the batch is counted as failed, the next one exported."""
+    path = tmp_path / "spans.jsonl"
+    done = run_app(
+        tmp_path, "sigpipe", THREADLINE_EXPORT_PROCESS="1", THREADLINE_TRACES_FILE=str(path)
+    )
+    assert 0 == done.returncode, done.stderr
+    assert 2 == json.loads(done.stdout.splitlines()[-1]).get("export.failed")
+    names = sorted(span.name for span in read_spans(path))
+    assert ["inner after", "inner before", "outer after", "outer before"] == names
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_children_lose_no_span_within_their_exit_bound(tmp_path: Path) -> None:
+    """Six fork-started children of an application with an export process each export their
+    spans within a short exit bound (in-process: no export process to start per child)."""
+    path = tmp_path / "spans.jsonl"
+    done = run_app(
+        tmp_path,
+        "forks",
+        THREADLINE_EXPORT_PROCESS="1",
+        THREADLINE_TRACES_FILE=str(path),
+        THREADLINE_CHILD_EXIT_TIMEOUT="0.25",
+    )
+    assert 0 == done.returncode, done.stderr
+    assert "exit codes: [0, 0, 0, 0, 0, 0]" in done.stdout
+    assert "export.flush_timeout" not in done.stderr
+    names = sorted(span.name for span in read_spans(path) if span.name.startswith("outer"))
+    assert [*(f"outer child{n}" for n in range(6)), "outer parent"] == names

@@ -49,10 +49,14 @@ PUBLIC_MODULES = [
     "threadline.diagnostics",
     "threadline.export",
     "threadline.hooks",
+    "threadline.httpx",
     "threadline.logging",
+    "threadline.loguru",
     "threadline.lost",
     "threadline.processes",
     "threadline.propagation",
+    "threadline.requests",
+    "threadline.structlog",
     "threadline.subprocess",
     "threadline.threads",
     "threadline.tracing",
@@ -116,3 +120,16 @@ def test_import_is_light() -> None:
     )
     assert not [m for m in loaded if m.startswith(("opentelemetry.sdk", "aiohttp"))]
     assert "opentelemetry.trace" not in loaded
+
+
+def test_log_adapters_import_no_library() -> None:
+    """threadline, threadline.structlog and threadline.loguru load neither library, nor the SDK."""
+    code = (
+        "import sys, json, threadline, threadline.structlog, threadline.loguru; "
+        "print(json.dumps(sorted(m for m in sys.modules "
+        "if m.startswith(('opentelemetry.sdk', 'structlog', 'loguru')))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    )
+    assert [] == json.loads(result.stdout)

@@ -326,6 +326,104 @@ class TestContract:
         assert 4 == len(logged)
         assert all(r.exc_info is not None for r in logged)
 
+    def test_a_callback_that_enters_a_scope_fires_no_hook(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A callback's own scope fires no hook: the callback runs once, its error logged once."""
+        calls: list[int] = []
+
+        def init(resource: hooks.Resource, _trigger: object) -> None:
+            calls.append(resource.id)
+            with tl.request.merge(seen=True):
+                raise RuntimeError("init failed")
+
+        hook = hooks.create_hook(init=init).enable()
+        caplog.set_level(logging.ERROR, logger="threadline")
+        try:
+            with tl.request.scope(request_id="g1"):
+                assert {"request_id": "g1"} == dict(tl.request.get() or {})
+        finally:
+            hook.disable()
+        assert (1, 1) == (len(calls), hook.errors)
+        logged = [r for r in caplog.records if r.name == "threadline"]
+        assert 1 == len(logged)
+        assert "init failed" in str(logged[0].exc_info and logged[0].exc_info[1])
+
+    def test_the_guard_is_per_thread(self) -> None:
+        """A thread started inside a callback fires the hooks again: the guard is the callback's."""
+        inits: list[str] = []
+
+        def init(resource: hooks.Resource, _trigger: object) -> None:
+            inits.append(resource.type)
+            if resource.request_id == "t1" and resource.type == "scope":
+                thread = threading.Thread(target=lambda: tl.request.run({"request_id": "t2"}, job))
+                thread.start()
+                thread.join()
+
+        hook = hooks.create_hook(init=init).enable()
+        try:
+            with tl.request.scope(request_id="t1"):
+                pass
+        finally:
+            hook.disable()
+        assert ["scope", "scope"] == inits
+
+    def test_work_a_callback_hands_off_fires_no_hook(self) -> None:
+        """A tl.Thread a callback starts: no init, before, after nor destroy for it, anywhere."""
+        events: list[tuple[str, str]] = []
+        threads: list[tl.Thread] = []
+
+        def init(resource: hooks.Resource, _trigger: object) -> None:
+            events.append(("init", resource.type))
+            if resource.type == "scope":
+                thread = tl.Thread(target=job)
+                thread.start()
+                threads.append(thread)
+
+        def record(event: str) -> Any:
+            return lambda resource: events.append((event, resource.type))
+
+        hook = hooks.create_hook(
+            init=init, before=record("before"), after=record("after"), destroy=record("destroy")
+        ).enable()
+        try:
+            with tl.request.scope(request_id="h1"):
+                pass
+            for thread in threads:
+                thread.join()
+        finally:
+            hook.disable()
+        assert 1 == len(threads)
+        assert [
+            ("init", "scope"),
+            ("before", "scope"),
+            ("after", "scope"),
+            ("destroy", "scope"),
+        ] == (events)
+
+    @pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit])
+    @pytest.mark.parametrize("callback", ["init", "before", "after", "destroy"])
+    def test_base_exceptions_are_reported_not_raised(
+        self, error: type[BaseException], callback: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """KeyboardInterrupt or SystemExit in a callback: the block runs, the scope ends, logged."""
+
+        def fail(*_: object) -> None:
+            raise error
+
+        hook = hooks.create_hook(**{callback: fail}).enable()
+        caplog.set_level(logging.ERROR, logger="threadline")
+        try:
+            with tl.request.scope(request_id="b1"):
+                inside = tl.request.get()
+            outside = tl.request.get()
+        finally:
+            hook.disable()
+        assert ({"request_id": "b1"}, None) == (dict(inside or {}), outside)
+        assert hooks.current() is None
+        assert 1 == hook.errors
+        assert 1 == len([r for r in caplog.records if r.name == "threadline"])
+
     def test_current_outside_any_resource(self, recorder: Recorder) -> None:
         """current() is None outside, the scope inside a scope."""
         assert hooks.current() is None

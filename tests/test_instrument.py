@@ -126,6 +126,28 @@ class TestReversible:
         with concurrent.futures.ThreadPoolExecutor(1) as pool, tl.request.scope(request_id="k"):
             assert "-" == submit(pool, jobs.request_id).result()
 
+    def test_a_librarys_patch_over_ours_keeps_one_span(
+        self, tracer: trace.Tracer, spans: Spans
+    ) -> None:
+        """instrument, a library's submit over ours, uninstrument, instrument: one span a job."""
+        tl.instrument()
+        ours = concurrent.futures.ProcessPoolExecutor.submit
+
+        def librarys(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            return ours(self, fn, *args, **kwargs)
+
+        concurrent.futures.ProcessPoolExecutor.submit = librarys  # type: ignore[method-assign]
+        try:
+            tl.uninstrument()
+            tl.instrument()
+            context = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+                with tracer.start_as_current_span("parent"), tl.request.scope(request_id="o1"):
+                    assert "o1" == pool.submit(jobs.request_id).result()
+        finally:
+            concurrent.futures.ProcessPoolExecutor.submit = ours  # type: ignore[method-assign]
+        assert ["parent", "process request_id"] == sorted(s.name for s in spans.finished())
+
 
 class TestThreads:
     def test_thread_pool_submit(

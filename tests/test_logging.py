@@ -73,6 +73,38 @@ class TestContextFilter:
             log.info("x")
         assert ["acme -"] == lines(stream)
 
+    def test_keys_with_install(
+        self, logger: tuple[logging.Logger, io.StringIO], store: tl.ContextStore
+    ) -> None:
+        """install() set the ids already: a filter's own keys are still added."""
+        log, stream = logger
+        log.handlers[0].addFilter(ContextFilter(store=store, keys=["tenant", "plan"]))
+        log.handlers[0].setFormatter(logging.Formatter("%(tenant)s %(plan)s %(request_id)s %(m)s"))
+        install()
+        try:
+            with tl.request.scope(request_id="i1"), store.scope(tenant="acme"):
+                log.info("x", extra={"plan": "own", "m": "x"})
+        finally:
+            uninstall()
+        assert ["acme own i1 x"] == lines(stream)
+
+    @pytest.mark.parametrize("keys", ["tenant", b"tenant", ["tenant", 5], {"tenant": 1}, 5])
+    def test_keys_must_be_a_list_of_names(self, keys: object) -> None:
+        """keys="tenant" is a TypeError naming the option, not seven one-letter keys."""
+        with pytest.raises(TypeError, match=r"^keys takes"):
+            ContextFilter(keys=keys)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize(
+        ("options", "named"),
+        [({"placeholder": None}, "placeholder"), ({"store": 5}, "store")],
+    )
+    def test_wrong_types_are_named(self, options: dict[str, object], named: str) -> None:
+        """A placeholder or store of the wrong type is a TypeError naming it, at set-up."""
+        with pytest.raises(TypeError, match=rf"^{named} takes"):
+            ContextFilter(**options)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=rf"^{named} takes"):
+            JSONFormatter(**options)  # type: ignore[arg-type]
+
     def test_unknown_store_name_is_a_clear_error(self) -> None:
         """Naming a store that does not exist fails at configuration, naming it."""
         with pytest.raises(ValueError, match="'nope'"):
@@ -150,6 +182,34 @@ class TestJSONFormatter:
             json.loads(line)["surrogate"],
         )
         line.encode()
+
+    def test_mappings_and_lists_are_json(
+        self, logger: tuple[logging.Logger, io.StringIO], store: tl.ContextStore
+    ) -> None:
+        """A store value's dict is a JSON object and its list an array, escaped as any value."""
+        log, stream = logger
+        log.handlers[0].addFilter(ContextFilter(store=store, keys=["limits", "tags"]))
+        log.handlers[0].setFormatter(JSONFormatter())
+        with store.scope(limits={"rps": 10, "note": "a\u2028b\nc"}, tags=["x", {"y": 1}]):
+            log.info("m", extra={"own": {1: "one", (2, 3): "pair"}})
+        (line,) = stream.getvalue().splitlines()
+        record = json.loads(line)
+        assert {"rps": 10, "note": "a\u2028b\nc"} == record["limits"]
+        assert ["x", {"y": 1}] == record["tags"]
+        assert {"1": "one", "(2, 3)": "pair"} == record["own"]
+        assert "\u2028" not in line
+
+    def test_not_a_number_is_still_json(
+        self, logger: tuple[logging.Logger, io.StringIO], store: tl.ContextStore
+    ) -> None:
+        """NaN and infinities, which JSON cannot hold, are written as text: the line stays JSON."""
+        log, stream = logger
+        log.handlers[0].setFormatter(JSONFormatter())
+        log.info("m", extra={"ratio": float("nan"), "limits": {"max": float("inf")}})
+        (line,) = stream.getvalue().splitlines()
+        record = json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in {line}"))
+        assert "nan" == record["ratio"]
+        assert {"max": "inf"} == record["limits"]
 
     def test_outside_scope(self, logger: tuple[logging.Logger, io.StringIO]) -> None:
         """Without filter, scope or span, the fields are placeholders."""

@@ -387,3 +387,13 @@ class TestSwitch:
         with tl.request.scope(request_id="r1"), concurrent.futures.ThreadPoolExecutor(1) as pool:
             pool.submit(work).result()
         assert [] == lost.reports()
+
+
+@pytest.mark.parametrize("log", ["no", 0, None])
+def test_log_takes_a_bool(log: object) -> None:
+    """enable(log="no") and detecting(log=0) are a TypeError naming the option; nothing starts."""
+    with pytest.raises(TypeError, match=r"^log takes True or False"):
+        lost.enable(log=log)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^log takes True or False"), lost.detecting(log=log):  # type: ignore[arg-type]
+        pass
+    assert not lost.is_enabled()

@@ -365,12 +365,54 @@ class TestRegistry:
         Owner.method = plain  # type: ignore[method-assign]
         on.add("lost")
         registry.add("lost", layer("lost", on))  # goes over what the owner holds now
-        assert ["lost", "instrument", "plain", "instrument", "original"] == Owner().method()
+        assert ["lost", "plain", "instrument", "original"] == Owner().method()
         registry.remove("lost", layer("lost", on))
         on.clear()
         registry.remove("instrument")
         assert plain is Owner.__dict__["method"]
         assert ["plain", "original"] == Owner().method()
+
+    def test_a_layer_under_a_plain_function_comes_back_once(self) -> None:
+        """Taken out under someone's function and added again: its old wrapper works, no second."""
+        on = {"instrument"}
+        registry.add("instrument", layer("instrument", on))
+        kept = Owner.method
+
+        def plain(self: Owner) -> list[str]:
+            return ["plain", *kept(self)]
+
+        Owner.method = plain  # type: ignore[method-assign]
+        registry.remove("instrument")
+        on.clear()
+        assert ["plain", "original"] == Owner().method()
+        on.add("instrument")
+        registry.add("instrument", layer("instrument", on))
+        assert ["plain", "instrument", "original"] == Owner().method()
+        assert ("instrument",) == registry.layers(Owner, "method")
+        on.add("lost")
+        registry.add("lost", layer("lost", on))
+        assert ["lost", "plain", "instrument", "original"] == Owner().method()
+
+    def test_our_wrapper_put_back_is_taken_out(self) -> None:
+        """The function over the chain undone (ours put back in its place): the original again."""
+        original = Owner.__dict__["method"]
+        on = {"instrument"}
+        registry.add("instrument", layer("instrument", on))
+        kept = Owner.method
+
+        def plain(self: Owner) -> list[str]:
+            return ["plain", *kept(self)]
+
+        Owner.method = plain  # type: ignore[method-assign]
+        registry.remove("instrument")
+        on.clear()
+        Owner.method = kept  # type: ignore[method-assign]  # its patch undone
+        on.add("instrument")
+        registry.add("instrument", layer("instrument", on))
+        assert ["instrument", "original"] == Owner().method()
+        on.clear()
+        registry.remove("instrument")
+        assert original is Owner.__dict__["method"]
 
     def test_a_module_global(self) -> None:
         """A module's global (the log record factory) is patched and put back the same way."""

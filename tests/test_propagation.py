@@ -36,6 +36,23 @@ class TestThreadlinePropagator:
         )
         assert {"traceparent", "tracestate", "baggage"} == propagator.fields
 
+    def test_a_withheld_context_writes_no_baggage(self, tracer: trace.Tracer) -> None:
+        """Where another instrumentation sends a call, its injection gets the trace, no baggage."""
+        from opentelemetry import baggage
+        from opentelemetry.baggage.propagation import W3CBaggagePropagator
+
+        from threadline._core.context import get_current
+        from threadline._wire.carrier import without_baggage
+
+        ours: dict[str, str] = {}
+        plain: dict[str, str] = {}
+        with tracer.start_as_current_span("s"), tl.request.scope(request_id="p1"):
+            ctx = without_baggage(baggage.set_baggage("plain", "1", get_current()))
+        ThreadlinePropagator().inject(ours, ctx)
+        W3CBaggagePropagator().inject(plain, ctx)
+        assert ({"traceparent"}, {}) == (set(ours), plain)
+        assert {"request_id": "p1"} == tl.request.get(ctx)  # the stores stay readable
+
     def test_never_raises_on_inject(self, store: tl.ContextStore, tracer: trace.Tracer) -> None:
         """A store value that cannot cross sends the trace without baggage, counted, not raised."""
         carrier: dict[str, str] = {}

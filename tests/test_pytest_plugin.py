@@ -44,6 +44,39 @@ def test_unmarked_leak_is_not_checked():
         pool.submit(job).result()
 """
 
+BOUND = """
+import concurrent.futures
+import threading
+
+import pytest
+import threadline as tl
+
+seen = []
+
+
+def job(*_):
+    seen.append(tl.request.get()["request_id"])
+
+
+@pytest.mark.threadline_no_lost_context
+def test_bound_targets():
+    with tl.request.scope(request_id="b"):
+        snap = tl.snapshot()
+        threads = [
+            threading.Thread(target=tl.bind(job)),
+            threading.Thread(target=snap.run, args=(job,)),
+            threading.Thread(target=tl.bind(job), args=(1,)),
+        ]
+        for thread in threads:
+            thread.start()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(tl.bind(job)).result()
+            pool.submit(snap.run, job).result()
+    for thread in threads:
+        thread.join()
+    assert ["b"] * 5 == seen
+"""
+
 SPANS = """
 from opentelemetry import trace
 import threadline as tl
@@ -107,3 +140,45 @@ def test_leaky_in_a_fresh_process(pytester: pytest.Pytester) -> None:
     """The plugin loads by its entry point in a fresh pytest too, off until asked."""
     pytester.makepyfile(test_leaks=LEAKY)
     pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=2, failed=2)
+
+
+def test_bound_targets_are_no_loss(pytester: pytest.Pytester) -> None:
+    """A Thread or a submit given bind's result or a Snapshot's run keeps the context: no report."""
+    pytester.makepyfile(test_bound=BOUND)
+    pytester.runpytest("--strict-markers").assert_outcomes(passed=1)
+
+
+INSTRUMENTED = """
+import concurrent.futures
+
+import pytest
+import threadline as tl
+
+
+def job():
+    return tl.request.get()["request_id"]
+
+
+def test_instrument():
+    tl.instrument()
+
+
+@pytest.mark.threadline_no_lost_context
+def test_marked():
+    with concurrent.futures.ThreadPoolExecutor(1) as pool, tl.request.scope(request_id="m"):
+        assert "m" == pool.submit(job).result()
+
+
+def test_still_instrumented():
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool, tl.request.scope(request_id="n"):
+            assert "n" == pool.submit(job).result()
+    finally:
+        tl.uninstrument()
+"""
+
+
+def test_the_marker_leaves_instrument_on(pytester: pytest.Pytester) -> None:
+    """The marker's detector, switched off after its test, leaves instrument()'s patches on."""
+    pytester.makepyfile(test_instrumented=INSTRUMENTED)
+    pytester.runpytest("--strict-markers").assert_outcomes(passed=3)

@@ -66,6 +66,32 @@ class TestSnapshot:
             assert ({"a": 1}, "snap") == await snap.run(body)
             assert {"b": 2} == store.get()
 
+    async def test_run_async_function_is_a_coroutine(self, store: tl.ContextStore) -> None:
+        """snap.run(async_fn) and bind(async_fn)() are coroutines: create_task takes them."""
+
+        async def body() -> object:
+            await asyncio.sleep(0)
+            return store.get()
+
+        with store.scope(v="c"):
+            snap = tl.snapshot()
+            bound = tl.bind(body)
+        for made in (snap.run(body), bound(), tl.extract({"baggage": "x=1"}).run(body)):
+            assert asyncio.iscoroutine(made)
+            await asyncio.create_task(made)
+        assert {"v": "c"} == await asyncio.create_task(snap.run(body))
+
+    def test_asyncio_run_takes_it(self, store: tl.ContextStore) -> None:
+        """asyncio.run(snap.run(async_fn)) runs it in the snapshot."""
+
+        async def body() -> object:
+            await asyncio.sleep(0)
+            return store.get()
+
+        with store.scope(v="r"):
+            snap = tl.snapshot()
+        assert {"v": "r"} == asyncio.run(snap.run(body))
+
     async def test_with_from_concurrent_tasks(self, store: tl.ContextStore) -> None:
         """One snapshot entered by many tasks at once: each exit restores its own task."""
         with store.scope(snap=True):

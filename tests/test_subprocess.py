@@ -296,3 +296,19 @@ class TestOtherLanguages:
             f"node child: trace_id={span.get_span_context().trace_id:032x} request_id=a b+c "
             f"user_id=42 parent_id={node_span.context.span_id:016x}\n"
         ) == out
+
+
+class TestOptions:
+    @pytest.mark.parametrize(
+        ("call", "option"),
+        [
+            (lambda: subprocess.run(["true"], bootstrap="no"), "bootstrap"),
+            (lambda: subprocess.run(["true"], record_args=1), "record_args"),
+            (lambda: subprocess.Popen(["true"], span="yes"), "span"),
+            (lambda: subprocess.child_env({}, bootstrap=None), "bootstrap"),
+        ],
+    )
+    def test_flags_take_a_bool(self, call: Any, option: str) -> None:
+        """A flag given as a str or a number is a TypeError naming it, before any child starts."""
+        with pytest.raises(TypeError, match=rf"^{option} takes True or False"):
+            call()

@@ -149,6 +149,14 @@ class TestJobSpans:
             assert "r7" == span.attributes["request.id"]
 
 
+def test_job_spans_takes_a_bool() -> None:
+    """job_spans="no" is a TypeError naming the option, where the pool is made."""
+    with pytest.raises(TypeError, match=r"^job_spans takes True or False"):
+        tl.ThreadPoolExecutor(1, job_spans="no")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^job_spans takes True or False"):
+        tl.ProcessPoolExecutor(1, job_spans=0)  # type: ignore[arg-type]
+
+
 class TestThread:
     def test_thread_runs_in_starter_context(self, store: tl.ContextStore) -> None:
         """The target sees the context of the start() call."""

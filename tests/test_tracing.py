@@ -10,7 +10,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import threadline as tl
 from tests.helpers import Spans
-from threadline.tracing import StoreSpanProcessor, current_trace_ids
+from threadline._telemetry.attributes import MAX_ATTRIBUTE_CHARS
+from threadline.tracing import StoreSpanProcessor, configure, current_trace_ids
 
 
 class TestStoreSpanProcessor:
@@ -52,10 +53,26 @@ class TestStoreSpanProcessor:
         assert '{"k": 1}' == attributes[f"{store.name}.meta"]
         assert f"{store.name}.nothing" not in attributes
 
+    def test_values_from_outside_escaped_and_limited(
+        self, spans: Spans, tracer: trace.Tracer
+    ) -> None:
+        """A request id with control characters is escaped on the span; a huge one is cut."""
+        with tl.request.scope(request_id="r1\r\nx\x1b", user_id="u" * 10_000):
+            tracer.start_span("hostile").end()
+        attributes = spans.named("hostile").attributes
+        assert "r1\\r\\nx\\x1b" == attributes["request.id"]
+        assert "u" * MAX_ATTRIBUTE_CHARS == attributes["enduser.id"]
+
     def test_needs_a_store(self) -> None:
         """Passing something else is a clear error."""
         with pytest.raises(TypeError, match="ContextStore"):
             StoreSpanProcessor("request")  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("attributes", ["tenant", ["tenant"], {"tenant": 5}])
+    def test_attributes_are_a_mapping_of_names(self, attributes: object) -> None:
+        """attributes given as one str, a list or with a non-str name: a TypeError naming it."""
+        with pytest.raises(TypeError, match=r"^attributes takes a mapping"):
+            StoreSpanProcessor(tl.request, attributes)  # type: ignore[arg-type]
 
 
 def test_current_trace_ids(tracer: trace.Tracer) -> None:
@@ -64,3 +81,21 @@ def test_current_trace_ids(tracer: trace.Tracer) -> None:
     with tracer.start_as_current_span("s") as span:
         sc = span.get_span_context()
         assert (f"{sc.trace_id:032x}", f"{sc.span_id:016x}") == current_trace_ids()
+
+
+class TestAttributeChoices:
+    @pytest.mark.parametrize(
+        ("arguments", "error"),
+        [
+            ({"span_attributes": ["request_id"]}, TypeError),
+            ({"log_attributes": {"request_id": ""}}, ValueError),
+            ({"span_attributes": {"a,b": "x"}}, ValueError),
+            ({"span_attributes": {"a": "x\n"}}, ValueError),
+        ],
+    )
+    def test_a_wrong_choice_is_a_clear_error(
+        self, arguments: dict[str, object], error: type[Exception]
+    ) -> None:
+        """A choice that is not store keys to attribute names raises, naming the argument."""
+        with pytest.raises(error, match=next(iter(arguments))):
+            configure(**arguments)  # type: ignore[arg-type]

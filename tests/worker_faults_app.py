@@ -120,10 +120,13 @@ def fork(kind: str, _workdir: Path) -> dict[str, Any]:
         pass
     held, release = threading.Event(), threading.Event()
     real_open = os.open
+    parent = os.getpid()
 
     def open_slowly(path: Any, *args: Any, **kwargs: Any) -> int:
         # export opens the file with its lock held: the exporting thread waits there
-        if threading.current_thread().name == "exporting":
+        # (the provider's flush exports in a thread of its own, bounded by its timeout)
+        exporting = threading.current_thread().name in {"exporting", "threadline-force-flush"}
+        if exporting and os.getpid() == parent:
             held.set()
             release.wait(HANG_GUARD * 4)
         return real_open(path, *args, **kwargs)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import threading
 import time
 import weakref
 from collections.abc import Mapping
@@ -24,14 +25,15 @@ from typing import TYPE_CHECKING, Any
 import celery
 import kombu
 from celery import Celery, signals
-from celery.exceptions import TimeLimitExceeded
+from celery.exceptions import TimeLimitExceeded, WorkerLostError
 from celery.utils.dispatch import Signal
 from opentelemetry.trace import get_current_span
 
-from ._boundary.coexistence import contrib_after
+from ._boundary.coexistence import contrib_after, is_contrib
 from ._boundary.far_side import configure_like_parent, flush_tracing
 from ._core import lifecycle
 from ._core.context import get_current
+from ._core.drops import record_drop
 from ._messaging import headers as _headers
 from ._messaging.consume import Processing, report_processing
 from ._messaging.publish import Unacked, publish
@@ -51,7 +53,11 @@ RETRY_OF_HEADER = _headers.RETRY_OF_HEADER
 
 _STATE = "_threadline"  # the attribute of a task's request that holds its execution's state
 _publishing = Unacked()
-# The main process of a prefork worker, by task id: to report a task that its time limit killed.
+# The task ids each thread is sending right now (inside `send_task`): failed if the send raises.
+_sending = threading.local()
+_SENDS_ENDED = "_threadline_ends_failed_publishes"
+# The main process of a prefork worker, by task id: to report a task whose child was killed
+# (its hard time limit, SIGKILL from the OOM killer).
 _received: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 # Frames of these are passed over when hooks name the line that published a task.
 _LIBRARIES = tuple(os.path.dirname(m.__file__ or "") + os.sep for m in (celery, kombu))
@@ -70,11 +76,37 @@ def setup(app: Celery) -> None:
     signal cannot raise into ``apply_async``). Each publish and each
     execution is a lifecycle-hook resource (``message.publish``,
     ``message.process``). Workers flush their spans before a prefork child
-    exits and at worker shutdown. Calling it again changes nothing.
+    exits and at worker shutdown. A publish that fails (the broker is down)
+    ends its PRODUCER span failed; a task whose prefork child was killed
+    (a hard time limit, an OOM kill) has its CONSUMER span made, failed, in
+    the worker's main process. Calling it again changes nothing.
     """
-    del app  # Celery's signals are process-wide; the app is the caller's anchor
     for hook, receiver in _RECEIVERS:
         hook.connect(receiver, weak=False, dispatch_uid=f"threadline.{receiver.__name__}")
+    # Celery signals no failed publish: the send raises out of `send_task`, where every
+    # publish of the app (delay, apply_async, canvas, retries) goes through.
+    send_task = app.send_task
+    if not getattr(send_task, _SENDS_ENDED, False):
+        app.send_task = _ending_failed_publishes(send_task)
+
+
+def _ending_failed_publishes(send_task: Any) -> Any:
+    @functools.wraps(send_task)
+    def send(*args: Any, **kwargs: Any) -> Any:
+        outer = getattr(_sending, "ids", None)
+        sent: list[object] = []
+        _sending.ids = sent
+        try:
+            return send_task(*args, **kwargs)
+        except BaseException as error:
+            for task_id in sent:
+                _publishing.fail(task_id, error)
+            raise
+        finally:
+            _sending.ids = outer
+
+    setattr(send, _SENDS_ENDED, True)
+    return send
 
 
 def _operation(name: str, task_id: object, delivery: object) -> Operation:
@@ -109,6 +141,9 @@ def _before_publish(
         where=_publisher_line,
     )
     _publishing.add(task_id, handoff)
+    sending = getattr(_sending, "ids", None)
+    if sending is not None:
+        sending.append(task_id)
 
 
 def _after_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
@@ -139,13 +174,36 @@ def _prerun(task: Task | None = None, task_id: str | None = None, **_: Any) -> N
         None if eager else vars(request),  # the message headers are the request's attributes
         functools.partial(_operation, task.name, task_id, request.delivery_info),
         context=get_current() if eager else None,
-        retry=int(request.retries or 0) >= 1,
+        retry=_retries(request) >= 1,
         other_makes_it=_contrib_after_us(signals.task_prerun, _prerun),
         where=_task_line(task) if lifecycle.active else None,
-        only_if_current=True,  # another instrumentation's postrun may have restored already
+        # Another instrumentation's postrun may have put back the context from before
+        # both already. Without one, the worker's context from before the task is put
+        # back whatever the task left attached (a span it never detached).
+        only_if_current=_contrib_restores(),
     )
     processing.begin()
     setattr(request, _STATE, (processing, time.monotonic()))
+
+
+def _retries(request: Any) -> int:
+    """The request's ``retries`` header; a value that is no count is dropped (counted), as 0."""
+    retries = getattr(request, "retries", None)
+    if retries is None:
+        return 0
+    if type(retries) is int and retries >= 0:
+        return retries
+    record_drop("retries.invalid", f"a task's retries header is not a count: {retries!r:.64}")
+    return 0
+
+
+def _contrib_restores() -> bool:
+    """Whether OpenTelemetry's Celery receivers run here (they restore the context themselves)."""
+    for _, receiver in signals.task_postrun.receivers:
+        target = receiver() if isinstance(receiver, weakref.ReferenceType) else receiver
+        if is_contrib(target, "celery"):
+            return True
+    return False
 
 
 def _processing(task: Task | None) -> Processing | None:
@@ -168,7 +226,7 @@ def _failure(
     processing = _processing(sender)
     if processing is not None and processing.span is not None and exception is not None:
         processing.fail(exception)
-    elif isinstance(exception, TimeLimitExceeded) and sender is not None and task_id:
+    elif isinstance(exception, (TimeLimitExceeded, WorkerLostError)) and sender and task_id:
         _report_killed(sender, task_id, exception)
 
 
@@ -217,7 +275,11 @@ def _received_request(request: Any = None, **_: Any) -> None:
 
 
 def _report_killed(task: Task, task_id: str, error: BaseException) -> None:
-    """The prefork child that ran the task was killed: its CONSUMER span is made here, failed."""
+    """The prefork child that ran the task was killed: its CONSUMER span is made here, failed.
+
+    A hard time limit (`TimeLimitExceeded`) or any other death (`WorkerLostError`);
+    the span is a child of the message's PRODUCER span.
+    """
     # Celery (5.5+) sends task_failure twice for a hard time limit: report it once
     request = _received.pop(task_id, None)
     headers = getattr(request, "request_dict", None)

@@ -11,9 +11,9 @@ real Collector's output.
 
 from __future__ import annotations
 
-from ._telemetry.file_exporter import ExportedSpan as ExportedSpan
 from ._telemetry.file_exporter import OTLPJsonFileSpanExporter as OTLPJsonFileSpanExporter
-from ._telemetry.file_exporter import read_spans as read_spans
+from ._telemetry.span_file import ExportedSpan as ExportedSpan
+from ._telemetry.span_file import read_spans as read_spans
 
 __all__ = [
     "ExportedSpan",

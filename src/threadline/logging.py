@@ -13,13 +13,15 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ._core.context import context_of_error
+from ._core.checks import require_names
+from ._core.context import Context, context_of_error
 from ._core.stores import ContextStore, registered_stores, request
 from ._core.text import escape_controls, escape_json_line
 from ._telemetry.spans import current_trace_ids
@@ -40,6 +42,8 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) 
 def _store(store: ContextStore | str) -> ContextStore:
     if isinstance(store, ContextStore):
         return store
+    if not isinstance(store, str):
+        raise TypeError(f"store takes a ContextStore or its name, got {store!r:.80}")
     found = registered_stores().get(store)
     if found is None:
         raise ValueError(f"no ContextStore named {store!r} exists in this process")
@@ -56,8 +60,15 @@ class ContextFilter(logging.Filter):
 
     Args:
         store: the store (or its name) to read ``request_id`` and ``user_id`` from.
-        keys: further store keys to set on records, with the placeholder when absent.
+        keys: further store keys to set on records, with the placeholder when
+            absent (a list: one ``str`` is a TypeError). They are set also on
+            records that have the other fields already (`install` set them),
+            unless the record has that attribute of its own.
         placeholder: the value of a field with nothing to show.
+
+    Raises:
+        TypeError: an option of the wrong type, named.
+        ValueError: *store* names no store of this process.
     """
 
     def __init__(
@@ -70,8 +81,9 @@ class ContextFilter(logging.Filter):
     ) -> None:
         super().__init__(name)
         self._store = _store(store)
-        self._keys = ("request_id", "user_id", *keys)
-        self._placeholder = placeholder
+        self._extra = require_names("keys", keys, "store keys")
+        self._keys = ("request_id", "user_id", *self._extra)
+        self._placeholder = _placeholder(placeholder)
 
     @property
     def store_name(self) -> str:
@@ -87,6 +99,8 @@ class ContextFilter(logging.Filter):
         """Set the fields on *record* (keeping any it already has) and keep it."""
         if getattr(record, "trace_id", None) is None:
             self.enrich(record)
+        elif self._extra:  # made with the fields already (install): add this filter's keys
+            self._set(record, [key for key in self._extra if key not in record.__dict__])
         return True
 
     def enrich(self, record: logging.LogRecord) -> None:
@@ -99,31 +113,37 @@ class ContextFilter(logging.Filter):
         was gone) gets that request's fields.
         """
         context = None
-        values = self._store.get()
-        if values is None and record.exc_info:
+        if record.exc_info and self._store.get() is None:  # logged after its request was over
             context = context_of_error(record.exc_info[1])
-            if context is not None:
-                values = self._store.get(context)
+        self._set(record, self._keys, context)
+        placeholder = self._placeholder
+        ids = current_trace_ids(context)
+        record.__dict__["trace_id"], record.__dict__["span_id"] = ids or (placeholder, placeholder)
+
+    def _set(
+        self, record: logging.LogRecord, keys: Sequence[str], context: Context | None = None
+    ) -> None:
+        values = self._store.get(context)
         placeholder = self._placeholder
         record_dict = record.__dict__
-        for key in self._keys:
+        for key in keys:
             value = values.get(key) if values is not None else None
             if value is None:
                 value = placeholder
             elif type(value) is str:  # may have come in as baggage: never a raw control char
                 value = escape_controls(value)
             record_dict[key] = value
-        ids = current_trace_ids(context)
-        record_dict["trace_id"], record_dict["span_id"] = ids or (placeholder, placeholder)
 
 
 class JSONFormatter(logging.Formatter):
     """Format each record as one JSON object: time, level, logger, message and the fields.
 
     Records that did not pass a `ContextFilter` get the fields from the
-    current context here. Attributes given through ``extra=`` are kept;
-    values JSON cannot hold are written as their ``str``. Every character
-    that is not printable is a JSON escape: one record is always one line.
+    current context here. Attributes given through ``extra=`` are kept. A
+    mapping (a store value, a dict) is a JSON object, a list or tuple an
+    array; other values JSON cannot hold are written as their ``str``. Every
+    character that is not printable is a JSON escape, at any depth: one
+    record is always one line.
     """
 
     def __init__(
@@ -161,7 +181,43 @@ class JSONFormatter(logging.Formatter):
             data["stack"] = self.formatStack(record.stack_info)
         # json.dumps escapes C0 controls itself, but leaves DEL, C1 controls,
         # line separators and lone surrogates raw.
-        return escape_json_line(json.dumps(data, default=str, ensure_ascii=False))
+        try:
+            text = json.dumps(data, default=_json_value, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError):  # a key JSON cannot hold, a cycle, NaN: said as text
+            text = json.dumps(_jsonable(data, 0), default=str, ensure_ascii=False)
+        return escape_json_line(text)
+
+
+def _json_value(value: object) -> object:
+    """What JSON cannot hold as it is: a mapping (a store value) as an object, else its str."""
+    return dict(value) if isinstance(value, Mapping) else str(value)
+
+
+_MAX_DEPTH = 32
+
+
+def _jsonable(value: object, depth: int) -> object:
+    """*value* with only what JSON holds: str keys, objects and arrays up to `_MAX_DEPTH` deep."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN or Infinity: "nan", "inf"
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if depth >= _MAX_DEPTH:
+        return str(value)
+    if isinstance(value, Mapping):
+        return {
+            key if isinstance(key, str) else str(key): _jsonable(item, depth + 1)
+            for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item, depth + 1) for item in value]
+    return str(value)
+
+
+def _placeholder(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"placeholder takes a str, got {value!r:.80}")
+    return value
 
 
 def _iso_time(created: float) -> str:
@@ -250,7 +306,8 @@ def _log_like_parent(store: str, placeholder: str, level: int, queue: Any) -> No
 
     install(store=store if store in registered_stores() else request, placeholder=placeholder)
     root = logging.getLogger()
-    if not root.handlers:  # the initializer's own set-up, if any, stays as it is
+    # the initializer's own set-up, if any, stays as it is (the logs signal's handler is not one)
+    if all(getattr(handler, "threadline_signal", False) for handler in root.handlers):
         root.addHandler(QueueHandler(queue))
         root.setLevel(level)
 

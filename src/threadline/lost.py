@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._core import lifecycle as _hooks
+from ._core.checks import require_bool
 from ._core.context import STORE_KEY_PREFIX
 from ._patching import watchers
 from ._patching.watchers import request_id as _request_id
@@ -134,6 +135,7 @@ def enable(*, log: bool = True) -> None:
     until `disable`). Log call sites are counted for the records that pass
     their logger's level.
     """
+    require_bool("log", log)
     with _lock:
         _state.enabled += 1
         _state.log = log
@@ -210,6 +212,7 @@ def detecting(*, log: bool = True) -> Iterator[Detection]:
 
     What a test harness uses: ``with detecting() as found: ...; found.reports()``.
     """
+    require_bool("log", log)
     clear()
     enable(log=log)
     try:

@@ -1,4 +1,4 @@
-"""OpenTelemetry SDK helpers: set-up from the ``OTEL_*`` settings, store values on spans.
+"""OpenTelemetry SDK helpers: set-up from the ``OTEL_*`` settings, store values on spans and logs.
 
 This module imports the OpenTelemetry SDK; ``import threadline`` does not.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 from ._core.settings import CONFIGURED_ENV as CONFIGURED_ENV
 from ._core.settings import DEFAULT_TRACES_FILE as DEFAULT_TRACES_FILE
 from ._core.settings import TRACES_FILE_ENV as TRACES_FILE_ENV
+from ._telemetry.logs import StoreLogRecordProcessor as StoreLogRecordProcessor
 from ._telemetry.pipeline import REQUEST_ATTRIBUTES as REQUEST_ATTRIBUTES
 from ._telemetry.pipeline import StoreSpanProcessor as StoreSpanProcessor
 from ._telemetry.pipeline import configure as configure
@@ -19,6 +20,7 @@ __all__ = [
     "DEFAULT_TRACES_FILE",
     "REQUEST_ATTRIBUTES",
     "TRACES_FILE_ENV",
+    "StoreLogRecordProcessor",
     "StoreSpanProcessor",
     "configure",
     "current_trace_ids",

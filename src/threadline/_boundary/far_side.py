@@ -182,12 +182,14 @@ def flush_tracing(timeout_millis: int | None = None) -> bool:
     if force_flush is None:
         return True
     millis = round(child_exit_timeout() * 1000) if timeout_millis is None else timeout_millis
+    flushed: list[object] = []
     flushing = threading.Thread(
-        target=force_flush, args=(millis,), name="threadline-flush", daemon=True
+        target=lambda: flushed.append(force_flush(millis)), name="threadline-flush", daemon=True
     )
     flushing.start()
     flushing.join(millis / 1000)
-    if not flushing.is_alive():
+    # (threadline's processors keep the timeout themselves, and say False when it ran out)
+    if not flushing.is_alive() and flushed != [False]:
         return True
     tracing = sys.modules.get("threadline._telemetry.pipeline")
     if tracing is not None:

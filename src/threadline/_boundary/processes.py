@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._core import lifecycle as _hooks
+from .._core.checks import require_bool
 from .._core.context import Context
 from .._core.settings import for_workers
 from .._telemetry.spans import call_in_span, callable_name, is_recording, job_span
@@ -92,6 +93,7 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
         max_tasks_per_child: int | None = None,
         job_spans: bool = True,
     ) -> None:
+        require_bool("job_spans", job_spans)
         if max_tasks_per_child is not None and sys.version_info < (3, 11):
             raise TypeError("max_tasks_per_child needs Python 3.11 or later, as in CPython")
         extra = {} if max_tasks_per_child is None else {"max_tasks_per_child": max_tasks_per_child}

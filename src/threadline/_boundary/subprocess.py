@@ -7,10 +7,11 @@ import subprocess
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._core.checks import require_bool
 from .._core.context import Context
 from .._core.settings import BOOTSTRAP_ENV, configured_marks, for_workers
 from .._telemetry.spans import is_recording, provider_set, start_boundary_span
-from .._wire.environment import carrier_names, inject_env
+from .._wire.environment import as_text, carrier_names, inject_env
 from .handoff import Handoff, hand_off
 
 if TYPE_CHECKING:
@@ -22,12 +23,15 @@ BOUNDARY = "subprocess"
 
 
 def child_env(
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | Mapping[bytes, bytes] | None = None,
     *,
     context: Context | None = None,
     bootstrap: bool = True,
 ) -> dict[str, str]:
     """Return the environment for a child: *env* (default: ``os.environ``) plus the context.
+
+    A bytes *env* (``os.environb.copy()``) is decoded as ``os.environ`` does: the
+    result is text, and no inherited bytes ``TRACEPARENT`` or ``BAGGAGE`` is left in it.
 
     Use it with any way of starting a process, e.g.
     ``await asyncio.create_subprocess_exec(*cmd, env=child_env())``.
@@ -44,7 +48,9 @@ def child_env(
         TypeError: a store value cannot cross a process boundary; the message
             names the store and the key.
     """
-    result = dict(os.environ if env is None else env)
+    require_bool("bootstrap", bootstrap)
+    # as text, one kind of name: a stale bytes TRACEPARENT cannot hide beside ours
+    result = as_text(os.environ if env is None else env)
     inject_env(result, context)
     if bootstrap:
         result[BOOTSTRAP_ENV] = "1"
@@ -105,6 +111,10 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         span: bool | None = None,
         **kwargs: Any,
     ) -> None:
+        require_bool("bootstrap", bootstrap)
+        require_bool("record_args", record_args)
+        if span is not None:
+            require_bool("span", span)
         wanted = is_recording() if span is None else span and provider_set()
         # The child runs another program: its resource gets init here, destroy at its exit.
         handoff = hand_off(

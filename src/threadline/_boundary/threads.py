@@ -12,6 +12,7 @@ from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
 from .._core import lifecycle as _hooks
+from .._core.checks import require_bool
 from .._telemetry.spans import call_as_job, callable_name
 from .handoff import Handoff, arrive, carries_context, hand_off
 
@@ -44,7 +45,7 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
         job_spans: bool = True,
     ) -> None:
         super().__init__(max_workers, thread_name_prefix, initializer, initargs)
-        self._job_spans = job_spans
+        self._job_spans = require_bool("job_spans", job_spans)
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         """Schedule ``fn(*args, **kwargs)`` to run in a copy of the caller's context."""

@@ -55,6 +55,9 @@ PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.s
 _STDLIB = os.path.dirname(os.path.abspath(os.__file__)) + os.sep
 # resources still running, by the id of the request resource they belong to
 _live: dict[int, dict[int, Resource]] = {}
+# set on a thread while one of its hook callbacks runs: a callback is plain sync code, so
+# nothing else runs on that thread meanwhile, and what the callback does fires no hook
+_calling = threading.local()
 
 
 class _Watchers:
@@ -89,6 +92,7 @@ class Resource:
 
     __slots__ = (
         "_owner",
+        "_silent",
         "destroyed",
         "id",
         "location",
@@ -108,6 +112,8 @@ class Resource:
         self.request_id = request_id
         self.request = request
         self.destroyed = False
+        # made by a hook callback: no callback is called for it, init to destroy
+        self._silent = getattr(_calling, "on", False)
         self._owner: Resource | None = (
             None if trigger is None else trigger if trigger.request else trigger._owner
         )
@@ -167,13 +173,14 @@ class Hook:
     def _failed(self, callback: str, resource: Resource) -> None:
         self.errors += 1
         if callback not in self._reported:
-            self._reported.add(callback)
             _logger.exception(
                 "threadline hook %s raised for %r; not raised into the application "
                 "(further errors of this callback are only counted in Hook.errors)",
                 callback,
                 resource,
             )
+            # after the logging call: an error that could not be logged is tried again next time
+            self._reported.add(callback)
 
 
 def create_hook(
@@ -256,12 +263,10 @@ def create(kind: str, where: str, *, request: bool = False) -> Resource:
     if owner is not None and not owner.destroyed:
         with _lock:
             _live.setdefault(owner.id, {})[resource.id] = resource
-    for hook in _hooks:
-        if hook._init is not None:
-            try:
-                hook._init(resource, trigger)
-            except Exception:  # noqa: BLE001 - a hook's error is reported, never the app's
-                hook._failed("init", resource)
+    if not resource._silent:
+        for hook in _hooks:
+            if hook._init is not None:
+                _guarded(hook, "init", hook._init, resource, trigger)
     return resource
 
 
@@ -307,13 +312,29 @@ def run(resource: Resource, fn: Callable[..., T], /, *args: Any, **kwargs: Any) 
 
 
 def _call(resource: Resource, callback: str) -> None:
+    if resource._silent or getattr(_calling, "on", False):
+        return
     for hook in _hooks:
         function = getattr(hook, "_" + callback)
         if function is not None:
-            try:
-                function(resource)
-            except Exception:  # noqa: BLE001 - a hook's error is reported, never the app's
-                hook._failed(callback, resource)
+            _guarded(hook, callback, function, resource)
+
+
+def _guarded(hook: Hook, callback: str, function: Callable[..., object], *args: Any) -> None:
+    """Call one hook callback with the thread's hooks off; report whatever it raises.
+
+    BaseException too: the docs promise a hook's error never reaches the
+    application, and a KeyboardInterrupt or SystemExit raised here would
+    leave a scope or a resource half entered.
+    """
+    _calling.on = True
+    try:
+        function(*args)
+    except BaseException:  # noqa: BLE001 - a hook's error is reported, never the app's
+        with contextlib.suppress(Exception):  # a logging filter that raises: still counted
+            hook._failed(callback, args[0])
+    finally:
+        _calling.on = False
 
 
 def enter_scope(scope: Any, key: str, outer: Any, value: Any) -> Any:

@@ -36,20 +36,27 @@ __all__ = [
     "DEFAULT_OTLP_PROTOCOL",
     "DEFAULT_SHUTDOWN_TIMEOUT",
     "DEFAULT_TRACES_FILE",
+    "EXCEPTION_SIGNALS",
     "EXPORT_PROCESS_ENV",
+    "LOG_ATTRIBUTES_ENV",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
     "OTEL_EXPORTER_OTLP_PROTOCOL",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_LOGS_EXPORTER",
     "OTEL_PROPAGATORS",
     "OTEL_PYTHON_TRACER_PROVIDER",
     "OTEL_SDK_DISABLED",
+    "OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN",
     "OTEL_TRACES_EXPORTER",
     "OTLP_PROTOCOLS",
     "SERVICE_NAME_ENV",
     "SHUTDOWN_TIMEOUT_ENV",
+    "SPAN_ATTRIBUTES_ENV",
     "TRACES_FILE_ENV",
     "Settings",
+    "attribute_map_text",
     "configured_marks",
     "for_workers",
     "invalid_setting",
@@ -97,6 +104,15 @@ a process is often started inside a request, which must not wait for an unreacha
 
 DEFAULT_CHILD_EXIT_TIMEOUT = 0.5
 
+SPAN_ATTRIBUTES_ENV = "THREADLINE_SPAN_ATTRIBUTES"
+"""Which `threadline.request` keys `threadline.tracing.configure` puts on spans, under which
+attribute names: ``key=name`` pairs, comma-separated (``request_id=request.id,tenant=tenant.id``),
+or ``none``. Default: ``request_id=request.id,user_id=enduser.id``. Handed to workers and children
+when ``configure(span_attributes=...)`` chose them in code."""
+
+LOG_ATTRIBUTES_ENV = "THREADLINE_LOG_ATTRIBUTES"
+"""As `SPAN_ATTRIBUTES_ENV`, for the log records of the logs pipeline; default: the span's."""
+
 # --------------------------------------------------------------------------- OpenTelemetry's
 # Named as OpenTelemetry's SDK names them (opentelemetry.sdk.environment_variables), which
 # this module cannot import: reading settings must not load the SDK.
@@ -122,6 +138,22 @@ OTEL_EXPORTER_OTLP_PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL"
 OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
 """As `OTEL_EXPORTER_OTLP_PROTOCOL`, for traces only, and read first."""
 
+OTEL_LOGS_EXPORTER = "OTEL_LOGS_EXPORTER"
+"""Comma-separated log record exporter names: ``otlp``, ``console``, ``none`` or any installed
+``opentelemetry_logs_exporter`` entry point. Unset (or ``none``): no logs pipeline is set up.
+Checked against what is installed where the exporters are made."""
+
+OTEL_EXPORTER_OTLP_LOGS_PROTOCOL = "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"
+"""As `OTEL_EXPORTER_OTLP_PROTOCOL`, for logs only, and read first."""
+
+OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN = "OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN"
+"""Where threadline records an exception that fails a span, as the semantic conventions for
+exceptions name it: ``logs`` (a log record), ``logs/dup`` (a log record and a span event);
+unset, an event on the span."""
+
+EXCEPTION_SIGNALS = ("spans", "logs", "logs/dup")
+"""What `Settings.exception_signal` may be: ``spans`` is the default, the others opt in."""
+
 OTLP_PROTOCOLS = ("http/protobuf", "grpc")
 DEFAULT_OTLP_PROTOCOL = "http/protobuf"
 """The specification's recommended default, and the exporter threadline depends on."""
@@ -139,6 +171,8 @@ _READ = (
     TRACES_FILE_ENV,
     SHUTDOWN_TIMEOUT_ENV,
     CHILD_EXIT_TIMEOUT_ENV,
+    SPAN_ATTRIBUTES_ENV,
+    LOG_ATTRIBUTES_ENV,
     OTEL_SDK_DISABLED,
     OTEL_TRACES_EXPORTER,
     OTEL_EXPORTER_OTLP_ENDPOINT,
@@ -147,6 +181,9 @@ _READ = (
     OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
     OTEL_PROPAGATORS,
     OTEL_PYTHON_TRACER_PROVIDER,
+    OTEL_LOGS_EXPORTER,
+    OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
+    OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN,
 )
 """Every variable `read_settings` reads."""
 
@@ -176,6 +213,10 @@ class Settings:
     """`SHUTDOWN_TIMEOUT_ENV`: the bound of the exit export, in seconds."""
     child_exit_timeout: float = DEFAULT_CHILD_EXIT_TIMEOUT
     """`CHILD_EXIT_TIMEOUT_ENV`: the bound of a worker's or child's exit export, in seconds."""
+    span_attributes: tuple[tuple[str, str], ...] | None = None
+    """`SPAN_ATTRIBUTES_ENV`: ``(store key, attribute name)`` pairs; None: the default."""
+    log_attributes: tuple[tuple[str, str], ...] | None = None
+    """`LOG_ATTRIBUTES_ENV`: as `span_attributes`, for log records; None: the spans' choice."""
     sdk_disabled: bool = False
     """`OTEL_SDK_DISABLED`: set nothing up."""
     traces_exporters: tuple[str, ...] = ()
@@ -190,6 +231,15 @@ class Settings:
     """`OTEL_PROPAGATORS` is set."""
     tracer_provider_named: bool = False
     """`OTEL_PYTHON_TRACER_PROVIDER` is set."""
+    logs_exporters: tuple[str, ...] = ()
+    """`OTEL_LOGS_EXPORTER`'s names, lower-cased, ``none`` left out; empty: no logs pipeline."""
+    otlp_logs_protocol: str = DEFAULT_OTLP_PROTOCOL
+    """What ``otlp`` speaks for logs: the per-signal setting, else the general one, else the
+    default."""
+    otlp_logs_protocol_setting: str | None = None
+    """The variable that chose `otlp_logs_protocol`; None when it is the default."""
+    exception_signal: str = "spans"
+    """`OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN`: one of `EXCEPTION_SIGNALS`."""
 
     @property
     def default_traces_exporter(self) -> str:
@@ -226,7 +276,11 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 
 def _parse(env: Mapping[str, str]) -> Settings:
-    protocol, protocol_setting = _otlp_protocol(env)
+    general = _protocol(env, OTEL_EXPORTER_OTLP_PROTOCOL, repr(DEFAULT_OTLP_PROTOCOL))
+    protocol, protocol_setting = _otlp_protocol(env, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, general)
+    logs_protocol, logs_protocol_setting = _otlp_protocol(
+        env, OTEL_EXPORTER_OTLP_LOGS_PROTOCOL, general
+    )
     return Settings(
         parent_configured=_flag(env, CONFIGURED_ENV),
         service_name=_text(env, SERVICE_NAME_ENV),
@@ -234,6 +288,8 @@ def _parse(env: Mapping[str, str]) -> Settings:
         traces_file=_text(env, TRACES_FILE_ENV) or DEFAULT_TRACES_FILE,
         shutdown_timeout=_seconds(env, SHUTDOWN_TIMEOUT_ENV, DEFAULT_SHUTDOWN_TIMEOUT),
         child_exit_timeout=_seconds(env, CHILD_EXIT_TIMEOUT_ENV, DEFAULT_CHILD_EXIT_TIMEOUT),
+        span_attributes=_attribute_map(env, SPAN_ATTRIBUTES_ENV),
+        log_attributes=_attribute_map(env, LOG_ATTRIBUTES_ENV),
         sdk_disabled=_flag(env, OTEL_SDK_DISABLED, numbers=False),
         traces_exporters=_names(env, OTEL_TRACES_EXPORTER),
         otlp_endpoint_set=bool(
@@ -244,6 +300,10 @@ def _parse(env: Mapping[str, str]) -> Settings:
         otlp_protocol_setting=protocol_setting,
         propagators_set=_text(env, OTEL_PROPAGATORS) is not None,
         tracer_provider_named=_text(env, OTEL_PYTHON_TRACER_PROVIDER) is not None,
+        logs_exporters=tuple(n for n in _names(env, OTEL_LOGS_EXPORTER) if n != "none"),
+        otlp_logs_protocol=logs_protocol,
+        otlp_logs_protocol_setting=logs_protocol_setting,
+        exception_signal=_exception_signal(env),
     )
 
 
@@ -305,17 +365,54 @@ def _names(env: Mapping[str, str], variable: str) -> tuple[str, ...]:
     return tuple(name.strip().lower() for name in value.split(",") if name.strip())
 
 
-def _otlp_protocol(env: Mapping[str, str]) -> tuple[str, str | None]:
+def _attribute_map(env: Mapping[str, str], variable: str) -> tuple[tuple[str, str], ...] | None:
+    value = _text(env, variable)
+    if value is None:
+        return None
+    if value.lower() == "none":
+        return ()
+    pairs = []
+    for item in value.split(","):
+        key, equals, name = (part.strip() for part in item.partition("="))
+        if not (key and equals and name) or not (key + name).isprintable():
+            invalid_setting(variable, env[variable], "list of key=attribute pairs", "(default)")
+            return None
+        pairs.append((key, name))
+    return tuple(pairs)
+
+
+def attribute_map_text(pairs: Mapping[str, str]) -> str:
+    """The text of `SPAN_ATTRIBUTES_ENV` that says *pairs* (store key to attribute name)."""
+    return ",".join(f"{key}={name}" for key, name in pairs.items()) or "none"
+
+
+def _exception_signal(env: Mapping[str, str]) -> str:
+    value = _text(env, OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN)
+    if value is None:
+        return "spans"
+    if value.lower() in EXCEPTION_SIGNALS[1:]:
+        return value.lower()
+    invalid_setting(
+        OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN,
+        env[OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN],
+        "exception signal (logs or logs/dup)",
+        "(span events)",
+    )
+    return "spans"
+
+
+def _otlp_protocol(
+    env: Mapping[str, str], per_signal: str, general: str | None
+) -> tuple[str, str | None]:
     # As OpenTelemetry's own set-up: the per-signal setting first, then the general one.
-    general = _protocol(env, OTEL_EXPORTER_OTLP_PROTOCOL, repr(DEFAULT_OTLP_PROTOCOL))
     fallback = (
         repr(DEFAULT_OTLP_PROTOCOL)
         if general is None
         else f"{general!r} (from {OTEL_EXPORTER_OTLP_PROTOCOL})"
     )
-    traces = _protocol(env, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, fallback)
-    if traces is not None:
-        return traces, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL
+    signal = _protocol(env, per_signal, fallback)
+    if signal is not None:
+        return signal, per_signal
     if general is not None:
         return general, OTEL_EXPORTER_OTLP_PROTOCOL
     return DEFAULT_OTLP_PROTOCOL, None

@@ -47,8 +47,9 @@ class Snapshot:
     def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Call ``fn(*args, **kwargs)`` inside the snapshot; the caller's context is untouched.
 
-        If ``fn`` is an ``async def`` function, the result is an awaitable that
-        runs the whole coroutine inside the snapshot.
+        If ``fn`` is an ``async def`` function, the result is a coroutine that
+        runs the whole of ``fn``'s coroutine inside the snapshot: await it, or
+        give it to ``asyncio.run`` or ``asyncio.create_task``.
         """
         variables = self._variables.copy() if self._variables is not None else None
         if variables is None:
@@ -59,7 +60,7 @@ class Snapshot:
         if isinstance(result, Coroutine):
             if variables is None:
                 return await_within(self, result)  # type: ignore[return-value]
-            return InContext(variables, result)  # type: ignore[return-value]
+            return _awaited_in(variables, result)  # type: ignore[return-value]
         return result
 
     def __enter__(self) -> Snapshot:
@@ -133,6 +134,11 @@ def _code_flags(fn: Callable[..., Any]) -> int:
     function = getattr(fn, "__func__", fn)
     code = getattr(function, "__code__", None)
     return code.co_flags if code is not None else 0
+
+
+async def _awaited_in(variables: contextvars.Context, coroutine: Coroutine[Any, Any, T]) -> T:
+    """A real coroutine (what asyncio.run and create_task take) around `InContext`."""
+    return await InContext(variables, coroutine)
 
 
 class InContext(Awaitable[T]):

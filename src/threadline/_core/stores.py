@@ -78,9 +78,15 @@ class Scope:
             outer = current.get(self._key)
             if isinstance(outer, FrozenMapping) and outer:
                 value = outer | value
-        self._token = attach(Context({**current, self._key: value}))
+        token = self._token = attach(Context({**current, self._key: value}))
         if _hooks.active:
-            self._hooked = _hooks.enter_scope(self, self._key, current.get(self._key), value)
+            try:
+                self._hooked = _hooks.enter_scope(self, self._key, current.get(self._key), value)
+            except BaseException:
+                # the with block never starts, so __exit__ never runs: detach here
+                self._token = None
+                restore(token)
+                raise
         return value
 
     def again(self) -> Scope:

@@ -6,7 +6,7 @@ so the common case costs one C-level check.
 
 from __future__ import annotations
 
-__all__ = ["escape_controls", "escape_json_line", "valid_utf8"]
+__all__ = ["count", "escape_controls", "escape_json_line", "valid_utf8"]
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -69,3 +69,8 @@ def valid_utf8(text: str) -> str:
         except UnicodeEncodeError:  # a surrogate that no byte was escaped into
             return text.encode("utf-8", "replace").decode()
     return text
+
+
+def count(number: int, noun: str) -> str:
+    """``1 span``, ``2 spans``: *number* and *noun*, plural when it is not 1."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

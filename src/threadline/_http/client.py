@@ -27,7 +27,7 @@ from opentelemetry.trace import SpanKind
 
 from .._boundary.coexistence import plan_span
 from .._boundary.handoff import hand_off
-from .._core.context import Context
+from .._core.context import Context, get_current, span_in, span_key
 from .._core.stores import request as request_store
 from .._telemetry.spans import start_boundary_span
 from .._wire.carrier import BAGGAGE
@@ -70,7 +70,7 @@ class ClientExchange:
             frame outside threadline and the standard library.
     """
 
-    __slots__ = ("_handoff", "_options", "_trusted")
+    __slots__ = ("_handoff", "_options", "_other", "_trusted")
 
     def __init__(
         self,
@@ -84,6 +84,7 @@ class ClientExchange:
         where: Callable[[], str] | None = None,
     ) -> None:
         self._options = options
+        self._other = other_makes_it
         self._trusted = options.allowed.allows(host)
 
         def start(context: Context) -> Span | None:
@@ -111,12 +112,19 @@ class ClientExchange:
         """Write the call's context into the request's *headers*; never raises for its baggage.
 
         The trace goes to every host, in the configured formats (threadline's
-        carrier unless ``OTEL_PROPAGATORS`` says otherwise); baggage and
+        carrier unless ``OTEL_PROPAGATORS`` says otherwise), with the span
+        current here as the parent when another instrumentation makes the
+        call's span; baggage and
         ``X-Request-ID`` (unless the application set one, or the options
         keep it back) only to an allowed host. A context whose baggage
         cannot be encoded goes without it, counted.
         """
         context = self._handoff.context
+        if self._other:
+            # the other instrumentation's span, current where the hop is sent, is its parent
+            span = span_in(get_current())
+            if span is not None:
+                context = Context({**context, span_key(): span})
         trusted = self._trusted
         inject_formats(headers, default_setter, context, configured_formats(), with_baggage=trusted)
         if not (trusted and self._options.send_request_id):

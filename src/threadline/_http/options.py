@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._core.checks import require_bool
 from .hosts import HostAllowList
 from .semconv import StatusPolicy, client_error, server_error
 
@@ -105,9 +106,7 @@ class ClientOptions:
 
 def _require_bools(options: object, *names: str) -> None:
     for name in names:
-        value = getattr(options, name)
-        if not isinstance(value, bool):
-            raise TypeError(f"{name} takes True or False, got {value!r}")
+        require_bool(name, getattr(options, name))
 
 
 def _require_callable(value: object, name: str) -> None:

@@ -119,6 +119,7 @@ class ServerExchange(Generic[R]):
         "_arrival",
         "_completed",
         "_incoming",
+        "_inner",
         "_link",
         "_options",
         "_other_makes_it",
@@ -158,6 +159,7 @@ class ServerExchange(Generic[R]):
         self._settled = False
         self._completed = False
         self._user_token: Token[Context] | None = None
+        self._inner: Span | None = None  # the span OpenTelemetry's middleware made inside, seen
 
     def __enter__(self) -> ServerExchange[R]:
         options = self._options
@@ -219,12 +221,12 @@ class ServerExchange(Generic[R]):
                 set_status(owned, self._status, options.is_error)
             owned.end()
         if options.access_log and options.logger.isEnabledFor(logging.INFO):
-            span = self._span
-            if self._other_makes_it and span is not None and span_in(get_current()) is None:
-                with Arrival(self._context(span)):  # the line in the span made inside, ended
-                    self._log_access()
-            else:
+            token = self._in_inner_span()
+            try:
                 self._log_access()
+            finally:
+                if token is not None:
+                    restore(token)
 
     def identify(self) -> Awaitable[None] | None:
         """Run the ``user_id`` extractor (in the request's context); None when it is done.
@@ -264,7 +266,7 @@ class ServerExchange(Generic[R]):
         """
         span: Span | None = span_in(get_current())
         if span is not None:
-            self._span = span  # the span of this hop, for the Server-Timing header
+            self._inner = span
             span.set_attribute("request.id", self.request_id)
             user = self._values.get("user_id")
             if user is not None:
@@ -300,7 +302,7 @@ class ServerExchange(Generic[R]):
         """
         options = self._options
         if options.server_timing and options.trust_incoming:
-            timing = server_timing(self._span)
+            timing = server_timing(self._span if self._inner is None else self._inner)
             if timing is not None:
                 return ((REQUEST_ID_HEADER, self.request_id), (SERVER_TIMING_HEADER, timing))
         return ((REQUEST_ID_HEADER, self.request_id),)
@@ -332,7 +334,14 @@ class ServerExchange(Generic[R]):
         if isinstance(error, Exception):
             self._status = 500
             reader, request = self._reader, self._request
-            log_unhandled(self._options.logger, reader.method(request), reader.path(request), error)
+            token = self._in_inner_span()
+            try:
+                log_unhandled(
+                    self._options.logger, reader.method(request), reader.path(request), error
+                )
+            finally:
+                if token is not None:
+                    restore(token)
         if self._owned is not None:
             record_error(self._owned, error)
 
@@ -342,6 +351,17 @@ class ServerExchange(Generic[R]):
                 headers.setdefault(name, value)
         else:
             headers.setdefault(REQUEST_ID_HEADER, self.request_id)
+
+    def _in_inner_span(self) -> Token[Context] | None:
+        """Attach the request's context under the span made inside, if any.
+
+        For the lines written out here, after OpenTelemetry's middleware has
+        put its own context back.
+        """
+        inner = self._inner
+        if inner is None or span_in(get_current()) is inner:
+            return None
+        return attach(self._context(inner))
 
     def _context(self, span: Span | None) -> Context:
         """What came in, *span* current, the request's values merged into its scope."""

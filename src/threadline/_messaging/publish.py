@@ -78,8 +78,9 @@ class Unacked:
     """Publishes waiting for their broker's acknowledgement, by message id.
 
     For adapters told of the send and of its acknowledgement apart (two
-    signals). A publish that never comes back (its send failed) is ended
-    when *limit* newer ones wait, so the map stays bounded.
+    signals). A publish whose send failed is ended, failed, by `fail`; one
+    that never comes back for a reason nobody reports is ended when *limit*
+    newer ones wait, so the map stays bounded.
     """
 
     __slots__ = ("_handoffs", "_limit")
@@ -101,6 +102,12 @@ class Unacked:
         handoff = self._handoffs.pop(message_id, None) if isinstance(message_id, str) else None
         if handoff is not None:
             handoff.end()
+
+    def fail(self, message_id: object, error: BaseException) -> None:
+        """The send of *message_id* failed with *error*: end its publish, its span failed."""
+        handoff = self._handoffs.pop(message_id, None) if isinstance(message_id, str) else None
+        if handoff is not None:
+            handoff.end(error)
 
 
 def _producer_span(names: Operation | Callable[[], Operation]) -> Callable[[Context], Span]:

@@ -18,9 +18,13 @@ Where the chain is linked, and so relinked on each change:
   installed, and each side's undo takes out only its own layer.
 
 Someone else's plain function over the chain cannot be seen through: the
-chain under it stays there, and the next change builds the layers over
-whatever the owner holds then. So a wrapper must pass every call straight
-through once its layer is off; a reference someone kept to it must, too.
+chain under it stays there, and the next change builds over whatever the
+owner holds then, without the layers already under it. A layer under such a
+function stays there: taken out, its wrapper passes every call straight
+through (so a wrapper must pass calls through once its layer is off; a
+reference someone kept to it must, too); added again, that same wrapper
+works again and no second one is put over it. So one call goes through
+each layer once, whatever patched the attribute in between.
 
 `add` and `remove` take one lock; nothing is added to the call path but the
 wrappers themselves.
@@ -32,7 +36,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["ORDER", "Patch", "add", "layers", "remove"]
 
@@ -57,11 +61,20 @@ class Patch:
     wrap: Callable[[Any], Any]
 
 
+class _Made(NamedTuple):
+    layer: str
+    wrapper: Any
+    inner: Any
+
+
 @dataclass
 class _Chain:
-    original: Any
+    original: Any  # what the layers are built over: the original, or a foreign function
     top: Any  # what the owner's entry (or the wrapt proxy over it) links to now
     wraps: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
+    built: list[_Made] = field(default_factory=list)  # between `original` and `top`
+    # wrappers left under a foreign function over `original`: never built again
+    under: list[_Made] = field(default_factory=list)
 
 
 _lock = threading.Lock()
@@ -136,28 +149,57 @@ def _take_out(layer: str, keys: list[tuple[Any, str]]) -> None:
         if chain is None or chain.wraps.pop(layer, None) is None:
             continue
         _rebuild(owner, name, chain)
-        if not chain.wraps:
+        if not chain.wraps and not chain.under:
             del _chains[owner, name]
 
 
 def _rebuild(owner: Any, name: str, chain: _Chain) -> None:
-    built = _build(chain)
+    built, made = _build(chain)
     if not _relink(owner, name, chain.top, built):
         # The chain is covered by someone's plain function (or was replaced): it stays
-        # under that function, and the layers go over whatever the owner holds now.
-        chain.original = _innermost(vars(owner)[name])
-        built = _build(chain)
-        _relink(owner, name, chain.original, built)
+        # under that function, and the layers not under it go over whatever the owner
+        # holds now (less any of our wrappers on top, put back by the one who covered them).
+        current = value = _innermost(vars(owner)[name])
+        # what was under a foreign function before is there still only if that is reached
+        kept = chain.under if _reaches(value, chain.original, chain.under) else []
+        under = kept + chain.built  # what we had built is now under *current*
+        while (ours := next((m for m in under if m.wrapper is value), None)) is not None:
+            under.remove(ours)
+            value = ours.inner
+        chain.under = under
+        chain.original = value
+        built, made = _build(chain)
+        _relink(owner, name, current, built)
     chain.top = built
+    chain.built = made
 
 
-def _build(chain: _Chain) -> Any:
+def _reaches(value: Any, base: Any, under: list[_Made]) -> bool:
+    """Whether *value* is, or wraps (``__wrapped__``), *base* or a wrapper of ours in *under*.
+
+    Otherwise the wrappers once under *base* are not under *value* (someone put
+    back what was there before them): nothing of ours is under it.
+    """
+    ours = {id(made.wrapper) for made in under}
+    for _ in range(100):  # a cycle of __wrapped__ is someone's bug: not ours to follow
+        if value is base or id(value) in ours:
+            return bool(under)
+        value = getattr(value, "__wrapped__", None)
+        if value is None:
+            return False
+    return False
+
+
+def _build(chain: _Chain) -> tuple[Any, list[_Made]]:
+    """The layers asked for and not under a foreign function, over `original`, in `ORDER`."""
+    under = {made.layer for made in chain.under}
     built = chain.original
+    made = []
     for layer in ORDER:
-        wrap = chain.wraps.get(layer)
-        if wrap is not None:
-            built = wrap(built)
-    return built
+        if layer in chain.wraps and layer not in under:
+            inner, built = built, chain.wraps[layer](built)
+            made.append(_Made(layer, built, inner))
+    return built, made
 
 
 def _relink(owner: Any, name: str, old: Any, new: Any) -> bool:

@@ -198,8 +198,11 @@ def _watch_start(
         by_library = _hooks.in_library(caller) or _OPENTELEMETRY_THREADING in caller
         # a patch over this one may carry the context in the thread's own run (an attribute)
         run = getattr(self, "__dict__", {}).get("run")
+        # a target bound already (threadline.bind's result, a Snapshot's run) carries it
+        target = getattr(self, "_target", None)
         if (
             not (by_library or _carries(self) or _carries(original) or _carries(run))
+            and not (target is not None and _carries(target))
             and _in_scope()
         ):
             listener.report(

@@ -1,4 +1,7 @@
-"""The embedded default exporter (OTLP JSON lines) and its reader (`threadline.export`)."""
+"""The embedded default exporter: OTLP JSON lines in a local file (`threadline.export`).
+
+Its reader is `.span_file`.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,7 @@ import json
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,9 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-__all__ = ["ExportedSpan", "OTLPJsonFileSpanExporter", "read_spans"]
+from .._core.drops import record_drop
+
+__all__ = ["OTLPJsonFileSpanExporter"]
 
 _ID_FIELDS = frozenset({"traceId", "spanId", "parentSpanId"})
 
@@ -28,7 +32,13 @@ class OTLPJsonFileSpanExporter(SpanExporter):
     Each batch is one line written with one ``write`` to a file opened for
     appending, so the worker processes of one service can share the file. A
     process forked while another thread exports gets an exporter that works.
+    A batch that cannot be written is counted as ``export.failed`` and
+    warned (rate-limited) with the file's path and the operating system's
+    error, and `export` returns FAILURE.
     """
+
+    reports_failures = True
+    """It counts and reports its own failures, with their cause (`export` says FAILURE too)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = Path(path)
@@ -58,7 +68,15 @@ class OTLPJsonFileSpanExporter(SpanExporter):
                     os.write(fd, line)
                 finally:
                     os.close(fd)
-        except OSError:
+        except OSError as exc:
+            spans_text = "1 span" if len(spans) == 1 else f"{len(spans)} spans"
+            why = exc.strerror or str(exc)
+            name = f"{type(exc).__name__} {exc.errno}" if exc.errno else type(exc).__name__
+            record_drop(
+                "export.failed",
+                f"{spans_text} not written to {self._path}: {why} ({name})",
+                len(spans),
+            )
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
@@ -86,70 +104,3 @@ def _hex_ids(value: Any) -> Any:
     if isinstance(value, list):
         return [_hex_ids(item) for item in value]
     return value
-
-
-@dataclass(frozen=True)
-class ExportedSpan:
-    """One span read back from an OTLP JSON file."""
-
-    name: str
-    trace_id: str
-    span_id: str
-    parent_id: str | None
-    kind: int
-    start_ns: int
-    end_ns: int
-    status_code: int
-    service: str
-    attributes: dict[str, Any] = field(default_factory=dict)
-    status_message: str = ""
-
-    @property
-    def duration_ms(self) -> float:
-        """The span's duration in milliseconds."""
-        return (self.end_ns - self.start_ns) / 1e6
-
-
-def read_spans(path: str | os.PathLike[str]) -> list[ExportedSpan]:
-    """Return every span in an OTLP JSON lines file (threadline's or the Collector's)."""
-    with open(path, encoding="utf-8") as lines:
-        return [span for line in lines if line.strip() for span in _spans_of(json.loads(line))]
-
-
-def _spans_of(request: dict[str, Any]) -> Iterator[ExportedSpan]:
-    for resource_spans in request.get("resourceSpans", ()):
-        resource = _attributes(resource_spans.get("resource", {}).get("attributes", ()))
-        service = str(resource.get("service.name", "unknown_service"))
-        for scope_spans in resource_spans.get("scopeSpans", ()):
-            for span in scope_spans.get("spans", ()):
-                yield ExportedSpan(
-                    name=span["name"],
-                    trace_id=span["traceId"],
-                    span_id=span["spanId"],
-                    parent_id=span.get("parentSpanId") or None,
-                    kind=int(span.get("kind", 0)),
-                    start_ns=int(span.get("startTimeUnixNano", 0)),
-                    end_ns=int(span.get("endTimeUnixNano", 0)),
-                    status_code=int(span.get("status", {}).get("code", 0)),
-                    service=service,
-                    attributes=_attributes(span.get("attributes", ())),
-                    status_message=str(span.get("status", {}).get("message", "")),
-                )
-
-
-def _attributes(pairs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    return {pair["key"]: _value(pair.get("value", {})) for pair in pairs}
-
-
-def _value(value: dict[str, Any]) -> Any:
-    if "stringValue" in value:
-        return value["stringValue"]
-    if "intValue" in value:
-        return int(value["intValue"])
-    if "doubleValue" in value:
-        return float(value["doubleValue"])
-    if "boolValue" in value:
-        return bool(value["boolValue"])
-    if "arrayValue" in value:
-        return [_value(item) for item in value["arrayValue"].get("values", ())]
-    return None

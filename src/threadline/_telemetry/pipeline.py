@@ -1,11 +1,11 @@
-"""The span pipeline: SDK set-up from ``OTEL_*``, store values on spans (`threadline.tracing`)."""
+"""The SDK set-up from ``OTEL_*`` (spans, and logs when asked), store values on spans."""
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import threading
+import time
 from collections.abc import Mapping, Sequence, Sized
 from typing import Any
 
@@ -23,22 +23,21 @@ from .._core.context import get_current
 from .._core.drops import record_drop
 from .._core.settings import (
     CONFIGURED_ENV,
+    LOG_ATTRIBUTES_ENV,
     SERVICE_NAME_ENV,
+    SPAN_ATTRIBUTES_ENV,
     TRACES_FILE_ENV,
+    attribute_map_text,
     mark_configured,
     read_settings,
     valid_seconds,
 )
 from .._core.stores import ContextStore, request
-from .export_pipe import PipeSpanExporter
+from .attributes import REQUEST_ATTRIBUTES, attribute_map, chosen_attributes
+from .export_pipe import PipeSpanExporter, flush_deadline
 from .exporters import configured_exporters, traces_file
 
 __all__ = ["REQUEST_ATTRIBUTES", "StoreSpanProcessor", "configure", "shutdown"]
-
-REQUEST_ATTRIBUTES: Mapping[str, str] = {"request_id": "request.id", "user_id": "enduser.id"}
-"""Which `threadline.request` keys land on spans, under which attribute names."""
-
-_SCALARS = (str, bool, int, float)
 
 
 class StoreSpanProcessor(SpanProcessor):
@@ -60,22 +59,13 @@ class StoreSpanProcessor(SpanProcessor):
         if attributes is None and store is request:
             attributes = REQUEST_ATTRIBUTES
         self._store = store
-        self._attributes = dict(attributes) if attributes is not None else None
+        self._attributes = attribute_map("attributes", attributes)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Set the attributes from the store value current where the span starts."""
         values = self._store.get(parent_context if parent_context is not None else get_current())
-        if not values:
-            return
-        if self._attributes is None:
-            prefix = self._store.name
-            pairs = ((f"{prefix}.{key}", value) for key, value in values.items())
-        else:
-            pairs = ((name, values[key]) for key, name in self._attributes.items() if key in values)
-        for name, value in pairs:
-            converted = _attribute_value(value)
-            if converted is not None:
-                span.set_attribute(name, converted)
+        for name, value in chosen_attributes(values, self._attributes, self._store.name):
+            span.set_attribute(name, value)
 
     def on_end(self, span: ReadableSpan) -> None:
         """Do nothing: the attributes were set at start."""
@@ -88,24 +78,13 @@ class StoreSpanProcessor(SpanProcessor):
         return True
 
 
-def _attribute_value(value: Any) -> Any:
-    if value is None or isinstance(value, _SCALARS):
-        return value
-    if (
-        isinstance(value, tuple)
-        and value
-        and isinstance(value[0], _SCALARS)
-        and all(type(v) is type(value[0]) for v in value)
-    ):
-        return list(value)
-    return json.dumps(value, default=lambda v: dict(v) if isinstance(v, Mapping) else str(v))
-
-
 def configure(
     *,
     service_name: str | None = None,
     shutdown_timeout: float | None = None,
     export_process: bool | None = None,
+    span_attributes: Mapping[str, str] | None = None,
+    log_attributes: Mapping[str, str] | None = None,
 ) -> TracerProvider | None:
     """Set up the OpenTelemetry SDK from the standard ``OTEL_*`` settings, once per process.
 
@@ -132,10 +111,23 @@ def configure(
     interpreter from its requests. Worker processes and children that
     threadline sets up export in-process.
 
-    Spans get the `threadline.request` values (`StoreSpanProcessor`). At exit
-    the spans still queued are exported, waiting at most *shutdown_timeout*
-    seconds (``THREADLINE_SHUTDOWN_TIMEOUT``, default 5), so an unreachable
-    Collector never holds the process. Worker processes and Python children
+    ``OTEL_LOGS_EXPORTER`` (``otlp``, ``console``, any installed
+    ``opentelemetry_logs_exporter`` entry point; unset or ``none``: no logs
+    pipeline) sets up OpenTelemetry's logs signal too: a global
+    `LoggerProvider` exporting in batches (``otlp`` by
+    ``OTEL_EXPORTER_OTLP_LOGS_PROTOCOL``, then ``OTEL_EXPORTER_OTLP_PROTOCOL``),
+    and OpenTelemetry's logging handler on the root logger, so that every
+    record of the standard library's ``logging`` is sent with its trace and
+    span ids and the request's values.
+
+    Spans get the `threadline.request` values (`StoreSpanProcessor`) chosen by
+    *span_attributes* (store key to attribute name; default
+    ``THREADLINE_SPAN_ATTRIBUTES``, else `REQUEST_ATTRIBUTES`), log records
+    those chosen by *log_attributes* (default ``THREADLINE_LOG_ATTRIBUTES``,
+    else the spans' choice); the choice is handed to workers and children.
+    At exit the spans and log records still queued are exported, waiting at
+    most *shutdown_timeout* seconds (``THREADLINE_SHUTDOWN_TIMEOUT``, default
+    5), so an unreachable Collector never holds the process. Worker processes and Python children
     that threadline starts configure themselves with the same settings,
     handed to them when they start; this process's ``os.environ`` is left as
     it is. If a tracer provider is set already, it is returned as it is.
@@ -148,10 +140,14 @@ def configure(
 
     Raises:
         TypeError: an argument is not of its type (the message names it).
-        ValueError: *service_name* is empty, or *shutdown_timeout* is
-            negative or not finite. Raised before anything is set up.
+        ValueError: *service_name* is empty, *shutdown_timeout* is negative
+            or not finite, or an attribute choice maps a key that is not a
+            string, or holds ``,``, ``=`` or a control character. Raised
+            before anything is set up.
     """
     _check_arguments(service_name, shutdown_timeout, export_process)
+    _check_attributes("span_attributes", span_attributes)
+    _check_attributes("log_attributes", log_attributes)
     current = trace.get_tracer_provider()
     if isinstance(current, TracerProvider):
         return current
@@ -165,11 +161,19 @@ def configure(
         # the export process makes the same exporters; these serve if it cannot start
         exporters = [PipeSpanExporter(names, exporters, traces_file(settings))]
     resource, named_here = _resource(service_name)
+    spans_chosen = _chosen(span_attributes, settings.span_attributes, REQUEST_ATTRIBUTES)
+    logs_chosen = _chosen(log_attributes, settings.log_attributes, spans_chosen)
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
-    provider.add_span_processor(StoreSpanProcessor())
+    provider.add_span_processor(StoreSpanProcessor(attributes=spans_chosen))
     processors = [_CountingBatchSpanProcessor(_CountingSpanExporter(e)) for e in exporters]
     for processor in processors:
         provider.add_span_processor(processor)
+    if settings.logs_exporters:
+        from .logs import LogsAlongside, configure_logs  # noqa: PLC0415 - the logs SDK, when asked
+
+        logger_provider = configure_logs(settings, resource, logs_chosen)
+        if logger_provider is not None:  # flushed and shut down, within bounds, with the spans
+            provider.add_span_processor(LogsAlongside(logger_provider))
     timeout = settings.shutdown_timeout if shutdown_timeout is None else float(shutdown_timeout)
     trace.set_tracer_provider(provider)
     _exporting.extend(processors)
@@ -181,6 +185,10 @@ def configure(
         marks[SERVICE_NAME_ENV] = service_name
     if "file" in names:
         marks[TRACES_FILE_ENV] = str(traces_file(settings))
+    if span_attributes is not None:
+        marks[SPAN_ATTRIBUTES_ENV] = attribute_map_text(span_attributes)
+    if log_attributes is not None:
+        marks[LOG_ATTRIBUTES_ENV] = attribute_map_text(log_attributes)
     mark_configured(marks)
     return provider
 
@@ -207,6 +215,30 @@ def _check_arguments(
             )
     if export_process is not None and not isinstance(export_process, bool):
         raise TypeError(f"configure(export_process=...) takes a bool, got {export_process!r}")
+
+
+def _chosen(
+    given: Mapping[str, str] | None,
+    setting: tuple[tuple[str, str], ...] | None,
+    default: Mapping[str, str],
+) -> Mapping[str, str]:
+    if given is not None:
+        return dict(given)
+    return dict(setting) if setting is not None else default
+
+
+def _check_attributes(argument: str, attributes: object) -> None:
+    """Raise for an attribute choice that is not store keys to attribute names, naming it."""
+    checked = attribute_map(f"configure({argument}=...)", attributes)
+    for key, name in (checked or {}).items():
+        if not (key.strip() and name.strip()) or any(mark in key + name for mark in ",="):
+            raise ValueError(
+                f"configure({argument}=...): {key!r}: {name!r} is empty or holds ',' or '='"
+            )
+        if not (key + name).isprintable():
+            raise ValueError(
+                f"configure({argument}=...): {key!r}: {name!r} holds a control character"
+            )
 
 
 def shutdown(provider: TracerProvider, timeout: float) -> bool:
@@ -285,6 +317,30 @@ class _CountingBatchSpanProcessor(BatchSpanProcessor):
         """Stop exporting (and retrying); return how many spans were queued or in flight."""
         return len(self._held or ()) + self._counting_exporter.abandon()
 
+    def force_flush(self, timeout_millis: int | None = None) -> bool:
+        """Export what is queued; False when that took longer than *timeout_millis*.
+
+        The SDK's own flush ignores its timeout (opentelemetry-python#4568):
+        here it runs in a thread the caller stops waiting for at the
+        timeout, and the export process's exchanges end by then.
+        """
+        millis = 30000 if timeout_millis is None else timeout_millis
+        deadline = time.monotonic() + millis / 1000
+        flushed: list[bool] = []
+
+        def flush() -> None:
+            flush_deadline.set(deadline)
+            flushed.append(BatchSpanProcessor.force_flush(self, millis))
+
+        flushing = threading.Thread(target=flush, name="threadline-force-flush", daemon=True)
+        try:
+            flushing.start()
+        except RuntimeError:  # no new thread at exit (CPython 3.12.0 and 3.12.1, gh-113964)
+            flush()
+            return flushed[0]
+        flushing.join(max(0.0, deadline - time.monotonic()))
+        return bool(flushed) and flushed[0]
+
 
 class _CountingSpanExporter(SpanExporter):
     """An exporter that counts and reports the spans its exporter failed to deliver."""
@@ -303,11 +359,14 @@ class _CountingSpanExporter(SpanExporter):
         except Exception as exc:  # noqa: BLE001 - an exporter must never break the processor
             result = SpanExportResult.FAILURE
             failure = f"{type(exc).__name__}: {exc}"
+            reported = False
         else:
             failure = f"{type(self._exporter).__name__} refused them"
+            # one that says itself why (the file exporter: the path and the OS error)
+            reported = getattr(self._exporter, "reports_failures", False) is True
         finally:
             self._in_flight -= len(spans)
-        if result is not SpanExportResult.SUCCESS and not self._abandoned:
+        if result is not SpanExportResult.SUCCESS and not self._abandoned and not reported:
             record_drop("export.failed", failure, len(spans))
         return result
 

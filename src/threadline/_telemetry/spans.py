@@ -78,18 +78,28 @@ def _provider_named() -> bool:
     return read_settings().tracer_provider_named
 
 
+_last_ids: tuple[object, tuple[str, str]] | None = None
+"""The span context `current_trace_ids` formatted last, with its ids (one entry, any thread)."""
+
+
 def current_trace_ids(context: Context | None = None) -> tuple[str, str] | None:
     """Return the current ``(trace_id, span_id)`` in lower-case hex; None without a valid span.
 
     With *context*, the ids of the span current there.
     """
+    global _last_ids  # noqa: PLW0603 - replaced whole, so any thread reads a consistent pair
     span: Span | None = span_in(get_current() if context is None else context)
     if span is None:
         return None
     span_context = span.get_span_context()
+    last = _last_ids
+    if last is not None and last[0] is span_context:
+        return last[1]  # every line of one span: formatting 128 bits costs more than the rest
     if not span_context.is_valid:
         return None
-    return f"{span_context.trace_id:032x}", f"{span_context.span_id:016x}"
+    ids = f"{span_context.trace_id:032x}", f"{span_context.span_id:016x}"
+    _last_ids = (span_context, ids)
+    return ids
 
 
 def callable_name(fn: Callable[..., Any]) -> str:
@@ -192,9 +202,22 @@ def tracer() -> Tracer:
 
 
 def record_error(span: Span, error: BaseException) -> None:
-    """Mark *span* failed by *error*: ``error.type``, the exception event, an ERROR status."""
+    """Mark *span* failed by *error*: ``error.type``, the exception, an ERROR status.
+
+    The exception is an event on the span, or a log record in the span's
+    trace where ``OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN`` is ``logs`` (both
+    for ``logs/dup``), as the semantic conventions for exceptions say.
+    """
     from opentelemetry.trace import Status, StatusCode  # noqa: PLC0415 - loaded with the span
 
+    from .._core.settings import read_settings  # noqa: PLC0415 - on failures only
+
+    signal = read_settings().exception_signal
     span.set_attribute("error.type", type(error).__qualname__)
-    span.record_exception(error)
+    if signal != "logs":
+        span.record_exception(error)
+    if signal != "spans":
+        from .logs import emit_exception  # noqa: PLC0415 - loads the logs SDK, on opt-in only
+
+        emit_exception(span, error)
     span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))

@@ -46,6 +46,7 @@ __all__ = [
     "inject_span",
     "inject_without_failing",
     "require_carrier",
+    "without_baggage",
 ]
 
 TRACEPARENT = "traceparent"
@@ -58,6 +59,9 @@ FIELD_LIMITS = {
     BAGGAGE: _baggage.MAX_BYTES,
 }
 """The most characters a field may have (all its lines together) to be read at all."""
+
+# Marks a context whose baggage no propagator may write (see `without_baggage`).
+_WITHHELD = "threadline.baggage_withheld"
 
 Getter = Callable[[str], Sequence[str]]
 Setter = Callable[[str, str], None]
@@ -170,7 +174,20 @@ def _trace_fields(span_context: SpanContext) -> list[tuple[str, str]]:
     return [(TRACEPARENT, traceparent)]
 
 
+def without_baggage(context: Context) -> Context:
+    """*context* whose baggage no propagator writes: the stores stay readable, the trace goes.
+
+    For a call whose span (and injection) another instrumentation makes:
+    OpenTelemetry's baggage is cleared and threadline's carrier writes no
+    ``baggage`` from it, so the only baggage the call carries is what
+    threadline wrote for the host it goes to.
+    """
+    return otel_baggage.clear(Context({**context, _WITHHELD: True}))
+
+
 def _baggage_members(ctx: Context) -> str:
+    if ctx.get(_WITHHELD):
+        return ""
     stores = store_values(ctx)
     plain = _valid_plain_baggage(otel_baggage.get_all(ctx))
     if not stores and not plain:
@@ -236,13 +253,18 @@ def _valid_plain_baggage(entries: Mapping[str, object]) -> dict[str, str]:
 
 
 def extract_context(get: Getter, context: Context | None = None) -> Context:
-    """Build the context that the fields read by *get* bring, on *context* (default: empty)."""
+    """Build the context that the fields read by *get* bring, on *context* (default: empty).
+
+    A field longer than its `FIELD_LIMITS` (all its values together) is
+    dropped unread and counted as ``{field}.too_large``, whichever carrier
+    it came in.
+    """
     ctx = Context() if context is None else context
     span_context = _extract_span_context(get)
     if span_context is not None:
         ctx = set_span_in_context(NonRecordingSpan(span_context), ctx)
     plain: dict[str, str] = {}
-    headers = list(get(BAGGAGE))
+    headers = list(_read(get, BAGGAGE))
     if headers:
         try:
             plain, stores = _baggage.parse(headers)
@@ -255,8 +277,20 @@ def extract_context(get: Getter, context: Context | None = None) -> Context:
     return ctx
 
 
+def _read(get: Getter, field: str) -> Sequence[str]:
+    """The values of *field*, or none when they are over its limit (counted)."""
+    values = get(field)
+    if not values:
+        return ()
+    size = len(values[0]) if len(values) == 1 else sum(map(len, values))
+    if size > FIELD_LIMITS[field]:
+        record_drop(f"{field}.too_large", f"{size} characters in {field}")
+        return ()
+    return values
+
+
 def _extract_span_context(get: Getter) -> SpanContext | None:
-    parents = get(TRACEPARENT)
+    parents = _read(get, TRACEPARENT)
     if not parents:
         return None
     if len(parents) > 1:
@@ -268,7 +302,7 @@ def _extract_span_context(get: Getter) -> SpanContext | None:
         return None
     trace_id, span_id, flags = parsed
     trace_state = TraceState()
-    states = list(get(TRACESTATE))
+    states = list(_read(get, TRACESTATE))
     if states:
         members, why = parse_tracestate(states)
         if members is None:

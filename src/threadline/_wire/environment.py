@@ -10,9 +10,11 @@ process to propagate.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Mapping, MutableMapping
+from typing import Any
 
 from opentelemetry.propagators.textmap import Getter, Setter
 
@@ -25,6 +27,7 @@ __all__ = [
     "ENV_NAMES",
     "EnvironmentGetter",
     "EnvironmentSetter",
+    "as_text",
     "carrier_names",
     "env_name",
     "extract_env",
@@ -85,17 +88,28 @@ def carrier_names() -> set[str]:
     return set(ENV_NAMES.values()) | {env_name(field) for field in configured_formats().fields()}
 
 
+class _BytesSetter(Setter[MutableMapping[bytes, bytes]]):
+    """Writes a field as `EnvironmentSetter` does, in bytes (into ``os.environb`` or a copy)."""
+
+    def set(self, carrier: MutableMapping[bytes, bytes], key: str, value: str) -> None:
+        carrier[env_name(key).encode()] = os.fsencode(value)
+
+
 _SETTER = EnvironmentSetter()
+_BYTES_SETTER = _BytesSetter()
 _GETTER = EnvironmentGetter()
 
 
-def inject_env(env: MutableMapping[str, str], context: Context | None = None) -> None:
+def inject_env(
+    env: MutableMapping[str, str] | MutableMapping[bytes, bytes], context: Context | None = None
+) -> None:
     """Write the context into *env*: ``TRACEPARENT``, ``TRACESTATE``, ``BAGGAGE`` (with the stores).
 
     With ``OTEL_PROPAGATORS`` configured, exactly those formats go, under their
     normalised names (b3's ``X_B3_TRACEID``, …). Fields the context does not
     produce are removed from *env*, so a child never inherits a stale trace
-    from this process's own environment.
+    from this process's own environment. A bytes environment (``os.environb``
+    or a copy of it) gets bytes names and values, its stale bytes fields removed.
 
     Raises:
         TypeError: a store value cannot cross a process boundary; the message
@@ -103,12 +117,35 @@ def inject_env(env: MutableMapping[str, str], context: Context | None = None) ->
     """
     require_carrier(env, "pop", "inject_env()")
     ctx = get_current() if context is None else context
+    # os.environb, or a copy of it: the stale fields are bytes keys, and so are the new ones
+    as_bytes = any(isinstance(name, bytes) for name in env)
     for name in carrier_names():
-        env.pop(name, None)
-    inject_formats(env, _SETTER, ctx, configured_formats(), strict=True)
+        _discard(env, name, name.encode()) if as_bytes else _discard(env, name)
+    setter = _BYTES_SETTER if as_bytes else _SETTER
+    inject_formats(env, setter, ctx, configured_formats(), strict=True)
 
 
-def extract_env(env: Mapping[str, str] | None = None, context: Context | None = None) -> Snapshot:
+def _discard(env: MutableMapping[Any, Any], *names: str | bytes) -> None:
+    for name in names:
+        with contextlib.suppress(TypeError):  # os.environb takes bytes names only
+            env.pop(name, None)
+
+
+def as_text(env: Mapping[Any, Any]) -> dict[Any, Any]:
+    """A copy of *env* with its bytes names and values decoded as ``os.environ`` decodes them."""
+    if not any(isinstance(name, bytes) for name in env):
+        return dict(env)
+    return {
+        os.fsdecode(name) if isinstance(name, bytes) else name: (
+            os.fsdecode(value) if isinstance(value, bytes) else value
+        )
+        for name, value in env.items()
+    }
+
+
+def extract_env(
+    env: Mapping[str, str] | Mapping[bytes, bytes] | None = None, context: Context | None = None
+) -> Snapshot:
     """Return the context in *env* (default: ``os.environ``), as `extract` does for a dict.
 
     Never raises for what the environment holds: invalid fields are dropped
@@ -117,4 +154,6 @@ def extract_env(env: Mapping[str, str] | None = None, context: Context | None = 
     """
     source = os.environ if env is None else env
     require_carrier(source, "get", "extract_env()")
+    if source is not os.environ and any(isinstance(name, bytes) for name in source):
+        source = as_text(source)  # os.environb, or a copy of it
     return Snapshot(extract_formats(source, _GETTER, configured_formats(), context))

@@ -31,6 +31,7 @@ _HEADERS_KEY: Any = (
 )
 _access_log = logging.getLogger("threadline.aiohttp")
 _CONTRIB = "aiohttp.server"
+_SETUP_MARK = "_threadline_setup"  # on the middleware setup adds: an app is set up once
 
 
 def middleware(
@@ -119,13 +120,25 @@ def setup(app: web.Application, **options: Any) -> None:
 
     Unlike the middleware alone, this also covers responses that a handler
     prepares (streams) itself. Takes the options of `middleware`.
+
+    Raises:
+        RuntimeError: *app* was set up already (one middleware per app: a
+            second would run each request twice).
+        TypeError: an option of the wrong type, named.
     """
+    if any(getattr(existing, _SETUP_MARK, False) for existing in app.middlewares):
+        raise RuntimeError(
+            "threadline.aiohttp.setup(app) was called for this app already; "
+            "call it once, with all its options"
+        )
+    added = middleware(**options, remember_request_id=True)
+    setattr(added, _SETUP_MARK, True)
     # after OpenTelemetry's own aiohttp-server middleware, if the app has it
     contrib = [
         index for index, existing in enumerate(app.middlewares) if is_contrib(existing, _CONTRIB)
     ]
     position = contrib[0] + 1 if contrib else 0
-    app.middlewares.insert(position, middleware(**options, remember_request_id=True))
+    app.middlewares.insert(position, added)
     app.on_response_prepare.append(_add_request_id_header)
 
 

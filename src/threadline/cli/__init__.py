@@ -81,7 +81,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request-id", help="run the child in a new request scope with this id")
-    parser.add_argument("--user-id", help="with the request scope, the user id")
+    parser.add_argument(
+        "--user-id",
+        help="the user id of the request (without --request-id: the request that came in "
+        "the environment, or a new one with a new id)",
+    )
     parser.add_argument(
         "--no-bootstrap",
         dest="bootstrap",
@@ -178,7 +182,10 @@ def _view_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _doctor_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "files", nargs="+", metavar="FILE", help="OTLP JSON lines (spans), one or more"
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="OTLP JSON lines (spans), any number; at least one FILE or --logs",
     )
     parser.add_argument(
         "--logs", metavar="LOGFILE", action="append", help="JSON log lines to check (repeatable)"
@@ -226,7 +233,8 @@ _COMMANDS = {
                 "threadline view FILE [--logs LOGFILE] [--html OUT] [--trace ID] draws each trace "
                 "of an OTLP JSON lines file (threadline's file output or the Collector's file "
                 "exporter) as a waterfall with its log lines, in the terminal or as one "
-                "self-contained HTML page."
+                "self-contained HTML page. It exits with 0, or 2 for a usage error (a file that "
+                "cannot be read or is not what it should be)."
             ),
             arguments=_view_arguments,
             module="._view",
@@ -236,10 +244,12 @@ _COMMANDS = {
             name="doctor",
             summary="find where context was lost in span and log files",
             description=(
-                "threadline doctor FILE... [--logs LOGFILE] [--json] reports where context was "
-                "lost: spans whose parent never arrived, a request split into several traces, log "
-                "lines without a request id or trace id; each with its likely cause and the fix. "
-                "It exits with 0 when it found nothing, 1 when it found something."
+                "threadline doctor [FILE...] [--logs LOGFILE] [--json] reports where context was "
+                "lost: spans whose parent never arrived or whose parents form a cycle, a request "
+                "split into several traces, log lines without a request id or trace id; each "
+                "with its likely cause and the fix. It exits with 0 when it found nothing, 1 "
+                "when it found something, 2 for a usage error (a file that cannot be read or is "
+                "not what it should be)."
             ),
             arguments=_doctor_arguments,
             module="._doctor",

@@ -7,6 +7,11 @@ Spans go to the embedded default (OTLP JSON lines in a file) or, with
 ``--otlp URL``, to a Collector; the JSON log lines that every process writes
 to stderr are collected. Both files live in a temporary folder removed at the
 end, unless ``--out DIR`` keeps them.
+
+With ``--otlp URL`` nothing is said to be sent unless it was: an endpoint
+that cannot be reached is reported before the application runs, and export
+errors that the application's processes logged are reported after it (exit
+code 1 for both).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -74,11 +80,30 @@ def otlp_url(text: str) -> str:
 
 
 def out_dir(text: str) -> Path:
-    """``--out``: a folder (made if missing), not an existing file."""
+    """``--out``: a folder that can be written, made if missing; not an existing file."""
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(
+            f"cannot make the folder {text!r}: {exc.strerror or exc}"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write in the folder {text!r}")
     return path
+
+
+def unreachable(url: str, timeout: float = 3.0) -> str | None:
+    """Why nothing listens at the OTLP endpoint *url* (a TCP connection fails); None if one does."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((str(parts.hostname), port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
 
 
 def app_path() -> Path:
@@ -111,7 +136,12 @@ def run_demo(
 
     Returns 0, or the application's exit code when it failed (its error on stderr).
     """
+    from ._output import count, write  # noqa: PLC0415 - loaded with the demo only
+
     stdout = stdout or sys.stdout
+    if otlp and (why := unreachable(otlp)):
+        sys.stderr.write(f"threadline demo: could not reach {otlp}: {why}; nothing was sent\n")
+        return 1
     kept_or_temporary: AbstractContextManager[str] = (
         nullcontext(str(out)) if out else tempfile.TemporaryDirectory(prefix="threadline-demo-")
     )
@@ -134,17 +164,30 @@ def run_demo(
         )
         logs = _split_logs(result.stderr)
         logs_file.write_text("".join(json.dumps(log) + "\n" for log in logs))
-        stdout.write(result.stdout)
+        write(result.stdout, stdout)
         if result.returncode != 0:
             return result.returncode
         if otlp:
-            print(f"spans of {requests} requests sent to {otlp}", file=stdout)
+            failures = _export_errors(logs)
+            if failures:
+                spans_of = f"spans of {count(requests, 'request')}"
+                sys.stderr.write(
+                    f"threadline demo: {spans_of} were not all accepted by {otlp}: {failures[0]}\n"
+                )
+                return 1
+            print(f"spans of {count(requests, 'request')} sent to {otlp}", file=stdout)
             _print_logs(logs, stdout)
         else:
-            from ._traces import group, read_span_files  # noqa: PLC0415 - loads the SDK
+            from .._telemetry.span_file import BadFileError, read_span_files  # noqa: PLC0415 - loads the SDK
+            from ._traces import group  # noqa: PLC0415
             from ._view import render_text  # noqa: PLC0415
 
-            stdout.write(render_text(group(read_span_files([spans_file]), logs)))
+            try:
+                (spans,) = read_span_files([spans_file])
+            except BadFileError as exc:  # the application exported no span
+                sys.stderr.write(f"threadline demo: no spans to draw: {exc}\n")
+                return 1
+            write(render_text(group(spans.spans, logs)), stdout)
         if out is None:
             print("\n(--out DIR keeps the spans and log lines)", file=stdout)
         else:
@@ -168,6 +211,16 @@ def _split_logs(stderr: str) -> list[dict[str, Any]]:
         else:
             sys.stderr.write(line)
     return logs
+
+
+def _export_errors(logs: list[dict[str, Any]]) -> list[str]:
+    """The messages of the warnings and errors the exporters of the application logged."""
+    return [
+        str(log.get("message"))
+        for log in logs
+        if str(log.get("level")) in ("WARNING", "ERROR", "CRITICAL")
+        and str(log.get("logger")).startswith(("opentelemetry.exporter", "opentelemetry.sdk"))
+    ]
 
 
 def _print_logs(logs: list[dict[str, Any]], out: TextIO) -> None:

@@ -3,28 +3,37 @@
 It reads span files (OTLP JSON lines) and JSON log lines and reports:
 
 - spans whose parent never arrived (a broken trace);
+- spans whose parents form a cycle (a trace that may have no root);
 - a request split into several traces, seen in the spans' ``request.id``
   attribute or in the log lines' ``request_id``;
 - log lines without a request id or a trace id, grouped by logger and code
   location (the ``pathname``/``filename``/``module`` and ``lineno`` fields, or
   OpenTelemetry's ``code.filepath``/``code.lineno``, when the lines have them).
 
-Each finding names its likely cause and the fix.
+Each finding names its likely cause and the fix. Every value taken from a
+file (ids, names, services, loggers, paths) is escaped before it is put in a
+finding, so no file can add a line to the report; long lists are cut, so the
+report stays bounded by what was read.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import textwrap
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from .._core.text import escape_controls
-from .._telemetry.file_exporter import ExportedSpan
-from ._traces import Trace, group, has_context, read_logs, read_span_files
+from .._telemetry.span_file import BadFileError, ExportedSpan, cut, read_span_files
+from ._logs import LogRecord, read_logs
+from ._output import count, note, write
+from ._traces import ORPHAN, SELF_PARENT, Trace, group, has_context
+
+SHOWN = 10
+"""The most spans or traces one finding names; the others are counted ("and 3 more")."""
 
 _SERVER = 2
 _HANDOFF_FIX = (
@@ -38,7 +47,8 @@ _HANDOFF_FIX = (
 class Finding:
     """One thing doctor found: what, where, the likely cause and the fix."""
 
-    kind: str  # missing-parent, split-request, split-request-logs, log-without-context
+    # missing-parent, parent-cycle, split-request, split-request-logs or log-without-context
+    kind: str
     summary: str
     cause: str
     fix: str
@@ -46,12 +56,22 @@ class Finding:
 
 
 def doctor_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    """`threadline doctor FILE... [--logs LOGFILE] [--json]`: 0 when clean, 1 with findings."""
+    """`threadline doctor [FILE...] [--logs LOGFILE] [--json]`: 0 when clean, 1 with findings.
+
+    A file that cannot be read, or is not what it should be, is a usage error (exit 2).
+    """
+    if not args.files and not args.logs:
+        parser.error("doctor: give span files, log files (--logs), or both")
     try:
-        spans = read_span_files(args.files)
-        logs = read_logs(args.logs or [])
-    except (OSError, ValueError, KeyError) as exc:
-        parser.error(f"doctor: cannot read {exc}")
+        span_files = read_span_files(args.files)
+        log_files = read_logs(args.logs or [])
+    except BadFileError as exc:
+        parser.error(f"doctor: {escape_controls(str(exc))}")
+    for found in span_files:
+        note("doctor", found.note())
+    note("doctor", log_files.note())
+    spans = [span for found in span_files for span in found.spans]
+    logs = log_files.records
     traces = group(spans, logs)
     findings = diagnose(traces, logs)
     if args.json:
@@ -61,19 +81,18 @@ def doctor_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
             "logs": len(logs),
             "findings": [asdict(finding) for finding in findings],
         }
-        print(json.dumps(report, indent=2))
+        write(json.dumps(report, indent=2) + "\n")
     else:
-        text = render_report(findings, spans=len(spans), traces=len(traces), logs=len(logs))
-        # ids, services, paths and loggers come from the files: no raw control character out
-        print("\n".join(escape_controls(line) for line in text.split("\n")))
+        write(render_report(findings, spans=len(spans), traces=len(traces), logs=len(logs)) + "\n")
     return 1 if findings else 0
 
 
-def diagnose(traces: Sequence[Trace], logs: Sequence[dict[str, Any]]) -> list[Finding]:
+def diagnose(traces: Sequence[Trace], logs: Sequence[LogRecord]) -> list[Finding]:
     """Every finding: broken traces, split requests (spans, then logs), logs without context."""
     reported: set[str] = set()
     return [
         *_missing_parents(traces),
+        *_cycles(traces),
         *_split_requests(traces, reported),
         *_split_in_logs(logs, reported),
         *_logs_without_context(logs),
@@ -82,10 +101,10 @@ def diagnose(traces: Sequence[Trace], logs: Sequence[dict[str, Any]]) -> list[Fi
 
 def render_report(findings: Sequence[Finding], *, spans: int, traces: int, logs: int) -> str:
     """The findings as text, numbered, each with its cause and fix."""
-    read = f"{spans} spans ({traces} traces) and {logs} log lines"
+    read = f"{count(spans, 'span')} ({count(traces, 'trace')}) and {count(logs, 'log line')}"
     if not findings:
         return f"threadline doctor: no lost context in {read}"
-    lines = [f"threadline doctor: {len(findings)} findings in {read}"]
+    lines = [f"threadline doctor: {count(len(findings), 'finding')} in {read}"]
     for number, finding in enumerate(findings, 1):
         lines.append(f"\n{number}. {finding.summary}")
         lines.extend(f"     {detail}" for detail in finding.details)
@@ -94,14 +113,28 @@ def render_report(findings: Sequence[Finding], *, spans: int, traces: int, logs:
     return "\n".join(lines)
 
 
-def _wrapped(label: str, text: str) -> list[str]:
-    return textwrap.wrap(
-        text, width=96, initial_indent="   " + label, subsequent_indent=" " * (3 + len(label))
+@functools.lru_cache(maxsize=64)  # a cause or a fix is one of a few texts: wrapped once
+def _wrapped(label: str, text: str) -> tuple[str, ...]:
+    return tuple(
+        textwrap.wrap(
+            text, width=96, initial_indent="   " + label, subsequent_indent=" " * (3 + len(label))
+        )
     )
 
 
+def _t(value: object, width: int = 200) -> str:
+    """A value from a file, fit for a line of the report: escaped, cut to *width*."""
+    return cut(escape_controls(str(value)), width)
+
+
 def _describe(span: ExportedSpan) -> str:
-    return f"{span.name!r} ({span.service})"
+    return f"{_t(repr(span.name))} ({_t(span.service, 64)})"
+
+
+def _and_more(items: Sequence[str], noun: str) -> list[str]:
+    """The first `SHOWN` of *items*, then how many more there are."""
+    more = [f"and {count(len(items) - SHOWN, noun)} more"] if len(items) > SHOWN else []
+    return [*items[:SHOWN], *more]
 
 
 def _missing_parents(traces: Sequence[Trace]) -> list[Finding]:
@@ -111,7 +144,7 @@ def _missing_parents(traces: Sequence[Trace]) -> list[Finding]:
         for span in trace.orphans():
             by_parent[str(span.parent_id)].append(span)
         for parent_id, orphans in by_parent.items():
-            names = ", ".join(_describe(span) for span in orphans)
+            names = ", ".join(_and_more([_describe(span) for span in orphans], "span"))
             findings.append(
                 Finding(
                     kind="missing-parent",
@@ -124,6 +157,40 @@ def _missing_parents(traces: Sequence[Trace]) -> list[Finding]:
                     "service's span file",
                 )
             )
+    return findings
+
+
+def _cycles(traces: Sequence[Trace]) -> list[Finding]:
+    findings = []
+    for trace in traces:
+        cycles = trace.cycles()
+        if not cycles:
+            continue
+        rootless = not any(row.depth == 0 and row.mark in ("", ORPHAN) for row in trace.rows)
+        details = [
+            f"span {_describe(row.span)} "
+            + (
+                "is its own parent"
+                if row.mark == SELF_PARENT
+                else f"is its own ancestor (its parent {row.span.parent_id} descends from it)"
+            )
+            for row in cycles
+        ]
+        findings.append(
+            Finding(
+                kind="parent-cycle",
+                summary=f"broken trace {trace.trace_id}: its spans' parents form "
+                f"{count(len(cycles), 'cycle')}" + ("; it has no root" if rootless else ""),
+                cause="span ids repeat or parent ids were rewritten: an SDK gives every span a "
+                "new random id, so a cycle comes from a custom id generator that repeats ids, "
+                "an exporter or a pipeline that rewrites spans, or files of different systems "
+                "whose ids collide",
+                fix="keep the SDK's random id generator (a custom IdGenerator must return "
+                "unique random ids), export spans unchanged, and give doctor the files of one "
+                "system",
+                details=_and_more(details, "cycle"),
+            )
+        )
     return findings
 
 
@@ -146,23 +213,21 @@ def _split_requests(traces: Sequence[Trace], reported: set[str]) -> list[Finding
     """A finding per request id on spans of several traces; each such id goes in *reported*."""
     by_request: dict[str, list[Trace]] = defaultdict(list)
     for trace in traces:
-        for request_id in trace.request_ids():
+        for request_id in trace.request_ids:
             by_request[request_id].append(trace)
     findings = []
     for request_id, split in by_request.items():
         if len(split) < 2:
             continue
         reported.add(request_id)
-        details = []
-        for trace in split:
-            root = trace.by_start()[0]
-            details.append(f"trace {trace.trace_id} starts at {_describe(root)}")
-        later_roots = [trace.by_start()[0] for trace in split[1:]]
-        over_http = any(root.kind == _SERVER for root in later_roots)
+        details = [
+            f"trace {trace.trace_id} starts at {_describe(trace.first())}" for trace in split
+        ]
+        over_http = any(trace.first().kind == _SERVER for trace in split[1:])
         findings.append(
             Finding(
                 kind="split-request",
-                summary=f"request {request_id} is split over {len(split)} traces",
+                summary=f"request {_t(request_id)} is split over {len(split)} traces",
                 cause=(
                     "a hop started a new trace instead of continuing the request's: the "
                     "traceparent did not arrive (a client that sends only X-Request-ID or "
@@ -180,13 +245,13 @@ def _split_requests(traces: Sequence[Trace], reported: set[str]) -> list[Finding
                     if over_http
                     else _HANDOFF_FIX
                 ),
-                details=details,
+                details=_and_more(details, "trace"),
             )
         )
     return findings
 
 
-def _split_in_logs(logs: Sequence[dict[str, Any]], reported: set[str]) -> list[Finding]:
+def _split_in_logs(logs: Sequence[LogRecord], reported: set[str]) -> list[Finding]:
     traces_of: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for log in logs:
         if has_context(log, "request_id") and has_context(log, "trace_id"):
@@ -199,7 +264,7 @@ def _split_in_logs(logs: Sequence[dict[str, Any]], reported: set[str]) -> list[F
         findings.append(
             Finding(
                 kind="split-request-logs",
-                summary=f"request {request_id} logs under {len(by_trace)} traces",
+                summary=f"request {_t(request_id)} logs under {len(by_trace)} traces",
                 cause="part of the request ran under another trace: a hop or a hand-off "
                 "started a new trace but kept the request id (it came in X-Request-ID or "
                 "baggage without a traceparent), or a thread or task kept a context from "
@@ -207,16 +272,20 @@ def _split_in_logs(logs: Sequence[dict[str, Any]], reported: set[str]) -> list[F
                 fix="carry the whole context, not the id alone: "
                 + _HANDOFF_FIX
                 + "; threadline.aiohttp.trace_config() on HTTP clients",
-                details=[
-                    f"trace {trace_id}: logger {', '.join(sorted(loggers))}"
-                    for trace_id, loggers in by_trace.items()
-                ],
+                details=_and_more(
+                    [
+                        f"trace {_t(trace_id, 64)}: logger "
+                        + ", ".join(_and_more([_t(name, 64) for name in sorted(loggers)], "logger"))
+                        for trace_id, loggers in by_trace.items()
+                    ],
+                    "trace",
+                ),
             )
         )
     return findings
 
 
-def _location(log: dict[str, Any]) -> str:
+def _location(log: LogRecord) -> str:
     """Where the line was logged, from whatever fields the formatter wrote; '' when none."""
     path = next(
         (log[key] for key in ("pathname", "code.filepath", "filename", "module") if log.get(key)),
@@ -224,15 +293,15 @@ def _location(log: dict[str, Any]) -> str:
     )
     line = log.get("lineno", log.get("code.lineno", ""))
     function = log.get("funcName", log.get("code.function", ""))
-    where = f"{path}:{line}" if path and line != "" else str(path)
-    return f"{where} in {function}" if where and function else where
+    where = f"{_t(path)}:{_t(line, 20)}" if path and line != "" else _t(path)
+    return f"{where} in {_t(function, 64)}" if where and function else where
 
 
-def _logs_without_context(logs: Sequence[dict[str, Any]]) -> list[Finding]:
+def _logs_without_context(logs: Sequence[LogRecord]) -> list[Finding]:
     places: Counter[tuple[str, str]] = Counter()
-    lost: dict[tuple[str, str, bool, bool], list[dict[str, Any]]] = defaultdict(list)
+    lost: dict[tuple[str, str, bool, bool], list[LogRecord]] = defaultdict(list)
     for log in logs:
-        place = (str(log.get("logger", "?")), _location(log))
+        place = (cut(str(log.get("logger", "?")), 64), _location(log))
         request, trace = has_context(log, "request_id"), has_context(log, "trace_id")
         if request and trace:
             places[place] += 1
@@ -257,14 +326,14 @@ def _without_context(
     *,
     request: bool,
     trace: bool,
-    lines: list[dict[str, Any]],
+    lines: list[LogRecord],
     good: int,
 ) -> Finding:
     missing = "request id" if trace else "trace id" if request else "request id or trace id"
     at = f" at {where}" if where else ""
     lines_ = "1 log line" if len(lines) == 1 else f"{len(lines)} log lines"
-    summary = f"{lines_} from logger {logger!r}{at} without a {missing}"
-    details = [f"e.g. {str(lines[0].get('message', ''))[:120]!r}"]
+    summary = f"{lines_} from logger {_t(repr(logger))}{at} without a {missing}"
+    details = [f"e.g. {_t(repr(str(lines[0].get('message', ''))[:120]))}"]
     if good:
         details.append(
             f"{good} other line{'s' if good > 1 else ''} from the same place had both ids"

@@ -3,7 +3,9 @@
 The page loads nothing (its Content-Security-Policy allows no fetch and no
 script): the styles are inline and a span's details open on click as a
 ``<details>`` element, so the page works from a file, offline, in any
-browser. Every text from the files is HTML-escaped.
+browser. Every text from the files is HTML-escaped (and its control
+characters escaped as in the terminal); every span is a row, those of a cycle
+of parents flagged.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .._core.text import escape_controls
-from .._telemetry.file_exporter import ExportedSpan
-from ._traces import ERROR, Trace, error_text, log_time_ns
+from .._telemetry.span_file import ExportedSpan
+from ._logs import LogRecord
+from ._output import count
+from ._traces import CYCLE, ERROR, ORPHAN, SELF_PARENT, Row, Trace, error_text, log_time_ns
 
 _KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 _STATUSES = ("UNSET", "OK", "ERROR")
 _PALETTE = ("#3b82f6", "#10b981", "#f59e0b", "#8b5cf6", "#06b6d4", "#ec4899", "#84cc16")
+_INDENT_LEVELS = 10  # deeper spans are indented as deep as this
 _POLICY = "default-src 'none'; style-src 'unsafe-inline'"
 _STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #1f2937; }
@@ -45,6 +50,7 @@ summary:hover, details[open] > summary { background: #f3f4f6; }
   !important; }
 .flag { font-size: 11px; font-weight: 600; margin-left: .4em; padding: 0 4px; border-radius: 3px; }
 .flag.err { color: #fff; background: #dc2626; } .flag.lost { color: #92400e; background: #fde68a; }
+.flag.cycle { color: #fff; background: #7c3aed; }
 .detail { margin: 2px 8px 8px 12em; padding: 6px 10px; background: #f9fafb;
   border-left: 3px solid #d1d5db; }
 .detail table { border-collapse: collapse; }
@@ -61,12 +67,12 @@ summary:hover, details[open] > summary { background: #f3f4f6; }
 
 
 def render_html(
-    traces: Sequence[Trace], *, other_logs: Sequence[dict[str, Any]] = (), source: str = ""
+    traces: Sequence[Trace], *, other_logs: Sequence[LogRecord] = (), source: str = ""
 ) -> str:
     """The page: every trace's waterfall (details on click) and log lines, then the other logs."""
     services = sorted({span.service for trace in traces for span in trace.spans})
     colours = {name: _PALETTE[index % len(_PALETTE)] for index, name in enumerate(services)}
-    title = f"threadline: {len(traces)} traces"
+    title = f"threadline: {count(len(traces), 'trace')}"
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -79,7 +85,7 @@ def render_html(
     ]
     parts.extend(_trace_html(trace, colours) for trace in traces)
     if other_logs:
-        parts.append(f"<h2>{len(other_logs)} log lines outside these traces</h2>")
+        parts.append(f"<h2>{count(len(other_logs), 'log line')} outside these traces</h2>")
         parts.append(_logs_html(other_logs, None))
     parts.append("</body></html>\n")
     return "\n".join(part for part in parts if part)
@@ -88,20 +94,11 @@ def render_html(
 def _trace_html(trace: Trace, colours: dict[str, str]) -> str:
     total = max(trace.end_ns - trace.start_ns, 1)
     services = len({span.service for span in trace.spans})
-    summary = f"{len(trace.spans)} spans · {services} services · {_ms(total)}"
-    if trace.request_ids():
-        summary += " · request " + ", ".join(f"<code>{_e(r)}</code>" for r in trace.request_ids())
-    orphans = {span.span_id for span in trace.orphans()}
+    summary = f"{count(len(trace.spans), 'span')} · {count(services, 'service')} · {_ms(total)}"
+    if trace.request_ids:
+        summary += " · request " + ", ".join(f"<code>{_e(r)}</code>" for r in trace.request_ids)
     rows = [
-        _span_html(
-            span,
-            depth,
-            trace,
-            total=total,
-            colour=colours[span.service],
-            orphan=span.span_id in orphans,
-        )
-        for depth, span in trace.walk()
+        _span_html(row, trace, total=total, colour=colours[row.span.service]) for row in trace.rows
     ]
     return "\n".join(
         [
@@ -114,41 +111,49 @@ def _trace_html(trace: Trace, colours: dict[str, str]) -> str:
             f"<span>{_ms(total)}</span></span></div>",
             *rows,
             "</div>",
-            f"<h3>{len(trace.logs)} log lines</h3>" if trace.logs else "",
+            f"<h3>{count(len(trace.logs), 'log line')}</h3>" if trace.logs else "",
             _logs_html(trace.logs, trace.start_ns) if trace.logs else "",
             "</section>",
         ]
     )
 
 
-def _span_html(
-    span: ExportedSpan, depth: int, trace: Trace, *, total: int, colour: str, orphan: bool
-) -> str:
+def _span_html(row: Row, trace: Trace, *, total: int, colour: str) -> str:
+    span, orphan, cycle = row.span, row.mark == ORPHAN, row.mark in (CYCLE, SELF_PARENT)
+    depth = min(row.depth, _INDENT_LEVELS)
+    deeper = f"[{row.depth}] " if row.depth > _INDENT_LEVELS else ""
     left = (span.start_ns - trace.start_ns) / total * 100
     width = (span.end_ns - span.start_ns) / total * 100
     error = span.status_code == ERROR
     classes = "span" + (" error" if error else "") + (" orphan" if orphan else "")
+    classes += " cycle" if cycle else ""
     flags = ('<span class="flag err">error</span>' if error else "") + (
         '<span class="flag lost">parent missing</span>' if orphan else ""
     )
+    flags += '<span class="flag cycle">cycle of parents</span>' if cycle else ""
     return (
         f'<details class="{classes}" id="span-{_e(span.span_id)}">'
         f'<summary><span class="service" title="{_e(span.service)}">{_e(span.service)}</span>'
-        f'<span class="name" style="padding-left:{depth * 1.1:.1f}em">{_e(span.name)}{flags}</span>'
+        f'<span class="name" style="padding-left:{depth * 1.1:.1f}em">{deeper}{_e(span.name)}'
+        f"{flags}</span>"
         f'<span class="duration">{_ms(span.end_ns - span.start_ns)}</span>'
         f'<span class="track"><span class="bar" style="left:{left:.3f}%;width:{width:.3f}%;'
         f'background:{colour}"></span></span></summary>'
-        f'<div class="detail">{_details_html(span, orphan)}</div></details>'
+        f'<div class="detail">{_details_html(span, row.mark)}</div></details>'
     )
 
 
-def _details_html(span: ExportedSpan, orphan: bool) -> str:
+def _details_html(span: ExportedSpan, mark: str) -> str:
     status = _STATUSES[span.status_code] if 0 <= span.status_code < 3 else str(span.status_code)
     if span.status_code == ERROR and error_text(span):
         status += f": {error_text(span)}"
     parent = span.parent_id or "none (the trace's root)"
-    if orphan:
+    if mark == ORPHAN:
         parent += " (never arrived: its process did not export it)"
+    elif mark == SELF_PARENT:
+        parent += " (the span itself: a cycle of parents)"
+    elif mark == CYCLE:
+        parent += " (drawn under this span: a cycle of parents)"
     kind = _KINDS[span.kind] if 0 <= span.kind < len(_KINDS) else str(span.kind)
     rows = [
         ("span", span.name),
@@ -166,7 +171,7 @@ def _details_html(span: ExportedSpan, orphan: bool) -> str:
     return f"<table>{body}</table>"
 
 
-def _logs_html(logs: Sequence[dict[str, Any]], start_ns: int | None) -> str:
+def _logs_html(logs: Sequence[LogRecord], start_ns: int | None) -> str:
     head = "<tr><th>time</th><th>+ms</th><th>level</th><th>logger</th><th>request</th>"
     head += "<th>message</th></tr>"
     rows = []

@@ -9,12 +9,18 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from .._core.settings import read_settings
+from .._http.incoming import new_request_id
 
 _FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
 def run_command(command: list[str], values: dict[str, str], *, bootstrap: bool = True) -> int:
-    """Run *command* in this process's context (plus *values* in `threadline.request`)."""
+    """Run *command* in this process's context (plus *values* in `threadline.request`).
+
+    A ``user_id`` without a ``request_id`` joins the request that came in this
+    process's environment, or, when none came, a new request with a new id:
+    a request scope always has its request id.
+    """
     import threadline as tl  # noqa: PLC0415 - keep `threadline --help` quick
 
     from ..subprocess import Popen  # noqa: PLC0415
@@ -28,6 +34,9 @@ def run_command(command: list[str], values: dict[str, str], *, bootstrap: bool =
     with ExitStack() as stack:
         stack.enter_context(tl.extract_env())
         if values:
+            inherited = tl.request.get()
+            if "request_id" not in values and not (inherited and inherited.get("request_id")):
+                values = {"request_id": new_request_id(), **values}
             stack.enter_context(tl.request.merge(values))
         # Forwarding starts before the child does, so a signal sent meanwhile
         # reaches it too instead of ending threadline and orphaning the child.

@@ -1,110 +1,129 @@
-"""What `threadline view` and `threadline doctor` read: spans grouped into traces, log lines.
+"""What `threadline view` and `threadline doctor` draw: spans grouped into traces, log lines.
 
-Everything here comes from files written by other programs: it is read
-leniently (a log line that is not a JSON object is skipped) and never trusted
-(the renderers escape it).
+The spans and log lines come from `._read`, which read them strictly; here
+they are only arranged. A trace's rows hold every span exactly once, whatever
+the parent ids say: a span whose parent is missing is a root, and spans whose
+parents form a cycle (a span that is its own parent, or its own ancestor) are
+drawn under one span of the cycle, marked, as if it were a root. Every walk is a
+loop, not a recursion, and every step is linear or n log n in the spans.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import NamedTuple
 
-from .._telemetry.file_exporter import ExportedSpan, read_spans
+from .._telemetry.span_file import ExportedSpan, cut
+from ._logs import LogRecord
 
 PLACEHOLDER = "-"  # threadline.logging.PLACEHOLDER, without loading the logging set-up
 REQUEST_ATTRIBUTE = "request.id"  # threadline.tracing.REQUEST_ATTRIBUTES["request_id"]
 ERROR = 2  # OTLP's STATUS_CODE_ERROR
 
+ORPHAN = "orphan"  # a root whose parent never arrived
+CYCLE = "cycle"  # the first span drawn of a cycle of parents
+SELF_PARENT = "self"  # a span that names itself as its parent
+
+
+class Row(NamedTuple):
+    """One span as drawn: its depth under its root and its mark (`ORPHAN`, `CYCLE`, ...)."""
+
+    depth: int
+    span: ExportedSpan
+    mark: str = ""
+
 
 @dataclass
 class Trace:
-    """One trace: its spans as a tree (a span whose parent is missing is a root) and its logs."""
+    """One trace: every span once, as a tree (`rows`), with its log lines."""
 
     trace_id: str
     spans: list[ExportedSpan]
-    children: dict[str | None, list[ExportedSpan]] = field(default_factory=dict)
-    logs: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def start_ns(self) -> int:
-        return min(span.start_ns for span in self.spans)
-
-    @property
-    def end_ns(self) -> int:
-        return max(span.end_ns for span in self.spans)
-
-    @property
-    def roots(self) -> list[ExportedSpan]:
-        return self.children.get(None, [])
+    rows: list[Row]
+    start_ns: int
+    end_ns: int
+    request_ids: list[str]  # the spans' ``request.id`` values, by first appearance in time
+    logs: list[LogRecord] = field(default_factory=list)
 
     def orphans(self) -> list[ExportedSpan]:
         """The spans that name a parent this trace does not hold: it never arrived."""
-        return [span for span in self.roots if span.parent_id]
+        return [row.span for row in self.rows if row.mark == ORPHAN]
 
-    def request_ids(self) -> list[str]:
-        """The request ids the spans carry (``request.id``), in order of first appearance."""
-        found = (span.attributes.get(REQUEST_ATTRIBUTE) for span in self.by_start())
-        return list(dict.fromkeys(str(value) for value in found if value is not None))
+    def cycles(self) -> list[Row]:
+        """The first row of each cycle of parents (`CYCLE` or `SELF_PARENT`)."""
+        return [row for row in self.rows if row.mark in (CYCLE, SELF_PARENT)]
 
-    def by_start(self) -> list[ExportedSpan]:
-        return sorted(self.spans, key=lambda span: span.start_ns)
+    def first(self) -> ExportedSpan:
+        """The span that started first."""
+        return min(self.spans, key=_start)
 
-    def walk(self) -> Iterable[tuple[int, ExportedSpan]]:
-        """Every span with its depth, each parent before its children, siblings by start."""
-        stack = [(0, span) for span in reversed(_by_start(self.roots))]
+
+def _start(span: ExportedSpan) -> int:
+    return span.start_ns
+
+
+def _rows(members: list[ExportedSpan]) -> list[Row]:
+    """Every span of *members* once, each parent before its children, siblings by start."""
+    by_id = {span.span_id: span for span in members}
+    children: dict[str, list[ExportedSpan]] = defaultdict(list)
+    roots = []
+    for span in members:
+        if span.parent_id is not None and span.parent_id in by_id:
+            children[span.parent_id].append(span)
+        else:
+            roots.append(span)
+    rows: list[Row] = []
+    seen: set[str] = set()
+
+    def walk(entry: ExportedSpan, mark: str) -> None:
+        stack = [Row(0, entry, mark)]
         while stack:
-            depth, span = stack.pop()
-            yield depth, span
-            kids = _by_start(self.children.get(span.span_id, []))
-            stack.extend((depth + 1, kid) for kid in reversed(kids))
+            row = stack.pop()
+            if row.span.span_id in seen:
+                continue
+            seen.add(row.span.span_id)
+            rows.append(row)
+            kids = sorted(children.get(row.span.span_id, ()), key=_start)
+            stack.extend(Row(row.depth + 1, kid) for kid in kids[::-1] if kid.span_id not in seen)
+
+    for root in sorted(roots, key=_start):
+        walk(root, ORPHAN if root.parent_id else "")
+    if len(seen) < len(members):  # the rest hang from cycles: every one has its parent here
+        for left in sorted(members, key=_start):
+            if left.span_id in seen:
+                continue
+            on_path: set[str] = set()
+            span = left
+            while span.span_id not in on_path:  # up the parents until one comes again
+                on_path.add(span.span_id)
+                span = by_id[str(span.parent_id)]
+            walk(span, SELF_PARENT if span.parent_id == span.span_id else CYCLE)
+    return rows
 
 
-def _by_start(spans: list[ExportedSpan]) -> list[ExportedSpan]:
-    return sorted(spans, key=lambda span: span.start_ns)
-
-
-def read_span_files(paths: Sequence[str | os.PathLike[str]]) -> list[ExportedSpan]:
-    """Every span of every file, duplicates (the same span id twice) once."""
-    seen: dict[tuple[str, str], ExportedSpan] = {}
-    for path in paths:
-        for span in read_spans(path):
-            seen.setdefault((span.trace_id, span.span_id), span)
-    return list(seen.values())
-
-
-def read_logs(paths: Sequence[str | os.PathLike[str]]) -> list[dict[str, Any]]:
-    """The JSON objects of JSON-lines files; any other line (a traceback, text) is skipped."""
-    logs = []
-    for path in paths:
-        with open(path, encoding="utf-8", errors="replace") as lines:
-            for line in lines:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict):
-                    logs.append(record)
-    return logs
-
-
-def group(spans: Iterable[ExportedSpan], logs: Sequence[dict[str, Any]] = ()) -> list[Trace]:
+def group(spans: Iterable[ExportedSpan], logs: Sequence[LogRecord] = ()) -> list[Trace]:
     """The traces of *spans*, earliest first, each with the log lines of its trace id."""
     by_trace: dict[str, list[ExportedSpan]] = defaultdict(list)
     for span in spans:
         by_trace[span.trace_id].append(span)
     traces = []
     for trace_id, members in by_trace.items():
-        ids = {span.span_id for span in members}
-        children: dict[str | None, list[ExportedSpan]] = defaultdict(list)
-        for span in members:
-            children[span.parent_id if span.parent_id in ids else None].append(span)
-        traces.append(Trace(trace_id, members, dict(children)))
+        in_time = sorted(members, key=_start)
+        found = (span.attributes.get(REQUEST_ATTRIBUTE) for span in in_time)
+        request_ids = list(dict.fromkeys(cut(str(v)) for v in found if v is not None))
+        traces.append(
+            Trace(
+                trace_id,
+                members,
+                _rows(members),
+                start_ns=in_time[0].start_ns,
+                end_ns=max(span.end_ns for span in members),
+                request_ids=request_ids,
+            )
+        )
     traces.sort(key=lambda trace: trace.start_ns)
     by_id = {trace.trace_id: trace for trace in traces}
     for log in in_time_order(logs):
@@ -114,7 +133,7 @@ def group(spans: Iterable[ExportedSpan], logs: Sequence[dict[str, Any]] = ()) ->
     return traces
 
 
-def in_time_order(logs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def in_time_order(logs: Sequence[LogRecord]) -> list[LogRecord]:
     """*logs* sorted by their ``time``; a line without one stays after the line before it."""
     keyed = []
     last = 0
@@ -124,7 +143,7 @@ def in_time_order(logs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [log for _, _, log in sorted(keyed, key=lambda item: item[:2])]
 
 
-def log_time_ns(log: dict[str, Any]) -> int | None:
+def log_time_ns(log: LogRecord) -> int | None:
     """A log line's ``time`` (ISO 8601, as `threadline.logging.JSONFormatter` writes it) in ns."""
     text = log.get("time")
     if not isinstance(text, str):
@@ -135,15 +154,18 @@ def log_time_ns(log: dict[str, Any]) -> int | None:
         return None
     if moment.tzinfo is None:
         return None  # local time of an unknown zone: not comparable with span times
-    return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
+    try:
+        return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
+    except (OverflowError, ValueError):  # out of the platform's range (year 1, 9999 + offset)
+        return None
 
 
 def error_text(span: ExportedSpan) -> str:
     """What a failed span says about its error: the status message, else ``error.type``."""
-    return span.status_message or str(span.attributes.get("error.type") or "")
+    return span.status_message or cut(str(span.attributes.get("error.type") or ""))
 
 
-def has_context(log: dict[str, Any], name: str) -> bool:
+def has_context(log: LogRecord, name: str) -> bool:
     """Whether the log line's field *name* holds a value (not missing, empty or the placeholder)."""
     value = log.get(name)
     return value is not None and str(value) not in ("", PLACEHOLDER)

@@ -1,10 +1,10 @@
 """``threadline view``: each trace as a waterfall in the terminal, or as one HTML page.
 
 The terminal drawing is the span tree (service, name, duration) with a bar
-per span drawn to the trace's scale, errors and missing parents marked, then
-the trace's log lines in time order. Every text that came from the files is
-escaped: a span name or a log message can never move the cursor or forge a
-line.
+per span drawn to the trace's scale, errors, missing parents and cycles of
+parents marked, then the trace's log lines in time order. Every text that
+came from the files is escaped and cut to its column: a span name or a log
+message can never move the cursor, forge a line, or widen every row.
 """
 
 from __future__ import annotations
@@ -13,26 +13,35 @@ import argparse
 import math
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 from .._core.text import escape_controls
-from .._telemetry.file_exporter import ExportedSpan
-from ._traces import ERROR, Trace, error_text, group, read_logs, read_span_files
+from .._telemetry.span_file import FIELD_CAP, BadFileError, cut, read_span_files
+from ._logs import LogRecord, read_logs
+from ._output import count, note, unicode_ok, write
+from ._traces import CYCLE, ERROR, ORPHAN, SELF_PARENT, Row, Trace, error_text, group
 
 BAR_WIDTH = 40
+SERVICE_WIDTH = 24
 NAME_WIDTH = 44
+MARK_WIDTH = 200  # an error's text after ERROR
+LOGGER_WIDTH = 22
+INDENT_LEVELS = 10  # deeper spans are indented as deep, their depth written before the name
 _SHORT_LEVELS = frozenset({"INFO", "DEBUG", ""})
 
 
 def view_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    """`threadline view FILE [--logs LOGFILE] [--html OUT] [--trace ID]`; returns 0."""
+    """`threadline view FILE [--logs LOGFILE] [--html OUT] [--trace ID]`; returns 0.
+
+    A file that cannot be read, or is not what it should be, is a usage error.
+    """
     try:
-        spans = read_span_files([args.file])
+        (spans_file,) = read_span_files([args.file])
         logs = read_logs(args.logs or [])
-    except (OSError, ValueError, KeyError) as exc:
-        parser.error(f"view: cannot read {exc}")
-    traces = group(spans, logs)
+    except BadFileError as exc:
+        parser.error(f"view: {escape_controls(str(exc))}")
+    note("view", spans_file.note())
+    note("view", logs.note())
+    traces = group(spans_file.spans, logs.records)
     if args.trace:
         traces = [trace for trace in traces if trace.trace_id.startswith(args.trace.lower())]
         if not traces:
@@ -41,18 +50,22 @@ def view_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> i
         from ._html import render_html  # noqa: PLC0415 - only --html needs it
 
         drawn = {id(log) for trace in traces for log in trace.logs}
-        others = [log for log in logs if id(log) not in drawn] if not args.trace else []
+        others = [log for log in logs.records if id(log) not in drawn] if not args.trace else []
         page = render_html(traces, other_logs=others, source=args.file)
-        Path(args.html).write_text(page, encoding="utf-8")
-        print(f"{len(traces)} traces written to {args.html}")
+        try:
+            with open(args.html, "w", encoding="utf-8", errors="backslashreplace") as out:
+                out.write(page)
+        except OSError as exc:
+            parser.error(f"view: cannot write {args.html}: {exc.strerror or exc}")
+        write(f"{count(len(traces), 'trace')} written to {args.html}\n")
         return 0
-    ascii_only = "utf" not in (getattr(sys.stdout, "encoding", None) or "").lower()
-    sys.stdout.write(render_text(traces, ascii_only=ascii_only))
-    if args.logs:
-        shown = sum(len(trace.logs) for trace in traces)
-        outside = len(logs) - shown
-        if outside and not args.trace:
-            print(f"\n{outside} log lines belong to no trace here (threadline doctor explains)")
+    write(render_text(traces, ascii_only=not unicode_ok(sys.stdout)))
+    if args.logs and not args.trace:
+        outside = len(logs.records) - sum(len(trace.logs) for trace in traces)
+        if outside:
+            lines = count(outside, "log line")
+            verb = "belongs" if outside == 1 else "belong"
+            write(f"\n{lines} {verb} to no trace here (threadline doctor explains)\n")
     return 0
 
 
@@ -63,25 +76,33 @@ def render_text(traces: Sequence[Trace], *, ascii_only: bool = False) -> str:
 
 def _trace_text(trace: Trace, ascii_only: bool) -> str:
     total = max(trace.end_ns - trace.start_ns, 1)
-    lines = [f"\ntrace {_clean(trace.trace_id)} ({len(trace.spans)} spans)"]
+    lines = [f"\ntrace {trace.trace_id} ({count(len(trace.spans), 'span')})"]
     summary = f"  {_ms(total)}"
-    if trace.request_ids():
-        summary += "  request " + ", ".join(_clean(rid) for rid in trace.request_ids())
+    if trace.request_ids:
+        summary += "  request " + ", ".join(_clean(rid, 64) for rid in trace.request_ids[:10])
+        if len(trace.request_ids) > 10:
+            summary += f" and {len(trace.request_ids) - 10} more"
     lines.append(summary)
-    rows = list(trace.walk())
-    services = max(len(_clean(span.service)) for _, span in rows)
-    names = min(max(2 * depth + len(_clean(span.name)) for depth, span in rows), NAME_WIDTH)
+    cells = [(_clean(row.span.service, SERVICE_WIDTH), _name_cell(row)) for row in trace.rows]
+    services = max(len("service"), *(len(service) for service, _ in cells))
+    names = min(max(len("span"), *(len(name) for _, name in cells)), NAME_WIDTH)
     scale = "0 ms".ljust(BAR_WIDTH - len(_ms(total))) + _ms(total)
     lines.append(f"  {'service':<{services}}  {'span':<{names}}  {'duration':>10}  {scale}")
-    orphans = {span.span_id for span in trace.orphans()}
-    for depth, span in rows:
-        name = _fit("  " * depth + _clean(span.name), names)
+    for row, (service, name) in zip(trace.rows, cells, strict=True):
+        span = row.span
         duration = span.end_ns - span.start_ns
         bar = _bar(span.start_ns - trace.start_ns, duration, total, ascii_only)
-        row = f"  {_clean(span.service):<{services}}  {name:<{names}}  {_ms(duration):>10}  {bar}"
-        lines.append((row + _marks(span, span.span_id in orphans)).rstrip())
+        line = f"  {service:<{services}}  {cut(name, names):<{names}}  {_ms(duration):>10}  {bar}"
+        lines.append((line + _marks(row)).rstrip())
     lines.extend(_log_line(log) for log in trace.logs)
     return "\n".join(lines) + "\n"
+
+
+def _name_cell(row: Row) -> str:
+    """The span's name indented by its depth; past `INDENT_LEVELS` the depth is written."""
+    depth = min(row.depth, INDENT_LEVELS)
+    deeper = f"[{row.depth}] " if row.depth > INDENT_LEVELS else ""
+    return "  " * depth + deeper + _clean(row.span.name, NAME_WIDTH)
 
 
 def _bar(offset: int, duration: int, total: int, ascii_only: bool) -> str:
@@ -94,31 +115,34 @@ def _bar(offset: int, duration: int, total: int, ascii_only: bool) -> str:
     return (" " * first + full * (min(last, BAR_WIDTH) - first)).ljust(BAR_WIDTH)
 
 
-def _marks(span: ExportedSpan, orphan: bool) -> str:
+def _marks(row: Row) -> str:
+    span = row.span
     marks = ""
     if span.status_code == ERROR:
-        marks += "  ERROR" + (f" {_clean(why)}" if (why := error_text(span)) else "")
-    if orphan:
-        marks += f"  (parent {_clean(str(span.parent_id))} never arrived)"
+        marks += "  ERROR" + (f" {_clean(why, MARK_WIDTH)}" if (why := error_text(span)) else "")
+    if row.mark == ORPHAN:
+        marks += f"  (parent {span.parent_id} never arrived)"
+    elif row.mark == CYCLE:
+        marks += f"  (cycle of parents: its parent {span.parent_id} is drawn under it)"
+    elif row.mark == SELF_PARENT:
+        marks += "  (cycle of parents: it is its own parent)"
     return marks
 
 
-def _log_line(log: dict[str, Any]) -> str:
-    level = str(log.get("level", "")).upper()
-    message = _clean(str(log.get("message", "")))
+def _log_line(log: LogRecord) -> str:
+    level = _clean(str(log.get("level", "")).upper(), 16)
+    message = _clean(str(log.get("message", "")), FIELD_CAP)
     if level not in _SHORT_LEVELS:
-        message = f"{_clean(level)} {message}"
-    logger = _clean(str(log.get("logger", "")))
-    return f"  log  {logger:<22} request={_clean(str(log.get('request_id')))}  {message}"
+        message = f"{level} {message}"
+    logger = _clean(str(log.get("logger", "")), 3 * LOGGER_WIDTH)
+    request = _clean(str(log.get("request_id")), 64)
+    return f"  log  {logger:<{LOGGER_WIDTH}} request={request}  {message}"
 
 
 def _ms(nanoseconds: int) -> str:
     return f"{nanoseconds / 1e6:.1f} ms"
 
 
-def _fit(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "\u2026"
-
-
-def _clean(text: str) -> str:
-    return escape_controls(text)
+def _clean(text: str, width: int) -> str:
+    """*text* from a file, escaped (no raw control character), cut to *width* characters."""
+    return cut(escape_controls(text), width)

@@ -1,0 +1,123 @@
+"""The fields a log line takes from the context, made safe: one reader for every logging library.
+
+`ContextFields` reads ``request_id``, ``user_id`` (and chosen keys) from a
+store and ``trace_id``, ``span_id`` from the current span, with the names
+threadline's own `~threadline.logging.JSONFormatter` writes, so one reader
+(``threadline doctor --logs``) serves the lines of every library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping, Sequence
+from typing import Any
+
+from .._core.checks import require_names
+from .._core.safe import safe_value
+from .._core.stores import ContextStore, registered_stores, request
+from .._core.text import escape_controls
+from .spans import current_trace_ids
+
+__all__ = ["FIELDS", "PLACEHOLDER", "ContextFields"]
+
+PLACEHOLDER = "-"
+FIELDS = ("request_id", "user_id", "trace_id", "span_id")
+"""The fields every line gets: two from the store, two from the span."""
+
+
+class ContextFields:
+    """Reads the fields of one log call from the current context.
+
+    Args:
+        store: the store (or its name) ``request_id``, ``user_id`` and *keys* come from.
+        keys: further store keys to add.
+        placeholder: the value of a field with nothing to show; None leaves such a field out.
+
+    Raises:
+        TypeError: *keys* is not a list of strings (one string included), or
+            *placeholder* is not a string or None.
+        ValueError: *store* names no store of this process.
+
+    Pickled (into a spawn worker, with a loguru logger), it keeps the store's
+    name and finds the store there.
+    """
+
+    __slots__ = ("_keys", "_placeholder", "_store", "_store_name")
+
+    def __init__(
+        self,
+        store: ContextStore | str = request,
+        keys: Sequence[str] = (),
+        placeholder: str | None = PLACEHOLDER,
+    ) -> None:
+        keys = require_names("keys", keys, "store keys")
+        if placeholder is not None and not isinstance(placeholder, str):
+            raise TypeError(f"placeholder takes a str or None, got {placeholder!r:.80}")
+        if isinstance(store, ContextStore):
+            self._store: ContextStore | None = store
+        else:
+            self._store = registered_stores().get(store)
+            if self._store is None:
+                raise ValueError(f"no ContextStore named {store!r} exists in this process")
+        self._store_name = self._store.name
+        self._keys = tuple(dict.fromkeys(("request_id", "user_id", *keys)))
+        self._placeholder = placeholder
+
+    @property
+    def store_name(self) -> str:
+        """The name of the store the fields come from."""
+        return self._store_name
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The store keys read: ``request_id``, ``user_id`` and the chosen ones."""
+        return self._keys
+
+    @property
+    def placeholder(self) -> str | None:
+        """The value of a field with nothing to show (None: the field is left out)."""
+        return self._placeholder
+
+    def fill(self, target: MutableMapping[str, Any]) -> None:
+        """Add the fields to *target*, leaving every key it holds already as it is."""
+        store = self._store or registered_stores().get(self._store_name)
+        values = store.get() if store is not None else None
+        placeholder = self._placeholder
+        for key in self._keys:
+            if key in target:
+                continue
+            value = values.get(key) if values is not None else None
+            if value is None:
+                if placeholder is not None:
+                    target[key] = placeholder
+            elif type(value) is str:  # may have come in as baggage: never a raw control char
+                target[key] = escape_controls(value)
+            else:
+                target[key] = safe_value(value)
+        if "trace_id" in target and "span_id" in target:
+            return
+        ids = current_trace_ids()
+        if ids is not None:
+            target.setdefault("trace_id", ids[0])
+            target.setdefault("span_id", ids[1])
+        elif placeholder is not None:
+            target.setdefault("trace_id", placeholder)
+            target.setdefault("span_id", placeholder)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _unpickled, (self._store_name, self._keys[2:], self._placeholder)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(store={self._store_name!r}, keys={self._keys[2:]!r}, "
+            f"placeholder={self._placeholder!r})"
+        )
+
+
+def _unpickled(store_name: str, keys: tuple[str, ...], placeholder: str | None) -> ContextFields:
+    # In a worker the store may be made later (its module imported by the job): find it then.
+    fields = ContextFields.__new__(ContextFields)
+    fields._store = registered_stores().get(store_name)
+    fields._store_name = store_name
+    fields._keys = tuple(dict.fromkeys(("request_id", "user_id", *keys)))
+    fields._placeholder = placeholder
+    return fields
