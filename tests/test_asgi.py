@@ -612,4 +612,3 @@ async def test_a_request_leaves_no_garbage_cycle(asgi_serve: AsgiServe) -> None:
     await send(await asgi_serve(tla.Middleware(app)), ("GET", "/", {}))
     (scope,) = seen
     assert not [key for key in scope if key.startswith("threadline")]
-
