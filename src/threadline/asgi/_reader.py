@@ -79,7 +79,7 @@ def _get_all(headers: Iterable[tuple[bytes, bytes]], name: str, default: Any) ->
     """Every value of the header *name* (lower case: ASGI servers lower-case names)."""
     key = NAMES.get(name)
     if key is None:
-        key = NAMES[name] = name.encode("latin-1")
+        key = NAMES[name] = name.lower().encode("latin-1")
     found = [value for field, value in headers if field == key]
     return found or default
 

@@ -33,7 +33,6 @@ _Send = Callable[[_Message], Awaitable[None]]
 
 ACCESS_LOG = logging.getLogger("threadline.asgi")
 """The adapter's logger: the access line and the unhandled-exception line."""
-_access_log = ACCESS_LOG
 _ERROR_HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")]
 
 
@@ -143,7 +142,7 @@ class Response:
                 record_error(self._background[0], error)
             mark_error(error, get_current())
             reader = READER
-            log_unhandled(_access_log, reader.method(self._scope), reader.path(self._scope), error)
+            log_unhandled(ACCESS_LOG, reader.method(self._scope), reader.path(self._scope), error)
             return
         exchange.fail(error)
         if self.status is None and not answers_errors_itself(self._scope):
@@ -158,9 +157,10 @@ class Response:
                 await run_in(self._arrived, self._send, start)
                 await run_in(self._arrived, self._send, body)
             except Exception:  # noqa: BLE001 - the client went away: the error stays the app's
-                _access_log.debug("could not answer 500", exc_info=True)
+                ACCESS_LOG.debug("could not answer 500", exc_info=True)
 
     def close(self) -> None:
+        """The application returned: the ``background`` span (``new_trace``) ends."""
         if self._background is not None:
             span, token = self._background
             self._background = None
