@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio.to_thread
 import pytest
 from fastapi import BackgroundTasks, FastAPI
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 from starlette.applications import Starlette
@@ -612,3 +615,48 @@ async def test_a_request_leaves_no_garbage_cycle(asgi_serve: AsgiServe) -> None:
     await send(await asgi_serve(tla.Middleware(app)), ("GET", "/", {}))
     (scope,) = seen
     assert not [key for key in scope if key.startswith("threadline")]
+
+
+HEADER_NAMES = [b"traceparent", b"tracestate", b"baggage", b"x-request-id", b"host", b"user-agent"]
+
+
+@given(
+    headers=st.lists(st.tuples(st.sampled_from(HEADER_NAMES), st.binary(max_size=300)), max_size=8),
+    client=st.one_of(st.none(), st.tuples(st.text(max_size=20), st.integers(0, 65535))),
+    server=st.one_of(
+        st.none(), st.tuples(st.text(max_size=20), st.one_of(st.none(), st.integers(0, 65535)))
+    ),
+)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_whatever_the_headers_the_request_is_served(
+    headers: list[tuple[bytes, bytes]], client: Any, server: Any
+) -> None:
+    """Any header bytes (and any client and server the scope names): the app runs, the answer
+    has one well-formed request id, nothing raises."""
+    sent: list[Any] = []
+    seen: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(tl.request.get()["request_id"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def server_send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "headers": headers,
+        "query_string": b"",
+        "client": client,
+        "server": server,
+    }
+    asyncio.run(tla.Middleware(app, access_log=False)(scope, receive, server_send))
+    ids = [value for name, value in sent[0]["headers"] if name == b"x-request-id"]
+    assert [seen[0].encode()] == ids
+    assert re.fullmatch(rb"[A-Za-z0-9._:+/=@-]{1,128}", ids[0])
