@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from .._boundary.coexistence import contrib_loaded, is_contrib
+from .._core.checks import require_bool
 from .._http.incoming import GetAll
 from .._http.options import ServerOptions
 from .._http.server import ServerExchange, ServerFields
@@ -81,7 +82,7 @@ def middleware(
         logger=_access_log,
         server_timing=server_timing,
     )
-    return _middleware(options, remember_request_id)
+    return _middleware(options, require_bool("remember_request_id", remember_request_id))
 
 
 def _middleware(options: ServerOptions, remember_request_id: bool) -> Middleware:
