@@ -535,6 +535,29 @@ async def test_beside_opentelemetrys_middleware(
         assert expected == [(r.request_id, r.trace_id) for r in lines]  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("arrangement", ["asgi-setup", "asgi-outside", "fastapi-setup-first"])
+async def test_two_traceparents_begin_a_new_trace_beside_opentelemetry(
+    asgi_serve: AsgiServe, spans: Spans, arrangement: str
+) -> None:
+    """OpenTelemetry's middleware continues the first of two traceparents, before threadline or
+    after it: the handler runs in a new trace, under threadline's SERVER span linked to it."""
+    base = await asgi_serve(contrib_app(arrangement))
+    twice = f"{TRACEPARENT}\r\ntraceparent: 00-{'1' * 32}-{'2' * 16}-01".encode()
+    (answer,) = await send(base, ("GET", "/items/1", {"traceparent": twice}))
+    body = answer.json()
+    servers = server_spans(spans)
+    (ours,) = [s for s in servers if s.instrumentation_scope.name == "threadline"]
+    (theirs,) = [s for s in servers if s is not ours]
+    assert int(TRACE_ID, 16) == theirs.context.trace_id  # what OpenTelemetry continued
+    assert None is ours.parent
+    assert (f"{ours.context.trace_id:032x}", f"{ours.context.span_id:016x}") == (
+        body["trace_id"],
+        body["span_id"],
+    )
+    assert [theirs.context] == [link.context for link in ours.links]
+    assert answer.headers["x-request-id"] == ours.attributes["request.id"]
+
+
 async def test_a_plain_asgi_app_names_its_route(asgi_serve: AsgiServe, spans: Spans) -> None:
     """An app threadline cannot read the route of (Django's) names it with set_route."""
 

@@ -154,12 +154,13 @@ async def test_threadline_first_every_line_of_a_request_has_its_trace(
         assert trace_id in traces, (logger, message)
 
 
+@pytest.mark.parametrize("placement", ["setup", "first"])
 async def test_two_traceparents_begin_a_new_trace_beside_opentelemetry(
-    serve: Serve, spans: Spans, tracer_provider: SuiteTracerProvider
+    serve: Serve, spans: Spans, tracer_provider: SuiteTracerProvider, placement: str
 ) -> None:
     """OpenTelemetry's aiohttp-server middleware continues the first of two traceparents, which
-    W3C Trace Context (and threadline, after it) drops: the handler runs in a new trace, under
-    threadline's SERVER span linked to OpenTelemetry's."""
+    W3C Trace Context (and threadline, after it or before it) drops: the handler runs in a new
+    trace, under threadline's SERVER span linked to OpenTelemetry's."""
     from multidict import CIMultiDict
     from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
 
@@ -175,7 +176,10 @@ async def test_two_traceparents_begin_a_new_trace_beside_opentelemetry(
         app = web.Application()  # the instrumented one: OpenTelemetry's middleware first
     finally:
         instrumentor.uninstrument()
-    tla.setup(app)  # threadline's after it
+    if placement == "setup":
+        tla.setup(app)  # threadline's after it
+    else:
+        app.middlewares.insert(0, tla.middleware())  # threadline's before it
     app.router.add_get("/handled", handled)
     url = await serve(app)
     first, second = "1" * 32, "2" * 32

@@ -174,7 +174,7 @@ class ServerExchange(Generic[R]):
                 # its propagator took a trace threadline's strict reading dropped (two
                 # traceparents: OpenTelemetry's takes the first): the request begins a new
                 # trace under threadline's span, linked to that one, as the W3C spec asks
-                self._link, span, own = Link(span.get_span_context()), None, True
+                self._link, span, own = Link(span.get_span_context()), None, options.spans
         if own:
             span = self._start_span()
         self._owned: Span | None = span if own else None
@@ -267,9 +267,20 @@ class ServerExchange(Generic[R]):
 
         For what runs inside OpenTelemetry's middleware (*other_makes_it*),
         which builds its context afresh from the headers; its span gets
-        ``request.id`` and ``enduser.id``.
+        ``request.id`` and ``enduser.id``. A span that continues trace fields
+        threadline dropped is not the request's: threadline's own begins a new
+        trace, linked to it.
         """
         span: Span | None = span_in(get_current())
+        options = self._options
+        if (
+            span is not None
+            and self._owned is None
+            and options.trust_incoming
+            and _continues_what_was_dropped(span, self._incoming)
+        ):  # as in __enter__: not that trace
+            self._link = Link(span.get_span_context())
+            span = self._owned = self._span = self._start_span() if options.spans else None
         if span is not None:
             self._inner = span
             span.set_attribute("request.id", self.request_id)
