@@ -1,4 +1,4 @@
-"""A quick smoke of the benchmark code: it runs and reports every variant (no timing asserted)."""
+"""A quick smoke of the benchmark code (no timing asserted), and the soaks, whole or small."""
 
 from __future__ import annotations
 
