@@ -423,6 +423,42 @@ async def test_fastapis_own_span_is_continued(
     assert [request_id] == [r.request_id for r in records]  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("placement", ["add_middleware", "setup", "outside"])
+async def test_two_traceparents_begin_a_new_trace_beside_fastapi(
+    asgi_serve: AsgiServe,
+    spans: Spans,
+    threadline_warnings: pytest.LogCaptureFixture,
+    monkeypatch: Any,
+    placement: str,
+) -> None:
+    """FastAPI's propagator continues the first of two traceparents, which W3C Trace Context (and
+    threadline) drops: the handler runs in a new trace, under threadline's SERVER span linked to
+    FastAPI's, and a warning says so once (the W3C harness's test_traceparent_duplicated)."""
+    from threadline._http import server
+
+    monkeypatch.setattr(server, "_warned_about_dropped", False)
+    base = await asgi_serve(native_app(placement))
+    other = f"00-{'1' * 32}-{'2' * 16}-01"
+    # two header lines: the value's bytes end the first and begin the second
+    twice = f"{TRACEPARENT}\r\ntraceparent: {other}".encode()
+    *_, answer = await send(base, *[("GET", "/items/3", {"traceparent": twice})] * 2)
+    body = answer.json()
+    by_scope: dict[str, list[Any]] = {}
+    for span in server_spans(spans):
+        by_scope.setdefault(span.instrumentation_scope.name, []).append(span)
+    ours, fastapis = by_scope["threadline"][-1], by_scope["fastapi"][-1]
+    assert int(TRACE_ID, 16) == fastapis.context.trace_id  # what FastAPI continued
+    assert None is ours.parent  # a new trace, which the handler is in
+    assert (f"{ours.context.trace_id:032x}", f"{ours.context.span_id:016x}") == (
+        body["trace_id"],
+        body["span_id"],
+    )
+    assert [fastapis.context] == [link.context for link in ours.links]
+    assert answer.headers["x-request-id"] == body["request"]["request_id"]
+    (warning,) = [r for r in threadline_warnings.records if "dropped as invalid" in r.getMessage()]
+    assert "made by fastapi" in warning.getMessage()
+
+
 # ---------------------------------------------------------------------- OpenTelemetry's own
 
 
@@ -497,6 +533,29 @@ async def test_beside_opentelemetrys_middleware(
     expected = [("c-1", TRACE_ID), ("c-2", f"{by_id['c-2'].context.trace_id:032x}")]
     for lines in (records, ours):  # the handler's, and threadline's access lines
         assert expected == [(r.request_id, r.trace_id) for r in lines]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("arrangement", ["asgi-setup", "asgi-outside", "fastapi-setup-first"])
+async def test_two_traceparents_begin_a_new_trace_beside_opentelemetry(
+    asgi_serve: AsgiServe, spans: Spans, arrangement: str
+) -> None:
+    """OpenTelemetry's middleware continues the first of two traceparents, before threadline or
+    after it: the handler runs in a new trace, under threadline's SERVER span linked to it."""
+    base = await asgi_serve(contrib_app(arrangement))
+    twice = f"{TRACEPARENT}\r\ntraceparent: 00-{'1' * 32}-{'2' * 16}-01".encode()
+    (answer,) = await send(base, ("GET", "/items/1", {"traceparent": twice}))
+    body = answer.json()
+    servers = server_spans(spans)
+    (ours,) = [s for s in servers if s.instrumentation_scope.name == "threadline"]
+    (theirs,) = [s for s in servers if s is not ours]
+    assert int(TRACE_ID, 16) == theirs.context.trace_id  # what OpenTelemetry continued
+    assert None is ours.parent
+    assert (f"{ours.context.trace_id:032x}", f"{ours.context.span_id:016x}") == (
+        body["trace_id"],
+        body["span_id"],
+    )
+    assert [theirs.context] == [link.context for link in ours.links]
+    assert answer.headers["x-request-id"] == ours.attributes["request.id"]
 
 
 async def test_a_plain_asgi_app_names_its_route(asgi_serve: AsgiServe, spans: Spans) -> None:

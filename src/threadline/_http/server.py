@@ -32,7 +32,7 @@ from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Link, SpanKind
 
 from .._boundary.coexistence import plan_span
 from .._boundary.handoff import Arrival
@@ -54,7 +54,7 @@ from .options import ServerOptions
 from .semconv import ServerFields, server_attributes, server_span_name, set_status
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Link, Span
+    from opentelemetry.trace import Span
 
 __all__ = [
     "SERVER_BOUNDARY",
@@ -165,14 +165,19 @@ class ServerExchange(Generic[R]):
         options = self._options
         # (positional: spans, other_makes_it, root; keywords would cost a dict per request)
         plan = plan_span("SERVER", get_current(), options.spans, self._other_makes_it, True)
-        span = plan.continued
+        span, own = plan.continued, plan.own
         if span is not None:
             span.set_attribute("request.id", self.request_id)
             if not options.trust_incoming:
                 _warn_if_it_continues_the_caller(span)
-        elif plan.own:
+            elif _continues_what_was_dropped(span, self._incoming):
+                # its propagator took a trace threadline's strict reading dropped (two
+                # traceparents: OpenTelemetry's takes the first): the request begins a new
+                # trace under threadline's span, linked to that one, as the W3C spec asks
+                self._link, span, own = Link(span.get_span_context()), None, options.spans
+        if own:
             span = self._start_span()
-        self._owned: Span | None = span if plan.own else None
+        self._owned: Span | None = span if own else None
         self._span: Span | None = span
         context = self._context(span)
         if self._other_makes_it and span is None and span_in(context) is not None:
@@ -262,9 +267,20 @@ class ServerExchange(Generic[R]):
 
         For what runs inside OpenTelemetry's middleware (*other_makes_it*),
         which builds its context afresh from the headers; its span gets
-        ``request.id`` and ``enduser.id``.
+        ``request.id`` and ``enduser.id``. A span that continues trace fields
+        threadline dropped is not the request's: threadline's own begins a new
+        trace, linked to it.
         """
         span: Span | None = span_in(get_current())
+        options = self._options
+        if (
+            span is not None
+            and self._owned is None
+            and options.trust_incoming
+            and _continues_what_was_dropped(span, self._incoming)
+        ):  # as in __enter__: not that trace
+            self._link = Link(span.get_span_context())
+            span = self._owned = self._span = self._start_span() if options.spans else None
         if span is not None:
             self._inner = span
             span.set_attribute("request.id", self.request_id)
@@ -409,6 +425,35 @@ def _warn_if_it_continues_the_caller(span: Span) -> None:
         "(FastAPI: FastAPI(telemetry={'tracing': False}))",
         scope,
     )
+
+
+_warned_about_dropped = False
+
+
+def _continues_what_was_dropped(span: Span, incoming: Context) -> bool:
+    """Whether *span*, another's, continues a remote parent that is not the one threadline read.
+
+    Both read the same request's headers in the same formats; they differ only
+    where threadline's strict reading dropped the trace fields. Said once, as a warning.
+    """
+    global _warned_about_dropped  # noqa: PLW0603 - once per process
+    parent = getattr(span, "parent", None)  # an SDK span's
+    if parent is None or not parent.is_remote:
+        return False
+    came = span_in(incoming)
+    read = came.get_span_context() if came is not None else None
+    if read is not None and (read.trace_id, read.span_id) == (parent.trace_id, parent.span_id):
+        return False
+    if not _warned_about_dropped:
+        _warned_about_dropped = True
+        scope = getattr(getattr(span, "instrumentation_scope", None), "name", "another")
+        logging.getLogger("threadline").warning(
+            "the SERVER span made by %s continues trace fields threadline dropped as invalid: "
+            "the request begins a new trace under threadline's own SERVER span, linked to it "
+            "(OTEL_PROPAGATORS=threadline makes both read the fields alike)",
+            scope,
+        )
+    return True
 
 
 def server_timing(span: Span | None) -> str | None:
