@@ -19,7 +19,15 @@ from ._reader import Scope as Scope
 from ._response import ACCESS_LOG, Response
 from ._stepped import Guard, guarded
 
-__all__ = ["BACKGROUND_MODES", "Middleware", "Scope", "UserIdExtractor", "set_route", "setup"]
+__all__ = [
+    "BACKGROUND_MODES",
+    "Middleware",
+    "Scope",
+    "UserIdExtractor",
+    "set_exception",
+    "set_route",
+    "setup",
+]
 
 _Message = MutableMapping[str, Any]
 _Receive = Callable[[], Awaitable[_Message]]
@@ -199,6 +207,21 @@ def set_route(scope: Scope, route: str) -> None:
     exchange = scope.get(EXCHANGE)
     if isinstance(exchange, ServerExchange):
         exchange.set_route(route)
+
+
+def set_exception(scope: Scope, error: BaseException) -> None:
+    """Say that the request of *scope* failed with *error*, which the app answered itself.
+
+    For a framework that turns an unhandled exception into its own 500
+    (Django's handler does), so threadline never sees it raised: call it
+    once, where the exception is handled. The span records *error* (status
+    ERROR, ``error.type``, the exception) and one ``unhandled exception``
+    line goes to the ``threadline.asgi`` logger, with the traceback, in the
+    request's scope. Outside a request threadline serves, it does nothing.
+    """
+    exchange = scope.get(EXCHANGE)
+    if isinstance(exchange, ServerExchange):
+        exchange.fail(error)
 
 
 def _is_starlette(app: object) -> bool:
