@@ -8,7 +8,6 @@ keep-alive connections; the HTTP contract too. WSGI: the middleware does nothing
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import sys
@@ -21,7 +20,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import threadline.django as tld
 from tests.asgi_servers import AsgiServe
-from tests.django_project import configure
+from tests.django_project import Calls, configure
 from tests.django_project import settings as project
 from tests.helpers import Spans
 from tests.http_contract import TRACE_ID, TRACEPARENT, ServerContract, access_lines, send
@@ -50,31 +49,6 @@ def header(scope: Any, name: str) -> str | None:
         if field == key:
             return bytes(value).decode("latin-1")
     return None
-
-
-class Calls:
-    """An ASGI app, and whether a call to it is in flight.
-
-    The SERVER span of a 5xx ends when the application returns (an exception
-    may still come), which Django does after its clean-up, once the client
-    has the response: a test waits for `idle` before it reads the spans.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.calls = 0
-        self.idle = asyncio.Event()
-        self.idle.set()
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        self.calls += 1
-        self.idle.clear()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.calls -= 1
-            if not self.calls:
-                self.idle.set()
 
 
 async def get(base: str, calls: Calls, *requests: tuple[str, str, dict[str, str | bytes]]) -> Any:

@@ -22,13 +22,16 @@ served (the middleware does nothing there).
 from __future__ import annotations
 
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
+from ._boundary.coexistence import contrib_loaded, foreign_span
+from ._core.context import get_current
+from ._core.stores import request as request_store
 from .asgi import Middleware as AsgiMiddleware
-from .asgi import set_exception, set_route
+from .asgi import inside, set_exception, set_route
 
 __all__ = ["Middleware", "asgi_application", "route_of"]
 
@@ -68,6 +71,12 @@ class Middleware:
     capable, so it never adds a thread hop. Once the request is answered it
     passes `route_of` to `threadline.asgi.set_route`: the SERVER span becomes
     ``"{method} {route}"`` with ``http.route``, and the access line shows it.
+    Beside OpenTelemetry's Django instrumentation (its middleware comes
+    first): it makes an ``INTERNAL`` span under threadline's SERVER span; where
+    threadline makes none (``spans=False``) it makes the SERVER span in a
+    context of its own, built from the headers, and this middleware puts the
+    request's context back under that span, with ``request.id`` on it.
+
     Made, it also listens to Django's ``got_request_exception``: an
     exception Django answers with its 500 is the request's failure for
     threadline (span ERROR with ``error.type``, one ``unhandled exception``
@@ -81,6 +90,7 @@ class Middleware:
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
         self.get_response = get_response
         self._async = iscoroutinefunction(get_response)
+        self._beside = contrib_loaded("django")  # its middleware may build a context of its own
         if self._async:
             markcoroutinefunction(self)
         from django.core.signals import got_request_exception  # noqa: PLC0415 - Django's, loaded
@@ -89,18 +99,45 @@ class Middleware:
 
     def __call__(self, request: Any) -> Any:
         """Pass *request* on (awaitable when the next is async); name its route once answered."""
+        if self._beside and _lost(request):
+            return self._again(request)
         if self._async:
-            return self._serve(request, self.get_response(request))
+            return self._serve(request)
         try:
             return self.get_response(request)
         finally:
             _name(request)
 
-    async def _serve(self, request: Any, response: Awaitable[Any]) -> Any:
+    async def _serve(self, request: Any) -> Any:
         try:
-            return await response
+            return await self.get_response(request)
         finally:
             _name(request)
+
+    def _again(self, request: Any) -> Any:
+        """*request* passed on in its context again, under the span current here."""
+        if self._async:
+            return self._serve_again(request)
+        with inside(request.scope):
+            try:
+                return self.get_response(request)
+            finally:
+                _name(request)
+
+    async def _serve_again(self, request: Any) -> Any:
+        with inside(request.scope):
+            try:
+                return await self.get_response(request)
+            finally:
+                _name(request)
+
+
+def _lost(request: Any) -> bool:
+    """Whether another instrumentation's context replaced the request's (ASGI only)."""
+    if getattr(request, "scope", None) is None:
+        return False
+    context = get_current()
+    return request_store.get() is None or foreign_span(context, "SERVER") is not None
 
 
 def _name(request: Any) -> None:

@@ -7,7 +7,9 @@ In-process tests call `configure`; a child process (under
 
 from __future__ import annotations
 
+import asyncio
 import os
+from typing import Any
 
 
 def configure() -> None:
@@ -21,3 +23,28 @@ def configure() -> None:
         names = [name for name in dir(project) if name.isupper()]
         settings.configure(**{name: getattr(project, name) for name in names})
     django.setup()
+
+
+class Calls:
+    """An ASGI app, and whether a call to it is in flight.
+
+    The SERVER span of a 5xx ends when the application returns (an exception
+    may still come), which Django does after its clean-up, once the client
+    has the response: a test waits for `idle` before it reads the spans.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.calls = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.calls += 1
+        self.idle.clear()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.calls -= 1
+            if not self.calls:
+                self.idle.set()

@@ -8,6 +8,7 @@ server's side in the context the request arrived in (`._stepped`).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import AbstractContextManager, nullcontext
 from contextvars import copy_context
 from typing import Any
 
@@ -24,6 +25,7 @@ __all__ = [
     "Middleware",
     "Scope",
     "UserIdExtractor",
+    "inside",
     "set_exception",
     "set_route",
     "setup",
@@ -207,6 +209,22 @@ def set_route(scope: Scope, route: str) -> None:
     exchange = scope.get(EXCHANGE)
     if isinstance(exchange, ServerExchange):
         exchange.set_route(route)
+
+
+def inside(scope: Scope) -> AbstractContextManager[object]:
+    """The request of *scope*'s context again, under the span current now (a context manager).
+
+    For the code of an app another instrumentation runs in a context it
+    built afresh from the headers (OpenTelemetry's Django middleware, when
+    it makes the SERVER span, threadline making none): in the block, the
+    request's stores and id are back, under that span, which gets
+    ``request.id`` (and ``enduser.id``); the access line is written under
+    it. Outside a request threadline serves, it changes nothing.
+    """
+    exchange = scope.get(EXCHANGE)
+    if isinstance(exchange, ServerExchange):
+        return exchange.inside()
+    return nullcontext()
 
 
 def set_exception(scope: Scope, error: BaseException) -> None:
