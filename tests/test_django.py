@@ -18,6 +18,7 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
+import threadline.asgi as tla
 import threadline.django as tld
 from tests.asgi_servers import AsgiServe
 from tests.django_project import Calls, configure
@@ -219,6 +220,25 @@ class TestBesideOtherMiddleware:
             for saw in answer.json().values():
                 assert (request_id, tenant) == (saw["request_id"], saw["tenant"])
         assert not [r for r in caplog.records if r.name.startswith("threadline")]
+
+
+class TestBesideOpenTelemetrysAsgiMiddleware:
+    async def test_its_server_span_is_continued(
+        self, asgi_serve: AsgiServe, middleware: list[str], spans: Spans
+    ) -> None:
+        """OpenTelemetry's ASGI middleware around: its SERVER span, the request's id on it."""
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        calls = Calls(tla.setup(OpenTelemetryMiddleware(tld.asgi_application())))
+        base = await asgi_serve(calls, "uvicorn")  # its span ends when the application returns
+        (answer,) = await get(base, calls, ("GET", "/places/async/3", {"X-Request-ID": "o-1"}))
+        (span,) = [s for s in spans.finished() if s.kind == SpanKind.SERVER]
+        assert ("opentelemetry.instrumentation.asgi", "o-1") == (
+            span.instrumentation_scope.name,
+            span.attributes["request.id"],
+        )
+        for saw in answer.json().values():
+            assert ("o-1", f"{span.context.trace_id:032x}") == (saw["request_id"], saw["trace_id"])
 
 
 class TestWSGI:
