@@ -197,6 +197,19 @@ class TestErrors:
         assert failure.exc_info is not None
         assert f"{kind} view failed" == str(failure.exc_info[1])
 
+    async def test_debug_propagate_exceptions(
+        self, served: tuple[str, Calls], spans: Spans, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The exception goes on to threadline's ASGI middleware: its 500, one failure, not two."""
+        monkeypatch.setattr(settings, "DEBUG_PROPAGATE_EXCEPTIONS", True)
+        with access_lines("threadline.asgi") as threadline:
+            (answer,) = await get(*served, ("GET", "/boom/async", {"X-Request-ID": "boom-2"}))
+        assert (500, "boom-2") == (answer.status, answer.headers["x-request-id"])
+        span = next(s for s in spans.finished() if s.kind == SpanKind.SERVER)
+        assert "RuntimeError" == span.attributes["error.type"]
+        assert ["exception"] == [e.name for e in span.events]
+        assert 1 == len([r for r in threadline if r.levelno == logging.ERROR])
+
 
 class TestBesideOtherMiddleware:
     async def test_a_detach_in_another_context_breaks_nothing(

@@ -86,4 +86,6 @@ def boom_sync(request: Any) -> HttpResponse:
 
 async def boom_async(request: Any) -> HttpResponse:
     log.info("about to fail")
+    assert b"" == request.body  # read: Django closes the body's file (it leaves it open when
+    # the exception goes on to the server, with DEBUG_PROPAGATE_EXCEPTIONS)
     raise RuntimeError("async view failed")
