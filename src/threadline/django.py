@@ -71,11 +71,11 @@ class Middleware:
     capable, so it never adds a thread hop. Once the request is answered it
     passes `route_of` to `threadline.asgi.set_route`: the SERVER span becomes
     ``"{method} {route}"`` with ``http.route``, and the access line shows it.
-    Beside OpenTelemetry's Django instrumentation (its middleware comes
-    first): it makes an ``INTERNAL`` span under threadline's SERVER span; where
-    threadline makes none (``spans=False``) it makes the SERVER span in a
-    context of its own, built from the headers, and this middleware puts the
-    request's context back under that span, with ``request.id`` on it.
+    Beside OpenTelemetry's Django instrumentation, whose middleware comes
+    first: that middleware makes an ``INTERNAL`` span under threadline's
+    SERVER span; where threadline makes none (``spans=False``) it makes the
+    SERVER span, in a context it builds from the headers, and this one puts
+    the request's context back under that span, with ``request.id`` on it.
 
     Made, it also listens to Django's ``got_request_exception``: an
     exception Django answers with its 500 is the request's failure for
