@@ -1,4 +1,4 @@
-"""threadline.django: a small Django project (tests/django_project) under real uvicorn.
+"""threadline.django: a small Django project (tests/django_project) under real ASGI servers.
 
 Async and ``def`` views, ``sync_to_async``/``async_to_sync`` in them, sync
 and async middleware around them, Django's 500 handling and its
@@ -69,9 +69,11 @@ class TestDjangoUnderUvicorn(ServerContract):
     def _serve(self, asgi_serve: AsgiServe, middleware: list[str]) -> None:
         self.serve = asgi_serve
 
+    server = "uvicorn"
+
     async def start(self, **options: Any) -> str:
         self.calls = Calls(tld.asgi_application(**options))
-        return await self.serve(self.calls, "uvicorn")
+        return await self.serve(self.calls, self.server)
 
     async def get(
         self, path: str, headers: dict[str, str | bytes] | None = None, **options: Any
@@ -81,6 +83,10 @@ class TestDjangoUnderUvicorn(ServerContract):
 
     def header_of(self, request: Any, name: str) -> str | None:
         return header(request, name)
+
+
+class TestDjangoUnderHypercorn(TestDjangoUnderUvicorn):
+    server = "hypercorn"
 
 
 ORDERS = {"sync-below": project.SYNC_BELOW, "async-below": project.ASYNC_BELOW}
