@@ -133,6 +133,8 @@ class ServerContract:
 
     logger_name: ClassVar[str]
     """The adapter's logger: the access line and the unhandled-exception line go there."""
+    route: ClassVar[str] = ROUTE
+    """The template of the probe's ``/items/{item_id}`` route, as the framework writes it."""
 
     async def start(self, **options: Any) -> str:
         """Serve the probe app behind the adapter made with *options*; return its base URL.
@@ -303,11 +305,11 @@ class ServerContract:
         """The SERVER span is "{method} {route}" with the HTTP semantic conventions."""
         await self.get("/items/7?q=1", {"User-Agent": "contract"})
         span = server_span(spans)
-        assert "GET " + ROUTE == span.name
+        assert "GET " + self.route == span.name
         assert {
             "threadline.boundary": "http.server",
             "http.request.method": "GET",
-            "http.route": ROUTE,
+            "http.route": self.route,
             "url.path": "/items/7",
             "url.query": "q=1",
             "url.scheme": "http",
@@ -324,7 +326,7 @@ class ServerContract:
         (answer,) = await send(await self.start(), ("PROPFIND", "/items/7", {}))
         assert 200 == answer.status
         span = server_span(spans)
-        assert ("HTTP " + ROUTE, "_OTHER", "PROPFIND") == (
+        assert ("HTTP " + self.route, "_OTHER", "PROPFIND") == (
             span.name,
             span.attributes["http.request.method"],
             span.attributes["http.request.method_original"],
@@ -388,7 +390,7 @@ class ServerContract:
             await self.get("/items/3", {"X-Request-ID": "log-1", "traceparent": TRACEPARENT})
         (record,) = records
         assert re.fullmatch(r"GET /items/3 200 \d+\.\dms", record.getMessage()), record.getMessage()
-        assert (200, ROUTE) == (record.http_status, record.route)  # type: ignore[attr-defined]
+        assert (200, self.route) == (record.http_status, record.route)  # type: ignore[attr-defined]
         assert ("log-1", TRACE_ID) == (record.request_id, record.trace_id)  # type: ignore[attr-defined]
         assert record.duration_ms >= 0  # type: ignore[attr-defined]
 

@@ -138,6 +138,26 @@ def test_fastapi_service() -> None:
     assert any(line["message"] == "receipt for 1" for line in seen["logs"])
 
 
+def test_django_service() -> None:
+    """A def view under uvicorn and its thread hop: one request id and trace on every line."""
+    out = run("django_service.py").stdout.splitlines()
+    assert {"order-7": {"0af7651916cd43dd8448eb211c80319c"}} == traces_by_request(
+        [line for line in out if " request=" in line]
+    )
+    for start in (
+        "orders: order 7 ",
+        "orders: stock for 7 ",
+        "threadline.asgi: GET /orders/7 200 ",
+    ):
+        assert any(line.startswith(start) for line in out), start
+    (answer,) = [line for line in out if line.startswith("answer: ")]
+    assert answer.startswith(
+        'answer: order-7 {"stock": 3, "tenant": "acme", "request_id": "order-7"'
+    )
+    assert "span: GET orders/<int:order> SERVER trace=0af7651916cd43dd8448eb211c80319c" in out
+    assert "span: thread stock INTERNAL trace=0af7651916cd43dd8448eb211c80319c" in out
+
+
 def test_demo_services() -> None:
     """The demo's two services: every process logs each order's one request id and one trace id."""
     result = run("demo_services.py", OTEL_TRACES_EXPORTER="none")

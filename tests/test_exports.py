@@ -47,6 +47,7 @@ PUBLIC_MODULES = [
     "threadline.celery",
     "threadline.cli",
     "threadline.diagnostics",
+    "threadline.django",
     "threadline.export",
     "threadline.hooks",
     "threadline.httpx",

@@ -35,6 +35,7 @@ CONTRIB = {
     "aiohttp.server": "opentelemetry.instrumentation.aiohttp_server",
     "aiohttp.client": "opentelemetry.instrumentation.aiohttp_client",
     "asgi": "opentelemetry.instrumentation.asgi",
+    "django": "opentelemetry.instrumentation.django",
     "httpx": "opentelemetry.instrumentation.httpx",
     "requests": "opentelemetry.instrumentation.requests",
     "celery": "opentelemetry.instrumentation.celery",

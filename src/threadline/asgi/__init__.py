@@ -25,6 +25,8 @@ from .middleware import BACKGROUND_MODES as BACKGROUND_MODES
 from .middleware import Middleware as Middleware
 from .middleware import Scope as Scope
 from .middleware import UserIdExtractor as UserIdExtractor
+from .middleware import inside as inside
+from .middleware import set_exception as set_exception
 from .middleware import set_route as set_route
 from .middleware import setup as setup
 
@@ -34,6 +36,8 @@ __all__ = [
     "Middleware",
     "Scope",
     "UserIdExtractor",
+    "inside",
+    "set_exception",
     "set_route",
     "setup",
 ]

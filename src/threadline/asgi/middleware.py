@@ -8,6 +8,7 @@ server's side in the context the request arrived in (`._stepped`).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import AbstractContextManager, nullcontext
 from contextvars import copy_context
 from typing import Any
 
@@ -19,7 +20,16 @@ from ._reader import Scope as Scope
 from ._response import ACCESS_LOG, Response
 from ._stepped import Guard, guarded
 
-__all__ = ["BACKGROUND_MODES", "Middleware", "Scope", "UserIdExtractor", "set_route", "setup"]
+__all__ = [
+    "BACKGROUND_MODES",
+    "Middleware",
+    "Scope",
+    "UserIdExtractor",
+    "inside",
+    "set_exception",
+    "set_route",
+    "setup",
+]
 
 _Message = MutableMapping[str, Any]
 _Receive = Callable[[], Awaitable[_Message]]
@@ -199,6 +209,37 @@ def set_route(scope: Scope, route: str) -> None:
     exchange = scope.get(EXCHANGE)
     if isinstance(exchange, ServerExchange):
         exchange.set_route(route)
+
+
+def inside(scope: Scope) -> AbstractContextManager[object]:
+    """The request of *scope*'s context again, under the span current now (a context manager).
+
+    For the code of an app another instrumentation runs in a context it
+    built afresh from the headers (OpenTelemetry's Django middleware, when
+    it makes the SERVER span, threadline making none): in the block, the
+    request's stores and id are back, under that span, which gets
+    ``request.id`` (and ``enduser.id``); the access line is written under
+    it. Outside a request threadline serves, it changes nothing.
+    """
+    exchange = scope.get(EXCHANGE)
+    if isinstance(exchange, ServerExchange):
+        return exchange.inside()
+    return nullcontext()
+
+
+def set_exception(scope: Scope, error: BaseException) -> None:
+    """Say that the request of *scope* failed with *error*, which the app answered itself.
+
+    For a framework that turns an unhandled exception into its own 500
+    (Django's handler does), so threadline never sees it raised: call it
+    once, where the exception is handled. The span records *error* (status
+    ERROR, ``error.type``, the exception) and one ``unhandled exception``
+    line goes to the ``threadline.asgi`` logger, with the traceback, in the
+    request's scope. Outside a request threadline serves, it does nothing.
+    """
+    exchange = scope.get(EXCHANGE)
+    if isinstance(exchange, ServerExchange):
+        exchange.fail(error)
 
 
 def _is_starlette(app: object) -> bool:
