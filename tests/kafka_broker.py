@@ -38,7 +38,7 @@ def required() -> bool:
 
 
 def jars() -> Path:
-    """The folder of the broker's jars: ``THREADLINE_KAFKA_JARS``, or what scripts/kafka-jars prints."""
+    """The broker's jars: ``THREADLINE_KAFKA_JARS``, or the folder scripts/kafka-jars prints."""
     given = os.environ.get(JARS_ENV)
     if given:
         return Path(given)
@@ -53,28 +53,30 @@ def jars() -> Path:
 
 
 def _properties(directory: Path, port: int, controller: int) -> str:
-    return "\n".join([
-        "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@127.0.0.1:{controller}",
-        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
-        "controller.listener.names=CONTROLLER",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "inter.broker.listener.name=PLAINTEXT",
-        f"log.dirs={directory / 'data'}",
-        "num.partitions=1",
-        "auto.create.topics.enable=true",
-        # one partition: a first consumer group joins in well under a second
-        "offsets.topic.num.partitions=1",
-        "offsets.topic.replication.factor=1",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
-        "group.initial.rebalance.delay.ms=0",
-        "",
-    ])
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{controller}",
+            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={directory / 'data'}",
+            "num.partitions=1",
+            "auto.create.topics.enable=true",
+            # one partition: a first consumer group joins in well under a second
+            "offsets.topic.num.partitions=1",
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "",
+        ]
+    )
 
 
 def _answers(port: int) -> bool:
