@@ -5,8 +5,8 @@
     channel = threadline.rabbitmq.instrument(await connection.channel())
     await channel.default_exchange.publish(aio_pika.Message(b"..."), routing_key="orders")
 
-    async with threadline.rabbitmq.consume(queue.iterator()) as messages:
-        async for message in messages:
+    async with queue.iterator() as queue_iterator:
+        async for message in threadline.rabbitmq.consume(queue_iterator):
             async with message.process():
                 handle(message)   # in the message's context, under its CONSUMER span
 
@@ -75,9 +75,18 @@ def instrument(exchange_or_channel: Any) -> Any:
 
 
 def _instrument_channel(channel: Any) -> None:
-    default = getattr(channel, "_default_exchange", None)
+    default = getattr(channel, "default_exchange", None)
     if default is not None:
         instrument(default)
+    # A channel makes its default exchange anew each time it opens (a robust one reopens).
+    on_open = getattr(channel, "_on_open", None)
+    if callable(on_open):
+
+        async def opened() -> None:
+            await on_open()
+            instrument(channel.default_exchange)
+
+        channel._on_open = opened
     for name in ("declare_exchange", "get_exchange"):
         method = getattr(channel, name)
 
@@ -166,18 +175,14 @@ def consume(queue_iterator: Any) -> AsyncConsumerLoop[Any]:
     runs in its context and CONSUMER span; the consumer's own context is back
     before the next message is awaited. Left by ``break``, an exception or a
     cancellation, the loop ends the message's processing there: as a context
-    manager (``async with consume(queue.iterator()) as messages:``, which
-    also enters and closes the queue iterator) in every case, the span
+    manager (``async with consume(queue_iterator) as messages:``; the queue
+    iterator is still yours to enter and close) in every case, the span
     failed by the body's exception; as a bare loop over ``consume(…)``
     written in the ``async for`` statement, when CPython frees the loop
     object as the loop is left. Acknowledge as usual (``message.process()``).
     """
     queue = getattr(getattr(queue_iterator, "_amqp_queue", None), "name", None)
-    return AsyncConsumerLoop(
-        queue_iterator.__anext__,
-        functools.partial(_processing_in, queue),
-        source=queue_iterator,
-    )
+    return AsyncConsumerLoop(queue_iterator.__anext__, functools.partial(_processing_in, queue))
 
 
 def _processing_in(queue: str | None, message: Any) -> Processing:

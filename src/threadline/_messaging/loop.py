@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from .consume import Processing
 
@@ -109,22 +109,18 @@ class ConsumerLoop(_Loop[M]):
 class AsyncConsumerLoop(_Loop[M]):
     """``async for message in loop``: as `ConsumerLoop`, with *fetch* awaited.
 
-    *fetch* raises StopAsyncIteration at the end. *source*: an async context
-    manager (a queue iterator) entered and exited with the loop's own
-    ``async with``, or None.
+    *fetch* raises StopAsyncIteration at the end. The loop's ``async with``
+    frames the processing only: the client's own iterator or consumer is
+    started and closed by its owner.
     """
 
-    __slots__ = ("_fetch", "_source")
+    __slots__ = ("_fetch",)
 
     def __init__(
-        self,
-        fetch: Callable[[], Awaitable[M]],
-        process: Callable[[M], Processing | None],
-        source: Any = None,
+        self, fetch: Callable[[], Awaitable[M]], process: Callable[[M], Processing | None]
     ) -> None:
         super().__init__(process)
         self._fetch = fetch
-        self._source = source
 
     def __aiter__(self) -> AsyncConsumerLoop[M]:
         return self
@@ -138,8 +134,6 @@ class AsyncConsumerLoop(_Loop[M]):
         self._end()
 
     async def __aenter__(self) -> AsyncConsumerLoop[M]:
-        if self._source is not None:
-            await self._source.__aenter__()
         return self
 
     async def __aexit__(
@@ -149,5 +143,3 @@ class AsyncConsumerLoop(_Loop[M]):
         traceback: TracebackType | None,
     ) -> None:
         self._end(error)
-        if self._source is not None:
-            await self._source.__aexit__(kind, error, traceback)
