@@ -22,7 +22,10 @@ back before the next message is awaited and the moment the body is left (see
 malformed is dropped whole, counted and reported; the loop goes on.
 
 Beside OpenTelemetry's aio-pika instrumentation, its PRODUCER span (current
-while threadline's publish runs inside its wrapper) is continued, not doubled.
+while threadline's publish runs inside its wrapper) is continued, not doubled;
+its CONSUMER span of a queue iterator's delivery, which ends before the loop
+body runs, stands for the message: `consume` then makes none, and the body
+runs in the message's context, the PRODUCER span its parent.
 
 .. versionadded:: 0.2
 """
@@ -158,13 +161,20 @@ def processing(message: Any, queue: str | None = None) -> Processing:
     ``async with processing(message):`` (or ``with``) runs the block in the
     message's context under its CONSUMER span, and puts the context from
     before back however the block ends (its span failed by an exception).
+    In a ``queue.consume(callback)`` callback beside OpenTelemetry's aio-pika
+    instrumentation, its CONSUMER span is current there, and is continued.
     *queue*: the queue's name, for the destination's name.
     """
+    return _processing(message, queue)
+
+
+def _processing(message: Any, queue: str | None, other_makes_it: bool = False) -> Processing:
     return Processing(
         message.headers,
         functools.partial(
             _operation, message.exchange, message.routing_key, queue, message.message_id
         ),
+        other_makes_it=other_makes_it,
     )
 
 
@@ -181,9 +191,13 @@ def consume(queue_iterator: Any) -> AsyncConsumerLoop[Any]:
     written in the ``async for`` statement, when CPython frees the loop
     object as the loop is left. Acknowledge as usual (``message.process()``).
     """
-    queue = getattr(getattr(queue_iterator, "_amqp_queue", None), "name", None)
-    return AsyncConsumerLoop(queue_iterator.__anext__, functools.partial(_processing_in, queue))
+    queue = getattr(queue_iterator, "_amqp_queue", None)
+    # Beside OpenTelemetry's aio-pika instrumentation, a queue iterator's deliveries get its
+    # CONSUMER span (ended before the body runs): it stands for the message, not doubled.
+    contrib = queue is not None and contrib_method(type(queue), "consume", _INTEGRATION) is not None
+    name = getattr(queue, "name", None)
 
+    def process(message: Any) -> Processing:
+        return _processing(message, name, contrib)
 
-def _processing_in(queue: str | None, message: Any) -> Processing:
-    return processing(message, queue)
+    return AsyncConsumerLoop(queue_iterator.__anext__, process)
