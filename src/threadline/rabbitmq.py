@@ -161,8 +161,6 @@ def processing(message: Any, queue: str | None = None) -> Processing:
     ``async with processing(message):`` (or ``with``) runs the block in the
     message's context under its CONSUMER span, and puts the context from
     before back however the block ends (its span failed by an exception).
-    In a ``queue.consume(callback)`` callback beside OpenTelemetry's aio-pika
-    instrumentation, its CONSUMER span is current there, and is continued.
     *queue*: the queue's name, for the destination's name.
     """
     return _processing(message, queue)
