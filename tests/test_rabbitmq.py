@@ -18,8 +18,13 @@ from typing import Any
 
 import aio_pika
 import pytest
+from aiormq.abc import DeliveredMessage
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
+from pamqp import commands
+from pamqp.header import ContentHeader
 
 import threadline as tl
 import threadline.rabbitmq
@@ -313,3 +318,42 @@ class TestRabbitMQContract(MessagingContract):
 
         loop.run(stop())
         loop.stop()
+
+
+AMQP_VALUES = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**63), 2**63 - 1),
+        st.floats(allow_nan=True),
+        st.decimals(allow_nan=False, allow_infinity=False, places=2),
+        st.text(max_size=200),
+        st.binary(max_size=200).map(bytearray),
+    ),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(["traceparent", "tracestate", "baggage", "x"]), AMQP_VALUES))
+def test_any_header_table_is_processed_without_raising(table: dict[str, Any]) -> None:
+    """Whatever AMQP values a delivered message's table holds, its processing begins and ends,
+    the context from before is back, and no store value it brings holds a control character."""
+    delivered = DeliveredMessage(
+        delivery=commands.Basic.Deliver(
+            consumer_tag="c", delivery_tag=1, redelivered=False, exchange="x", routing_key="k"
+        ),
+        header=ContentHeader(properties=commands.Basic.Properties(headers=table)),
+        body=b"",
+        channel=None,
+    )
+    message = aio_pika.IncomingMessage(delivered, no_ack=True)
+    before = own_context()
+    with threadline.rabbitmq.processing(message):
+        value = tl.request.get()
+    assert before == own_context()
+    if value is not None:
+        assert all(str(v).isprintable() for v in value.values())
