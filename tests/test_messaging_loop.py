@@ -8,6 +8,7 @@ a list: the broker adapters' tests run the same loops over real brokers.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Iterator
 from typing import Any
 
@@ -98,6 +99,27 @@ class TestSyncLoop:
         assert "a" == request_id()
         messages.close()
         assert None is request_id()
+
+    def test_a_kept_loop_freed_later_leaves_the_context_current_there(
+        self, tracer: trace.Tracer, spans: Spans
+    ) -> None:
+        """A kept loop object freed inside a later scope ends its span, and leaves that scope's
+        context as it is (nothing stale comes back when the scope ends)."""
+        with tracer.start_as_current_span("carrier"):
+            made = carriers("a")
+
+        def consumer() -> list[Any]:
+            messages = ConsumerLoop(iter(made).__next__, process)
+            for _ in messages:
+                break
+            with tl.request.scope(request_id="later"):
+                del messages
+                inside = request_id()
+            return [inside, request_id()]
+
+        # in a context of its own: the message's stays current after it, as it was before
+        assert ["later", "a"] == contextvars.copy_context().run(consumer)
+        assert ["process queue"] == [s.name for s in spans.finished() if s.name != "carrier"]
 
     def test_the_with_block_fails_the_span_and_restores(
         self, tracer: trace.Tracer, spans: Spans

@@ -63,9 +63,12 @@ class _Loop(Generic[M]):
     def __del__(self) -> None:
         # A bare `for` left by break or raise frees its iterator right there (CPython):
         # the consumer's context is back before the code after the loop runs. Freed
-        # elsewhere (another thread, the cycle collector), the context there is left alone.
-        if getattr(self, "_current", None) is not None:
-            self._end()
+        # later or elsewhere (a kept loop object, another thread, the cycle collector),
+        # whatever is current there stays: only the span and the hooks are ended.
+        current = getattr(self, "_current", None)
+        if current is not None:
+            self._current = None
+            current.end(only_if_current=True)
 
 
 class ConsumerLoop(_Loop[M]):
