@@ -28,11 +28,19 @@ import sys
 from typing import Any
 
 from .._messaging.consume import Processing
+from ._confluent import InstrumentedProducer as InstrumentedProducer
 from ._records import BOUNDARY as BOUNDARY
 from ._records import MAX_KEY_CHARS as MAX_KEY_CHARS
 from ._records import processing as _processing
 
-__all__ = ["BOUNDARY", "MAX_KEY_CHARS", "consume", "instrument", "processing"]
+__all__ = [
+    "BOUNDARY",
+    "MAX_KEY_CHARS",
+    "InstrumentedProducer",
+    "consume",
+    "instrument",
+    "processing",
+]
 
 
 def _is(obj: Any, module: str, name: str) -> bool:
@@ -57,22 +65,19 @@ def instrument(producer: Any) -> Any:
 
     An aiokafka ``AIOKafkaProducer`` is instrumented in place (its ``send``,
     and so ``send_and_wait``) and returned. A confluent-kafka ``Producer`` is
-    a C type that cannot be patched: a wrapper (`InstrumentedProducer`
-    behaviour: ``produce`` carries the context, everything else is the
-    producer's) is returned; use it in its place. Instrumenting again
-    changes nothing.
+    a C type that cannot be patched: an `InstrumentedProducer` wrapping it
+    (``produce`` carries the context, everything else is the producer's) is
+    returned; use it in its place. Instrumenting again changes nothing.
 
     Raises:
         TypeError: *producer* is neither.
     """
+    if isinstance(producer, InstrumentedProducer):
+        return producer
     if _client(producer, "Producer") == "aiokafka":
         from ._aiokafka import instrument as instrument_aiokafka  # noqa: PLC0415
 
         return instrument_aiokafka(producer)
-    from ._confluent import InstrumentedProducer  # noqa: PLC0415
-
-    if isinstance(producer, InstrumentedProducer):
-        return producer
     return InstrumentedProducer(producer)
 
 
