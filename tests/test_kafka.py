@@ -385,6 +385,40 @@ def test_confluent_batches_and_with_block(
     assert StatusCode.ERROR is consumers[-1].status.status_code
 
 
+def test_confluent_beside_opentelemetrys_proxies(
+    kafka_bootstrap: str, tracer: trace.Tracer, spans: Spans
+) -> None:
+    """A producer and a consumer wrapped by OpenTelemetry's `instrument_producer`/`_consumer`:
+    one PRODUCER and one CONSUMER span per message, one trace, the stores in the body, and the
+    proxy's context not left attached after the loop."""
+    from opentelemetry.instrumentation.confluent_kafka import ConfluentKafkaInstrumentor
+
+    topic = new_topic()
+    producer = threadline.kafka.instrument(
+        ConfluentKafkaInstrumentor.instrument_producer(
+            Producer({"bootstrap.servers": kafka_bootstrap})
+        )
+    )
+    consumer = ConfluentKafkaInstrumentor.instrument_consumer(
+        confluent_consumer(kafka_bootstrap, topic)
+    )
+    with tl.request.scope(request_id="proxied"), tracer.start_as_current_span("r") as root:
+        producer.produce(topic, b"")
+    producer.flush(TIMEOUT)
+    seen = None
+    for message in threadline.kafka.consume(consumer, timeout=0.2):
+        if message.error() is None:
+            seen = own_context()
+            break
+    after = own_context()
+    consumer.close()
+    assert seen is not None
+    assert ({"request_id": "proxied"}, trace_id_of(root)) == (seen["request"], seen["trace_id"])
+    assert OWN == after
+    kinds = [s.kind for s in spans.finished() if s.kind in (SpanKind.PRODUCER, SpanKind.CONSUMER)]
+    assert [SpanKind.PRODUCER, SpanKind.CONSUMER] == kinds
+
+
 def test_kafka_rejects_what_is_no_client() -> None:
     """A programmer's mistake is a clear error naming what is wrong."""
     with pytest.raises(TypeError, match="no aiokafka AIOKafkaProducer"):

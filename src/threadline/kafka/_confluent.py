@@ -50,10 +50,10 @@ class InstrumentedProducer:
         """Produce as ``Producer.produce`` does, with the current context in the headers."""
         headers = options.pop("headers", None)
         options["headers"] = list(headers.items() if isinstance(headers, dict) else headers or ())
-        owner = type(self.producer)
-        contrib = contrib_method(owner, "produce", _INTEGRATION)
+        producer = _unproxied(self.producer, "original_producer")
+        contrib = contrib_method(type(producer), "produce", _INTEGRATION)
         if contrib is None:
-            _produce(self.producer.produce, topic, value, key, options)
+            _produce(producer.produce, topic, value, key, options)
             return
         wrapper, wrapped = contrib
 
@@ -61,14 +61,14 @@ class InstrumentedProducer:
             given = dict(kwargs)
             given.pop("topic", None)
             _produce(
-                functools.partial(wrapped, self.producer),
+                functools.partial(wrapped, producer),
                 args[0] if args else kwargs["topic"],
                 given.pop("value", None),
                 given.pop("key", None),
                 given,
             )
 
-        wrapper(inner, self.producer, (topic,), {"value": value, "key": key, **options})
+        wrapper(inner, producer, (topic,), {"value": value, "key": key, **options})
 
 
 def _produce(
@@ -102,11 +102,20 @@ def _delivered(
         reported(error, message)
 
 
+def _unproxied(client: Any, original: str) -> Any:
+    """The client inside OpenTelemetry's ``instrument_producer``/``_consumer`` proxy, if it is one.
+
+    The proxy's producer span would be a second one (it writes its carrier after
+    threadline's); its consumer leaves its span's context attached until the
+    next poll. threadline's spans stand for both operations instead.
+    """
+    unwrap = getattr(client, original, None)
+    return unwrap() if callable(unwrap) and is_contrib(type(client), _INTEGRATION) else client
+
+
 def _consumer(consumer: Any, name: str) -> Callable[..., Any]:
     """The consumer's method *name*, past OpenTelemetry's wrapper of it."""
-    original = getattr(consumer, "original_consumer", None)
-    if callable(original) and is_contrib(type(consumer), _INTEGRATION):  # instrument_consumer's
-        consumer = original()
+    consumer = _unproxied(consumer, "original_consumer")
     contrib = contrib_method(type(consumer), name, _INTEGRATION)
     if contrib is None:
         return getattr(consumer, name)  # type: ignore[no-any-return]
