@@ -242,6 +242,29 @@ async def test_declared_exchanges_are_instrumented(
     assert producer.context.span_id == (consumer.parent and consumer.parent.span_id)
 
 
+async def test_processing_in_a_consume_callback(channel: Any, tracer: trace.Tracer) -> None:
+    """`processing(message)` frames a `queue.consume` callback: the block in the message's
+    context, the callback's own context back after it."""
+    queue = await new_queue(channel)
+    with tl.request.scope(request_id="callback"), tracer.start_as_current_span("p") as span:
+        await channel.default_exchange.publish(aio_pika.Message(b""), routing_key=queue.name)
+    seen: asyncio.Future[tuple[dict[str, Any], dict[str, Any]]] = (
+        asyncio.get_running_loop().create_future()
+    )
+
+    async def callback(message: Any) -> None:
+        async with threadline.rabbitmq.processing(message, queue.name), message.process():
+            inside = own_context()
+        if not seen.done():
+            seen.set_result((inside, own_context()))
+
+    tag = await queue.consume(callback)
+    inside, after = await asyncio.wait_for(seen, TIMEOUT)
+    await queue.cancel(tag)
+    assert {"request": {"request_id": "callback"}, "trace_id": trace_id_of(span)} == inside
+    assert OWN == after
+
+
 def test_rabbitmq_rejects_what_is_no_client() -> None:
     """A programmer's mistake is a clear error naming what is wrong."""
     with pytest.raises(TypeError, match="is no aio-pika Exchange or Channel"):
