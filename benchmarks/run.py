@@ -36,6 +36,7 @@ BENCHMARKS = {
     "hooks": "hooks_bench.py",
     "aiohttp": "aiohttp_bench.py",
     "celery": "celery_bench.py",
+    "kafka": "kafka_bench.py",
     "import": "import_bench.py",
 }
 PACKAGES = (
@@ -46,6 +47,8 @@ PACKAGES = (
     "opentelemetry-instrumentation-aiohttp-server",
     "opentelemetry-instrumentation-threading",
     "celery",
+    "aiokafka",
+    "opentelemetry-instrumentation-aiokafka",
     "pyperf",
 )
 

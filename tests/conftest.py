@@ -15,6 +15,7 @@ from aiohttp import web
 from opentelemetry import trace
 
 import threadline as tl
+from tests import kafka_broker, rabbitmq_broker
 from tests.asgi_servers import AsgiServe, asgi_servers
 from tests.helpers import (
     Serve,
@@ -101,6 +102,30 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if required():
             pytest.fail(f"THREADLINE_REQUIRE_REDIS is set: {exc}")
         pytest.skip(f"no Redis broker here: {exc}")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Kafka broker (KRaft) for the session; skipped where none can start, unless CI."""
+    try:
+        with kafka_broker.kafka_broker(tmp_path_factory.mktemp("kafka")) as bootstrap:
+            yield bootstrap
+    except kafka_broker.KafkaUnavailableError as exc:
+        if kafka_broker.required():
+            pytest.fail(f"{kafka_broker.REQUIRE_ENV} is set: {exc}")
+        pytest.skip(f"no Kafka broker here: {exc}")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real RabbitMQ node for the session; skipped where none can start, unless required."""
+    try:
+        with rabbitmq_broker.rabbitmq_server(tmp_path_factory.mktemp("rabbitmq")) as url:
+            yield url
+    except rabbitmq_broker.RabbitMQUnavailableError as exc:
+        if rabbitmq_broker.required():
+            pytest.fail(f"{rabbitmq_broker.REQUIRE_ENV} is set: {exc}")
+        pytest.skip(f"no RabbitMQ broker here: {exc}")
 
 
 @pytest.fixture(scope="session")

@@ -97,6 +97,15 @@ def report(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
                 "opentelemetry-instrumentation-celery",
             ),
         ),
+        (
+            "kafka_bench.py",
+            (
+                "bare aiokafka",
+                "threadline context only",
+                "threadline with spans",
+                "opentelemetry-instrumentation-aiokafka",
+            ),
+        ),
     ],
 )
 def test_benchmark_smoke(
@@ -110,6 +119,8 @@ def test_benchmark_smoke(
     extra = []
     if script == "celery_bench.py":  # on the tests' Redis: skipped where there is none
         extra = ["--broker", request.getfixturevalue("redis_url").removesuffix("/0")]
+    if script == "kafka_bench.py":  # on the tests' Kafka: skipped where there is none
+        extra = ["--bootstrap", request.getfixturevalue("kafka_bootstrap")]
     output = tmp_path / "results.json"
     extra += ["--json", str(output)]
     result = subprocess.run(

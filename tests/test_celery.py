@@ -336,9 +336,13 @@ class TestOneSoloWorker:
 class CeleryBroker:
     """The messaging contract's broker: tasks over the tests' Redis to a real solo worker."""
 
-    system = destination = "celery"
-    target = "tests.celery_tasks.contract_body"
+    system = destination = consumer_destination = "celery"
+    target = consumer_target = "tests.celery_tasks.contract_body"
     retries = True
+    id_attribute = "messaging.message.id"
+
+    def carries(self, value: object) -> bool:
+        return True
 
     def __init__(self, app: Any, worker: CeleryWorker, hooks_file: Path) -> None:
         self.app, self.worker, self.hooks_file = app, worker, hooks_file

@@ -274,3 +274,41 @@ def test_otel_logs() -> None:
             record["attributes"].items()
         )
     assert "ValueError" == records[1]["attributes"]["exception.type"]
+
+
+def test_kafka_request(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """An aiohttp request's Kafka event: the consumer process joins its trace, logs its ids."""
+    traces, logs = tmp_path / "traces.jsonl", tmp_path / "logs.jsonl"
+    out = run(
+        "kafka_request.py",
+        KAFKA_BOOTSTRAP=kafka_bootstrap,
+        THREADLINE_TRACES_FILE=str(traces),
+        KAFKA_EXAMPLE_LOGS=str(logs),
+    ).stdout
+    assert "2 requests, 2 traces: each request's web and consumer spans are one trace" in out
+    request_ids = re.findall(r"^request (\w{32}): order \d published$", out, re.MULTILINE)
+    lines = [json.loads(line) for line in logs.read_text().splitlines()]
+    shipped = [line for line in lines if line["message"].startswith("shipping order")]
+    assert sorted(request_ids) == sorted(line["request_id"] for line in shipped)
+    spans = read_spans(traces)
+    for line in shipped:
+        names = sorted(s.name.split(" ")[0] for s in spans if s.trace_id == line["trace_id"])
+        assert ["POST", "process", "send"] == names
+    view = subprocess.run(
+        [sys.executable, "-m", "threadline", "view", str(traces), "--logs", str(logs)],
+        capture_output=True,
+        check=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    assert 2 == view.count("process orders-")
+    assert 2 == view.count("shipping order")
+
+
+def test_rabbitmq_request(rabbitmq_url: str) -> None:
+    """Two requests' messages in one consumer loop: each body logs its own request id."""
+    out = run("rabbitmq_request.py", RABBITMQ_URL=rabbitmq_url).stdout
+    lines = [line for line in out.splitlines() if line.startswith("handled")]
+    assert 4 == len(lines)
+    assert {"request=r1", "request=r2"} == {line.split()[-2] for line in lines}
+    assert "each message ran in its own request's context" in out

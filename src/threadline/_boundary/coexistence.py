@@ -10,10 +10,11 @@ middleware or receiver comes next) through `is_contrib`.
 
 from __future__ import annotations
 
+import inspect
 import sys
 import weakref
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._core.context import Context, span_in
 from .._telemetry.spans import INSTRUMENTATION_NAME, is_recording, provider_set
@@ -26,6 +27,7 @@ __all__ = [
     "SpanPlan",
     "contrib_after",
     "contrib_loaded",
+    "contrib_method",
     "foreign_span",
     "is_contrib",
     "plan_span",
@@ -40,6 +42,8 @@ CONTRIB = {
     "requests": "opentelemetry.instrumentation.requests",
     "celery": "opentelemetry.instrumentation.celery",
     "kafka": "opentelemetry.instrumentation.kafka",
+    "aiokafka": "opentelemetry.instrumentation.aiokafka",
+    "confluent_kafka": "opentelemetry.instrumentation.confluent_kafka",
     "aio_pika": "opentelemetry.instrumentation.aio_pika",
 }
 """OpenTelemetry's instrumentation module of each integration, by threadline's name for it."""
@@ -129,3 +133,22 @@ def contrib_after(ours: object, receivers: Iterable[object], integration: str) -
         elif found and is_contrib(target, integration):
             return True
     return False
+
+
+def contrib_method(
+    owner: type, name: str, integration: str
+) -> tuple[Callable[..., Any], Callable[..., Any]] | None:
+    """OpenTelemetry's wrapper of method *name* of *owner*, and the method it wraps, or None.
+
+    OpenTelemetry's instrumentations wrap a client's class methods (with
+    ``wrapt``) as ``wrapper(wrapped, instance, args, kwargs)``. An adapter that
+    wraps one instance calls that wrapper with its own function as
+    ``wrapped``, so that OpenTelemetry's span (current there) is continued
+    rather than doubled; or calls the method it wraps, to pass a span by.
+    """
+    method = inspect.getattr_static(owner, name, None)
+    wrapper = getattr(method, "_self_wrapper", None)
+    wrapped = getattr(method, "__wrapped__", None)
+    if wrapper is None or wrapped is None or not is_contrib(wrapper, integration):
+        return None
+    return wrapper, wrapped

@@ -188,6 +188,11 @@ class Arrival:
         if token is not None and (not self._only_if_current or get_current() is self._context):
             restore(token)
 
+    def leave(self, *, only_if_current: bool = False) -> None:
+        """``__exit__``; *only_if_current*: put nothing back unless *context* is current."""
+        self._only_if_current = self._only_if_current or only_if_current
+        self.__exit__(None, None, None)
+
 
 def arrive(
     context: Context | None,

@@ -160,11 +160,19 @@ class Processing:
         if self.span is not None:
             record_error(self.span, error)
 
-    def end(self, error: BaseException | None = None, *, end_span: bool = True) -> None:
+    def end(
+        self,
+        error: BaseException | None = None,
+        *,
+        end_span: bool = True,
+        only_if_current: bool = False,
+    ) -> None:
         """The work is over: fail and end the span, run the hooks' ``after``, restore the context.
 
         *end_span* False leaves the span open, for a process that reports it
-        itself. Calling it again does nothing.
+        itself. *only_if_current*: put the context from before back only while
+        the work's own is current (ended from elsewhere, what is current there
+        stays). Calling it again does nothing.
         """
         span, self.span = self.span, None
         if span is not None:
@@ -174,7 +182,7 @@ class Processing:
                 span.end()
         arrival, self._arrival = self._arrival, None
         if arrival is not None:
-            arrival.__exit__(None, None, None)
+            arrival.leave(only_if_current=only_if_current)
 
     def __enter__(self) -> Context:
         return self.begin()

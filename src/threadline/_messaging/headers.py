@@ -25,6 +25,7 @@ from .._wire.formats import DEFAULT, configured_formats, extract_formats
 from .._wire.tracecontext import MAX_TRACEPARENT_CHARS
 
 __all__ = [
+    "PAIRS",
     "READER",
     "RETRY_OF_HEADER",
     "Headers",
@@ -107,6 +108,23 @@ def retry_link(fields: GetAll) -> Link | None:
     context = extract_context(lambda field: values if field == TRACEPARENT else ())
     span_context = get_current_span(context).get_span_context()
     return Link(span_context) if span_context.is_valid else None
+
+
+class PairSetter(Setter[list[tuple[str, bytes]]]):
+    """Sets a field in a list of ``(key, bytes)`` pairs (Kafka's headers), in UTF-8.
+
+    A field set again replaces every pair of that key, so the consumer never
+    sees it twice (a repeated field is dropped whole there).
+    """
+
+    def set(self, carrier: list[tuple[str, bytes]], key: str, value: str) -> None:
+        """Replace the pairs of *key* in *carrier* by one holding *value*."""
+        carrier[:] = [pair for pair in carrier if pair[0] != key]
+        carrier.append((key, value.encode()))
+
+
+PAIRS = PairSetter()
+"""The setter of Kafka-style headers: a list of ``(key, bytes)`` pairs."""
 
 
 def write_retry_of(headers: Any, setter: Setter[Any], span_context: SpanContext) -> None:
