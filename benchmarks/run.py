@@ -34,6 +34,7 @@ BENCHMARKS = {
     "threads": "threads_bench.py",
     "processes": "processes_bench.py",
     "hooks": "hooks_bench.py",
+    "logs": "logs_bench.py",
     "aiohttp": "aiohttp_bench.py",
     "celery": "celery_bench.py",
     "import": "import_bench.py",
@@ -46,6 +47,8 @@ PACKAGES = (
     "opentelemetry-instrumentation-aiohttp-server",
     "opentelemetry-instrumentation-threading",
     "celery",
+    "structlog",
+    "loguru",
     "pyperf",
 )
 

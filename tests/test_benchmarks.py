@@ -69,6 +69,19 @@ def report(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
             ),
         ),
         (
+            "logs_bench.py",
+            (
+                "logging: plain",
+                "logging: ids given by hand",
+                "logging: ContextFilter",
+                "logging: install()",
+                "structlog: plain",
+                "structlog: add_context",
+                "loguru: plain",
+                "loguru: patch",
+            ),
+        ),
+        (
             "processes_bench.py",
             (
                 "bare ProcessPoolExecutor",

@@ -12,6 +12,7 @@ from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 from .._core.checks import require_names
+from .._core.context import get_current
 from .._core.safe import safe_value
 from .._core.stores import ContextStore, registered_stores, request
 from .._core.text import escape_controls
@@ -80,7 +81,8 @@ class ContextFields:
     def fill(self, target: MutableMapping[str, Any]) -> None:
         """Add the fields to *target*, leaving every key it holds already as it is."""
         store = self._store or registered_stores().get(self._store_name)
-        values = store.get() if store is not None else None
+        context = get_current()
+        values = store.get(context) if store is not None else None
         placeholder = self._placeholder
         for key in self._keys:
             if key in target:
@@ -91,11 +93,13 @@ class ContextFields:
                     target[key] = placeholder
             elif type(value) is str:  # may have come in as baggage: never a raw control char
                 target[key] = escape_controls(value)
+            elif type(value) is int:  # the common id: nothing to make safe
+                target[key] = value
             else:
                 target[key] = safe_value(value)
         if "trace_id" in target and "span_id" in target:
             return
-        ids = current_trace_ids()
+        ids = current_trace_ids(context)
         if ids is not None:
             target.setdefault("trace_id", ids[0])
             target.setdefault("span_id", ids[1])
