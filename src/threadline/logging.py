@@ -130,8 +130,8 @@ class ContextFilter(logging.Filter):
             value = values.get(key) if values is not None else None
             if value is None:
                 value = placeholder
-            elif type(value) is str:  # may have come in as baggage: never a raw control char
-                value = escape_controls(value)
+            elif type(value) is str and not value.isprintable():  # may have come in as baggage
+                value = escape_controls(value)  # never a raw control char
             record_dict[key] = value
 
 

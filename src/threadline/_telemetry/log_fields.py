@@ -92,7 +92,7 @@ class ContextFields:
                 if placeholder is not None:
                     target[key] = placeholder
             elif type(value) is str:  # may have come in as baggage: never a raw control char
-                target[key] = escape_controls(value)
+                target[key] = value if value.isprintable() else escape_controls(value)
             elif type(value) is int:  # the common id: nothing to make safe
                 target[key] = value
             else:
