@@ -194,8 +194,8 @@ def results_of(results: dict[str, dict[str, list[float]]]) -> list[Result]:
 
 def report(results: dict[str, dict[str, list[float]]]) -> str:
     rows = [
-        "| library | variant | median per call | to plain | to ids by hand |",
-        "|---|---|---:|---:|---:|",
+        "| variant | median per call | to plain | to ids by hand |",
+        "|---|---:|---:|---:|",
     ]
     for path, variants in results.items():
         for name, times in variants.items():
@@ -204,7 +204,7 @@ def report(results: dict[str, dict[str, list[float]]]) -> str:
                 for base in (PLAIN, BY_HAND)
             ]
             rows.append(
-                f"| {path} | {name} | {statistics.median(times) * 1e6:.2f} µs "
+                f"| {path}: {name} | {statistics.median(times) * 1e6:.2f} µs "
                 f"| {ratios[0]:.3f}x | {ratios[1]:.3f}x |"
             )
     return "\n".join(rows)
