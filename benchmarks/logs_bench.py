@@ -1,5 +1,8 @@
 """Ids on a log line: each logging library with threadline's fields against the same without.
 
+And a request's value on a metric data point: a counter of a `StoreMeterProvider`
+against the same counter given the value by hand.
+
 Three libraries, each writing to a sink that discards what it is given,
 inside a request scope (``request_id``, ``user_id``) and a recording span:
 
@@ -13,7 +16,12 @@ inside a request scope (``request_id``, ``user_id``) and a recording span:
 - loguru: a logger patched by `threadline.loguru.patch` whose sink's format
   prints the four ids, against the plain logger and the same format without them.
 
-Each call is one ``info`` of a short message. The variants of a library run
+- metrics: ``add(1, {"route": ...})`` on a counter of
+  `threadline.tracing.StoreMeterProvider` (adding ``tenant.id`` from the
+  request) against the SDK's counter given ``tenant.id`` by hand (no target:
+  a figure for docs/tracing.md).
+
+Each log call is one ``info`` of a short message. The variants of a library run
 interleaved, in shuffled order, round by round, in one process; the figure
 is the median of the round-by-round ratios (target: <= 1.10x, issue 22).
 
@@ -36,16 +44,20 @@ from typing import Any
 import structlog
 from _report import Result, as_results, write_results
 from loguru import logger as loguru_logger
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
 import threadline as tl
 import threadline.logging as tl_logging
 import threadline.loguru as tl_loguru
 import threadline.structlog as tl_structlog
+from threadline.tracing import StoreMeterProvider
 
 TARGET = "<= 1.10x"
 PLAIN = "plain"
 BY_HAND = "ids given by hand"
+TENANT_BY_HAND = "tenant given by hand"
 IDS = "%(request_id)s %(user_id)s %(trace_id)s %(span_id)s"
 CONSTANT_IDS = {
     "request_id": "r-7f3a",
@@ -156,18 +168,32 @@ def loguru_variants() -> dict[str, Callable[[int], float]]:
     }
 
 
+def metrics_variants() -> dict[str, Callable[[int], float]]:
+    sdk = MeterProvider(metric_readers=[InMemoryMetricReader()], shutdown_on_exit=False)
+    by_hand = sdk.get_meter("bench").create_counter("orders.by_hand")
+    wrapped = StoreMeterProvider(sdk, {"tenant": "tenant.id"}).get_meter("bench")
+    counter = wrapped.create_counter("orders.wrapped")
+    given = {"route": "/orders", "tenant.id": "acme"}
+    route = {"route": "/orders"}
+    return {
+        TENANT_BY_HAND: lambda times: timed(lambda: by_hand.add(1, given), times),
+        "StoreMeterProvider": lambda times: timed(lambda: counter.add(1, route), times),
+    }
+
+
 def measure(rounds: int, times: int) -> dict[str, dict[str, list[float]]]:
     """Time every library's variants, in shuffled order each round."""
     paths = {
         "logging": stdlib_variants(),
         "structlog": structlog_variants(),
         "loguru": loguru_variants(),
+        "metrics counter.add": metrics_variants(),
     }
     results = {path: {name: [] for name in variants} for path, variants in paths.items()}
     order = [(path, name) for path, variants in paths.items() for name in variants]
     shuffle = random.Random(0).shuffle
     tracer = TracerProvider(shutdown_on_exit=False).get_tracer("bench")
-    scope = tl.request.scope(request_id="r-7f3a", user_id=42)
+    scope = tl.request.scope(request_id="r-7f3a", user_id=42, tenant="acme")
     with scope, tracer.start_as_current_span("request") as span:
         if not span.is_recording():
             raise RuntimeError("the span must record, as a sampled request's does")
@@ -183,6 +209,9 @@ def results_of(results: dict[str, dict[str, list[float]]]) -> list[Result]:
     measured: list[Result] = []
     for path, variants in results.items():
         named = {f"{path}: {name}": times for name, times in variants.items()}
+        if PLAIN not in variants:  # metrics: the figure only, against the value by hand
+            measured += as_results("logs", named, f"{path}: {TENANT_BY_HAND}")
+            continue
         ours = [name for name in named if not name.endswith((PLAIN, BY_HAND))]
         results_here = as_results("logs", named, f"{path}: {PLAIN}", dict.fromkeys(ours, TARGET))
         for result in results_here:
@@ -194,20 +223,24 @@ def results_of(results: dict[str, dict[str, list[float]]]) -> list[Result]:
 
 def report(results: dict[str, dict[str, list[float]]]) -> str:
     rows = [
-        "| variant | median per call | to plain | to ids by hand |",
+        "| variant | median per call | to plain | to the same by hand |",
         "|---|---:|---:|---:|",
     ]
     for path, variants in results.items():
         for name, times in variants.items():
-            ratios = [
-                statistics.median(t / b for t, b in zip(times, variants[base], strict=True))
-                for base in (PLAIN, BY_HAND)
-            ]
+            by_hand = variants.get(BY_HAND, variants.get(TENANT_BY_HAND))
+            ratios = [_ratio(times, variants.get(PLAIN)), _ratio(times, by_hand)]
             rows.append(
                 f"| {path}: {name} | {statistics.median(times) * 1e6:.2f} µs "
-                f"| {ratios[0]:.3f}x | {ratios[1]:.3f}x |"
+                f"| {ratios[0]} | {ratios[1]} |"
             )
     return "\n".join(rows)
+
+
+def _ratio(times: list[float], base: list[float] | None) -> str:
+    if base is None:
+        return ""
+    return f"{statistics.median(t / b for t, b in zip(times, base, strict=True)):.3f}x"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -79,6 +79,7 @@ def report(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
                 "structlog: add_context",
                 "loguru: plain",
                 "loguru: patch",
+                "metrics counter.add: StoreMeterProvider",
             ),
         ),
         (

@@ -80,6 +80,22 @@ class TestStoreMeterProvider:
             # only the chosen key: never the request id
             assert all(set(attributes) == {"tenant.id"} for attributes, _ in found[name])
 
+    def test_each_measurement_reads_its_own_context(self, recorded: Recorded) -> None:
+        """Measurements one after another in changing scopes each get their context's value."""
+        orders = recorded.meter().create_counter("orders")
+        for tenant in ("acme", None, "globex", "acme", None):
+            if tenant is None:
+                orders.add(1)
+            else:
+                with tl.request.scope(tenant=tenant):
+                    orders.add(1)
+                    with tl.request.merge(tenant=f"{tenant}-eu"):
+                        orders.add(1)
+        found = {
+            attributes.get("tenant.id"): value for attributes, value in recorded.points()["orders"]
+        }
+        assert {None: 2, "acme": 2, "acme-eu": 2, "globex": 1, "globex-eu": 1} == found
+
     def test_nothing_outside_a_request(self, recorded: Recorded) -> None:
         app = recorded.meter()
         app.create_counter("orders").add(2, {"route": "/"})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -57,19 +58,27 @@ _logger = logging.getLogger("threadline")
 class _StoreAttributes:
     """The chosen store values of a measurement's context, under the measurement's own."""
 
-    __slots__ = ("_attributes", "_store")
+    __slots__ = ("_attributes", "_last", "_store")
 
     def __init__(self, store: ContextStore, attributes: Mapping[str, str]) -> None:
         self._store = store
         self._attributes = attributes
+        self._last: tuple[weakref.ref[Context], dict[str, Any]] | None = None
 
     def __call__(self, given: Attributes, context: Context | None) -> Attributes:
-        values = self._store.get(context if context is not None else get_current())
-        if not values:
+        if context is None:
+            context = get_current()
+        last = self._last
+        if last is not None and last[0]() is context:
+            chosen = last[1]  # a context never changes: nor do the attributes made of it
+        else:
+            values = self._store.get(context)
+            chosen = dict(chosen_attributes(values, self._attributes, "")) if values else {}
+            with contextlib.suppress(TypeError):  # weakly: the context is not kept alive for it
+                self._last = (weakref.ref(context), chosen)
+        if not chosen:
             return given
-        merged: dict[str, Any] = dict(chosen_attributes(values, self._attributes, ""))
-        if not merged:
-            return given
+        merged = dict(chosen)
         if given:
             merged.update(given)  # the measurement's own attribute wins
         return merged
