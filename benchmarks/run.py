@@ -34,6 +34,7 @@ BENCHMARKS = {
     "threads": "threads_bench.py",
     "processes": "processes_bench.py",
     "hooks": "hooks_bench.py",
+    "logs": "logs_bench.py",
     "aiohttp": "aiohttp_bench.py",
     "celery": "celery_bench.py",
     "kafka": "kafka_bench.py",
@@ -49,6 +50,8 @@ PACKAGES = (
     "celery",
     "aiokafka",
     "opentelemetry-instrumentation-aiokafka",
+    "structlog",
+    "loguru",
     "pyperf",
 )
 

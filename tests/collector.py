@@ -51,6 +51,11 @@ class Collector:
         return self.traces_file.with_name(f"{self.traces_file.stem}-logs.jsonl")
 
     @property
+    def metrics_file(self) -> Path:
+        """Where the Collector writes the metric data points it receives (OTLP JSON lines)."""
+        return self.traces_file.with_name(f"{self.traces_file.stem}-metrics.jsonl")
+
+    @property
     def http_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
@@ -61,6 +66,7 @@ class Collector:
             "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{self.http_port}",
             "COLLECTOR_TRACES_FILE": str(self.traces_file),
             "COLLECTOR_LOGS_FILE": str(self.logs_file),
+            "COLLECTOR_METRICS_FILE": str(self.metrics_file),
         }
         with open(log, "ab") as out:
             self.process = subprocess.Popen(
@@ -128,6 +134,44 @@ def read_log_records(path: Path) -> list[ExportedLogRecord]:
                             attributes=attributes_of(record.get("attributes", ())),
                         )
                     )
+    return found
+
+
+@dataclass(frozen=True)
+class ExportedDataPoint:
+    """One metric data point read back from the Collector's OTLP JSON lines."""
+
+    metric: str
+    kind: str
+    """``sum``, ``histogram``, ``gauge``."""
+    value: float
+    """A sum's or gauge's value; a histogram's count."""
+    service: str
+    attributes: dict[str, Any]
+
+
+def read_data_points(path: Path) -> list[ExportedDataPoint]:
+    """Every data point in an OTLP JSON lines file (the Collector's file exporter, metrics)."""
+    found = []
+    for line in path.read_text().splitlines() if path.exists() else ():
+        for resource_metrics in json.loads(line).get("resourceMetrics", ()):
+            resource = attributes_of(resource_metrics.get("resource", {}).get("attributes", ()))
+            for scope_metrics in resource_metrics.get("scopeMetrics", ()):
+                for metric in scope_metrics.get("metrics", ()):
+                    found += _data_points(metric, str(resource.get("service.name")))
+    return found
+
+
+def _data_points(metric: dict[str, Any], service: str) -> list[ExportedDataPoint]:
+    found = []
+    for kind in ("sum", "histogram", "gauge"):
+        for point in metric.get(kind, {}).get("dataPoints", ()):
+            if kind == "histogram":
+                value = float(point.get("count", 0))
+            else:
+                value = float(point.get("asInt", point.get("asDouble", 0)))
+            attributes = attributes_of(point.get("attributes", ()))
+            found.append(ExportedDataPoint(metric["name"], kind, value, service, attributes))
     return found
 
 

@@ -69,6 +69,20 @@ def report(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
             ),
         ),
         (
+            "logs_bench.py",
+            (
+                "logging: plain",
+                "logging: ids given by hand",
+                "logging: ContextFilter",
+                "logging: install()",
+                "structlog: plain",
+                "structlog: add_context",
+                "loguru: plain",
+                "loguru: patch",
+                "metrics counter.add: StoreMeterProvider",
+            ),
+        ),
+        (
             "processes_bench.py",
             (
                 "bare ProcessPoolExecutor",

@@ -312,3 +312,28 @@ def test_rabbitmq_request(rabbitmq_url: str) -> None:
     assert 4 == len(lines)
     assert {"request=r1", "request=r2"} == {line.split()[-2] for line in lines}
     assert "each message ran in its own request's context" in out
+
+
+def test_otel_metrics() -> None:
+    """The console exporter prints the data points at exit, each request's with its tenant."""
+    out = run("otel_metrics.py").stdout
+    exported = json.loads(out)
+    [scope] = exported["resource_metrics"][0]["scope_metrics"]
+    found = {
+        metric["name"]: sorted(
+            (
+                json.dumps(point["attributes"], sort_keys=True),
+                point.get("value", point.get("count")),
+            )
+            for point in metric["data"]["data_points"]
+        )
+        for metric in scope["metrics"]
+    }
+    assert {
+        "orders.placed": [
+            ('{"source": "batch"}', 1),
+            ('{"tenant.id": "acme"}', 2),
+            ('{"tenant.id": "globex"}', 1),
+        ],
+        "orders.amount": [('{"tenant.id": "acme"}', 2), ('{"tenant.id": "globex"}', 1)],
+    } == found

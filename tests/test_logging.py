@@ -52,6 +52,36 @@ class TestContextFilter:
         sc = s.get_span_context()
         assert [f"r1 42 {sc.trace_id:032x} {sc.span_id:016x} hello"] == lines(stream)
 
+    @pytest.mark.parametrize("installed", [False, True])
+    def test_each_record_reads_its_own_context(
+        self, logger: tuple[logging.Logger, io.StringIO], tracer: trace.Tracer, installed: bool
+    ) -> None:
+        """Records one after another in changing scopes and spans each get their context's ids."""
+        log, stream = logger
+        handler = log.handlers[0]
+        if installed:
+            install()
+        else:
+            handler.addFilter(ContextFilter())
+        handler.setFormatter(logging.Formatter("%(request_id)s %(span_id)s"))
+        try:
+            with tl.request.scope(request_id="r1"):
+                log.info("a")
+                log.info("b")
+                with tracer.start_as_current_span("s") as span:
+                    log.info("c")
+                with tl.request.merge(request_id="r2"):
+                    log.info("d")
+                log.info("e")
+            log.info("f")
+            with tl.request.scope(request_id="r1"):
+                log.info("g")
+        finally:
+            uninstall()
+        span_id = f"{span.get_span_context().span_id:016x}"
+        expected = ["r1 -", "r1 -", f"r1 {span_id}", "r2 -", "r1 -", "- -", "r1 -"]
+        assert expected == lines(stream)
+
     def test_placeholder_outside_any_scope(
         self, logger: tuple[logging.Logger, io.StringIO]
     ) -> None:

@@ -54,6 +54,45 @@ class TestAddContext:
         expected.update(trace_id=trace_id, span_id=span_id)
         assert [expected] == records(stream)
 
+    def test_each_line_reads_its_own_context(self, tracer: trace.Tracer) -> None:
+        """Lines one after another in changing scopes and spans each get their context's ids."""
+        log, stream = json_logger(tls.processor(keys=["cart"]))
+        with tl.request.scope(request_id="r1", cart={"items": [1]}):
+            log.info("a")
+            log.info("b")
+            with tracer.start_as_current_span("s") as span:
+                log.info("c")
+            with tl.request.merge(request_id="r2"):
+                log.info("d")
+            log.info("e")
+        log.info("f")
+        with tl.request.scope(request_id="r1"):
+            log.info("g")
+        found = [(r["request_id"], r["span_id"], r.get("cart")) for r in records(stream)]
+        cart = {"items": [1]}
+        assert [
+            ("r1", "-", cart),
+            ("r1", "-", cart),
+            ("r1", ids(span)[1], cart),
+            ("r2", "-", cart),
+            ("r1", "-", cart),
+            ("-", "-", "-"),
+            ("r1", "-", "-"),
+        ] == found
+
+    def test_a_line_changing_its_fields_changes_no_other(self) -> None:
+        """A processor after add_context may change what it added: the next line is unchanged."""
+
+        def spoil(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+            event["cart"]["items"].append("spoiled")
+            return event
+
+        log, stream = json_logger(tls.processor(keys=["cart"]), spoil)
+        with tl.request.scope(cart={"items": [1]}):
+            log.info("a")
+            log.info("b")
+        assert [[1, "spoiled"], [1, "spoiled"]] == [r["cart"]["items"] for r in records(stream)]
+
     def test_placeholder_outside_any_request(self) -> None:
         """Outside any request or span every field is the placeholder, never an error."""
         log, stream = json_logger(tls.add_context)

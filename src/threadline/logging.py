@@ -10,6 +10,7 @@ scope or span gets the placeholder (``"-"``), never an exception.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -17,11 +18,12 @@ import math
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._core.checks import require_names
-from ._core.context import Context, context_of_error
+from ._core.context import Context, context_of_error, get_current
 from ._core.stores import ContextStore, registered_stores, request
 from ._core.text import escape_controls, escape_json_line
 from ._telemetry.spans import current_trace_ids
@@ -84,6 +86,7 @@ class ContextFilter(logging.Filter):
         self._extra = require_names("keys", keys, "store keys")
         self._keys = ("request_id", "user_id", *self._extra)
         self._placeholder = _placeholder(placeholder)
+        self._last: tuple[weakref.ref[Context], dict[str, Any]] | None = None
 
     @property
     def store_name(self) -> str:
@@ -97,10 +100,11 @@ class ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Set the fields on *record* (keeping any it already has) and keep it."""
-        if getattr(record, "trace_id", None) is None:
+        if record.__dict__.get("trace_id") is None:  # getattr's miss raises inside: slower
             self.enrich(record)
         elif self._extra:  # made with the fields already (install): add this filter's keys
-            self._set(record, [key for key in self._extra if key not in record.__dict__])
+            missing = [key for key in self._extra if key not in record.__dict__]
+            self._set(record.__dict__, missing)
         return True
 
     def enrich(self, record: logging.LogRecord) -> None:
@@ -115,24 +119,48 @@ class ContextFilter(logging.Filter):
         context = None
         if record.exc_info and self._store.get() is None:  # logged after its request was over
             context = context_of_error(record.exc_info[1])
-        self._set(record, self._keys, context)
+        if context is None:
+            record.__dict__.update(self._current_fields())
+        else:
+            record.__dict__.update(self._fields_of(context))
+
+    def _current_fields(self) -> dict[str, Any]:
+        """The fields of the current context, kept for the next record while it stays current.
+
+        A context never changes (a scope makes a new one), so every record of
+        one request step has the same fields: made once, copied from then on.
+        """
+        current = get_current()
+        last = self._last
+        if last is not None and last[0]() is current:
+            return last[1]
+        fields = self._fields_of(current)
+        with contextlib.suppress(TypeError):  # weakly: the context is not kept alive for it
+            self._last = (weakref.ref(current), fields)
+        return fields
+
+    def _fields_of(self, context: Context) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        self._set(fields, self._keys, context)
         placeholder = self._placeholder
-        ids = current_trace_ids(context)
-        record.__dict__["trace_id"], record.__dict__["span_id"] = ids or (placeholder, placeholder)
+        fields["trace_id"], fields["span_id"] = current_trace_ids(context) or (
+            placeholder,
+            placeholder,
+        )
+        return fields
 
     def _set(
-        self, record: logging.LogRecord, keys: Sequence[str], context: Context | None = None
+        self, target: dict[str, Any], keys: Sequence[str], context: Context | None = None
     ) -> None:
         values = self._store.get(context)
         placeholder = self._placeholder
-        record_dict = record.__dict__
         for key in keys:
             value = values.get(key) if values is not None else None
             if value is None:
                 value = placeholder
-            elif type(value) is str:  # may have come in as baggage: never a raw control char
-                value = escape_controls(value)
-            record_dict[key] = value
+            elif type(value) is str and not value.isprintable():  # may have come in as baggage
+                value = escape_controls(value)  # never a raw control char
+            target[key] = value
 
 
 class JSONFormatter(logging.Formatter):

@@ -39,12 +39,15 @@ __all__ = [
     "EXCEPTION_SIGNALS",
     "EXPORT_PROCESS_ENV",
     "LOG_ATTRIBUTES_ENV",
+    "METRIC_ATTRIBUTES_ENV",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
     "OTEL_EXPORTER_OTLP_PROTOCOL",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
     "OTEL_LOGS_EXPORTER",
+    "OTEL_METRICS_EXPORTER",
     "OTEL_PROPAGATORS",
     "OTEL_PYTHON_TRACER_PROVIDER",
     "OTEL_SDK_DISABLED",
@@ -113,6 +116,10 @@ when ``configure(span_attributes=...)`` chose them in code."""
 LOG_ATTRIBUTES_ENV = "THREADLINE_LOG_ATTRIBUTES"
 """As `SPAN_ATTRIBUTES_ENV`, for the log records of the logs pipeline; default: the span's."""
 
+METRIC_ATTRIBUTES_ENV = "THREADLINE_METRIC_ATTRIBUTES"
+"""As `SPAN_ATTRIBUTES_ENV`, for the data points of the metrics pipeline; default ``none``: a
+value per request (its id) on a data point makes a time series per request."""
+
 # --------------------------------------------------------------------------- OpenTelemetry's
 # Named as OpenTelemetry's SDK names them (opentelemetry.sdk.environment_variables), which
 # this module cannot import: reading settings must not load the SDK.
@@ -146,6 +153,14 @@ Checked against what is installed where the exporters are made."""
 OTEL_EXPORTER_OTLP_LOGS_PROTOCOL = "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"
 """As `OTEL_EXPORTER_OTLP_PROTOCOL`, for logs only, and read first."""
 
+OTEL_METRICS_EXPORTER = "OTEL_METRICS_EXPORTER"
+"""Comma-separated metric exporter names: ``otlp``, ``console``, ``none`` or any installed
+``opentelemetry_metrics_exporter`` entry point (a push exporter or a pull reader). Unset (or
+``none``): no metrics pipeline is set up. Checked against what is installed where they are made."""
+
+OTEL_EXPORTER_OTLP_METRICS_PROTOCOL = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"
+"""As `OTEL_EXPORTER_OTLP_PROTOCOL`, for metrics only, and read first."""
+
 OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN = "OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN"
 """Where threadline records an exception that fails a span, as the semantic conventions for
 exceptions name it: ``logs`` (a log record), ``logs/dup`` (a log record and a span event);
@@ -173,6 +188,7 @@ _READ = (
     CHILD_EXIT_TIMEOUT_ENV,
     SPAN_ATTRIBUTES_ENV,
     LOG_ATTRIBUTES_ENV,
+    METRIC_ATTRIBUTES_ENV,
     OTEL_SDK_DISABLED,
     OTEL_TRACES_EXPORTER,
     OTEL_EXPORTER_OTLP_ENDPOINT,
@@ -183,6 +199,8 @@ _READ = (
     OTEL_PYTHON_TRACER_PROVIDER,
     OTEL_LOGS_EXPORTER,
     OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
+    OTEL_METRICS_EXPORTER,
+    OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
     OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN,
 )
 """Every variable `read_settings` reads."""
@@ -217,6 +235,8 @@ class Settings:
     """`SPAN_ATTRIBUTES_ENV`: ``(store key, attribute name)`` pairs; None: the default."""
     log_attributes: tuple[tuple[str, str], ...] | None = None
     """`LOG_ATTRIBUTES_ENV`: as `span_attributes`, for log records; None: the spans' choice."""
+    metric_attributes: tuple[tuple[str, str], ...] | None = None
+    """`METRIC_ATTRIBUTES_ENV`: as `span_attributes`, for metric data points; None: none."""
     sdk_disabled: bool = False
     """`OTEL_SDK_DISABLED`: set nothing up."""
     traces_exporters: tuple[str, ...] = ()
@@ -238,6 +258,13 @@ class Settings:
     default."""
     otlp_logs_protocol_setting: str | None = None
     """The variable that chose `otlp_logs_protocol`; None when it is the default."""
+    metrics_exporters: tuple[str, ...] = ()
+    """`OTEL_METRICS_EXPORTER`'s names, lower-cased, ``none`` left out; empty: no metrics
+    pipeline."""
+    otlp_metrics_protocol: str = DEFAULT_OTLP_PROTOCOL
+    """What ``otlp`` speaks for metrics, chosen as `otlp_logs_protocol` is."""
+    otlp_metrics_protocol_setting: str | None = None
+    """The variable that chose `otlp_metrics_protocol`; None when it is the default."""
     exception_signal: str = "spans"
     """`OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN`: one of `EXCEPTION_SIGNALS`."""
 
@@ -281,6 +308,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
     logs_protocol, logs_protocol_setting = _otlp_protocol(
         env, OTEL_EXPORTER_OTLP_LOGS_PROTOCOL, general
     )
+    metrics_protocol, metrics_protocol_setting = _otlp_protocol(
+        env, OTEL_EXPORTER_OTLP_METRICS_PROTOCOL, general
+    )
     return Settings(
         parent_configured=_flag(env, CONFIGURED_ENV),
         service_name=_text(env, SERVICE_NAME_ENV),
@@ -290,6 +320,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         child_exit_timeout=_seconds(env, CHILD_EXIT_TIMEOUT_ENV, DEFAULT_CHILD_EXIT_TIMEOUT),
         span_attributes=_attribute_map(env, SPAN_ATTRIBUTES_ENV),
         log_attributes=_attribute_map(env, LOG_ATTRIBUTES_ENV),
+        metric_attributes=_attribute_map(env, METRIC_ATTRIBUTES_ENV),
         sdk_disabled=_flag(env, OTEL_SDK_DISABLED, numbers=False),
         traces_exporters=_names(env, OTEL_TRACES_EXPORTER),
         otlp_endpoint_set=bool(
@@ -303,6 +334,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
         logs_exporters=tuple(n for n in _names(env, OTEL_LOGS_EXPORTER) if n != "none"),
         otlp_logs_protocol=logs_protocol,
         otlp_logs_protocol_setting=logs_protocol_setting,
+        metrics_exporters=tuple(n for n in _names(env, OTEL_METRICS_EXPORTER) if n != "none"),
+        otlp_metrics_protocol=metrics_protocol,
+        otlp_metrics_protocol_setting=metrics_protocol_setting,
         exception_signal=_exception_signal(env),
     )
 

@@ -8,10 +8,13 @@ threadline's own `~threadline.logging.JSONFormatter` writes, so one reader
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 from .._core.checks import require_names
+from .._core.context import Context, get_current
 from .._core.safe import safe_value
 from .._core.stores import ContextStore, registered_stores, request
 from .._core.text import escape_controls
@@ -41,7 +44,7 @@ class ContextFields:
     name and finds the store there.
     """
 
-    __slots__ = ("_keys", "_placeholder", "_store", "_store_name")
+    __slots__ = ("_keys", "_last", "_placeholder", "_store", "_store_name")
 
     def __init__(
         self,
@@ -61,6 +64,7 @@ class ContextFields:
         self._store_name = self._store.name
         self._keys = tuple(dict.fromkeys(("request_id", "user_id", *keys)))
         self._placeholder = placeholder
+        self._last: tuple[weakref.ref[Context], dict[str, Any]] | None = None
 
     @property
     def store_name(self) -> str:
@@ -79,29 +83,46 @@ class ContextFields:
 
     def fill(self, target: MutableMapping[str, Any]) -> None:
         """Add the fields to *target*, leaving every key it holds already as it is."""
+        context = get_current()
+        last = self._last
+        fields = last[1] if last is not None and last[0]() is context else self._gather(context)
+        for key, value in fields.items():
+            if key not in target:
+                target[key] = value
+
+    def _gather(self, context: Context) -> dict[str, Any]:
+        """The fields of *context*, kept for the next line while it is still the current one.
+
+        A context never changes (a scope makes a new one), so every line of one
+        request step reads the same fields: made once, they are copied from then on.
+        """
         store = self._store or registered_stores().get(self._store_name)
-        values = store.get() if store is not None else None
+        values = store.get(context) if store is not None else None
         placeholder = self._placeholder
+        fields: dict[str, Any] = {}
+        shared = store is not None
         for key in self._keys:
-            if key in target:
-                continue
             value = values.get(key) if values is not None else None
             if value is None:
                 if placeholder is not None:
-                    target[key] = placeholder
+                    fields[key] = placeholder
             elif type(value) is str:  # may have come in as baggage: never a raw control char
-                target[key] = escape_controls(value)
+                fields[key] = value if value.isprintable() else escape_controls(value)
+            elif type(value) is int:  # the common id: nothing to make safe
+                fields[key] = value
             else:
-                target[key] = safe_value(value)
-        if "trace_id" in target and "span_id" in target:
-            return
-        ids = current_trace_ids()
+                fields[key] = made = safe_value(value)
+                shared = shared and not isinstance(made, (dict, list))  # a line may change them
+        ids = current_trace_ids(context)
         if ids is not None:
-            target.setdefault("trace_id", ids[0])
-            target.setdefault("span_id", ids[1])
+            fields["trace_id"], fields["span_id"] = ids
         elif placeholder is not None:
-            target.setdefault("trace_id", placeholder)
-            target.setdefault("span_id", placeholder)
+            fields["trace_id"] = fields["span_id"] = placeholder
+        if shared:
+            # weakly: the last line's context (its span, its values) is not kept alive for it
+            with contextlib.suppress(TypeError):
+                self._last = (weakref.ref(context), fields)
+        return fields
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _unpickled, (self._store_name, self._keys[2:], self._placeholder)
@@ -120,4 +141,5 @@ def _unpickled(store_name: str, keys: tuple[str, ...], placeholder: str | None) 
     fields._store_name = store_name
     fields._keys = tuple(dict.fromkeys(("request_id", "user_id", *keys)))
     fields._placeholder = placeholder
+    fields._last = None
     return fields

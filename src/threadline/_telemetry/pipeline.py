@@ -1,9 +1,10 @@
-"""The SDK set-up from ``OTEL_*`` (spans, and logs when asked), store values on spans."""
+"""The SDK set-up from ``OTEL_*`` (spans; logs and metrics when asked), store values on spans."""
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence, Sized
@@ -24,9 +25,11 @@ from .._core.drops import record_drop
 from .._core.settings import (
     CONFIGURED_ENV,
     LOG_ATTRIBUTES_ENV,
+    METRIC_ATTRIBUTES_ENV,
     SERVICE_NAME_ENV,
     SPAN_ATTRIBUTES_ENV,
     TRACES_FILE_ENV,
+    Settings,
     attribute_map_text,
     mark_configured,
     read_settings,
@@ -38,6 +41,8 @@ from .export_pipe import PipeSpanExporter, flush_deadline
 from .exporters import configured_exporters, traces_file
 
 __all__ = ["REQUEST_ATTRIBUTES", "StoreSpanProcessor", "configure", "shutdown"]
+
+_logger = logging.getLogger("threadline")
 
 
 class StoreSpanProcessor(SpanProcessor):
@@ -85,6 +90,7 @@ def configure(
     export_process: bool | None = None,
     span_attributes: Mapping[str, str] | None = None,
     log_attributes: Mapping[str, str] | None = None,
+    metric_attributes: Mapping[str, str] | None = None,
 ) -> TracerProvider | None:
     """Set up the OpenTelemetry SDK from the standard ``OTEL_*`` settings, once per process.
 
@@ -118,14 +124,23 @@ def configure(
     ``OTEL_EXPORTER_OTLP_LOGS_PROTOCOL``, then ``OTEL_EXPORTER_OTLP_PROTOCOL``),
     and OpenTelemetry's logging handler on the root logger, so that every
     record of the standard library's ``logging`` is sent with its trace and
-    span ids and the request's values.
+    span ids and the request's values. ``OTEL_METRICS_EXPORTER`` (``otlp``,
+    ``console``, any installed ``opentelemetry_metrics_exporter`` entry
+    point; unset or ``none``: no metrics pipeline) sets up the metrics
+    signal alike: a global `MeterProvider` with a periodic reader per
+    exporter (``otlp`` by ``OTEL_EXPORTER_OTLP_METRICS_PROTOCOL``, then
+    ``OTEL_EXPORTER_OTLP_PROTOCOL``). A meter provider the application set
+    already is left as it is.
 
     Spans get the `threadline.request` values (`StoreSpanProcessor`) chosen by
     *span_attributes* (store key to attribute name; default
     ``THREADLINE_SPAN_ATTRIBUTES``, else `REQUEST_ATTRIBUTES`), log records
     those chosen by *log_attributes* (default ``THREADLINE_LOG_ATTRIBUTES``,
-    else the spans' choice); the choice is handed to workers and children.
-    At exit the spans and log records still queued are exported, waiting at
+    else the spans' choice), metric data points those chosen by
+    *metric_attributes* (default ``THREADLINE_METRIC_ATTRIBUTES``, else none:
+    a request id there makes a time series per request) through a
+    `StoreMeterProvider`; the choice is handed to workers and children.
+    At exit the spans, log records and data points still held are exported, waiting at
     most *shutdown_timeout* seconds (``THREADLINE_SHUTDOWN_TIMEOUT``, default
     5), so an unreachable Collector never holds the process. Worker processes and Python children
     that threadline starts configure themselves with the same settings,
@@ -148,6 +163,7 @@ def configure(
     _check_arguments(service_name, shutdown_timeout, export_process)
     _check_attributes("span_attributes", span_attributes)
     _check_attributes("log_attributes", log_attributes)
+    _check_attributes("metric_attributes", metric_attributes)
     current = trace.get_tracer_provider()
     if isinstance(current, TracerProvider):
         return current
@@ -163,17 +179,13 @@ def configure(
     resource, named_here = _resource(service_name)
     spans_chosen = _chosen(span_attributes, settings.span_attributes, REQUEST_ATTRIBUTES)
     logs_chosen = _chosen(log_attributes, settings.log_attributes, spans_chosen)
+    metrics_chosen = _chosen(metric_attributes, settings.metric_attributes, {})
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     provider.add_span_processor(StoreSpanProcessor(attributes=spans_chosen))
     processors = [_CountingBatchSpanProcessor(_CountingSpanExporter(e)) for e in exporters]
     for processor in processors:
         provider.add_span_processor(processor)
-    if settings.logs_exporters:
-        from .logs import LogsAlongside, configure_logs  # noqa: PLC0415 - the logs SDK, when asked
-
-        logger_provider = configure_logs(settings, resource, logs_chosen)
-        if logger_provider is not None:  # flushed and shut down, within bounds, with the spans
-            provider.add_span_processor(LogsAlongside(logger_provider))
+    _other_signals(provider, settings, resource, logs_chosen, metrics_chosen)
     timeout = settings.shutdown_timeout if shutdown_timeout is None else float(shutdown_timeout)
     trace.set_tracer_provider(provider)
     _exporting.extend(processors)
@@ -189,6 +201,8 @@ def configure(
         marks[SPAN_ATTRIBUTES_ENV] = attribute_map_text(span_attributes)
     if log_attributes is not None:
         marks[LOG_ATTRIBUTES_ENV] = attribute_map_text(log_attributes)
+    if metric_attributes is not None:
+        marks[METRIC_ATTRIBUTES_ENV] = attribute_map_text(metric_attributes)
     mark_configured(marks)
     return provider
 
@@ -225,6 +239,39 @@ def _chosen(
     if given is not None:
         return dict(given)
     return dict(setting) if setting is not None else default
+
+
+def _other_signals(
+    provider: TracerProvider,
+    settings: Settings,
+    resource: Resource,
+    logs_chosen: Mapping[str, str],
+    metrics_chosen: Mapping[str, str],
+) -> None:
+    """Set up the logs and metrics pipelines the settings ask for, flushed with *provider*."""
+    if settings.logs_exporters:
+        from .logs import LogsAlongside, configure_logs  # noqa: PLC0415 - the logs SDK, when asked
+
+        logger_provider = configure_logs(settings, resource, logs_chosen)
+        if logger_provider is not None:  # flushed and shut down, within bounds, with the spans
+            provider.add_span_processor(LogsAlongside(logger_provider))
+    if settings.metrics_exporters or metrics_chosen:
+        from .metrics import MetricsAlongside, configure_metrics  # noqa: PLC0415 - when asked
+
+        if not settings.parent_configured:  # said once, by the process that chose it
+            _warn_per_request(metrics_chosen)
+        meter_provider = configure_metrics(settings, resource, metrics_chosen)
+        if meter_provider is not None:
+            provider.add_span_processor(MetricsAlongside(meter_provider))
+
+
+def _warn_per_request(chosen: Mapping[str, str]) -> None:
+    if "request_id" in chosen:
+        _logger.warning(
+            "metric attributes: request_id=%s puts each request's id on its data points, a "
+            "time series per request; choose low-cardinality values (a tenant, a route)",
+            chosen["request_id"],
+        )
 
 
 def _check_attributes(argument: str, attributes: object) -> None:
