@@ -13,11 +13,13 @@ import logging
 import os
 import sys
 import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Any, TypeVar
 
-from .context import get_current, store_key
+from .context import Context, get_current, span_key, store_key
 
 __all__ = [
     "Hook",
@@ -25,15 +27,19 @@ __all__ = [
     "active",
     "after",
     "before",
+    "began",
     "create",
     "create_hook",
     "current",
     "destroy",
     "enter_scope",
     "exit_scope",
+    "forget_requests",
+    "future_of",
     "in_library",
     "location",
     "run",
+    "set_future",
     "set_watchers",
     "watchers",
 ]
@@ -61,10 +67,24 @@ _calling = threading.local()
 
 
 class _Watchers:
-    """What the loss detector listens to: scopes entered, requests that ended with work running."""
+    """What the loss detector listens to: scopes entered, requests ended with work running, bleeds.
+
+    A bleed: work that began in a context still holding a request that had ended.
+    """
 
     scope: Callable[[str, Any, Any, bool], None] | None = None
     outlived: Callable[[Resource, list[Resource]], None] | None = None
+    # (the resource that began, the id of the request that bled in or None, what held it)
+    bleed: Callable[[Resource, str | None, str], None] | None = None
+
+
+ENDED_KEPT = 4096
+"""How many ended requests the bleed watch remembers (the newest); older ones are forgotten."""
+# While the bleed watch is on: the ids of requests in flight (how many of each) and of the
+# requests that ended, with where each began. An id repeated by a client counts as open
+# while any request with it runs, so only an id whose every request ended is "ended".
+_open: dict[str, int] = {}
+_ended: OrderedDict[str, str] = OrderedDict()
 
 
 watchers = _Watchers()
@@ -86,16 +106,21 @@ class Resource:
         request: True for a resource that begins a request (an HTTP server
             request; a message's processing; a `threadline.request` scope with
             a new ``request_id``).
+        name: what it is, for people (``"GET /items/{id}"`` for an HTTP
+            request or call), or None; it may change while the resource lives
+            (a route known after routing).
 
     .. versionadded:: 0.1
     """
 
     __slots__ = (
+        "_future",
         "_owner",
         "_silent",
         "destroyed",
         "id",
         "location",
+        "name",
         "request",
         "request_id",
         "trigger_id",
@@ -112,6 +137,8 @@ class Resource:
         self.request_id = request_id
         self.request = request
         self.destroyed = False
+        self.name: str | None = None
+        self._future: weakref.ref[Any] | None = None
         # made by a hook callback: no callback is called for it, init to destroy
         self._silent = getattr(_calling, "on", False)
         self._owner: Resource | None = (
@@ -231,6 +258,18 @@ def _update() -> None:
         _live.clear()
 
 
+def set_future(resource: Resource | None, future: Any) -> None:
+    """Say that *future* (a task or a `concurrent.futures.Future`) holds *resource*'s outcome."""
+    if resource is not None:
+        resource._future = weakref.ref(future)
+
+
+def future_of(resource: Resource) -> Any:
+    """The future `set_future` gave *resource*, while it lives; else None."""
+    ref = resource._future
+    return None if ref is None else ref()
+
+
 def location(depth: int = 1, skip: tuple[str, ...] = ()) -> str:
     """``"file:line"`` of the first caller *depth* frames up or further out, outside the libraries.
 
@@ -263,6 +302,14 @@ def create(kind: str, where: str, *, request: bool = False) -> Resource:
     if owner is not None and not owner.destroyed:
         with _lock:
             _live.setdefault(owner.id, {})[resource.id] = resource
+    bleed = watchers.bleed
+    if bleed is not None:
+        if request:
+            if request_id is not None:
+                with _lock:
+                    _open[request_id] = _open.get(request_id, 0) + 1
+        elif kind != "scope":
+            _check_request_id(resource, request_id, bleed)
     if not resource._silent:
         for hook in _hooks:
             if hook._init is not None:
@@ -273,6 +320,13 @@ def create(kind: str, where: str, *, request: bool = False) -> Resource:
 def before(resource: Resource) -> Token[Resource | None]:
     """Make *resource* current and call the ``before`` hooks; `after` takes the token back."""
     token = _current.set(resource)
+    bleed = watchers.bleed
+    if bleed is not None and not resource.request:
+        # work that runs in another context than it was handed over in (a shared Context)
+        value = get_current().get(_REQUEST_KEY)
+        found = value.get("request_id") if value is not None else None  # type: ignore[attr-defined]
+        if found != resource.request_id:
+            _check_request_id(resource, found, bleed)
     _call(resource, "before")
     return token
 
@@ -295,11 +349,61 @@ def destroy(resource: Resource, *_: object) -> None:
         if owner is not None:
             _live.get(owner.id, {}).pop(resource.id, None)
         left = _live.pop(resource.id, None) if resource.request else None
+        request_id = resource.request_id
+        if resource.request and request_id is not None and request_id in _open:
+            still = _open.pop(request_id) - 1
+            if still:
+                _open[request_id] = still
+            else:
+                _ended[request_id] = resource.location
+                _ended.move_to_end(request_id)
+                if len(_ended) > ENDED_KEPT:
+                    _ended.popitem(last=False)
     _call(resource, "destroy")
     running = [r for r in (left or {}).values() if r.type != "scope" and not r.destroyed]
     report = watchers.outlived
     if running and report is not None:
         report(resource, running)
+
+
+def began(resource: Resource | None, ambient: Context) -> None:
+    """A request *resource* began where the context *ambient* was current (before its own).
+
+    The bleed watch's look at a request's start: *ambient* should hold no
+    request that has ended and no span that has ended.
+    """
+    bleed = watchers.bleed
+    if bleed is None or resource is None:
+        return
+    value = ambient.get(_REQUEST_KEY)
+    if value is not None:
+        _check_request_id(resource, value.get("request_id"), bleed)  # type: ignore[attr-defined]
+    span = ambient.get(span_key())
+    if getattr(span, "end_time", None) is not None:  # an SDK span, ended
+        attributes = getattr(span, "attributes", None) or {}
+        held = attributes.get("request.id")
+        of = f" of request {str(held)!r}" if held is not None else ""
+        name = getattr(span, "name", "?")
+        bleed(resource, None if held is None else str(held), f"the span {name!r}{of}, ended")
+
+
+def _check_request_id(
+    resource: Resource, request_id: object, bleed: Callable[[Resource, str | None, str], None]
+) -> None:
+    if request_id is None or request_id == (resource.request_id if resource.request else None):
+        return
+    with _lock:
+        began = _ended.get(request_id) if request_id not in _open else None  # type: ignore[call-overload]
+    if began is not None:
+        held = str(request_id)
+        bleed(resource, held, f"the request id of request {held!r} (begun at {began}), ended")
+
+
+def forget_requests() -> None:
+    """Forget the requests in flight and ended (the bleed watch starts afresh)."""
+    with _lock:
+        _open.clear()
+        _ended.clear()
 
 
 def run(resource: Resource, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -350,6 +454,9 @@ def enter_scope(scope: Any, key: str, outer: Any, value: Any) -> Any:
         before_id = outer.get("request_id") if outer is not None else None
         request = value.get("request_id") not in (None, before_id)
     resource = create("scope", location(2), request=request)
+    bleed = watchers.bleed
+    if request and bleed is not None and outer is not None:
+        _check_request_id(resource, outer.get("request_id"), bleed)
     return resource, before(resource)
 
 
