@@ -119,8 +119,12 @@ def _headline(snapshot: Mapping[str, Any], source: str) -> str:
     return f"threadline top{where}: {count}{more} ({at})"
 
 
-def render_text(snapshot: Mapping[str, Any], *, source: str = "") -> str:
-    """The snapshot as lines for a terminal: each request, slowest first, and its waterfall."""
+def render_text(snapshot: Mapping[str, Any], *, source: str = "", unicode: bool = True) -> str:
+    """The snapshot as lines for a terminal: each request, slowest first, and its waterfall.
+
+    *unicode* False draws the bars with ``#`` (done) and ``=`` (running).
+    """
+    done, running = ("█", "▒") if unicode else ("#", "=")
     lines = [_headline(snapshot, source)]
     for request in sorted(snapshot["requests"], key=lambda r: -r["age"]):
         age = max(request["age"], 1e-9)
@@ -138,7 +142,7 @@ def render_text(snapshot: Mapping[str, Any], *, source: str = "") -> str:
             end = age if duration is None else min(start + duration, age)
             left = round(start / age * BAR_WIDTH)
             width = max(1, round((end - start) / age * BAR_WIDTH))
-            bar = " " * left + ("▒" if duration is None else "█") * width
+            bar = " " * left + (running if duration is None else done) * width
             state = "running" if duration is None else _seconds(duration)
             what = resource["type"] + (f" {resource['name']}" if resource["name"] else "")
             lines.append(
