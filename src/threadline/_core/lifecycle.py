@@ -38,6 +38,7 @@ __all__ = [
     "future_of",
     "in_library",
     "location",
+    "retrieved",
     "run",
     "set_future",
     "set_watchers",
@@ -258,10 +259,40 @@ def _update() -> None:
         _live.clear()
 
 
+watch_retrieval = False
+"""True while someone (the live view) wants to know whether a job's exception was retrieved."""
+
+
 def set_future(resource: Resource | None, future: Any) -> None:
-    """Say that *future* (a task or a `concurrent.futures.Future`) holds *resource*'s outcome."""
-    if resource is not None:
-        resource._future = weakref.ref(future)
+    """Say that *future* (a task or a `concurrent.futures.Future`) holds *resource*'s outcome.
+
+    While `watch_retrieval`, a `concurrent.futures.Future` also notes in
+    `retrieved` whether its ``result`` or ``exception`` was called (a task
+    knows that itself).
+    """
+    if resource is None:
+        return
+    resource._future = weakref.ref(future)
+    if watch_retrieval and not hasattr(future, "_asyncio_future_blocking"):
+        seen = [False]
+        result, exception = future.result, future.exception
+
+        def result_(timeout: float | None = None) -> Any:
+            seen[0] = True
+            return result(timeout)
+
+        def exception_(timeout: float | None = None) -> Any:
+            seen[0] = True
+            return exception(timeout)
+
+        with contextlib.suppress(AttributeError):  # a Future subclass with __slots__: unknown
+            future.result, future.exception = result_, exception_
+            future._threadline_retrieved = seen
+
+
+def retrieved(future: Any) -> list[bool] | None:
+    """The flag `set_future` keeps for *future* (``[True]`` once retrieved), or None."""
+    return getattr(future, "_threadline_retrieved", None)
 
 
 def future_of(resource: Resource) -> Any:

@@ -10,6 +10,7 @@ stay for `leaks`. Every table is capped, and what did not fit is counted.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 import weakref
@@ -17,9 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import trace
+
 from .._core import lifecycle
 from .._core.context import Context, get_current
 from ..hooks import track_tasks, tracking, untrack_tasks
+
+_OPENTELEMETRY = (os.path.dirname(os.path.dirname(os.path.abspath(trace.__file__))) + os.sep,)
+"""OpenTelemetry's folder: a span is made where the application called into it."""
 
 MAX_REQUESTS = 1000
 """Requests tracked at once; a request that begins while this many run is counted, not shown."""
@@ -128,12 +134,14 @@ class Tracker:
     def enable(self) -> None:
         """Start tracking (the hook, the running loop's tasks, the SDK's spans)."""
         self.on = True
+        lifecycle.watch_retrieval = True
         self._hook.enable()
         self._watch_here()
 
     def disable(self) -> None:
         """Stop tracking; put back the loops' task factories; forget the requests in flight."""
         self.on = False
+        lifecycle.watch_retrieval = False
         self._hook.disable()
         loops = list(self._loops)
         self._loops.clear()
@@ -154,8 +162,6 @@ class Tracker:
         if loop is not None and loop not in self._loops and not tracking(loop):
             self._loops.add(loop)
             track_tasks(loop)
-        from opentelemetry import trace  # noqa: PLC0415 - loaded by threadline already
-
         provider = trace.get_tracer_provider()
         add = getattr(provider, "add_span_processor", None)
         if add is not None and provider not in self._providers:
@@ -239,10 +245,14 @@ class Tracker:
                 # collected: asyncio itself said so when it was (if nobody retrieved it)
                 return task is None or not task._log_traceback
         else:
-            error = future.exception(timeout=0)
-            if error is None:
+            seen = lifecycle.retrieved(future)
+            error = future._exception  # (the wrapped exception() would count as retrieved)
+            if error is None or seen is None:
                 return
-            retrieved = _watch_retrieval(future)
+
+            def retrieved() -> bool:
+                return seen[0]
+
         owner = None if request is None else request.resource
         context = item.context if item is not None else get_current()
         left = _Left(_what(resource), item, owner, context, repr(error))
@@ -257,7 +267,7 @@ class Tracker:
 
     def span_started(self, span: Any, parent: Context | None) -> None:
         context = parent if parent is not None else get_current()
-        where = lifecycle.location(2)
+        where = lifecycle.location(2, _OPENTELEMETRY)
         request = self._request_of()
         left = _Left("span", None, request, _with_span(context, span))
         with self._lock:
@@ -336,23 +346,6 @@ def _with_span(context: Context, span: Any) -> Context:
     from opentelemetry.trace import set_span_in_context  # noqa: PLC0415 - spans are on
 
     return set_span_in_context(span, context)
-
-
-def _watch_retrieval(future: Any) -> Callable[[], bool]:
-    """Whether anyone called the `concurrent.futures.Future`'s ``result`` or ``exception``."""
-    seen = [False]
-    result, exception = future.result, future.exception
-
-    def result_(timeout: float | None = None) -> Any:
-        seen[0] = True
-        return result(timeout)
-
-    def exception_(timeout: float | None = None) -> BaseException | None:
-        seen[0] = True
-        return exception(timeout)  # type: ignore[no-any-return]
-
-    future.result, future.exception = result_, exception_
-    return lambda: seen[0]
 
 
 def _request_data(request: _Request, now: float) -> dict[str, Any]:
