@@ -57,7 +57,8 @@ def fetch(url: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
         with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - ditto
             return answer.status, dict(answer.headers), answer.read()
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
+        with error:
+            return error.code, dict(error.headers), error.read()
 
 
 def requests_of(url: str) -> list[dict[str, Any]]:
@@ -117,7 +118,8 @@ class TestServe:
         post = urllib.request.Request(server.url + "/requests", data=b"x", method="POST")  # noqa: S310
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(post, timeout=30)  # noqa: S310 - a loopback test URL
-        assert 501 == refused.value.code
+        with refused.value:
+            assert 501 == refused.value.code
 
 
 class TestEnvironment:
@@ -236,16 +238,15 @@ class TestInFlight:
         assert ["r-1", "r-2"] == [request["request_id"] for request in two_in_flight]
         first, second = two_in_flight
         assert first["age"] > second["age"]
-        source = HERE.read_text()
         for request in two_in_flight:
             assert ("http.server", "GET /slow/{n}") == (request["type"], request["name"])
             assert 4 == request["running"]
             made = {(r["type"], r["location"], r["duration"]) for r in request["resources"]}
             assert {
-                ("task", f"{HERE}:{marked_line(source, 'MARK-TASK')}", None),
-                ("subprocess", f"{HERE}:{marked_line(source, 'MARK-CHILD')}", None),
-                ("thread.job", f"{HERE}:{marked_line(source, 'MARK-JOB')}", None),
-                ("thread", f"{HERE}:{marked_line(source, 'MARK-THREAD')}", None),
+                ("task", marked_line(str(HERE), "MARK-TASK"), None),
+                ("subprocess", marked_line(str(HERE), "MARK-CHILD"), None),
+                ("thread.job", marked_line(str(HERE), "MARK-JOB"), None),
+                ("thread", marked_line(str(HERE), "MARK-THREAD"), None),
             } == made
 
     async def test_the_requests_leave_the_view_when_they_end(
@@ -343,8 +344,21 @@ class TestPage:
 
 HOSTILE = "\x1b[2J<script>alert(1)</script>\n\u202eforged line"
 KEYS = st.sampled_from(
-    "requests resources request_id age start duration name type location running dropped "
-    "time dropped_requests".split()
+    [
+        "requests",
+        "resources",
+        "request_id",
+        "age",
+        "start",
+        "duration",
+        "name",
+        "type",
+        "location",
+        "running",
+        "dropped",
+        "time",
+        "dropped_requests",
+    ]
 )
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
@@ -438,14 +452,14 @@ class TestBounded:
         monkeypatch.setattr(_tracker, "MAX_REQUESTS", 2)
         monkeypatch.setattr(_tracker, "MAX_RESOURCES", 3)
         gate = threading.Event()
-        with contextlib.ExitStack() as stack:
-            for n in range(3):
+        with tl.ThreadPoolExecutor(5) as pool, contextlib.ExitStack() as stack:
+            stack.callback(gate.set)
+            for n in range(2):
                 stack.enter_context(tl.request.scope(request_id=f"r{n}"))
-            with tl.ThreadPoolExecutor(5) as pool:
-                for _ in range(5):
-                    pool.submit(gate.wait, 30)
-                snapshot = live.snapshot()
-                gate.set()
+            for _ in range(5):
+                pool.submit(gate.wait, 30)
+            stack.enter_context(tl.request.scope(request_id="r2"))
+            snapshot = live.snapshot()
         assert 1 == snapshot["dropped_requests"]
         (outer, inner) = snapshot["requests"]  # type: ignore[misc]
         assert ("r0", "r1") == (outer["request_id"], inner["request_id"])
@@ -510,7 +524,7 @@ class TestBleed:
         with lost.detecting(log=False) as found:
             await pipelined(reset_contextvars=False, requests=3)
         bleeds = [report for report in found.reports() if report.cause == "bleed"]
-        where = f"{HERE}:{marked_line(HERE.read_text(), 'MARK-ASGI')}"
+        where = marked_line(str(HERE), "MARK-ASGI")
         assert [(where, "r1")] == [(report.location, report.request_id) for report in bleeds]
         assert "still held the request id of request 'r1'" in bleeds[0].message
         assert "--reset-contextvars" in bleeds[0].message
@@ -528,20 +542,21 @@ class TestBleed:
     async def test_aiohttp_handler_that_never_detaches(self, serve: Serve) -> None:
         """threadline's middleware sees the next request begin in the ended one's context."""
         shared = contextvars.copy_context()  # one Context for every request: the bug
+        kept: list[otel_context.Context] = []
 
         @web.middleware
         async def in_one_context(request: web.Request, handler: Any) -> web.StreamResponse:
             loop = asyncio.get_running_loop()
-            return await loop.create_task(handler(request), context=shared)
+            return await loop.create_task(handler(request), context=shared)  # MARK-SHARED
 
         @web.middleware
         async def keeps_the_context(request: web.Request, handler: Any) -> web.StreamResponse:
             response = await handler(request)
-            otel_context.attach(request["context"])  # never detached
+            otel_context.attach(kept.pop())  # the request's context, never detached
             return response
 
         async def handler(request: web.Request) -> web.Response:  # MARK-AIOHTTP
-            request["context"] = otel_context.get_current()
+            kept.append(otel_context.get_current())
             return web.Response(text=tl.request.get()["request_id"])  # type: ignore[index]
 
         app = web.Application()
@@ -555,10 +570,14 @@ class TestBleed:
                     async with session.get(url, headers={"X-Request-ID": request_id}) as answer:
                         assert request_id == await answer.text()  # threadline's own is clean
         bleeds = [report for report in found.reports() if report.cause == "bleed"]
-        where = f"{HERE}:{marked_line(HERE.read_text(), 'MARK-AIOHTTP')}"
-        assert [(where, "a-1")] == [(report.location, report.request_id) for report in bleeds]
-        assert bleeds[0].message.startswith("an HTTP request began here in a context that still")
-        assert 2 == diagnostics.drop_counts()[lost.BLEED_REASON]
+        # where the shared Context enters (a task), and the request that begins in it
+        assert [
+            (marked_line(str(HERE), "MARK-SHARED"), "a-1"),
+            (marked_line(str(HERE), "MARK-AIOHTTP"), "a-1"),
+        ] == [(report.location, report.request_id) for report in bleeds]
+        assert bleeds[0].message.startswith("a task began here in a context that still held")
+        assert bleeds[1].message.startswith("an HTTP request began here in a context that still")
+        assert 4 == diagnostics.drop_counts()[lost.BLEED_REASON]
 
     def test_a_request_inside_a_live_one_is_no_bleed(self) -> None:
         """A request begun inside another that still runs (an in-process call) is not reported."""
@@ -594,10 +613,8 @@ class TestBleed:
         )
         result = pytester.runpytest("--strict-markers")
         result.assert_outcomes(failed=1)
-        line = marked_line(path.read_text(), "BLEEDS-HERE")
-        result.stdout.fnmatch_lines(
-            [f"*{path}:{line}: bleed: a request scope began here*request 'first'*"]
-        )
+        where = marked_line(str(path), "BLEEDS-HERE")
+        result.stdout.fnmatch_lines([f"*{where}: bleed: a request scope began here*'first'*"])
 
 
 # -- leaks ---------------------------------------------------------------------------------------
@@ -650,10 +667,9 @@ class TestLeaks:
             failing._log_traceback = False  # type: ignore[attr-defined] # asyncio: said here
             pool.shutdown()
             logging.getLogger(live.LOGGER_NAME).removeHandler(record)
-        source = HERE.read_text()
 
         def at(mark: str) -> str:
-            return f"{HERE}:{marked_line(source, mark)}"
+            return marked_line(str(HERE), mark)
 
         assert {
             ("outlived", "task", at("LEAK-TASK"), ""),
@@ -691,9 +707,8 @@ class TestLeaks:
         )
         assert 0 == result.returncode, result.stderr
         lines = result.stderr.splitlines()
-        source = program.read_text()
-        thread_at = f"{program}:{marked_line(source, 'EXIT-THREAD')}"
-        job_at = f"{program}:{marked_line(source, 'EXIT-JOB')}"
+        thread_at = marked_line(str(program), "EXIT-THREAD")
+        job_at = marked_line(str(program), "EXIT-JOB")
         assert [
             f"r-exit threadline: a thread made at {thread_at} still runs after its request "
             f"ended; it belonged to request 'r-exit' (begun at {program}:8)",

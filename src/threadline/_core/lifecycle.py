@@ -407,8 +407,9 @@ def began(resource: Resource | None, ambient: Context) -> None:
     if bleed is None or resource is None:
         return
     value = ambient.get(_REQUEST_KEY)
-    if value is not None:
-        _check_request_id(resource, value.get("request_id"), bleed)  # type: ignore[attr-defined]
+    held = None if value is None else value.get("request_id")  # type: ignore[attr-defined]
+    if held is not None and _check_request_id(resource, held, bleed):
+        return  # one bleed, reported once, even when the span that bled in says it too
     span = ambient.get(span_key())
     if getattr(span, "end_time", None) is not None:  # an SDK span, ended
         attributes = getattr(span, "attributes", None) or {}
@@ -420,14 +421,17 @@ def began(resource: Resource | None, ambient: Context) -> None:
 
 def _check_request_id(
     resource: Resource, request_id: object, bleed: Callable[[Resource, str | None, str], None]
-) -> None:
+) -> bool:
+    """Report a bleed if *request_id* is of a request that ended; whether it was one."""
     if request_id is None or request_id == (resource.request_id if resource.request else None):
-        return
+        return False
     with _lock:
         began = _ended.get(request_id) if request_id not in _open else None  # type: ignore[call-overload]
     if began is not None:
         held = str(request_id)
         bleed(resource, held, f"the request id of request {held!r} (begun at {began}), ended")
+        return True
+    return False
 
 
 def forget_requests() -> None:
