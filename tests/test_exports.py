@@ -48,6 +48,7 @@ PUBLIC_MODULES = [
     "threadline.export",
     "threadline.hooks",
     "threadline.httpx",
+    "threadline.live",
     "threadline.logging",
     "threadline.loguru",
     "threadline.lost",

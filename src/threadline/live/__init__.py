@@ -38,14 +38,19 @@ from .._core.context import attach, restore
 from .._core.settings import LIVE_ENV, is_loopback, parse_address, read_settings
 from .._core.text import escape_controls
 from ._page import render_html
-from ._server import LiveServer
-from ._tracker import MAX_LEAKS, MAX_REQUESTS, MAX_RESOURCES, Leak, tracker
+from ._server import LiveServer as LiveServer
+from ._tracker import MAX_LEAKS as MAX_LEAKS
+from ._tracker import MAX_REQUESTS as MAX_REQUESTS
+from ._tracker import MAX_RESOURCES as MAX_RESOURCES
+from ._tracker import Leak as Leak
+from ._tracker import tracker
 
 __all__ = [
     "LOGGER_NAME",
     "MAX_LEAKS",
     "MAX_REQUESTS",
     "MAX_RESOURCES",
+    "REFRESH_SECONDS",
     "Leak",
     "LiveServer",
     "leaks",
@@ -149,13 +154,13 @@ def leaks(*, log: bool = True) -> list[Leak]:
         for leak, context in found:
             token = attach(context)
             try:
-                _logger.warning("%s", describe(leak))
+                _logger.warning("%s", _describe(leak))
             finally:
                 restore(token)
     return [leak for leak, _ in found]
 
 
-def describe(leak: Leak) -> str:
+def _describe(leak: Leak) -> str:
     """One line saying what *leak* is, where it was made and its request (escaped)."""
     what = {
         "outlived": "still runs after its request ended",

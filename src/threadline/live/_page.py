@@ -97,6 +97,44 @@ def _count(value: object, where: str) -> int:
     return value
 
 
+def shortened(snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    """*snapshot* with the folder every location shares taken off them (``app.py:12``)."""
+    places = [r["location"] for r in snapshot["requests"]] + [
+        resource["location"] for r in snapshot["requests"] for resource in r["resources"]
+    ]
+    common = _common_folder([place for place in places if "/" in place])
+    if not common:
+        return dict(snapshot)
+
+    def cut_(place: str) -> str:
+        return place[len(common) :] if place.startswith(common) else place
+
+    return {
+        **snapshot,
+        "requests": [
+            {
+                **request,
+                "location": cut_(request["location"]),
+                "resources": [
+                    {**resource, "location": cut_(resource["location"])}
+                    for resource in request["resources"]
+                ],
+            }
+            for request in snapshot["requests"]
+        ],
+    }
+
+
+def _common_folder(places: list[str]) -> str:
+    if not places:
+        return ""
+    first, last = min(places), max(places)
+    size = 0
+    while size < min(len(first), len(last)) and first[size] == last[size]:
+        size += 1
+    return first[:size].rpartition("/")[0] + "/" if "/" in first[:size] else ""
+
+
 # -- text ----------------------------------------------------------------------------------
 
 
@@ -125,6 +163,7 @@ def render_text(snapshot: Mapping[str, Any], *, source: str = "", unicode: bool 
     *unicode* False draws the bars with ``#`` (done) and ``=`` (running).
     """
     done, running = ("█", "▒") if unicode else ("#", "=")
+    snapshot = shortened(snapshot)
     lines = [_headline(snapshot, source)]
     for request in sorted(snapshot["requests"], key=lambda r: -r["age"]):
         age = max(request["age"], 1e-9)
@@ -186,6 +225,7 @@ def render_html(
 ) -> str:
     """The snapshot as one self-contained page; *refresh*: reload every so many seconds."""
     meta = f'<meta http-equiv="refresh" content="{int(refresh)}">' if refresh else ""
+    snapshot = shortened(snapshot)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
