@@ -716,3 +716,55 @@ class TestLeaks:
             "its exception: ValueError(\"invalid literal for int() with base 10: 'x'\"); it "
             f"belonged to request 'r-exit' (begun at {program}:8)",
         ] == lines
+
+
+# -- the docs' pictures --------------------------------------------------------------------------
+
+ROOT = HERE.parent.parent
+REGENERATE = "THREADLINE_REGENERATE_DOCS"
+PAGE_SHOT = ROOT / "docs" / "images" / "live-page.png"
+LIVE_DOC = ROOT / "docs" / "live.md"
+
+
+def test_the_docs_pictures_of_the_views(request: pytest.FixtureRequest) -> None:
+    """docs/live.md's terminal view and page screenshot, made from examples/live_view.py.
+
+    With THREADLINE_REGENERATE_DOCS=1 they are made again (in headless Chromium);
+    otherwise they are checked to be there.
+    """
+    if os.environ.get(REGENERATE):
+        chromium = request.getfixturevalue("chromium")
+        example = subprocess.Popen(
+            [sys.executable, "examples/live_view.py", "--hold"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert example.stdin is not None
+        assert example.stdout is not None
+        try:
+            url = example.stdout.readline().strip()
+            top = subprocess.run(
+                [sys.executable, "-m", "threadline", "top", url, "--once"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            ).stdout
+            PAGE_SHOT.parent.mkdir(exist_ok=True)
+            browse(chromium, url + "/", f"--screenshot={PAGE_SHOT}")
+        finally:
+            example.stdin.close()
+            assert 0 == example.wait(60)
+            example.stdout.close()
+        first = top.split("\n\n")[:2]  # the headline and the oldest request
+        text = LIVE_DOC.read_text()
+        before, rest = text.split("<!-- top:begin -->\n", 1)
+        after = rest.split("<!-- top:end -->", 1)[1]
+        block = "```text\n" + "\n\n".join(first).rstrip() + "\n```\n"
+        LIVE_DOC.write_text(before + "<!-- top:begin -->\n" + block + "<!-- top:end -->" + after)
+    assert b"\x89PNG\r\n\x1a\n" == PAGE_SHOT.read_bytes()[:8]
+    block = LIVE_DOC.read_text().split("<!-- top:begin -->", 1)[1].split("<!-- top:end -->")[0]
+    assert "threadline top at http://127.0.0.1:" in block
+    assert "GET /orders/{order}" in block

@@ -147,14 +147,14 @@ def _seconds(value: float) -> str:
     return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.2f}s"
 
 
-def _headline(snapshot: Mapping[str, Any], source: str) -> str:
+def _headline(snapshot: Mapping[str, Any], source: str, tool: str = "top") -> str:
     requests = snapshot["requests"]
     at = time.strftime("%H:%M:%S", time.localtime(snapshot["time"]))
     count = f"{len(requests)} request{'s' if len(requests) != 1 else ''} in flight"
     dropped = snapshot["dropped_requests"]
     more = f", {dropped} not tracked (over the limit)" if dropped else ""
     where = f" at {_t(source, 200)}" if source else ""
-    return f"threadline top{where}: {count}{more} ({at})"
+    return f"threadline {tool}{where}: {count}{more} ({at})"
 
 
 def render_text(snapshot: Mapping[str, Any], *, source: str = "", unicode: bool = True) -> str:
@@ -232,8 +232,9 @@ def render_html(
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
         "style-src 'unsafe-inline'\">",
         meta,
-        f"<title>{_e(_headline(snapshot, source))}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>{_e(_headline(snapshot, source))}</h1>",
+        f"<title>{_e(_headline(snapshot, source, 'live'))}</title>"
+        f"<style>{_STYLE}</style></head><body>",
+        f"<h1>{_e(_headline(snapshot, source, 'live'))}</h1>",
     ]
     parts.extend(
         _request_html(request) for request in sorted(snapshot["requests"], key=lambda r: -r["age"])
