@@ -127,6 +127,9 @@ class Tracker:
         self._loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         self._providers: weakref.WeakSet[Any] = weakref.WeakSet()
         self.on = False
+        self._last_loop: Any = None
+        self._last_provider: Any = None
+        self._next_look = 0.0
         self._hook = lifecycle.create_hook(init=self._init, destroy=self._destroy)
 
     # -- switching ----------------------------------------------------------------------------
@@ -145,6 +148,8 @@ class Tracker:
         self._hook.disable()
         loops = list(self._loops)
         self._loops.clear()
+        self._last_loop = self._last_provider = None
+        self._next_look = 0.0
         for loop in loops:
             if loop.is_closed():
                 continue
@@ -159,14 +164,23 @@ class Tracker:
     def _watch_here(self) -> None:
         """Track the tasks of the running loop, and the spans of the global SDK provider."""
         loop = asyncio._get_running_loop()
-        if loop is not None and loop not in self._loops and not tracking(loop):
-            self._loops.add(loop)
-            track_tasks(loop)
+        if loop is not None and loop is not self._last_loop:
+            self._last_loop = loop  # (checked per request: most requests meet the same loop)
+            if loop not in self._loops and not tracking(loop):
+                self._loops.add(loop)
+                track_tasks(loop)
+        now = time.monotonic()
+        if now < self._next_look:
+            return
+        # a provider set later is found within a second (asking costs an environment lookup)
+        self._next_look = now + 1.0
         provider = trace.get_tracer_provider()
-        add = getattr(provider, "add_span_processor", None)
-        if add is not None and provider not in self._providers:
-            self._providers.add(provider)
-            add(_span_watch(self))  # a provider cannot drop a processor: it checks `on`
+        if provider is not self._last_provider:
+            self._last_provider = provider
+            add = getattr(provider, "add_span_processor", None)
+            if add is not None and provider not in self._providers:
+                self._providers.add(provider)
+                add(_span_watch(self))  # a provider cannot drop a processor: it checks `on`
 
     # -- the hook -----------------------------------------------------------------------------
 
