@@ -10,6 +10,7 @@ import itertools
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -270,6 +271,28 @@ class TestInFlight:
         assert out.index("r-1") < out.index("r-2")
         assert 2 == out.count("4 of 4 running")
         assert 8 == out.count("running  ")
+
+
+def test_top_redraws_until_interrupted(server: live.LiveServer) -> None:
+    """`threadline top URL`: the screen cleared and redrawn every --interval, until Ctrl-C (0)."""
+    top = subprocess.Popen(
+        [sys.executable, "-m", "threadline", "top", server.url, "--interval", "0.1"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    assert top.stdout is not None
+    drawn = []
+    with top.stdout:
+        while len(drawn) < 2:
+            line = top.stdout.readline()
+            assert line, "top ended early"
+            if "threadline top at" in line:
+                drawn.append(line)
+        top.send_signal(signal.SIGINT)
+        top.stdout.read()
+    assert 0 == top.wait(30)
+    assert all(line.startswith("\x1b[H\x1b[2Jthreadline top at") for line in drawn)
 
 
 # -- the page in a real browser -------------------------------------------------------------
