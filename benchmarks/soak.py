@@ -8,6 +8,9 @@ context, log line or span is wrong or lost, prints a summary, and exits 1 if
 any was. Bounded in requests and in time::
 
     python benchmarks/soak.py --requests 2000 --in-flight 100 --seconds 300
+
+``--stack asgi`` runs the ASGI soak instead (`soak_asgi`: FastAPI -> httpx ->
+FastAPI under uvicorn, with a thread hop on each side).
 """
 
 from __future__ import annotations
@@ -204,8 +207,17 @@ def main(argv: list[str] | None = None, out: Callable[[str], object] = print) ->
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--in-flight", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument(
+        "--stack",
+        choices=["aiohttp", "asgi"],
+        default="aiohttp",
+        help="aiohttp: this soak; asgi: FastAPI -> httpx -> FastAPI (soak_asgi.py)",
+    )
     args = parser.parse_args(argv)
-    result = asyncio.run(soak(args.requests, args.in_flight, args.seconds))
+    run = soak
+    if args.stack == "asgi":
+        from soak_asgi import soak as run
+    result = asyncio.run(run(args.requests, args.in_flight, args.seconds))
     wrong = result.pop("wrong")
     for key, value in result.items():
         out(f"{key}: {value}")

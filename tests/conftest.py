@@ -15,6 +15,7 @@ from aiohttp import web
 from opentelemetry import trace
 
 import threadline as tl
+from tests.asgi_servers import AsgiServe, asgi_servers
 from tests.helpers import (
     Serve,
     Spans,
@@ -128,3 +129,10 @@ async def serve() -> AsyncIterator[Serve]:
     yield start
     for runner in runners:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def asgi_serve() -> AsyncIterator[AsgiServe]:
+    """Serve ASGI apps with real uvicorn or hypercorn on free loopback ports; all stopped after."""
+    async with asgi_servers() as start:
+        yield start

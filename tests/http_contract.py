@@ -358,6 +358,28 @@ class ServerContract:
             failure.request_id,
         )  # type: ignore[attr-defined]
 
+    # ------------------------------------------------------------------ Server-Timing
+
+    @pytest.mark.parametrize(("trust", "sent"), [(True, True), (False, False)])
+    async def test_server_timing(self, spans: Spans, trust: bool, sent: bool) -> None:
+        """server_timing=True: the SERVER span's traceparent in Server-Timing, trusted callers only.
+
+        Trace Context Level 3's response context; errors too.
+        """
+        for path in ("/items/1", "/fail"):
+            answer = await self.get(
+                path, {"traceparent": TRACEPARENT}, server_timing=True, trust_incoming=trust
+            )
+            span = [s for s in spans.finished() if s.kind == SpanKind.SERVER][-1]
+            ids = f"{span.context.trace_id:032x}-{span.context.span_id:016x}"
+            timing = f'traceparent;desc="00-{ids}-{span.context.trace_flags:02x}"'
+            assert (timing if sent else None) == answer.headers.get("server-timing"), path
+
+    async def test_no_server_timing_by_default(self) -> None:
+        """Without the option, no Server-Timing header."""
+        answer = await self.get("/items/1", {"traceparent": TRACEPARENT})
+        assert "server-timing" not in answer.headers
+
     # ------------------------------------------------------------------ access line
 
     async def test_the_access_line(self) -> None:

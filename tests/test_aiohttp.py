@@ -305,6 +305,11 @@ class TestServer:
             tla.setup(app, trust_incoming="no")
         assert 0 == len(app.middlewares)
 
+    def test_middleware_checks_every_flag(self) -> None:
+        """middleware(remember_request_id="yes") is a TypeError naming it."""
+        with pytest.raises(TypeError, match=r"^remember_request_id takes True or False"):
+            tla.middleware(remember_request_id="yes")  # type: ignore[arg-type]
+
 
 class TestTrustBoundary:
     async def test_public_edge_starts_a_new_trace(self, serve: Serve, spans: Spans) -> None:

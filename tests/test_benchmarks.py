@@ -1,4 +1,4 @@
-"""A quick smoke of the benchmark code: it runs and reports every variant (no timing asserted)."""
+"""A quick smoke of the benchmark code (no timing asserted), and the soaks, whole or small."""
 
 from __future__ import annotations
 
@@ -158,6 +158,38 @@ def test_soak_small() -> None:
         timeout=300,
     )
     assert (0, "wrong or lost: 0") == (result.returncode, result.stdout.splitlines()[-1])
+
+
+@pytest.mark.timeout(400)
+def test_asgi_soak() -> None:
+    """2,000 requests, 200 in flight, half hostile, FastAPI -> httpx -> FastAPI under uvicorn with
+    a thread hop on each side: every hop and log line sees the same ids, no span is lost."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "soak.py"),
+            "--stack",
+            "asgi",
+            "--requests",
+            "2000",
+            "--in-flight",
+            "200",
+            "--seconds",
+            "300",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=360,
+    )
+    lines = result.stdout.splitlines()
+    assert (0, "wrong or lost: 0") == (result.returncode, lines[-1] if lines else result.stderr)
+    summary = dict(line.split(": ", 1) for line in lines[:-1])
+    assert ("2000", "8000", "4000") == (
+        summary["requests"],
+        summary["log_lines"],
+        summary["access_lines"],
+    )
 
 
 def test_the_table_goes_between_the_markers(report: ModuleType, tmp_path: Path) -> None:

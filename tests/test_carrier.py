@@ -17,6 +17,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, Trace
 
 import threadline as tl
 from threadline import diagnostics
+from threadline._wire import baggage as baggage_codec
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 SPAN_ID = "b7ad6b7169203331"
@@ -361,6 +362,31 @@ class TestStoreValues:
         """A key that is not a baggage token names the store and the key."""
         with store.scope({"with space": 1}), pytest.raises(TypeError, match="'with space'"):
             tl.inject({})
+
+    def test_each_value_is_sent_as_it_is_now(self) -> None:
+        """A request's members are encoded once, yet a merged or nested value goes as it is."""
+        sent = []
+        with tl.request.scope(request_id="r1", user_id=1):
+            for _ in range(2):
+                carrier: dict[str, str] = {}
+                tl.inject(carrier, tl.snapshot().context)
+                sent.append(carrier["baggage"])
+            with tl.request.merge(user_id=2):
+                carrier = {}
+                tl.inject(carrier)
+                sent.append(carrier["baggage"])
+        assert [
+            "request.request_id=r1;tl,request.user_id=1;tl=json",
+            "request.request_id=r1;tl,request.user_id=1;tl=json",
+            "request.request_id=r1;tl,request.user_id=2;tl=json",
+        ] == sent
+
+    def test_the_encoded_values_kept_are_bounded(self) -> None:
+        """Many requests, one after another: what is kept of their encoding stays bounded."""
+        for number in range(3 * baggage_codec._ENCODED_STORES_MAX):
+            with tl.request.scope(request_id=f"r{number}"):
+                tl.inject({})
+        assert len(baggage_codec._encoded_stores) <= baggage_codec._ENCODED_STORES_MAX
 
     def test_exited_store_is_not_sent(self) -> None:
         """A store emptied by exit() sends nothing."""

@@ -152,3 +152,49 @@ async def test_threadline_first_every_line_of_a_request_has_its_trace(
     assert 5 == len(lines.lines)  # two app lines, two access lines, one unhandled exception
     for logger, message, trace_id in lines.lines:
         assert trace_id in traces, (logger, message)
+
+
+@pytest.mark.parametrize("placement", ["setup", "first"])
+async def test_two_traceparents_begin_a_new_trace_beside_opentelemetry(
+    serve: Serve, spans: Spans, tracer_provider: SuiteTracerProvider, placement: str
+) -> None:
+    """OpenTelemetry's aiohttp-server middleware continues the first of two traceparents, which
+    W3C Trace Context (and threadline, after it or before it) drops: the handler runs in a new
+    trace, under threadline's SERVER span linked to OpenTelemetry's."""
+    from multidict import CIMultiDict
+    from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
+
+    async def handled(request: web.Request) -> web.Response:
+        ids = current_trace_ids()
+        return web.Response(text=ids[0] if ids else "-")
+
+    instrumentor = AioHttpServerInstrumentor()
+    with warnings.catch_warnings():  # its subclass of web.Application, which aiohttp discourages
+        warnings.simplefilter("ignore", DeprecationWarning)
+        instrumentor.instrument(tracer_provider=tracer_provider)
+    try:
+        app = web.Application()  # the instrumented one: OpenTelemetry's middleware first
+    finally:
+        instrumentor.uninstrument()
+    if placement == "setup":
+        tla.setup(app)  # threadline's after it
+    else:
+        app.middlewares.insert(0, tla.middleware())  # threadline's before it
+    app.router.add_get("/handled", handled)
+    url = await serve(app)
+    first, second = "1" * 32, "2" * 32
+    headers = CIMultiDict([("traceparent", f"00-{first}-{'3' * 16}-01")])
+    headers.add("traceparent", f"00-{second}-{'3' * 16}-01")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url + "/handled", headers=headers) as response,
+    ):
+        handler_trace = await response.text()
+    servers = {
+        s.instrumentation_scope.name: s for s in spans.finished() if s.kind is SpanKind.SERVER
+    }
+    ours, theirs = servers["threadline"], servers["opentelemetry.instrumentation.aiohttp_server"]
+    assert handler_trace == f"{ours.context.trace_id:032x}"
+    assert handler_trace not in (first, second)
+    assert None is ours.parent
+    assert [theirs.context] == [link.context for link in ours.links]

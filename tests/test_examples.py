@@ -127,6 +127,17 @@ def test_http_services() -> None:
         assert f"X-Request-ID={request_id}" in out
 
 
+def test_fastapi_service() -> None:
+    """FastAPI under uvicorn: each request's lines (pool, background task, stream) share its ids."""
+    seen = json.loads(run("fastapi_service.py").stdout)
+    ids = {answer["X-Request-ID"] for answer in seen["answers"]}
+    assert {"req-0", "req-1", "req-2", "stream", "fail"} == ids
+    for request_id in ids:
+        traces = {line["trace_id"] for line in seen["logs"] if line["request_id"] == request_id}
+        assert 1 == len(traces), request_id
+    assert any(line["message"] == "receipt for 1" for line in seen["logs"])
+
+
 def test_demo_services() -> None:
     """The demo's two services: every process logs each order's one request id and one trace id."""
     result = run("demo_services.py", OTEL_TRACES_EXPORTER="none")

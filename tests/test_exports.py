@@ -42,6 +42,8 @@ PUBLIC_MODULES = [
     "threadline.aiohttp",
     "threadline.aiohttp.client",
     "threadline.aiohttp.server",
+    "threadline.asgi",
+    "threadline.asgi.middleware",
     "threadline.celery",
     "threadline.cli",
     "threadline.diagnostics",

@@ -24,11 +24,9 @@ import httpcore
 import httpx
 
 from ._boundary.coexistence import contrib_loaded, is_contrib
-from ._core.context import attach, get_current, restore
 from ._core.lifecycle import location
 from ._http.client import ClientExchange
 from ._http.options import ClientOptions
-from ._wire.carrier import without_baggage
 
 __all__ = ["instrument"]
 
@@ -118,18 +116,12 @@ def _instrument_sync(client: httpx.Client, options: ClientOptions) -> None:
     cls = type(client)  # looked up on each call: an instrumentation patched in later is kept
 
     def send(request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        other = _contrib_makes_it(client, request.url)
-        exchange = _exchange(options, request, other)
+        exchange = _exchange(options, request, _contrib_makes_it(client, request.url))
         token = _CALL.set(_Call(exchange))
-        withheld = attach(without_baggage(get_current())) if other else None
         try:
-            response = cls.send(client, request, **kwargs)
-        except BaseException as error:
-            exchange.fail(error)
-            raise
+            with exchange.sending():
+                response = cls.send(client, request, **kwargs)
         finally:
-            if withheld is not None:
-                restore(withheld)
             _CALL.reset(token)
         _end_with(response, exchange, _EndingStream)
         return response
@@ -148,18 +140,12 @@ def _instrument_async(client: httpx.AsyncClient, options: ClientOptions) -> None
     cls = type(client)
 
     async def send(request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        other = _contrib_makes_it(client, request.url)
-        exchange = _exchange(options, request, other)
+        exchange = _exchange(options, request, _contrib_makes_it(client, request.url))
         token = _CALL.set(_Call(exchange))
-        withheld = attach(without_baggage(get_current())) if other else None
         try:
-            response = await cls.send(client, request, **kwargs)
-        except BaseException as error:
-            exchange.fail(error)
-            raise
+            with exchange.sending():
+                response = await cls.send(client, request, **kwargs)
         finally:
-            if withheld is not None:
-                restore(withheld)
             _CALL.reset(token)
         _end_with(response, exchange, _AsyncEndingStream)
         return response

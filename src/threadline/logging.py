@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._core.checks import require_names
+from ._core.context import Context, context_of_error
 from ._core.stores import ContextStore, registered_stores, request
 from ._core.text import escape_controls, escape_json_line
 from ._telemetry.spans import current_trace_ids
@@ -107,15 +108,22 @@ class ContextFilter(logging.Filter):
 
         String values that hold a character that is not printable (CR, LF,
         other controls) are escaped as `repr` escapes them: a value that came
-        in as baggage never forges a log line.
+        in as baggage never forges a log line. A record of an exception that
+        escaped a request (logged by the server after the request's context
+        was gone) gets that request's fields.
         """
-        self._set(record, self._keys)
+        context = None
+        if record.exc_info and self._store.get() is None:  # logged after its request was over
+            context = context_of_error(record.exc_info[1])
+        self._set(record, self._keys, context)
         placeholder = self._placeholder
-        ids = current_trace_ids()
+        ids = current_trace_ids(context)
         record.__dict__["trace_id"], record.__dict__["span_id"] = ids or (placeholder, placeholder)
 
-    def _set(self, record: logging.LogRecord, keys: Sequence[str]) -> None:
-        values = self._store.get()
+    def _set(
+        self, record: logging.LogRecord, keys: Sequence[str], context: Context | None = None
+    ) -> None:
+        values = self._store.get(context)
         placeholder = self._placeholder
         record_dict = record.__dict__
         for key in keys:

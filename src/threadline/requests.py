@@ -25,11 +25,9 @@ import requests
 import urllib3
 
 from ._boundary.coexistence import contrib_loaded
-from ._core.context import attach, get_current, restore
 from ._core.lifecycle import location
 from ._http.client import ClientExchange
 from ._http.options import ClientOptions
-from ._wire.carrier import without_baggage
 
 __all__ = ["instrument"]
 
@@ -109,15 +107,10 @@ def instrument(
         )
         exchange.write_headers(headers)
         token = _CALL.set((session, exchange))
-        withheld = attach(without_baggage(get_current())) if other else None
         try:
-            response = cls.send(session, request, **kwargs)
-        except BaseException as error:
-            exchange.fail(error)
-            raise
+            with exchange.sending():
+                response = cls.send(session, request, **kwargs)
         finally:
-            if withheld is not None:
-                restore(withheld)
             _CALL.reset(token)
         follow = response.next  # a redirect not followed: the caller may send it on
         if follow is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from contextvars import ContextVar, Token
 from typing import Any, TypeVar
 
@@ -21,7 +21,9 @@ __all__ = [
     "Context",
     "attach",
     "await_within",
+    "context_of_error",
     "get_current",
+    "mark_error",
     "restore",
     "span_in",
     "span_key",
@@ -61,6 +63,28 @@ def restore(token: Token[Context]) -> bool:
     except ValueError:
         return False
     return True
+
+
+_ERROR_CONTEXT = "_threadline_context"
+
+
+def mark_error(error: BaseException, context: Context) -> None:
+    """Keep *context* on *error*, which escapes the request it was raised in.
+
+    What logs *error* after the request's context is gone (the server, an
+    outer middleware) reads the request's ids from it (`context_of_error`).
+    The first mark stays: it is the innermost request's.
+    """
+    if _ERROR_CONTEXT not in getattr(error, "__dict__", {_ERROR_CONTEXT: None}):
+        # (an exception type without attributes of its own keeps none)
+        with suppress(AttributeError, TypeError):
+            setattr(error, _ERROR_CONTEXT, context)
+
+
+def context_of_error(error: object) -> Context | None:
+    """The context `mark_error` kept on *error*, or None."""
+    context = getattr(error, "__dict__", {}).get(_ERROR_CONTEXT)
+    return context if isinstance(context, Context) else None
 
 
 def store_key(name: str) -> str:

@@ -27,10 +27,10 @@ from opentelemetry.trace import SpanKind
 
 from .._boundary.coexistence import plan_span
 from .._boundary.handoff import hand_off
-from .._core.context import Context, get_current, span_in, span_key
+from .._core.context import Context, attach, get_current, restore, span_in, span_key
 from .._core.stores import request as request_store
 from .._telemetry.spans import start_boundary_span
-from .._wire.carrier import BAGGAGE
+from .._wire.carrier import BAGGAGE, without_baggage
 from .._wire.formats import configured_formats, inject_formats
 from .hosts import host_of
 from .incoming import REQUEST_ID_HEADER
@@ -38,9 +38,12 @@ from .options import ClientOptions
 from .semconv import client_attributes, set_status
 
 if TYPE_CHECKING:
+    from contextvars import Token
+    from types import TracebackType
+
     from opentelemetry.trace import Span
 
-__all__ = ["CLIENT_BOUNDARY", "ClientExchange"]
+__all__ = ["CLIENT_BOUNDARY", "ClientExchange", "Sending"]
 
 CLIENT_BOUNDARY = "http.client"
 """The boundary of a call made: the CLIENT span's ``threadline.boundary`` and the
@@ -159,3 +162,41 @@ class ClientExchange:
     def fail(self, error: BaseException) -> None:
         """The call failed with *error* (no response): the span records it and ends."""
         self._handoff.end(error)
+
+    def sending(self) -> Sending:
+        """A context manager around the client's own send of the call (every hop of it).
+
+        An error leaving it fails the call (`fail`) and goes on. When another
+        instrumentation makes the call's span (*other_makes_it*), its
+        injection runs inside: the block runs in
+        `threadline._wire.carrier.without_baggage`, so that injection writes
+        the trace only, and which host gets baggage stays this exchange's decision.
+        """
+        return Sending(self)
+
+
+class Sending:
+    """`ClientExchange.sending`'s context manager."""
+
+    __slots__ = ("_exchange", "_token")
+
+    def __init__(self, exchange: ClientExchange) -> None:
+        self._exchange = exchange
+        self._token: Token[Context] | None = None
+
+    def __enter__(self) -> None:
+        if self._exchange._other:
+            self._token = attach(without_baggage(get_current()))
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if error is not None:
+                self._exchange.fail(error)
+        finally:
+            if self._token is not None:
+                restore(self._token)

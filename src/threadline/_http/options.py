@@ -38,6 +38,9 @@ class ServerOptions:
             is the only user id.
         spans: make a SERVER span per request.
         access_log: write the access line at the end of each request.
+        server_timing: send the SERVER span's traceparent back in a
+            ``Server-Timing`` response header (Trace Context Level 3), to
+            trusted callers only (with *trust_incoming*).
         logger: where the access and unhandled-exception lines go (the
             adapter's logger, ``threadline.aiohttp``, …).
         is_error: which response statuses make the span an error.
@@ -53,9 +56,12 @@ class ServerOptions:
     access_log: bool = True
     logger: logging.Logger = _SERVER_LOGGER
     is_error: StatusPolicy = server_error
+    server_timing: bool = False
 
     def __post_init__(self) -> None:
-        _require_bools(self, "trust_incoming", "accept_request_id", "spans", "access_log")
+        _require_bools(
+            self, "trust_incoming", "accept_request_id", "spans", "access_log", "server_timing"
+        )
         if self.user_id is not None and not callable(self.user_id):
             raise TypeError(
                 f"user_id takes a function of the request (or None), got {self.user_id!r}"

@@ -32,12 +32,12 @@ from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Link, SpanKind
 
 from .._boundary.coexistence import plan_span
 from .._boundary.handoff import Arrival
 from .._core import lifecycle
-from .._core.context import Context, attach, get_current, restore, span_in, span_key
+from .._core.context import Context, attach, get_current, mark_error, restore, span_in, span_key
 from .._core.stores import merged_into
 from .._core.stores import request as request_store
 from .._core.values import freeze
@@ -54,10 +54,11 @@ from .options import ServerOptions
 from .semconv import ServerFields, server_attributes, server_span_name, set_status
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Link, Span
+    from opentelemetry.trace import Span
 
 __all__ = [
     "SERVER_BOUNDARY",
+    "SERVER_TIMING_HEADER",
     "ServerExchange",
     "ServerFields",
     "ServerReader",
@@ -67,6 +68,9 @@ __all__ = [
 SERVER_BOUNDARY = "http.server"
 """The boundary of a request served: the SERVER span's ``threadline.boundary`` and the
 lifecycle-hook resource's type."""
+
+SERVER_TIMING_HEADER = "Server-Timing"
+"""Trace Context Level 3's response header (the ``server_timing`` option)."""
 
 R = TypeVar("R")
 R_contra = TypeVar("R_contra", contravariant=True)
@@ -113,6 +117,7 @@ class ServerExchange(Generic[R]):
 
     __slots__ = (
         "_arrival",
+        "_completed",
         "_incoming",
         "_inner",
         "_link",
@@ -152,6 +157,7 @@ class ServerExchange(Generic[R]):
         self._route: str | None = _UNKNOWN
         self._status: int | None = None
         self._settled = False
+        self._completed = False
         self._user_token: Token[Context] | None = None
         self._inner: Span | None = None  # the span OpenTelemetry's middleware made inside, seen
 
@@ -159,16 +165,28 @@ class ServerExchange(Generic[R]):
         options = self._options
         # (positional: spans, other_makes_it, root; keywords would cost a dict per request)
         plan = plan_span("SERVER", get_current(), options.spans, self._other_makes_it, True)
-        span = plan.continued
+        span, own = plan.continued, plan.own
         if span is not None:
             span.set_attribute("request.id", self.request_id)
-        elif plan.own:
+            if not options.trust_incoming:
+                _warn_if_it_continues_the_caller(span)
+            elif _continues_what_was_dropped(span, self._incoming):
+                # its propagator took a trace threadline's strict reading dropped (two
+                # traceparents: OpenTelemetry's takes the first): the request begins a new
+                # trace under threadline's span, linked to that one, as the W3C spec asks
+                self._link, span, own = Link(span.get_span_context()), None, options.spans
+        if own:
             span = self._start_span()
-        self._owned: Span | None = span if plan.own else None
+        self._owned: Span | None = span if own else None
         self._span: Span | None = span
+        context = self._context(span)
+        if self._other_makes_it and span is None and span_in(context) is not None:
+            # the span that came is not the current one: OpenTelemetry's middleware, next,
+            # makes the SERVER span (not an INTERNAL one under a span it finds current)
+            context = Context({**context, span_key(): None})
         # the resource's type, where (a string, not a bound method: no cycle), a request
         arrival = self._arrival = Arrival(
-            self._context(span),
+            context,
             None,
             SERVER_BOUNDARY,
             self._reader.location(self._request) if lifecycle.active else None,
@@ -192,22 +210,34 @@ class ServerExchange(Generic[R]):
         if error is not None and not self._settled:
             self.fail(error)
         try:
-            options, owned = self._options, self._owned
-            if owned is not None:  # ended in the request's scope and span, as is the access line
-                if self._status is not None:
-                    set_status(owned, self._status, options.is_error)
-                owned.end()
-            if options.access_log and options.logger.isEnabledFor(logging.INFO):
-                token = self._in_inner_span()
-                try:
-                    self._log_access()
-                finally:
-                    if token is not None:
-                        restore(token)
+            self.complete()
         finally:
             if self._user_token is not None:
                 restore(self._user_token)
             self._arrival.__exit__(kind, error, traceback)
+
+    def complete(self) -> None:
+        """The response is over: end threadline's span and write the access line, once.
+
+        Leaving the block does it, unless the adapter did before: an ASGI
+        response ends with its last body chunk, before background tasks run,
+        which still run in the request's context (until the block is left).
+        """
+        if self._completed:
+            return
+        self._completed = True
+        options, owned = self._options, self._owned
+        if owned is not None:  # ended in the request's scope and span, as is the access line
+            if self._status is not None:
+                set_status(owned, self._status, options.is_error)
+            owned.end()
+        if options.access_log and options.logger.isEnabledFor(logging.INFO):
+            token = self._in_inner_span()
+            try:
+                self._log_access()
+            finally:
+                if token is not None:
+                    restore(token)
 
     def identify(self) -> Awaitable[None] | None:
         """Run the ``user_id`` extractor (in the request's context); None when it is done.
@@ -243,9 +273,20 @@ class ServerExchange(Generic[R]):
 
         For what runs inside OpenTelemetry's middleware (*other_makes_it*),
         which builds its context afresh from the headers; its span gets
-        ``request.id`` and ``enduser.id``.
+        ``request.id`` and ``enduser.id``. A span that continues trace fields
+        threadline dropped is not the request's: threadline's own begins a new
+        trace, linked to it.
         """
         span: Span | None = span_in(get_current())
+        options = self._options
+        if (
+            span is not None
+            and self._owned is None
+            and options.trust_incoming
+            and _continues_what_was_dropped(span, self._incoming)
+        ):  # as in __enter__: not that trace
+            self._link = Link(span.get_span_context())
+            span = self._owned = self._span = self._start_span() if options.spans else None
         if span is not None:
             self._inner = span
             span.set_attribute("request.id", self.request_id)
@@ -280,7 +321,15 @@ class ServerExchange(Generic[R]):
 
         `finish` and `fail` write them into the response's headers; these are
         for an adapter that writes them later, or into a list of its own (ASGI's).
+        With the ``server_timing`` option (and ``trust_incoming``), also
+        ``Server-Timing: traceparent;desc="00-{trace}-{span}-{flags}"`` (Trace
+        Context Level 3) for the span of this hop, when there is a valid one.
         """
+        options = self._options
+        if options.server_timing and options.trust_incoming:
+            timing = server_timing(self._span if self._inner is None else self._inner)
+            if timing is not None:
+                return ((REQUEST_ID_HEADER, self.request_id), (SERVER_TIMING_HEADER, timing))
         return ((REQUEST_ID_HEADER, self.request_id),)
 
     def finish(self, status: int, headers: MutableMapping[str, str] | None = None) -> None:
@@ -292,7 +341,7 @@ class ServerExchange(Generic[R]):
         self._status = status
         self._settled = True
         if headers is not None:
-            headers.setdefault(REQUEST_ID_HEADER, self.request_id)
+            self._write_headers(headers)
 
     def fail(self, error: BaseException, headers: MutableMapping[str, str] | None = None) -> None:
         """The request failed with *error*, which the handler raised.
@@ -305,7 +354,8 @@ class ServerExchange(Generic[R]):
         """
         self._settled = True
         if headers is not None:
-            headers.setdefault(REQUEST_ID_HEADER, self.request_id)
+            self._write_headers(headers)
+        mark_error(error, get_current())  # its lines after the request still name the request
         if isinstance(error, Exception):
             self._status = 500
             reader, request = self._reader, self._request
@@ -319,6 +369,13 @@ class ServerExchange(Generic[R]):
                     restore(token)
         if self._owned is not None:
             record_error(self._owned, error)
+
+    def _write_headers(self, headers: MutableMapping[str, str]) -> None:
+        if self._options.server_timing:
+            for name, value in self.response_headers():
+                headers.setdefault(name, value)
+        else:
+            headers.setdefault(REQUEST_ID_HEADER, self.request_id)
 
     def _in_inner_span(self) -> Token[Context] | None:
         """Attach the request's context under the span made inside, if any.
@@ -358,6 +415,67 @@ class ServerExchange(Generic[R]):
             started=self._started,
             route=self.route,
         )
+
+
+_warned_about_trust = False
+
+
+def _warn_if_it_continues_the_caller(span: Span) -> None:
+    """Say once that a distrusting server's SERVER span, made by another, continues the caller."""
+    global _warned_about_trust  # noqa: PLW0603 - once per process
+    parent = getattr(span, "parent", None)  # an SDK span's
+    if _warned_about_trust or parent is None or not parent.is_remote:
+        return
+    _warned_about_trust = True
+    scope = getattr(getattr(span, "instrumentation_scope", None), "name", "another instrumentation")
+    logging.getLogger("threadline").warning(
+        "trust_incoming=False, but the SERVER span threadline continues (made by %s) continues "
+        "the caller's trace: turn that instrumentation's tracing off at a public edge "
+        "(FastAPI: FastAPI(telemetry={'tracing': False}))",
+        scope,
+    )
+
+
+_warned_about_dropped = False
+
+
+def _continues_what_was_dropped(span: Span, incoming: Context) -> bool:
+    """Whether *span*, another's, continues a remote parent that is not the one threadline read.
+
+    Both read the same request's headers in the same formats; they differ only
+    where threadline's strict reading dropped the trace fields. Said once, as a warning.
+    """
+    global _warned_about_dropped  # noqa: PLW0603 - once per process
+    parent = getattr(span, "parent", None)  # an SDK span's
+    if parent is None or not parent.is_remote:
+        return False
+    came = span_in(incoming)
+    read = came.get_span_context() if came is not None else None
+    if read is not None and (read.trace_id, read.span_id) == (parent.trace_id, parent.span_id):
+        return False
+    if not _warned_about_dropped:
+        _warned_about_dropped = True
+        scope = getattr(getattr(span, "instrumentation_scope", None), "name", "another")
+        logging.getLogger("threadline").warning(
+            "the SERVER span made by %s continues trace fields threadline dropped as invalid: "
+            "the request begins a new trace under threadline's own SERVER span, linked to it "
+            "(OTEL_PROPAGATORS=threadline makes both read the fields alike)",
+            scope,
+        )
+    return True
+
+
+def server_timing(span: Span | None) -> str | None:
+    """The ``Server-Timing`` value that names *span* (``traceparent;desc="00-…"``), or None."""
+    if span is None:
+        return None
+    span_context = span.get_span_context()
+    if not span_context.is_valid:
+        return None
+    return (
+        f'traceparent;desc="00-{span_context.trace_id:032x}-'
+        f'{span_context.span_id:016x}-{span_context.trace_flags:02x}"'
+    )
 
 
 def start_server_span(

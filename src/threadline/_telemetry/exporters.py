@@ -16,6 +16,7 @@ import logging
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import TypeVar
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -121,28 +122,56 @@ def _otlp_exporter(settings: Settings) -> tuple[str, SpanExporter]:
 
 
 def _load_exporter(name: str) -> SpanExporter:
-    """The exporter the entry point *name* names; a ValueError saying why it cannot be made."""
-    found = entry_points(group=_EXPORTER_GROUP, name=name)
+    """The span exporter the entry point *name* names; a ValueError saying why it cannot be made."""
+    return load_plugin(
+        _EXPORTER_GROUP,
+        name,
+        SpanExporter,
+        what="span exporter",
+        setting=OTEL_TRACES_EXPORTER,
+        builtin=("file", "none", "otlp"),
+        hint=_PIP_HINT.get(name),
+    )
+
+
+T = TypeVar("T")
+
+
+def load_plugin(
+    group: str,
+    name: str,
+    kind: type[T],
+    *,
+    what: str,
+    setting: str,
+    builtin: Sequence[str],
+    hint: str | None = None,
+) -> T:
+    """Make the *kind* the entry point *name* of *group* names (an exporter: OTel's plug-ins).
+
+    Raises:
+        ValueError: none is installed (the message lists what *setting* may
+            name), its package is missing (with *hint*), it fails to start, or
+            it makes no *kind*.
+    """
+    found = entry_points(group=group, name=name)
     if not found:
-        known = sorted({"file", "none", "otlp", *entry_points(group=_EXPORTER_GROUP).names})
-        raise ValueError(
-            f"no span exporter {name!r} is installed; {OTEL_TRACES_EXPORTER} may name "
-            f"{', '.join(known)}"
-        )
+        known = sorted({*builtin, *entry_points(group=group).names})
+        raise ValueError(f"no {what} {name!r} is installed; {setting} may name {', '.join(known)}")
     try:
-        exporter = next(iter(found)).load()()
+        made = next(iter(found)).load()()
     except ImportError as exc:
-        hint = _PIP_HINT.get(name, f"install the package of the exporter {name!r}")
+        fix = hint or f"install the package of the exporter {name!r}"
         raise ValueError(
-            f"the exporter {name!r} needs a package that is missing ({exc}): {hint}"
+            f"the exporter {name!r} needs a package that is missing ({exc}): {fix}"
         ) from None
     except Exception as exc:  # noqa: BLE001 - a plug-in that cannot start must not stop the application
         raise ValueError(
             f"the exporter {name!r} could not be made ({type(exc).__name__}: {exc})"
         ) from None
-    if not isinstance(exporter, SpanExporter):
-        raise ValueError(f"the exporter {name!r} is no span exporter")  # noqa: TRY004
-    return exporter
+    if not isinstance(made, kind):
+        raise ValueError(f"the exporter {name!r} is no {what}")  # noqa: TRY004
+    return made
 
 
 def export_to_each(

@@ -18,7 +18,6 @@ import time
 import traceback
 import warnings
 from collections.abc import Mapping
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.context import Context
@@ -31,6 +30,7 @@ from .._core.context import get_current
 from .._core.settings import DEFAULT_OTLP_PROTOCOL, OTEL_LOGS_EXPORTER, Settings, invalid_setting
 from .._core.stores import ContextStore, request
 from .attributes import REQUEST_ATTRIBUTES, attribute_map, attribute_value, chosen_attributes
+from .exporters import load_plugin
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span as APISpan
@@ -150,22 +150,14 @@ def configured_log_exporters(settings: Settings) -> list[LogRecordExporter]:
 def _log_exporter(name: str, settings: Settings) -> LogRecordExporter:
     if name == "otlp":  # as the SDK's own auto-configuration: its protocol picks the entry point
         name = _OTLP_BY_PROTOCOL.get(settings.otlp_logs_protocol, DEFAULT_OTLP_PROTOCOL)
-    found = entry_points(group=_EXPORTER_GROUP, name=name)
-    if not found:
-        known = sorted({"none", "otlp", *entry_points(group=_EXPORTER_GROUP).names})
-        raise ValueError(
-            f"no log exporter {name!r} is installed; {OTEL_LOGS_EXPORTER} may name "
-            f"{', '.join(known)}"
-        )
-    try:
-        exporter = next(iter(found)).load()()
-    except Exception as exc:  # noqa: BLE001 - a plug-in that cannot start must not stop the application
-        raise ValueError(
-            f"the log exporter {name!r} could not be made ({type(exc).__name__}: {exc})"
-        ) from None
-    if not isinstance(exporter, LogRecordExporter):
-        raise ValueError(f"the exporter {name!r} is no log record exporter")  # noqa: TRY004
-    return exporter
+    return load_plugin(
+        _EXPORTER_GROUP,
+        name,
+        LogRecordExporter,  # type: ignore[type-abstract] # only checked with isinstance
+        what="log record exporter",
+        setting=OTEL_LOGS_EXPORTER,
+        builtin=("none", "otlp"),
+    )
 
 
 def configure_logs(

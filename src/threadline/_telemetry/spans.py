@@ -82,10 +82,13 @@ _last_ids: tuple[object, tuple[str, str]] | None = None
 """The span context `current_trace_ids` formatted last, with its ids (one entry, any thread)."""
 
 
-def current_trace_ids() -> tuple[str, str] | None:
-    """Return the current ``(trace_id, span_id)`` in lower-case hex; None without a valid span."""
+def current_trace_ids(context: Context | None = None) -> tuple[str, str] | None:
+    """Return the current ``(trace_id, span_id)`` in lower-case hex; None without a valid span.
+
+    With *context*, the ids of the span current there.
+    """
     global _last_ids  # noqa: PLW0603 - replaced whole, so any thread reads a consistent pair
-    span: Span | None = span_in(get_current())
+    span: Span | None = span_in(get_current() if context is None else context)
     if span is None:
         return None
     span_context = span.get_span_context()

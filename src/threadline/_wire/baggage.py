@@ -187,17 +187,36 @@ def encode(plain: Mapping[str, str], stores: Mapping[str, FrozenMapping]) -> Ite
     for key, value in plain.items():
         yield f"{key}={encode_value(value)}"
     for store, values in stores.items():
-        for key, value in values.items():
-            if not _TOKEN.fullmatch(key):
-                raise TypeError(
-                    f"ContextStore {store!r} key {key!r} cannot cross a process boundary: "
-                    "keys must be W3C baggage tokens (letters, digits, !#$%&'*+-.^_`|~)"
-                )
-            if type(value) is str:
-                yield f"{store}.{key}={encode_value(value)};{STORE_PROPERTY}"
-            else:
-                text = _to_json(store, key, value)
-                yield f"{store}.{key}={encode_value(text)};{STORE_PROPERTY}={JSON_TYPE}"
+        cached = _encoded_stores.get((store, id(values)))
+        if cached is not None and cached[0] is values:
+            yield from cached[1]
+            continue
+        members = tuple(_store_members(store, values))
+        if len(_encoded_stores) >= _ENCODED_STORES_MAX:
+            _encoded_stores.clear()
+        _encoded_stores[store, id(values)] = (values, members)
+        yield from members
+
+
+# A store's value is immutable and lives as long as its scope, which may hand
+# off many times (every call, job and child of a request): its members are
+# encoded once. The entry holds the value, so its id is not reused meanwhile.
+_ENCODED_STORES_MAX = 256
+_encoded_stores: dict[tuple[str, int], tuple[FrozenMapping, tuple[str, ...]]] = {}
+
+
+def _store_members(store: str, values: FrozenMapping) -> Iterator[str]:
+    for key, value in values.items():
+        if not _TOKEN.fullmatch(key):
+            raise TypeError(
+                f"ContextStore {store!r} key {key!r} cannot cross a process boundary: "
+                "keys must be W3C baggage tokens (letters, digits, !#$%&'*+-.^_`|~)"
+            )
+        if type(value) is str:
+            yield f"{store}.{key}={encode_value(value)};{STORE_PROPERTY}"
+        else:
+            text = _to_json(store, key, value)
+            yield f"{store}.{key}={encode_value(text)};{STORE_PROPERTY}={JSON_TYPE}"
 
 
 def _json_default(value: object) -> object:

@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from .._boundary.coexistence import contrib_loaded, is_contrib
+from .._core.checks import require_bool
 from .._http.incoming import GetAll
 from .._http.options import ServerOptions
 from .._http.server import ServerExchange, ServerFields
@@ -41,6 +42,7 @@ def middleware(
     user_id: UserIdExtractor | None = None,
     spans: bool = True,
     access_log: bool = True,
+    server_timing: bool = False,
     remember_request_id: bool = False,
 ) -> Middleware:
     """Return an aiohttp middleware that runs each request in its own context.
@@ -61,6 +63,9 @@ def middleware(
         spans: record a SERVER span per request.
         access_log: log one line per request at its end, with its duration,
             on the ``threadline.aiohttp`` logger.
+        server_timing: answer trusted callers (*trust_incoming*) with the
+            SERVER span's traceparent in a ``Server-Timing`` header (Trace
+            Context Level 3: ``traceparent;desc="00-…"``).
         remember_request_id: keep the id on the request for `setup`'s
             response hook (set by `setup`).
 
@@ -75,8 +80,9 @@ def middleware(
         spans=spans,
         access_log=access_log,
         logger=_access_log,
+        server_timing=server_timing,
     )
-    return _middleware(options, remember_request_id)
+    return _middleware(options, require_bool("remember_request_id", remember_request_id))
 
 
 def _middleware(options: ServerOptions, remember_request_id: bool) -> Middleware:
