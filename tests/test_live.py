@@ -508,12 +508,21 @@ def asgi_app(ids: itertools.count[int]) -> Any:
     return app
 
 
-async def pipelined(reset_contextvars: bool, requests: int) -> None:
+async def answer(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A plain ASGI app that does nothing with context: it answers ``ok``."""
+    if scope["type"] == "http":
+        await receive()
+        headers = [(b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def pipelined(reset_contextvars: bool, requests: int, app: Any = None) -> None:
     """Serve *requests* pipelined on one connection with uvicorn (h11), as a client does."""
     import uvicorn
 
     config = uvicorn.Config(
-        asgi_app(itertools.count(1)),
+        app or asgi_app(itertools.count(1)),
         host="127.0.0.1",
         port=0,
         http="h11",
@@ -558,6 +567,16 @@ class TestBleed:
         pytest.importorskip("uvicorn")
         with lost.detecting(log=False) as found:
             await pipelined(reset_contextvars=True, requests=3)
+        assert [] == [report for report in found.reports() if report.cause == "bleed"]
+        assert lost.BLEED_REASON not in diagnostics.drop_counts()
+
+    async def test_threadline_asgi_middleware_keeps_uvicorn_requests_apart(self) -> None:
+        """uvicorn's send runs in the context the request came in with: nothing bleeds, no flag."""
+        import threadline.asgi
+
+        app = threadline.asgi.Middleware(answer)
+        with lost.detecting(log=False) as found:
+            await pipelined(reset_contextvars=False, requests=3, app=app)
         assert [] == [report for report in found.reports() if report.cause == "bleed"]
         assert lost.BLEED_REASON not in diagnostics.drop_counts()
 
