@@ -390,6 +390,17 @@ JSON_VALUES = st.recursive(
 )
 
 
+@given(JSON_VALUES)
+def test_a_snapshot_from_outside_is_read_strictly(data: object) -> None:
+    """Any JSON value: a snapshot that draws, or a BadSnapshotError; never another error."""
+    try:
+        snapshot = read_snapshot(data)
+    except BadSnapshotError:
+        return
+    for drawn in (render_text(snapshot), render_html(snapshot)):
+        assert "\x1b" not in drawn
+
+
 class TestEscaping:
     def test_the_json_the_page_and_the_text_escape_what_came_from_outside(
         self, server: live.LiveServer
@@ -422,16 +433,6 @@ class TestEscaping:
         assert "\x1b" not in drawn
         assert "\u202e" not in drawn
         assert not any(line.startswith("forged") for line in drawn.splitlines())
-
-    @given(JSON_VALUES)
-    def test_a_snapshot_from_outside_is_read_strictly(self, data: object) -> None:
-        """Any JSON value: a snapshot that draws, or a BadSnapshotError; never another error."""
-        try:
-            snapshot = read_snapshot(data)
-        except BadSnapshotError:
-            return
-        for drawn in (render_text(snapshot), render_html(snapshot)):
-            assert "\x1b" not in drawn
 
     def test_top_says_when_what_it_reads_is_no_view(self, capsys: Any) -> None:
         """A server that answers something else: top --once exits 1 naming the URL; no crash."""

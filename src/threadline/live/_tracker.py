@@ -137,6 +137,7 @@ class Tracker:
     def enable(self) -> None:
         """Start tracking (the hook, the running loop's tasks, the SDK's spans)."""
         self.on = True
+        self.dropped["requests"] = 0  # a view served afresh counts afresh
         lifecycle.watch_retrieval = True
         self._hook.enable()
         self._watch_here()
@@ -345,6 +346,7 @@ class Tracker:
             self._outlived.clear()
             self._failed.clear()
             self._spans.clear()
+            self.dropped.update(outlived=0, unretrieved=0, unended=0)
 
 
 def _leak(kind: str, left: _Left) -> Leak:
