@@ -141,6 +141,23 @@ class TestEnvironment:
         assert LIVE_ENV not in for_workers()
         assert "3" == for_workers()["THREADLINE_SHUTDOWN_TIMEOUT"]
 
+    def test_a_port_in_use_is_a_warning_and_off(self) -> None:
+        """THREADLINE_LIVE naming a port another program holds: the program runs, warned."""
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            result = subprocess.run(
+                [sys.executable, "-c", "import threadline; print('ran')"],
+                env=clean_env(**{LIVE_ENV: f"127.0.0.1:{port}"}),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        assert (0, "ran\n") == (result.returncode, result.stdout)
+        assert f"{LIVE_ENV}=127.0.0.1:{port}: the live view cannot serve there" in result.stderr
+
     def test_served_from_the_first_import(self) -> None:
         """A process started with THREADLINE_LIVE serves its view once it imports threadline."""
         port = free_port()
@@ -271,6 +288,15 @@ class TestInFlight:
         assert out.index("r-1") < out.index("r-2")
         assert 2 == out.count("4 of 4 running")
         assert 8 == out.count("running  ")
+
+
+@pytest.mark.parametrize("interval", ["0", "-1", "nan", "soon"])
+def test_top_takes_an_interval_above_zero(interval: str, capsys: Any) -> None:
+    """--interval that is not a number of seconds above 0: a usage error naming it."""
+    with pytest.raises(SystemExit) as usage:
+        main(["top", "http://127.0.0.1:1", "--interval", interval])
+    assert 2 == usage.value.code
+    assert f"{interval!r} is not a number of seconds above 0" in capsys.readouterr().err
 
 
 def test_top_redraws_until_interrupted(server: live.LiveServer) -> None:
@@ -621,6 +647,21 @@ class TestBleed:
         assert bleeds[0].message.startswith("a task began here in a context that still held")
         assert bleeds[1].message.startswith("an HTTP request began here in a context that still")
         assert 4 == diagnostics.drop_counts()[lost.BLEED_REASON]
+
+    async def test_work_left_running_is_outlived_not_a_bleed(self) -> None:
+        """A task that outlives its request and makes more work there: outlived, no bleed."""
+        ended = asyncio.Event()
+
+        async def later() -> None:
+            await ended.wait()
+            await asyncio.create_task(asyncio.sleep(0))  # still the ended request's own work
+
+        with lost.detecting(log=False) as found:
+            with tl.request.scope(request_id="r-gone"):
+                left = asyncio.create_task(later())
+            ended.set()
+            await left
+        assert ["outlived"] == [report.cause for report in found.reports()]
 
     def test_a_request_inside_a_live_one_is_no_bleed(self) -> None:
         """A request begun inside another that still runs (an in-process call) is not reported."""

@@ -333,14 +333,11 @@ def create(kind: str, where: str, *, request: bool = False) -> Resource:
     if owner is not None and not owner.destroyed:
         with _lock:
             _live.setdefault(owner.id, {})[resource.id] = resource
-    bleed = watchers.bleed
-    if bleed is not None:
-        if request:
-            if request_id is not None:
-                with _lock:
-                    _open[request_id] = _open.get(request_id, 0) + 1
-        elif kind != "scope":
-            _check_request_id(resource, request_id, bleed)
+    # the bleed watch counts the requests in flight; work made in an ended request's context
+    # is that request's own (outlived, not bled): only where it runs is checked, in `before`
+    if request and request_id is not None and watchers.bleed is not None:
+        with _lock:
+            _open[request_id] = _open.get(request_id, 0) + 1
     if not resource._silent:
         for hook in _hooks:
             if hook._init is not None:

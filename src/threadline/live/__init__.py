@@ -214,11 +214,14 @@ def _from_environment() -> LiveServer | None:
     if address is None or (process is not None and process.parent_process() is not None):
         return None
     host, port = address
-    shown = f"[{host}]" if ":" in host else host
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        return serve(f"{shown}:{port}")
+        return serve(shown)
     except OSError as exc:
         logging.getLogger("threadline").warning(
-            "%s=%s: the live view cannot serve there (%s); it is off", LIVE_ENV, shown, exc
+            "%s=%s: the live view cannot serve there (%s); it is off",
+            LIVE_ENV,
+            shown,
+            escape_controls(exc.strerror or str(exc)),
         )
         return None
