@@ -267,6 +267,19 @@ class TestInFlight:
                 ("thread", marked_line(str(HERE), "MARK-THREAD"), None),
             } == made
 
+    def test_a_message_in_processing(self, server: live.LiveServer) -> None:
+        """A message's processing is a request too, named by its operation, its work under it."""
+        from threadline._messaging.consume import Processing
+        from threadline._messaging.semconv import Operation
+
+        gate = threading.Event()
+        with Processing({}, Operation("kafka", "orders")), tl.ThreadPoolExecutor(1) as pool:
+            pool.submit(gate.wait, 30)
+            (shown,) = live.snapshot()["requests"]  # type: ignore[misc]
+            gate.set()
+        assert ("message.process", "process orders") == (shown["type"], shown["name"])
+        assert ["thread.job"] == [resource["type"] for resource in shown["resources"]]
+
     async def test_the_requests_leave_the_view_when_they_end(
         self, slow_service: tuple[str, Slow], server: live.LiveServer
     ) -> None:
