@@ -676,6 +676,30 @@ class TestBleed:
             await left
         assert ["outlived"] == [report.cause for report in found.reports()]
 
+    def test_a_store_value_an_ended_request_set(self, store: tl.ContextStore) -> None:
+        """No request id bled in, but a value the ended request set: reported with it."""
+
+        def serve(request_id: str) -> None:
+            with tl.request.scope(request_id=request_id), store.scope(tenant=request_id):
+                kept = tl.request.exit(tl.snapshot)  # the tenant, without the request's id
+            kept.__enter__()  # attached again, never left
+
+        shared = contextvars.copy_context()
+        with lost.detecting(log=False) as found:
+            shared.run(serve, "r1")
+            shared.run(serve, "r2")
+        (bleed,) = found.reports()
+        assert ("bleed", "r1") == (bleed.cause, bleed.request_id)
+        assert "the test-store store's values set by request 'r1'" in bleed.message
+
+    def test_a_value_from_before_the_requests_is_no_bleed(self, store: tl.ContextStore) -> None:
+        """A value every request inherits (set at start-up) is not any request's: not reported."""
+        with lost.detecting(log=False) as found, store.scope(region="eu"):
+            for request_id in ("r1", "r2"):
+                with tl.request.scope(request_id=request_id):
+                    pass
+        assert [] == found.reports()
+
     def test_a_request_inside_a_live_one_is_no_bleed(self) -> None:
         """A request begun inside another that still runs (an in-process call) is not reported."""
         with lost.detecting(log=False) as found:

@@ -23,8 +23,9 @@ location and cause:
 - ``"outlived"``: a task or job still running after the request that made it
   ended (fire-and-forget), with where it was made.
 - ``"bleed"``: a request, task or job that began with *another* request's
-  context still in place: a request id of a request that had ended, or a
-  span that had ended (one request's context bleeding into the next: a
+  context still in place: the request id of a request that had ended, a
+  store value such a request set, or a span that had ended (one request's
+  context bleeding into the next: a
   context attached and never detached, a cached ``contextvars.Context``
   reused, asyncio's CPython issue 140947 under uvicorn without
   ``--reset-contextvars``). The report names that request and where it

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Any, TypeVar
 
-from .context import Context, get_current, span_key, store_key
+from .context import STORE_KEY_PREFIX, Context, get_current, span_key, store_key
 
 __all__ = [
     "Hook",
@@ -86,6 +86,11 @@ ENDED_KEPT = 4096
 # while any request with it runs, so only an id whose every request ended is "ended".
 _open: dict[str, int] = {}
 _ended: OrderedDict[str, str] = OrderedDict()
+VALUES_KEPT = 32
+"""How many store values one request remembers having set (the first), for the bleed watch."""
+# The store values the ended requests set (a scope's value; a request's own values), by
+# identity, each with the request that set it: held, so no other object can take the id.
+_ended_values: OrderedDict[int, tuple[object, str, str]] = OrderedDict()
 
 
 watchers = _Watchers()
@@ -118,6 +123,7 @@ class Resource:
         "_future",
         "_owner",
         "_silent",
+        "_values",
         "destroyed",
         "id",
         "location",
@@ -140,6 +146,7 @@ class Resource:
         self.destroyed = False
         self.name: str | None = None
         self._future: weakref.ref[Any] | None = None
+        self._values: list[object] | None = None  # what a request set (bleed watch on)
         # made by a hook callback: no callback is called for it, init to destroy
         self._silent = getattr(_calling, "on", False)
         self._owner: Resource | None = (
@@ -387,6 +394,12 @@ def destroy(resource: Resource, *_: object) -> None:
                 _ended.move_to_end(request_id)
                 if len(_ended) > ENDED_KEPT:
                     _ended.popitem(last=False)
+        if resource.request and resource._values:
+            for value in resource._values:
+                _ended_values[id(value)] = (value, request_id or "?", resource.location)
+            while len(_ended_values) > ENDED_KEPT:
+                _ended_values.popitem(last=False)
+            resource._values = None
     _call(resource, "destroy")
     running = [r for r in (left or {}).values() if r.type != "scope" and not r.destroyed]
     report = watchers.outlived
@@ -403,10 +416,18 @@ def began(resource: Resource | None, ambient: Context) -> None:
     bleed = watchers.bleed
     if bleed is None or resource is None:
         return
+    # what the request sets, against what was there: its own values, for the watch
+    resource._values = [
+        value
+        for key, value in get_current().items()
+        if key.startswith(STORE_KEY_PREFIX) and value is not None and ambient.get(key) is not value
+    ][:VALUES_KEPT]
     value = ambient.get(_REQUEST_KEY)
     held = None if value is None else value.get("request_id")  # type: ignore[attr-defined]
     if held is not None and _check_request_id(resource, held, bleed):
         return  # one bleed, reported once, even when the span that bled in says it too
+    if _check_values(resource, ambient, bleed):
+        return
     span = ambient.get(span_key())
     if getattr(span, "end_time", None) is not None:  # an SDK span, ended
         attributes = getattr(span, "attributes", None) or {}
@@ -414,6 +435,31 @@ def began(resource: Resource | None, ambient: Context) -> None:
         of = f" of request {str(held)!r}" if held is not None else ""
         name = getattr(span, "name", "?")
         bleed(resource, None if held is None else str(held), f"the span {name!r}{of}, ended")
+
+
+def _check_values(
+    resource: Resource, ambient: Context, bleed: Callable[[Resource, str | None, str], None]
+) -> bool:
+    """Report a bleed if *ambient* holds a store value an ended request set; whether it did."""
+    with _lock:
+        if not _ended_values:
+            return False
+        for key, value in ambient.items():
+            if not key.startswith(STORE_KEY_PREFIX):
+                continue
+            found = _ended_values.get(id(value))
+            if found is not None and found[0] is value and found[1] not in _open:
+                name = key.removeprefix(STORE_KEY_PREFIX)
+                held, began = found[1], found[2]
+                break
+        else:
+            return False
+    bleed(
+        resource,
+        held,
+        f"the {name} store's values set by request {held!r} (begun at {began}), ended",
+    )
+    return True
 
 
 def _check_request_id(
@@ -436,6 +482,7 @@ def forget_requests() -> None:
     with _lock:
         _open.clear()
         _ended.clear()
+        _ended_values.clear()
 
 
 def run(resource: Resource, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -487,8 +534,19 @@ def enter_scope(scope: Any, key: str, outer: Any, value: Any) -> Any:
         request = value.get("request_id") not in (None, before_id)
     resource = create("scope", location(2), request=request)
     bleed = watchers.bleed
-    if request and bleed is not None and outer is not None:
-        _check_request_id(resource, outer.get("request_id"), bleed)
+    if bleed is not None:
+        owner = resource if request else resource._owner
+        if owner is not None and value is not None:  # a value this request sets
+            if owner._values is None:
+                owner._values = []
+            if len(owner._values) < VALUES_KEPT:
+                owner._values.append(value)
+        if request:
+            ambient = get_current()
+            if not (
+                outer is not None and _check_request_id(resource, outer.get("request_id"), bleed)
+            ):
+                _check_values(resource, ambient, bleed)
     return resource, before(resource)
 
 
