@@ -92,6 +92,15 @@ class TestServe:
         with pytest.raises(ValueError, match=r"is not HOST:PORT"):
             live.serve(address)
 
+    def test_wrong_types_are_named(self) -> None:
+        """A programmer's mistake: a TypeError naming the argument."""
+        with pytest.raises(TypeError, match="address must be a str"):
+            live.serve(8123)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="allow_remote"):
+            live.serve(allow_remote="yes")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="log"):
+            live.leaks(log=None)  # type: ignore[arg-type]
+
     def test_off_until_served_and_off_again_after(self) -> None:
         """No hook and no thread before serve() or after close(): the view costs nothing off."""
         assert not lifecycle.active

@@ -34,6 +34,7 @@ import logging
 import sys
 import threading
 
+from .._core.checks import require_bool
 from .._core.context import attach, restore
 from .._core.settings import LIVE_ENV, is_loopback, parse_address, read_settings
 from .._core.text import escape_controls
@@ -86,8 +87,7 @@ def serve(address: str = "127.0.0.1:0", *, allow_remote: bool = False) -> LiveSe
     global _at_exit  # noqa: PLW0603 - registered once
     if not isinstance(address, str):
         raise TypeError(f"address must be a str 'HOST:PORT', not {type(address).__name__}")
-    if allow_remote is not True and allow_remote is not False:
-        raise TypeError(f"allow_remote must be True or False, not {allow_remote!r}")
+    require_bool("allow_remote", allow_remote)
     host, port = parse_address(address)
     if not allow_remote and not is_loopback(host):
         raise ValueError(
@@ -149,6 +149,7 @@ def leaks(*, log: bool = True) -> list[Leak]:
     Tracked while a view is served (and kept after it closes); at exit the
     same list is logged once more.
     """
+    require_bool("log", log)
     found = tracker.leaks()
     if log:
         for leak, context in found:

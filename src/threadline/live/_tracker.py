@@ -76,15 +76,16 @@ class _Item:
 
 
 class _Request:
-    __slots__ = ("context", "dropped", "items", "resource", "started", "wall")
+    """One request in flight: when it began (monotonic, and wall-clock), what it made."""
 
-    def __init__(self, resource: lifecycle.Resource, context: Context) -> None:
+    __slots__ = ("dropped", "items", "resource", "started", "wall")
+
+    def __init__(self, resource: lifecycle.Resource) -> None:
         self.resource = resource
         self.started = time.monotonic()
         self.wall = time.time()
         self.items: dict[int, _Item] = {}
         self.dropped = 0
-        self.context = context
 
 
 class _Left:
@@ -197,7 +198,7 @@ class Tracker:
             if len(self._requests) >= MAX_REQUESTS:
                 self.dropped["requests"] += 1
             else:
-                self._requests[request.id] = _Request(request, get_current())
+                self._requests[request.id] = _Request(request)
 
     def _add(self, resource: lifecycle.Resource, trigger: lifecycle.Resource) -> None:
         with self._lock:
