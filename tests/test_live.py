@@ -34,7 +34,7 @@ import threadline.subprocess
 from tests.helpers import Serve, clean_env, free_port, marked_line
 from threadline import diagnostics, live, lost
 from threadline._core import lifecycle
-from threadline._core.settings import LIVE_ENV, for_workers, read_settings
+from threadline._core.settings import LIVE_ENV, for_workers, parse_address, read_settings
 from threadline.cli import main
 from threadline.live import _tracker
 from threadline.live._page import BadSnapshotError, read_snapshot, render_html, render_text
@@ -130,6 +130,18 @@ class TestServe:
             urllib.request.urlopen(post, timeout=30)  # noqa: S310 - a loopback test URL
         with refused.value:
             assert 501 == refused.value.code
+
+
+@given(st.text(max_size=40))
+def test_an_address_from_outside_is_read_strictly(text: str) -> None:
+    """Any THREADLINE_LIVE text: a (host, port) to bind, or a ValueError; never another error."""
+    try:
+        host, port = parse_address(text)
+    except ValueError:
+        return
+    assert 0 <= port <= 65535
+    assert host.isprintable()
+    assert host
 
 
 class TestEnvironment:
