@@ -57,6 +57,15 @@ VARIANTS = {
     "noop": Variant("an empty middleware", reference="bare"),
     "floor": Variant("a minimal context middleware", reference="noop"),
     "context": Variant("threadline, context only", reference="noop", target=">= 0.95x"),
+    "live-off": Variant(
+        "threadline, context only, the live view's module loaded but not served",
+        reference="context",
+        target=">= 0.97x",
+    ),
+    "live-on": Variant(
+        "threadline, context only, the live view served (nobody watching)",
+        reference="context",
+    ),
     "sdkspan": Variant("a minimal span middleware", reference="bare"),
     "span": Variant(
         "threadline, a span per request",
@@ -114,6 +123,11 @@ def serve(name: str, port_file: str, endpoint: str | None, count_file: str | Non
         # start may run on the other core, as it would beside a busy server.
         os.sched_setaffinity(0, {0})
     middlewares = _middlewares(kind)
+    if kind == "live":
+        from threadline import live
+
+        if name == "live-on":
+            live.serve()
     if variant.handler == "work":
         _set_up_logging(kind)
 
@@ -200,7 +214,7 @@ def _set_up_tracing(name: str, handler: str, endpoint: str | None) -> list[int]:
 def _middlewares(kind: str) -> list[Any]:
     from aiohttp import web
 
-    if kind in ("context", "span"):
+    if kind in ("context", "span", "live"):
         import threadline.aiohttp
 
         return [threadline.aiohttp.middleware()]

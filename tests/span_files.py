@@ -8,6 +8,7 @@ a request as threadline carries it; the other functions plant one fault each.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from pathlib import Path
@@ -110,6 +111,27 @@ def split_request(tm: Telemetry, request_id: str) -> None:
                     logging.getLogger("backend").info("backend checks the stock")
         finally:
             context.detach(token)
+
+
+def bled_requests(tm: Telemetry, first: str, second: str) -> None:
+    """Two requests served in one reused Context, the first's context attached and never detached.
+
+    The second request begins with the first's span and request id current:
+    its SERVER span is a child of the first's, which had ended, and its log
+    line goes under the first's trace.
+    """
+    api = tm.tracer("api")
+    shared = contextvars.copy_context()  # one Context for every request: the bug
+
+    def serve(request_id: str) -> None:
+        with tl.request.scope(request_id=request_id):
+            with api.start_as_current_span("GET /orders", kind=SpanKind.SERVER):
+                logging.getLogger("api").info("order served")
+                kept = context.get_current()
+        context.attach(kept)  # never detached
+
+    shared.run(serve, first)
+    shared.run(serve, second)
 
 
 def raw_thread(tm: Telemetry, request_id: str) -> None:

@@ -97,6 +97,8 @@ def report(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
                 "bare aiohttp",
                 "an empty middleware",
                 "threadline, context only",
+                "the live view's module loaded but not served",
+                "the live view served (nobody watching)",
                 "threadline, a span per request",
                 "contrib aiohttp-server, a span per request",
                 "work handler",

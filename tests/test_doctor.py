@@ -123,6 +123,20 @@ class TestPlantedFaults:
         assert "lost at a hand-off" in str(found["cause"])
         assert "tl.ThreadPoolExecutor" in str(found["fix"])
 
+    def test_one_request_bled_into_the_next(
+        self, telemetry: Telemetry, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A SERVER span under an ended request's span, and its log line in that request's trace."""
+        span_files.bled_requests(telemetry, "r-first", "r-second")
+        found = findings(telemetry, capsys)
+        assert ["bleed", "bleed-logs"] == [finding["kind"] for finding in found]
+        bleed, logs = found
+        assert "'GET /orders' (api)" in str(bleed["summary"])
+        assert "of request r-first, a request that had ended" in str(bleed["summary"])
+        assert "request r-second" in str(bleed["details"])
+        assert "of request r-first holds log lines of request r-second" in str(logs["summary"])
+        assert "--reset-contextvars" in str(bleed["fix"])
+
     def test_every_fault_at_once_as_text(
         self, telemetry: Telemetry, capsys: pytest.CaptureFixture[str]
     ) -> None:

@@ -337,3 +337,12 @@ def test_otel_metrics() -> None:
         ],
         "orders.amount": [('{"tenant.id": "acme"}', 2), ('{"tenant.id": "globex"}', 1)],
     } == found
+
+
+def test_live_view() -> None:
+    """The example's service shows its three orders in flight, each with what it made."""
+    out = run("live_view.py").stdout
+    assert "6 requests in flight" in out
+    assert 3 == out.count("GET /orders/{order}")
+    assert 3 == out.count("3 of 4 running")
+    assert out.index("order-1") < out.index("order-2") < out.index("order-3")

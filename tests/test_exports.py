@@ -52,6 +52,7 @@ PUBLIC_MODULES = [
     "threadline.hooks",
     "threadline.httpx",
     "threadline.kafka",
+    "threadline.live",
     "threadline.logging",
     "threadline.loguru",
     "threadline.lost",

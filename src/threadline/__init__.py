@@ -22,6 +22,7 @@ more of OpenTelemetry load on first use.
 
 from __future__ import annotations
 
+import os as _os
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -92,3 +93,12 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
+
+
+# THREADLINE_LIVE (threadline.live): the view of this process's requests, from the first import.
+# One environment lookup otherwise (the name is _core.settings.LIVE_ENV, spelled out: importing
+# the settings here would cost every import); the live module loads only when it is set.
+if _os.environ.get("THREADLINE_LIVE"):
+    from .live import _from_environment
+
+    _from_environment()

@@ -5,8 +5,9 @@ Loading it registers a marker and two fixtures, nothing more; a test opts in:
 - ``threadline_spans``: the spans the test finished, from an in-memory exporter
   on the global SDK tracer provider (one is set when there is none yet);
 - ``@pytest.mark.threadline_no_lost_context`` (or the fixture
-  ``threadline_lost_context``): the test fails when context was lost in it,
-  each loss named with its location and cause.
+  ``threadline_lost_context``): the test fails when context was lost in it
+  (or bled from one request into the next), each loss named with its
+  location and cause.
 
 Losses come from the loss detector, `threadline.lost`, switched on for the
 test alone.

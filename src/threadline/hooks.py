@@ -57,6 +57,7 @@ def track_tasks(loop: asyncio.AbstractEventLoop | None = None) -> None:
             return _make(previous, loop, coro, kwargs)
         resource = _hooks.create("task", _hooks.location(1))
         task = _make(previous, loop, _run(resource, coro), kwargs)
+        _hooks.set_future(resource, task)
         task.add_done_callback(functools.partial(_finished, resource, coro))
         return task
 
@@ -97,7 +98,8 @@ def _make(previous: Any, loop: asyncio.AbstractEventLoop, coro: Any, kwargs: Any
 def _finished(resource: _hooks.Resource, coro: Coroutine[Any, Any, Any], _task: object) -> None:
     # A task cancelled before its first step never started the user's coroutine:
     # close it, as asyncio would have, instead of a "never awaited" warning.
-    if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+    # (only a native coroutine has a state: aiohttp's request managers are Coroutines too)
+    if inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
         coro.close()
     _hooks.destroy(resource)
 

@@ -22,6 +22,15 @@ location and cause:
   request id and without one; the report counts both.
 - ``"outlived"``: a task or job still running after the request that made it
   ended (fire-and-forget), with where it was made.
+- ``"bleed"``: a request, task or job that began with *another* request's
+  context still in place: the request id of a request that had ended, a
+  store value such a request set, or a span that had ended (one request's
+  context bleeding into the next: a
+  context attached and never detached, a cached ``contextvars.Context``
+  reused, asyncio's CPython issue 140947 under uvicorn without
+  ``--reset-contextvars``). The report names that request and where it
+  began; every occurrence is also counted under the reason
+  `BLEED_REASON` of `threadline.diagnostics.drop_counts`.
 
 Each report is a `Report` in `reports`, and a warning on the logger
 `LOGGER_NAME`. Hand-offs that carry the context (threadline's executors,
@@ -52,11 +61,13 @@ from typing import Any
 from ._core import lifecycle as _hooks
 from ._core.checks import require_bool
 from ._core.context import STORE_KEY_PREFIX
+from ._core.drops import record_drop
 from ._patching import watchers
 from ._patching.watchers import request_id as _request_id
 from .hooks import track_tasks, tracking, untrack_tasks
 
 __all__ = [
+    "BLEED_REASON",
     "LOGGER_NAME",
     "Detection",
     "Report",
@@ -71,6 +82,9 @@ __all__ = [
 LOGGER_NAME = "threadline.lost"
 """The logger every report is written to, at WARNING."""
 
+BLEED_REASON = "context.bleed"
+"""The reason every bleed is counted under (`threadline.diagnostics.drop_counts`)."""
+
 _logger = logging.getLogger(LOGGER_NAME)
 _lock = threading.RLock()
 
@@ -82,10 +96,12 @@ class Report:
     Attributes:
         cause: ``"executor.submit"``, ``"thread.start"``, ``"process.start"``,
             ``"subprocess.start"``, ``"queue.consumer"``,
-            ``"scope.hides"``, ``"log.sometimes_without"`` or ``"outlived"``.
+            ``"scope.hides"``, ``"log.sometimes_without"``, ``"outlived"`` or
+            ``"bleed"``.
         location: ``"file:line"`` of the application code.
         message: what happened and the fix, in a sentence.
-        request_id: the request current where it was seen, if any.
+        request_id: the request current where it was seen, if any (for
+            ``"bleed"``: the request whose context bled in).
         with_request: for ``"log.sometimes_without"``: records logged there
             with a request id (so far).
         without_request: and without one.
@@ -221,12 +237,12 @@ def detecting(*, log: bool = True) -> Iterator[Detection]:
         disable()
 
 
-def _report(cause: str, where: str, message: str) -> Report | None:
+def _report(cause: str, where: str, message: str, request_id: str | None = None) -> Report | None:
     with _lock:
         if (cause, where) in _state.seen:
             return None
         _state.seen.add((cause, where))
-        found = Report(cause, where, message, _request_id())
+        found = Report(cause, where, message, request_id or _request_id())
         _state.reports.append(found)
         log = _state.log
     if log:
@@ -265,6 +281,29 @@ def _outlived(ended: _hooks.Resource, running: list[_hooks.Resource]) -> None:
         )
 
 
+_BEGAN = {
+    "http.server": "an HTTP request",
+    "message.process": "a message's processing",
+    "scope": "a request scope",
+}
+
+
+def _bled(resource: _hooks.Resource, request_id: str | None, held: str) -> None:
+    record_drop(BLEED_REASON, "", warn=False)
+    if resource.request:
+        kind = _BEGAN.get(resource.type, f"a {resource.type}")
+    else:
+        kind = f"a {resource.type}"
+    _report(
+        "bleed",
+        resource.location,
+        f"{kind} began here in a context that still held {held}: one request's context "
+        "bled into the next. Some code attached a context and never detached it, or reused "
+        "one contextvars.Context for several requests (under uvicorn: --reset-contextvars)",
+        request_id,
+    )
+
+
 def _count_log(record: logging.LogRecord) -> None:
     site = (record.pathname, record.lineno)
     has_id = _request_id() is not None
@@ -290,6 +329,8 @@ def _install() -> None:
     watchers.install(watchers.Listener(_report, _count_log))
     _hooks.watchers.scope = _scope_entered
     _hooks.watchers.outlived = _outlived
+    _hooks.forget_requests()
+    _hooks.watchers.bleed = _bled
     _hooks.set_watchers(+1)
 
 
@@ -297,4 +338,6 @@ def _uninstall() -> None:
     _hooks.set_watchers(-1)
     _hooks.watchers.scope = None
     _hooks.watchers.outlived = None
+    _hooks.watchers.bleed = None
+    _hooks.forget_requests()
     watchers.uninstall()

@@ -160,15 +160,19 @@ class Arrival:
 
     def __enter__(self) -> Context:
         context = self._context
+        make = self._make
+        # what was current before: a request that begins here should find no other request in it
+        ambient = get_current() if make is not None else None
         if context is None:
-            context = get_current()
+            context = ambient if ambient is not None else get_current()
         else:
             self._token = attach(context)
-        make = self._make
         if make is not None:
             kind, where, request = make
             place = where() if callable(where) else where or lifecycle.location(1)
             self._resource = lifecycle.create(kind, place, request=request)
+            if request and ambient is not None:
+                lifecycle.began(self._resource, ambient)
         if self._resource is not None:
             self._hooked: Any = lifecycle.before(self._resource)
         return context

@@ -158,6 +158,7 @@ def submit_in_context(
     except BaseException as exc:
         handoff.end(exc)
         raise
+    _hooks.set_future(handoff.resource, future)
     if handoff.span is not None or handoff.resource is not None:
         future.add_done_callback(functools.partial(_end_with_future, handoff))
     return future

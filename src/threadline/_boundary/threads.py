@@ -68,6 +68,7 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
         except BaseException:
             handoff.end()
             raise
+        _hooks.set_future(handoff.resource, future)
         future.add_done_callback(handoff.end_with)
         return future
 

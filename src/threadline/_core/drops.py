@@ -39,12 +39,17 @@ def reset_drop_counts() -> None:
         _unreported.clear()
 
 
-def record_drop(reason: str, detail: str, count: int = 1) -> None:
-    """Count *count* drops under *reason*; warn unless this reason warned in the last interval."""
+def record_drop(reason: str, detail: str, count: int = 1, *, warn: bool = True) -> None:
+    """Count *count* drops under *reason*; warn unless this reason warned in the last interval.
+
+    *warn* False: only count (the caller reports it its own way).
+    """
     now = time.monotonic()
     _add_to_metric(reason, count)
     with _lock:
         _counts[reason] = _counts.get(reason, 0) + count
+        if not warn:
+            return
         last = _last_warning.get(reason)
         if last is not None and now - last < WARNING_INTERVAL:
             _unreported[reason] = _unreported.get(reason, 0) + 1

@@ -13,11 +13,13 @@ import logging
 import os
 import sys
 import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Any, TypeVar
 
-from .context import get_current, store_key
+from .context import STORE_KEY_PREFIX, Context, get_current, span_key, store_key
 
 __all__ = [
     "Hook",
@@ -25,15 +27,20 @@ __all__ = [
     "active",
     "after",
     "before",
+    "began",
     "create",
     "create_hook",
     "current",
     "destroy",
     "enter_scope",
     "exit_scope",
+    "forget_requests",
+    "future_of",
     "in_library",
     "location",
+    "retrieved",
     "run",
+    "set_future",
     "set_watchers",
     "watchers",
 ]
@@ -61,10 +68,29 @@ _calling = threading.local()
 
 
 class _Watchers:
-    """What the loss detector listens to: scopes entered, requests that ended with work running."""
+    """What the loss detector listens to: scopes entered, requests ended with work running, bleeds.
+
+    A bleed: work that began in a context still holding a request that had ended.
+    """
 
     scope: Callable[[str, Any, Any, bool], None] | None = None
     outlived: Callable[[Resource, list[Resource]], None] | None = None
+    # (the resource that began, the id of the request that bled in or None, what held it)
+    bleed: Callable[[Resource, str | None, str], None] | None = None
+
+
+ENDED_KEPT = 4096
+"""How many ended requests the bleed watch remembers (the newest); older ones are forgotten."""
+# While the bleed watch is on: the ids of requests in flight (how many of each) and of the
+# requests that ended, with where each began. An id repeated by a client counts as open
+# while any request with it runs, so only an id whose every request ended is "ended".
+_open: dict[str, int] = {}
+_ended: OrderedDict[str, str] = OrderedDict()
+VALUES_KEPT = 32
+"""How many store values one request remembers having set (the first), for the bleed watch."""
+# The store values the ended requests set (a scope's value; a request's own values), by
+# identity, each with the request that set it: held, so no other object can take the id.
+_ended_values: OrderedDict[int, tuple[object, str, str]] = OrderedDict()
 
 
 watchers = _Watchers()
@@ -86,16 +112,22 @@ class Resource:
         request: True for a resource that begins a request (an HTTP server
             request; a message's processing; a `threadline.request` scope with
             a new ``request_id``).
+        name: what it is, for people (``"GET /items/{id}"`` for an HTTP
+            request or call), or None; it may change while the resource lives
+            (a route known after routing).
 
     .. versionadded:: 0.1
     """
 
     __slots__ = (
+        "_future",
         "_owner",
         "_silent",
+        "_values",
         "destroyed",
         "id",
         "location",
+        "name",
         "request",
         "request_id",
         "trigger_id",
@@ -112,6 +144,9 @@ class Resource:
         self.request_id = request_id
         self.request = request
         self.destroyed = False
+        self.name: str | None = None
+        self._future: weakref.ref[Any] | None = None
+        self._values: list[object] | None = None  # what a request set (bleed watch on)
         # made by a hook callback: no callback is called for it, init to destroy
         self._silent = getattr(_calling, "on", False)
         self._owner: Resource | None = (
@@ -231,6 +266,48 @@ def _update() -> None:
         _live.clear()
 
 
+watch_retrieval = False
+"""True while someone (the live view) wants to know whether a job's exception was retrieved."""
+
+
+def set_future(resource: Resource | None, future: Any) -> None:
+    """Say that *future* (a task or a `concurrent.futures.Future`) holds *resource*'s outcome.
+
+    While `watch_retrieval`, a `concurrent.futures.Future` also notes in
+    `retrieved` whether its ``result`` or ``exception`` was called (a task
+    knows that itself).
+    """
+    if resource is None:
+        return
+    resource._future = weakref.ref(future)
+    if watch_retrieval and not hasattr(future, "_asyncio_future_blocking"):
+        seen = [False]
+        result, exception = future.result, future.exception
+
+        def result_(timeout: float | None = None) -> Any:
+            seen[0] = True
+            return result(timeout)
+
+        def exception_(timeout: float | None = None) -> Any:
+            seen[0] = True
+            return exception(timeout)
+
+        with contextlib.suppress(AttributeError):  # a Future subclass with __slots__: unknown
+            future.result, future.exception = result_, exception_
+            future._threadline_retrieved = seen
+
+
+def retrieved(future: Any) -> list[bool] | None:
+    """The flag `set_future` keeps for *future* (``[True]`` once retrieved), or None."""
+    return getattr(future, "_threadline_retrieved", None)
+
+
+def future_of(resource: Resource) -> Any:
+    """The future `set_future` gave *resource*, while it lives; else None."""
+    ref = resource._future
+    return None if ref is None else ref()
+
+
 def location(depth: int = 1, skip: tuple[str, ...] = ()) -> str:
     """``"file:line"`` of the first caller *depth* frames up or further out, outside the libraries.
 
@@ -263,6 +340,11 @@ def create(kind: str, where: str, *, request: bool = False) -> Resource:
     if owner is not None and not owner.destroyed:
         with _lock:
             _live.setdefault(owner.id, {})[resource.id] = resource
+    # the bleed watch counts the requests in flight; work made in an ended request's context
+    # is that request's own (outlived, not bled): only where it runs is checked, in `before`
+    if request and request_id is not None and watchers.bleed is not None:
+        with _lock:
+            _open[request_id] = _open.get(request_id, 0) + 1
     if not resource._silent:
         for hook in _hooks:
             if hook._init is not None:
@@ -273,6 +355,13 @@ def create(kind: str, where: str, *, request: bool = False) -> Resource:
 def before(resource: Resource) -> Token[Resource | None]:
     """Make *resource* current and call the ``before`` hooks; `after` takes the token back."""
     token = _current.set(resource)
+    bleed = watchers.bleed
+    if bleed is not None and not resource.request:
+        # work that runs in another context than it was handed over in (a shared Context)
+        value = get_current().get(_REQUEST_KEY)
+        found = value.get("request_id") if value is not None else None  # type: ignore[attr-defined]
+        if found != resource.request_id:
+            _check_request_id(resource, found, bleed)
     _call(resource, "before")
     return token
 
@@ -295,11 +384,105 @@ def destroy(resource: Resource, *_: object) -> None:
         if owner is not None:
             _live.get(owner.id, {}).pop(resource.id, None)
         left = _live.pop(resource.id, None) if resource.request else None
+        request_id = resource.request_id
+        if resource.request and request_id is not None and request_id in _open:
+            still = _open.pop(request_id) - 1
+            if still:
+                _open[request_id] = still
+            else:
+                _ended[request_id] = resource.location
+                _ended.move_to_end(request_id)
+                if len(_ended) > ENDED_KEPT:
+                    _ended.popitem(last=False)
+        if resource.request and resource._values:
+            for value in resource._values:
+                _ended_values[id(value)] = (value, request_id or "?", resource.location)
+            while len(_ended_values) > ENDED_KEPT:
+                _ended_values.popitem(last=False)
+            resource._values = None
     _call(resource, "destroy")
     running = [r for r in (left or {}).values() if r.type != "scope" and not r.destroyed]
     report = watchers.outlived
     if running and report is not None:
         report(resource, running)
+
+
+def began(resource: Resource | None, ambient: Context) -> None:
+    """A request *resource* began where the context *ambient* was current (before its own).
+
+    The bleed watch's look at a request's start: *ambient* should hold no
+    request that has ended and no span that has ended.
+    """
+    bleed = watchers.bleed
+    if bleed is None or resource is None:
+        return
+    # what the request sets, against what was there: its own values, for the watch
+    resource._values = [
+        value
+        for key, value in get_current().items()
+        if key.startswith(STORE_KEY_PREFIX) and value is not None and ambient.get(key) is not value
+    ][:VALUES_KEPT]
+    value = ambient.get(_REQUEST_KEY)
+    held = None if value is None else value.get("request_id")  # type: ignore[attr-defined]
+    if held is not None and _check_request_id(resource, held, bleed):
+        return  # one bleed, reported once, even when the span that bled in says it too
+    if _check_values(resource, ambient, bleed):
+        return
+    span = ambient.get(span_key())
+    if getattr(span, "end_time", None) is not None:  # an SDK span, ended
+        attributes = getattr(span, "attributes", None) or {}
+        held = attributes.get("request.id")
+        of = f" of request {str(held)!r}" if held is not None else ""
+        name = getattr(span, "name", "?")
+        bleed(resource, None if held is None else str(held), f"the span {name!r}{of}, ended")
+
+
+def _check_values(
+    resource: Resource, ambient: Context, bleed: Callable[[Resource, str | None, str], None]
+) -> bool:
+    """Report a bleed if *ambient* holds a store value an ended request set; whether it did."""
+    with _lock:
+        if not _ended_values:
+            return False
+        for key, value in ambient.items():
+            if not key.startswith(STORE_KEY_PREFIX):
+                continue
+            found = _ended_values.get(id(value))
+            if found is not None and found[0] is value and found[1] not in _open:
+                name = key.removeprefix(STORE_KEY_PREFIX)
+                held, began = found[1], found[2]
+                break
+        else:
+            return False
+    bleed(
+        resource,
+        held,
+        f"the {name} store's values set by request {held!r} (begun at {began}), ended",
+    )
+    return True
+
+
+def _check_request_id(
+    resource: Resource, request_id: object, bleed: Callable[[Resource, str | None, str], None]
+) -> bool:
+    """Report a bleed if *request_id* is of a request that ended; whether it was one."""
+    if request_id is None or request_id == (resource.request_id if resource.request else None):
+        return False
+    with _lock:
+        began = _ended.get(request_id) if request_id not in _open else None  # type: ignore[call-overload]
+    if began is not None:
+        held = str(request_id)
+        bleed(resource, held, f"the request id of request {held!r} (begun at {began}), ended")
+        return True
+    return False
+
+
+def forget_requests() -> None:
+    """Forget the requests in flight and ended (the bleed watch starts afresh)."""
+    with _lock:
+        _open.clear()
+        _ended.clear()
+        _ended_values.clear()
 
 
 def run(resource: Resource, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -350,6 +533,20 @@ def enter_scope(scope: Any, key: str, outer: Any, value: Any) -> Any:
         before_id = outer.get("request_id") if outer is not None else None
         request = value.get("request_id") not in (None, before_id)
     resource = create("scope", location(2), request=request)
+    bleed = watchers.bleed
+    if bleed is not None:
+        owner = resource if request else resource._owner
+        if owner is not None and value is not None:  # a value this request sets
+            if owner._values is None:
+                owner._values = []
+            if len(owner._values) < VALUES_KEPT:
+                owner._values.append(value)
+        if request:
+            ambient = get_current()
+            if not (
+                outer is not None and _check_request_id(resource, outer.get("request_id"), bleed)
+            ):
+                _check_values(resource, ambient, bleed)
     return resource, before(resource)
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_TRACES_FILE",
     "EXCEPTION_SIGNALS",
     "EXPORT_PROCESS_ENV",
+    "LIVE_ENV",
     "LOG_ATTRIBUTES_ENV",
     "METRIC_ATTRIBUTES_ENV",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -63,7 +64,9 @@ __all__ = [
     "configured_marks",
     "for_workers",
     "invalid_setting",
+    "is_loopback",
     "mark_configured",
+    "parse_address",
     "read_settings",
     "valid_seconds",
 ]
@@ -119,6 +122,12 @@ LOG_ATTRIBUTES_ENV = "THREADLINE_LOG_ATTRIBUTES"
 METRIC_ATTRIBUTES_ENV = "THREADLINE_METRIC_ATTRIBUTES"
 """As `SPAN_ATTRIBUTES_ENV`, for the data points of the metrics pipeline; default ``none``: a
 value per request (its id) on a data point makes a time series per request."""
+
+LIVE_ENV = "THREADLINE_LIVE"
+"""``HOST:PORT`` (a loopback address: ``127.0.0.1:8123``, ``[::1]:0``, ``localhost:8123``):
+the process serves `threadline.live`'s view of its requests there from the first
+``import threadline``. Unset: off. Any other value (a remote address too: only code can allow
+one) is a warning and off. Not handed to workers: one process serves the view."""
 
 # --------------------------------------------------------------------------- OpenTelemetry's
 # Named as OpenTelemetry's SDK names them (opentelemetry.sdk.environment_variables), which
@@ -189,6 +198,7 @@ _READ = (
     SPAN_ATTRIBUTES_ENV,
     LOG_ATTRIBUTES_ENV,
     METRIC_ATTRIBUTES_ENV,
+    LIVE_ENV,
     OTEL_SDK_DISABLED,
     OTEL_TRACES_EXPORTER,
     OTEL_EXPORTER_OTLP_ENDPOINT,
@@ -267,6 +277,8 @@ class Settings:
     """The variable that chose `otlp_metrics_protocol`; None when it is the default."""
     exception_signal: str = "spans"
     """`OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN`: one of `EXCEPTION_SIGNALS`."""
+    live_address: tuple[str, int] | None = None
+    """`LIVE_ENV`: the loopback ``(host, port)`` the live view serves on, or None (off)."""
 
     @property
     def default_traces_exporter(self) -> str:
@@ -338,6 +350,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         otlp_metrics_protocol=metrics_protocol,
         otlp_metrics_protocol_setting=metrics_protocol_setting,
         exception_signal=_exception_signal(env),
+        live_address=_live_address(env),
     )
 
 
@@ -415,6 +428,44 @@ def _attribute_map(env: Mapping[str, str], variable: str) -> tuple[tuple[str, st
     return tuple(pairs)
 
 
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[V6]:PORT`` for IPv6) as ``(host, port)``; a ValueError saying why not."""
+    host, colon, port = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not (colon and host and port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:8123, [::1]:0)")
+    if not host.isprintable() or any(char in host for char in " /[]@"):
+        raise ValueError(f"{text!r} has no valid host")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether *host* is ``localhost`` or a loopback IP address (127.0.0.0/8, ::1)."""
+    import ipaddress  # noqa: PLC0415 - only where an address is checked
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _live_address(env: Mapping[str, str]) -> tuple[str, int] | None:
+    value = _text(env, LIVE_ENV)
+    if value is None:
+        return None
+    try:
+        host, port = parse_address(value)
+    except ValueError:
+        host, port = "", 0
+    if not is_loopback(host):
+        invalid_setting(LIVE_ENV, env[LIVE_ENV], "loopback HOST:PORT", "(off)")
+        return None
+    return host, port
+
+
 def attribute_map_text(pairs: Mapping[str, str]) -> str:
     """The text of `SPAN_ATTRIBUTES_ENV` that says *pairs* (store key to attribute name)."""
     return ",".join(f"{key}={name}" for key, name in pairs.items()) or "none"
@@ -490,6 +541,10 @@ def for_workers() -> dict[str, str]:
     this process did, whatever environment it was started with (a forkserver
     may have started before the set-up).
     """
-    found = {name: value for name, value in os.environ.items() if name.startswith(_HANDED_ON)}
+    found = {
+        name: value
+        for name, value in os.environ.items()
+        if name.startswith(_HANDED_ON) and name != LIVE_ENV
+    }
     found.update(_marks)
     return found

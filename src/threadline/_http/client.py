@@ -99,7 +99,9 @@ class ClientExchange:
                 CLIENT_BOUNDARY, name, kind=SpanKind.CLIENT, attributes=attributes, context=context
             )
 
-        self._handoff = hand_off(CLIENT_BOUNDARY, where=where, span=start)
+        self._handoff = handoff = hand_off(CLIENT_BOUNDARY, where=where, span=start)
+        if handoff.resource is not None:
+            handoff.resource.name = f"{method} {host or '?'}" + (f":{port}" if port else "")
 
     @property
     def context(self) -> Context:

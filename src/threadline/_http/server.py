@@ -193,6 +193,12 @@ class ServerExchange(Generic[R]):
             True,
         )
         arrival.__enter__()
+        resource = arrival.resource
+        if resource is not None:
+            reader, request = self._reader, self._request
+            resource.name = server_span_name(
+                reader.method(request), self.route or reader.path(request)
+            )
         return self
 
     def __exit__(
@@ -295,6 +301,9 @@ class ServerExchange(Generic[R]):
         threadline's own span is renamed ``"{method} {route}"`` and gets ``http.route``.
         """
         self._route = route
+        resource = self._arrival.resource
+        if resource is not None and route:
+            resource.name = server_span_name(self._reader.method(self._request), route)
         span = self._owned
         if span is not None and route:
             span.update_name(server_span_name(self._reader.method(self._request), route))

@@ -153,7 +153,14 @@ class Processing:
             request=True,
             only_if_current=self._only_if_current,
         )
-        return self._arrival.__enter__()
+        entered = self._arrival.__enter__()
+        resource = self._arrival.resource
+        if resource is not None:  # hooks on: name it for people (the live view)
+            operation = self.operation
+            if callable(operation):
+                self.operation = operation = operation()
+            resource.name = span_name(PROCESS, operation)
+        return entered
 
     def fail(self, error: BaseException) -> None:
         """Mark threadline's span of the processing failed by *error* (it is ended by `end`)."""

@@ -1,4 +1,4 @@
-"""The ``threadline`` command: ``run``, ``demo``, ``view`` and ``doctor``.
+"""The ``threadline`` command: ``run``, ``demo``, ``view``, ``doctor`` and ``top``.
 
 ``threadline --help`` lists the commands and ``threadline COMMAND --help``
 says what one does and takes. `main` runs the command from Python, with the
@@ -193,6 +193,38 @@ def _doctor_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the findings as one JSON object")
 
 
+# threadline top
+
+
+def _top_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "url", metavar="URL", help="the live view of a service, e.g. http://127.0.0.1:8123"
+    )
+    parser.add_argument("--once", action="store_true", help="draw one snapshot and exit")
+    parser.add_argument(
+        "--interval",
+        metavar="SECONDS",
+        type=_positive_seconds,
+        default=1.0,
+        help="seconds between two redraws (default: 1)",
+    )
+    parser.add_argument(
+        "--html", metavar="OUT", help="write one snapshot as an HTML page to OUT and exit"
+    )
+
+
+def _positive_seconds(text: str) -> float:
+    import math  # noqa: PLC0415 - only top takes seconds
+
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return seconds
+
+
 _COMMANDS = {
     command.name: command
     for command in (
@@ -254,6 +286,20 @@ _COMMANDS = {
             arguments=_doctor_arguments,
             module="._doctor",
             function="doctor_command",
+        ),
+        _Command(
+            name="top",
+            summary="show the requests in flight in a running service, refreshing",
+            description=(
+                "threadline top URL [--once] [--interval SECONDS] [--html OUT] reads the live "
+                "view a service serves (threadline.live.serve() or THREADLINE_LIVE) and shows "
+                "each request in flight, the slowest first, with the resources it made and "
+                "which still run, redrawn every --interval seconds until Ctrl-C. It exits with "
+                "0; 1 when --once or --html cannot read the view; 2 for a usage error."
+            ),
+            arguments=_top_arguments,
+            module="._top",
+            function="top_command",
         ),
     )
 }

@@ -6,6 +6,9 @@ It reads span files (OTLP JSON lines) and JSON log lines and reports:
 - spans whose parents form a cycle (a trace that may have no root);
 - a request split into several traces, seen in the spans' ``request.id``
   attribute or in the log lines' ``request_id``;
+- one request's context bled into the next: a SERVER span whose parent is a
+  span of a request that had already ended, and log lines of one request id
+  under another request's trace;
 - log lines without a request id or a trace id, grouped by logger and code
   location (the ``pathname``/``filename``/``module`` and ``lineno`` fields, or
   OpenTelemetry's ``code.filepath``/``code.lineno``, when the lines have them).
@@ -47,7 +50,8 @@ _HANDOFF_FIX = (
 class Finding:
     """One thing doctor found: what, where, the likely cause and the fix."""
 
-    # missing-parent, parent-cycle, split-request, split-request-logs or log-without-context
+    # missing-parent, parent-cycle, bleed, bleed-logs, split-request, split-request-logs or
+    # log-without-context
     kind: str
     summary: str
     cause: str
@@ -93,6 +97,8 @@ def diagnose(traces: Sequence[Trace], logs: Sequence[LogRecord]) -> list[Finding
     return [
         *_missing_parents(traces),
         *_cycles(traces),
+        *_bled_spans(traces),
+        *_bled_logs(traces, logs, reported),
         *_split_requests(traces, reported),
         *_split_in_logs(logs, reported),
         *_logs_without_context(logs),
@@ -207,6 +213,102 @@ def _missing_parent_cause(orphan: ExportedSpan) -> str:
         "exports no spans, exited without flushing them (killed, os._exit, a crash), or "
         "sends them to a place not given here"
     )
+
+
+_BLEED_CAUSE = (
+    "one request's context bled into the next: code attached a context and never detached "
+    "it, or one contextvars.Context was reused for several requests (under uvicorn, asyncio's "
+    "CPython issue 140947: run it with --reset-contextvars), so the later request began with "
+    "the earlier one's span and request id already current"
+)
+_BLEED_FIX = (
+    "detach every context you attach (a with block: tl.snapshot(), store.scope()); never cache "
+    "a contextvars.Context across requests; run uvicorn with --reset-contextvars; "
+    "threadline.lost.enable() reports each place this happens, live (cause 'bleed')"
+)
+
+
+def _request_span(span: ExportedSpan, by_id: dict[str, ExportedSpan]) -> ExportedSpan | None:
+    """The SERVER span that began the request *span* belongs to (itself, or an ancestor)."""
+    seen: set[str] = set()
+    current: ExportedSpan | None = span
+    while current is not None and current.span_id not in seen:
+        if current.kind == _SERVER:
+            return current
+        seen.add(current.span_id)
+        current = by_id.get(str(current.parent_id)) if current.parent_id else None
+    return None
+
+
+def _bled_spans(traces: Sequence[Trace]) -> list[Finding]:
+    """A SERVER span whose parent belongs to a request whose SERVER span had ended already."""
+    findings = []
+    for trace in traces:
+        by_id = {span.span_id: span for span in trace.spans}
+        for span in trace.spans:
+            parent = by_id.get(str(span.parent_id)) if span.parent_id else None
+            if span.kind != _SERVER or parent is None or parent.end_ns > span.start_ns:
+                continue
+            earlier = _request_span(parent, by_id)
+            if earlier is None or earlier.end_ns > span.start_ns:
+                continue
+            gap_ms = (span.start_ns - earlier.end_ns) / 1e6
+            request = earlier.attributes.get("request.id")
+            of = f" of request {_t(request)}" if request is not None else ""
+            findings.append(
+                Finding(
+                    kind="bleed",
+                    summary=f"request span {_describe(span)} in trace {trace.trace_id} began "
+                    f"under {_describe(parent)}{of}, a request that had ended "
+                    f"{gap_ms:.1f} ms before",
+                    cause=_BLEED_CAUSE,
+                    fix=_BLEED_FIX,
+                    details=[
+                        f"the earlier request: {_describe(earlier)}, span {earlier.span_id}",
+                        f"the later one: {_describe(span)}, span {span.span_id}"
+                        + (
+                            f", request {_t(span.attributes['request.id'])}"
+                            if "request.id" in span.attributes
+                            else ""
+                        ),
+                    ],
+                )
+            )
+    return findings
+
+
+def _bled_logs(
+    traces: Sequence[Trace], logs: Sequence[LogRecord], reported: set[str]
+) -> list[Finding]:
+    """Log lines of one request id under the trace of another request (by its spans or lines)."""
+    owners: dict[str, list[str]] = {trace.trace_id: list(trace.request_ids) for trace in traces}
+    lines: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for log in logs:
+        if has_context(log, "request_id") and has_context(log, "trace_id"):
+            trace_id, request_id = str(log["trace_id"]), cut(str(log["request_id"]))
+            lines[trace_id][request_id] += 1
+            owners.setdefault(trace_id, []).append(request_id)
+    findings = []
+    for trace_id, counts in lines.items():
+        owner = next(iter(dict.fromkeys(owners[trace_id])), None)
+        strangers = [request_id for request_id in counts if request_id != owner]
+        if owner is None or not strangers:
+            continue
+        reported.update(strangers)
+        findings.append(
+            Finding(
+                kind="bleed-logs",
+                summary=f"trace {_t(trace_id, 64)} of request {_t(owner)} holds log lines of "
+                + ", ".join(_and_more([f"request {_t(other)}" for other in strangers], "request")),
+                cause=_BLEED_CAUSE,
+                fix=_BLEED_FIX,
+                details=[
+                    f"request {_t(other)}: {count(counts[other], 'log line')}"
+                    for other in strangers[:SHOWN]
+                ],
+            )
+        )
+    return findings
 
 
 def _split_requests(traces: Sequence[Trace], reported: set[str]) -> list[Finding]:

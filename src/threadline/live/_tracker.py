@@ -1,0 +1,414 @@
+"""The requests in flight and what each made, kept by one lifecycle hook, bounded.
+
+While the live view is on, one `threadline.hooks` hook records each request
+(a resource that begins one) and every resource made under it: when it
+began, whether it still runs. A request leaves the table when it ends; what
+it left running, the failures nobody retrieved and the spans never ended
+stay for `leaks`. Every table is capped, and what did not fit is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import trace
+
+from .._core import lifecycle
+from .._core.context import Context, get_current
+from ..hooks import track_tasks, tracking, untrack_tasks
+
+_OPENTELEMETRY = (os.path.dirname(os.path.dirname(os.path.abspath(trace.__file__))) + os.sep,)
+"""OpenTelemetry's folder: a span is made where the application called into it."""
+
+MAX_REQUESTS = 1000
+"""Requests tracked at once; a request that begins while this many run is counted, not shown."""
+MAX_RESOURCES = 200
+"""Resources kept per request (running and ended); the others are counted in its ``dropped``."""
+MAX_LEAKS = 1000
+"""Entries kept of each kind of leak (work that outlived its request, failures nobody
+retrieved, spans never ended); the others are counted."""
+
+
+@dataclass(frozen=True)
+class Leak:
+    """Something a request left behind, found by `threadline.live.leaks`.
+
+    Attributes:
+        kind: ``"outlived"`` (a task, job, thread or child still running after
+            its request ended), ``"unretrieved"`` (a task's or a job's
+            exception nobody retrieved) or ``"unended"`` (a span started and
+            never ended).
+        what: the resource's type (``"task"``, ``"thread.job"``, ...) or
+            ``"span"``, with its name when it has one.
+        location: ``"file:line"`` where it was made.
+        request_id: the request it belonged to, or None.
+        request_location: where that request began, or None.
+        detail: the exception (``"ValueError('boom')"``) for ``"unretrieved"``, else ``""``.
+
+    .. versionadded:: 0.1
+    """
+
+    kind: str
+    what: str
+    location: str
+    request_id: str | None
+    request_location: str | None
+    detail: str = ""
+
+
+class _Item:
+    """One resource of a request: when it began and ended (monotonic seconds)."""
+
+    __slots__ = ("context", "ended", "resource", "started")
+
+    def __init__(self, resource: lifecycle.Resource, context: Context) -> None:
+        self.resource = resource
+        self.started = time.monotonic()
+        self.ended: float | None = None
+        self.context = context
+
+
+class _Request:
+    """One request in flight: when it began (monotonic, and wall-clock), what it made."""
+
+    __slots__ = ("dropped", "items", "resource", "started", "wall")
+
+    def __init__(self, resource: lifecycle.Resource) -> None:
+        self.resource = resource
+        self.started = time.monotonic()
+        self.wall = time.time()
+        self.items: dict[int, _Item] = {}
+        self.dropped = 0
+
+
+class _Left:
+    """What a leak needs of its resource, its request and the context to log it in."""
+
+    __slots__ = ("context", "detail", "item", "request_id", "request_location", "retrieved", "what")
+
+    def __init__(
+        self,
+        what: str,
+        item: _Item | None,
+        request: lifecycle.Resource | None,
+        context: Context,
+        detail: str = "",
+    ) -> None:
+        self.what = what
+        self.item = item
+        self.request_id = None if request is None else request.request_id
+        self.request_location = None if request is None else request.location
+        self.context = context
+        self.detail = detail
+        self.retrieved: Callable[[], bool] = _never
+
+
+def _never() -> bool:
+    return False
+
+
+class Tracker:
+    """The tables of the live view, filled by one lifecycle hook while it is enabled."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: dict[int, _Request] = {}
+        self._owner: dict[int, int] = {}  # a resource's id -> its request's resource id
+        self._outlived: dict[int, _Left] = {}
+        self._failed: list[_Left] = []
+        self._spans: dict[int, tuple[str, str, _Left]] = {}  # span id -> (name, where, left)
+        self.dropped = {"requests": 0, "outlived": 0, "unretrieved": 0, "unended": 0}
+        self._loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+        self._providers: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.on = False
+        self._last_loop: Any = None
+        self._last_provider: Any = None
+        self._next_look = 0.0
+        self._hook = lifecycle.create_hook(init=self._init, destroy=self._destroy)
+
+    # -- switching ----------------------------------------------------------------------------
+
+    def enable(self) -> None:
+        """Start tracking (the hook, the running loop's tasks, the SDK's spans)."""
+        self.on = True
+        self.dropped["requests"] = 0  # a view served afresh counts afresh
+        lifecycle.watch_retrieval = True
+        self._hook.enable()
+        self._watch_here()
+
+    def disable(self) -> None:
+        """Stop tracking; put back the loops' task factories; forget the requests in flight."""
+        self.on = False
+        lifecycle.watch_retrieval = False
+        self._hook.disable()
+        loops = list(self._loops)
+        self._loops.clear()
+        self._last_loop = self._last_provider = None
+        self._next_look = 0.0
+        for loop in loops:
+            if loop.is_closed():
+                continue
+            if loop is asyncio._get_running_loop():
+                untrack_tasks(loop)
+            else:
+                loop.call_soon_threadsafe(untrack_tasks, loop)
+        with self._lock:
+            self._requests.clear()
+            self._owner.clear()
+
+    def _watch_here(self) -> None:
+        """Track the tasks of the running loop, and the spans of the global SDK provider."""
+        loop = asyncio._get_running_loop()
+        if loop is not None and loop is not self._last_loop:
+            self._last_loop = loop  # (checked per request: most requests meet the same loop)
+            if loop not in self._loops and not tracking(loop):
+                self._loops.add(loop)
+                track_tasks(loop)
+        now = time.monotonic()
+        if now < self._next_look:
+            return
+        # a provider set later is found within a second (asking costs an environment lookup)
+        self._next_look = now + 1.0
+        provider = trace.get_tracer_provider()
+        if provider is not self._last_provider:
+            self._last_provider = provider
+            add = getattr(provider, "add_span_processor", None)
+            if add is not None and provider not in self._providers:
+                self._providers.add(provider)
+                add(_span_watch(self))  # a provider cannot drop a processor: it checks `on`
+
+    # -- the hook -----------------------------------------------------------------------------
+
+    def _init(self, resource: lifecycle.Resource, trigger: lifecycle.Resource | None) -> None:
+        if resource.request:
+            self._begin(resource)
+        elif trigger is not None:
+            self._add(resource, trigger)
+
+    def _begin(self, request: lifecycle.Resource) -> None:
+        self._watch_here()
+        with self._lock:
+            if len(self._requests) >= MAX_REQUESTS:
+                self.dropped["requests"] += 1
+            else:
+                self._requests[request.id] = _Request(request)
+
+    def _add(self, resource: lifecycle.Resource, trigger: lifecycle.Resource) -> None:
+        with self._lock:
+            owner = trigger.id if trigger.id in self._requests else self._owner.get(trigger.id)
+            if owner is None:
+                return
+            self._owner[resource.id] = owner
+            if resource.type == "scope":
+                return
+            request = self._requests.get(owner)
+            if request is None:
+                return
+            if len(request.items) >= MAX_RESOURCES:
+                request.dropped += 1
+                return
+            request.items[resource.id] = _Item(resource, get_current())
+
+    def _destroy(self, resource: lifecycle.Resource) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if resource.request:
+                request = self._requests.pop(resource.id, None)
+                if request is None:
+                    return
+                for running in request.items.values():
+                    if running.ended is None:
+                        self._keep_outlived(running, request)
+                return
+            owner = self._owner.pop(resource.id, None)
+            self._outlived.pop(resource.id, None)
+            request = None if owner is None else self._requests.get(owner)
+            item = None if request is None else request.items.get(resource.id)
+            if item is not None:
+                item.ended = now
+        if item is not None or owner is not None:
+            self._check_outcome(resource, item, request)
+
+    def _keep_outlived(self, item: _Item, request: _Request) -> None:
+        if len(self._outlived) >= MAX_LEAKS:
+            self.dropped["outlived"] += 1
+            return
+        what = _what(item.resource)
+        self._outlived[item.resource.id] = _Left(what, item, request.resource, item.context)
+
+    def _check_outcome(
+        self, resource: lifecycle.Resource, item: _Item | None, request: _Request | None
+    ) -> None:
+        """A task or job that failed: remember its exception until someone retrieves it."""
+        future = lifecycle.future_of(resource)
+        if future is None or not future.done() or future.cancelled():
+            return
+        if isinstance(future, asyncio.Future):
+            error = future._exception  # (not exception(): that marks it retrieved)
+            if error is None:
+                return
+            ref = weakref.ref(future)
+
+            def retrieved() -> bool:
+                task = ref()
+                # collected: asyncio itself said so when it was (if nobody retrieved it)
+                return task is None or not task._log_traceback
+        else:
+            seen = lifecycle.retrieved(future)
+            error = future._exception  # (the wrapped exception() would count as retrieved)
+            if error is None or seen is None:
+                return
+
+            def retrieved() -> bool:
+                return seen[0]
+
+        owner = None if request is None else request.resource
+        context = item.context if item is not None else get_current()
+        left = _Left(_what(resource), item, owner, context, repr(error))
+        left.retrieved = retrieved
+        with self._lock:
+            if len(self._failed) >= MAX_LEAKS:
+                self.dropped["unretrieved"] += 1
+                return
+            self._failed.append(left)
+
+    # -- spans --------------------------------------------------------------------------------
+
+    def span_started(self, span: Any, parent: Context | None) -> None:
+        context = parent if parent is not None else get_current()
+        where = lifecycle.location(2, _OPENTELEMETRY)
+        request = self._request_of()
+        left = _Left("span", None, request, _with_span(context, span))
+        with self._lock:
+            if len(self._spans) >= MAX_LEAKS:
+                self.dropped["unended"] += 1
+                return
+            self._spans[span.context.span_id] = (span.name, where, left)
+
+    def span_ended(self, span: Any) -> None:
+        with self._lock:
+            self._spans.pop(span.context.span_id, None)
+
+    def _request_of(self) -> lifecycle.Resource | None:
+        """The request the resource running here belongs to, if it is in flight."""
+        current = lifecycle.current()
+        if current is None:
+            return None
+        with self._lock:
+            owner = current.id if current.id in self._requests else self._owner.get(current.id)
+            request = None if owner is None else self._requests.get(owner)
+            return None if request is None else request.resource
+
+    # -- what the view and leaks read --------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The requests in flight, slowest first, as plain data (what ``/requests`` serves)."""
+        now, wall = time.monotonic(), time.time()
+        with self._lock:
+            requests = sorted(self._requests.values(), key=lambda r: r.started)
+            shown = [_request_data(request, now) for request in requests]
+            dropped = self.dropped["requests"]
+        return {
+            "time": wall,
+            "requests": shown,
+            "dropped_requests": dropped,
+            "limits": {"requests": MAX_REQUESTS, "resources": MAX_RESOURCES},
+        }
+
+    def leaks(self) -> list[tuple[Leak, Context]]:
+        """What requests left behind, each with the context to report it in."""
+        with self._lock:
+            outlived = list(self._outlived.values())
+            failed = list(self._failed)
+            spans = list(self._spans.values())
+        found = [(_leak("outlived", left), left.context) for left in outlived]
+        found += [
+            (_leak("unretrieved", left), left.context) for left in failed if not left.retrieved()
+        ]
+        found += [
+            (
+                Leak("unended", f"span {name!r}", where, left.request_id, left.request_location),
+                left.context,
+            )
+            for name, where, left in spans
+        ]
+        return found
+
+    def forget_leaks(self) -> None:
+        """Forget what `leaks` would list (it is reported)."""
+        with self._lock:
+            self._outlived.clear()
+            self._failed.clear()
+            self._spans.clear()
+            self.dropped.update(outlived=0, unretrieved=0, unended=0)
+
+
+def _leak(kind: str, left: _Left) -> Leak:
+    where = "?" if left.item is None else left.item.resource.location
+    return Leak(kind, left.what, where, left.request_id, left.request_location, left.detail)
+
+
+def _what(resource: lifecycle.Resource) -> str:
+    return resource.type if resource.name is None else f"{resource.type} {resource.name}"
+
+
+def _with_span(context: Context, span: Any) -> Context:
+    from opentelemetry.trace import set_span_in_context  # noqa: PLC0415 - spans are on
+
+    return set_span_in_context(span, context)
+
+
+def _request_data(request: _Request, now: float) -> dict[str, Any]:
+    resource = request.resource
+    items = sorted(request.items.values(), key=lambda item: item.started)
+    return {
+        "id": resource.id,
+        "request_id": resource.request_id,
+        "type": resource.type,
+        "name": resource.name,
+        "location": resource.location,
+        "started": request.wall,
+        "age": now - request.started,
+        "running": sum(1 for item in items if item.ended is None),
+        "dropped": request.dropped,
+        "resources": [
+            {
+                "id": item.resource.id,
+                "type": item.resource.type,
+                "name": item.resource.name,
+                "location": item.resource.location,
+                "start": item.started - request.started,
+                "duration": None if item.ended is None else item.ended - item.started,
+            }
+            for item in items
+        ],
+    }
+
+
+def _span_watch(tracker: Tracker) -> Any:
+    """A span processor telling *tracker* which spans started and which ended."""
+    from opentelemetry.sdk.trace import SpanProcessor  # noqa: PLC0415 - the SDK is in use
+
+    class SpanWatch(SpanProcessor):
+        def on_start(self, span: Any, parent_context: Context | None = None) -> None:
+            if tracker.on:
+                tracker.span_started(span, parent_context)
+
+        def on_end(self, span: Any) -> None:
+            if tracker.on:
+                tracker.span_ended(span)
+
+    return SpanWatch()
+
+
+tracker = Tracker()
+"""The one tracker of the process."""
+
+__all__ = ["MAX_LEAKS", "MAX_REQUESTS", "MAX_RESOURCES", "Leak", "Tracker", "tracker"]
