@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +91,29 @@ def report(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
             ),
         ),
         (
+            "asgi_bench.py",
+            (
+                "FastAPI, an empty ASGI middleware",
+                "threadline.asgi, context only, access line on",
+                "asgi-correlation-id",
+                "an SDK-span ASGI middleware",
+                "threadline.asgi, a span per request",
+                "contrib FastAPIInstrumentor",
+                "FastAPI's own telemetry",
+            ),
+        ),
+        (
+            "clients_bench.py",
+            (
+                "httpx.AsyncClient, bare",
+                "httpx.AsyncClient, threadline.httpx.instrument",
+                "httpx.AsyncClient, contrib HTTPXClientInstrumentor",
+                "requests.Session, bare",
+                "requests.Session, threadline.requests.instrument",
+                "requests.Session, contrib RequestsInstrumentor",
+            ),
+        ),
+        (
             "celery_bench.py",
             (
                 "bare Celery",
@@ -108,6 +133,11 @@ def test_benchmark_smoke(
 ) -> None:
     """Each benchmark runs in --quick mode and reports every variant it compares, also as JSON."""
     extra = []
+    env = {**os.environ, "OTEL_BSP_MAX_QUEUE_SIZE": "1000000"}
+    if script == "asgi_bench.py":
+        if shutil.which("wrk") is None:
+            pytest.skip("the ASGI rows are measured with wrk (apt-get install wrk)")
+        env["THREADLINE_BENCH_LOGS"] = str(tmp_path)  # each server's lines, to read below
     if script == "celery_bench.py":  # on the tests' Redis: skipped where there is none
         extra = ["--broker", request.getfixturevalue("redis_url").removesuffix("/0")]
     output = tmp_path / "results.json"
@@ -119,7 +149,7 @@ def test_benchmark_smoke(
         text=True,
         timeout=300,
         # a queue that a slow machine cannot fill: what is checked is that no span is lost
-        env={**os.environ, "OTEL_BSP_MAX_QUEUE_SIZE": "1000000"},
+        env=env,
     )
     assert 0 == result.returncode, result.stderr
     for variant in variants:
@@ -131,6 +161,26 @@ def test_benchmark_smoke(
         assert 3 == len(exported)  # the Collector is there: the export variants ran
     for result in exported:  # every span ended under load reached the real Collector
         assert "0" == result.notes["dropped at full load"], result.notes
+    if script == "asgi_bench.py":
+        assert_asgi_workload(tmp_path)
+    for result in results:  # a client variant with spans made exactly one per call
+        if "a span per call" in result.variant and "CPU" in result.variant:
+            assert "1" == result.notes["CLIENT spans per call"], result
+
+
+def assert_asgi_workload(logs: Path) -> None:
+    """The user's workload ran: each access line has the ids it came with, in the log format."""
+    for name, pattern in (
+        ("context", r"request_id=[0-9a-f-]{36} user_id=u-4711 trace_id=[0-9a-f]{32} "),
+        ("span", r"request_id=[0-9a-f-]{36} user_id=u-4711 trace_id=[0-9a-f]{32} "),
+        ("correlation", r"uvicorn\.access \[[0-9a-f-]{36}\]"),
+        ("contrib", r"uvicorn\.access trace_id=(?!0{32})[0-9a-f]{32} "),
+        ("empty-log", r"bench\.access GET /hello/world 200 "),
+    ):
+        lines = (logs / f"{name}.log").read_text().splitlines()
+        access = [line for line in lines if "/hello/world" in line]
+        assert access, name
+        assert all(re.search(pattern, line) for line in access), (name, access[:3])
 
 
 def assert_results(results: list[Any], variants: tuple[str, ...], report: ModuleType) -> None:
