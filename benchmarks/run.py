@@ -191,11 +191,69 @@ def write_page(section: str, page: Path = PAGE) -> None:
     page.write_text(text)
 
 
+def merge(section: str, old: str, names: list[str]) -> str:
+    """*old* (a section `render` wrote) with the benchmarks *names* as *section* has them.
+
+    Their target rows replace those of the same paths (or go after the
+    others), their own tables replace theirs (or go last), and *section*'s
+    line saying when and on what it was measured is added, naming them: the
+    rest of *old* stays as that run left it.
+    """
+    fresh = section.splitlines()
+    lines = old.splitlines()
+    ours = {line.split("|")[1].strip() for line in _targets(fresh)}
+    targets = [line for line in _targets(lines) if line.split("|")[1].strip() not in ours]
+    targets += _targets(fresh)
+    tables = {**_tables(lines), **{n: t for n, t in _tables(fresh).items() if n in names}}
+    measured = [line for line in lines if line.startswith("Measured ")]
+    measured = [line for line in measured if not any(f"`{n}`" in line for n in names)]
+    told = next(line for line in fresh if line.startswith("Measured "))
+    named = ", ".join(f"`{name}`" for name in names)
+    measured.append(told.replace("by `scripts/bench`", f"by `scripts/bench --only` ({named})", 1))
+    out = [BEGIN, ""]
+    for line in measured:
+        out += [line, ""]
+    out += ["### Targets", "", "| path | against | ratio | target | met |"]
+    out += ["|---|---|---:|---|---|"]
+    out += targets
+    for name, table in tables.items():
+        out += ["", f"### {name}", "", *table]
+    return "\n".join([*out, "", END])
+
+
+def _targets(lines: list[str]) -> list[str]:
+    start = lines.index("### Targets") + 4 if "### Targets" in lines else len(lines)
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append(line)
+    return rows
+
+
+def _tables(lines: list[str]) -> dict[str, list[str]]:
+    tables: dict[str, list[str]] = {}
+    for at, line in enumerate(lines):
+        if line.startswith("### ") and line != "### Targets":
+            rows = []
+            for row in lines[at + 2 :]:
+                if not row.startswith("|"):
+                    break
+                rows.append(row)
+            tables[line[4:]] = rows
+    return tables
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke of each; nothing written")
     parser.add_argument(
         "--only", action="append", choices=list(BENCHMARKS), help="these only; nothing written"
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="with --only: write these benchmarks' rows into the page, keeping the others'",
     )
     parser.add_argument(
         "--interpreter", action="append", default=[], help="measure `import threadline` under it"
@@ -208,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     print(section)
     if not args.quick and not args.only:  # the page shows every benchmark, of one run
         write_page(section, args.out)
+    elif not args.quick and args.merge and not failed:
+        text = args.out.read_text()
+        old = text.partition(BEGIN)[2].partition(END)[0]
+        write_page(merge(section, old, args.only), args.out)
     return 1 if failed else 0
 
 

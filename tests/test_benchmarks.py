@@ -225,3 +225,36 @@ def test_the_table_goes_between_the_markers(report: ModuleType, tmp_path: Path) 
     assert text.endswith(f"{run.END}\n\nafter\n")
     assert "old" not in text
     assert "| ours | bare | 1.150x | <= 1.15x | yes |" in text
+
+
+def test_merge_keeps_the_other_benchmarks_rows(report: ModuleType) -> None:
+    """`--only NAME --merge` puts in NAME's rows and table, keeps the others', says when."""
+    spec = importlib.util.spec_from_file_location("bench_run", BENCHMARKS / "run.py")
+    assert spec is not None
+    assert spec.loader is not None
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+
+    def pair(benchmark: str, ours: list[float]) -> list[Any]:
+        bare = report.Result(benchmark, f"{benchmark} bare", [2.0, 2.0])
+        mine = report.Result(
+            benchmark, f"{benchmark} ours", ours, reference=f"{benchmark} bare", target="<= 1.15x"
+        )
+        return [bare, mine]
+
+    old = run.render(pair("kept", [2.2, 2.2]) + pair("redone", [3.0, 3.0]), [], 1.0)
+    fresh = run.render(pair("redone", [2.1, 2.1]) + pair("added", [2.0, 2.0]), [], 1.0)
+    old = old.removeprefix(run.BEGIN).removesuffix(run.END)
+    merged = run.merge(fresh, old, ["redone", "added"])
+    assert merged.startswith(run.BEGIN)
+    assert merged.endswith(run.END)
+    lines = merged.splitlines()
+    assert "| kept ours | kept bare | 1.100x | <= 1.15x | yes |" in lines
+    assert "| redone ours | redone bare | 1.050x | <= 1.15x | yes |" in lines
+    assert "| added ours | added bare | 1.000x | <= 1.15x | yes |" in lines
+    assert "| redone ours | redone bare | 1.500x | <= 1.15x | **no** |" not in lines
+    headings = [line for line in lines if line.startswith("### ")]
+    assert ["### Targets", "### kept", "### redone", "### added"] == headings
+    measured = [line for line in lines if line.startswith("Measured ")]
+    assert 2 == len(measured)
+    assert "`scripts/bench --only` (`redone`, `added`)" in measured[1]
