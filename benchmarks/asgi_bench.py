@@ -10,7 +10,10 @@ exporting to nowhere. Each variant is one uvicorn server (one worker,
 uvloop and httptools, as ``uvicorn[standard]`` deploys it) in a process of
 its own on a free loopback port, the whole process pinned to core 0; wrk
 (``-t1 -c32 --latency``) runs on core 1. Variants are measured round by round
-in shuffled order, side by side; ratios are taken round by round. Log lines
+in shuffled order, side by side; ratios are taken round by round, of requests
+per second and of requests per CPU-second of the server process (what the
+middleware costs, whatever else the machine runs: on a loaded machine a server
+waits for its core, and requests per second measure the wait too). Log lines
 go to ``os.devnull`` through a `logging.FileHandler`, formatted.
 
 Every app is a FastAPI app with one route, ``GET /hello/{name}`` answering
@@ -400,26 +403,37 @@ def measure(names: list[str], rounds: int, seconds: float) -> list[Result]:
             server.wait(60)
         shutil.rmtree(folder, ignore_errors=True)
     results = []
-    for name in names:
+    for name in names:  # per second of the clock, then per CPU-second of the server
         variant = VARIANTS[name]
         notes = _latency_notes(loads[name])
         notes.update(_cpu_notes(loads[name]))
         timeouts = sum(one.timeouts for one in loads[name])
         if timeouts:
             notes["no answer within 2 s (wrk's timeouts)"] = str(timeouts)
-        results.append(
-            Result(
-                BENCHMARK,
-                variant.label,
-                [one.rate for one in loads[name]],
-                unit=RATE,
-                reference=VARIANTS[variant.reference].label if variant.reference else None,
-                target=variant.target,
-                also={VARIANTS[other].label: bound for other, bound in variant.also},
-                notes=notes,
-            )
-        )
+        results.append(_result(variant, [one.rate for one in loads[name]], notes))
+    for name in names:
+        per_cpu = [one.requests / one.cpu["server"] for one in loads[name] if one.cpu]
+        results.append(_result(VARIANTS[name], per_cpu, {}, CPU))
     return results
+
+
+CPU = " (per CPU-second of the server)"
+"""What the label of a result in requests per CPU-second of the server process ends with."""
+
+
+def _result(
+    variant: Variant, samples: list[float], notes: dict[str, str], suffix: str = ""
+) -> Result:
+    return Result(
+        BENCHMARK,
+        variant.label + suffix,
+        samples,
+        unit=RATE,
+        reference=VARIANTS[variant.reference].label + suffix if variant.reference else None,
+        target=variant.target,
+        also={VARIANTS[other].label + suffix: bound for other, bound in variant.also},
+        notes=notes,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
