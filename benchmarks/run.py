@@ -88,9 +88,14 @@ def run_benchmarks(
     return results, failed
 
 
-def render(results: list[Result], failed: list[str], minutes: float) -> str:
-    """The markdown written between the markers."""
-    lines = [BEGIN, "", _measured_on(minutes), ""]
+def render(
+    results: list[Result],
+    failed: list[str],
+    minutes: float,
+    load: tuple[float, float] | None = None,
+) -> str:
+    """The markdown written between the markers (*load*: the load average before and after)."""
+    lines = [BEGIN, "", _measured_on(minutes, load), ""]
     if failed:
         lines += [f"Not measured in this run (the benchmark failed): {', '.join(failed)}.", ""]
     lines += ["### Targets", "", "| path | against | ratio | target | met |"]
@@ -152,7 +157,7 @@ def _figure(value: float, unit: str) -> str:
     return f"{value * 1e9:.0f} ns"
 
 
-def _measured_on(minutes: float) -> str:
+def _measured_on(minutes: float, load: tuple[float, float] | None = None) -> str:
     installed = {dist.metadata["Name"].lower(): dist.version for dist in metadata.distributions()}
     versions = [f"{name} {installed[name]}" for name in PACKAGES if name in installed]
     if shutil.which("wrk"):
@@ -162,9 +167,10 @@ def _measured_on(minutes: float) -> str:
         words = (said.stdout or said.stderr).split()
         if len(words) > 1:
             versions.append(f"wrk {words[1]}")
+    busy = f", load average {load[0]:.1f} before and {load[1]:.1f} after" if load else ""
     return (
         f"Measured {datetime.date.today().isoformat()} by `scripts/bench` ({minutes:.0f} min) "
-        f"on {_cpu()}, {os.cpu_count()} cores, Linux {platform.release()}; "
+        f"on {_cpu()}, {os.cpu_count()} cores{busy}, Linux {platform.release()}; "
         f"Python {platform.python_version()}; {', '.join(versions)}."
     )
 
@@ -260,9 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=PAGE, help="the page to write")
     args = parser.parse_args(argv)
-    started = time.monotonic()
+    started, before = time.monotonic(), os.getloadavg()[0]
     results, failed = run_benchmarks(args.only or list(BENCHMARKS), args.quick, args.interpreter)
-    section = render(results, failed, (time.monotonic() - started) / 60)
+    load = (before, os.getloadavg()[0])  # the machine's other work, which moves every figure
+    section = render(results, failed, (time.monotonic() - started) / 60, load)
     print(section)
     if not args.quick and not args.only:  # the page shows every benchmark, of one run
         write_page(section, args.out)
