@@ -425,6 +425,8 @@ class Load:
     requests: int = 0
     cpu: dict[str, float] | None = None
     """CPU seconds each process (``server``, ``export``) used in the round."""
+    timeouts: int = 0
+    """Requests wrk gave up on (no answer within its 2 s)."""
 
 
 _WRK_LATENCY = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)

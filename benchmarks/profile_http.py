@@ -1,12 +1,16 @@
-"""Where a server's time goes under load: py-spy samples of one aiohttp_bench variant, by package.
+"""Where HTTP time goes under load: py-spy samples of one variant, by package and by frame.
 
-Starts the variant's server (as aiohttp_bench.py does), loads it with wrk, and
-records it with py-spy (``pip install py-spy``; it needs the right to trace
-the process: root, or ``kernel.yama.ptrace_scope=0``). Each sample is counted
-for the package of the frame it was taken in, and for threadline when any
-threadline frame is on its stack.
+Starts the variant's server (as aiohttp_bench.py or asgi_bench.py does), loads
+it with wrk, and records it with py-spy (``pip install py-spy``; it needs the
+right to trace the process: root, or ``kernel.yama.ptrace_scope=0``); a
+clients_bench.py variant is recorded in the process that makes its calls.
+Each sample is counted for the package of the frame it was taken in, and for
+threadline when any threadline frame is on its stack; ``--top N`` lists the
+N frames most samples were taken in, ``--raw FILE`` keeps py-spy's output.
 
 Run:  .venv/bin/python benchmarks/profile_http.py span [--seconds 6]
+      .venv/bin/python benchmarks/profile_http.py --bench asgi span --top 15
+      .venv/bin/python benchmarks/profile_http.py --bench clients requests-threadline
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import threading
 from pathlib import Path
 
 import aiohttp_bench
+import asgi_bench
+import clients_bench
 
 PACKAGES = (
     ("threadline", "/threadline/"),
@@ -29,6 +35,17 @@ PACKAGES = (
     ("aiohttp, multidict, yarl", "/site-packages/aiohttp/"),
     ("aiohttp, multidict, yarl", "/multidict/"),
     ("aiohttp, multidict, yarl", "/yarl/"),
+    ("FastAPI, Starlette, pydantic", "/site-packages/fastapi/"),
+    ("FastAPI, Starlette, pydantic", "/site-packages/starlette/"),
+    ("FastAPI, Starlette, pydantic", "/site-packages/pydantic"),
+    ("uvicorn, httptools, uvloop", "/site-packages/uvicorn/"),
+    ("uvicorn, httptools, uvloop", "/site-packages/httptools/"),
+    ("uvicorn, httptools, uvloop", "/site-packages/uvloop/"),
+    ("httpx, httpcore, h11", "/site-packages/httpx/"),
+    ("httpx, httpcore, h11", "/site-packages/httpcore/"),
+    ("httpx, httpcore, h11", "/site-packages/h11/"),
+    ("requests, urllib3", "/site-packages/requests/"),
+    ("requests, urllib3", "/site-packages/urllib3/"),
     ("other installed packages", "/site-packages/"),
     ("asyncio and the standard library", "/lib/python3"),
 )
@@ -52,8 +69,43 @@ def package_of(frame: str) -> str:
     return "the benchmark and others"
 
 
-def profile(variant: str, seconds: float) -> dict[str, float]:
-    """Shares of the server's samples: by the package they were taken in, and under threadline."""
+def _record(pid_or_command: int | list[str], seconds: float, raw: Path) -> None:
+    target = ["--pid", str(pid_or_command)] if isinstance(pid_or_command, int) else []
+    command = [_py_spy(), "record", "--rate", "250", "--format", "raw", "--full-filenames"]
+    command += ["--output", str(raw), *target]
+    if isinstance(pid_or_command, int):
+        command += ["--duration", str(round(seconds))]
+    else:
+        command += ["--", *pid_or_command]
+    subprocess.run(command, check=True, capture_output=True)
+
+
+def record(bench: str, variant: str, seconds: float, raw: Path) -> None:
+    """py-spy's raw samples of *variant* of *bench* under load, in *raw*."""
+    if bench == "aiohttp":
+        _record_aiohttp(variant, seconds, raw)
+        return
+    if bench == "clients":
+        calls = 300
+        script = str(Path(clients_bench.__file__))
+        rounds = max(1, round(seconds * 800 / calls))  # about 800 calls a second here
+        _record([sys.executable, script, "--only", variant, "--rounds", str(rounds)], seconds, raw)
+        return
+    folder = tempfile.mkdtemp()
+    server, url = asgi_bench._start_server(variant, folder)
+    lua = Path(folder, "headers.lua")
+    lua.write_text(asgi_bench.LUA)
+    try:
+        load = threading.Thread(target=asgi_bench.load, args=(url, seconds + 2, str(lua)))
+        load.start()
+        _record(server.pid, seconds, raw)
+    finally:
+        load.join()
+        server.terminate()
+        server.wait()
+
+
+def _record_aiohttp(variant: str, seconds: float, raw: Path) -> None:
     folder = tempfile.mkdtemp()
     collector = None
     if aiohttp_bench.VARIANTS[variant].handler == "otlp":
@@ -62,35 +114,21 @@ def profile(variant: str, seconds: float) -> dict[str, float]:
             raise SystemExit("this variant needs the Collector: scripts/build-collector")
         collector = aiohttp_bench.Collector(binary, folder, variant)
     server, url = aiohttp_bench._start_server(variant, folder, collector)
-    raw = Path(folder, "samples.txt")
     try:
         load = threading.Thread(target=aiohttp_bench.load_with_wrk, args=(url, seconds + 2))
         load.start()
-        subprocess.run(
-            [
-                _py_spy(),
-                "record",
-                "--rate",
-                "250",
-                "--duration",
-                str(round(seconds)),
-                "--pid",
-                str(server.pid),
-                "--format",
-                "raw",
-                "--full-filenames",
-                "--output",
-                str(raw),
-            ],
-            check=True,
-            capture_output=True,
-        )
+        _record(server.pid, seconds, raw)
     finally:
         load.join()
         server.terminate()
         server.wait()
         if collector is not None:
             collector.stop()
+
+
+def shares(raw: Path) -> tuple[dict[str, float], list[tuple[str, float]]]:
+    """Shares of the samples in *raw*: by package (and under threadline), and by frame."""
+    by_frame: collections.Counter[str] = collections.Counter()
     by_package: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
@@ -101,21 +139,47 @@ def profile(variant: str, seconds: float) -> dict[str, float]:
             continue  # a thread waiting (the batch processor's, the loop's epoll): no CPU
         total += samples
         by_package[package_of(frames[-1])] += samples
+        by_frame[_short(frames[-1])] += samples
         if any("/threadline/" in frame for frame in frames):
             by_package["under a threadline frame (inclusive)"] += samples
-    return {name: count / total for name, count in by_package.most_common()}
+    packages = {name: count / total for name, count in by_package.most_common()}
+    return packages, [(frame, count / total) for frame, count in by_frame.most_common()]
+
+
+def _short(frame: str) -> str:
+    """``function (path:line)`` as ``function (package/file.py:line)``."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")")
+    for marker in ("/site-packages/", "/src/", "/lib/python3"):
+        if marker in path:
+            path = path.rpartition(marker)[2]
+            break
+    return f"{name} ({path})"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("variant", choices=list(aiohttp_bench.VARIANTS))
+    parser.add_argument("variant", help="a variant of the benchmark (see its VARIANTS)")
+    parser.add_argument("--bench", choices=("aiohttp", "asgi", "clients"), default="aiohttp")
     parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--top", type=int, default=0, help="list the N frames most sampled")
+    parser.add_argument("--raw", type=Path, help="keep py-spy's raw samples in this file")
     args = parser.parse_args(argv)
-    shares = profile(args.variant, args.seconds)
-    print(f"| where the samples of `{args.variant}` were taken | share |")
+    known = {"aiohttp": aiohttp_bench, "asgi": asgi_bench, "clients": clients_bench}
+    if args.variant not in known[args.bench].VARIANTS:
+        parser.error(f"{args.bench} has no variant {args.variant!r}")
+    raw = args.raw or Path(tempfile.mkdtemp(), "samples.txt")
+    record(args.bench, args.variant, args.seconds, raw)
+    packages, frames = shares(raw)
+    print(f"| where the samples of `{args.bench} {args.variant}` were taken | share |")
     print("|---|---:|")
-    for name, share in shares.items():
+    for name, share in packages.items():
         print(f"| {name} | {share:.0%} |")
+    if args.top:
+        print(f"\n| the {args.top} frames most samples were taken in | share |")
+        print("|---|---:|")
+        for frame, share in frames[: args.top]:
+            print(f"| `{frame}` | {share:.1%} |")
     return 0
 
 

@@ -36,6 +36,8 @@ BENCHMARKS = {
     "hooks": "hooks_bench.py",
     "logs": "logs_bench.py",
     "aiohttp": "aiohttp_bench.py",
+    "asgi": "asgi_bench.py",
+    "clients": "clients_bench.py",
     "celery": "celery_bench.py",
     "kafka": "kafka_bench.py",
     "import": "import_bench.py",
@@ -46,6 +48,16 @@ PACKAGES = (
     "opentelemetry-exporter-otlp-proto-http",
     "aiohttp",
     "opentelemetry-instrumentation-aiohttp-server",
+    "fastapi",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "asgi-correlation-id",
+    "opentelemetry-instrumentation-fastapi",
+    "httpx",
+    "opentelemetry-instrumentation-httpx",
+    "requests",
+    "opentelemetry-instrumentation-requests",
     "opentelemetry-instrumentation-threading",
     "celery",
     "aiokafka",
@@ -82,9 +94,14 @@ def run_benchmarks(
     return results, failed
 
 
-def render(results: list[Result], failed: list[str], minutes: float) -> str:
-    """The markdown written between the markers."""
-    lines = [BEGIN, "", _measured_on(minutes), ""]
+def render(
+    results: list[Result],
+    failed: list[str],
+    minutes: float,
+    load: tuple[float, float] | None = None,
+) -> str:
+    """The markdown written between the markers (*load*: the load average before and after)."""
+    lines = [BEGIN, "", _measured_on(minutes, load), ""]
     if failed:
         lines += [f"Not measured in this run (the benchmark failed): {', '.join(failed)}.", ""]
     lines += ["### Targets", "", "| path | against | ratio | target | met |"]
@@ -146,7 +163,7 @@ def _figure(value: float, unit: str) -> str:
     return f"{value * 1e9:.0f} ns"
 
 
-def _measured_on(minutes: float) -> str:
+def _measured_on(minutes: float, load: tuple[float, float] | None = None) -> str:
     installed = {dist.metadata["Name"].lower(): dist.version for dist in metadata.distributions()}
     versions = [f"{name} {installed[name]}" for name in PACKAGES if name in installed]
     if shutil.which("wrk"):
@@ -156,9 +173,10 @@ def _measured_on(minutes: float) -> str:
         words = (said.stdout or said.stderr).split()
         if len(words) > 1:
             versions.append(f"wrk {words[1]}")
+    busy = f", load average {load[0]:.1f} before and {load[1]:.1f} after" if load else ""
     return (
         f"Measured {datetime.date.today().isoformat()} by `scripts/bench` ({minutes:.0f} min) "
-        f"on {_cpu()}, {os.cpu_count()} cores, Linux {platform.release()}; "
+        f"on {_cpu()}, {os.cpu_count()} cores{busy}, Linux {platform.release()}; "
         f"Python {platform.python_version()}; {', '.join(versions)}."
     )
 
@@ -185,6 +203,59 @@ def write_page(section: str, page: Path = PAGE) -> None:
     page.write_text(text)
 
 
+def merge(section: str, old: str, names: list[str]) -> str:
+    """*old* (a section `render` wrote) with the benchmarks *names* as *section* has them.
+
+    Their target rows replace those of the same paths (or go after the
+    others), their own tables replace theirs (or go last), and *section*'s
+    line saying when and on what it was measured is added, naming them: the
+    rest of *old* stays as that run left it.
+    """
+    fresh = section.splitlines()
+    lines = old.splitlines()
+    ours = {line.split("|")[1].strip() for line in _targets(fresh)}
+    targets = [line for line in _targets(lines) if line.split("|")[1].strip() not in ours]
+    targets += _targets(fresh)
+    tables = {**_tables(lines), **{n: t for n, t in _tables(fresh).items() if n in names}}
+    measured = [line for line in lines if line.startswith("Measured ")]
+    measured = [line for line in measured if not any(f"`{n}`" in line for n in names)]
+    told = next(line for line in fresh if line.startswith("Measured "))
+    named = ", ".join(f"`{name}`" for name in names)
+    measured.append(told.replace("by `scripts/bench`", f"by `scripts/bench --only` ({named})", 1))
+    out = [BEGIN, ""]
+    for line in measured:
+        out += [line, ""]
+    out += ["### Targets", "", "| path | against | ratio | target | met |"]
+    out += ["|---|---|---:|---|---|"]
+    out += targets
+    for name, table in tables.items():
+        out += ["", f"### {name}", "", *table]
+    return "\n".join([*out, "", END])
+
+
+def _targets(lines: list[str]) -> list[str]:
+    start = lines.index("### Targets") + 4 if "### Targets" in lines else len(lines)
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append(line)
+    return rows
+
+
+def _tables(lines: list[str]) -> dict[str, list[str]]:
+    tables: dict[str, list[str]] = {}
+    for at, line in enumerate(lines):
+        if line.startswith("### ") and line != "### Targets":
+            rows = []
+            for row in lines[at + 2 :]:
+                if not row.startswith("|"):
+                    break
+                rows.append(row)
+            tables[line[4:]] = rows
+    return tables
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke of each; nothing written")
@@ -192,16 +263,26 @@ def main(argv: list[str] | None = None) -> int:
         "--only", action="append", choices=list(BENCHMARKS), help="these only; nothing written"
     )
     parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="with --only: write these benchmarks' rows into the page, keeping the others'",
+    )
+    parser.add_argument(
         "--interpreter", action="append", default=[], help="measure `import threadline` under it"
     )
     parser.add_argument("--out", type=Path, default=PAGE, help="the page to write")
     args = parser.parse_args(argv)
-    started = time.monotonic()
+    started, before = time.monotonic(), os.getloadavg()[0]
     results, failed = run_benchmarks(args.only or list(BENCHMARKS), args.quick, args.interpreter)
-    section = render(results, failed, (time.monotonic() - started) / 60)
+    load = (before, os.getloadavg()[0])  # the machine's other work, which moves every figure
+    section = render(results, failed, (time.monotonic() - started) / 60, load)
     print(section)
     if not args.quick and not args.only:  # the page shows every benchmark, of one run
         write_page(section, args.out)
+    elif not args.quick and args.merge and not failed:
+        text = args.out.read_text()
+        old = text.partition(BEGIN)[2].partition(END)[0]
+        write_page(merge(section, old, args.only), args.out)
     return 1 if failed else 0
 
 

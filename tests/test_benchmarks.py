@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -105,6 +107,29 @@ def report(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
             ),
         ),
         (
+            "asgi_bench.py",
+            (
+                "FastAPI, an empty ASGI middleware",
+                "threadline.asgi, context only, access line on",
+                "asgi-correlation-id",
+                "an SDK-span ASGI middleware",
+                "threadline.asgi, a span per request",
+                "contrib FastAPIInstrumentor",
+                "FastAPI's own telemetry",
+            ),
+        ),
+        (
+            "clients_bench.py",
+            (
+                "httpx.AsyncClient, bare",
+                "httpx.AsyncClient, threadline.httpx.instrument",
+                "httpx.AsyncClient, contrib HTTPXClientInstrumentor",
+                "requests.Session, bare",
+                "requests.Session, threadline.requests.instrument",
+                "requests.Session, contrib RequestsInstrumentor",
+            ),
+        ),
+        (
             "celery_bench.py",
             (
                 "bare Celery",
@@ -133,6 +158,11 @@ def test_benchmark_smoke(
 ) -> None:
     """Each benchmark runs in --quick mode and reports every variant it compares, also as JSON."""
     extra = []
+    env = {**os.environ, "OTEL_BSP_MAX_QUEUE_SIZE": "1000000"}
+    if script == "asgi_bench.py":
+        if shutil.which("wrk") is None:
+            pytest.skip("the ASGI rows are measured with wrk (apt-get install wrk)")
+        env["THREADLINE_BENCH_LOGS"] = str(tmp_path)  # each server's lines, to read below
     if script == "celery_bench.py":  # on the tests' Redis: skipped where there is none
         extra = ["--broker", request.getfixturevalue("redis_url").removesuffix("/0")]
     if script == "kafka_bench.py":  # on the tests' Kafka: skipped where there is none
@@ -146,7 +176,7 @@ def test_benchmark_smoke(
         text=True,
         timeout=300,
         # a queue that a slow machine cannot fill: what is checked is that no span is lost
-        env={**os.environ, "OTEL_BSP_MAX_QUEUE_SIZE": "1000000"},
+        env=env,
     )
     assert 0 == result.returncode, result.stderr
     for variant in variants:
@@ -158,6 +188,26 @@ def test_benchmark_smoke(
         assert 3 == len(exported)  # the Collector is there: the export variants ran
     for result in exported:  # every span ended under load reached the real Collector
         assert "0" == result.notes["dropped at full load"], result.notes
+    if script == "asgi_bench.py":
+        assert_asgi_workload(tmp_path)
+    for result in results:  # a client variant with spans made exactly one per call
+        if "a span per call" in result.variant and "CPU" in result.variant:
+            assert "1" == result.notes["CLIENT spans per call"], result
+
+
+def assert_asgi_workload(logs: Path) -> None:
+    """The user's workload ran: each access line has the ids it came with, in the log format."""
+    for name, pattern in (
+        ("context", r"request_id=[0-9a-f-]{36} user_id=u-4711 trace_id=[0-9a-f]{32} "),
+        ("span", r"request_id=[0-9a-f-]{36} user_id=u-4711 trace_id=[0-9a-f]{32} "),
+        ("correlation", r"uvicorn\.access \[[0-9a-f-]{36}\]"),
+        ("contrib", r"uvicorn\.access trace_id=(?!0{32})[0-9a-f]{32} "),
+        ("empty-log", r"bench\.access GET /hello/world 200 "),
+    ):
+        lines = (logs / f"{name}.log").read_text().splitlines()
+        access = [line for line in lines if "/hello/world" in line]
+        assert access, name
+        assert all(re.search(pattern, line) for line in access), (name, access[:3])
 
 
 def assert_results(results: list[Any], variants: tuple[str, ...], report: ModuleType) -> None:
@@ -234,3 +284,36 @@ def test_the_table_goes_between_the_markers(report: ModuleType, tmp_path: Path) 
     assert text.endswith(f"{run.END}\n\nafter\n")
     assert "old" not in text
     assert "| ours | bare | 1.150x | <= 1.15x | yes |" in text
+
+
+def test_merge_keeps_the_other_benchmarks_rows(report: ModuleType) -> None:
+    """`--only NAME --merge` puts in NAME's rows and table, keeps the others', says when."""
+    spec = importlib.util.spec_from_file_location("bench_run", BENCHMARKS / "run.py")
+    assert spec is not None
+    assert spec.loader is not None
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+
+    def pair(benchmark: str, ours: list[float]) -> list[Any]:
+        bare = report.Result(benchmark, f"{benchmark} bare", [2.0, 2.0])
+        mine = report.Result(
+            benchmark, f"{benchmark} ours", ours, reference=f"{benchmark} bare", target="<= 1.15x"
+        )
+        return [bare, mine]
+
+    old = run.render(pair("kept", [2.2, 2.2]) + pair("redone", [3.0, 3.0]), [], 1.0)
+    fresh = run.render(pair("redone", [2.1, 2.1]) + pair("added", [2.0, 2.0]), [], 1.0)
+    old = old.removeprefix(run.BEGIN).removesuffix(run.END)
+    merged = run.merge(fresh, old, ["redone", "added"])
+    assert merged.startswith(run.BEGIN)
+    assert merged.endswith(run.END)
+    lines = merged.splitlines()
+    assert "| kept ours | kept bare | 1.100x | <= 1.15x | yes |" in lines
+    assert "| redone ours | redone bare | 1.050x | <= 1.15x | yes |" in lines
+    assert "| added ours | added bare | 1.000x | <= 1.15x | yes |" in lines
+    assert "| redone ours | redone bare | 1.500x | <= 1.15x | **no** |" not in lines
+    headings = [line for line in lines if line.startswith("### ")]
+    assert ["### Targets", "### kept", "### redone", "### added"] == headings
+    measured = [line for line in lines if line.startswith("Measured ")]
+    assert 2 == len(measured)
+    assert "`scripts/bench --only` (`redone`, `added`)" in measured[1]
