@@ -231,6 +231,41 @@ class TestBaggage:
         snap = tl.extract({"baggage": "k1=v1, k2 = a%20b;prop=1;flag,k3=%E2%82%AC"})
         assert {"k1": "v1", "k2": "a b", "k3": "€"} == dict(baggage.get_all(snap.context))
 
+    def test_the_same_baggage_again_reads_the_same_and_each_request_its_own_values(
+        self,
+    ) -> None:
+        """Baggage seen before (kept parsed) reads alike, and plain baggage set on top stays.
+
+        Each extract gets store values of its own (the bleed watch tells requests
+        apart by them), and a baggage already in the base context is added to.
+        """
+        header = "request.tenant=acme;tl,request.user_id=42;tl=json,session=s-1"
+        first, again = tl.extract({"baggage": header}), tl.extract({"baggage": header})
+        for snap in (first, again):
+            assert {"tenant": "acme", "user_id": 42} == tl.request.get(snap.context)
+            assert {"session": "s-1"} == dict(baggage.get_all(snap.context))
+        assert tl.request.get(first.context) is not tl.request.get(again.context)
+        base = baggage.set_baggage("kept", "1")
+        on_base = tl.extract({"baggage": header}, base)
+        assert {"kept": "1", "session": "s-1"} == dict(baggage.get_all(on_base.context))
+        assert {"kept": "1"} == dict(baggage.get_all(base))  # the base is left as it was
+
+    def test_invalid_baggage_is_refused_and_counted_every_time(self) -> None:
+        """Bad baggage is never kept parsed: the second time is dropped and counted too."""
+        for _ in range(2):
+            assert tl.request.get(tl.extract({"baggage": "ok=1,broken"}).context) is None
+        assert {"baggage.invalid": 2} == diagnostics.drop_counts()
+
+    def test_kept_parsed_baggage_stays_bounded(self) -> None:
+        """Many distinct baggage texts (a client making each unique) keep a bounded cache."""
+        for number in range(baggage_codec.PARSED_MAX * 3):
+            snap = tl.extract({"baggage": f"request.n={number};tl=json"})
+            assert {"n": number} == tl.request.get(snap.context)
+            assert len(baggage_codec._parsed) <= baggage_codec.PARSED_MAX
+        long = "k=" + "v" * baggage_codec.PARSED_TEXT_MAX
+        assert {"k": long[2:]} == dict(baggage.get_all(tl.extract({"baggage": long}).context))
+        assert long not in baggage_codec._parsed
+
     def test_plus_and_space_round_trip(self) -> None:
         """A literal '+' stays a '+', a space travels as %20 (OpenTelemetry's '+' is a space)."""
         ctx = baggage.set_baggage("q", "a+b c")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -53,13 +53,36 @@ class BaggageError(ValueError):
     """Inbound baggage that must be dropped whole; the message says why."""
 
 
-def parse(headers: list[str]) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+def parse(headers: Sequence[str]) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
     """Return ``(plain members, store values by store name)`` from the combined headers.
+
+    The dicts may be those of an earlier call with the same text: read
+    them, never change them.
 
     Raises:
         BaggageError: for anything outside the W3C grammar or its limits.
     """
-    text = ",".join(headers)
+    text = headers[0] if len(headers) == 1 else ",".join(headers)
+    parsed = _parsed.get(text)
+    if parsed is not None:
+        return parsed
+    parsed = _parse(text)
+    if len(text) <= PARSED_TEXT_MAX:
+        if len(_parsed) >= PARSED_MAX:
+            _parsed.clear()  # (one call, safe between threads; a busy one refills it)
+        _parsed[text] = parsed
+    return parsed
+
+
+# A service sees the same baggage again and again (a tenant, a client's ids);
+# parsing is pure, so its result is kept by the exact text, a bounded number.
+# Invalid baggage is never kept: each is refused, and counted, again.
+PARSED_MAX = 128
+PARSED_TEXT_MAX = 1024
+_parsed: dict[str, tuple[dict[str, str], dict[str, dict[str, Any]]]] = {}
+
+
+def _parse(text: str) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
     # Non-ASCII text fails the grammar below, so characters count as bytes here.
     if len(text) > MAX_BYTES:
         raise BaggageError(f"baggage is {len(text)} bytes, more than {MAX_BYTES}")

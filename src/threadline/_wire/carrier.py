@@ -15,14 +15,13 @@ from opentelemetry.trace import (
     TraceFlags,
     TraceState,
     get_current_span,
-    set_span_in_context,
 )
 
-from .._core.context import Context, get_current
+from .._core.context import Context, get_current, span_key, store_key
 from .._core.drops import record_drop
 from .._core.snapshot import Snapshot
-from .._core.stores import store_values, with_store_values
-from .._core.values import foreign_keys
+from .._core.stores import store_values
+from .._core.values import FrozenMapping, foreign_keys
 from . import baggage as _baggage
 from .tracecontext import (
     MAX_TRACEPARENT_CHARS,
@@ -260,18 +259,37 @@ def extract_context(get: Getter, context: Context | None = None) -> Context:
     it came in.
     """
     ctx = Context() if context is None else context
+    # what came, gathered first: the new context is built once
+    entries: dict[str, object] = {}
     span_context = _extract_span_context(get)
     if span_context is not None:
-        ctx = set_span_in_context(NonRecordingSpan(span_context), ctx)
-    plain: dict[str, str] = {}
-    headers = list(_read(get, BAGGAGE))
+        entries[span_key()] = NonRecordingSpan(span_context)
+    headers = _read(get, BAGGAGE)
     if headers:
         try:
             plain, stores = _baggage.parse(headers)
         except _baggage.BaggageError as exc:
             record_drop("baggage.invalid", str(exc))
         else:
-            ctx = with_store_values(ctx, stores)
+            for name, items in stores.items():
+                entries[store_key(name)] = FrozenMapping(items, name, frozenset(items))
+            if plain:
+                if _BAGGAGE_KEY is None:  # (an OpenTelemetry without it: its API, member by member)
+                    ctx = _with_plain_baggage(Context({**ctx, **entries}), plain)
+                    entries = {}
+                else:
+                    before = ctx.get(_BAGGAGE_KEY)
+                    entries[_BAGGAGE_KEY] = (
+                        {**before, **plain} if isinstance(before, dict) and before else dict(plain)
+                    )
+    return Context({**ctx, **entries}) if entries else ctx
+
+
+# OpenTelemetry's baggage is a dict under this key; the API sets one member at a time
+_BAGGAGE_KEY: str | None = getattr(otel_baggage, "_BAGGAGE_KEY", None)
+
+
+def _with_plain_baggage(ctx: Context, plain: Mapping[str, str]) -> Context:
     for name, value in plain.items():
         ctx = otel_baggage.set_baggage(name, value, ctx)
     return ctx
@@ -301,10 +319,10 @@ def _extract_span_context(get: Getter) -> SpanContext | None:
         record_drop("traceparent.invalid", f"{why}: {parents[0][:80]!r}")
         return None
     trace_id, span_id, flags = parsed
-    trace_state = TraceState()
-    states = list(_read(get, TRACESTATE))
+    trace_state = _NO_TRACE_STATE
+    states = _read(get, TRACESTATE)
     if states:
-        members, why = parse_tracestate(states)
+        members, why = parse_tracestate(list(states))
         if members is None:
             record_drop("tracestate.invalid", why)
         else:
@@ -312,6 +330,9 @@ def _extract_span_context(get: Getter) -> SpanContext | None:
     return SpanContext(
         trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags), trace_state=trace_state
     )
+
+
+_NO_TRACE_STATE = TraceState()  # immutable: one serves every span context without one
 
 
 class ParsedTraceState(TraceState):
