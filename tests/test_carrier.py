@@ -18,6 +18,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, Trace
 import threadline as tl
 from threadline import diagnostics
 from threadline._wire import baggage as baggage_codec
+from threadline._wire import tracecontext
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 SPAN_ID = "b7ad6b7169203331"
@@ -763,3 +764,13 @@ def test_a_field_that_is_not_text_is_dropped(value: object) -> None:
     snap = tl.extract({"traceparent": value, "baggage": "a=1"})  # type: ignore[dict-item]
     assert not span_context_of(snap).is_valid
     assert {"traceparent.not_text": 1} == diagnostics.drop_counts()
+
+
+@given(
+    traceparent=st.from_regex(r"[0f]0-[0-9a-fA-F]{32}-[0-9a-fA-F]{16}-[0-9a-f]{2}", fullmatch=True)
+    | st.from_regex(r"00-0{32}-[0-9a-f]{16}-01|00-[0-9a-f]{32}-0{16}-01", fullmatch=True)
+    | st.text(alphabet="0123456789abcdefABCDEF- \t\n", min_size=50, max_size=60)
+)
+def test_fuzz_the_common_traceparent_reads_as_the_general_grammar(traceparent: str) -> None:
+    """The fast way for a plain version-00 traceparent decides exactly as the full grammar does."""
+    assert tracecontext._parse_any(traceparent) == tracecontext.parse_traceparent(traceparent)

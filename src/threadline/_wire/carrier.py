@@ -327,12 +327,11 @@ def _extract_span_context(get: Getter) -> SpanContext | None:
             record_drop("tracestate.invalid", why)
         else:
             trace_state = ParsedTraceState(members)
-    return SpanContext(
-        trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags), trace_state=trace_state
-    )
+    return SpanContext(trace_id, span_id, True, _FLAGS[flags], trace_state)
 
 
 _NO_TRACE_STATE = TraceState()  # immutable: one serves every span context without one
+_FLAGS = tuple(TraceFlags(flags) for flags in range(4))  # the known flags: 2 bits
 
 
 class ParsedTraceState(TraceState):

@@ -162,6 +162,9 @@ def extract_formats(
     Never raises for what came; threadline's fields are parsed strictly, the
     other propagators' by themselves. *with_baggage* False reads no baggage.
     """
+    if formats is DEFAULT and with_baggage:  # every field wanted (a getter's None is "none")
+        get_all = functools.partial(getter.get, carrier)
+        return extract_context(get_all, context)  # type: ignore[arg-type]
     wanted = {TRACEPARENT, TRACESTATE} if formats.trace else set()
     if with_baggage and formats.baggage:
         wanted.add(BAGGAGE)
