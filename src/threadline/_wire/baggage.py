@@ -15,7 +15,6 @@ import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote, unquote
 
 from .._core.values import FrozenMapping, freeze
 
@@ -41,6 +40,8 @@ _STORE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SAFE = "".join(
     chr(c) for c in range(0x21, 0x7F) if chr(c) not in '",;\\%' and not chr(c).isalnum()
 )
+# What quote(value, safe=_SAFE) leaves as it is: those very characters, ASCII
+_UNCHANGED = re.compile(r"[\x21\x23-\x24\x26-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _JSON_OPENERS = re.compile(r"[\[{]")
 # A \uXXXX escape of a surrogate; a pair is fine, one alone is not text.
@@ -130,6 +131,10 @@ def _decode(key: str, value: str) -> str:
         raise BaggageError(f"bad characters in the value of baggage member {key!r}")
     # W3C Baggage (2025): percent-encoded octets that are not UTF-8 MUST become U+FFFD;
     # the member, and the rest of the baggage, stay.
+    if "%" not in value:
+        return value
+    from urllib.parse import unquote  # noqa: PLC0415 - a child restoring plain ids needs none
+
     return unquote(value, errors="replace")
 
 
@@ -197,6 +202,10 @@ def _is_text(value: Any) -> bool:
 
 def encode_value(value: str) -> str:
     """Percent-encode *value* as a baggage value (UTF-8; ``+`` stays, space is ``%20``)."""
+    if _UNCHANGED.fullmatch(value):
+        return value
+    from urllib.parse import quote  # noqa: PLC0415 - see _decode
+
     return quote(value, safe=_SAFE)
 
 

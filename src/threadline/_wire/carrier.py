@@ -6,9 +6,9 @@ variables, process-pool IPC and message headers.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 
-from opentelemetry import baggage as otel_baggage
 from opentelemetry.trace import (
     NonRecordingSpan,
     SpanContext,
@@ -181,6 +181,8 @@ def without_baggage(context: Context) -> Context:
     ``baggage`` from it, so the only baggage the call carries is what
     threadline wrote for the host it goes to.
     """
+    from opentelemetry import baggage as otel_baggage  # noqa: PLC0415 - see extract_context
+
     return otel_baggage.clear(Context({**context, _WITHHELD: True}))
 
 
@@ -188,7 +190,9 @@ def _baggage_members(ctx: Context) -> str:
     if ctx.get(_WITHHELD):
         return ""
     stores = store_values(ctx)
-    plain = _valid_plain_baggage(otel_baggage.get_all(ctx))
+    # Until OpenTelemetry's baggage API is loaded no context can hold its baggage.
+    otel_baggage = sys.modules.get("opentelemetry.baggage")
+    plain = _valid_plain_baggage(otel_baggage.get_all(ctx)) if otel_baggage is not None else {}
     if not stores and not plain:
         return ""
     members = list(_baggage.encode(plain, stores))
@@ -274,25 +278,22 @@ def extract_context(get: Getter, context: Context | None = None) -> Context:
             for name, items in stores.items():
                 entries[store_key(name)] = FrozenMapping(items, name, frozenset(items))
             if plain:
-                if _BAGGAGE_KEY is None:  # (an OpenTelemetry without it: its API, member by member)
-                    ctx = _with_plain_baggage(Context({**ctx, **entries}), plain)
+                # loaded once plain baggage is met (~6 ms a bootstrapped child mostly never pays)
+                from opentelemetry import baggage as otel_baggage  # noqa: PLC0415
+
+                # OpenTelemetry's baggage is a dict under this key; its API sets one at a time
+                key = getattr(otel_baggage, "_BAGGAGE_KEY", None)
+                if key is None:  # (an OpenTelemetry without it: its API, member by member)
+                    ctx = Context({**ctx, **entries})
                     entries = {}
+                    for name, value in plain.items():
+                        ctx = otel_baggage.set_baggage(name, value, ctx)
                 else:
-                    before = ctx.get(_BAGGAGE_KEY)
-                    entries[_BAGGAGE_KEY] = (
+                    before = ctx.get(key)
+                    entries[key] = (
                         {**before, **plain} if isinstance(before, dict) and before else dict(plain)
                     )
     return Context({**ctx, **entries}) if entries else ctx
-
-
-# OpenTelemetry's baggage is a dict under this key; the API sets one member at a time
-_BAGGAGE_KEY: str | None = getattr(otel_baggage, "_BAGGAGE_KEY", None)
-
-
-def _with_plain_baggage(ctx: Context, plain: Mapping[str, str]) -> Context:
-    for name, value in plain.items():
-        ctx = otel_baggage.set_baggage(name, value, ctx)
-    return ctx
 
 
 def _read(get: Getter, field: str) -> Sequence[str]:
