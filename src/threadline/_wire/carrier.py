@@ -289,10 +289,11 @@ def extract_context(get: Getter, context: Context | None = None) -> Context:
                     for name, value in plain.items():
                         ctx = otel_baggage.set_baggage(name, value, ctx)
                 else:
-                    before = ctx.get(key)
-                    entries[key] = (
-                        {**before, **plain} if isinstance(before, dict) and before else dict(plain)
-                    )
+                    held = ctx.get(key)
+                    if isinstance(held, Mapping) and held:
+                        entries[key] = {**held, **plain}
+                    else:
+                        entries[key] = dict(plain)
     return Context({**ctx, **entries}) if entries else ctx
 
 
