@@ -18,6 +18,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, Trace
 import threadline as tl
 from threadline import diagnostics
 from threadline._wire import baggage as baggage_codec
+from threadline._wire import tracecontext
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 SPAN_ID = "b7ad6b7169203331"
@@ -230,6 +231,41 @@ class TestBaggage:
         """Members from any W3C peer land in OpenTelemetry's baggage, percent-decoded."""
         snap = tl.extract({"baggage": "k1=v1, k2 = a%20b;prop=1;flag,k3=%E2%82%AC"})
         assert {"k1": "v1", "k2": "a b", "k3": "€"} == dict(baggage.get_all(snap.context))
+
+    def test_the_same_baggage_again_reads_the_same_and_each_request_its_own_values(
+        self,
+    ) -> None:
+        """Baggage seen before (kept parsed) reads alike, and plain baggage set on top stays.
+
+        Each extract gets store values of its own (the bleed watch tells requests
+        apart by them), and a baggage already in the base context is added to.
+        """
+        header = "request.tenant=acme;tl,request.user_id=42;tl=json,session=s-1"
+        first, again = tl.extract({"baggage": header}), tl.extract({"baggage": header})
+        for snap in (first, again):
+            assert {"tenant": "acme", "user_id": 42} == tl.request.get(snap.context)
+            assert {"session": "s-1"} == dict(baggage.get_all(snap.context))
+        assert tl.request.get(first.context) is not tl.request.get(again.context)
+        base = baggage.set_baggage("kept", "1")
+        on_base = tl.extract({"baggage": header}, base)
+        assert {"kept": "1", "session": "s-1"} == dict(baggage.get_all(on_base.context))
+        assert {"kept": "1"} == dict(baggage.get_all(base))  # the base is left as it was
+
+    def test_invalid_baggage_is_refused_and_counted_every_time(self) -> None:
+        """Bad baggage is never kept parsed: the second time is dropped and counted too."""
+        for _ in range(2):
+            assert tl.request.get(tl.extract({"baggage": "ok=1,broken"}).context) is None
+        assert {"baggage.invalid": 2} == diagnostics.drop_counts()
+
+    def test_kept_parsed_baggage_stays_bounded(self) -> None:
+        """Many distinct baggage texts (a client making each unique) keep a bounded cache."""
+        for number in range(baggage_codec.PARSED_MAX * 3):
+            snap = tl.extract({"baggage": f"request.n={number};tl=json"})
+            assert {"n": number} == tl.request.get(snap.context)
+            assert len(baggage_codec._parsed) <= baggage_codec.PARSED_MAX
+        long = "k=" + "v" * baggage_codec.PARSED_TEXT_MAX
+        assert {"k": long[2:]} == dict(baggage.get_all(tl.extract({"baggage": long}).context))
+        assert long not in baggage_codec._parsed
 
     def test_plus_and_space_round_trip(self) -> None:
         """A literal '+' stays a '+', a space travels as %20 (OpenTelemetry's '+' is a space)."""
@@ -728,3 +764,13 @@ def test_a_field_that_is_not_text_is_dropped(value: object) -> None:
     snap = tl.extract({"traceparent": value, "baggage": "a=1"})  # type: ignore[dict-item]
     assert not span_context_of(snap).is_valid
     assert {"traceparent.not_text": 1} == diagnostics.drop_counts()
+
+
+@given(
+    traceparent=st.from_regex(r"[0f]0-[0-9a-fA-F]{32}-[0-9a-fA-F]{16}-[0-9a-f]{2}", fullmatch=True)
+    | st.from_regex(r"00-0{32}-[0-9a-f]{16}-01|00-[0-9a-f]{32}-0{16}-01", fullmatch=True)
+    | st.text(alphabet="0123456789abcdefABCDEF- \t\n", min_size=50, max_size=60)
+)
+def test_fuzz_the_common_traceparent_reads_as_the_general_grammar(traceparent: str) -> None:
+    """The fast way for a plain version-00 traceparent decides exactly as the full grammar does."""
+    assert tracecontext._parse_any(traceparent) == tracecontext.parse_traceparent(traceparent)

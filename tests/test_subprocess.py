@@ -226,6 +226,48 @@ class TestPythonChild:
             "0af7651916cd43dd8448eb211c80319c {'request_id': 'order'}",
         ] == result.stdout.splitlines()
 
+    def test_bootstrap_of_a_logging_child_loads_only_what_restoring_needs(self) -> None:
+        """A child that only logs gets the parent's ids and plain baggage, and stays light.
+
+        Restoring the carrier loads neither multiprocessing nor threadline's
+        settings (the parent set no tracing up: no ``THREADLINE_CONFIGURED``).
+        """
+        code = (
+            "import logging, sys\n"
+            "logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n"
+            "logging.info('x')\n"
+            "heavy = ('multiprocessing', 'threadline._core.settings')\n"
+            "print(sorted(name for name in heavy if name in sys.modules))\n"
+            "from opentelemetry import baggage\n"
+            "print(dict(baggage.get_all()))\n"
+        )
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("OTEL_", "THREADLINE_"))
+        }
+        env.update(
+            TRACEPARENT="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            BAGGAGE="request.request_id=order;tl,tenant=acme",
+        )
+        env[subprocess.BOOTSTRAP_ENV] = "1"
+        result = std_subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        assert "" == result.stderr
+        assert [
+            "INFO:root:x request_id=order trace_id=0af7651916cd43dd8448eb211c80319c",
+            "[]",
+            "{'tenant': 'acme'}",
+        ] == result.stdout.splitlines()
+
+    def test_the_bootstrap_reads_the_configured_flag_by_its_name(self) -> None:
+        """far_side checks THREADLINE_CONFIGURED without loading the settings: the same name."""
+        from threadline._boundary import far_side
+        from threadline._core import settings
+
+        assert settings.CONFIGURED_ENV == far_side._CONFIGURED_ENV
+
     def test_bootstrap_with_bad_context_still_starts(self) -> None:
         """Invalid context in the environment is dropped with a warning; the child runs."""
         env = {**os.environ, "TRACEPARENT": "garbage", subprocess.BOOTSTRAP_ENV: "1"}

@@ -13,12 +13,15 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from multiprocessing import util
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._core.context import Context
-from .._core.settings import read_settings
 from .handoff import Arrival
+
+if TYPE_CHECKING:
+    from multiprocessing import util
+else:  # a bootstrapped child loads neither unless it runs them (multiprocessing: ~9 ms)
+    util = None
 
 __all__ = [
     "WorkerStep",
@@ -46,6 +49,7 @@ _flushing = False
 _terminating = False
 _jobs_running = 0
 _last: tuple[str | None, Context] | None = None
+_CONFIGURED_ENV = "THREADLINE_CONFIGURED"  # settings.CONFIGURED_ENV, without loading settings
 
 
 def call_in(carrier: Mapping[str, str], fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -106,7 +110,15 @@ def ensure_flush_at_exit() -> None:
         return
     _flush_pid = pid
     configure_like_parent()
-    util.Finalize(None, flush_tracing, exitpriority=100)
+    _util().Finalize(None, flush_tracing, exitpriority=100)
+
+
+def _util() -> Any:
+    global util  # noqa: PLW0603 - imported when first used
+    if util is None:
+        from multiprocessing import util  # noqa: PLC0415
+
+    return util
 
 
 def configure_like_parent() -> None:
@@ -117,6 +129,10 @@ def configure_like_parent() -> None:
     same resource (the service name the parent gave in code included), a
     shorter exit bound (`child_exit_timeout`).
     """
+    if not os.environ.get(_CONFIGURED_ENV):  # the common child: no settings to read (~10 ms)
+        return
+    from .._core.settings import read_settings  # noqa: PLC0415
+
     settings = read_settings()
     if settings.parent_configured:
         from .._telemetry.pipeline import configure  # noqa: PLC0415 - the parent loaded the SDK too
@@ -160,6 +176,8 @@ def child_exit_timeout() -> float:
     ``THREADLINE_CHILD_EXIT_TIMEOUT``, else half a second: a process started
     inside a request must not hold the request for an unreachable Collector.
     """
+    from .._core.settings import read_settings  # noqa: PLC0415 - see configure_like_parent
+
     return read_settings().child_exit_timeout
 
 
@@ -272,7 +290,7 @@ def exit_on_terminate() -> None:
 
 def _on_terminate(signum: int, _frame: object) -> None:
     global _terminating  # noqa: PLW0603 - read where a job ends
-    if _terminating or _flushing or getattr(util, "_exiting", False):
+    if _terminating or _flushing or getattr(_util(), "_exiting", False):
         return  # already on the way out: let the unwinding and the flush finish
     _terminating = True
     if _jobs_running:
@@ -285,7 +303,7 @@ def _leave(code: int) -> None:
     # of sending its result back, then waits for the next job, while the
     # parent waits for it to exit (concurrent.futures.process._process_worker).
     # So leave as multiprocessing's _bootstrap does, without returning.
-    util._exit_function()  # type: ignore[attr-defined]
+    _util()._exit_function()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()

@@ -22,6 +22,7 @@ __all__ = [
     "attach",
     "await_within",
     "context_of_error",
+    "detach",
     "get_current",
     "mark_error",
     "restore",
@@ -49,6 +50,10 @@ else:  # another runtime (OTEL_PYTHON_CONTEXT): through OpenTelemetry's API
     get_current = otel_context.get_current
     attach = otel_context.attach
     _detach = _runtime.detach
+
+
+detach = _detach
+"""Put back the context *token* replaced; `ValueError` where it cannot be (see `restore`)."""
 
 
 def restore(token: Token[Context]) -> bool:

@@ -15,6 +15,7 @@ from .context import (
     Context,
     attach,
     await_within,
+    detach,
     get_current,
     restore,
     store_key,
@@ -62,7 +63,7 @@ class Scope:
 
     __slots__ = ("_hooked", "_key", "_merge", "_token", "_value")
 
-    def __init__(self, key: str, value: FrozenMapping | None, *, merge: bool = False) -> None:
+    def __init__(self, key: str, value: FrozenMapping | None, merge: bool = False) -> None:
         self._key = key
         self._value = value
         self._merge = merge
@@ -91,10 +92,11 @@ class Scope:
 
     def again(self) -> Scope:
         """Return a new, unentered scope that sets the same value."""
-        return Scope(self._key, self._value, merge=self._merge)
+        return Scope(self._key, self._value, self._merge)
 
-    def __exit__(self, *exc_info: object) -> None:
-        token, self._token = self._token, None
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        token = self._token
+        self._token = None
         # by what was entered, not by the flag now: a hook disabled meanwhile still exits
         entered = self._hooked
         if entered is not None:
@@ -102,7 +104,10 @@ class Scope:
             if token is not None:
                 _hooks.exit_scope(entered)
         if token is not None:
-            restore(token)
+            try:  # noqa: SIM105 - restore inline, no with: this is every scope's exit
+                detach(token)
+            except ValueError:  # ended in another contextvars.Context: left as it is there
+                pass
 
 
 class ContextStore:
@@ -154,6 +159,16 @@ class ContextStore:
 
         An outer value is hidden, not merged: use `merge` to add to it.
         """
+        if values is None:  # the common call, scope(key=value): kwargs are a new dict, ours
+            frozen = kwargs
+            for key, value in kwargs.items():
+                kind = type(value)
+                if not key or not (
+                    kind is str or kind is int or value is None or kind is bool or kind is float
+                ):  # something to freeze (or an empty key to refuse): the general way
+                    frozen = freeze_items(kwargs, self._name)
+                    break
+            return Scope(self._key, FrozenMapping(frozen, self._name))
         return Scope(self._key, self._make(values, kwargs))
 
     def merge(self, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Scope:
@@ -161,7 +176,7 @@ class ContextStore:
 
         Keys given here win over the outer value's; outside any scope this is `scope`.
         """
-        return Scope(self._key, self._make(values, kwargs), merge=True)
+        return Scope(self._key, self._make(values, kwargs), True)
 
     def run(
         self, values: Mapping[str, Any], fn: Callable[..., T], /, *args: Any, **kwargs: Any

@@ -100,5 +100,10 @@ def freeze_items(values: Mapping[str, Any], owner: str = "") -> dict[str, Any]:
     for key, value in values.items():
         if type(key) is not str or not key:
             raise TypeError(f"store keys must be non-empty str, got {key!r}")
-        frozen[key] = freeze(value, owner)
+        kind = type(value)
+        # (the scalars inline: a scope of a few ids is the hot path)
+        if kind is str or kind is int or value is None or kind is bool or kind is float:
+            frozen[key] = value
+        else:
+            frozen[key] = freeze(value, owner)
     return frozen

@@ -69,6 +69,8 @@ class StoreSpanProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Set the attributes from the store value current where the span starts."""
         values = self._store.get(parent_context if parent_context is not None else get_current())
+        if not values:  # outside any scope: nothing to copy
+            return
         for name, value in chosen_attributes(values, self._attributes, self._store.name):
             span.set_attribute(name, value)
 

@@ -13,9 +13,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote, unquote
 
 from .._core.values import FrozenMapping, freeze
 
@@ -41,6 +40,8 @@ _STORE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SAFE = "".join(
     chr(c) for c in range(0x21, 0x7F) if chr(c) not in '",;\\%' and not chr(c).isalnum()
 )
+# What quote(value, safe=_SAFE) leaves as it is: those very characters, ASCII
+_UNCHANGED = re.compile(r"[\x21\x23-\x24\x26-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _JSON_OPENERS = re.compile(r"[\[{]")
 # A \uXXXX escape of a surrogate; a pair is fine, one alone is not text.
@@ -53,13 +54,36 @@ class BaggageError(ValueError):
     """Inbound baggage that must be dropped whole; the message says why."""
 
 
-def parse(headers: list[str]) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+def parse(headers: Sequence[str]) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
     """Return ``(plain members, store values by store name)`` from the combined headers.
+
+    The dicts may be those of an earlier call with the same text: read
+    them, never change them.
 
     Raises:
         BaggageError: for anything outside the W3C grammar or its limits.
     """
-    text = ",".join(headers)
+    text = headers[0] if len(headers) == 1 else ",".join(headers)
+    parsed = _parsed.get(text)
+    if parsed is not None:
+        return parsed
+    parsed = _parse(text)
+    if len(text) <= PARSED_TEXT_MAX:
+        if len(_parsed) >= PARSED_MAX:
+            _parsed.clear()  # (one call, safe between threads; a busy one refills it)
+        _parsed[text] = parsed
+    return parsed
+
+
+# A service sees the same baggage again and again (a tenant, a client's ids);
+# parsing is pure, so its result is kept by the exact text, a bounded number.
+# Invalid baggage is never kept: each is refused, and counted, again.
+PARSED_MAX = 128
+PARSED_TEXT_MAX = 1024
+_parsed: dict[str, tuple[dict[str, str], dict[str, dict[str, Any]]]] = {}
+
+
+def _parse(text: str) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
     # Non-ASCII text fails the grammar below, so characters count as bytes here.
     if len(text) > MAX_BYTES:
         raise BaggageError(f"baggage is {len(text)} bytes, more than {MAX_BYTES}")
@@ -107,6 +131,10 @@ def _decode(key: str, value: str) -> str:
         raise BaggageError(f"bad characters in the value of baggage member {key!r}")
     # W3C Baggage (2025): percent-encoded octets that are not UTF-8 MUST become U+FFFD;
     # the member, and the rest of the baggage, stay.
+    if "%" not in value:
+        return value
+    from urllib.parse import unquote  # noqa: PLC0415 - a child restoring plain ids needs none
+
     return unquote(value, errors="replace")
 
 
@@ -174,6 +202,10 @@ def _is_text(value: Any) -> bool:
 
 def encode_value(value: str) -> str:
     """Percent-encode *value* as a baggage value (UTF-8; ``+`` stays, space is ``%20``)."""
+    if _UNCHANGED.fullmatch(value):
+        return value
+    from urllib.parse import quote  # noqa: PLC0415 - see _decode
+
     return quote(value, safe=_SAFE)
 
 

@@ -6,23 +6,22 @@ variables, process-pool IPC and message headers.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 
-from opentelemetry import baggage as otel_baggage
 from opentelemetry.trace import (
     NonRecordingSpan,
     SpanContext,
     TraceFlags,
     TraceState,
     get_current_span,
-    set_span_in_context,
 )
 
-from .._core.context import Context, get_current
+from .._core.context import Context, get_current, span_key, store_key
 from .._core.drops import record_drop
 from .._core.snapshot import Snapshot
-from .._core.stores import store_values, with_store_values
-from .._core.values import foreign_keys
+from .._core.stores import store_values
+from .._core.values import FrozenMapping, foreign_keys
 from . import baggage as _baggage
 from .tracecontext import (
     MAX_TRACEPARENT_CHARS,
@@ -182,6 +181,8 @@ def without_baggage(context: Context) -> Context:
     ``baggage`` from it, so the only baggage the call carries is what
     threadline wrote for the host it goes to.
     """
+    from opentelemetry import baggage as otel_baggage  # noqa: PLC0415 - see extract_context
+
     return otel_baggage.clear(Context({**context, _WITHHELD: True}))
 
 
@@ -189,7 +190,9 @@ def _baggage_members(ctx: Context) -> str:
     if ctx.get(_WITHHELD):
         return ""
     stores = store_values(ctx)
-    plain = _valid_plain_baggage(otel_baggage.get_all(ctx))
+    # Until OpenTelemetry's baggage API is loaded no context can hold its baggage.
+    otel_baggage = sys.modules.get("opentelemetry.baggage")
+    plain = _valid_plain_baggage(otel_baggage.get_all(ctx)) if otel_baggage is not None else {}
     if not stores and not plain:
         return ""
     members = list(_baggage.encode(plain, stores))
@@ -260,21 +263,38 @@ def extract_context(get: Getter, context: Context | None = None) -> Context:
     it came in.
     """
     ctx = Context() if context is None else context
+    # what came, gathered first: the new context is built once
+    entries: dict[str, object] = {}
     span_context = _extract_span_context(get)
     if span_context is not None:
-        ctx = set_span_in_context(NonRecordingSpan(span_context), ctx)
-    plain: dict[str, str] = {}
-    headers = list(_read(get, BAGGAGE))
+        entries[span_key()] = NonRecordingSpan(span_context)
+    headers = _read(get, BAGGAGE)
     if headers:
         try:
             plain, stores = _baggage.parse(headers)
         except _baggage.BaggageError as exc:
             record_drop("baggage.invalid", str(exc))
         else:
-            ctx = with_store_values(ctx, stores)
-    for name, value in plain.items():
-        ctx = otel_baggage.set_baggage(name, value, ctx)
-    return ctx
+            for name, items in stores.items():
+                entries[store_key(name)] = FrozenMapping(items, name, frozenset(items))
+            if plain:
+                # loaded once plain baggage is met (~6 ms a bootstrapped child mostly never pays)
+                from opentelemetry import baggage as otel_baggage  # noqa: PLC0415
+
+                # OpenTelemetry's baggage is a dict under this key; its API sets one at a time
+                key = getattr(otel_baggage, "_BAGGAGE_KEY", None)
+                if key is None:  # (an OpenTelemetry without it: its API, member by member)
+                    ctx = Context({**ctx, **entries})
+                    entries = {}
+                    for name, value in plain.items():
+                        ctx = otel_baggage.set_baggage(name, value, ctx)
+                else:
+                    held = ctx.get(key)
+                    if isinstance(held, Mapping) and held:
+                        entries[key] = {**held, **plain}
+                    else:
+                        entries[key] = dict(plain)
+    return Context({**ctx, **entries}) if entries else ctx
 
 
 def _read(get: Getter, field: str) -> Sequence[str]:
@@ -301,17 +321,19 @@ def _extract_span_context(get: Getter) -> SpanContext | None:
         record_drop("traceparent.invalid", f"{why}: {parents[0][:80]!r}")
         return None
     trace_id, span_id, flags = parsed
-    trace_state = TraceState()
-    states = list(_read(get, TRACESTATE))
+    trace_state = _NO_TRACE_STATE
+    states = _read(get, TRACESTATE)
     if states:
-        members, why = parse_tracestate(states)
+        members, why = parse_tracestate(list(states))
         if members is None:
             record_drop("tracestate.invalid", why)
         else:
             trace_state = ParsedTraceState(members)
-    return SpanContext(
-        trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags), trace_state=trace_state
-    )
+    return SpanContext(trace_id, span_id, True, _FLAGS[flags], trace_state)
+
+
+_NO_TRACE_STATE = TraceState()  # immutable: one serves every span context without one
+_FLAGS = tuple(TraceFlags(flags) for flags in range(4))  # the known flags: 2 bits
 
 
 class ParsedTraceState(TraceState):

@@ -68,11 +68,19 @@ class FieldGetter(Getter[GetAll]):
         if not values:
             return None
         limit = self._limits.get(key)
-        if len(values) == 1 and type(values[0]) is str:  # the common case, checked cheaply
-            if limit is not None and len(values[0]) > limit:
-                record_drop(f"{key}.too_large", f"{len(values[0])} characters in {key}")
-                return None
-            return [values[0]]
+        if len(values) == 1:  # the common case, checked cheaply: one str, or bytes (ASGI)
+            value = values[0]
+            kind = type(value)
+            if kind is str or kind is bytes:
+                if limit is not None and len(value) > limit:
+                    record_drop(f"{key}.too_large", f"{len(value)} characters in {key}")
+                    return None
+                if kind is str:
+                    return [value]
+                try:
+                    return [value.decode(self._encoding)]
+                except UnicodeDecodeError:
+                    pass  # said by the general way
         return self._read(key, values, limit)
 
     def _read(self, key: str, values: Sequence[Any], limit: int | None) -> list[str] | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, MutableMapping
-from functools import partial
 from typing import Any
 
 from .._http.incoming import GetAll
@@ -42,7 +41,7 @@ class Reader:
     """What `ServerExchange` reads of an ASGI scope."""
 
     def headers(self, scope: Scope) -> GetAll:
-        return partial(_get_all, scope["headers"])
+        return _Headers(scope["headers"]).get_all
 
     def method(self, scope: Scope) -> str:
         return str(scope["method"])
@@ -75,13 +74,40 @@ class Reader:
         return f"{code.co_filename}:{code.co_firstlineno}" if code is not None else scope["path"]
 
 
-def _get_all(headers: Iterable[tuple[bytes, bytes]], name: str, default: Any) -> list[bytes] | Any:
-    """Every value of the header *name* (lower case: ASGI servers lower-case names)."""
-    key = NAMES.get(name)
-    if key is None:
-        key = NAMES[name] = name.lower().encode("latin-1")
-    found = [value for field, value in headers if field == key]
-    return found or default
+class _Headers:
+    """One request's headers, indexed by name when first asked (the exchange asks ~6 times)."""
+
+    __slots__ = ("_headers", "_index")
+
+    def __init__(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
+        self._headers = headers
+        self._index: dict[bytes, list[bytes]] | None = None
+
+    def get_all(self, name: str, default: Any) -> list[bytes] | Any:
+        """Every value of the header *name* (lower case: ASGI servers lower-case names)."""
+        key = NAMES.get(name)
+        if key is None:
+            key = NAMES[name] = name.lower().encode("latin-1")
+        index = self._index
+        if index is None:
+            index = self._index = _indexed(self._headers)
+        return index.get(key, default)
+
+
+def _indexed(headers: Iterable[tuple[bytes, bytes]]) -> dict[bytes, list[bytes]]:
+    index: dict[bytes, list[bytes]] = {}
+    for field, value in headers:
+        name = field
+        if type(name) is not bytes:
+            if not isinstance(name, (bytearray, memoryview)):
+                continue  # not a header name ASGI allows: never one asked for
+            name = bytes(name)
+        values = index.get(name)
+        if values is None:
+            index[name] = [value]
+        else:
+            values.append(value)
+    return index
 
 
 def _first(headers: Iterable[tuple[bytes, bytes]], key: bytes) -> bytes | None:
