@@ -224,10 +224,28 @@ class TestJSONFormatter:
             log.info("m", extra={"own": {1: "one", (2, 3): "pair"}})
         (line,) = stream.getvalue().splitlines()
         record = json.loads(line)
-        assert {"rps": 10, "note": "a\u2028b\nc"} == record["limits"]
+        # a store value's strings are escaped at any depth, as every value from outside is
+        assert {"rps": 10, "note": "a\\u2028b\\nc"} == record["limits"]
         assert ["x", {"y": 1}] == record["tags"]
         assert {"1": "one", "(2, 3)": "pair"} == record["own"]
         assert "\u2028" not in line
+
+    def test_a_user_id_from_baggage_is_escaped_at_any_depth(
+        self, logger: tuple[logging.Logger, io.StringIO]
+    ) -> None:
+        """A JSON user id that came in as baggage: no control character reaches the line's value."""
+        log, stream = logger
+        log.handlers[0].setFormatter(JSONFormatter())
+        snapshot = tl.extract(
+            {
+                "baggage": "request.request_id=r1;tl,"
+                "request.user_id=%7B%22k%22%3A%5B%22a%5Cnb%5Cu001b%22%5D%7D;tl=json"
+            }
+        )
+        with snapshot:
+            log.info("m")
+        record = json.loads(stream.getvalue())
+        assert {"k": ["a\\nb\\x1b"]} == record["user_id"]
 
     def test_not_a_number_is_still_json(
         self, logger: tuple[logging.Logger, io.StringIO], store: tl.ContextStore

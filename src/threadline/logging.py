@@ -24,6 +24,7 @@ from typing import Any
 
 from ._core.checks import require_names
 from ._core.context import Context, context_of_error, get_current
+from ._core.safe import safe_value
 from ._core.stores import ContextStore, registered_stores, request
 from ._core.text import escape_controls, escape_json_line
 from ._telemetry.spans import current_trace_ids
@@ -158,8 +159,11 @@ class ContextFilter(logging.Filter):
             value = values.get(key) if values is not None else None
             if value is None:
                 value = placeholder
-            elif type(value) is str and not value.isprintable():  # may have come in as baggage
-                value = escape_controls(value)  # never a raw control char
+            elif type(value) is str:
+                if not value.isprintable():  # may have come in as baggage
+                    value = escape_controls(value)  # never a raw control char
+            elif isinstance(value, (Mapping, list, tuple)):
+                value = safe_value(value)  # its strings escaped too, at any depth
             target[key] = value
 
 
