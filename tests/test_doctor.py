@@ -322,3 +322,17 @@ class TestStructlogAndLoguruLines:
         out = capsys.readouterr().out
         assert "request=r-9  structlog in the request" in out
         assert "request=r-9  loguru in the request" in out
+
+
+def test_threadlines_own_drop_reports_are_not_lost_context(
+    telemetry: Telemetry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A request whose X-Request-ID was dropped: threadline's own warning is no finding."""
+    span_files.clean_request(telemetry, "r-1")
+    from threadline import diagnostics
+
+    diagnostics.reset_drop_counts()
+    tl.extract({"traceparent": "not a traceparent"})  # warned on the threadline logger
+    own = [json.loads(line) for line in telemetry.logs.read_text().splitlines()]
+    assert any(line["logger"] == "threadline" for line in own)
+    assert [] == findings(telemetry, capsys)

@@ -39,6 +39,14 @@ SHOWN = 10
 """The most spans or traces one finding names; the others are counted ("and 3 more")."""
 
 _SERVER = 2
+_SERVERS = "threadline.aiohttp.setup(app), threadline.asgi.setup(app), threadline.django"
+_CLIENTS = (
+    "threadline.aiohttp.trace_config(), threadline.httpx.instrument(client), "
+    "threadline.requests.instrument(session)"
+)
+# threadline's own reports of what it dropped from a request's input, made before the
+# request's scope exists: not a line that lost its context
+_OWN_LOGGER = "threadline"
 _HANDOFF_FIX = (
     "hand the work over with threadline's carriers: tl.ThreadPoolExecutor, tl.Thread, "
     "tl.run_in_executor, tl.ProcessPoolExecutor, threadline.processes, threadline.subprocess; "
@@ -334,14 +342,14 @@ def _split_requests(traces: Sequence[Trace], reported: set[str]) -> list[Finding
                     "a hop started a new trace instead of continuing the request's: the "
                     "traceparent did not arrive (a client that sends only X-Request-ID or "
                     "baggage, a proxy that drops it), or the server did not trust it "
-                    "(threadline.aiohttp.middleware(trust_incoming=False), right only at a "
+                    "(trust_incoming=False in threadline's server middleware, right only at a "
                     "public edge)"
                     if over_http
                     else "work of the request was handed to another process or thread "
                     "without threadline's carrier, so it started a trace of its own"
                 ),
                 fix=(
-                    "send the context on every outgoing call (threadline.aiohttp.trace_config(),"
+                    "send the context on every outgoing call (" + _CLIENTS + ","
                     " or tl.inject(headers) for another client) and keep trust_incoming=True "
                     "between your own services"
                     if over_http
@@ -373,7 +381,9 @@ def _split_in_logs(logs: Sequence[LogRecord], reported: set[str]) -> list[Findin
                 "another request",
                 fix="carry the whole context, not the id alone: "
                 + _HANDOFF_FIX
-                + "; threadline.aiohttp.trace_config() on HTTP clients",
+                + "; "
+                + _CLIENTS
+                + " on HTTP clients",
                 details=_and_more(
                     [
                         f"trace {_t(trace_id, 64)}: logger "
@@ -403,6 +413,8 @@ def _logs_without_context(logs: Sequence[LogRecord]) -> list[Finding]:
     places: Counter[tuple[str, str]] = Counter()
     lost: dict[tuple[str, str, bool, bool], list[LogRecord]] = defaultdict(list)
     for log in logs:
+        if log.get("logger") == _OWN_LOGGER:
+            continue
         place = (cut(str(log.get("logger", "?")), 64), _location(log))
         request, trace = has_context(log, "request_id"), has_context(log, "trace_id")
         if request and trace:
@@ -463,7 +475,9 @@ def _without_context(
         )
         fix = (
             "keep baggage in OTEL_PROPAGATORS (the default: tracecontext,baggage), forward "
-            "the baggage header at every hop, and install threadline.aiohttp.middleware() or "
+            "the baggage header at every hop, and install threadline's server middleware ("
+            + _SERVERS
+            + ") or "
             "enter tl.request.scope(request_id=...)"
         )
     else:
