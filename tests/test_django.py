@@ -21,12 +21,12 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import threadline.asgi as tla
 import threadline.django as tld
-from threadline import live
 from tests.asgi_servers import AsgiServe
 from tests.django_project import Calls, configure, views
 from tests.django_project import settings as project
 from tests.helpers import Spans
 from tests.http_contract import TRACE_ID, TRACEPARENT, ServerContract, access_lines, send
+from threadline import live
 
 configure()
 
