@@ -8,6 +8,7 @@ keep-alive connections; the HTTP contract too. WSGI: the middleware does nothing
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import sys
@@ -21,10 +22,11 @@ from opentelemetry.trace import SpanKind, StatusCode
 import threadline.asgi as tla
 import threadline.django as tld
 from tests.asgi_servers import AsgiServe
-from tests.django_project import Calls, configure
+from tests.django_project import Calls, configure, views
 from tests.django_project import settings as project
 from tests.helpers import Spans
 from tests.http_contract import TRACE_ID, TRACEPARENT, ServerContract, access_lines, send
+from threadline import live
 
 configure()
 
@@ -277,6 +279,30 @@ class TestWSGI:
             assert body
         assert ["200 OK", "500 Internal Server Error"] == statuses
         assert [] == spans.finished()
+
+
+async def test_the_live_view_shows_the_route_and_view_once_resolved(
+    served: tuple[str, Calls],
+) -> None:
+    """While the view runs, the live view names the route Django matched and the view's line."""
+    base, calls = served
+    views.ENTERED.clear()
+    views.GATE.clear()
+    with live.serve():
+        call = asyncio.create_task(send(base, ("GET", "/waits/7", {})))
+        try:
+            assert await asyncio.to_thread(views.ENTERED.wait, 30)
+            (shown,) = live.snapshot()["requests"]  # type: ignore[misc]
+        finally:
+            views.GATE.set()
+        (answer,) = await call
+        await calls.idle.wait()
+    code = views.waits.__code__
+    assert 200 == answer.status
+    assert ("GET waits/<int:item_id>", f"{code.co_filename}:{code.co_firstlineno}") == (
+        shown["name"],
+        shown["location"],
+    )
 
 
 def test_importing_threadline_imports_no_django() -> None:

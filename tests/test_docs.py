@@ -122,6 +122,23 @@ def test_blocks_are_found() -> None:
                 assert OPENING.match(line), f"{page.name}:{number}: write ```python"
 
 
+def test_no_table_row_stands_alone() -> None:
+    """Each table row sits in a table: a row after a blank line renders as a paragraph."""
+    for page in PAGES:
+        lines = page.read_text(encoding="utf-8").splitlines()
+        fenced = False
+        for number, line in enumerate(lines, 1):
+            if line.lstrip().startswith("```"):
+                fenced = not fenced
+            if fenced or not line.startswith("|"):
+                continue
+            above = lines[number - 2] if number > 1 else ""
+            below = lines[number] if number < len(lines) else ""
+            assert above.startswith("|") or below.startswith(("|---", "| ---", "|:")), (
+                f"{page.name}:{number}: a table row outside its table (a blank line above it?)"
+            )
+
+
 def test_fragment_marks_sit_on_python_blocks() -> None:
     """Each fragment mark is the line just before a ```python block, so none marks nothing."""
     marked = {(b.page, b.line - 1) for b in BLOCKS if b.fragment}

@@ -30,7 +30,9 @@ from opentelemetry import trace
 
 import threadline as tl
 import threadline.aiohttp
+import threadline.asgi
 import threadline.subprocess
+from tests.asgi_servers import AsgiServe
 from tests.helpers import Serve, clean_env, free_port, marked_line
 from threadline import diagnostics, live, lost
 from threadline._core import lifecycle
@@ -131,6 +133,45 @@ class TestServe:
         with refused.value:
             assert 501 == refused.value.code
 
+    @pytest.mark.parametrize(
+        "hosts",
+        [
+            ["127.0.0.1", "evil.com"],
+            ["evil.com", "127.0.0.1"],
+            ["127.0.0.1", "127.0.0.1"],
+            ["localhost", "[::1]"],
+            [],
+        ],
+    )
+    def test_one_loopback_host_or_403(self, server: live.LiveServer, hosts: list[str]) -> None:
+        """Two Host headers (a proxy may read either), or none: refused, whatever they name."""
+        fields = "".join(f"Host: {host}\r\n" for host in hosts)
+        assert b"403" == raw_status(server, f"GET /requests HTTP/1.1\r\n{fields}\r\n")
+        assert b"200" == raw_status(server, "GET /requests HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+
+    def test_serving_says_where_it_serves(self, caplog: pytest.LogCaptureFixture) -> None:
+        """serving(): the view open now, None when none is; each logs its URL once, at INFO."""
+        assert live.serving() is None
+        with caplog.at_level(logging.INFO, live.LOGGER_NAME), live.serve() as started:
+            assert started is live.serving()
+        assert live.serving() is None
+        assert [f"threadline.live: serving the live view at {started.url}"] == [
+            record.getMessage() for record in caplog.records if record.name == live.LOGGER_NAME
+        ]
+
+
+def raw_status(server: live.LiveServer, request: str) -> bytes:
+    """The status code the view answers to *request*, sent as it is on a raw socket."""
+    with socket.create_connection((server.host, server.port), timeout=30) as sock:
+        sock.sendall(request.encode("latin-1"))
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return answer.split(b" ", 2)[1]
+
 
 @given(st.text(max_size=40))
 def test_an_address_from_outside_is_read_strictly(text: str) -> None:
@@ -196,6 +237,33 @@ class TestEnvironment:
         )
         assert 0 == result.returncode, result.stderr
         assert [] == json.loads(result.stdout)["requests"]
+
+    def test_port_0_says_which_port(self) -> None:
+        """THREADLINE_LIVE=127.0.0.1:0: serving() has the URL, and one INFO line says it."""
+        code = (
+            "import logging, sys\n"
+            "logging.basicConfig(level=logging.INFO, format='%(name)s %(message)s')\n"
+            "import threadline.live, urllib.request\n"
+            "url = threadline.live.serving().url\n"
+            "print(url)\n"
+            "print(urllib.request.urlopen(url + '/requests').status)\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            env=clean_env(**{LIVE_ENV: "127.0.0.1:0"}),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert 0 == result.returncode, result.stderr
+        url, status = result.stdout.split()
+        assert url.startswith("http://127.0.0.1:")
+        assert not url.endswith(":0")
+        assert "200" == status
+        assert f"threadline.live threadline.live: serving the live view at {url}" in (
+            result.stderr.splitlines()
+        )
 
 
 # -- requests in flight, through a real aiohttp server --------------------------------------
@@ -322,6 +390,49 @@ class TestInFlight:
         assert out.index("r-1") < out.index("r-2")
         assert 2 == out.count("4 of 4 running")
         assert 8 == out.count("running  ")
+
+
+def fastapi_slow(entered: threading.Event, gate: threading.Event) -> Any:
+    """A FastAPI app whose ``/slow/{n}`` waits for *gate* once it *entered*."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/slow/{n}")
+    async def slow(n: str) -> dict[str, str]:
+        entered.set()
+        await asyncio.to_thread(gate.wait, 30)
+        return {"n": n}
+
+    threadline.asgi.setup(app)
+    code = slow.__code__
+    app.state.handler = f"{code.co_filename}:{code.co_firstlineno}"
+    return app
+
+
+class TestRouted:
+    async def test_an_asgi_request_shows_its_route_and_handler_once_routed(
+        self, asgi_serve: AsgiServe, server: live.LiveServer, capsys: Any
+    ) -> None:
+        """FastAPI routes inside the app: once it did, the view shows the route and handler,
+        never the raw path (here with control characters in it)."""
+        entered, gate = threading.Event(), threading.Event()
+        app = fastapi_slow(entered, gate)
+        base = await asgi_serve(app, "uvicorn")
+        async with ClientSession() as session:
+            call = asyncio.create_task(session.get(base + "/slow/%1b%5b2J%0a"))
+            try:
+                assert await _until(entered.is_set)
+                (shown,) = await asyncio.to_thread(requests_of, server.url)
+                assert await asyncio.to_thread(main, ["top", server.url, "--once"]) == 0
+            finally:
+                gate.set()
+            async with await call as answer:
+                assert 200 == answer.status
+        assert ("GET /slow/{n}", app.state.handler) == (shown["name"], shown["location"])
+        out = capsys.readouterr().out
+        assert "GET /slow/{n}" in out
+        assert "2J" not in out
 
 
 @pytest.mark.parametrize("interval", ["0", "-1", "nan", "soon"])

@@ -28,10 +28,13 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
 from ._boundary.coexistence import contrib_loaded, foreign_span
+from ._core import lifecycle
 from ._core.context import get_current
 from ._core.stores import request as request_store
+from ._http.server import ServerExchange
 from .asgi import Middleware as AsgiMiddleware
 from .asgi import inside, set_exception, set_route
+from .asgi._reader import EXCHANGE, code_location
 
 __all__ = ["Middleware", "asgi_application", "route_of"]
 
@@ -99,6 +102,8 @@ class Middleware:
 
     def __call__(self, request: Any) -> Any:
         """Pass *request* on (awaitable when the next is async); name its route once answered."""
+        if lifecycle.active:  # the live view is on: it shows the route once Django resolved it
+            _follow(request)
         if self._beside and _lost(request):
             return self._again(request)
         if self._async:
@@ -147,7 +152,19 @@ def _name(request: Any) -> None:
         return
     route = route_of(request)
     if route is not None:
-        set_route(scope, route)
+        set_route(scope, route, handler=_view_of(request))
+
+
+def _follow(request: Any) -> None:
+    """Let the request's exchange ask for its route and view while it runs (the live view)."""
+    scope = getattr(request, "scope", None)
+    exchange = None if scope is None else scope.get(EXCHANGE)
+    if isinstance(exchange, ServerExchange):
+        exchange.follow(lambda: (route_of(request), code_location(_view_of(request))))
+
+
+def _view_of(request: Any) -> Any:
+    return getattr(getattr(request, "resolver_match", None), "func", None)
 
 
 def _failed(sender: object, request: Any = None, **kwargs: Any) -> None:

@@ -29,4 +29,5 @@ urlpatterns = [
     path("leak", views.leak),
     path("boom/sync", views.boom_sync),
     path("boom/async", views.boom_async),
+    path("waits/<int:item_id>", views.waits),
 ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
+import threading
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
@@ -16,6 +18,9 @@ from tests.http_contract import probe
 
 log = logging.getLogger("tests.django")
 LEAKY: contextvars.ContextVar[str | None] = contextvars.ContextVar("leaky", default=None)
+ENTERED = threading.Event()
+"""Set when `waits` began; it answers once `GATE` is set."""
+GATE = threading.Event()
 
 
 def seen() -> dict[str, Any]:
@@ -89,3 +94,10 @@ async def boom_async(request: Any) -> HttpResponse:
     assert b"" == request.body  # read: Django closes the body's file (it leaves it open when
     # the exception goes on to the server, with DEBUG_PROPAGATE_EXCEPTIONS)
     raise RuntimeError("async view failed")
+
+
+async def waits(request: Any, item_id: int) -> HttpResponse:
+    """Answers once the test sets `GATE` (the live view looks at it in flight)."""
+    ENTERED.set()
+    await asyncio.to_thread(GATE.wait, 30)
+    return HttpResponse("done")

@@ -38,9 +38,11 @@ __all__ = [
     "future_of",
     "in_library",
     "location",
+    "refresh",
     "retrieved",
     "run",
     "set_future",
+    "set_refresh",
     "set_watchers",
     "watchers",
 ]
@@ -122,6 +124,7 @@ class Resource:
     __slots__ = (
         "_future",
         "_owner",
+        "_refresh",
         "_silent",
         "_values",
         "destroyed",
@@ -146,6 +149,7 @@ class Resource:
         self.destroyed = False
         self.name: str | None = None
         self._future: weakref.ref[Any] | None = None
+        self._refresh: Callable[[], None] | None = None
         self._values: list[object] | None = None  # what a request set (bleed watch on)
         # made by a hook callback: no callback is called for it, init to destroy
         self._silent = getattr(_calling, "on", False)
@@ -300,6 +304,24 @@ def set_future(resource: Resource | None, future: Any) -> None:
 def retrieved(future: Any) -> list[bool] | None:
     """The flag `set_future` keeps for *future* (``[True]`` once retrieved), or None."""
     return getattr(future, "_threadline_retrieved", None)
+
+
+def set_refresh(resource: Resource | None, refresh: Callable[[], None] | None) -> None:
+    """Give *resource* what brings its ``name`` and ``location`` up to date (None: nothing).
+
+    For a request whose route is known only once its framework routed it,
+    inside the application: `refresh` calls it before a reader shows them.
+    The owner clears it when the resource ends (it may hold the owner).
+    """
+    if resource is not None:
+        resource._refresh = refresh
+
+
+def refresh(resource: Resource) -> None:
+    """Bring *resource*'s ``name`` and ``location`` up to date (see `set_refresh`)."""
+    update = resource._refresh
+    if update is not None:
+        update()
 
 
 def future_of(resource: Resource) -> Any:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -199,6 +199,8 @@ class ServerExchange(Generic[R]):
             resource.name = server_span_name(
                 reader.method(request), self.route or reader.path(request)
             )
+            if not self.route:  # routed later, inside the app: a reader asks again
+                lifecycle.set_refresh(resource, self._follow_route)
         return self
 
     def __exit__(
@@ -214,6 +216,7 @@ class ServerExchange(Generic[R]):
         finally:
             if self._user_token is not None:
                 restore(self._user_token)
+            lifecycle.set_refresh(self._arrival.resource, None)  # (it holds this exchange)
             self._arrival.__exit__(kind, error, traceback)
 
     def complete(self) -> None:
@@ -295,19 +298,54 @@ class ServerExchange(Generic[R]):
                 span.set_attribute("enduser.id", str(user))
         return Arrival(self._context(span))
 
-    def set_route(self, route: str | None) -> None:
+    def set_route(self, route: str | None, location: str | None = None) -> None:
         """The matched route's template, known after the span started (ASGI routers).
 
-        threadline's own span is renamed ``"{method} {route}"`` and gets ``http.route``.
+        threadline's own span is renamed ``"{method} {route}"`` and gets ``http.route``;
+        the lifecycle-hook resource is named so too, and its location becomes
+        *location* (the handler's ``file:line``), else what the reader finds.
         """
         self._route = route
-        resource = self._arrival.resource
-        if resource is not None and route:
-            resource.name = server_span_name(self._reader.method(self._request), route)
+        if route:
+            self._name_resource(route, location)
         span = self._owned
         if span is not None and route:
             span.update_name(server_span_name(self._reader.method(self._request), route))
             span.set_attribute("http.route", route)
+
+    def _name_resource(self, route: str, location: str | None) -> None:
+        resource = self._arrival.resource
+        if resource is not None:
+            reader, request = self._reader, self._request
+            resource.name = server_span_name(reader.method(request), route)
+            resource.location = location or reader.location(request)
+
+    def follow(self, routed: Callable[[], tuple[str | None, str | None]]) -> None:
+        """While hooks are on, ask *routed* for the route and handler when the live view looks.
+
+        *routed* returns the route's template and the handler's ``file:line``
+        (each None while unknown): for a router that matches inside the app
+        (Django). Called in the block.
+        """
+        resource = self._arrival.resource
+        if resource is None:
+            return
+
+        def refresh() -> None:
+            route, location = routed()
+            if route:
+                self._name_resource(route, location)
+
+        lifecycle.set_refresh(resource, refresh)
+
+    def _follow_route(self) -> None:
+        """The route and handler, once the app routed the request (the live view asks)."""
+        named = self._route
+        if isinstance(named, str) and named:
+            return
+        route = self._reader.route(self._request)
+        if route:
+            self._name_resource(route, None)
 
     @property
     def route(self) -> str | None:

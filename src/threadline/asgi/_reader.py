@@ -8,7 +8,7 @@ from typing import Any
 from .._http.incoming import GetAll
 from .._http.server import ServerFields
 
-__all__ = ["EXCHANGE", "NAMES", "READER", "Reader", "Scope", "route_of"]
+__all__ = ["EXCHANGE", "NAMES", "READER", "Reader", "Scope", "code_location", "route_of"]
 
 Scope = MutableMapping[str, Any]
 """An ASGI connection scope."""
@@ -70,8 +70,18 @@ class Reader:
 
     def location(self, scope: Scope) -> str:
         """Where the request's handler is defined, once routed; its path until then."""
-        code = getattr(scope.get("endpoint"), "__code__", None)
-        return f"{code.co_filename}:{code.co_firstlineno}" if code is not None else scope["path"]
+        return code_location(scope.get("endpoint")) or str(scope["path"])
+
+
+def code_location(handler: object) -> str | None:
+    """``"file:line"`` where *handler* (a function, or what wraps one) is defined, or None."""
+    code = getattr(handler, "__code__", None)
+    if code is None:  # a class-based view, a partial: the function inside
+        inner = getattr(handler, "__wrapped__", None) or getattr(handler, "func", None)
+        code = getattr(inner, "__code__", None)
+    if code is None:
+        return None
+    return f"{code.co_filename}:{code.co_firstlineno}"
 
 
 class _Headers:

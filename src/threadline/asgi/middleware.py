@@ -15,7 +15,7 @@ from typing import Any
 from .._boundary.coexistence import is_contrib
 from .._http.options import ServerOptions
 from .._http.server import ServerExchange
-from ._reader import EXCHANGE, READER
+from ._reader import EXCHANGE, READER, code_location
 from ._reader import Scope as Scope
 from ._response import ACCESS_LOG, Response
 from ._stepped import Guard, guarded
@@ -197,18 +197,20 @@ def setup(app: Any, **options: Any) -> Any:
     return Middleware(app, **options)
 
 
-def set_route(scope: Scope, route: str) -> None:
+def set_route(scope: Scope, route: str, *, handler: Callable[..., Any] | None = None) -> None:
     """Name the matched route's template (``/orders/<int:order>``) for the request of *scope*.
 
     For a router threadline cannot read (Starlette and FastAPI need none: the
     route is in their scope): call it from inside the app, once it matched,
     before the response starts. The span is renamed ``"{method} {route}"``
-    and gets ``http.route``; the access line shows it. Outside a request
-    threadline serves, it does nothing.
+    and gets ``http.route``; the access line shows it, and the live view
+    (`threadline.live`) shows the route, and *handler*'s ``file:line``
+    as the request's location when given. Outside a request threadline
+    serves, it does nothing.
     """
     exchange = scope.get(EXCHANGE)
     if isinstance(exchange, ServerExchange):
-        exchange.set_route(route)
+        exchange.set_route(route, code_location(handler))
 
 
 def inside(scope: Scope) -> AbstractContextManager[object]:

@@ -8,7 +8,8 @@ jobs, threads, processes, child programs, outgoing calls, messages), the
 slowest first; ``/requests`` is the same as JSON (`snapshot`), and
 ``/leaks`` lists `leaks`. ``threadline top URL`` draws it in a terminal.
 ``THREADLINE_LIVE=127.0.0.1:PORT`` does the same without code, from the
-first ``import threadline``.
+first ``import threadline``. Each view served logs its URL once, at INFO on
+`LOGGER_NAME`; `serving` returns it (port 0 asks for any free port).
 
 It is off until asked, and costs nothing while off: no hook is enabled and
 no thread runs. While on, one lifecycle hook (`threadline.hooks`) keeps the
@@ -56,11 +57,13 @@ __all__ = [
     "LiveServer",
     "leaks",
     "serve",
+    "serving",
     "snapshot",
 ]
 
 LOGGER_NAME = "threadline.live"
-"""The logger `leaks` writes to, at WARNING, each line in its request's context."""
+"""The logger `leaks` writes to, at WARNING, each line in its request's context; and
+where each view served says its URL, at INFO."""
 
 REFRESH_SECONDS = 2
 """How often the page served at ``/`` reloads itself."""
@@ -76,7 +79,9 @@ def serve(address: str = "127.0.0.1:0", *, allow_remote: bool = False) -> LiveSe
 
     Starts tracking the requests of this process (the running event loop's
     tasks too, and every loop a request begins on). Returns the
-    `LiveServer` (its ``url``; ``close()`` or a ``with`` block stops it).
+    `LiveServer` (its ``url``; ``close()`` or a ``with`` block stops it),
+    and logs ``threadline.live: serving the live view at URL`` at INFO on
+    `LOGGER_NAME`.
 
     Raises:
         ValueError: *address* is not ``HOST:PORT``, or is not a loopback
@@ -116,7 +121,20 @@ def serve(address: str = "127.0.0.1:0", *, allow_remote: bool = False) -> LiveSe
         if not _at_exit:
             _at_exit = True
             atexit.register(_report_at_exit)
+    _logger.info("threadline.live: serving the live view at %s", server.url)
     return server
+
+
+def serving() -> LiveServer | None:
+    """The live view served first of those still open (its ``url``), or None when none is.
+
+    The one ``THREADLINE_LIVE`` started, when it did: with port 0 its
+    ``url`` says which port it got.
+
+    .. versionadded:: 0.1
+    """
+    with _lock:
+        return _servers[0] if _servers else None
 
 
 def _closed(server: LiveServer) -> None:

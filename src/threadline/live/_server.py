@@ -2,9 +2,10 @@
 
 It answers ``GET`` only: ``/`` (the page), ``/requests`` (the requests in
 flight, JSON) and ``/leaks`` (JSON). It binds the address it is given; only
-loopback addresses unless the caller allowed others. A request whose
-``Host`` is not a loopback name is refused (403), so a web page cannot read
-the view through DNS rebinding; nothing is ever changed through it.
+loopback addresses unless the caller allowed others. A request without
+exactly one ``Host``, a loopback name, is refused (403), so a web page
+cannot read the view through DNS rebinding; nothing is ever changed
+through it.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def _handler(
 
         def do_GET(self) -> None:
             route = routes.get(self.path.split("?", 1)[0])
-            if not (allow_remote or _loopback_host(self.headers.get("Host", ""))):
+            if not (allow_remote or _loopback_host(self.headers.get_all("Host") or [])):
                 self._send(403, "text/plain; charset=utf-8", b"not a loopback Host\n")
             elif route is None:
                 self._send(404, "text/plain; charset=utf-8", b"not found\n")
@@ -126,8 +127,11 @@ def _handler(
     return Handler
 
 
-def _loopback_host(value: str) -> bool:
-    host = value.strip()
+def _loopback_host(values: list[str]) -> bool:
+    """Whether the request has one ``Host``, a loopback name (two: a proxy may read either)."""
+    if len(values) != 1:
+        return False
+    host = values[0].strip()
     if host.startswith("["):
         host = host[1:].partition("]")[0]
     elif host.count(":") == 1:

@@ -313,6 +313,9 @@ class Tracker:
         now, wall = time.monotonic(), time.time()
         with self._lock:
             requests = sorted(self._requests.values(), key=lambda r: r.started)
+        for request in requests:  # (outside the lock: it reads the request's framework)
+            _refresh(request.resource)
+        with self._lock:
             shown = [_request_data(request, now) for request in requests]
             dropped = self.dropped["requests"]
         return {
@@ -353,6 +356,14 @@ class Tracker:
 def _leak(kind: str, left: _Left) -> Leak:
     where = "?" if left.item is None else left.item.resource.location
     return Leak(kind, left.what, where, left.request_id, left.request_location, left.detail)
+
+
+def _refresh(resource: lifecycle.Resource) -> None:
+    """The request's route and handler, if its framework routed it since it began."""
+    try:
+        lifecycle.refresh(resource)
+    except Exception:  # noqa: BLE001 - a framework's odd route object: the name stays as it was
+        return
 
 
 def _what(resource: lifecycle.Resource) -> str:
