@@ -16,13 +16,15 @@ is taken round by round against its client's bare variant in the same mode.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import random
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -119,15 +121,19 @@ class Drivers:
             if driver.stdin is not None:
                 driver.stdin.close()
         for driver in self.drivers.values():
-            try:
-                driver.wait(60)
-            except subprocess.TimeoutExpired:
-                driver.kill()
-                driver.wait(10)
+            _end(driver)
+
+
+def _end(driver: subprocess.Popen[str]) -> None:
+    try:
+        driver.wait(60)
+    except subprocess.TimeoutExpired:
+        driver.kill()
+        driver.wait(10)
 
 
 def measure(
-    script: str, keys: list[str], address: str, rounds: int, trips: int, burst: int
+    script: str, keys: list[str], address: str, *, rounds: int, trips: int, burst: int
 ) -> dict[tuple[str, str], list[float]]:
     """Each (variant, mode)'s seconds per message, a sample per round."""
     counts = {"trip": trips, "burst": burst}
@@ -205,11 +211,25 @@ def run_driver(drive: Callable[[str, str], None]) -> None:
     drive(os.environ[VARIANT_ENV], os.environ[ADDRESS_ENV])
 
 
-def commands() -> Iterator[tuple[str, int]]:
-    """The lines ``MODE N`` the parent sends, until stdin closes (blocking: run in a thread)."""
+def serve(modes: dict[str, Callable[[int], None]]) -> None:
+    """In a sync driver: ``ready``, then for each line ``MODE N`` the seconds per message."""
+    print("ready", flush=True)
     while line := sys.stdin.readline():
         mode, count = line.split()
-        yield mode, int(count)
+        start = time.perf_counter()
+        modes[mode](int(count))
+        print((time.perf_counter() - start) / int(count), flush=True)
+
+
+async def serve_async(modes: dict[str, Callable[[int], Awaitable[None]]]) -> None:
+    """In an asyncio driver: `serve`, the lines read in a thread."""
+    print("ready", flush=True)
+    loop = asyncio.get_running_loop()
+    while line := await loop.run_in_executor(None, sys.stdin.readline):
+        mode, count = line.split()
+        start = time.perf_counter()
+        await modes[mode](int(count))
+        print((time.perf_counter() - start) / int(count), flush=True)
 
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""Kafka publish + consume with and without threadline, on a real broker, with aiokafka and confluent-kafka.
+"""Kafka publish + consume with and without threadline, on a real broker: aiokafka, confluent-kafka.
 
 For each client, four variants, each a process of its own with a producer and
 a consumer on a topic of its own, all on one broker: the bare client;
@@ -104,15 +104,8 @@ async def drive_aiokafka(kind: str, bootstrap: str) -> None:
         for _ in range(count):
             await arrived.get()
 
-    modes = {"trip": trip, "burst": burst}
-    print("ready", flush=True)
-    loop = asyncio.get_running_loop()
     try:
-        while line := await loop.run_in_executor(None, sys.stdin.readline):
-            mode, count = line.split()
-            start = loop.time()
-            await modes[mode](int(count))
-            print((loop.time() - start) / int(count), flush=True)
+        await _mq.serve_async({"trip": trip, "burst": burst})
     finally:
         consumer_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -123,8 +116,6 @@ async def drive_aiokafka(kind: str, bootstrap: str) -> None:
 
 def drive_confluent(kind: str, bootstrap: str) -> None:
     """One confluent-kafka variant: a producer, and a consumer loop in a thread of its own."""
-    import time
-
     import confluent_kafka
 
     _mq.set_up_tracing(kind)
@@ -181,12 +172,7 @@ def drive_confluent(kind: str, bootstrap: str) -> None:
         for _ in range(count):
             arrived.get()
 
-    modes = {"trip": trip, "burst": burst}
-    print("ready", flush=True)
-    for mode, count in _mq.commands():
-        start = time.perf_counter()
-        modes[mode](count)
-        print((time.perf_counter() - start) / count, flush=True)
+    _mq.serve({"trip": trip, "burst": burst})
     sys.stdout.flush()
     os._exit(0)  # the consumer thread is inside a poll
 
@@ -214,13 +200,17 @@ def main(argv: list[str] | None = None) -> int:
     keys = [key for key in KEYS if key.split("/")[0] in (args.client or CLIENTS)]
     rounds, trips, burst = (1, 5, 20) if args.quick else (25, 200, 1000)
     if args.bootstrap:
-        samples = _mq.measure(__file__, keys, args.bootstrap, rounds, trips, burst)
+        samples = _mq.measure(
+            __file__, keys, args.bootstrap, rounds=rounds, trips=trips, burst=burst
+        )
     else:  # the tests' broker, from the cached jars
         sys.path.insert(0, str(_mq.ROOT))
         from tests.kafka_broker import kafka_broker
 
         with tempfile.TemporaryDirectory() as folder, kafka_broker(Path(folder)) as bootstrap:
-            samples = _mq.measure(__file__, keys, bootstrap, rounds, trips, burst)
+            samples = _mq.measure(
+                __file__, keys, bootstrap, rounds=rounds, trips=trips, burst=burst
+            )
     print(f"{rounds} rounds of {trips} round trips and a burst of {burst} per variant; medians")
     _mq.report("kafka", CLIENTS, samples, burst, args.json)
     return 0
