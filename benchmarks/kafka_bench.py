@@ -179,7 +179,7 @@ def drive_confluent(kind: str, bootstrap: str) -> None:
 
 def drive(key: str, bootstrap: str) -> None:
     client, kind = key.split("/")
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)  # "topic not found" until it is made
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # "topic not found" until it is made
     if client == "aiokafka":
         asyncio.run(drive_aiokafka(kind, bootstrap))
     else:
