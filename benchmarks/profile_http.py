@@ -46,6 +46,11 @@ PACKAGES = (
     ("httpx, httpcore, h11", "/site-packages/h11/"),
     ("requests, urllib3", "/site-packages/requests/"),
     ("requests, urllib3", "/site-packages/urllib3/"),
+    ("aiokafka", "/site-packages/aiokafka/"),
+    ("confluent-kafka", "/site-packages/confluent_kafka/"),
+    ("aio-pika, aiormq, pamqp", "/site-packages/aio_pika/"),
+    ("aio-pika, aiormq, pamqp", "/site-packages/aiormq/"),
+    ("aio-pika, aiormq, pamqp", "/site-packages/pamqp/"),
     ("other installed packages", "/site-packages/"),
     ("asyncio and the standard library", "/lib/python3"),
 )

@@ -40,6 +40,7 @@ BENCHMARKS = {
     "clients": "clients_bench.py",
     "celery": "celery_bench.py",
     "kafka": "kafka_bench.py",
+    "rabbitmq": "rabbitmq_bench.py",
     "import": "import_bench.py",
 }
 PACKAGES = (
@@ -62,6 +63,10 @@ PACKAGES = (
     "celery",
     "aiokafka",
     "opentelemetry-instrumentation-aiokafka",
+    "confluent-kafka",
+    "opentelemetry-instrumentation-confluent-kafka",
+    "aio-pika",
+    "opentelemetry-instrumentation-aio-pika",
     "structlog",
     "loguru",
     "pyperf",

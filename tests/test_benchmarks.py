@@ -140,11 +140,27 @@ def report(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
         ),
         (
             "kafka_bench.py",
-            (
-                "bare aiokafka",
-                "threadline context only",
-                "threadline with spans",
-                "opentelemetry-instrumentation-aiokafka",
+            tuple(
+                f"{client} {mode}: {what}"
+                for client, contrib in (
+                    ("aiokafka", "opentelemetry-instrumentation-aiokafka"),
+                    ("confluent-kafka", "opentelemetry-instrumentation-confluent-kafka"),
+                )
+                for mode in ("round trip", "burst of 20")
+                for what in (f"bare {client}", "threadline context", "threadline with", contrib)
+            ),
+        ),
+        (
+            "rabbitmq_bench.py",
+            tuple(
+                f"aio-pika {mode}: {what}"
+                for mode in ("round trip", "burst of 20")
+                for what in (
+                    "bare aio-pika",
+                    "threadline context only",
+                    "threadline with spans",
+                    "opentelemetry-instrumentation-aio-pika",
+                )
             ),
         ),
     ],
@@ -167,6 +183,8 @@ def test_benchmark_smoke(
         extra = ["--broker", request.getfixturevalue("redis_url").removesuffix("/0")]
     if script == "kafka_bench.py":  # on the tests' Kafka: skipped where there is none
         extra = ["--bootstrap", request.getfixturevalue("kafka_bootstrap")]
+    if script == "rabbitmq_bench.py":  # on the tests' RabbitMQ: skipped where there is none
+        extra = ["--url", request.getfixturevalue("rabbitmq_url")]
     output = tmp_path / "results.json"
     extra += ["--json", str(output)]
     result = subprocess.run(
