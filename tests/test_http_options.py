@@ -74,6 +74,10 @@ class TestClientOptions:
         [
             ("baggage_hosts", "api.internal", TypeError),
             ("baggage_hosts", [b"api.internal"], TypeError),
+            ("baggage_hosts", None, TypeError),
+            ("baggage_hosts", 5, TypeError),
+            ("baggage_hosts", {"a.internal": 1}, TypeError),
+            ("baggage_hosts", b"a.internal", TypeError),
             ("baggage_hosts", [42], TypeError),
             ("baggage_hosts", [""], ValueError),
             ("baggage_hosts", ["*"], ValueError),
@@ -89,6 +93,35 @@ class TestClientOptions:
         """A wrong type is a TypeError, a host that is no host name a ValueError; both name it."""
         with pytest.raises(error, match=option):
             ClientOptions(**{option: value})
+
+    def test_bytes_are_answered_with_the_list_of_str_meant(self) -> None:
+        """The suggestion for bytes is a list of str, which is then taken."""
+        with pytest.raises(TypeError) as caught:
+            ClientOptions(baggage_hosts=b"a.internal")  # type: ignore[arg-type]
+        assert "['a.internal']" in str(caught.value)
+        assert ("a.internal",) == ClientOptions(baggage_hosts=["a.internal"]).baggage_hosts
+
+    @pytest.mark.parametrize("value", [None, 5, {"a.internal": 1}])
+    @pytest.mark.parametrize("module", ["httpx", "requests", "aiohttp"])
+    def test_every_client_names_a_wrong_baggage_hosts(self, module: str, value: Any) -> None:
+        """Each client's own factory: a TypeError naming baggage_hosts."""
+        with pytest.raises(TypeError, match="^baggage_hosts takes a list of host names"):
+            if module == "httpx":
+                import httpx  # noqa: PLC0415
+
+                import threadline.httpx  # noqa: PLC0415
+
+                threadline.httpx.instrument(httpx.Client(), baggage_hosts=value)
+            elif module == "requests":
+                import requests  # noqa: PLC0415
+
+                import threadline.requests  # noqa: PLC0415
+
+                threadline.requests.instrument(requests.Session(), baggage_hosts=value)
+            else:
+                import threadline.aiohttp  # noqa: PLC0415
+
+                threadline.aiohttp.trace_config(baggage_hosts=value)
 
 
 class TestHostAllowList:
