@@ -44,7 +44,10 @@ STORE_VALUE = {"user_id": "u-7", "tenant": "acme"}
 ROUTE = "/items/{item_id}"
 # a signed URL's query (S3's V2, GCS, Azure SAS), and what the span shows of it
 SIGNED_QUERY = "a=1&AWSAccessKeyId=AKIA&Signature=SECRETSIG&flag&sig=S2&X-Goog-Signature=G&x=sig"
-REDACTED_QUERY = "a=1&AWSAccessKeyId=REDACTED&Signature=REDACTED&flag&sig=REDACTED&X-Goog-Signature=REDACTED&x=sig"
+REDACTED_QUERY = (
+    "a=1&AWSAccessKeyId=REDACTED&Signature=REDACTED&flag&sig=REDACTED"
+    "&X-Goog-Signature=REDACTED&x=sig"
+)
 
 
 def probe() -> dict[str, Any]:

@@ -6,8 +6,13 @@ import dataclasses
 import logging
 from typing import Any
 
+import httpx
 import pytest
+import requests
 
+import threadline.aiohttp as tl_aiohttp
+import threadline.httpx as tl_httpx
+import threadline.requests as tl_requests
 from threadline._http.hosts import HostAllowList, host_of
 from threadline._http.options import ClientOptions, ServerOptions
 from threadline._http.semconv import client_error, server_error
@@ -102,26 +107,18 @@ class TestClientOptions:
         assert ("a.internal",) == ClientOptions(baggage_hosts=["a.internal"]).baggage_hosts
 
     @pytest.mark.parametrize("value", [None, 5, {"a.internal": 1}])
-    @pytest.mark.parametrize("module", ["httpx", "requests", "aiohttp"])
-    def test_every_client_names_a_wrong_baggage_hosts(self, module: str, value: Any) -> None:
+    @pytest.mark.parametrize("client", ["httpx", "requests", "aiohttp"])
+    def test_every_client_names_a_wrong_baggage_hosts(self, client: str, value: Any) -> None:
         """Each client's own factory: a TypeError naming baggage_hosts."""
-        with pytest.raises(TypeError, match="^baggage_hosts takes a list of host names"):
-            if module == "httpx":
-                import httpx  # noqa: PLC0415
-
-                import threadline.httpx  # noqa: PLC0415
-
-                threadline.httpx.instrument(httpx.Client(), baggage_hosts=value)
-            elif module == "requests":
-                import requests  # noqa: PLC0415
-
-                import threadline.requests  # noqa: PLC0415
-
-                threadline.requests.instrument(requests.Session(), baggage_hosts=value)
-            else:
-                import threadline.aiohttp  # noqa: PLC0415
-
-                threadline.aiohttp.trace_config(baggage_hosts=value)
+        instrument = {
+            "httpx": lambda hosts: tl_httpx.instrument(httpx.Client(), baggage_hosts=hosts),
+            "requests": lambda hosts: tl_requests.instrument(
+                requests.Session(), baggage_hosts=hosts
+            ),
+            "aiohttp": lambda hosts: tl_aiohttp.trace_config(baggage_hosts=hosts),
+        }[client]
+        with pytest.raises(TypeError, match=r"^baggage_hosts takes a list of host names"):
+            instrument(value)
 
 
 class TestHostAllowList:

@@ -104,8 +104,11 @@ def request_id_of(get_all: GetAll, accept: bool, incoming: Context) -> str:
 
 
 def is_request_id(value: object) -> TypeGuard[str]:
-    """Return True if *value* may be a request id: a ``str`` of 1-128 letters, digits and
-    ``._:+/=@-`` with at least one letter or digit (so never the logs' placeholder ``-``)."""
+    """Return True if *value* may be a request id.
+
+    A request id is a ``str`` of 1-128 letters, digits and ``._:+/=@-``, at
+    least one of them a letter or digit (so never the logs' placeholder ``-``).
+    """
     return isinstance(value, str) and _REQUEST_ID.fullmatch(value) is not None
 
 

@@ -144,8 +144,10 @@ def client_attributes(
 
 
 def without_credentials(url: str) -> str:
-    """*url* without the ``user:password@`` of its authority, if it has one, and with the
-    values of its query's signature keys `redacted <redacted_query>`; the rest byte for byte."""
+    """*url* without the ``user:password@`` of its authority, its query `redacted_query`.
+
+    Everything else is kept byte for byte.
+    """
     url = _with_query_redacted(url)
     scheme, separator, rest = url.partition("://")
     if not separator:
@@ -162,8 +164,12 @@ _REDACTED = "REDACTED"
 
 
 def redacted_query(query: str) -> str:
-    """*query* with the value of each ``AWSAccessKeyId``, ``Signature``, ``sig`` and
-    ``X-Goog-Signature`` replaced by ``REDACTED``; everything else byte for byte."""
+    """*query* with the values of its signed URLs' credentials replaced by ``REDACTED``.
+
+    The keys are the ones the HTTP semantic conventions name (``AWSAccessKeyId``,
+    ``Signature``, ``sig``, ``X-Goog-Signature``); everything else is kept byte
+    for byte.
+    """
     # every key ends in "Signature", "sig" or "AWSAccessKeyId": most queries pass untouched
     if "sig=" not in query and "Signature=" not in query and "AWSAccessKeyId=" not in query:
         return query
