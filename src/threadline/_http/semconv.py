@@ -182,11 +182,11 @@ def redacted_query(query: str) -> str:
 
 
 def _with_query_redacted(url: str) -> str:
-    start = url.find("?")
+    end = url.find("#")
+    end = len(url) if end < 0 else end
+    start = url.find("?", 0, end)  # a "?" in the fragment begins no query
     if start < 0:
         return url
-    end = url.find("#", start)
-    end = len(url) if end < 0 else end
     query = url[start + 1 : end]
     redacted = redacted_query(query)
     return url if redacted is query else f"{url[: start + 1]}{redacted}{url[end:]}"
