@@ -42,6 +42,12 @@ TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
 BAGGAGE = "request.user_id=%22u-7%22;tl=json,request.tenant=acme;tl"
 STORE_VALUE = {"user_id": "u-7", "tenant": "acme"}
 ROUTE = "/items/{item_id}"
+# a signed URL's query (S3's V2, GCS, Azure SAS), and what the span shows of it
+SIGNED_QUERY = "a=1&AWSAccessKeyId=AKIA&Signature=SECRETSIG&flag&sig=S2&X-Goog-Signature=G&x=sig"
+REDACTED_QUERY = (
+    "a=1&AWSAccessKeyId=REDACTED&Signature=REDACTED&flag&sig=REDACTED"
+    "&X-Goog-Signature=REDACTED&x=sig"
+)
 
 
 def probe() -> dict[str, Any]:
@@ -238,9 +244,19 @@ class ServerContract:
         assert re.fullmatch("[0-9a-f]{32}", made)
         assert made == answer.json()["request"]["request_id"]
 
-    async def test_a_malformed_request_id_is_replaced(self) -> None:
-        """A malformed id is replaced by a fresh one and counted."""
-        answer = await self.get("/items/7", {"X-Request-ID": "has space"})
+    @pytest.mark.parametrize("given", ["has space", "-", "...", "::"])
+    async def test_a_malformed_request_id_is_replaced(self, given: str) -> None:
+        """A malformed id is replaced by a fresh one and counted; so is one with no letter or
+        digit (``-`` is the logs' placeholder for "no request")."""
+        answer = await self.get("/items/7", {"X-Request-ID": given})
+        made = answer.headers["x-request-id"]
+        assert re.fullmatch("[0-9a-f]{32}", made)
+        assert made == answer.json()["request"]["request_id"]
+        assert 1 == diagnostics.drop_counts()["request_id.invalid"]
+
+    async def test_the_placeholder_in_the_baggage_is_replaced(self) -> None:
+        """The baggage's request id is held to the same rule as the header's."""
+        answer = await self.get("/items/7", {"baggage": "request.request_id=-;tl"})
         assert re.fullmatch("[0-9a-f]{32}", answer.headers["x-request-id"])
         assert 1 == diagnostics.drop_counts()["request_id.invalid"]
 
@@ -320,6 +336,12 @@ class ServerContract:
             "network.protocol.version": "1.1",
         }.items() <= dict(span.attributes).items()
         assert isinstance(span.attributes["server.port"], int)
+
+    async def test_signature_values_never_reach_the_span(self, spans: Spans) -> None:
+        """url.query keeps its bytes but the values of the signature keys the semantic
+        conventions name (AWSAccessKeyId, Signature, sig, X-Goog-Signature): REDACTED."""
+        await self.get(f"/items/7?{SIGNED_QUERY}")
+        assert REDACTED_QUERY == server_span(spans).attributes["url.query"]
 
     async def test_an_unknown_method_is_other(self, spans: Spans) -> None:
         """An unknown method is _OTHER, with the original; the span is "HTTP {route}"."""
@@ -557,6 +579,19 @@ class ClientContract:
             await self.call(f"http://user:secret@127.0.0.1:{self.port}/echo")
         (client,) = [s for s in spans.finished() if s.kind == SpanKind.CLIENT]
         assert f"http://127.0.0.1:{self.port}/echo" == client.attributes["url.full"]
+
+    async def test_signature_values_never_reach_the_span(
+        self, spans: Spans, tracer: trace.Tracer
+    ) -> None:
+        """url.full keeps its bytes but the values of the signature keys the semantic
+        conventions name (AWSAccessKeyId, Signature, sig, X-Goog-Signature): REDACTED."""
+        with tracer.start_as_current_span("caller"):
+            await self.call(f"http://u:p@127.0.0.1:{self.port}/echo?{SIGNED_QUERY}#top")
+        (client,) = [s for s in spans.finished() if s.kind == SpanKind.CLIENT]
+        assert (
+            f"http://127.0.0.1:{self.port}/echo?{REDACTED_QUERY}#top"
+            == client.attributes["url.full"]
+        )
 
     @pytest.mark.parametrize(("code", "failed"), [(404, True), (503, True), (204, False)])
     async def test_4xx_and_5xx_are_errors_of_a_call(

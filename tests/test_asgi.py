@@ -387,6 +387,24 @@ def test_options_are_checked_when_made() -> None:
         tla.Middleware(leaking_app(), server_timing="yes")
 
 
+@pytest.mark.parametrize("app", [None, "app", 42])
+def test_an_app_that_is_no_asgi_app_is_refused_when_made(app: Any) -> None:
+    """An ASGI app is callable: anything else is a TypeError naming it, never a first-request
+    failure."""
+    with pytest.raises(TypeError, match=r"^app takes an ASGI application"):
+        tla.Middleware(app)
+    with pytest.raises(TypeError, match=r"^app takes an ASGI application"):
+        tla.setup(app)
+
+
+def test_set_route_and_set_exception_check_their_argument() -> None:
+    """A route is a str, an error an exception; anything else is named, in a request or not."""
+    with pytest.raises(TypeError, match=r"^route takes"):
+        tla.set_route({}, 5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^error takes"):
+        tla.set_exception({}, "x")  # type: ignore[arg-type]
+
+
 # ---------------------------------------------------------------------- FastAPI's own telemetry
 
 

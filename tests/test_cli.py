@@ -75,6 +75,14 @@ class TestRun:
         assert 0 == result.returncode, result.stderr
         assert "request.request_id=parent-1;tl,request.user_id=u9;tl\n" == result.stdout
 
+    @pytest.mark.parametrize("given", ["-", "...", "has space", ""])
+    def test_a_malformed_request_id_is_refused(self, given: str) -> None:
+        """--request-id takes what a server would accept: never the logs' placeholder ``-``."""
+        result = threadline("run", "--request-id", given, "--", "sh", "-c", "echo ran")
+        assert 2 == result.returncode
+        assert "--request-id" in result.stderr
+        assert "ran" not in result.stdout
+
     def test_exit_code_is_the_commands(self) -> None:
         """threadline exits with the command's code."""
         assert 3 == threadline("run", "--", "sh", "-c", "exit 3").returncode

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -25,6 +27,7 @@ from threadline._http.options import ClientOptions, ServerOptions
 from threadline._http.semconv import (
     ServerFields,
     method_attributes,
+    redacted_query,
     server_address,
     server_span_name,
     text,
@@ -304,11 +307,43 @@ class TestSemanticConventions:
             ("http://h/p@q", "http://h/p@q"),
             ("http://h", "http://h"),
             ("not a url", "not a url"),
+            ("http://h/p?sig=1&b=2#f?sig=3", "http://h/p?sig=REDACTED&b=2#f?sig=3"),
+            ("http://h/p#f?sig=3", "http://h/p#f?sig=3"),
+            ("/p?Signature=a=b&sig=", "/p?Signature=REDACTED&sig="),
         ],
     )
     def test_without_credentials(self, url: str, shown: str) -> None:
-        """url.full never holds the user and password; an @ in the path or query stays."""
+        """url.full never holds the user and password, nor a signature in the query (never in
+        the fragment); an @ in the path or query stays."""
         assert shown == without_credentials(url)
+
+    @pytest.mark.parametrize(
+        ("query", "shown"),
+        [
+            ("sig=S&x=1", "sig=REDACTED&x=1"),
+            (
+                "X-Goog-Signature=G&AWSAccessKeyId=A",
+                "X-Goog-Signature=REDACTED&AWSAccessKeyId=REDACTED",
+            ),
+            ("xsig=1&sig&Signatures=2&a=sig=3", "xsig=1&sig&Signatures=2&a=sig=3"),
+            ("q=%20a&&sig=1", "q=%20a&&sig=REDACTED"),
+        ],
+    )
+    def test_redacted_query(self, query: str, shown: str) -> None:
+        """Only the values of the four keys the semantic conventions name; the rest as it was."""
+        assert shown == redacted_query(query)
+
+    @given(st.lists(st.sampled_from(["sig", "Signature", "a", "sig=", "=", "&", "S", "%"])))
+    def test_only_those_values_change(self, pieces: list[str]) -> None:
+        """Part for part, byte for byte: only a value of one of the four keys becomes REDACTED."""
+        query = "".join(pieces)
+        for given_part, shown in zip(
+            query.split("&"), redacted_query(query).split("&"), strict=True
+        ):
+            key, _, value = given_part.partition("=")
+            if shown != given_part:
+                assert (f"{key}=REDACTED", True) == (shown, bool(value))
+                assert key in {"AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"}
 
     def test_text(self) -> None:
         """Bytes and escaped strings become valid UTF-8 text."""

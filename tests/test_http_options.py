@@ -6,8 +6,13 @@ import dataclasses
 import logging
 from typing import Any
 
+import httpx
 import pytest
+import requests
 
+import threadline.aiohttp as tl_aiohttp
+import threadline.httpx as tl_httpx
+import threadline.requests as tl_requests
 from threadline._http.hosts import HostAllowList, host_of
 from threadline._http.options import ClientOptions, ServerOptions
 from threadline._http.semconv import client_error, server_error
@@ -74,6 +79,10 @@ class TestClientOptions:
         [
             ("baggage_hosts", "api.internal", TypeError),
             ("baggage_hosts", [b"api.internal"], TypeError),
+            ("baggage_hosts", None, TypeError),
+            ("baggage_hosts", 5, TypeError),
+            ("baggage_hosts", {"a.internal": 1}, TypeError),
+            ("baggage_hosts", b"a.internal", TypeError),
             ("baggage_hosts", [42], TypeError),
             ("baggage_hosts", [""], ValueError),
             ("baggage_hosts", ["*"], ValueError),
@@ -89,6 +98,27 @@ class TestClientOptions:
         """A wrong type is a TypeError, a host that is no host name a ValueError; both name it."""
         with pytest.raises(error, match=option):
             ClientOptions(**{option: value})
+
+    def test_bytes_are_answered_with_the_list_of_str_meant(self) -> None:
+        """The suggestion for bytes is a list of str, which is then taken."""
+        with pytest.raises(TypeError) as caught:
+            ClientOptions(baggage_hosts=b"a.internal")  # type: ignore[arg-type]
+        assert "['a.internal']" in str(caught.value)
+        assert ("a.internal",) == ClientOptions(baggage_hosts=["a.internal"]).baggage_hosts
+
+    @pytest.mark.parametrize("value", [None, 5, {"a.internal": 1}])
+    @pytest.mark.parametrize("client", ["httpx", "requests", "aiohttp"])
+    def test_every_client_names_a_wrong_baggage_hosts(self, client: str, value: Any) -> None:
+        """Each client's own factory: a TypeError naming baggage_hosts."""
+        instrument = {
+            "httpx": lambda hosts: tl_httpx.instrument(httpx.Client(), baggage_hosts=hosts),
+            "requests": lambda hosts: tl_requests.instrument(
+                requests.Session(), baggage_hosts=hosts
+            ),
+            "aiohttp": lambda hosts: tl_aiohttp.trace_config(baggage_hosts=hosts),
+        }[client]
+        with pytest.raises(TypeError, match=r"^baggage_hosts takes a list of host names"):
+            instrument(value)
 
 
 class TestHostAllowList:

@@ -23,10 +23,13 @@ def require_bool(option: str, value: object) -> bool:
 def require_names(option: str, value: object, what: str = "names") -> tuple[str, ...]:
     """Return *value*, a collection of ``str``, as a tuple; else a TypeError naming *option*.
 
-    One ``str`` (or bytes) is refused, with the list it probably meant.
+    One ``str`` (or bytes) is refused, with the list of ``str`` it probably meant.
     """
-    if isinstance(value, (str, bytes)):
+    if isinstance(value, str):
         raise TypeError(f"{option} takes a list of {what}, not one: [{value!r:.80}]")
+    if isinstance(value, (bytes, bytearray)):
+        meant = bytes(value).decode("ascii", "replace")
+        raise TypeError(f"{option} takes a list of {what} (str), not bytes: [{meant!r:.80}]")
     if not isinstance(value, Iterable) or isinstance(value, Mapping):
         raise TypeError(f"{option} takes a list of {what} (str), got {value!r:.80}")
     names = tuple(value)

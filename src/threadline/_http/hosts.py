@@ -6,6 +6,8 @@ import ipaddress
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+from .._core.checks import require_names
+
 __all__ = ["HostAllowList", "host_of"]
 
 
@@ -13,8 +15,8 @@ class HostAllowList:
     """Hosts that may receive baggage: loopback, exact names, and ``*.suffix`` patterns.
 
     Raises:
-        TypeError: *hosts* is one ``str`` rather than a collection of them, or
-            holds something that is not a ``str``.
+        TypeError: *hosts* is no collection of ``str`` (one ``str``, bytes, a
+            mapping, None), or holds something that is not a ``str``.
         ValueError: a host is empty, has a port, a scheme or a path, or a
             ``*`` anywhere but a leading ``*.``.
     """
@@ -22,9 +24,7 @@ class HostAllowList:
     __slots__ = ("_exact", "_suffixes", "hosts")
 
     def __init__(self, hosts: Iterable[str], option: str = "baggage_hosts") -> None:
-        if isinstance(hosts, (str, bytes)):
-            raise TypeError(f"{option} takes a list of host names, not one: [{hosts!r}]")
-        self.hosts = tuple(hosts)
+        self.hosts = require_names(option, hosts, "host names")
         exact: set[str] = set()
         suffixes: list[str] = []
         for given in self.hosts:

@@ -11,6 +11,7 @@ import os
 import random
 import re
 from collections.abc import Callable, Sequence
+from typing import TypeGuard
 
 from opentelemetry.trace import Link, get_current_span
 
@@ -26,6 +27,7 @@ __all__ = [
     "REQUEST_ID_HEADER",
     "GetAll",
     "incoming_context",
+    "is_request_id",
     "new_request_id",
     "request_id_of",
     "without_incoming_user",
@@ -39,7 +41,8 @@ lower case; the adapter matches it case-insensitively (a multidict's bound ``get
 
 _NONE: Sequence[str] = ()
 _REQUEST_ID_FIELD = REQUEST_ID_HEADER.lower()
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=@-]{1,128}")
+# at least one letter or digit: "-" is the logs' placeholder for "no request"
+_REQUEST_ID = re.compile(r"(?=[^A-Za-z0-9]*[A-Za-z0-9])[A-Za-z0-9._:+/=@-]{1,128}")
 _EMPTY = Context()
 # Request ids need to be unique, not secret; OpenTelemetry's trace ids come from
 # the same generator. It spares a system call per request.
@@ -77,9 +80,9 @@ def request_id_of(get_all: GetAll, accept: bool, incoming: Context) -> str:
     With *accept*: a well-formed ``X-Request-ID`` header, else the request id
     that came in the trusted baggage (*incoming*: a hop that forwards only
     ``traceparent`` and ``baggage`` keeps it), else a new one. Well-formed is
-    one value of 1-128 letters, digits and ``._:+/=@-``; anything else is
-    dropped and counted as ``request_id.invalid``. A distrusted request brings
-    no baggage, so it gets the header's id or a new one.
+    one value for which `is_request_id` holds; anything else is dropped and
+    counted as ``request_id.invalid``. A distrusted request brings no baggage,
+    so it gets the header's id or a new one.
     """
     if not accept:
         return new_request_id()
@@ -88,16 +91,25 @@ def request_id_of(get_all: GetAll, accept: bool, incoming: Context) -> str:
         first = given[0]
         if isinstance(first, bytes):
             first = first.decode("ascii", "replace")  # U+FFFD is outside the grammar
-        if len(given) == 1 and _REQUEST_ID.fullmatch(first):
+        if len(given) == 1 and is_request_id(first):
             return first
         record_drop("request_id.invalid", f"{REQUEST_ID_HEADER} {first[:64]!r}")
     values = request_store.get(incoming) if incoming else None
     carried = values.get("request_id") if values is not None else None
-    if isinstance(carried, str) and _REQUEST_ID.fullmatch(carried):
+    if is_request_id(carried):
         return carried
     if carried is not None:
         record_drop("request_id.invalid", f"baggage request.request_id {str(carried)[:64]!r}")
     return new_request_id()
+
+
+def is_request_id(value: object) -> TypeGuard[str]:
+    """Return True if *value* may be a request id.
+
+    A request id is a ``str`` of 1-128 letters, digits and ``._:+/=@-``, at
+    least one of them a letter or digit (so never the logs' placeholder ``-``).
+    """
+    return isinstance(value, str) and _REQUEST_ID.fullmatch(value) is not None
 
 
 def new_request_id() -> str:

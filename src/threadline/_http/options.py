@@ -86,7 +86,7 @@ class ClientOptions:
 
     Raises:
         TypeError: an option of the wrong type (*baggage_hosts* given as one
-            ``str``, or holding something else), named.
+            ``str``, bytes, a mapping or None, or holding something else), named.
         ValueError: a host in *baggage_hosts* that is no host name.
     """
 

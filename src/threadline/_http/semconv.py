@@ -24,6 +24,7 @@ __all__ = [
     "client_attributes",
     "client_error",
     "method_attributes",
+    "redacted_query",
     "server_address",
     "server_attributes",
     "server_error",
@@ -116,7 +117,7 @@ def server_attributes(
     if route:
         attributes["http.route"] = route
     if fields.query:
-        attributes["url.query"] = text(fields.query)
+        attributes["url.query"] = redacted_query(text(fields.query))
     name, port = server_address(text(fields.host) if fields.host else None)
     if name:
         attributes["server.address"] = name
@@ -143,13 +144,52 @@ def client_attributes(
 
 
 def without_credentials(url: str) -> str:
-    """*url* without the ``user:password@`` of its authority, if it has one."""
+    """*url* without the ``user:password@`` of its authority, its query `redacted_query`.
+
+    Everything else is kept byte for byte.
+    """
+    url = _with_query_redacted(url)
     scheme, separator, rest = url.partition("://")
     if not separator:
         return url
     end = min((index for index in map(rest.find, "/?#") if index >= 0), default=len(rest))
     _credentials, at, host = rest[:end].rpartition("@")
     return f"{scheme}://{host}{rest[end:]}" if at else url
+
+
+# The HTTP semantic conventions (url.full, url.query): the values of these query keys
+# SHOULD be replaced by "REDACTED" by default; they are credentials of signed URLs.
+_SIGNATURE_KEYS = frozenset({"AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"})
+_REDACTED = "REDACTED"
+
+
+def redacted_query(query: str) -> str:
+    """*query* with the values of its signed URLs' credentials replaced by ``REDACTED``.
+
+    The keys are the ones the HTTP semantic conventions name (``AWSAccessKeyId``,
+    ``Signature``, ``sig``, ``X-Goog-Signature``); everything else is kept byte
+    for byte.
+    """
+    # every key ends in "Signature", "sig" or "AWSAccessKeyId": most queries pass untouched
+    if "sig=" not in query and "Signature=" not in query and "AWSAccessKeyId=" not in query:
+        return query
+    parts = query.split("&")
+    for index, part in enumerate(parts):
+        key, equals, value = part.partition("=")
+        if equals and value and key in _SIGNATURE_KEYS:
+            parts[index] = f"{key}={_REDACTED}"
+    return "&".join(parts)
+
+
+def _with_query_redacted(url: str) -> str:
+    end = url.find("#")
+    end = len(url) if end < 0 else end
+    start = url.find("?", 0, end)  # a "?" in the fragment begins no query
+    if start < 0:
+        return url
+    query = url[start + 1 : end]
+    redacted = redacted_query(query)
+    return url if redacted is query else f"{url[: start + 1]}{redacted}{url[end:]}"
 
 
 def set_status(span: Span, status: int, is_error: StatusPolicy) -> None:

@@ -52,7 +52,8 @@ def middleware(
             request. False, for a public edge: start a new trace (the incoming
             one, when valid, becomes a span link) and drop incoming baggage.
         accept_request_id: reuse a well-formed incoming ``X-Request-ID``
-            (1-128 letters, digits and ``._:+/=@-``), else the request id that
+            (1-128 letters, digits and ``._:+/=@-``, at least one a letter or
+            digit), else the request id that
             came in the trusted baggage (so a hop that forwards only
             ``traceparent`` and ``baggage`` keeps it); otherwise, and when
             False, a new id is made.

@@ -58,7 +58,8 @@ class Middleware:
             request. False, for a public edge: start a new trace (the incoming
             one, when valid, becomes a span link) and drop incoming baggage.
         accept_request_id: reuse a well-formed incoming ``X-Request-ID``
-            (1-128 letters, digits and ``._:+/=@-``), else the request id that
+            (1-128 letters, digits and ``._:+/=@-``, at least one a letter or
+            digit), else the request id that
             came in the trusted baggage; otherwise, and when False, a new id.
         user_id: called with the request's ASGI scope (it may be ``async``);
             what it returns becomes ``user_id`` in the request scope and
@@ -76,7 +77,8 @@ class Middleware:
             span ``background`` that begins a new trace linked to the request.
 
     Raises:
-        TypeError: an option of the wrong type, named.
+        TypeError: an *app* that is not callable, or an option of the wrong
+            type, named.
         ValueError: a ``background_tasks`` that is neither mode.
     """
 
@@ -94,6 +96,8 @@ class Middleware:
         server_timing: bool = False,
         background_tasks: str = "child",
     ) -> None:
+        if not callable(app):
+            raise TypeError(f"app takes an ASGI application (a callable), got {app!r:.80}")
         if background_tasks not in BACKGROUND_MODES:
             raise ValueError(
                 f"background_tasks takes 'child' or 'new_trace', got {background_tasks!r}"
@@ -184,6 +188,10 @@ def setup(app: Any, **options: Any) -> Any:
     Any other ASGI app comes back wrapped (after OpenTelemetry's middleware
     when *app* is one). A second call changes nothing. Takes the options of
     `Middleware`.
+
+    Raises:
+        TypeError: an *app* that is not callable, or an option of the wrong
+            type, named.
     """
     if _is_starlette(app):
         Middleware(app, **options)
@@ -207,7 +215,12 @@ def set_route(scope: Scope, route: str, *, handler: Callable[..., Any] | None = 
     (`threadline.live`) shows the route, and *handler*'s ``file:line``
     as the request's location when given. Outside a request threadline
     serves, it does nothing.
+
+    Raises:
+        TypeError: a *route* that is not a ``str``.
     """
+    if not isinstance(route, str):
+        raise TypeError(f"route takes the route's template (a str), got {route!r:.80}")
     exchange = scope.get(EXCHANGE)
     if isinstance(exchange, ServerExchange):
         exchange.set_route(route, code_location(handler))
@@ -238,7 +251,12 @@ def set_exception(scope: Scope, error: BaseException) -> None:
     ERROR, ``error.type``, the exception) and one ``unhandled exception``
     line goes to the ``threadline.asgi`` logger, with the traceback, in the
     request's scope. Outside a request threadline serves, it does nothing.
+
+    Raises:
+        TypeError: an *error* that is not an exception.
     """
+    if not isinstance(error, BaseException):
+        raise TypeError(f"error takes the exception (a BaseException), got {error!r:.80}")
     exchange = scope.get(EXCHANGE)
     if isinstance(exchange, ServerExchange):
         exchange.fail(error)

@@ -103,6 +103,14 @@ def _call_run(
         command = command[1:]
     if not command:
         parser.error("run: give the command to run after --, e.g. threadline run -- make test")
+    if args.request_id is not None:
+        from .._http.incoming import is_request_id  # noqa: PLC0415 - loaded when `run` runs
+
+        if not is_request_id(args.request_id):
+            parser.error(
+                f"run: --request-id {args.request_id!r:.80} is no request id: 1-128 letters, "
+                "digits and ._:+/=@- with at least one letter or digit"
+            )
     values = {
         key: value
         for key, value in (("request_id", args.request_id), ("user_id", args.user_id))
