@@ -84,56 +84,51 @@ class _StoreAttributes:
         return merged
 
 
-class _Counter(metrics.Counter):
-    def __init__(self, instrument: metrics.Counter, add: _StoreAttributes) -> None:
+class _Passing:
+    """What the wrapped synchronous instruments share: the SDK's instrument and the values."""
+
+    def __init__(self, instrument: Any, add: _StoreAttributes) -> None:
         self._instrument, self._with = instrument, add
 
+    def _pass(
+        self,
+        method: Callable[..., None],
+        amount: float,
+        attributes: Attributes,
+        context: Context | None,
+    ) -> None:
+        if context is None:  # SDKs before 1.27 take no context
+            method(amount, self._with(attributes, None))
+        else:
+            method(amount, self._with(attributes, context), context)
+
+
+class _Counter(_Passing, metrics.Counter):
     def add(
         self, amount: float, attributes: Attributes = None, context: Context | None = None
     ) -> None:
-        if context is None:  # SDKs before 1.27 take no context
-            self._instrument.add(amount, self._with(attributes, None))
-        else:
-            self._instrument.add(amount, self._with(attributes, context), context)
+        self._pass(self._instrument.add, amount, attributes, context)
 
 
-class _UpDownCounter(metrics.UpDownCounter):
-    def __init__(self, instrument: metrics.UpDownCounter, add: _StoreAttributes) -> None:
-        self._instrument, self._with = instrument, add
-
+class _UpDownCounter(_Passing, metrics.UpDownCounter):
     def add(
         self, amount: float, attributes: Attributes = None, context: Context | None = None
     ) -> None:
-        if context is None:  # SDKs before 1.27 take no context
-            self._instrument.add(amount, self._with(attributes, None))
-        else:
-            self._instrument.add(amount, self._with(attributes, context), context)
+        self._pass(self._instrument.add, amount, attributes, context)
 
 
-class _Histogram(metrics.Histogram):
-    def __init__(self, instrument: metrics.Histogram, add: _StoreAttributes) -> None:
-        self._instrument, self._with = instrument, add
-
+class _Histogram(_Passing, metrics.Histogram):
     def record(
         self, amount: float, attributes: Attributes = None, context: Context | None = None
     ) -> None:
-        if context is None:  # SDKs before 1.27 take no context
-            self._instrument.record(amount, self._with(attributes, None))
-        else:
-            self._instrument.record(amount, self._with(attributes, context), context)
+        self._pass(self._instrument.record, amount, attributes, context)
 
 
-class _Gauge(Gauge):
-    def __init__(self, instrument: Gauge, add: _StoreAttributes) -> None:
-        self._instrument, self._with = instrument, add
-
+class _Gauge(_Passing, Gauge):
     def set(
         self, amount: float, attributes: Attributes = None, context: Context | None = None
     ) -> None:
-        if context is None:  # SDKs before 1.27 take no context
-            self._instrument.set(amount, self._with(attributes, None))
-        else:
-            self._instrument.set(amount, self._with(attributes, context), context)
+        self._pass(self._instrument.set, amount, attributes, context)
 
 
 class _StoreMeter(metrics.Meter):
