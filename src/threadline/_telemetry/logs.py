@@ -24,7 +24,6 @@ from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from .._core.context import get_current
 from .._core.settings import DEFAULT_OTLP_PROTOCOL, OTEL_LOGS_EXPORTER, Settings, invalid_setting
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span as APISpan
 
 __all__ = [
-    "LogsAlongside",
     "StoreLogRecordProcessor",
     "configure_logs",
     "configured_log_exporters",
@@ -96,32 +94,6 @@ class StoreLogRecordProcessor(LogRecordProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Return True: nothing is buffered."""
         return True
-
-
-class LogsAlongside(SpanProcessor):
-    """A span processor that flushes and shuts down a `LoggerProvider` with its tracer provider.
-
-    Added last to the tracer provider `configure` makes, so that every bounded
-    flush and exit of threadline's (the application's exit, a worker's, a
-    child's) covers the log records too, within the same bound.
-    """
-
-    def __init__(self, provider: LoggerProvider) -> None:
-        self._provider = provider
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        """Do nothing."""
-
-    def on_end(self, span: ReadableSpan) -> None:
-        """Do nothing."""
-
-    def shutdown(self) -> None:
-        """Shut the logger provider down: its queued records are exported first."""
-        self._provider.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Export the log records the logger provider holds."""
-        return bool(self._provider.force_flush(timeout_millis))
 
 
 def configured_log_exporters(settings: Settings) -> list[LogRecordExporter]:

@@ -29,7 +29,6 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.util.types import Attributes
 
 from .._core.context import get_current
@@ -44,7 +43,6 @@ from .attributes import attribute_map, chosen_attributes
 from .exporters import load_plugin
 
 __all__ = [
-    "MetricsAlongside",
     "StoreMeterProvider",
     "configure_metrics",
     "configured_metric_readers",
@@ -268,32 +266,6 @@ class StoreMeterProvider(metrics.MeterProvider):
         """Export what the wrapped provider holds; False when it could not in time."""
         flush: Callable[..., Any] | None = getattr(self._provider, "force_flush", None)
         return True if flush is None else bool(flush(timeout_millis=timeout_millis))
-
-
-class MetricsAlongside(SpanProcessor):
-    """A span processor that flushes and shuts down a meter provider with its tracer provider.
-
-    As `~threadline._telemetry.logs.LogsAlongside`: added to the tracer
-    provider `configure` makes, so that each bounded flush and exit of
-    threadline's covers the data points too, within the same bound.
-    """
-
-    def __init__(self, provider: SDKMeterProvider) -> None:
-        self._provider = provider
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        """Do nothing."""
-
-    def on_end(self, span: ReadableSpan) -> None:
-        """Do nothing."""
-
-    def shutdown(self) -> None:
-        """Shut the meter provider down: its readers collect and export once more first."""
-        self._provider.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Collect and export what the meter provider's readers hold."""
-        return bool(self._provider.force_flush(timeout_millis))
 
 
 def configured_metric_readers(settings: Settings) -> list[MetricReader]:

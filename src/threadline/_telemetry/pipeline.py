@@ -36,6 +36,7 @@ from .._core.settings import (
     valid_seconds,
 )
 from .._core.stores import ContextStore, request
+from .alongside import Alongside
 from .attributes import REQUEST_ATTRIBUTES, attribute_map, chosen_attributes
 from .export_pipe import PipeSpanExporter, flush_deadline
 from .exporters import configured_exporters, traces_file
@@ -252,19 +253,19 @@ def _other_signals(
 ) -> None:
     """Set up the logs and metrics pipelines the settings ask for, flushed with *provider*."""
     if settings.logs_exporters:
-        from .logs import LogsAlongside, configure_logs  # noqa: PLC0415 - the logs SDK, when asked
+        from .logs import configure_logs  # noqa: PLC0415 - the logs SDK, when asked
 
         logger_provider = configure_logs(settings, resource, logs_chosen)
         if logger_provider is not None:  # flushed and shut down, within bounds, with the spans
-            provider.add_span_processor(LogsAlongside(logger_provider))
+            provider.add_span_processor(Alongside(logger_provider))
     if settings.metrics_exporters or metrics_chosen:
-        from .metrics import MetricsAlongside, configure_metrics  # noqa: PLC0415 - when asked
+        from .metrics import configure_metrics  # noqa: PLC0415 - when asked
 
         if not settings.parent_configured:  # said once, by the process that chose it
             _warn_per_request(metrics_chosen)
         meter_provider = configure_metrics(settings, resource, metrics_chosen)
         if meter_provider is not None:
-            provider.add_span_processor(MetricsAlongside(meter_provider))
+            provider.add_span_processor(Alongside(meter_provider))
 
 
 def _warn_per_request(chosen: Mapping[str, str]) -> None:
