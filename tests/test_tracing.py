@@ -99,3 +99,22 @@ class TestAttributeChoices:
         """A choice that is not store keys to attribute names raises, naming the argument."""
         with pytest.raises(error, match=next(iter(arguments))):
             configure(**arguments)  # type: ignore[arg-type]
+
+
+def test_a_flush_after_shutdown_has_nothing_left_to_do(caplog: pytest.LogCaptureFixture) -> None:
+    """An exit flush that runs after the provider's shutdown (a spawn worker on Python 3.13).
+
+    The shutdown exported what was queued: the flush says so at once, never a
+    time-out, and never calls the shut exporter again.
+    """
+    from threadline._telemetry import pipeline
+
+    exporter = InMemorySpanExporter()
+    processor = pipeline._CountingBatchSpanProcessor(pipeline._CountingSpanExporter(exporter))
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    provider.get_tracer("t").start_span("queued").end()
+    provider.shutdown()
+    assert ["queued"] == [span.name for span in exporter.get_finished_spans()]
+    assert processor.force_flush(100) is True
+    assert not [r for r in caplog.records if "shutdown" in r.getMessage()]

@@ -355,6 +355,7 @@ class _CountingBatchSpanProcessor(BatchSpanProcessor):
         limit = getattr(processor, "_max_queue_size", None)
         self._held: Sized | None = queue if isinstance(limit, int) else None
         self._limit = limit if isinstance(limit, int) else 0
+        self._shut_down = False
 
     def on_end(self, span: ReadableSpan) -> None:
         """Queue the span, counting it as ``export.queue_full`` when there is no room."""
@@ -367,13 +368,24 @@ class _CountingBatchSpanProcessor(BatchSpanProcessor):
         """Stop exporting (and retrying); return how many spans were queued or in flight."""
         return len(self._held or ()) + self._counting_exporter.abandon()
 
+    def shutdown(self) -> None:
+        """Export what is queued and stop; a flush after it has nothing left to do."""
+        self._shut_down = True
+        super().shutdown()  # type: ignore[no-untyped-call] # the SDK does not type it
+
     def force_flush(self, timeout_millis: int | None = None) -> bool:
         """Export what is queued; False when that took longer than *timeout_millis*.
+
+        After `shutdown` (which exported what was queued) there is nothing to
+        flush: True at once, and the shut exporter is not called again. (On
+        Python 3.13 a worker's exit flush runs after the provider's shutdown.)
 
         The SDK's own flush ignores its timeout (opentelemetry-python#4568):
         here it runs in a thread the caller stops waiting for at the
         timeout, and the export process's exchanges end by then.
         """
+        if self._shut_down:
+            return True
         millis = 30000 if timeout_millis is None else timeout_millis
         deadline = time.monotonic() + millis / 1000
         flushed: list[bool] = []
