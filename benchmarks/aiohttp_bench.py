@@ -1,13 +1,26 @@
-"""aiohttp throughput and latency: threadline against bare aiohttp and OpenTelemetry contrib.
+"""aiohttp throughput and latency: threadline against bare aiohttp, its peers and contrib.
 
-Each variant is a server process of its own on a free loopback port, pinned to
-one core; wrk (``-t1 -c32 --latency``) runs on the other, or a Python client
-where wrk is missing. Variants are measured round by round in shuffled order,
-side by side; ratios are taken round by round. Three handlers:
+The user's workload (DESIGN.md, "Budgets"): every request carries a fresh
+``traceparent``, a 3-member ``baggage`` and an ``X-Request-ID`` (a uuid4), made
+per request by a wrk Lua script (`LUA`); every variant writes an access line
+per request with the ids it has, and the root logger is at INFO with a
+formatter that prints them (to ``os.devnull``, or to NAME.log in the folder
+`LOGS_ENV` names); spans go through `threadline.tracing.configure()`'s
+pipeline with a batch processor exporting to nowhere (threadline's, the
+SDK-span middleware's and contrib's alike; ddtrace through its own writer to a
+loopback sink answering as an agent would).
+
+Each variant is a server process of its own on a free loopback port, the whole
+process pinned to core 0 (the export rows: its main thread, so an export
+process may use the other core); wrk (``-t1 -c32 --latency``) runs on core 1,
+or a Python client where wrk is missing. Variants are measured round by round
+in shuffled order, side by side; ratios are taken round by round, of requests
+per second and of requests per CPU-second of the server process. Three
+handlers:
 
 - ``ok``: answers at once, so the figures are the per-request overhead;
-- ``work``: awaits a 1 ms sleep and logs two lines (to a file, at INFO), a
-  request that does something;
+- ``work``: awaits a 1 ms sleep and logs two lines with the ids, a request
+  that does something;
 - ``otlp``: ``ok`` with every span exported over OTLP/HTTP (protobuf) to a real
   OpenTelemetry Collector on loopback (one per variant, counting the spans it
   receives, so drops are measured rather than assumed).
@@ -21,6 +34,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import contextvars
+import logging
 import os
 import random
 import re
@@ -40,6 +55,46 @@ from _report import RATE, Result, ratio, write_results
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARK = "aiohttp"
 
+BAGGAGE = "request.user_id=u-4711;tl,tenant=acme,region=eu-west-1"
+"""The incoming baggage: 3 members, the first a threadline caller's user id (as it sends it)."""
+
+LUA = f"""\
+local hex = "0123456789abcdef"
+local function id(n)
+  local t = {{}}
+  for i = 1, n do
+    local r = math.random(1, 16)
+    t[i] = hex:sub(r, r)
+  end
+  return table.concat(t)
+end
+request = function()
+  wrk.headers["traceparent"] = "00-" .. id(32) .. "-" .. id(16) .. "-01"
+  wrk.headers["baggage"] = "{BAGGAGE}"
+  wrk.headers["X-Request-ID"] =
+    id(8) .. "-" .. id(4) .. "-4" .. id(3) .. "-a" .. id(3) .. "-" .. id(12)
+  return wrk.format(nil, nil)
+end
+"""
+"""A fresh trace id, parent span id and request id per request: no cache is hit by repetition."""
+
+LOGS_ENV = "THREADLINE_BENCH_LOGS"
+"""A folder: each server writes its log lines to NAME.log there instead of os.devnull."""
+
+THREADLINE_FORMAT = (
+    "%(asctime)s %(levelname)s %(name)s request_id=%(request_id)s user_id=%(user_id)s "
+    "trace_id=%(trace_id)s span_id=%(span_id)s %(message)s"
+)
+"""threadline's rows: the four fields `threadline.logging.install()` puts on every record."""
+
+PLAIN_FORMAT = (
+    "%(asctime)s %(levelname)s %(name)s request_id=%(request_id)s trace_id=%(trace_id)s %(message)s"
+)
+"""The bare rows: the ids a handler passes by hand (``extra=``), ``-`` on other records."""
+
+ACCESS_FORMAT = '%a %t "%r" %s %b %Tf request_id=%{X-Request-ID}i traceparent=%{traceparent}i'
+"""aiohttp's own access line where a variant keeps it: the incoming ids, read from the headers."""
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -53,10 +108,15 @@ class Variant:
 
 
 VARIANTS = {
-    "bare": Variant("bare aiohttp"),
-    "noop": Variant("an empty middleware", reference="bare"),
-    "floor": Variant("a minimal context middleware", reference="noop"),
-    "context": Variant("threadline, context only", reference="noop", target=">= 0.95x"),
+    "bare": Variant("bare aiohttp, its access line"),
+    "noop": Variant("an empty middleware, a plain access line", reference="bare"),
+    "contextvars": Variant(
+        "a plain contextvars middleware + logging.Filter (request id), its access line",
+        reference="noop",
+    ),
+    "context": Variant(
+        "threadline, context only, access line on", reference="noop", target=">= 0.95x"
+    ),
     "live-off": Variant(
         "threadline, context only, the live view's module loaded but not served",
         reference="context",
@@ -66,15 +126,28 @@ VARIANTS = {
         "threadline, context only, the live view served (nobody watching)",
         reference="context",
     ),
-    "sdkspan": Variant("a minimal span middleware", reference="bare"),
-    "span": Variant(
-        "threadline, a span per request",
-        reference="contrib",
-        target=">= 2x",
-        also=(("bare", ">= 0.6x"),),
+    "sdkspan": Variant(
+        "an SDK-span middleware (start_span + attach), a plain access line", reference="bare"
     ),
-    "contrib": Variant("contrib aiohttp-server, a span per request", reference="bare"),
-    "bare-work": Variant("bare aiohttp, work handler", handler="work"),
+    "span": Variant(
+        "threadline, a span per request, access line on",
+        reference="sdkspan",
+        target=">= 0.95x",
+        also=(("contrib", ">= 2x"), ("bare", ">= 0.6x")),
+    ),
+    "contrib": Variant(
+        "contrib aiohttp-server, a span per request, aiohttp's access line", reference="bare"
+    ),
+    "ddtrace": Variant(
+        "ddtrace trace_app, a span per request, its log injection, aiohttp's access line",
+        reference="bare",
+    ),
+    "bare-work": Variant("bare aiohttp, work handler, ids given by hand", handler="work"),
+    "contextvars-work": Variant(
+        "a plain contextvars middleware + logging.Filter (request id), work handler",
+        handler="work",
+        reference="bare-work",
+    ),
     "context-work": Variant(
         "threadline, context only, work handler", handler="work", reference="bare-work"
     ),
@@ -84,7 +157,14 @@ VARIANTS = {
         reference="contrib-work",
     ),
     "contrib-work": Variant(
-        "contrib aiohttp-server + logging, work handler", handler="work", reference="bare-work"
+        "contrib aiohttp-server + LoggingInstrumentor (trace ids), work handler",
+        handler="work",
+        reference="bare-work",
+    ),
+    "ddtrace-work": Variant(
+        "ddtrace trace_app + its log injection, work handler",
+        handler="work",
+        reference="bare-work",
     ),
     "span-otlp": Variant(
         "threadline, a span per request, OTLP to a Collector from its export process",
@@ -106,19 +186,24 @@ VARIANTS = {
 }
 """The variants; docs/performance.md says what each one is."""
 
+_THREADLINE = ("context", "span", "live")
+"""The kinds (a variant's name up to its first ``-``) that run threadline's middleware."""
+
 
 # --------------------------------------------------------------------------- the servers
 
 
 def serve(name: str, port_file: str, endpoint: str | None, count_file: str | None) -> None:
     """Run one variant's server until SIGTERM (in its own process)."""
-    import logging
-
-    logging.getLogger("aiohttp").setLevel(logging.CRITICAL)
     variant = VARIANTS[name]
     kind = name.partition("-")[0]
+    pinned = hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1
+    if pinned and variant.handler != "otlp":
+        os.sched_setaffinity(0, {0})  # first: every thread the process starts inherits it
+    if kind == "ddtrace":
+        _set_up_ddtrace(endpoint)
     ended = _set_up_tracing(name, variant.handler, endpoint)
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+    if pinned and variant.handler == "otlp":
         # This thread only, after tracing's threads started: an export process they
         # start may run on the other core, as it would beside a busy server.
         os.sched_setaffinity(0, {0})
@@ -128,9 +213,38 @@ def serve(name: str, port_file: str, endpoint: str | None, count_file: str | Non
 
         if name == "live-on":
             live.serve()
-    if variant.handler == "work":
-        _set_up_logging(kind)
+    access_log = _set_up_logging(name, kind, variant.handler)
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
+    from aiohttp import web
+
+    route = _handler(variant.handler, kind, ended)
+
+    async def main() -> None:
+        app = web.Application(middlewares=middlewares)
+        app.router.add_get("/hello/{name}", route)
+        if variant.handler == "otlp":
+            app.router.add_get("/_flush", _handler("flush", kind, ended))
+        if kind == "ddtrace":
+            from ddtrace.contrib.aiohttp import trace_app
+
+            trace_app(app, service="bench")
+        runner = web.AppRunner(app, **access_log)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        Path(port_file).write_text(str(runner.addresses[0][1]))  # noqa: ASYNC240 - once, at start
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    asyncio.run(main())
+    _flush_and_count(ended, count_file)
+
+
+def _handler(handler: str, kind: str, ended: list[int]) -> Any:
+    """The variant's route handler (``ok``, ``work``, ``otlp``) or the export rows' ``flush``."""
     from aiohttp import web
 
     log = logging.getLogger("bench.handler")
@@ -144,6 +258,18 @@ def serve(name: str, port_file: str, endpoint: str | None, count_file: str | Non
         log.info("answering %s", request.match_info["name"])
         return web.Response(text="ok")
 
+    async def work_by_hand(request: web.Request) -> web.Response:
+        """`work`, the ids read from the headers and given to each line by hand."""
+        await asyncio.sleep(0.001)
+        traceparent = request.headers.get("traceparent", "")
+        ids = {
+            "request_id": request.headers.get("X-Request-ID", "-"),
+            "trace_id": traceparent[3:35] or "-",
+        }
+        log.info("looking up %s", request.match_info["name"], extra=ids)
+        log.info("answering %s", request.match_info["name"], extra=ids)
+        return web.Response(text="ok")
+
     async def flush(request: web.Request) -> web.Response:
         """Export what is queued; answer how many spans ended so far (between load steps)."""
         from opentelemetry import trace
@@ -151,23 +277,41 @@ def serve(name: str, port_file: str, endpoint: str | None, count_file: str | Non
         trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]
         return web.Response(text=str(ended[0]))
 
-    async def main() -> None:
-        app = web.Application(middlewares=middlewares)
-        app.router.add_get("/hello/{name}", work if variant.handler == "work" else ok)
-        if variant.handler == "otlp":
-            app.router.add_get("/_flush", flush)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        Path(port_file).write_text(str(runner.addresses[0][1]))  # noqa: ASYNC240 - once, at start
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        await stop.wait()
-        await runner.cleanup()
+    handlers = {"ok": ok, "otlp": ok, "work": work_by_hand if kind == "bare" else work}
+    return {**handlers, "flush": flush}[handler]
 
-    asyncio.run(main())
-    _flush_and_count(ended, count_file)
+
+def discarding_pipeline() -> None:
+    """`threadline.tracing.configure()`'s pipeline; a batch processor hands its spans to nowhere."""
+    os.environ.update(OTEL_TRACES_EXPORTER="none", OTEL_SERVICE_NAME="bench")
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    import threadline.tracing
+
+    class Discard(SpanExporter):
+        def export(self, spans: object) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = threadline.tracing.configure()
+    if provider is None:
+        raise RuntimeError("threadline.tracing.configure() set nothing up")
+    provider.add_span_processor(BatchSpanProcessor(Discard()))
+
+
+def _set_up_ddtrace(agent_url: str | None) -> None:
+    """ddtrace as its docs set it up, its agent a loopback sink (`sink`) that answers 200."""
+    if agent_url is None:
+        raise RuntimeError("the ddtrace variants need --endpoint, the sink's URL")
+    os.environ.update(
+        DD_TRACE_AGENT_URL=agent_url,
+        DD_LOGS_INJECTION="true",
+        DD_SERVICE="bench",
+        # no sidecar process: it would be counted with the server's children
+        DD_CRASHTRACKING_ENABLED="false",
+    )
+    import ddtrace
+
+    ddtrace.patch(aiohttp=True, logging=True)
 
 
 def _set_up_tracing(name: str, handler: str, endpoint: str | None) -> list[int]:
@@ -184,9 +328,7 @@ def _set_up_tracing(name: str, handler: str, endpoint: str | None) -> list[int]:
             ended[0] += 1
 
     if handler != "otlp":
-        from _tracing import discard_spans
-
-        discard_spans()
+        discarding_pipeline()
     elif kind == "span":
         os.environ.update(
             THREADLINE_EXPORT_PROCESS="0" if "inline" in name else "1",
@@ -211,10 +353,14 @@ def _set_up_tracing(name: str, handler: str, endpoint: str | None) -> list[int]:
     return ended
 
 
+_REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("bench_request_id")
+"""The contextvars peer's request id (set by its middleware, read by its `logging.Filter`)."""
+
+
 def _middlewares(kind: str) -> list[Any]:
     from aiohttp import web
 
-    if kind in ("context", "span", "live"):
+    if kind in _THREADLINE:
         import threadline.aiohttp
 
         return [threadline.aiohttp.middleware()]
@@ -222,30 +368,20 @@ def _middlewares(kind: str) -> list[Any]:
 
         @web.middleware
         async def empty(request: web.Request, handler: Any) -> web.StreamResponse:
-            return await handler(request)
-
-        return [empty]
-    if kind == "floor":
-        import contextvars
-
-        current: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("request")
-        ids = random.Random()
-
-        @web.middleware
-        async def minimal(request: web.Request, handler: Any) -> web.StreamResponse:
-            request_id = request.headers.get("X-Request-ID") or ids.randbytes(16).hex()
-            token = current.set({"request_id": request_id})
+            started, status = time.perf_counter(), 500
             try:
                 response: web.StreamResponse = await handler(request)
-                response.headers.setdefault("X-Request-ID", request_id)
+                status = response.status
                 return response
             finally:
-                current.reset(token)
+                _plain_access_line(request, status, started)
 
-        return [minimal]
+        return [empty]
+    if kind == "contextvars":
+        return [_contextvars_middleware()]
     if kind == "sdkspan":
         from micro_bench import SERVER_ATTRIBUTES
-        from opentelemetry import trace
+        from opentelemetry import context, trace
         from opentelemetry.trace import SpanKind
 
         tracer = trace.get_tracer("bench")
@@ -255,11 +391,16 @@ def _middlewares(kind: str) -> list[Any]:
             span = tracer.start_span(
                 "GET /hello/{name}", kind=SpanKind.SERVER, attributes=SERVER_ATTRIBUTES
             )
+            token = context.attach(trace.set_span_in_context(span))
+            started, status = time.perf_counter(), 500
             try:
                 response: web.StreamResponse = await handler(request)
-                span.set_attribute("http.response.status_code", response.status)
+                status = response.status
+                span.set_attribute("http.response.status_code", status)
                 return response
             finally:
+                _plain_access_line(request, status, started)
+                context.detach(token)
                 span.end()
 
         return [span_only]
@@ -270,22 +411,143 @@ def _middlewares(kind: str) -> list[Any]:
     return []
 
 
-def _set_up_logging(kind: str) -> None:
-    """INFO lines to a file; each library puts its ids on them as its users would ask it to."""
-    import logging
+_ACCESS = logging.getLogger("bench.access")
 
-    handler = logging.FileHandler(os.devnull)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
-    logging.getLogger("threadline.aiohttp").setLevel(logging.WARNING)  # no access line
-    if kind in ("context", "span"):
+
+def _plain_access_line(request: Any, status: int, started: float) -> None:
+    """The access line as threadline's says it, the ids read from the headers (no context)."""
+    traceparent = request.headers.get("traceparent", "")
+    ids = {"request_id": request.headers.get("X-Request-ID", "-"), "trace_id": traceparent[3:35]}
+    took = (time.perf_counter() - started) * 1e3
+    _ACCESS.info("%s %s %d %.1fms", request.method, request.path, status, took, extra=ids)
+
+
+def _contextvars_middleware() -> Any:
+    """The minimum a user hand-writes: the request id in a ContextVar, an access line with it."""
+    import uuid
+
+    from aiohttp import web
+
+    current = _REQUEST_ID
+    access = _ACCESS
+
+    @web.middleware
+    async def request_context(request: web.Request, handler: Any) -> web.StreamResponse:
+        request_id = request.headers.get("X-Request-ID") or str(uuid.uuid4())
+        token = current.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response: web.StreamResponse = await handler(request)
+            status = response.status
+            response.headers["X-Request-ID"] = request_id
+            return response
+        finally:
+            took = (time.perf_counter() - started) * 1e3
+            access.info("%s %s %d %.1fms", request.method, request.path, status, took)
+            current.reset(token)
+
+    return request_context
+
+
+def _set_up_logging(name: str, kind: str, handler_kind: str) -> dict[str, Any]:
+    """Root at INFO, each variant's ids in its format; return the AppRunner's access-log options.
+
+    The middlewares write their own access line, as threadline's does (aiohttp's
+    is off, as docs/aiohttp.md says to turn it off beside threadline's): threadline and
+    the contextvars peer with the request's ids, the empty and the SDK-span middleware
+    with the ids read from the headers. Bare aiohttp, contrib and ddtrace, which write
+    none, keep aiohttp's own, the incoming ids read from the headers by its format.
+    """
+    from aiohttp.log import access_logger
+
+    folder = os.environ.get(LOGS_ENV)  # the smoke test reads the lines
+    out = logging.FileHandler(Path(folder, f"{name}.log") if folder else os.devnull)
+    logging.basicConfig(level=logging.INFO, handlers=[out], force=True)
+    aiohttp_line = {"access_log": access_logger, "access_log_format": ACCESS_FORMAT}
+    if handler_kind == "otlp":  # the export rows: as they were, no line
+        logging.getLogger().setLevel(logging.WARNING)
+        return {"access_log": None}
+    if kind in _THREADLINE:
         import threadline.logging
 
         threadline.logging.install()
-    elif kind == "contrib":
+        out.setFormatter(logging.Formatter(THREADLINE_FORMAT))
+        return {"access_log": None}
+    if kind == "contextvars":
+        current = _REQUEST_ID
+
+        class RequestIdFilter(logging.Filter):
+            def filter(self, record: logging.LogRecord) -> bool:
+                record.request_id = current.get("-")
+                return True
+
+        out.addFilter(RequestIdFilter())
+        out.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s request_id=%(request_id)s %(message)s"
+            )
+        )
+        return {"access_log": None}
+    if kind == "contrib":
         from opentelemetry.instrumentation.logging import LoggingInstrumentor
 
-        LoggingInstrumentor().instrument(set_logging_format=False)
+        # inject_trace_context: without it (0.66b1) no id reaches a record
+        LoggingInstrumentor().instrument(set_logging_format=False, inject_trace_context=True)
+        out.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s trace_id=%(otelTraceID)s "
+                "span_id=%(otelSpanID)s %(message)s"
+            )
+        )
+        return aiohttp_line
+    if kind == "ddtrace":
+        out.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s dd.trace_id=%(dd.trace_id)s "
+                "dd.span_id=%(dd.span_id)s %(message)s"
+            )
+        )
+        return aiohttp_line
+    out.setFormatter(logging.Formatter(PLAIN_FORMAT, defaults={"request_id": "-", "trace_id": "-"}))
+    return aiohttp_line if kind == "bare" else {"access_log": None}  # theirs, in the middleware
+
+
+def sink(port_file: str) -> None:
+    """A stand-in for the Datadog agent: read each request, answer 200 ``{}`` (until SIGTERM)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Agent(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def do_GET(self) -> None:
+            self._answer()
+
+        def do_PUT(self) -> None:
+            self._answer()
+
+        def do_POST(self) -> None:
+            self._answer()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {1})  # beside wrk, off the servers' core
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Agent)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    Path(port_file).write_text(str(server.server_address[1]))
+    server.serve_forever()
 
 
 def _flush_and_count(ended: list[int], count_file: str | None) -> None:
@@ -437,25 +699,50 @@ CONNECTIONS = 32
 
 
 def load_with_wrk(url: str, seconds: float, pause_ms: float | None = None) -> Load:
-    """Load *url* for *seconds*; with *pause_ms* each connection pauses so long between requests."""
-    command = ["wrk", "-t1", f"-c{CONNECTIONS}", "--latency", f"-d{max(1, round(seconds))}s", url]
+    """Load *url* for *seconds* with the workload's headers (`LUA`).
+
+    With *pause_ms* each connection pauses so long between requests.
+    """
+    command = ["wrk", "-t1", f"-c{CONNECTIONS}", "--latency", f"-d{max(1, round(seconds))}s"]
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(LUA)
         if pause_ms is not None:
             script.write(f"function delay() return {pause_ms:.3f} end\n")
-            script.flush()
-            command[1:1] = ["-s", script.name]
+        script.flush()
+        command += ["-s", script.name, url]
         if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
             command = ["taskset", "-c", "1", *command]
         out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if rate is None or "Non-2xx" in out:
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    # a timeout is an answer slower than wrk's 2 s (a loaded machine): counted, not fatal
+    if rate is None or "Non-2xx" in out or (errors and sum(map(int, errors.groups()[:3]))):
         raise RuntimeError(f"wrk did not get its answers: {out}")
     latency = {p: float(v) * _SCALE[unit] for p, v, unit in _WRK_LATENCY.findall(out)}
     done = re.search(r"(\d+) requests in", out)
-    return Load(float(rate[1]), latency.get("50"), latency.get("99"), int(done[1]) if done else 0)
+    return Load(
+        float(rate[1]),
+        latency.get("50"),
+        latency.get("99"),
+        int(done[1]) if done else 0,
+        timeouts=int(errors[4]) if errors else 0,
+    )
+
+
+def _workload_headers() -> dict[str, str]:
+    """What `LUA` sends, for the Python client."""
+    import uuid
+
+    trace_id, parent = random.randbytes(16).hex(), random.randbytes(8).hex()
+    return {
+        "traceparent": f"00-{trace_id}-{parent}-01",
+        "baggage": BAGGAGE,
+        "X-Request-ID": str(uuid.uuid4()),
+    }
 
 
 def load_with_python(url: str, seconds: float) -> Load:
+    """Load *url* for *seconds* from 8 aiohttp clients at a time, with the workload's headers."""
     import aiohttp
 
     async def run() -> Load:
@@ -466,7 +753,7 @@ def load_with_python(url: str, seconds: float) -> Load:
             async def worker() -> None:
                 nonlocal done
                 while time.monotonic() < deadline:
-                    async with session.get(url) as response:
+                    async with session.get(url, headers=_workload_headers()) as response:
                         await response.read()
                         if response.status != 200:
                             raise RuntimeError(f"{url} answered {response.status}")
@@ -491,9 +778,12 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
         names = [n for n in names if VARIANTS[n].handler != "otlp"]
     collectors = {n: Collector(binary, folder, n) for n in names if binary and "otlp" in n}
     servers, urls = {}, {}
+    agent = _start_sink(folder) if any(n.startswith("ddtrace") for n in names) else None
     try:
         for name in names:
-            servers[name], urls[name] = _start_server(name, folder, collectors.get(name))
+            servers[name], urls[name] = _start_server(
+                name, folder, collectors.get(name), agent[1] if agent else None
+            )
         for name in names:  # warm up
             load(urls[name], 1.0 if rounds > 1 else 0.3)
         loads: dict[str, list[Load]] = {name: [] for name in names}
@@ -516,34 +806,63 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
             server.send_signal(signal.SIGTERM)
         for server in servers.values():
             server.wait(60)
+        if agent is not None:
+            agent[0].send_signal(signal.SIGTERM)
+            agent[0].wait(30)
     received = {name: collector.stop() for name, collector in collectors.items()}
-    results = []
-    for name in names:
-        variant = VARIANTS[name]
-        notes = _latency_notes(loads[name])
-        notes.update(_cpu_notes(loads[name]))
-        if name in received:
-            ended = int(Path(folder, f"{name}.count").read_text())
-            notes["spans ended / received by the Collector"] = f"{ended} / {received[name]}"
-            notes["dropped at full load"] = str(ended - received[name])
-        if name in rates:
-            notes["sustained with no span dropped"] = rates[name]
-        elif name in received and ended == received[name]:
-            notes["sustained with no span dropped"] = f"{variant_rate(loads[name]):,.0f} spans/s"
-        results.append(
-            Result(
-                BENCHMARK,
-                variant.label,
-                [one.rate for one in loads[name]],
-                unit=RATE,
-                reference=VARIANTS[variant.reference].label if variant.reference else None,
-                target=variant.target,
-                also={VARIANTS[other].label: bound for other, bound in variant.also},
-                notes=notes,
-            )
+    results = [
+        _result(
+            VARIANTS[name],
+            [one.rate for one in loads[name]],
+            _notes(name, loads[name], received, rates, folder),
         )
+        for name in names
+    ]
+    for name in names:  # per CPU-second of the server: what the middleware costs, whatever waits
+        if VARIANTS[name].handler != "otlp":  # (the export rows count their export process too)
+            per_cpu = [one.requests / one.cpu["server"] for one in loads[name] if one.cpu]
+            results.append(_result(VARIANTS[name], per_cpu, {}, CPU))
     shutil.rmtree(folder, ignore_errors=True)
     return results
+
+
+def _notes(
+    name: str, loads: list[Load], received: dict[str, int], rates: dict[str, str], folder: str
+) -> dict[str, str]:
+    """What a variant's row says beside its median: latency, CPU, timeouts, spans exported."""
+    notes = _latency_notes(loads)
+    notes.update(_cpu_notes(loads))
+    if name in received:
+        ended = int(Path(folder, f"{name}.count").read_text())
+        notes["spans ended / received by the Collector"] = f"{ended} / {received[name]}"
+        notes["dropped at full load"] = str(ended - received[name])
+        if name in rates:
+            notes["sustained with no span dropped"] = rates[name]
+        elif ended == received[name]:
+            notes["sustained with no span dropped"] = f"{variant_rate(loads):,.0f} spans/s"
+    timeouts = sum(one.timeouts for one in loads)
+    if timeouts:
+        notes["no answer within 2 s (wrk's timeouts)"] = str(timeouts)
+    return notes
+
+
+CPU = " (per CPU-second of the server)"
+"""What the label of a result in requests per CPU-second of the server process ends with."""
+
+
+def _result(
+    variant: Variant, samples: list[float], notes: dict[str, str], suffix: str = ""
+) -> Result:
+    return Result(
+        BENCHMARK,
+        variant.label + suffix,
+        samples,
+        unit=RATE,
+        reference=VARIANTS[variant.reference].label + suffix if variant.reference else None,
+        target=variant.target,
+        also={VARIANTS[other].label + suffix: bound for other, bound in variant.also},
+        notes=notes,
+    )
 
 
 def variant_rate(loads: list[Load]) -> float:
@@ -625,16 +944,26 @@ def _ended(flush_url: str) -> int:
 
 
 def _start_server(
-    name: str, folder: str, collector: Collector | None
+    name: str, folder: str, collector: Collector | None, agent: str | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
     port_file = Path(folder, name)
     command = [sys.executable, __file__, "--serve", name, "--port-file", str(port_file)]
     if collector is not None:
         count_file = str(Path(folder, f"{name}.count"))
         command += ["--endpoint", collector.endpoint, "--count-file", count_file]
+    elif name.startswith("ddtrace"):
+        command += ["--endpoint", agent or ""]
     process = subprocess.Popen(command)
     _wait_until(lambda: port_file.exists() and port_file.read_text(), f"server {name}")
     return process, f"http://127.0.0.1:{port_file.read_text()}/hello/world"
+
+
+def _start_sink(folder: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The ddtrace variants' agent (`sink`), in a process of its own: it and its URL."""
+    port_file = Path(folder, "agent")
+    process = subprocess.Popen([sys.executable, __file__, "--sink", "--port-file", str(port_file)])
+    _wait_until(lambda: port_file.exists() and port_file.read_text(), "the agent sink")
+    return process, f"http://127.0.0.1:{port_file.read_text()}"
 
 
 def _latency_notes(loads: list[Load]) -> dict[str, str]:
@@ -656,9 +985,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port-file", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     parser.add_argument("--count-file", help=argparse.SUPPRESS)
+    parser.add_argument("--sink", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         serve(args.serve, args.port_file, args.endpoint, args.count_file)
+        return 0
+    if args.sink:
+        sink(args.port_file)
         return 0
     rounds, seconds = (1, 1.0) if args.quick else (args.rounds, args.seconds)
     use_wrk = bool(shutil.which("wrk"))
@@ -666,7 +999,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         write_results(args.json, results)
     by_label = {result.variant: result for result in results}
-    print(f"load: {'wrk -t1 -c32' if use_wrk else 'Python aiohttp client, 8 at a time'}")
+    loader = f"wrk -t1 -c{CONNECTIONS}" if use_wrk else "Python aiohttp client, 8 at a time"
+    print(f"load: {loader}, traceparent + baggage (3) + X-Request-ID per request")
     print("| variant | requests/s | ratio | to | notes |")
     print("|---|---:|---:|---|---|")
     for result in results:

@@ -28,6 +28,7 @@ Run:  .venv/bin/python benchmarks/asgi_bench.py          (full; wants wrk)
 from __future__ import annotations
 
 import argparse
+import contextvars
 import os
 import random
 import re
@@ -43,46 +44,23 @@ from typing import Any
 
 from _report import RATE, Result, ratio, write_results
 from aiohttp_bench import (
+    BAGGAGE,
     CONNECTIONS,
+    LOGS_ENV,
+    LUA,
+    THREADLINE_FORMAT,
     Load,
     _cpu_notes,
     _cpu_seconds,
     _latency_notes,
     _listening,
     _wait_until,
+    discarding_pipeline,
 )
+
+__all__ = ["BAGGAGE", "LUA", "THREADLINE_FORMAT"]  # the workload, shared with aiohttp_bench
 
 BENCHMARK = "asgi"
-BAGGAGE = "request.user_id=u-4711;tl,tenant=acme,region=eu-west-1"
-"""The incoming baggage: 3 members, the first a threadline caller's user id (as it sends it)."""
-
-LUA = f"""\
-local hex = "0123456789abcdef"
-local function id(n)
-  local t = {{}}
-  for i = 1, n do
-    local r = math.random(1, 16)
-    t[i] = hex:sub(r, r)
-  end
-  return table.concat(t)
-end
-request = function()
-  wrk.headers["traceparent"] = "00-" .. id(32) .. "-" .. id(16) .. "-01"
-  wrk.headers["baggage"] = "{BAGGAGE}"
-  wrk.headers["X-Request-ID"] =
-    id(8) .. "-" .. id(4) .. "-4" .. id(3) .. "-a" .. id(3) .. "-" .. id(12)
-  return wrk.format(nil, nil)
-end
-"""
-"""A fresh trace id, parent span id and request id per request: no cache is hit by repetition."""
-
-LOGS_ENV = "THREADLINE_BENCH_LOGS"
-"""A folder: each server writes its log lines to NAME.log there instead of os.devnull."""
-
-THREADLINE_FORMAT = (
-    "%(asctime)s %(levelname)s %(name)s request_id=%(request_id)s user_id=%(user_id)s "
-    "trace_id=%(trace_id)s span_id=%(span_id)s %(message)s"
-)
 
 
 @dataclass(frozen=True)
@@ -106,6 +84,10 @@ VARIANTS = {
     "context-quiet": Variant("threadline.asgi, context only, access line off", reference="empty"),
     "correlation": Variant(
         "asgi-correlation-id, uvicorn's access line with its id", reference="empty"
+    ),
+    "contextvars": Variant(
+        "a plain contextvars middleware + logging.Filter (request id), its access line",
+        reference="empty",
     ),
     "sdkspan": Variant("an SDK-span ASGI middleware (start_span + attach)", reference="empty"),
     "span": Variant(
@@ -142,7 +124,7 @@ def serve(name: str, port_file: str) -> None:
     import uvicorn
 
     if name in _SPANS:
-        _discarding_pipeline()
+        discarding_pipeline()
     access_log = _set_up_logging(name)
     app = _app(name)
     sock = socket.socket()
@@ -159,23 +141,6 @@ def serve(name: str, port_file: str) -> None:
     server = uvicorn.Server(config)
     Path(port_file).write_text(str(sock.getsockname()[1]))
     server.run(sockets=[sock])
-
-
-def _discarding_pipeline() -> None:
-    """`threadline.tracing.configure()`'s pipeline; a batch processor hands its spans to nowhere."""
-    os.environ.update(OTEL_TRACES_EXPORTER="none", OTEL_SERVICE_NAME="bench")
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
-    import threadline.tracing
-
-    class Discard(SpanExporter):
-        def export(self, spans: object) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    provider = threadline.tracing.configure()
-    if provider is None:
-        raise RuntimeError("threadline.tracing.configure() set nothing up")
-    provider.add_span_processor(BatchSpanProcessor(Discard()))
 
 
 def _set_up_logging(name: str) -> bool:
@@ -196,7 +161,21 @@ def _set_up_logging(name: str) -> bool:
         handler.setFormatter(logging.Formatter(THREADLINE_FORMAT))
         logging.getLogger("threadline.asgi").setLevel(logging.INFO)
         return False
-    if name == "context-quiet":
+    if name == "contextvars":
+        current = _REQUEST_ID
+
+        class RequestIdFilter(logging.Filter):
+            def filter(self, record: logging.LogRecord) -> bool:
+                record.request_id = current.get("-")
+                return True
+
+        handler.addFilter(RequestIdFilter())
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s request_id=%(request_id)s %(message)s"
+            )
+        )
+        logging.getLogger("bench.access").setLevel(logging.INFO)
         return False
     if name == "correlation":
         from asgi_correlation_id import CorrelationIdFilter
@@ -243,6 +222,8 @@ def _app(name: str) -> Any:
         import threadline.asgi
 
         return threadline.asgi.setup(app, access_log=name != "context-quiet")
+    elif name == "contextvars":
+        app.add_middleware(_RequestContext)
     elif name == "correlation":
         from asgi_correlation_id import CorrelationIdMiddleware
 
@@ -295,6 +276,55 @@ class _AccessLine:
         finally:
             took = (time.perf_counter() - started) * 1e3
             self.log.info("%s %s %d %.1fms", scope["method"], scope["path"], status[0], took)
+
+
+_REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("bench_request_id")
+"""The contextvars peer's request id (set by its middleware, read by its `logging.Filter`)."""
+
+
+class _RequestContext:
+    """The minimum a user hand-writes: the request id in a ContextVar, an access line with it.
+
+    The incoming ``X-Request-ID`` (or a new uuid4) is set for the request and
+    sent back; a `logging.Filter` puts it on every record.
+    """
+
+    def __init__(self, app: Any) -> None:
+        import logging
+
+        self.app = app
+        self.log = logging.getLogger("bench.access")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        import time
+        import uuid
+
+        request_id = ""
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                request_id = value.decode("latin-1")
+                break
+        request_id = request_id or str(uuid.uuid4())
+        header = (b"x-request-id", request_id.encode("latin-1"))
+        token = _REQUEST_ID.set(request_id)
+        started = time.perf_counter()
+        status = [0]
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            took = (time.perf_counter() - started) * 1e3
+            self.log.info("%s %s %d %.1fms", scope["method"], scope["path"], status[0], took)
+            _REQUEST_ID.reset(token)
 
 
 class _SpanOnly:
