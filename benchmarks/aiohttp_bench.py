@@ -818,10 +818,13 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
         )
         for name in names
     ]
-    for name in names:  # per CPU-second of the server: what the middleware costs, whatever waits
-        if VARIANTS[name].handler != "otlp":  # (the export rows count their export process too)
-            per_cpu = [one.requests / one.cpu["server"] for one in loads[name] if one.cpu]
-            results.append(_result(VARIANTS[name], per_cpu, {}, CPU))
+    # per CPU-second of the server: what the middleware costs, whatever else the machine runs
+    # (not the export rows: their export process works for them too)
+    results += [
+        _result(VARIANTS[name], per_cpu_second(loads[name]), {}, CPU)
+        for name in names
+        if VARIANTS[name].handler != "otlp"
+    ]
     shutil.rmtree(folder, ignore_errors=True)
     return results
 
@@ -844,6 +847,16 @@ def _notes(
     if timeouts:
         notes["no answer within 2 s (wrk's timeouts)"] = str(timeouts)
     return notes
+
+
+def per_cpu_second(loads: list[Load]) -> list[float]:
+    """Each round's requests per CPU-second of the server process.
+
+    CPU time is counted in clock ticks: a round that used less than one (a server
+    that waited for its core the whole round, on a loaded machine) counts one.
+    """
+    tick = 1 / os.sysconf("SC_CLK_TCK")
+    return [one.requests / max(one.cpu["server"], tick) for one in loads if one.cpu]
 
 
 CPU = " (per CPU-second of the server)"

@@ -56,6 +56,7 @@ from aiohttp_bench import (
     _listening,
     _wait_until,
     discarding_pipeline,
+    per_cpu_second,
 )
 
 __all__ = ["BAGGAGE", "LUA", "THREADLINE_FORMAT"]  # the workload, shared with aiohttp_bench
@@ -441,9 +442,7 @@ def measure(names: list[str], rounds: int, seconds: float) -> list[Result]:
         if timeouts:
             notes["no answer within 2 s (wrk's timeouts)"] = str(timeouts)
         results.append(_result(variant, [one.rate for one in loads[name]], notes))
-    for name in names:
-        per_cpu = [one.requests / one.cpu["server"] for one in loads[name] if one.cpu]
-        results.append(_result(VARIANTS[name], per_cpu, {}, CPU))
+    results += [_result(VARIANTS[name], per_cpu_second(loads[name]), {}, CPU) for name in names]
     return results
 
 

@@ -98,12 +98,16 @@ def report(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
             (
                 "bare aiohttp",
                 "an empty middleware",
+                "a plain contextvars middleware + logging.Filter",
                 "threadline, context only",
                 "the live view's module loaded but not served",
                 "the live view served (nobody watching)",
+                "an SDK-span middleware",
                 "threadline, a span per request",
                 "contrib aiohttp-server, a span per request",
+                "ddtrace trace_app",
                 "work handler",
+                "(per CPU-second of the server)",
             ),
         ),
         (
@@ -112,6 +116,7 @@ def report(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
                 "FastAPI, an empty ASGI middleware",
                 "threadline.asgi, context only, access line on",
                 "asgi-correlation-id",
+                "a plain contextvars middleware + logging.Filter",
                 "an SDK-span ASGI middleware",
                 "threadline.asgi, a span per request",
                 "contrib FastAPIInstrumentor",
@@ -175,9 +180,9 @@ def test_benchmark_smoke(
     """Each benchmark runs in --quick mode and reports every variant it compares, also as JSON."""
     extra = []
     env = {**os.environ, "OTEL_BSP_MAX_QUEUE_SIZE": "1000000"}
-    if script == "asgi_bench.py":
-        if shutil.which("wrk") is None:
-            pytest.skip("the ASGI rows are measured with wrk (apt-get install wrk)")
+    if script == "asgi_bench.py" and shutil.which("wrk") is None:
+        pytest.skip("the ASGI rows are measured with wrk (apt-get install wrk)")
+    if script in ("asgi_bench.py", "aiohttp_bench.py"):
         env["THREADLINE_BENCH_LOGS"] = str(tmp_path)  # each server's lines, to read below
     if script == "celery_bench.py":  # on the tests' Redis: skipped where there is none
         extra = ["--broker", request.getfixturevalue("redis_url").removesuffix("/0")]
@@ -208,6 +213,8 @@ def test_benchmark_smoke(
         assert "0" == result.notes["dropped at full load"], result.notes
     if script == "asgi_bench.py":
         assert_asgi_workload(tmp_path)
+    if script == "aiohttp_bench.py":
+        assert_aiohttp_workload(tmp_path)
     for result in results:  # a client variant with spans made exactly one per call
         if "a span per call" in result.variant and "CPU" in result.variant:
             assert "1" == result.notes["CLIENT spans per call"], result
@@ -219,6 +226,7 @@ def assert_asgi_workload(logs: Path) -> None:
         ("context", r"request_id=[0-9a-f-]{36} user_id=u-4711 trace_id=[0-9a-f]{32} "),
         ("span", r"request_id=[0-9a-f-]{36} user_id=u-4711 trace_id=[0-9a-f]{32} "),
         ("correlation", r"uvicorn\.access \[[0-9a-f-]{36}\]"),
+        ("contextvars", r"bench\.access request_id=[0-9a-f-]{36} GET /hello/world 200 "),
         ("contrib", r"uvicorn\.access trace_id=(?!0{32})[0-9a-f]{32} "),
         ("empty-log", r"bench\.access GET /hello/world 200 "),
     ):
@@ -226,6 +234,38 @@ def assert_asgi_workload(logs: Path) -> None:
         access = [line for line in lines if "/hello/world" in line]
         assert access, name
         assert all(re.search(pattern, line) for line in access), (name, access[:3])
+
+
+_UUID = "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-a[0-9a-f]{3}-[0-9a-f]{12}"
+_THREADLINE_IDS = (
+    rf"request_id={_UUID} user_id=u-4711 trace_id=[0-9a-f]{{32}} span_id=[0-9a-f]{{16}} "
+)
+
+
+def assert_aiohttp_workload(logs: Path) -> None:
+    """The user's workload ran: each variant's access or handler lines have the ids that came."""
+    access, handler = "/hello/world", "bench.handler"
+    for name, kind, pattern in (
+        ("bare", access, rf"aiohttp\.access .* request_id={_UUID} traceparent=00-[0-9a-f]{{32}}-"),
+        ("noop", access, rf"bench\.access request_id={_UUID} trace_id=[0-9a-f]{{32}} GET "),
+        ("contextvars", access, rf"bench\.access request_id={_UUID} GET /hello/world 200 "),
+        ("context", access, rf"threadline\.aiohttp {_THREADLINE_IDS}GET /hello/world 200 "),
+        ("sdkspan", access, rf"bench\.access request_id={_UUID} trace_id=[0-9a-f]{{32}} GET "),
+        ("span", access, rf"threadline\.aiohttp {_THREADLINE_IDS}GET /hello/world 200 "),
+        ("contrib", access, rf"aiohttp\.access .* request_id={_UUID} traceparent=00-"),
+        ("ddtrace", access, rf"aiohttp\.access .* request_id={_UUID} traceparent=00-"),
+        ("bare-work", handler, rf"bench\.handler request_id={_UUID} trace_id=[0-9a-f]{{32}} "),
+        ("contextvars-work", handler, rf"bench\.handler request_id={_UUID} "),
+        ("context-work", handler, rf"bench\.handler {_THREADLINE_IDS}"),
+        ("span-work", handler, rf"bench\.handler {_THREADLINE_IDS}"),
+        # OpenTelemetry's LoggingInstrumentor, asked to inject: the handler's lines have ids
+        ("contrib-work", handler, r"bench\.handler trace_id=(?!0{32})[0-9a-f]{32} span_id="),
+        ("ddtrace-work", handler, r"bench\.handler dd\.trace_id=(?!0 )[0-9a-f]+ dd\.span_id=[1-9]"),
+    ):
+        lines = (logs / f"{name}.log").read_text().splitlines()
+        chosen = [line for line in lines if kind in line]
+        assert chosen, name
+        assert all(re.search(pattern, line) for line in chosen), (name, chosen[:3])
 
 
 def assert_results(results: list[Any], variants: tuple[str, ...], report: ModuleType) -> None:
