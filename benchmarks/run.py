@@ -49,6 +49,8 @@ PACKAGES = (
     "opentelemetry-exporter-otlp-proto-http",
     "aiohttp",
     "opentelemetry-instrumentation-aiohttp-server",
+    "opentelemetry-instrumentation-logging",
+    "ddtrace",
     "fastapi",
     "uvicorn",
     "uvloop",
