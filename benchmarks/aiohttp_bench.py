@@ -300,8 +300,8 @@ def discarding_pipeline() -> None:
 
 def _set_up_ddtrace(agent_url: str | None) -> None:
     """ddtrace as its docs set it up, its agent a loopback sink (`sink`) that answers 200."""
-    if agent_url is None:
-        raise RuntimeError("the ddtrace variants need --endpoint, the sink's URL")
+    if not agent_url:
+        raise RuntimeError("the ddtrace variants need --endpoint, the agent sink's URL")
     os.environ.update(
         DD_TRACE_AGENT_URL=agent_url,
         DD_LOGS_INJECTION="true",
@@ -782,7 +782,10 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
     try:
         for name in names:
             servers[name], urls[name] = _start_server(
-                name, folder, collectors.get(name), agent[1] if agent else None
+                name,
+                folder,
+                collectors.get(name),
+                agent[1] if agent and "ddtrace" in name else None,
             )
         for name in names:  # warm up
             load(urls[name], 1.0 if rounds > 1 else 0.3)
@@ -964,8 +967,8 @@ def _start_server(
     if collector is not None:
         count_file = str(Path(folder, f"{name}.count"))
         command += ["--endpoint", collector.endpoint, "--count-file", count_file]
-    elif name.startswith("ddtrace"):
-        command += ["--endpoint", agent or ""]
+    elif agent is not None:
+        command += ["--endpoint", agent]
     process = subprocess.Popen(command)
     _wait_until(lambda: port_file.exists() and port_file.read_text(), f"server {name}")
     return process, f"http://127.0.0.1:{port_file.read_text()}/hello/world"

@@ -118,7 +118,8 @@ def _record_aiohttp(variant: str, seconds: float, raw: Path) -> None:
         if binary is None:
             raise SystemExit("this variant needs the Collector: scripts/build-collector")
         collector = aiohttp_bench.Collector(binary, folder, variant)
-    server, url = aiohttp_bench._start_server(variant, folder, collector)
+    agent = aiohttp_bench._start_sink(folder) if variant.startswith("ddtrace") else None
+    server, url = aiohttp_bench._start_server(variant, folder, collector, agent and agent[1])
     try:
         load = threading.Thread(target=aiohttp_bench.load_with_wrk, args=(url, seconds + 2))
         load.start()
@@ -129,6 +130,9 @@ def _record_aiohttp(variant: str, seconds: float, raw: Path) -> None:
         server.wait()
         if collector is not None:
             collector.stop()
+        if agent is not None:
+            agent[0].terminate()
+            agent[0].wait()
 
 
 def shares(raw: Path) -> tuple[dict[str, float], list[tuple[str, float]]]:
