@@ -514,8 +514,16 @@ def _set_up_logging(name: str, kind: str, handler_kind: str) -> dict[str, Any]:
 
 
 def sink(port_file: str) -> None:
-    """A stand-in for the Datadog agent: read each request, answer 200 ``{}`` (until SIGTERM)."""
+    """A stand-in for the Datadog agent: read each request, answer 200 ``{}`` (until SIGTERM).
+
+    At SIGTERM it writes how many traces it was sent (the ``X-Datadog-Trace-Count``
+    of each payload) to *port_file* ``.traces``.
+    """
+    import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    traces = [0]
+    lock = threading.Lock()
 
     class Agent(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -524,6 +532,8 @@ def sink(port_file: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             if length:
                 self.rfile.read(length)
+            with lock:
+                traces[0] += int(self.headers.get("X-Datadog-Trace-Count") or 0)
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", "2")
@@ -545,7 +555,13 @@ def sink(port_file: str) -> None:
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})  # beside wrk, off the servers' core
     server = ThreadingHTTPServer(("127.0.0.1", 0), Agent)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
+    def stop(*_: object) -> None:
+        with lock:
+            Path(f"{port_file}.traces").write_text(str(traces[0]))
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
     Path(port_file).write_text(str(server.server_address[1]))
     server.serve_forever()
 
@@ -778,17 +794,14 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
         names = [n for n in names if VARIANTS[n].handler != "otlp"]
     collectors = {n: Collector(binary, folder, n) for n in names if binary and "otlp" in n}
     servers, urls = {}, {}
-    agent = _start_sink(folder) if any(n.startswith("ddtrace") for n in names) else None
+    agents = {name: _start_sink(folder, name) for name in names if name.startswith("ddtrace")}
+    sent = dict.fromkeys(names, 0)  # requests answered, warm-up included
     try:
         for name in names:
-            servers[name], urls[name] = _start_server(
-                name,
-                folder,
-                collectors.get(name),
-                agent[1] if agent and "ddtrace" in name else None,
-            )
+            agent = agents[name][1] if name in agents else None
+            servers[name], urls[name] = _start_server(name, folder, collectors.get(name), agent)
         for name in names:  # warm up
-            load(urls[name], 1.0 if rounds > 1 else 0.3)
+            sent[name] += load(urls[name], 1.0 if rounds > 1 else 0.3).requests
         loads: dict[str, list[Load]] = {name: [] for name in names}
         order = list(names)
         for _ in range(rounds):
@@ -799,6 +812,7 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
                 after = _cpu_seconds(servers[name].pid)
                 done.cpu = {key: after[key] - before.get(key, 0.0) for key in after}
                 loads[name].append(done)
+                sent[name] += done.requests
         rates = {  # at the rate of full load when nothing was dropped there (see the notes)
             name: sustained(urls[name], collectors[name])
             for name in names
@@ -809,9 +823,9 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
             server.send_signal(signal.SIGTERM)
         for server in servers.values():
             server.wait(60)
-        if agent is not None:
-            agent[0].send_signal(signal.SIGTERM)
-            agent[0].wait(30)
+        for process, _ in agents.values():  # after the servers: their last traces are in
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
     received = {name: collector.stop() for name, collector in collectors.items()}
     results = [
         _result(
@@ -821,6 +835,10 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
         )
         for name in names
     ]
+    for result, name in zip(results, names, strict=True):
+        if name in agents:  # wrk leaves out the requests in flight when it stops
+            traces = Path(folder, f"{name}.agent.traces").read_text()
+            result.notes[AGENT_NOTE] = f"{traces} / {sent[name]}"
     # per CPU-second of the server: what the middleware costs, whatever else the machine runs
     # (not the export rows: their export process works for them too)
     results += [
@@ -861,6 +879,9 @@ def per_cpu_second(loads: list[Load]) -> list[float]:
     tick = 1 / os.sysconf("SC_CLK_TCK")
     return [one.requests / max(one.cpu["server"], tick) for one in loads if one.cpu]
 
+
+AGENT_NOTE = "traces received by the agent stand-in / requests completed in wrk's count"
+"""A ddtrace row's note: every trace reached the agent (wrk does not count those in flight)."""
 
 CPU = " (per CPU-second of the server)"
 """What the label of a result in requests per CPU-second of the server process ends with."""
@@ -974,9 +995,9 @@ def _start_server(
     return process, f"http://127.0.0.1:{port_file.read_text()}/hello/world"
 
 
-def _start_sink(folder: str) -> tuple[subprocess.Popen[bytes], str]:
-    """The ddtrace variants' agent (`sink`), in a process of its own: it and its URL."""
-    port_file = Path(folder, "agent")
+def _start_sink(folder: str, name: str = "agent") -> tuple[subprocess.Popen[bytes], str]:
+    """A ddtrace variant's agent (`sink`), in a process of its own: it and its URL."""
+    port_file = Path(folder, f"{name}.agent")
     process = subprocess.Popen([sys.executable, __file__, "--sink", "--port-file", str(port_file)])
     _wait_until(lambda: port_file.exists() and port_file.read_text(), "the agent sink")
     return process, f"http://127.0.0.1:{port_file.read_text()}"

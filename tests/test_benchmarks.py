@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+AGENT_NOTE = "traces received by the agent stand-in / requests completed in wrk's count"
 
 
 @pytest.fixture
@@ -214,7 +215,7 @@ def test_benchmark_smoke(
     if script == "asgi_bench.py":
         assert_asgi_workload(tmp_path)
     if script == "aiohttp_bench.py":
-        assert_aiohttp_workload(tmp_path)
+        assert_aiohttp_workload(tmp_path, results)
     for result in results:  # a client variant with spans made exactly one per call
         if "a span per call" in result.variant and "CPU" in result.variant:
             assert "1" == result.notes["CLIENT spans per call"], result
@@ -242,8 +243,15 @@ _THREADLINE_IDS = (
 )
 
 
-def assert_aiohttp_workload(logs: Path) -> None:
-    """The user's workload ran: each variant's access or handler lines have the ids that came."""
+def assert_aiohttp_workload(logs: Path, results: list[Any]) -> None:
+    """The user's workload ran: each variant's access or handler lines have the ids that came.
+
+    And ddtrace, given an agent, sent it a trace per request (it dropped none).
+    """
+    for result in results:
+        if "ddtrace" in result.variant and "CPU" not in result.variant:
+            traces, _, requests = result.notes[AGENT_NOTE].partition(" / ")
+            assert int(traces) >= int(requests) > 0, result.notes
     access, handler = "/hello/world", "bench.handler"
     for name, kind, pattern in (
         ("bare", access, rf"aiohttp\.access .* request_id={_UUID} traceparent=00-[0-9a-f]{{32}}-"),
