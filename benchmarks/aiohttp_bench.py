@@ -800,8 +800,8 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
         for name in names:
             agent = agents[name][1] if name in agents else None
             servers[name], urls[name] = _start_server(name, folder, collectors.get(name), agent)
-        for name in names:  # warm up
-            sent[name] += load(urls[name], 1.0 if rounds > 1 else 0.3).requests
+        for name in names if rounds > 1 else ():  # warm up (a smoke run has no figures to keep)
+            sent[name] += load(urls[name], 1.0).requests
         loads: dict[str, list[Load]] = {name: [] for name in names}
         order = list(names)
         for _ in range(rounds):
