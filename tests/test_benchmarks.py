@@ -301,7 +301,10 @@ def test_the_table_goes_between_the_markers(report: ModuleType, tmp_path: Path) 
     assert text.startswith("# Performance\n\nbefore\n\n")
     assert text.endswith(f"{run.END}\n\nafter\n")
     assert "old" not in text
-    assert "| ours | bare | 1.150x | <= 1.15x | yes |" in text
+    assert (
+        "| ours | bare | 1.150x [1.100–1.200, 50%] | 2,300,000 µs, 2,000,000 µs | <= 1.15x | tie |"
+        in text
+    )
 
 
 def test_merge_keeps_the_other_benchmarks_rows(report: ModuleType) -> None:
@@ -326,10 +329,19 @@ def test_merge_keeps_the_other_benchmarks_rows(report: ModuleType) -> None:
     assert merged.startswith(run.BEGIN)
     assert merged.endswith(run.END)
     lines = merged.splitlines()
-    assert "| kept ours | kept bare | 1.100x | <= 1.15x | yes |" in lines
-    assert "| redone ours | redone bare | 1.050x | <= 1.15x | yes |" in lines
-    assert "| added ours | added bare | 1.000x | <= 1.15x | yes |" in lines
-    assert "| redone ours | redone bare | 1.500x | <= 1.15x | **no** |" not in lines
+    assert (
+        "| kept ours | kept bare | 1.100x [1.100–1.100, 50%] | 2,200,000 µs, 2,000,000 µs | <= 1.15x | met |"
+        in lines
+    )
+    assert (
+        "| redone ours | redone bare | 1.050x [1.050–1.050, 50%] | 2,100,000 µs, 2,000,000 µs | <= 1.15x | met |"
+        in lines
+    )
+    assert (
+        "| added ours | added bare | 1.000x [1.000–1.000, 50%] | 2,000,000 µs, 2,000,000 µs | <= 1.15x | met |"
+        in lines
+    )
+    assert not any(line.startswith("| redone ours | redone bare | 1.500x") for line in lines)
     headings = [line for line in lines if line.startswith("### ")]
     assert ["### Targets", "### kept", "### redone", "### added"] == headings
     measured = [line for line in lines if line.startswith("Measured ")]
