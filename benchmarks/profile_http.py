@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import re
 import shutil
 import subprocess
 import sys
@@ -155,10 +156,12 @@ def _short(frame: str) -> str:
     """``function (path:line)`` as ``function (package/file.py:line)``."""
     name, _, where = frame.partition(" (")
     path = where.rstrip(")")
-    for marker in ("/site-packages/", "/src/", "/lib/python3"):
+    for marker in ("/site-packages/", "/src/"):
         if marker in path:
             path = path.rpartition(marker)[2]
             break
+    else:  # the standard library: /lib/python3.11/asyncio/x.py as asyncio/x.py
+        path = re.sub(r"^.*/lib/python3\.\d+/", "", path)
     return f"{name} ({path})"
 
 

@@ -562,7 +562,9 @@ def render_profiles(
         ]
     if profiles:
         names = list(profiles)
+        first = ("threadline", "under a threadline frame (inclusive)")  # threadline's share
         packages = list(dict.fromkeys(p for shares, _ in profiles.values() for p in shares))
+        packages = [p for p in first if p in packages] + [p for p in packages if p not in first]
         lines.append(f"| where the samples were taken | {' | '.join(names)} |")
         lines.append(f"|---|{'---:|' * len(names)}")
         for package in packages:
@@ -573,7 +575,8 @@ def render_profiles(
         lines += ["| variant | frame | share |", "|---|---|---:|"]
         for name in names:
             for frame, share in profiles[name][1][:top]:
-                lines.append(f"| {name} | `{_plain(frame)}` | {share:.1%} |")
+                shown = f"`{_plain(frame)}`" if frame.strip(" ()") else "(no Python frame)"
+                lines.append(f"| {name} | {shown} | {share:.1%} |")
     return "\n".join([*lines, "", PROFILES_END])
 
 
