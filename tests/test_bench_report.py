@@ -24,6 +24,11 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 
 
+def dashed(text: str) -> str:
+    """*text* with each ``~`` an en dash, as the report writes its intervals."""
+    return text.replace("~", "\N{EN DASH}")
+
+
 def _load(name: str, file: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / file)
     assert spec is not None
@@ -52,7 +57,7 @@ def run(report: ModuleType, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 def test_the_interval_of_twenty_rounds_is_the_6th_to_the_15th(report: ModuleType) -> None:
     """n = 20: P(B <= 5) = 2.07%, so the 6th smallest and 6th largest bound it at 95.9%."""
     values = [float(v) for v in range(1, 21)]
-    random.Random(7).shuffle(values)
+    random.Random(7).shuffle(values)  # noqa: S311
     interval = report.median_interval(values)
     assert (6.0, 15.0) == (interval.low, interval.high)
     assert interval.coverage == pytest.approx(1 - 2 * 21700 / 2**20)
@@ -94,7 +99,7 @@ def test_the_interval_holds_the_median_and_is_narrowest(values: list[float]) -> 
 
 def test_the_interval_covers_the_true_median_95_times_in_100(report: ModuleType) -> None:
     """Rounds drawn from a skewed law (fixed seed): the interval holds its median >= 95% of runs."""
-    draw = random.Random(24)
+    draw = random.Random(24)  # noqa: S311
     true_median = 1.0  # of exp(N(0, 0.3)) scaled by 1
     for rounds in (6, 8, 15, 40):
         covered = 0
@@ -170,7 +175,7 @@ def test_a_rate_is_shown_as_time_per_request(report: ModuleType) -> None:
 def test_each_target_row_has_its_interval_figures_and_verdict(
     report: ModuleType, run: ModuleType
 ) -> None:
-    """A row reads `1.100x [1.050–1.140]`, both medians in µs, the bound, and the verdict."""
+    """A row reads `1.100x [1.050-1.140]`, both medians in µs, the bound, and the verdict."""
     bare = report.Result("b", "bare", [10e-6] * 8)
     floor = report.Result("b", "floor", [5e-6] * 8)
     ours = report.Result(
@@ -193,20 +198,26 @@ def test_each_target_row_has_its_interval_figures_and_verdict(
     imports = report.Result("i", "import threadline", [0.020, 0.021, 0.022], limit=0.030)
     section = run.render([bare, floor, ours, bare_rate, ours_rate, imports], [], 1.0)
     lines = section.splitlines()
-    assert "| ours | bare | 1.100x [1.050–1.140] | 11.0 µs, 10.0 µs | <= 1.15x | met |" in lines
-    assert "| ours | floor | 2.200x [2.100–2.280] | 11.0 µs, 5.00 µs | >= 2.5x | **not met** |" in (
-        lines
+    assert (
+        dashed("| ours | bare | 1.100x [1.050~1.140] | 11.0 µs, 10.0 µs | <= 1.15x | met |")
+        in lines
+    )
+    assert (
+        dashed("| ours | floor | 2.200x [2.100~2.280] | 11.0 µs, 5.00 µs | >= 2.5x ")
+        + ("| **not met** |")
+        in lines
     )
     assert (
         "| ours (per CPU-second of the server) | bare (per CPU-second of the server) "
-        "| 0.850x [0.800–0.900] | 23.5 µs CPU, 20.0 µs CPU | >= 0.95x | **not met** |"
+        + dashed("| 0.850x [0.800~0.900] | 23.5 µs CPU, 20.0 µs CPU | >= 0.95x | **not met** |")
     ) in lines
     assert (
-        "| import threadline | (its own time) | 21.00 ms [20.00 ms–22.00 ms, 75%] "
-        "| 21,000 µs | <= 30.00 ms | met |"
+        dashed("| import threadline | (its own time) | 21.00 ms [20.00 ms~22.00 ms, 75%] ")
+        + "| 21,000 µs | <= 30.00 ms | met |"
     ) in lines
     assert any(
-        line.startswith("| ours | 11.00 µs |") and "1.10x [1.05–1.14]" in line for line in lines
+        line.startswith("| ours | 11.00 µs |") and dashed("1.10x [1.05~1.14]") in line
+        for line in lines
     )
 
 
@@ -316,7 +327,7 @@ def test_every_full_and_merge_run_is_kept_and_listed(
     full, merged = (line for line in results.splitlines() if line.startswith("Measured "))
     assert f"in run [`{folders[1].name}`]" in full  # the second full run is the one shown
     assert f"`scripts/bench --only` (`redone`) (0 min) in run [`{folders[2].name}`]" in merged
-    assert "| kept ours | kept bare | 1.045x [1.000–1.080] | 1,045,000 µs" in results
+    assert dashed("| kept ours | kept bare | 1.045x [1.000~1.080] | 1,045,000 µs") in results
 
 
 def test_a_failed_benchmark_is_kept_with_what_it_said(

@@ -17,6 +17,11 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
+def dashed(text: str) -> str:
+    """*text* with each ``~`` an en dash, as the report writes its intervals."""
+    return text.replace("~", "\N{EN DASH}")
+
+
 @pytest.fixture
 def report(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """benchmarks/_report.py, imported for one test (out of sys.modules afterwards)."""
@@ -302,7 +307,8 @@ def test_the_table_goes_between_the_markers(report: ModuleType, tmp_path: Path) 
     assert text.endswith(f"{run.END}\n\nafter\n")
     assert "old" not in text
     assert (
-        "| ours | bare | 1.150x [1.100–1.200, 50%] | 2,300,000 µs, 2,000,000 µs | <= 1.15x | tie |"
+        dashed("| ours | bare | 1.150x [1.100~1.200, 50%] | ")
+        + "2,300,000 µs, 2,000,000 µs | <= 1.15x | tie |"
         in text
     )
 
@@ -330,15 +336,18 @@ def test_merge_keeps_the_other_benchmarks_rows(report: ModuleType) -> None:
     assert merged.endswith(run.END)
     lines = merged.splitlines()
     assert (
-        "| kept ours | kept bare | 1.100x [1.100–1.100, 50%] | 2,200,000 µs, 2,000,000 µs | <= 1.15x | met |"
+        dashed("| kept ours | kept bare | 1.100x [1.100~1.100, 50%] | ")
+        + "2,200,000 µs, 2,000,000 µs | <= 1.15x | met |"
         in lines
     )
     assert (
-        "| redone ours | redone bare | 1.050x [1.050–1.050, 50%] | 2,100,000 µs, 2,000,000 µs | <= 1.15x | met |"
+        dashed("| redone ours | redone bare | 1.050x [1.050~1.050, 50%] | ")
+        + "2,100,000 µs, 2,000,000 µs | <= 1.15x | met |"
         in lines
     )
     assert (
-        "| added ours | added bare | 1.000x [1.000–1.000, 50%] | 2,000,000 µs, 2,000,000 µs | <= 1.15x | met |"
+        dashed("| added ours | added bare | 1.000x [1.000~1.000, 50%] | ")
+        + "2,000,000 µs, 2,000,000 µs | <= 1.15x | met |"
         in lines
     )
     assert not any(line.startswith("| redone ours | redone bare | 1.500x") for line in lines)
