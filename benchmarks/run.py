@@ -207,7 +207,7 @@ def target_rows(results: list[Result]) -> list[str]:
                 f"| {result.variant} | {reference_name} "
                 f"| {ratio(result, reference):.3f}x {_interval(interval, '{:.3f}')} "
                 f"| {_micro(result)}, {_micro(reference)} | {target} "
-                f"| {_verdict(verdict(target, interval))} |"
+                f"| {_verdict(verdict(target, interval), interval)} |"
             )
     for result in results:
         if result.limit is not None:
@@ -218,7 +218,7 @@ def target_rows(results: list[Result]) -> list[str]:
                 f"| {result.variant} | (its own {'time' if result.unit == TIME else 'rate'}) "
                 f"| {_figure(result.median, result.unit)} {_interval(interval, '{}', shown)} "
                 f"| {_micro(result)} | {side} {_figure(result.limit, result.unit)} "
-                f"| {_verdict(judged)} |"
+                f"| {_verdict(judged, interval)} |"
             )
     return rows
 
@@ -231,8 +231,11 @@ def _interval(interval: Interval, form: str, shown: list[str] | None = None) -> 
     return f"[{span}, {interval.coverage:.0%}]" if short else f"[{span}]"
 
 
-def _verdict(judged: str) -> str:
-    return "**not met**" if judged == NOT_MET else judged
+def _verdict(judged: str, interval: Interval) -> str:
+    shown = "**not met**" if judged == NOT_MET else judged
+    if interval.coverage < CONFIDENCE - 1e-9:  # the interval is all the rounds, and still short
+        shown += f" (too few rounds for {CONFIDENCE:.0%})"
+    return shown
 
 
 def _micro(result: Result) -> str:
@@ -415,7 +418,7 @@ def keep(
             "minutes": round(minutes, 1),
             "load": list(load),
             "verdicts": {
-                kind: sum(line.endswith(f"| {kind} |") for line in judged)
+                kind: sum(line.rsplit("| ", 1)[-1].startswith(kind) for line in judged)
                 for kind in ("met", "tie", "**not met**")
             },
         },

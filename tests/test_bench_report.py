@@ -213,7 +213,7 @@ def test_each_target_row_has_its_interval_figures_and_verdict(
     ) in lines
     assert (
         dashed("| import threadline | (its own time) | 21.00 ms [20.00 ms~22.00 ms, 75%] ")
-        + "| 21,000 µs | <= 30.00 ms | met |"
+        + "| 21,000 µs | <= 30.00 ms | met (too few rounds for 95%) |"
     ) in lines
     assert any(
         line.startswith("| ours | 11.00 µs |") and dashed("1.10x [1.05~1.14]") in line

@@ -308,7 +308,7 @@ def test_the_table_goes_between_the_markers(report: ModuleType, tmp_path: Path) 
     assert "old" not in text
     assert (
         dashed("| ours | bare | 1.150x [1.100~1.200, 50%] | ")
-        + "2,300,000 µs, 2,000,000 µs | <= 1.15x | tie |"
+        + "2,300,000 µs, 2,000,000 µs | <= 1.15x | tie (too few rounds for 95%) |"
         in text
     )
 
@@ -337,17 +337,17 @@ def test_merge_keeps_the_other_benchmarks_rows(report: ModuleType) -> None:
     lines = merged.splitlines()
     assert (
         dashed("| kept ours | kept bare | 1.100x [1.100~1.100, 50%] | ")
-        + "2,200,000 µs, 2,000,000 µs | <= 1.15x | met |"
+        + "2,200,000 µs, 2,000,000 µs | <= 1.15x | met (too few rounds for 95%) |"
         in lines
     )
     assert (
         dashed("| redone ours | redone bare | 1.050x [1.050~1.050, 50%] | ")
-        + "2,100,000 µs, 2,000,000 µs | <= 1.15x | met |"
+        + "2,100,000 µs, 2,000,000 µs | <= 1.15x | met (too few rounds for 95%) |"
         in lines
     )
     assert (
         dashed("| added ours | added bare | 1.000x [1.000~1.000, 50%] | ")
-        + "2,000,000 µs, 2,000,000 µs | <= 1.15x | met |"
+        + "2,000,000 µs, 2,000,000 µs | <= 1.15x | met (too few rounds for 95%) |"
         in lines
     )
     assert not any(line.startswith("| redone ours | redone bare | 1.500x") for line in lines)
