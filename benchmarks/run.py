@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gzip
 import json
 import os
 import platform
@@ -516,6 +517,7 @@ Shares = tuple[dict[str, float], list[tuple[str, float]]]
 def run_profiles(folder: Path) -> tuple[dict[str, Shares], dict[str, str]]:
     """Profile each of *PROFILES* under py-spy, keeping its raw samples and summary in *folder*.
 
+    py-spy's raw samples stay as ``NAME.txt.gz``, its summary as ``NAME.md``.
     Returns each profile's shares, and why each that failed did (py-spy
     missing or not allowed to trace, a broker that did not start, ...).
     """
@@ -538,6 +540,10 @@ def run_profiles(folder: Path) -> tuple[dict[str, Shares], dict[str, str]]:
             failed[name] = lines[-1] if lines else f"exit status {said.returncode}"
             continue
         done[name] = shares(raw)
+        # kept in the repository with the run: py-spy's text is a few hundred kB, gzip a tenth
+        with raw.open("rb") as text, gzip.open(raw.with_suffix(".txt.gz"), "wb") as packed:
+            shutil.copyfileobj(text, packed)
+        raw.unlink()
     return done, failed
 
 

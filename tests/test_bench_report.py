@@ -6,6 +6,7 @@ run.py's whole flow (`main`) on a stand-in benchmark that writes its JSON at onc
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import random
@@ -353,3 +354,48 @@ def test_the_page_has_each_generated_block_once() -> None:
     assert 6 == len(markers)
     for marker in markers:
         assert 1 == text.count(marker), marker
+
+
+PROFILER = """
+import sys
+raw = sys.argv[sys.argv.index("--raw") + 1]
+if "broken" in sys.argv:
+    sys.exit("py-spy: Permission denied (os error 13)")
+with open(raw, "w") as out:  # py-spy's --format raw: a stack, root first, and its count
+    out.write("<module> (/x/bench.py:1);get (/x/src/threadline/_core/stores.py:9) 30\\n")
+    out.write("<module> (/x/bench.py:1);write (/x/lib/python3.11/asyncio/events.py:5) 70\\n")
+    out.write("<module> (/x/bench.py:1);Event.wait (/x/lib/python3.11/threading.py:3) 500\\n")
+print("| a summary |")
+"""
+
+
+def test_a_full_run_profiles_and_keeps_py_spys_output(
+    run: ModuleType, fake_benchmarks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The profile section is made from the samples a full run took; the raw output is kept."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # profile_http, which counts the samples
+    script = tmp_path / "profiler.py"
+    script.write_text(PROFILER)
+    monkeypatch.setattr(
+        run,
+        "PROFILES",
+        {"fine": (str(script), ["fine"]), "refused": (str(script), ["broken"])},
+    )
+    runs = tmp_path / "runs"
+    assert 0 == run.main(["--out", str(fake_benchmarks), "--runs", str(runs)])
+    (folder,) = runs.iterdir()
+    kept = folder / "profiles"
+    with gzip.open(kept / "fine.txt.gz", "rt") as raw:
+        assert "threadline/_core/stores.py:9) 30" in raw.read()
+    assert "| a summary |" in (kept / "fine.md").read_text()
+    assert "Permission denied" in (kept / "refused.md").read_text()
+    page = fake_benchmarks.read_text()
+    block = page.partition(run.PROFILES_BEGIN)[2].partition(run.PROFILES_END)[0]
+    assert block.strip() in (folder / "profiles.md").read_text()
+    lines = block.splitlines()
+    assert f"in run [`{folder.name}`]" in block
+    assert "| threadline | 30% |" in lines  # the waiting thread's 500 samples left out
+    assert "| asyncio and the standard library | 70% |" in lines
+    assert "| fine | `write (asyncio/events.py:5)` | 70.0% |" in lines
+    assert "Not profiled in this run: refused (py-spy: Permission denied (os error 13))." in lines
+    assert "hand-typed" not in page  # the placeholder is gone
