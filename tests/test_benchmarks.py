@@ -206,6 +206,7 @@ def test_benchmark_smoke(
         assert variant in result.stdout
     results = report.read_results(output)
     assert_results(results, variants, report)
+    assert_rendered(results, report)
     exported = [result for result in results if "OTLP to a Collector" in result.variant]
     if script == "aiohttp_bench.py" and os.environ.get("THREADLINE_COLLECTOR"):
         assert 3 == len(exported)  # the Collector is there: the export variants ran
@@ -244,6 +245,27 @@ def assert_results(results: list[Any], variants: tuple[str, ...], report: Module
         assert result.reference is None or (result.benchmark, result.reference) in names
         if result.target is not None:
             report.met(result.target, 1.0)  # raises unless the target is well formed
+
+
+def assert_rendered(results: list[Any], report: ModuleType) -> None:
+    """run.py renders them: each bound a row with its interval, both medians in µs, a verdict."""
+    spec = importlib.util.spec_from_file_location("bench_run", BENCHMARKS / "run.py")
+    assert spec is not None
+    assert spec.loader is not None
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    rows = run.target_rows(results)
+    bounds = sum(
+        bool(r.reference and r.target) + len(r.also) + (r.limit is not None) for r in results
+    )
+    assert bounds == len(rows), rows
+    verdict = re.compile(r"\| (met|tie|\*\*not met\*\*)( \(too few rounds for 95%\))? \|$")
+    for row in rows:
+        assert re.search(r"x? \[[^]]+\] \| [\d,.]+ µs", row), row
+        assert verdict.search(row), row
+    section = run.render(results, [], 0.0)
+    assert section.startswith(run.BEGIN)
+    assert section.endswith(run.END)
 
 
 def test_soak_small() -> None:
