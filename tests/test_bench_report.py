@@ -303,7 +303,7 @@ def test_every_full_and_merge_run_is_kept_and_listed(
     assert 0 == run.main([*common, "--quick"])  # a smoke: not kept
     folders = sorted(runs.iterdir())
     assert 3 == len(folders)
-    name = re.compile(r"\d{4}-\d\d-\d\dT\d{6}Z-[0-9a-f]{4,40}(-dirty)?(-\d+)?")
+    name = re.compile(r"\d{4}-\d\d-\d\dT\d{6}Z-([0-9a-f]{4,40}|unknown)(-dirty)?(-\d+)?")
     assert all(name.fullmatch(folder.name) for folder in folders), folders
     told = [json.loads((folder / "run.json").read_text()) for folder in folders]
     assert [False, False, True] == sorted(item["partial"] for item in told)
