@@ -4,7 +4,9 @@ Pairs, each threadline's operation against its baseline: a store read against
 ``ContextVar.get``; a store scope against a ``ContextVar`` set and reset;
 ``tl.snapshot()`` against ``contextvars.copy_context()``; ``tl.inject`` and
 ``tl.extract`` against OpenTelemetry's own (TraceContext + W3C baggage, the
-same recording span and one baggage entry); thread-pool and spawn
+same recording span and one baggage entry), each both as a cache hit (the
+same context or carrier text again: a request's later hand-offs) and as a
+miss (a new request scope, or new text, each time: its first); thread-pool and spawn
 process-pool submit+result, a store set, against bare ``concurrent.futures``.
 
 Each round runs every benchmark, in shuffled order, as a short pyperf run of
@@ -161,6 +163,51 @@ def extracting(inject: Callable[..., object], extract: Callable[..., object]) ->
     carrier: dict[str, str] = {}
     inject(carrier)
     return calls(functools.partial(extract, carrier))
+
+
+def fresh_contexts(loops: int) -> list[Any]:
+    """*loops* contexts under the current span, each a request scope with a new request id."""
+    from threadline._core.context import get_current
+
+    made = []
+    for number in range(loops):
+        with tl.request.scope(request_id=f"r{number}-{time.perf_counter_ns()}"):
+            made.append(get_current())
+    return made
+
+
+def inject_misses(stack: contextlib.ExitStack) -> TimeFunc:
+    """`tl.inject` of a context never injected before: what a request's first hand-off pays."""
+    traced(stack)
+    inject = tl.inject
+
+    def time_func(loops: int) -> float:
+        contexts = fresh_contexts(loops)  # made before the clock starts
+        start = time.perf_counter()
+        for context in contexts:
+            inject({}, context)
+        return time.perf_counter() - start
+
+    return time_func
+
+
+def extract_misses(stack: contextlib.ExitStack) -> TimeFunc:
+    """`tl.extract` of carrier text never seen before (a new trace and request each time)."""
+    traced(stack)
+    extract = tl.extract
+
+    def time_func(loops: int) -> float:
+        carriers = []
+        for context in fresh_contexts(loops):
+            carrier: dict[str, str] = {}
+            tl.inject(carrier, context)
+            carriers.append(carrier)
+        start = time.perf_counter()
+        for carrier in carriers:
+            extract(carrier)
+        return time.perf_counter() - start
+
+    return time_func
 
 
 def round_trips(stack: contextlib.ExitStack, pool: concurrent.futures.Executor) -> TimeFunc:
@@ -324,9 +371,15 @@ BENCHES = {
         lambda stack: calls(functools.partial(otel_propagation(stack)[0], {})),
     ),
     "inject": Bench(
-        "tl.inject(carrier) (a span, a request scope)",
+        "tl.inject(carrier) (a span, a request scope), cache hit: the same context again",
         "otel-inject",
         lambda stack: calls(functools.partial(tl_propagation(stack)[0], {})),
+    ),
+    "inject-miss": Bench(
+        "tl.inject(carrier) (a span, a request scope), cache miss: a new scope each time",
+        "otel-inject",
+        inject_misses,
+        inner=1,
     ),
     "otel-extract": Bench(
         "opentelemetry.propagate.extract (a span, 1 baggage entry)",
@@ -334,9 +387,15 @@ BENCHES = {
         lambda stack: extracting(*otel_propagation(stack)),
     ),
     "extract": Bench(
-        "tl.extract(carrier) (a span, a request scope)",
+        "tl.extract(carrier) (a span, a request scope), cache hit: the same text again",
         "otel-extract",
         lambda stack: extracting(*tl_propagation(stack)),
+    ),
+    "extract-miss": Bench(
+        "tl.extract(carrier) (a span, a request scope), cache miss: new text each time",
+        "otel-extract",
+        extract_misses,
+        inner=1,
     ),
     "bare-threads": Bench(
         "bare ThreadPoolExecutor submit+result",

@@ -92,6 +92,7 @@ BENCHMARKS = {
     "kafka": "kafka_bench.py",
     "rabbitmq": "rabbitmq_bench.py",
     "import": "import_bench.py",
+    "scale": "scale_bench.py",
 }
 PACKAGES = (
     "threadline",

@@ -57,8 +57,12 @@ def report(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
                 "tl.snapshot()",
                 "opentelemetry.propagate.inject",
                 "tl.inject(",
+                "), cache hit: the same context again",
+                "), cache miss: a new scope each time",
                 "opentelemetry.propagate.extract",
                 "tl.extract(",
+                "), cache hit: the same text again",
+                "), cache miss: new text each time",
                 "bare ThreadPoolExecutor",
                 "tl.ThreadPoolExecutor",
                 "bare ProcessPoolExecutor",
@@ -156,6 +160,19 @@ def report(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
             ),
         ),
         (
+            "scale_bench.py",
+            (
+                "tl.inject, 150 store keys, cache miss",
+                "tl.inject, 150 store keys, cache hit",
+                "tl.extract, 150 store keys, cache miss",
+                "tl.extract, 150 store keys, cache hit",
+                "tl.inject per store key (cache miss",
+                "tl.extract per store key (cache miss",
+                "process pool, 2 workers: stdlib submit",
+                "process pool, 2 workers: tl.ProcessPoolExecutor submit",
+            ),
+        ),
+        (
             "rabbitmq_bench.py",
             tuple(
                 f"aio-pika {mode}: {what}"
@@ -190,6 +207,8 @@ def test_benchmark_smoke(
         extra = ["--bootstrap", request.getfixturevalue("kafka_bootstrap")]
     if script == "rabbitmq_bench.py":  # on the tests' RabbitMQ: skipped where there is none
         extra = ["--url", request.getfixturevalue("rabbitmq_url")]
+    plots = BENCHMARKS.parent / "docs" / "img"
+    before = _files(plots)
     output = tmp_path / "results.json"
     extra += ["--json", str(output)]
     result = subprocess.run(
@@ -202,6 +221,7 @@ def test_benchmark_smoke(
         env=env,
     )
     assert 0 == result.returncode, result.stderr
+    assert before == _files(plots)  # --quick writes no plot into the docs
     for variant in variants:
         assert variant in result.stdout
     results = report.read_results(output)
@@ -217,6 +237,49 @@ def test_benchmark_smoke(
     for result in results:  # a client variant with spans made exactly one per call
         if "a span per call" in result.variant and "CPU" in result.variant:
             assert "1" == result.notes["CLIENT spans per call"], result
+
+
+def _files(folder: Path) -> dict[str, int]:
+    """Each file in *folder* and when it last changed (ns)."""
+    return {path.name: path.stat().st_mtime_ns for path in folder.glob("*")}
+
+
+def test_scale_results_and_plots(
+    report: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scale rows: a slope per key judged by its limit, with a per-op row per key count;
+    the plots are PNGs written where asked."""
+    pytest.importorskip("matplotlib")
+    spec = importlib.util.spec_from_file_location("scale_bench", BENCHMARKS / "scale_bench.py")
+    assert spec is not None
+    assert spec.loader is not None
+    scale = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "scale_bench", scale)  # dataclasses look their module up
+    spec.loader.exec_module(scale)
+    counts = (1, 10, 100)
+    keys = {  # 2 µs plus 0.3 µs a key, one round a bit slower than the other
+        scale.key_variant(op, n): [(2 + 0.3 * n) * 1e-6, (2.2 + 0.33 * n) * 1e-6]
+        for op in scale.KEY_OPS
+        for n in counts
+    }
+    results = scale.key_results(keys, counts)
+    slopes = {r.variant: r for r in results if "per store key" in r.variant}
+    inject = slopes["tl.inject per store key (cache miss, slope over 1-100 keys)"]
+    assert [0.3e-6, 0.33e-6] == pytest.approx(inject.samples)
+    assert scale.INJECT_PER_KEY == inject.limit
+    assert "1.000" == inject.notes["R² of the line through the medians"]
+    served = {
+        (name, level): [scale.Served(50e-6 * level**0.1, 5000.0)]
+        for name in scale.SERVERS
+        for level in (1, 8, 64)
+    }
+    bursts = {(name, workers): [1e-4, 1.1e-4] for name in scale.POOLS for workers in (1, 2)}
+    written = scale.plot(tmp_path, counts, keys, served, bursts)
+    assert ["scale-concurrency.png", "scale-keys.png", "scale-workers.png"] == sorted(
+        path.name for path in written
+    )
+    for path in written:
+        assert path.read_bytes().startswith(b"\x89PNG")
 
 
 def assert_asgi_workload(logs: Path) -> None:
