@@ -100,6 +100,10 @@ def report(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
                 "tl.ProcessPoolExecutor",
                 "subprocess.run",
                 "bootstrap on",
+                "the job makes a span, exported by tracing.configure() in the worker",
+                "exported by tracing.configure() in parent and worker",
+                "python -c 'import logging', automatic bootstrap on, a carrier",
+                "python -c 'import opentelemetry.trace', automatic bootstrap on, a carrier",
             ),
         ),
         (
