@@ -286,6 +286,37 @@ def test_scale_results_and_plots(
         assert path.read_bytes().startswith(b"\x89PNG")
 
 
+def test_hooks_judged_against_the_code_before_hooks(
+    report: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "No hook registered" is judged against the commit before hooks, within that code's own
+    spread; where that commit cannot be had (a shallow clone), the row says so."""
+    spec = importlib.util.spec_from_file_location("hooks_bench", BENCHMARKS / "hooks_bench.py")
+    assert spec is not None
+    assert spec.loader is not None
+    hooks_bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "hooks_bench", hooks_bench)
+    spec.loader.exec_module(hooks_bench)
+    path = "scope enter+exit"
+    measured = {
+        hooks_bench.WITHOUT: [1.0, 1.0, 1.0, 1.0],
+        hooks_bench.NO_HOOK: [1.0, 1.0, 1.1, 1.0],
+        hooks_bench.BEFORE: [1.0, 1.0, 1.0, 1.2],
+    }
+    results = {r.variant: r for r in hooks_bench.results_of({path: measured})}
+    judged = results[f"{path}: {hooks_bench.NO_HOOK}"]
+    assert {f"{path}: {hooks_bench.BEFORE}": "<= 1.150x"} == judged.also
+    del measured[hooks_bench.BEFORE]
+    results = {r.variant: r for r in hooks_bench.results_of({path: measured}, "no history")}
+    judged = results[f"{path}: {hooks_bench.NO_HOOK}"]
+    assert {} == judged.also
+    assert "not measured: no history" == judged.notes[hooks_bench.BEFORE]
+    monkeypatch.setattr(hooks_bench, "BEFORE_COMMIT", "0" * 40)
+    module, why = hooks_bench.load_before(tmp_path)
+    assert module is None
+    assert why.startswith("no git history to take ")
+
+
 def assert_asgi_workload(logs: Path) -> None:
     """The user's workload ran: each access line has the ids it came with, in the log format."""
     for name, pattern in (
