@@ -25,8 +25,9 @@ Three series, each measured side by side with its baseline in one run:
 The full run writes three plots into docs/img/ (``--plots DIR`` elsewhere);
 ``--quick`` writes none unless asked.
 
-Run:  .venv/bin/python benchmarks/scale_bench.py          (full: about 3 minutes on 2 cores)
-      .venv/bin/python benchmarks/scale_bench.py --quick  (smoke: checks it runs, no plots)
+Run:  .venv/bin/python benchmarks/scale_bench.py            (full: about 3 minutes on 2 cores)
+      .venv/bin/python benchmarks/scale_bench.py --quick    (smoke: checks it runs, no plots)
+      .venv/bin/python benchmarks/scale_bench.py --rounds 1 (every series once: a short look)
       ... --json PATH                                     (the results, for run.py)
 """
 
@@ -483,6 +484,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--plots", type=Path, help=f"write the PNGs here (default {PLOTS}, none with --quick)"
     )
+    parser.add_argument(
+        "--rounds", type=int, help="rounds of every series (default 30 keys, 3 servers, 8 pools)"
+    )
     parser.add_argument("--serve", choices=list(SERVERS), help=argparse.SUPPRESS)
     parser.add_argument("--port-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -497,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
         counts, key_rounds, ops = KEY_COUNTS, 30, 200
         levels, served_rounds, seconds = CONCURRENCY, 3, 2
         workers, pool_rounds, jobs = WORKERS, 8, 400
+    if args.rounds:
+        key_rounds = served_rounds = pool_rounds = args.rounds
     keys = measure_keys(counts, key_rounds, ops)
     served = measure_concurrency(levels, served_rounds, seconds) if shutil.which("wrk") else {}
     bursts = measure_workers(workers, pool_rounds, jobs)
