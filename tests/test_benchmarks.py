@@ -202,8 +202,6 @@ def test_benchmark_smoke(
     results = report.read_results(output)
     assert_results(results, variants, report)
     exported = [result for result in results if "OTLP to a Collector" in result.variant]
-    if script == "aiohttp_bench.py" and os.environ.get("THREADLINE_COLLECTOR"):
-        assert 3 == len(exported)  # the Collector is there: the export variants ran
     for result in exported:  # every span ended under load reached the real Collector
         assert "0" == result.notes["dropped at full load"], result.notes
     if script == "asgi_bench.py":
