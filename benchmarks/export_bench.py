@@ -35,10 +35,12 @@ Run:  .venv/bin/python benchmarks/export_bench.py          (full; wants wrk and 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import statistics
@@ -199,7 +201,7 @@ def _set_up_tracing(name: str, endpoint: str) -> list[int]:
             THREADLINE_EXPORT_PROCESS="0" if name == "inline" else "1",
             OTEL_TRACES_EXPORTER="otlp",
             OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"{endpoint}/v1/traces",
-            OTEL_SERVICE_NAME="bench",
+            OTEL_SERVICE_NAME=_service(name),
         )
         import threadline.tracing
 
@@ -218,11 +220,16 @@ def _set_up_tracing(name: str, endpoint: str) -> list[int]:
         gzip = settings.pop("gzip", TUNED_GZIP)
         compression = Compression.Gzip if tuned and gzip else Compression.NoCompression
         exporter = OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", compression=compression)
-        provider = TracerProvider(resource=Resource.create({"service.name": "bench"}))
+        provider = TracerProvider(resource=Resource.create({"service.name": _service(name)}))
         provider.add_span_processor(BatchSpanProcessor(exporter, **(settings if tuned else {})))
         trace.set_tracer_provider(provider)
     provider.add_span_processor(CountEnded())
     return ended
+
+
+def _service(name: str) -> str:
+    """The service name of *name*'s spans: each variant's spans are counted by it."""
+    return f"bench-{name}"
 
 
 def _set_up_logging(name: str) -> Any:
@@ -287,30 +294,36 @@ def cores_used(pid: int) -> set[int]:
 # --------------------------------------------------------------------------- the Collector
 
 
+_SERVICE = re.compile(rb'"key":"service\.name","value":\{"stringValue":"([^"]*)"')
+
+
 class Spans:
-    """The spans a Collector's file exporter wrote, counted as the file grows."""
+    """The spans a Collector's file exporter wrote, counted by service as the file grows."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self.offset, self.count = path, 0, 0
+        self.path, self.offset = path, 0
+        self.counts: collections.Counter[str] = collections.Counter()
 
-    def received(self) -> int:
-        """How many spans the file holds so far (whole lines only)."""
-        if not self.path.exists():
-            return self.count
-        with open(self.path, "rb") as lines:
-            lines.seek(self.offset)
-            data = lines.read()
-        whole = data.rfind(b"\n") + 1
-        self.count += data[:whole].count(b'"spanId":')  # parents are "parentSpanId"
-        self.offset += whole
-        return self.count
+    def received(self, service: str) -> int:
+        """How many spans of *service* the file holds so far (whole lines only)."""
+        if self.path.exists():
+            with open(self.path, "rb") as lines:
+                lines.seek(self.offset)
+                data = lines.read()
+            whole = data.rfind(b"\n") + 1
+            for resource in data[:whole].split(b'{"resource":')[1:]:
+                named = _SERVICE.search(resource)
+                name = named[1].decode() if named else ""
+                self.counts[name] += resource.count(b'"spanId":')  # parents: "parentSpanId"
+            self.offset += whole
+        return self.counts[service]
 
-    def settled(self) -> int:
+    def settled(self, service: str) -> int:
         """`received`, once it has stopped growing (the Collector batches for 200 ms)."""
-        last, now = -1, self.received()
+        last, now = -1, self.received(service)
         while now != last:
             time.sleep(0.5)
-            last, now = now, self.received()
+            last, now = now, self.received(service)
         return now
 
 
@@ -423,12 +436,12 @@ def one_round(server: Server, spans: Spans, seconds: float, script: Path, folder
 
 def _run(server: Server, spans: Spans, seconds: float, script: str) -> tuple[Load, float, int, int]:
     """One wrk run: its load, the tree's CPU until its spans were flushed, spans ended, received."""
-    ended, received = server.ended(), spans.settled()
+    ended, received = server.ended(), spans.settled(_service(server.name))
     before = tree_cpu(server.process.pid)
     done = load_with_wrk(server.url, seconds, script)
     now_ended = server.ended()  # every span of the run handed to the Collector
     cpu = tree_cpu(server.process.pid) - before
-    return done, cpu, now_ended - ended, spans.settled() - received
+    return done, cpu, now_ended - ended, spans.settled(_service(server.name)) - received
 
 
 def measure(names: list[str], rounds: int, seconds: float, binary: str) -> list[Result]:
@@ -444,6 +457,8 @@ def measure(names: list[str], rounds: int, seconds: float, binary: str) -> list[
         for name in names:  # while the Collector starts
             servers[name] = Server(name, folder, running.http_endpoint)
         start(running, binary, folder)
+        if _PINNED:  # this process counts spans beside wrk and the Collector, off core 0
+            os.sched_setaffinity(0, {OTHER_CORE})
         for server in servers.values():
             server.started()
             if rounds > 1:
