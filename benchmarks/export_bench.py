@@ -35,6 +35,7 @@ Run:  .venv/bin/python benchmarks/export_bench.py          (full; wants wrk and 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import contextlib
 import json
@@ -125,12 +126,21 @@ FULL = " (requests/s at full load)"
 def serve(name: str, port_file: str, endpoint: str, count_file: str) -> None:
     """Run one variant's server until SIGTERM (in its own process)."""
     variant = VARIANTS[name]
-    if _PINNED and not variant.spare_core:
-        os.sched_setaffinity(0, {CORE})  # first: every thread and child inherits it
     import logging
 
+    # Imported on any core (the servers start side by side): importing starts no thread.
+    import opentelemetry.exporter.otlp.proto.http.trace_exporter
+    import opentelemetry.instrumentation.aiohttp_server
+    import opentelemetry.instrumentation.logging
+    import opentelemetry.sdk.trace.export  # noqa: F401 - imported early, as the others
     from aiohttp import web
 
+    import threadline.aiohttp
+    import threadline.logging
+    import threadline.tracing
+
+    if _PINNED and not variant.spare_core:
+        os.sched_setaffinity(0, {CORE})  # before any thread or child: each inherits it
     ended = _set_up_tracing(name, endpoint)
     if _PINNED and variant.spare_core:  # this thread only: the export process goes free
         os.sched_setaffinity(0, {CORE})
@@ -148,21 +158,10 @@ def serve(name: str, port_file: str, endpoint: str, count_file: str) -> None:
     async def ok(request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
-    flushes = [0]
+    flushes: list[Any] = []
 
     def flush() -> None:
-        """Export what is queued; write how many spans ended so far (asked by SIGUSR1).
-
-        Not a request: a request would make a span of its own, ended after the count.
-        """
-        from opentelemetry import trace
-
-        flushing = getattr(trace.get_tracer_provider(), "force_flush", None)
-        if flushing is not None:
-            flushing(60_000)
-        flushes[0] += 1
-        Path(f"{count_file}.new").write_text(f"{flushes[0]} {ended[0]}\n")
-        os.replace(f"{count_file}.new", count_file)  # whole, for the reader
+        flushes.append(asyncio.ensure_future(_flush(ended, count_file, len(flushes) + 1)))
 
     async def main() -> None:
         app = web.Application(middlewares=middlewares)
@@ -178,21 +177,40 @@ def serve(name: str, port_file: str, endpoint: str, count_file: str) -> None:
         await stop.wait()
         await runner.cleanup()
 
-    import asyncio
-
     asyncio.run(main())
     logging.shutdown()
 
 
+async def _flush(counts: list[int], count_file: str, number: int) -> None:
+    """Once no request is in flight, export what is queued; write how many spans ended.
+
+    Asked by SIGUSR1, not by a request: a request would make a span of its own,
+    ended after the count. The requests wrk left in flight end first, so
+    that their spans are all counted in this round or all in the next.
+    """
+    from opentelemetry import trace
+
+    while counts[1] != counts[0]:  # noqa: ASYNC110 - spans started, not yet ended
+        await asyncio.sleep(0.01)
+    flushing = getattr(trace.get_tracer_provider(), "force_flush", None)
+    if flushing is not None:
+        flushing(60_000)
+    Path(f"{count_file}.new").write_text(f"{number} {counts[0]}\n")  # noqa: ASYNC240 - idle
+    os.replace(f"{count_file}.new", count_file)  # whole, for the reader
+
+
 def _set_up_tracing(name: str, endpoint: str) -> list[int]:
-    """Set the variant's pipeline up; return a one-item list counting the spans ended."""
-    ended = [0]
+    """Set the variant's pipeline up; return a list counting the spans ended and started."""
+    ended = [0, 0]
     if name == "bare":
         return ended
     from opentelemetry import trace
     from opentelemetry.sdk.trace import SpanProcessor
 
     class CountEnded(SpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            ended[1] += 1
+
         def on_end(self, span: Any) -> None:
             ended[0] += 1
 
@@ -318,12 +336,17 @@ class Spans:
             self.offset += whole
         return self.counts[service]
 
-    def settled(self, service: str) -> int:
-        """`received`, once it has stopped growing (the Collector batches for 200 ms)."""
-        last, now = -1, self.received(service)
-        while now != last:
-            time.sleep(0.5)
+    def settled(self, service: str, expected: int) -> int:
+        """`received`, once it is *expected*, or has stopped growing for a second.
+
+        The Collector batches for 200 ms and its file exporter flushes every 200 ms.
+        """
+        now, since = self.received(service), time.monotonic()
+        while now < expected and time.monotonic() - since < 1.0:
+            time.sleep(0.05)
             last, now = now, self.received(service)
+            if now != last:
+                since = time.monotonic()
         return now
 
 
@@ -391,6 +414,8 @@ class Server:
         command += ["--endpoint", endpoint, "--count-file", str(self.count_file)]
         self.process = subprocess.Popen(command)
         self.name = name
+        self.counts = (0, 0)
+        """Spans it ended and the Collector received from it, when it last was idle."""
 
     def started(self) -> None:
         """Wait until it listens."""
@@ -436,12 +461,13 @@ def one_round(server: Server, spans: Spans, seconds: float, script: Path, folder
 
 def _run(server: Server, spans: Spans, seconds: float, script: str) -> tuple[Load, float, int, int]:
     """One wrk run: its load, the tree's CPU until its spans were flushed, spans ended, received."""
-    ended, received = server.ended(), spans.settled(_service(server.name))
+    ended, received = server.counts
     before = tree_cpu(server.process.pid)
     done = load_with_wrk(server.url, seconds, script)
     now_ended = server.ended()  # every span of the run handed to the Collector
     cpu = tree_cpu(server.process.pid) - before
-    return done, cpu, now_ended - ended, spans.settled(_service(server.name)) - received
+    server.counts = (now_ended, spans.settled(_service(server.name), received + now_ended - ended))
+    return done, cpu, now_ended - ended, server.counts[1] - received
 
 
 def measure(names: list[str], rounds: int, seconds: float, binary: str) -> list[Result]:
@@ -463,6 +489,8 @@ def measure(names: list[str], rounds: int, seconds: float, binary: str) -> list[
             server.started()
             if rounds > 1:
                 load_with_wrk(server.url, 1.0, str(script))  # warm up
+                warmed = server.ended()
+                server.counts = (warmed, spans.settled(_service(server.name), warmed))
         order = list(names)
         for _ in range(rounds):
             random.shuffle(order)
