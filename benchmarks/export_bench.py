@@ -12,8 +12,9 @@ is where spans are counted.
 **Equal CPU.** Every variant's whole process tree (the server, its threads,
 threadline's export process) is pinned to core 0: the server pins itself
 before it starts a thread or a process, and each child inherits it (checked
-each round: a thread found on another core fails the run). wrk and the
-Collector run on core 1, the same for every variant. The figure judged is
+each round: a thread found on another core fails the run). wrk, the
+Collector and this process (counting the spans) run on core 1, the same for
+every variant. The figure judged is
 **requests per CPU-second of the whole tree** (user + system time of the
 server and every process below it, from ``/proc``), counted until every span
 of the round was handed to the Collector (a flush ends each round).
