@@ -3,14 +3,13 @@
 Each variant is a server process of its own on a free loopback port, pinned to
 one core; wrk (``-t1 -c32 --latency``) runs on the other, or a Python client
 where wrk is missing. Variants are measured round by round in shuffled order,
-side by side; ratios are taken round by round. Three handlers:
+side by side; ratios are taken round by round. Two handlers:
 
 - ``ok``: answers at once, so the figures are the per-request overhead;
 - ``work``: awaits a 1 ms sleep and logs two lines (to a file, at INFO), a
-  request that does something;
-- ``otlp``: ``ok`` with every span exported over OTLP/HTTP (protobuf) to a real
-  OpenTelemetry Collector on loopback (one per variant, counting the spans it
-  receives, so drops are measured rather than assumed).
+  request that does something.
+
+The rows with spans exported to a real Collector are ``export_bench.py``'s.
 
 Run:  .venv/bin/python benchmarks/aiohttp_bench.py          (full; wants wrk)
       .venv/bin/python benchmarks/aiohttp_bench.py --quick  (smoke: checks it runs)
@@ -86,23 +85,6 @@ VARIANTS = {
     "contrib-work": Variant(
         "contrib aiohttp-server + logging, work handler", handler="work", reference="bare-work"
     ),
-    "span-otlp": Variant(
-        "threadline, a span per request, OTLP to a Collector from its export process",
-        handler="otlp",
-        reference="contrib-otlp",
-        target=">= 2x",
-        also=(("bare", ">= 0.6x"),),
-    ),
-    "span-otlpinline": Variant(
-        "threadline, a span per request, OTLP to a Collector, exported in-process",
-        handler="otlp",
-        reference="contrib-otlp",
-    ),
-    "contrib-otlp": Variant(
-        "contrib aiohttp-server, a span per request, OTLP to a Collector",
-        handler="otlp",
-        reference="bare",
-    ),
 }
 """The variants; docs/performance.md says what each one is."""
 
@@ -110,17 +92,15 @@ VARIANTS = {
 # --------------------------------------------------------------------------- the servers
 
 
-def serve(name: str, port_file: str, endpoint: str | None, count_file: str | None) -> None:
+def serve(name: str, port_file: str) -> None:
     """Run one variant's server until SIGTERM (in its own process)."""
     import logging
 
     logging.getLogger("aiohttp").setLevel(logging.CRITICAL)
     variant = VARIANTS[name]
     kind = name.partition("-")[0]
-    ended = _set_up_tracing(name, variant.handler, endpoint)
+    _set_up_tracing(kind)
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        # This thread only, after tracing's threads started: an export process they
-        # start may run on the other core, as it would beside a busy server.
         os.sched_setaffinity(0, {0})
     middlewares = _middlewares(kind)
     if kind == "live":
@@ -144,18 +124,9 @@ def serve(name: str, port_file: str, endpoint: str | None, count_file: str | Non
         log.info("answering %s", request.match_info["name"])
         return web.Response(text="ok")
 
-    async def flush(request: web.Request) -> web.Response:
-        """Export what is queued; answer how many spans ended so far (between load steps)."""
-        from opentelemetry import trace
-
-        trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]
-        return web.Response(text=str(ended[0]))
-
     async def main() -> None:
         app = web.Application(middlewares=middlewares)
         app.router.add_get("/hello/{name}", work if variant.handler == "work" else ok)
-        if variant.handler == "otlp":
-            app.router.add_get("/_flush", flush)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -167,48 +138,14 @@ def serve(name: str, port_file: str, endpoint: str | None, count_file: str | Non
         await runner.cleanup()
 
     asyncio.run(main())
-    _flush_and_count(ended, count_file)
 
 
-def _set_up_tracing(name: str, handler: str, endpoint: str | None) -> list[int]:
-    """Set the variant's tracer provider; return a one-item list counting the spans ended."""
-    ended = [0]
-    kind = name.partition("-")[0]
-    if kind not in ("span", "contrib", "sdkspan"):
-        return ended
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace import SpanProcessor
-
-    class CountEnded(SpanProcessor):
-        def on_end(self, span: Any) -> None:
-            ended[0] += 1
-
-    if handler != "otlp":
+def _set_up_tracing(kind: str) -> None:
+    """Set the variant's tracer provider (spans exported to nowhere), if it makes spans."""
+    if kind in ("span", "contrib", "sdkspan"):
         from _tracing import discard_spans
 
         discard_spans()
-    elif kind == "span":
-        os.environ.update(
-            THREADLINE_EXPORT_PROCESS="0" if "inline" in name else "1",
-            OTEL_TRACES_EXPORTER="otlp",
-            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"{endpoint}/v1/traces",
-            OTEL_SERVICE_NAME="bench",
-        )
-        import threadline.tracing
-
-        threadline.tracing.configure()
-    else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-        provider = TracerProvider()
-        provider.add_span_processor(
-            BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces"))
-        )
-        trace.set_tracer_provider(provider)
-    trace.get_tracer_provider().add_span_processor(CountEnded())  # type: ignore[attr-defined]
-    return ended
 
 
 def _middlewares(kind: str) -> list[Any]:
@@ -288,130 +225,6 @@ def _set_up_logging(kind: str) -> None:
         LoggingInstrumentor().instrument(set_logging_format=False)
 
 
-def _flush_and_count(ended: list[int], count_file: str | None) -> None:
-    from opentelemetry import trace
-
-    provider = trace.get_tracer_provider()
-    flush = getattr(provider, "force_flush", None)
-    if flush is not None:
-        flush()
-    if count_file:
-        Path(count_file).write_text(str(ended[0]))
-
-
-# --------------------------------------------------------------------------- the Collectors
-
-
-_COLLECTOR_CONFIG = """\
-receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: 127.0.0.1:{port}
-processors:
-  batch:
-    timeout: 200ms
-    send_batch_size: 512
-exporters:
-  debug:
-    verbosity: basic
-    sampling_initial: 1
-    sampling_thereafter: 1000
-service:
-  telemetry:
-    metrics:
-      level: basic
-      readers:
-        - pull:
-            exporter:
-              prometheus:
-                host: 127.0.0.1
-                port: {metrics_port}
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [debug]
-"""
-_ACCEPTED = re.compile(r"^otelcol_receiver_accepted_spans\{[^}]*\} (\d+)", re.MULTILINE)
-
-
-def collector_binary() -> str | None:
-    """The Collector that scripts/build-collector built (and cached), if it can be had."""
-    given = os.environ.get("THREADLINE_COLLECTOR")
-    if given:
-        return given
-    built = subprocess.run(
-        [str(ROOT / "scripts" / "build-collector")], capture_output=True, text=True, check=False
-    )
-    return built.stdout.strip() if built.returncode == 0 else None
-
-
-class Collector:
-    """A real Collector on a free loopback port whose debug exporter logs each batch's size."""
-
-    def __init__(self, binary: str, folder: str, name: str) -> None:
-        self.port, self.metrics_port = _free_port(), _free_port()
-        self.log = Path(folder, f"collector-{name}.log")
-        config = Path(folder, f"collector-{name}.yaml")
-        config.write_text(_COLLECTOR_CONFIG.format(port=self.port, metrics_port=self.metrics_port))
-        with open(self.log, "wb") as out:
-            self.process = subprocess.Popen(
-                [binary, "--config", str(config)], stdout=out, stderr=subprocess.STDOUT
-            )
-        _wait_until(lambda: _listening(self.port), f"the Collector for {name}")
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def received(self) -> int:
-        """How many spans its receiver accepted so far (its own count, on its metrics port)."""
-        import urllib.request
-
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=30) as answer:
-            return sum(int(count) for count in _ACCEPTED.findall(answer.read().decode()))
-
-    def settled(self) -> int:
-        """`received`, once it has stopped growing."""
-        last, now = -1, self.received()
-        while now != last:
-            time.sleep(0.6)
-            last, now = now, self.received()
-        return now
-
-    def stop(self) -> int:
-        """Stop it and return how many spans it received."""
-        received = self.settled()
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(30)
-        return received
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _listening(port: int) -> bool:
-    import socket
-
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _wait_until(ready: Any, what: str) -> None:
-    deadline = time.monotonic() + 30
-    while not ready():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not start")
-        time.sleep(0.05)
-
-
 # --------------------------------------------------------------------------- the load
 
 
@@ -486,14 +299,10 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
     """Start every server, load them round by round in shuffled order, stop them."""
     load = load_with_wrk if use_wrk else load_with_python
     folder = tempfile.mkdtemp()
-    binary = collector_binary() if any(VARIANTS[n].handler == "otlp" for n in names) else None
-    if binary is None:
-        names = [n for n in names if VARIANTS[n].handler != "otlp"]
-    collectors = {n: Collector(binary, folder, n) for n in names if binary and "otlp" in n}
     servers, urls = {}, {}
     try:
         for name in names:
-            servers[name], urls[name] = _start_server(name, folder, collectors.get(name))
+            servers[name], urls[name] = _start_server(name, folder)
         for name in names:  # warm up
             load(urls[name], 1.0 if rounds > 1 else 0.3)
         loads: dict[str, list[Load]] = {name: [] for name in names}
@@ -506,30 +315,16 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
                 after = _cpu_seconds(servers[name].pid)
                 done.cpu = {key: after[key] - before.get(key, 0.0) for key in after}
                 loads[name].append(done)
-        rates = {  # at the rate of full load when nothing was dropped there (see the notes)
-            name: sustained(urls[name], collectors[name])
-            for name in names
-            if name in collectors and use_wrk and _dropped(folder, name, servers, collectors)
-        }
     finally:
         for server in servers.values():
             server.send_signal(signal.SIGTERM)
         for server in servers.values():
             server.wait(60)
-    received = {name: collector.stop() for name, collector in collectors.items()}
     results = []
     for name in names:
         variant = VARIANTS[name]
         notes = _latency_notes(loads[name])
         notes.update(_cpu_notes(loads[name]))
-        if name in received:
-            ended = int(Path(folder, f"{name}.count").read_text())
-            notes["spans ended / received by the Collector"] = f"{ended} / {received[name]}"
-            notes["dropped at full load"] = str(ended - received[name])
-        if name in rates:
-            notes["sustained with no span dropped"] = rates[name]
-        elif name in received and ended == received[name]:
-            notes["sustained with no span dropped"] = f"{variant_rate(loads[name]):,.0f} spans/s"
         results.append(
             Result(
                 BENCHMARK,
@@ -544,22 +339,6 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
         )
     shutil.rmtree(folder, ignore_errors=True)
     return results
-
-
-def variant_rate(loads: list[Load]) -> float:
-    """The median requests/s of *loads* (a span each: spans/s)."""
-    return statistics.median(one.rate for one in loads)
-
-
-def _dropped(
-    folder: str,
-    name: str,
-    servers: dict[str, subprocess.Popen[bytes]],
-    collectors: dict[str, Collector],
-) -> bool:
-    """Whether spans ended so far in *name*'s server are missing at its Collector."""
-    flush = f"http://127.0.0.1:{Path(folder, name).read_text()}/_flush"
-    return _ended(flush) > collectors[name].settled()
 
 
 def _cpu_seconds(pid: int) -> dict[str, float]:
@@ -598,43 +377,27 @@ def _cpu_notes(loads: list[Load]) -> dict[str, str]:
     return notes
 
 
-SUSTAINED_RATES = (1000, 2000, 4000, 6000, 8000, 12000, 16000, 24000)
-"""The request rates tried, in order, until spans are dropped (a span per request)."""
-
-
-def sustained(url: str, collector: Collector, seconds: float = 4.0) -> str:
-    """The highest rate of `SUSTAINED_RATES` at which every span reached the Collector."""
-    flush = url.replace("/hello/world", "/_flush")
-    ended_before, received_before = _ended(flush), collector.settled()
-    best = "none of the rates tried"
-    for rate in SUSTAINED_RATES:
-        done = load_with_wrk(url, seconds, pause_ms=CONNECTIONS * 1000 / rate)
-        ended, received = _ended(flush), collector.settled()
-        if ended - ended_before > received - received_before:
-            break
-        best = f"{done.rate:,.0f} spans/s (paced at {rate}/s)"
-        ended_before, received_before = ended, received
-    return best
-
-
-def _ended(flush_url: str) -> int:
-    import urllib.request
-
-    with urllib.request.urlopen(flush_url, timeout=60) as answer:  # noqa: S310 - loopback
-        return int(answer.read())
-
-
-def _start_server(
-    name: str, folder: str, collector: Collector | None
-) -> tuple[subprocess.Popen[bytes], str]:
+def _start_server(name: str, folder: str) -> tuple[subprocess.Popen[bytes], str]:
     port_file = Path(folder, name)
     command = [sys.executable, __file__, "--serve", name, "--port-file", str(port_file)]
-    if collector is not None:
-        count_file = str(Path(folder, f"{name}.count"))
-        command += ["--endpoint", collector.endpoint, "--count-file", count_file]
     process = subprocess.Popen(command)
     _wait_until(lambda: port_file.exists() and port_file.read_text(), f"server {name}")
     return process, f"http://127.0.0.1:{port_file.read_text()}/hello/world"
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_until(ready: Any, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not ready():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(0.05)
 
 
 def _latency_notes(loads: list[Load]) -> dict[str, str]:
@@ -654,11 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--serve", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--port-file", help=argparse.SUPPRESS)
-    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
-    parser.add_argument("--count-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        serve(args.serve, args.port_file, args.endpoint, args.count_file)
+        serve(args.serve, args.port_file)
         return 0
     rounds, seconds = (1, 1.0) if args.quick else (args.rounds, args.seconds)
     use_wrk = bool(shutil.which("wrk"))

@@ -113,13 +113,7 @@ def record(bench: str, variant: str, seconds: float, raw: Path) -> None:
 
 def _record_aiohttp(variant: str, seconds: float, raw: Path) -> None:
     folder = tempfile.mkdtemp()
-    collector = None
-    if aiohttp_bench.VARIANTS[variant].handler == "otlp":
-        binary = aiohttp_bench.collector_binary()
-        if binary is None:
-            raise SystemExit("this variant needs the Collector: scripts/build-collector")
-        collector = aiohttp_bench.Collector(binary, folder, variant)
-    server, url = aiohttp_bench._start_server(variant, folder, collector)
+    server, url = aiohttp_bench._start_server(variant, folder)
     try:
         load = threading.Thread(target=aiohttp_bench.load_with_wrk, args=(url, seconds + 2))
         load.start()
@@ -128,8 +122,6 @@ def _record_aiohttp(variant: str, seconds: float, raw: Path) -> None:
         load.join()
         server.terminate()
         server.wait()
-        if collector is not None:
-            collector.stop()
 
 
 def shares(raw: Path) -> tuple[dict[str, float], list[tuple[str, float]]]:

@@ -86,6 +86,7 @@ BENCHMARKS = {
     "hooks": "hooks_bench.py",
     "logs": "logs_bench.py",
     "aiohttp": "aiohttp_bench.py",
+    "export": "export_bench.py",
     "asgi": "asgi_bench.py",
     "clients": "clients_bench.py",
     "celery": "celery_bench.py",

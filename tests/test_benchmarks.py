@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.collector import collector_binary
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
@@ -120,6 +122,17 @@ def report(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
             ),
         ),
         (
+            "export_bench.py",
+            (
+                "bare aiohttp",
+                "threadline, OTLP from its export process",
+                "threadline, OTLP exported in-process",
+                "contrib aiohttp-server, BatchSpanProcessor + OTLP exporter (defaults)",
+                "contrib aiohttp-server, BatchSpanProcessor + OTLP exporter tuned",
+                "on the spare core",
+            ),
+        ),
+        (
             "asgi_bench.py",
             (
                 "FastAPI, an empty ASGI middleware",
@@ -205,6 +218,8 @@ def test_benchmark_smoke(
         if shutil.which("wrk") is None:
             pytest.skip("the ASGI rows are measured with wrk (apt-get install wrk)")
         env["THREADLINE_BENCH_LOGS"] = str(tmp_path)  # each server's lines, to read below
+    if script == "export_bench.py":  # wrk and the real Collector: skipped where either is not
+        env["THREADLINE_COLLECTOR"] = str(_wrk_and_collector())
     if script == "celery_bench.py":  # on the tests' Redis: skipped where there is none
         extra = ["--broker", request.getfixturevalue("redis_url").removesuffix("/0")]
     if script == "kafka_bench.py":  # on the tests' Kafka: skipped where there is none
@@ -231,13 +246,9 @@ def test_benchmark_smoke(
     results = report.read_results(output)
     assert_results(results, variants, report)
     assert_rendered(results, report)
-    exported = [result for result in results if "OTLP to a Collector" in result.variant]
-    if script == "aiohttp_bench.py" and os.environ.get("THREADLINE_COLLECTOR"):
-        assert 3 == len(exported)  # the Collector is there: the export variants ran
-    for result in exported:  # every span ended under load reached the real Collector
-        assert "0" == result.notes["dropped at full load"], result.notes
     if script == "asgi_bench.py":
         assert_asgi_workload(tmp_path)
+    assert_every_span_counted(results)
     for result in results:  # a client variant with spans made exactly one per call
         if "a span per call" in result.variant and "CPU" in result.variant:
             assert "1" == result.notes["CLIENT spans per call"], result
@@ -315,6 +326,24 @@ def test_hooks_judged_against_the_code_before_hooks(
     module, why = hooks_bench.load_before(tmp_path)
     assert module is None
     assert why.startswith("no git history to take ")
+
+
+def _wrk_and_collector() -> Path:
+    if shutil.which("wrk") is None:
+        pytest.skip("the export rows are measured with wrk (apt-get install wrk)")
+    return collector_binary()
+
+
+def assert_every_span_counted(results: list[Any]) -> None:
+    """Each export server ended a span per request and the Collector received each (no drop)."""
+    for result in results:
+        if result.benchmark != "export" or "full load" not in result.variant:
+            continue
+        counted = result.notes["spans ended / received by the Collector"]
+        ended, received = map(int, counted.split(" / "))
+        assert ended == received, result
+        assert (ended == 0) == result.variant.startswith("bare aiohttp"), result
+        assert "0" == result.notes["spans lost"], result
 
 
 def assert_asgi_workload(logs: Path) -> None:
