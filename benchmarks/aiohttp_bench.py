@@ -11,19 +11,16 @@ SDK-span middleware's and contrib's alike; ddtrace through its own writer to a
 loopback sink answering as an agent would).
 
 Each variant is a server process of its own on a free loopback port, the whole
-process pinned to core 0 (the export rows: its main thread, so an export
-process may use the other core); wrk (``-t1 -c32 --latency``) runs on core 1,
-or a Python client where wrk is missing. Variants are measured round by round
-in shuffled order, side by side; ratios are taken round by round, of requests
-per second and of requests per CPU-second of the server process. Three
-handlers:
+process pinned to core 0; wrk (``-t1 -c32 --latency``) runs on core 1, or a
+Python client where wrk is missing. Variants are measured round by round in
+shuffled order, side by side; ratios are taken round by round, of requests per
+second and of requests per CPU-second of the server process. Two handlers:
 
 - ``ok``: answers at once, so the figures are the per-request overhead;
 - ``work``: awaits a 1 ms sleep and logs two lines with the ids, a request
-  that does something;
-- ``otlp``: ``ok`` with every span exported over OTLP/HTTP (protobuf) to a real
-  OpenTelemetry Collector on loopback (one per variant, counting the spans it
-  receives, so drops are measured rather than assumed).
+  that does something.
+
+The rows with spans exported to a real Collector are ``export_bench.py``'s.
 
 Run:  .venv/bin/python benchmarks/aiohttp_bench.py          (full; wants wrk)
       .venv/bin/python benchmarks/aiohttp_bench.py --quick  (smoke: checks it runs)
@@ -166,23 +163,6 @@ VARIANTS = {
         handler="work",
         reference="bare-work",
     ),
-    "span-otlp": Variant(
-        "threadline, a span per request, OTLP to a Collector from its export process",
-        handler="otlp",
-        reference="contrib-otlp",
-        target=">= 2x",
-        also=(("bare", ">= 0.6x"),),
-    ),
-    "span-otlpinline": Variant(
-        "threadline, a span per request, OTLP to a Collector, exported in-process",
-        handler="otlp",
-        reference="contrib-otlp",
-    ),
-    "contrib-otlp": Variant(
-        "contrib aiohttp-server, a span per request, OTLP to a Collector",
-        handler="otlp",
-        reference="bare",
-    ),
 }
 """The variants; docs/performance.md says what each one is."""
 
@@ -193,20 +173,15 @@ _THREADLINE = ("context", "span", "live")
 # --------------------------------------------------------------------------- the servers
 
 
-def serve(name: str, port_file: str, endpoint: str | None, count_file: str | None) -> None:
+def serve(name: str, port_file: str, agent: str | None) -> None:
     """Run one variant's server until SIGTERM (in its own process)."""
     variant = VARIANTS[name]
     kind = name.partition("-")[0]
-    pinned = hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1
-    if pinned and variant.handler != "otlp":
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {0})  # first: every thread the process starts inherits it
     if kind == "ddtrace":
-        _set_up_ddtrace(endpoint)
-    ended = _set_up_tracing(name, variant.handler, endpoint)
-    if pinned and variant.handler == "otlp":
-        # This thread only, after tracing's threads started: an export process they
-        # start may run on the other core, as it would beside a busy server.
-        os.sched_setaffinity(0, {0})
+        _set_up_ddtrace(agent)
+    _set_up_tracing(kind)
     middlewares = _middlewares(kind)
     if kind == "live":
         from threadline import live
@@ -218,13 +193,11 @@ def serve(name: str, port_file: str, endpoint: str | None, count_file: str | Non
 
     from aiohttp import web
 
-    route = _handler(variant.handler, kind, ended)
+    route = _handler(variant.handler, kind)
 
     async def main() -> None:
         app = web.Application(middlewares=middlewares)
         app.router.add_get("/hello/{name}", route)
-        if variant.handler == "otlp":
-            app.router.add_get("/_flush", _handler("flush", kind, ended))
         if kind == "ddtrace":
             from ddtrace.contrib.aiohttp import trace_app
 
@@ -240,11 +213,10 @@ def serve(name: str, port_file: str, endpoint: str | None, count_file: str | Non
         await runner.cleanup()
 
     asyncio.run(main())
-    _flush_and_count(ended, count_file)
 
 
-def _handler(handler: str, kind: str, ended: list[int]) -> Any:
-    """The variant's route handler (``ok``, ``work``, ``otlp``) or the export rows' ``flush``."""
+def _handler(handler: str, kind: str) -> Any:
+    """The variant's route handler (``ok`` or ``work``)."""
     from aiohttp import web
 
     log = logging.getLogger("bench.handler")
@@ -270,15 +242,7 @@ def _handler(handler: str, kind: str, ended: list[int]) -> Any:
         log.info("answering %s", request.match_info["name"], extra=ids)
         return web.Response(text="ok")
 
-    async def flush(request: web.Request) -> web.Response:
-        """Export what is queued; answer how many spans ended so far (between load steps)."""
-        from opentelemetry import trace
-
-        trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]
-        return web.Response(text=str(ended[0]))
-
-    handlers = {"ok": ok, "otlp": ok, "work": work_by_hand if kind == "bare" else work}
-    return {**handlers, "flush": flush}[handler]
+    return {"ok": ok, "work": work_by_hand if kind == "bare" else work}[handler]
 
 
 def discarding_pipeline() -> None:
@@ -301,7 +265,7 @@ def discarding_pipeline() -> None:
 def _set_up_ddtrace(agent_url: str | None) -> None:
     """ddtrace as its docs set it up, its agent a loopback sink (`sink`) that answers 200."""
     if not agent_url:
-        raise RuntimeError("the ddtrace variants need --endpoint, the agent sink's URL")
+        raise RuntimeError("the ddtrace variants need --agent, the agent sink's URL")
     os.environ.update(
         DD_TRACE_AGENT_URL=agent_url,
         DD_LOGS_INJECTION="true",
@@ -314,43 +278,10 @@ def _set_up_ddtrace(agent_url: str | None) -> None:
     ddtrace.patch(aiohttp=True, logging=True)
 
 
-def _set_up_tracing(name: str, handler: str, endpoint: str | None) -> list[int]:
-    """Set the variant's tracer provider; return a one-item list counting the spans ended."""
-    ended = [0]
-    kind = name.partition("-")[0]
-    if kind not in ("span", "contrib", "sdkspan"):
-        return ended
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace import SpanProcessor
-
-    class CountEnded(SpanProcessor):
-        def on_end(self, span: Any) -> None:
-            ended[0] += 1
-
-    if handler != "otlp":
+def _set_up_tracing(kind: str) -> None:
+    """Set the variant's tracer provider (`discarding_pipeline`) if it makes OTel SDK spans."""
+    if kind in ("span", "contrib", "sdkspan"):
         discarding_pipeline()
-    elif kind == "span":
-        os.environ.update(
-            THREADLINE_EXPORT_PROCESS="0" if "inline" in name else "1",
-            OTEL_TRACES_EXPORTER="otlp",
-            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"{endpoint}/v1/traces",
-            OTEL_SERVICE_NAME="bench",
-        )
-        import threadline.tracing
-
-        threadline.tracing.configure()
-    else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-        provider = TracerProvider()
-        provider.add_span_processor(
-            BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces"))
-        )
-        trace.set_tracer_provider(provider)
-    trace.get_tracer_provider().add_span_processor(CountEnded())  # type: ignore[attr-defined]
-    return ended
 
 
 _REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("bench_request_id")
@@ -465,9 +396,6 @@ def _set_up_logging(name: str, kind: str, handler_kind: str) -> dict[str, Any]:
     out = logging.FileHandler(Path(folder, f"{name}.log") if folder else os.devnull)
     logging.basicConfig(level=logging.INFO, handlers=[out], force=True)
     aiohttp_line = {"access_log": access_logger, "access_log_format": ACCESS_FORMAT}
-    if handler_kind == "otlp":  # the export rows: as they were, no line
-        logging.getLogger().setLevel(logging.WARNING)
-        return {"access_log": None}
     if kind in _THREADLINE:
         import threadline.logging
 
@@ -566,115 +494,6 @@ def sink(port_file: str) -> None:
     server.serve_forever()
 
 
-def _flush_and_count(ended: list[int], count_file: str | None) -> None:
-    from opentelemetry import trace
-
-    provider = trace.get_tracer_provider()
-    flush = getattr(provider, "force_flush", None)
-    if flush is not None:
-        flush()
-    if count_file:
-        Path(count_file).write_text(str(ended[0]))
-
-
-# --------------------------------------------------------------------------- the Collectors
-
-
-_COLLECTOR_CONFIG = """\
-receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: 127.0.0.1:{port}
-processors:
-  batch:
-    timeout: 200ms
-    send_batch_size: 512
-exporters:
-  debug:
-    verbosity: basic
-    sampling_initial: 1
-    sampling_thereafter: 1000
-service:
-  telemetry:
-    metrics:
-      level: basic
-      readers:
-        - pull:
-            exporter:
-              prometheus:
-                host: 127.0.0.1
-                port: {metrics_port}
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [debug]
-"""
-_ACCEPTED = re.compile(r"^otelcol_receiver_accepted_spans\{[^}]*\} (\d+)", re.MULTILINE)
-
-
-def collector_binary() -> str | None:
-    """The Collector that scripts/build-collector built (and cached), if it can be had."""
-    given = os.environ.get("THREADLINE_COLLECTOR")
-    if given:
-        return given
-    built = subprocess.run(
-        [str(ROOT / "scripts" / "build-collector")], capture_output=True, text=True, check=False
-    )
-    return built.stdout.strip() if built.returncode == 0 else None
-
-
-class Collector:
-    """A real Collector on a free loopback port whose debug exporter logs each batch's size."""
-
-    def __init__(self, binary: str, folder: str, name: str) -> None:
-        self.port, self.metrics_port = _free_port(), _free_port()
-        self.log = Path(folder, f"collector-{name}.log")
-        config = Path(folder, f"collector-{name}.yaml")
-        config.write_text(_COLLECTOR_CONFIG.format(port=self.port, metrics_port=self.metrics_port))
-        with open(self.log, "wb") as out:
-            self.process = subprocess.Popen(
-                [binary, "--config", str(config)], stdout=out, stderr=subprocess.STDOUT
-            )
-        _wait_until(lambda: _listening(self.port), f"the Collector for {name}")
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def received(self) -> int:
-        """How many spans its receiver accepted so far (its own count, on its metrics port)."""
-        import urllib.request
-
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=30) as answer:
-            return sum(int(count) for count in _ACCEPTED.findall(answer.read().decode()))
-
-    def settled(self) -> int:
-        """`received`, once it has stopped growing."""
-        last, now = -1, self.received()
-        while now != last:
-            time.sleep(0.6)
-            last, now = now, self.received()
-        return now
-
-    def stop(self) -> int:
-        """Stop it and return how many spans it received."""
-        received = self.settled()
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(30)
-        return received
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _listening(port: int) -> bool:
     import socket
 
@@ -714,16 +533,11 @@ _SCALE = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 CONNECTIONS = 32
 
 
-def load_with_wrk(url: str, seconds: float, pause_ms: float | None = None) -> Load:
-    """Load *url* for *seconds* with the workload's headers (`LUA`).
-
-    With *pause_ms* each connection pauses so long between requests.
-    """
+def load_with_wrk(url: str, seconds: float) -> Load:
+    """Load *url* for *seconds* with the workload's headers (`LUA`)."""
     command = ["wrk", "-t1", f"-c{CONNECTIONS}", "--latency", f"-d{max(1, round(seconds))}s"]
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(LUA)
-        if pause_ms is not None:
-            script.write(f"function delay() return {pause_ms:.3f} end\n")
         script.flush()
         command += ["-s", script.name, url]
         if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
@@ -789,17 +603,13 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
     """Start every server, load them round by round in shuffled order, stop them."""
     load = load_with_wrk if use_wrk else load_with_python
     folder = tempfile.mkdtemp()
-    binary = collector_binary() if any(VARIANTS[n].handler == "otlp" for n in names) else None
-    if binary is None:
-        names = [n for n in names if VARIANTS[n].handler != "otlp"]
-    collectors = {n: Collector(binary, folder, n) for n in names if binary and "otlp" in n}
     servers, urls = {}, {}
     agents = {name: _start_sink(folder, name) for name in names if name.startswith("ddtrace")}
     sent = dict.fromkeys(names, 0)  # requests answered, warm-up included
     try:
         for name in names:
             agent = agents[name][1] if name in agents else None
-            servers[name], urls[name] = _start_server(name, folder, collectors.get(name), agent)
+            servers[name], urls[name] = _start_server(name, folder, agent)
         for name in names if rounds > 1 else ():  # warm up (a smoke run has no figures to keep)
             sent[name] += load(urls[name], 1.0).requests
         loads: dict[str, list[Load]] = {name: [] for name in names}
@@ -813,11 +623,6 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
                 done.cpu = {key: after[key] - before.get(key, 0.0) for key in after}
                 loads[name].append(done)
                 sent[name] += done.requests
-        rates = {  # at the rate of full load when nothing was dropped there (see the notes)
-            name: sustained(urls[name], collectors[name])
-            for name in names
-            if name in collectors and use_wrk and _dropped(folder, name, servers, collectors)
-        }
     finally:
         for server in servers.values():
             server.send_signal(signal.SIGTERM)
@@ -826,13 +631,8 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
         for process, _ in agents.values():  # after the servers: their last traces are in
             process.send_signal(signal.SIGTERM)
             process.wait(30)
-    received = {name: collector.stop() for name, collector in collectors.items()}
     results = [
-        _result(
-            VARIANTS[name],
-            [one.rate for one in loads[name]],
-            _notes(name, loads[name], received, rates, folder),
-        )
+        _result(VARIANTS[name], [one.rate for one in loads[name]], _notes(loads[name]))
         for name in names
     ]
     for result, name in zip(results, names, strict=True):
@@ -840,30 +640,15 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
             traces = Path(folder, f"{name}.agent.traces").read_text()
             result.notes[AGENT_NOTE] = f"{traces} / {sent[name]}"
     # per CPU-second of the server: what the middleware costs, whatever else the machine runs
-    # (not the export rows: their export process works for them too)
-    results += [
-        _result(VARIANTS[name], per_cpu_second(loads[name]), {}, CPU)
-        for name in names
-        if VARIANTS[name].handler != "otlp"
-    ]
+    results += [_result(VARIANTS[name], per_cpu_second(loads[name]), {}, CPU) for name in names]
     shutil.rmtree(folder, ignore_errors=True)
     return results
 
 
-def _notes(
-    name: str, loads: list[Load], received: dict[str, int], rates: dict[str, str], folder: str
-) -> dict[str, str]:
-    """What a variant's row says beside its median: latency, CPU, timeouts, spans exported."""
+def _notes(loads: list[Load]) -> dict[str, str]:
+    """What a variant's row says beside its median: latency, CPU, timeouts."""
     notes = _latency_notes(loads)
     notes.update(_cpu_notes(loads))
-    if name in received:
-        ended = int(Path(folder, f"{name}.count").read_text())
-        notes["spans ended / received by the Collector"] = f"{ended} / {received[name]}"
-        notes["dropped at full load"] = str(ended - received[name])
-        if name in rates:
-            notes["sustained with no span dropped"] = rates[name]
-        elif ended == received[name]:
-            notes["sustained with no span dropped"] = f"{variant_rate(loads):,.0f} spans/s"
     timeouts = sum(one.timeouts for one in loads)
     if timeouts:
         notes["no answer within 2 s (wrk's timeouts)"] = str(timeouts)
@@ -902,22 +687,6 @@ def _result(
     )
 
 
-def variant_rate(loads: list[Load]) -> float:
-    """The median requests/s of *loads* (a span each: spans/s)."""
-    return statistics.median(one.rate for one in loads)
-
-
-def _dropped(
-    folder: str,
-    name: str,
-    servers: dict[str, subprocess.Popen[bytes]],
-    collectors: dict[str, Collector],
-) -> bool:
-    """Whether spans ended so far in *name*'s server are missing at its Collector."""
-    flush = f"http://127.0.0.1:{Path(folder, name).read_text()}/_flush"
-    return _ended(flush) > collectors[name].settled()
-
-
 def _cpu_seconds(pid: int) -> dict[str, float]:
     """CPU seconds used so far by the server process and by its export process, if any."""
     used = {"server": _cpu_of(pid)}
@@ -954,42 +723,13 @@ def _cpu_notes(loads: list[Load]) -> dict[str, str]:
     return notes
 
 
-SUSTAINED_RATES = (1000, 2000, 4000, 6000, 8000, 12000, 16000, 24000)
-"""The request rates tried, in order, until spans are dropped (a span per request)."""
-
-
-def sustained(url: str, collector: Collector, seconds: float = 4.0) -> str:
-    """The highest rate of `SUSTAINED_RATES` at which every span reached the Collector."""
-    flush = url.replace("/hello/world", "/_flush")
-    ended_before, received_before = _ended(flush), collector.settled()
-    best = "none of the rates tried"
-    for rate in SUSTAINED_RATES:
-        done = load_with_wrk(url, seconds, pause_ms=CONNECTIONS * 1000 / rate)
-        ended, received = _ended(flush), collector.settled()
-        if ended - ended_before > received - received_before:
-            break
-        best = f"{done.rate:,.0f} spans/s (paced at {rate}/s)"
-        ended_before, received_before = ended, received
-    return best
-
-
-def _ended(flush_url: str) -> int:
-    import urllib.request
-
-    with urllib.request.urlopen(flush_url, timeout=60) as answer:  # noqa: S310 - loopback
-        return int(answer.read())
-
-
 def _start_server(
-    name: str, folder: str, collector: Collector | None, agent: str | None = None
+    name: str, folder: str, agent: str | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
     port_file = Path(folder, name)
     command = [sys.executable, __file__, "--serve", name, "--port-file", str(port_file)]
-    if collector is not None:
-        count_file = str(Path(folder, f"{name}.count"))
-        command += ["--endpoint", collector.endpoint, "--count-file", count_file]
-    elif agent is not None:
-        command += ["--endpoint", agent]
+    if agent is not None:
+        command += ["--agent", agent]
     process = subprocess.Popen(command)
     _wait_until(lambda: port_file.exists() and port_file.read_text(), f"server {name}")
     return process, f"http://127.0.0.1:{port_file.read_text()}/hello/world"
@@ -1020,12 +760,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--serve", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--port-file", help=argparse.SUPPRESS)
-    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
-    parser.add_argument("--count-file", help=argparse.SUPPRESS)
+    parser.add_argument("--agent", help=argparse.SUPPRESS)
     parser.add_argument("--sink", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        serve(args.serve, args.port_file, args.endpoint, args.count_file)
+        serve(args.serve, args.port_file, args.agent)
         return 0
     if args.sink:
         sink(args.port_file)

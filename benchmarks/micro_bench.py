@@ -4,8 +4,13 @@ Pairs, each threadline's operation against its baseline: a store read against
 ``ContextVar.get``; a store scope against a ``ContextVar`` set and reset;
 ``tl.snapshot()`` against ``contextvars.copy_context()``; ``tl.inject`` and
 ``tl.extract`` against OpenTelemetry's own (TraceContext + W3C baggage, the
-same recording span and one baggage entry); thread-pool and spawn
-process-pool submit+result, a store set, against bare ``concurrent.futures``.
+same recording span and one baggage entry), each both as a cache hit (the
+same context or carrier text again: a request's later hand-offs) and as a
+miss (a new request scope, or new text, each time: its first); thread-pool and spawn
+process-pool submit+result, a store set, against bare ``concurrent.futures``;
+threadline's ASGI middleware (context only, its access line with the ids) driven
+in-process with the asgi benchmark's incoming fields, against an ASGI middleware
+that writes a plain access line: the cost per request without a server's noise.
 
 Each round runs every benchmark, in shuffled order, as a short pyperf run of
 its own (``micro_bench.py --worker-bench NAME``: a few worker processes, a few
@@ -163,6 +168,51 @@ def extracting(inject: Callable[..., object], extract: Callable[..., object]) ->
     return calls(functools.partial(extract, carrier))
 
 
+def fresh_contexts(loops: int) -> list[Any]:
+    """*loops* contexts under the current span, each a request scope with a new request id."""
+    from threadline._core.context import get_current
+
+    made = []
+    for number in range(loops):
+        with tl.request.scope(request_id=f"r{number}-{time.perf_counter_ns()}"):
+            made.append(get_current())
+    return made
+
+
+def inject_misses(stack: contextlib.ExitStack) -> TimeFunc:
+    """`tl.inject` of a context never injected before: what a request's first hand-off pays."""
+    traced(stack)
+    inject = tl.inject
+
+    def time_func(loops: int) -> float:
+        contexts = fresh_contexts(loops)  # made before the clock starts
+        start = time.perf_counter()
+        for context in contexts:
+            inject({}, context)
+        return time.perf_counter() - start
+
+    return time_func
+
+
+def extract_misses(stack: contextlib.ExitStack) -> TimeFunc:
+    """`tl.extract` of carrier text never seen before (a new trace and request each time)."""
+    traced(stack)
+    extract = tl.extract
+
+    def time_func(loops: int) -> float:
+        carriers = []
+        for context in fresh_contexts(loops):
+            carrier: dict[str, str] = {}
+            tl.inject(carrier, context)
+            carriers.append(carrier)
+        start = time.perf_counter()
+        for carrier in carriers:
+            extract(carrier)
+        return time.perf_counter() - start
+
+    return time_func
+
+
 def round_trips(stack: contextlib.ExitStack, pool: concurrent.futures.Executor) -> TimeFunc:
     """Time submit+result of a trivial job on *pool* (one worker, up before timing)."""
     in_scope(stack)
@@ -240,6 +290,137 @@ def server_span(stack: contextlib.ExitStack) -> TimeFunc:
         span.end()
 
     return calls(one)
+
+
+ACCESS_FORMAT = (
+    "%(asctime)s %(levelname)s %(name)s request_id=%(request_id)s user_id=%(user_id)s "
+    "trace_id=%(trace_id)s span_id=%(span_id)s %(message)s"
+)
+"""The asgi benchmark's format for threadline's access line: the ids printed."""
+
+
+def _asgi_requests() -> Callable[[Any], Callable[[], None]]:
+    """A driver of an ASGI middleware, in-process, with the asgi benchmark's workload.
+
+    Each request brings a fresh ``traceparent``, a 3-member ``baggage`` and a uuid4
+    ``X-Request-ID`` (from a pool of 4096 made up front); the app answers ``ok`` at
+    once, and the server's ``receive`` and ``send`` do nothing: what is timed is the
+    middleware's own cost per request, without a server's noise.
+    """
+    import uuid
+
+    made = random.Random(0)
+    pool = []
+    for _ in range(4096):
+        trace_id, parent_id = made.getrandbits(128), made.getrandbits(64)
+        request_id = str(uuid.UUID(int=made.getrandbits(128), version=4))
+        pool.append(
+            [
+                (b"host", b"127.0.0.1:8000"),
+                (b"user-agent", b"wrk"),
+                (b"traceparent", f"00-{trace_id:032x}-{parent_id:016x}-01".encode()),
+                (b"baggage", b"request.user_id=u-4711;tl,tenant=acme,region=eu-west-1"),
+                (b"x-request-id", request_id.encode()),
+            ]
+        )
+    start = {
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [(b"content-type", b"text/plain")],
+    }
+    body = {"type": "http.response.body", "body": b"ok"}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(start)
+        await send(body)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        pass
+
+    def driver(middleware: Callable[[Any], Any]) -> Callable[[], None]:
+        wrapped = middleware(app)
+        served = [0]
+
+        def one() -> None:
+            served[0] = index = (served[0] + 1) & 4095
+            scope = {
+                "type": "http",
+                "asgi": {"version": "3.0"},
+                "http_version": "1.1",
+                "method": "GET",
+                "scheme": "http",
+                "path": "/hello/world",
+                "root_path": "",
+                "query_string": b"",
+                "headers": pool[index],
+                "server": ("127.0.0.1", 8000),
+                "client": ("127.0.0.1", 5000),
+            }
+            coroutine = wrapped(scope, receive, send)
+            try:
+                coroutine.send(None)
+            except StopIteration:
+                return
+            raise RuntimeError("the middleware waited: nothing here should")
+
+        return one
+
+    return driver
+
+
+def _access_log(name: str, fmt: str) -> None:
+    """Lines of the logger *name* at INFO, formatted by *fmt*, to os.devnull (a FileHandler)."""
+    import logging
+    import os
+
+    handler = logging.FileHandler(os.devnull)
+    handler.setFormatter(logging.Formatter(fmt))
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def asgi_line(stack: contextlib.ExitStack) -> TimeFunc:
+    """A pure ASGI middleware writing one plain access line (no ids): the floor of one."""
+    import logging
+
+    _access_log("bench.access", "%(asctime)s %(levelname)s %(name)s %(message)s")
+    log = logging.getLogger("bench.access")
+
+    def middleware(app: Any) -> Any:
+        async def logged(scope: Any, receive: Any, send: Any) -> None:
+            started = time.perf_counter()
+            status = [0]
+
+            async def sending(message: Any) -> None:
+                if message["type"] == "http.response.start":
+                    status[0] = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, sending)
+            finally:
+                took = (time.perf_counter() - started) * 1e3
+                log.info("%s %s %d %.1fms", scope["method"], scope["path"], status[0], took)
+
+        return logged
+
+    return calls(_asgi_requests()(middleware))
+
+
+def asgi_context(stack: contextlib.ExitStack) -> TimeFunc:
+    """threadline.asgi.Middleware, context only, its access line with the ids (install())."""
+    import threadline.asgi
+    import threadline.logging
+
+    _access_log("threadline.asgi", ACCESS_FORMAT)
+    threadline.logging.install()
+    stack.callback(threadline.logging.uninstall)
+    return calls(_asgi_requests()(lambda app: threadline.asgi.Middleware(app, spans=False)))
 
 
 BATCH = 512
@@ -324,9 +505,15 @@ BENCHES = {
         lambda stack: calls(functools.partial(otel_propagation(stack)[0], {})),
     ),
     "inject": Bench(
-        "tl.inject(carrier) (a span, a request scope)",
+        "tl.inject(carrier) (a span, a request scope), cache hit: the same context again",
         "otel-inject",
         lambda stack: calls(functools.partial(tl_propagation(stack)[0], {})),
+    ),
+    "inject-miss": Bench(
+        "tl.inject(carrier) (a span, a request scope), cache miss: a new scope each time",
+        "otel-inject",
+        inject_misses,
+        inner=1,
     ),
     "otel-extract": Bench(
         "opentelemetry.propagate.extract (a span, 1 baggage entry)",
@@ -334,9 +521,15 @@ BENCHES = {
         lambda stack: extracting(*otel_propagation(stack)),
     ),
     "extract": Bench(
-        "tl.extract(carrier) (a span, a request scope)",
+        "tl.extract(carrier) (a span, a request scope), cache hit: the same text again",
         "otel-extract",
         lambda stack: extracting(*tl_propagation(stack)),
+    ),
+    "extract-miss": Bench(
+        "tl.extract(carrier) (a span, a request scope), cache miss: new text each time",
+        "otel-extract",
+        extract_misses,
+        inner=1,
     ),
     "bare-threads": Bench(
         "bare ThreadPoolExecutor submit+result",
@@ -372,6 +565,16 @@ BENCHES |= {
         "otlp-encode",
         flatten_pickle,
         inner=BATCH,
+    ),
+    "asgi-line": Bench(
+        "an ASGI middleware writing a plain access line, per request (in-process)",
+        None,
+        asgi_line,
+    ),
+    "asgi-context": Bench(
+        "threadline.asgi.Middleware, context only, access line with ids (in-process)",
+        "asgi-line",
+        asgi_context,
     ),
 }
 FULL = ["--processes", "2", "--values", "3", "--warmups", "1", "--min-time", "0.05"]

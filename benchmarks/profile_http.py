@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import re
 import shutil
 import subprocess
 import sys
@@ -112,14 +113,8 @@ def record(bench: str, variant: str, seconds: float, raw: Path) -> None:
 
 def _record_aiohttp(variant: str, seconds: float, raw: Path) -> None:
     folder = tempfile.mkdtemp()
-    collector = None
-    if aiohttp_bench.VARIANTS[variant].handler == "otlp":
-        binary = aiohttp_bench.collector_binary()
-        if binary is None:
-            raise SystemExit("this variant needs the Collector: scripts/build-collector")
-        collector = aiohttp_bench.Collector(binary, folder, variant)
     agent = aiohttp_bench._start_sink(folder) if variant.startswith("ddtrace") else None
-    server, url = aiohttp_bench._start_server(variant, folder, collector, agent and agent[1])
+    server, url = aiohttp_bench._start_server(variant, folder, agent and agent[1])
     try:
         load = threading.Thread(target=aiohttp_bench.load_with_wrk, args=(url, seconds + 2))
         load.start()
@@ -128,8 +123,6 @@ def _record_aiohttp(variant: str, seconds: float, raw: Path) -> None:
         load.join()
         server.terminate()
         server.wait()
-        if collector is not None:
-            collector.stop()
         if agent is not None:
             agent[0].terminate()
             agent[0].wait()
@@ -159,10 +152,12 @@ def _short(frame: str) -> str:
     """``function (path:line)`` as ``function (package/file.py:line)``."""
     name, _, where = frame.partition(" (")
     path = where.rstrip(")")
-    for marker in ("/site-packages/", "/src/", "/lib/python3"):
+    for marker in ("/site-packages/", "/src/"):
         if marker in path:
             path = path.rpartition(marker)[2]
             break
+    else:  # the standard library: /lib/python3.11/asyncio/x.py as asyncio/x.py
+        path = re.sub(r"^.*/lib/python3\.\d+/", "", path)
     return f"{name} ({path})"
 
 

@@ -2,6 +2,9 @@
 
 Every variant runs in the same process, interleaved round by round, and the
 report gives each one's median time per job and its ratio to bare Python.
+Spans go through the pipeline `threadline.tracing.configure()` sets up, with
+a batch processor whose exporter discards them (as asgi_bench.py's), so a job
+span costs what it costs a user short of the network.
 Budgets (DESIGN.md): context only <= 1.15x bare, a job span each <= 1.5x bare,
 and cheaper than opentelemetry-instrumentation-threading. `import threadline`
 is measured by import_bench.py.
@@ -25,7 +28,6 @@ from collections.abc import Callable
 from _report import as_results, write_results
 from opentelemetry import trace
 from opentelemetry.instrumentation.threading import ThreadingInstrumentor
-from opentelemetry.sdk.trace import TracerProvider
 
 import threadline as tl
 
@@ -59,7 +61,7 @@ def measure(rounds: int, jobs: int) -> dict[str, list[float]]:
     anything measured here, so all variants share one pool: the bare one
     calls the base class's submit on it.
     """
-    trace.set_tracer_provider(TracerProvider())
+    _discarding_pipeline()
     tracer = trace.get_tracer("bench")
     pool = tl.ThreadPoolExecutor(1)
     bare_submit = functools.partial(concurrent.futures.ThreadPoolExecutor.submit, pool)
@@ -103,6 +105,25 @@ def measure(rounds: int, jobs: int) -> dict[str, list[float]]:
                 results[name].append(variants[name]())
     pool.shutdown()
     return results
+
+
+def _discarding_pipeline() -> None:
+    """`threadline.tracing.configure()`'s pipeline; a batch processor hands its spans to nowhere."""
+    import os
+
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    import threadline.tracing
+
+    class Discard(SpanExporter):
+        def export(self, spans: object) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    os.environ.update(OTEL_TRACES_EXPORTER="none", OTEL_SERVICE_NAME="bench")
+    provider = threadline.tracing.configure(export_process=False)
+    if provider is None:
+        raise RuntimeError("threadline.tracing.configure() set nothing up")
+    provider.add_span_processor(BatchSpanProcessor(Discard()))
 
 
 def report(results: dict[str, list[float]]) -> str:

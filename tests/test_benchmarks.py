@@ -14,8 +14,15 @@ from typing import Any
 
 import pytest
 
+from tests.collector import collector_binary
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 AGENT_NOTE = "traces received by the agent stand-in / requests completed in wrk's count"
+
+
+def dashed(text: str) -> str:
+    """*text* with each ``~`` an en dash, as the report writes its intervals."""
+    return text.replace("~", "\N{EN DASH}")
 
 
 @pytest.fixture
@@ -53,8 +60,12 @@ def report(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
                 "tl.snapshot()",
                 "opentelemetry.propagate.inject",
                 "tl.inject(",
+                "), cache hit: the same context again",
+                "), cache miss: a new scope each time",
                 "opentelemetry.propagate.extract",
                 "tl.extract(",
+                "), cache hit: the same text again",
+                "), cache miss: new text each time",
                 "bare ThreadPoolExecutor",
                 "tl.ThreadPoolExecutor",
                 "bare ProcessPoolExecutor",
@@ -92,6 +103,10 @@ def report(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
                 "tl.ProcessPoolExecutor",
                 "subprocess.run",
                 "bootstrap on",
+                "the job makes a span, exported by tracing.configure() in the worker",
+                "exported by tracing.configure() in parent and worker",
+                "python -c 'import logging', automatic bootstrap on, a carrier",
+                "python -c 'import opentelemetry.trace', automatic bootstrap on, a carrier",
             ),
         ),
         (
@@ -109,6 +124,17 @@ def report(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
                 "ddtrace trace_app",
                 "work handler",
                 "(per CPU-second of the server)",
+            ),
+        ),
+        (
+            "export_bench.py",
+            (
+                "bare aiohttp",
+                "threadline, OTLP from its export process",
+                "threadline, OTLP exported in-process",
+                "contrib aiohttp-server, BatchSpanProcessor + OTLP exporter (defaults)",
+                "contrib aiohttp-server, BatchSpanProcessor + OTLP exporter tuned",
+                "on the spare core",
             ),
         ),
         (
@@ -157,6 +183,19 @@ def report(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
             ),
         ),
         (
+            "scale_bench.py",
+            (
+                "tl.inject, 150 store keys, cache miss",
+                "tl.inject, 150 store keys, cache hit",
+                "tl.extract, 150 store keys, cache miss",
+                "tl.extract, 150 store keys, cache hit",
+                "tl.inject per store key (cache miss",
+                "tl.extract per store key (cache miss",
+                "process pool, 2 workers: stdlib submit",
+                "process pool, 2 workers: tl.ProcessPoolExecutor submit",
+            ),
+        ),
+        (
             "rabbitmq_bench.py",
             tuple(
                 f"aio-pika {mode}: {what}"
@@ -185,12 +224,16 @@ def test_benchmark_smoke(
         pytest.skip("the ASGI rows are measured with wrk (apt-get install wrk)")
     if script in ("asgi_bench.py", "aiohttp_bench.py"):
         env["THREADLINE_BENCH_LOGS"] = str(tmp_path)  # each server's lines, to read below
+    if script == "export_bench.py":  # wrk and the real Collector: skipped where either is not
+        env["THREADLINE_COLLECTOR"] = str(_wrk_and_collector())
     if script == "celery_bench.py":  # on the tests' Redis: skipped where there is none
         extra = ["--broker", request.getfixturevalue("redis_url").removesuffix("/0")]
     if script == "kafka_bench.py":  # on the tests' Kafka: skipped where there is none
         extra = ["--bootstrap", request.getfixturevalue("kafka_bootstrap")]
     if script == "rabbitmq_bench.py":  # on the tests' RabbitMQ: skipped where there is none
         extra = ["--url", request.getfixturevalue("rabbitmq_url")]
+    plots = BENCHMARKS.parent / "docs" / "img"
+    before = _files(plots)
     output = tmp_path / "results.json"
     extra += ["--json", str(output)]
     result = subprocess.run(
@@ -203,22 +246,112 @@ def test_benchmark_smoke(
         env=env,
     )
     assert 0 == result.returncode, result.stderr
+    assert before == _files(plots)  # --quick writes no plot into the docs
     for variant in variants:
         assert variant in result.stdout
     results = report.read_results(output)
     assert_results(results, variants, report)
-    exported = [result for result in results if "OTLP to a Collector" in result.variant]
-    if script == "aiohttp_bench.py" and os.environ.get("THREADLINE_COLLECTOR"):
-        assert 3 == len(exported)  # the Collector is there: the export variants ran
-    for result in exported:  # every span ended under load reached the real Collector
-        assert "0" == result.notes["dropped at full load"], result.notes
+    assert_rendered(results, report)
     if script == "asgi_bench.py":
         assert_asgi_workload(tmp_path)
     if script == "aiohttp_bench.py":
         assert_aiohttp_workload(tmp_path, results)
+    assert_every_span_counted(results)
     for result in results:  # a client variant with spans made exactly one per call
         if "a span per call" in result.variant and "CPU" in result.variant:
             assert "1" == result.notes["CLIENT spans per call"], result
+
+
+def _files(folder: Path) -> dict[str, int]:
+    """Each file in *folder* and when it last changed (ns)."""
+    return {path.name: path.stat().st_mtime_ns for path in folder.glob("*")}
+
+
+def test_scale_results_and_plots(
+    report: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scale rows: a slope per key judged by its limit, with a per-op row per key count;
+    the plots are PNGs written where asked."""
+    pytest.importorskip("matplotlib")
+    spec = importlib.util.spec_from_file_location("scale_bench", BENCHMARKS / "scale_bench.py")
+    assert spec is not None
+    assert spec.loader is not None
+    scale = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "scale_bench", scale)  # dataclasses look their module up
+    spec.loader.exec_module(scale)
+    counts = (1, 10, 100)
+    keys = {  # 2 µs plus 0.3 µs a key, one round a bit slower than the other
+        scale.key_variant(op, n): [(2 + 0.3 * n) * 1e-6, (2.2 + 0.33 * n) * 1e-6]
+        for op in scale.KEY_OPS
+        for n in counts
+    }
+    results = scale.key_results(keys, counts)
+    slopes = {r.variant: r for r in results if "per store key" in r.variant}
+    inject = slopes["tl.inject per store key (cache miss, slope over 1-100 keys)"]
+    assert [0.3e-6, 0.33e-6] == pytest.approx(inject.samples)
+    assert scale.INJECT_PER_KEY == inject.limit
+    assert "1.000" == inject.notes["R² of the line through the medians"]
+    served = {
+        (name, level): [scale.Served(50e-6 * level**0.1, 5000.0)]
+        for name in scale.SERVERS
+        for level in (1, 8, 64)
+    }
+    bursts = {(name, workers): [1e-4, 1.1e-4] for name in scale.POOLS for workers in (1, 2)}
+    written = scale.plot(tmp_path, counts, keys, served, bursts)
+    assert ["scale-concurrency.png", "scale-keys.png", "scale-workers.png"] == sorted(
+        path.name for path in written
+    )
+    for path in written:
+        assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_hooks_judged_against_the_code_before_hooks(
+    report: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row with no hook registered is judged against the commit before hooks (no slower, a
+    tie being within the spread); without that commit (a shallow clone) the row says why."""
+    spec = importlib.util.spec_from_file_location("hooks_bench", BENCHMARKS / "hooks_bench.py")
+    assert spec is not None
+    assert spec.loader is not None
+    hooks_bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "hooks_bench", hooks_bench)
+    spec.loader.exec_module(hooks_bench)
+    path = "scope enter+exit"
+    measured = {
+        hooks_bench.WITHOUT: [1.0, 1.0, 1.0, 1.0],
+        hooks_bench.NO_HOOK: [1.0, 1.0, 1.1, 1.0],
+        hooks_bench.BEFORE: [1.0, 1.0, 1.0, 1.2],
+    }
+    results = {r.variant: r for r in hooks_bench.results_of({path: measured})}
+    judged = results[f"{path}: {hooks_bench.NO_HOOK}"]
+    assert {f"{path}: {hooks_bench.BEFORE}": "<= 1.00x"} == judged.also
+    del measured[hooks_bench.BEFORE]
+    results = {r.variant: r for r in hooks_bench.results_of({path: measured}, "no history")}
+    judged = results[f"{path}: {hooks_bench.NO_HOOK}"]
+    assert {} == judged.also
+    assert "not measured: no history" == judged.notes[hooks_bench.BEFORE]
+    monkeypatch.setattr(hooks_bench, "BEFORE_COMMIT", "0" * 40)
+    module, why = hooks_bench.load_before(tmp_path)
+    assert module is None
+    assert why.startswith("no git history to take ")
+
+
+def _wrk_and_collector() -> Path:
+    if shutil.which("wrk") is None:
+        pytest.skip("the export rows are measured with wrk (apt-get install wrk)")
+    return collector_binary()
+
+
+def assert_every_span_counted(results: list[Any]) -> None:
+    """Each export server ended a span per request and the Collector received each (no drop)."""
+    for result in results:
+        if result.benchmark != "export" or "full load" not in result.variant:
+            continue
+        counted = result.notes["spans ended / received by the Collector"]
+        ended, received = map(int, counted.split(" / "))
+        assert ended == received, result
+        assert (ended == 0) == result.variant.startswith("bare aiohttp"), result
+        assert "0" == result.notes["spans lost"], result
 
 
 def assert_asgi_workload(logs: Path) -> None:
@@ -289,6 +422,27 @@ def assert_results(results: list[Any], variants: tuple[str, ...], report: Module
             report.met(result.target, 1.0)  # raises unless the target is well formed
 
 
+def assert_rendered(results: list[Any], report: ModuleType) -> None:
+    """run.py renders them: each bound a row with its interval, both medians in µs, a verdict."""
+    spec = importlib.util.spec_from_file_location("bench_run", BENCHMARKS / "run.py")
+    assert spec is not None
+    assert spec.loader is not None
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    rows = run.target_rows(results)
+    bounds = sum(
+        bool(r.reference and r.target) + len(r.also) + (r.limit is not None) for r in results
+    )
+    assert bounds == len(rows), rows
+    verdict = re.compile(r"\| (met|tie|\*\*not met\*\*)( \(too few rounds for 95%\))? \|$")
+    for row in rows:
+        assert re.search(r"x? \[[^]]+\] \| [\d,.]+ µs", row), row
+        assert verdict.search(row), row
+    section = run.render(results, [], 0.0)
+    assert section.startswith(run.BEGIN)
+    assert section.endswith(run.END)
+
+
 def test_soak_small() -> None:
     """50 hostile and valid requests through HTTP, threads and processes: none wrong or lost."""
     result = subprocess.run(
@@ -349,7 +503,11 @@ def test_the_table_goes_between_the_markers(report: ModuleType, tmp_path: Path) 
     assert text.startswith("# Performance\n\nbefore\n\n")
     assert text.endswith(f"{run.END}\n\nafter\n")
     assert "old" not in text
-    assert "| ours | bare | 1.150x | <= 1.15x | yes |" in text
+    assert (
+        dashed("| ours | bare | 1.150x [1.100~1.200, 50%] | ")
+        + "2,300,000 µs, 2,000,000 µs | <= 1.15x | tie (too few rounds for 95%) |"
+        in text
+    )
 
 
 def test_merge_keeps_the_other_benchmarks_rows(report: ModuleType) -> None:
@@ -374,10 +532,22 @@ def test_merge_keeps_the_other_benchmarks_rows(report: ModuleType) -> None:
     assert merged.startswith(run.BEGIN)
     assert merged.endswith(run.END)
     lines = merged.splitlines()
-    assert "| kept ours | kept bare | 1.100x | <= 1.15x | yes |" in lines
-    assert "| redone ours | redone bare | 1.050x | <= 1.15x | yes |" in lines
-    assert "| added ours | added bare | 1.000x | <= 1.15x | yes |" in lines
-    assert "| redone ours | redone bare | 1.500x | <= 1.15x | **no** |" not in lines
+    assert (
+        dashed("| kept ours | kept bare | 1.100x [1.100~1.100, 50%] | ")
+        + "2,200,000 µs, 2,000,000 µs | <= 1.15x | met (too few rounds for 95%) |"
+        in lines
+    )
+    assert (
+        dashed("| redone ours | redone bare | 1.050x [1.050~1.050, 50%] | ")
+        + "2,100,000 µs, 2,000,000 µs | <= 1.15x | met (too few rounds for 95%) |"
+        in lines
+    )
+    assert (
+        dashed("| added ours | added bare | 1.000x [1.000~1.000, 50%] | ")
+        + "2,000,000 µs, 2,000,000 µs | <= 1.15x | met (too few rounds for 95%) |"
+        in lines
+    )
+    assert not any(line.startswith("| redone ours | redone bare | 1.500x") for line in lines)
     headings = [line for line in lines if line.startswith("### ")]
     assert ["### Targets", "### kept", "### redone", "### added"] == headings
     measured = [line for line in lines if line.startswith("Measured ")]

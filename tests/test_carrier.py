@@ -558,6 +558,52 @@ def test_fuzz_extract_never_raises(traceparent: str, tracestate: str, baggage_he
         assert "traceparent.invalid" in diagnostics.drop_counts()
 
 
+def _read_baggage(reader: Any, text: str) -> object:
+    try:
+        return reader(text)
+    except baggage_codec.BaggageError:
+        return "refused"
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    text=st.from_regex(
+        r"([a-z._%-]{1,6}=([!#-+\--:<-\[\]-~]|%[0-9a-fA-F]{2}|%.?){0,8}(;tl(=json)?)?,){1,6}",
+        fullmatch=True,
+    ).map(lambda text: text[:-1])
+)
+def test_fuzz_the_fast_baggage_reader_agrees_with_the_member_reader(text: str) -> None:
+    """Baggage shaped as encoders write it is read by one check, then split: same result."""
+    if baggage_codec._PLAIN_SHAPE.fullmatch(text):
+        fast = _read_baggage(baggage_codec._parse_plain_shape, text)
+        assert _read_baggage(baggage_codec._parse_members, text) == fast
+    else:  # what the shape refuses is read member by member, as before
+        assert _read_baggage(baggage_codec._parse, text) == _read_baggage(
+            baggage_codec._parse_members, text
+        )
+
+
+def test_every_store_key_of_a_large_store_crosses() -> None:
+    """150 keys (4 kB of baggage), strings and JSON, percent-encoded or not, all arrive."""
+    store = tl.ContextStore("wide")
+    values: dict[str, Any] = {f"k{n}": f"v {n}%,;é" if n % 3 else [n, {"n": n}] for n in range(150)}
+    with store.scope(**values):
+        carrier: dict[str, str] = {}
+        tl.inject(carrier)
+    with tl.extract(carrier):
+        got = store.get()
+    assert got is not None
+    assert values == {key: _thawed(value) for key, value in got.items()}
+
+
+def _thawed(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_thawed(one) for one in value]
+    if isinstance(value, baggage_codec.FrozenMapping):
+        return {key: _thawed(one) for key, one in value.items()}
+    return value
+
+
 @settings(max_examples=200, deadline=None)
 @given(value=st.text(), key=st.from_regex(r"[A-Za-z0-9_\-*]{1,20}", fullmatch=True))
 def test_fuzz_plain_baggage_round_trips(value: str, key: str) -> None:

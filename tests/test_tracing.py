@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -10,7 +12,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import threadline as tl
 from tests.helpers import Spans
-from threadline._telemetry.attributes import MAX_ATTRIBUTE_CHARS
+from threadline._core.values import FrozenMapping
+from threadline._telemetry.attributes import (
+    MAX_ATTRIBUTE_CHARS,
+    REQUEST_ATTRIBUTES,
+    attribute_value,
+    chosen_attributes,
+)
 from threadline.tracing import StoreSpanProcessor, configure, current_trace_ids
 
 
@@ -62,6 +70,22 @@ class TestStoreSpanProcessor:
         attributes = spans.named("hostile").attributes
         assert "r1\\r\\nx\\x1b" == attributes["request.id"]
         assert "u" * MAX_ATTRIBUTE_CHARS == attributes["enduser.id"]
+
+    @given(
+        st.one_of(
+            st.text(max_size=5000),
+            st.text(alphabet=st.characters(max_codepoint=127), min_size=4090, max_size=4100),
+            st.integers(),
+            st.booleans(),
+            st.floats(allow_nan=False),
+            st.lists(st.text(max_size=20), max_size=3),
+        )
+    )
+    def test_every_value_as_attribute_value_makes_it(self, value: object) -> None:
+        """The quick path (short printable ASCII, numbers) gives what the general one gives."""
+        values = FrozenMapping({"request_id": value, "user_id": 42}, "request")
+        expected = [("request.id", attribute_value(value)), ("enduser.id", 42)]
+        assert expected == chosen_attributes(values, REQUEST_ATTRIBUTES, "request")
 
     def test_needs_a_store(self) -> None:
         """Passing something else is a clear error."""

@@ -10,7 +10,6 @@ scope or span gets the placeholder (``"-"``), never an exception.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
@@ -136,8 +135,10 @@ class ContextFilter(logging.Filter):
         if last is not None and last[0]() is current:
             return last[1]
         fields = self._fields_of(current)
-        with contextlib.suppress(TypeError):  # weakly: the context is not kept alive for it
+        try:  # noqa: SIM105 - weakly (the context is not kept alive for it), no with: every line
             self._last = (weakref.ref(current), fields)
+        except TypeError:  # (a context that takes no weak reference: not kept)
+            pass
         return fields
 
     def _fields_of(self, context: Context) -> dict[str, Any]:

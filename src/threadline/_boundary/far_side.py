@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable, Mapping
@@ -68,7 +67,9 @@ def call_in(carrier: Mapping[str, str], fn: Callable[..., T], /, *args: Any, **k
             return fn(*args, **kwargs)
     finally:
         _jobs_running -= 1
-        if _terminating:
+        if _terminating:  # (set by the SIGTERM handler, so signal is loaded)
+            import signal  # noqa: PLC0415 - not loaded for a child's start-up
+
             _leave(128 + signal.SIGTERM)
 
 
@@ -285,6 +286,8 @@ def exit_on_terminate() -> None:
     blocks, its spans' end) nor the exit flush. CPython 3.12 and later send two
     to each worker of a broken ``ProcessPoolExecutor``.
     """
+    import signal  # noqa: PLC0415 - in a pool worker only, not in a child's start-up
+
     signal.signal(signal.SIGTERM, _on_terminate)
 
 

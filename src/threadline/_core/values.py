@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 from typing import Any, NoReturn
 
 __all__ = ["FrozenMapping", "foreign_keys", "freeze"]
@@ -41,6 +41,20 @@ class FrozenMapping(Mapping[str, Any]):
     def get(self, key: str, default: Any = None) -> Any:
         """Return the value for *key*, or *default*."""
         return self._data.get(key, default)
+
+    # The dict's own read-only views: Mapping's generic ones go through
+    # __getitem__ per key, and every carrier and log line walks these.
+    def keys(self) -> KeysView[str]:
+        """The keys, a read-only view."""
+        return self._data.keys()
+
+    def values(self) -> ValuesView[Any]:
+        """The values, a read-only view."""
+        return self._data.values()
+
+    def items(self) -> ItemsView[str, Any]:
+        """The ``(key, value)`` pairs, a read-only view."""
+        return self._data.items()
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, FrozenMapping):

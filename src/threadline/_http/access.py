@@ -32,8 +32,8 @@ def log_access(
     """
     duration_ms = (time.time() - started) * 1000
     args = (
-        escape_controls(method),
-        escape_controls(path),
+        method if method.isprintable() else escape_controls(method),
+        path if path.isprintable() else escape_controls(path),
         status if status is not None else "-",
         duration_ms,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from .._core.safe import safe_value
@@ -72,20 +72,26 @@ def attribute_value(value: Any) -> Any:
 
 def chosen_attributes(
     values: Mapping[str, Any] | None, attributes: Mapping[str, str] | None, prefix: str
-) -> Iterator[tuple[str, Any]]:
+) -> list[tuple[str, Any]]:
     """The ``(attribute name, value)`` pairs of store *values*, as *attributes* maps keys.
 
     *attributes* None: every key, as ``"{prefix}.{key}"``. A value that is None is left out.
     """
     if not values:
-        return
+        return []
     if attributes is None:
-        pairs: Iterator[tuple[str, Any]] = (
-            (f"{prefix}.{key}", value) for key, value in values.items()
-        )
+        named = [(f"{prefix}.{key}", value) for key, value in values.items()]
     else:
-        pairs = ((name, values[key]) for key, name in attributes.items() if key in values)
-    for name, value in pairs:
-        converted = attribute_value(value)
-        if converted is not None:
-            yield name, converted
+        named = [(name, values[key]) for key, name in attributes.items() if key in values]
+    pairs: list[tuple[str, Any]] = []
+    for name, value in named:
+        # the common value (an id: short printable ASCII) as it is, without further calls
+        if type(value) is str and value.isascii() and value.isprintable():
+            pairs.append((name, value[:MAX_ATTRIBUTE_CHARS]))
+        elif type(value) is int or type(value) is bool or type(value) is float:
+            pairs.append((name, value))
+        else:
+            converted = attribute_value(value)
+            if converted is not None:
+                pairs.append((name, converted))
+    return pairs

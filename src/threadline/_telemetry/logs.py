@@ -74,7 +74,7 @@ class StoreLogRecordProcessor(LogRecordProcessor):
         record = log_record.log_record
         context = getattr(record, "context", None)
         values = self._store.get(context if isinstance(context, Context) else get_current())
-        pairs = list(chosen_attributes(values, self._attributes, self._store.name))
+        pairs = chosen_attributes(values, self._attributes, self._store.name)
         if not pairs:
             return
         attributes = record.attributes

@@ -72,8 +72,11 @@ class StoreSpanProcessor(SpanProcessor):
         values = self._store.get(parent_context if parent_context is not None else get_current())
         if not values:  # outside any scope: nothing to copy
             return
-        for name, value in chosen_attributes(values, self._attributes, self._store.name):
-            span.set_attribute(name, value)
+        pairs = chosen_attributes(values, self._attributes, self._store.name)
+        if len(pairs) == 1:
+            span.set_attribute(*pairs[0])
+        elif pairs:  # one call: an SDK span takes its lock once
+            span.set_attributes(dict(pairs))
 
     def on_end(self, span: ReadableSpan) -> None:
         """Do nothing: the attributes were set at start."""

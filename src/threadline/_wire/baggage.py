@@ -48,6 +48,16 @@ _JSON_OPENERS = re.compile(r"[\[{]")
 _ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 STORE_PROPERTY = "tl"
 JSON_TYPE = "json"
+_PLAIN_MEMBER = (
+    r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+="
+    r"[\x21\x23-\x24\x26-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*"
+    r"(?:%[0-9A-Fa-f]{2}[\x21\x23-\x24\x26-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*)*"
+    rf"(?:;{STORE_PROPERTY}(?:={JSON_TYPE})?)?"
+)
+# The shape every encoder writes (threadline's and OpenTelemetry's): checked
+# whole in one match, then split without further checks; anything else (spaces,
+# other properties, empty members) takes the member-by-member reader.
+_PLAIN_SHAPE = re.compile(f"{_PLAIN_MEMBER}(?:,{_PLAIN_MEMBER})*")
 
 
 class BaggageError(ValueError):
@@ -87,6 +97,12 @@ def _parse(text: str) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
     # Non-ASCII text fails the grammar below, so characters count as bytes here.
     if len(text) > MAX_BYTES:
         raise BaggageError(f"baggage is {len(text)} bytes, more than {MAX_BYTES}")
+    if _PLAIN_SHAPE.fullmatch(text):
+        return _parse_plain_shape(text)
+    return _parse_members(text)
+
+
+def _parse_members(text: str) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
     plain: dict[str, str] = {}
     stores: dict[str, dict[str, Any]] = {}
     count = 0
@@ -106,6 +122,35 @@ def _parse(text: str) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
         if not dot or not name or not _STORE_NAME.fullmatch(store):
             raise BaggageError(f"store member {key!r} is not 'store.key'")
         stores.setdefault(store, {})[name] = _typed(key, value, kind)
+    return plain, stores
+
+
+def _parse_plain_shape(text: str) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    # The whole text is known to be members `key=value`, `key=value;tl` or
+    # `key=value;tl=json`, comma-separated, no spaces: what every encoder
+    # writes. One regex has checked the grammar, so str methods split it.
+    members = text.split(",")
+    if len(members) > MAX_MEMBERS:
+        raise BaggageError(f"more than {MAX_MEMBERS} baggage members")
+    plain: dict[str, str] = {}
+    stores: dict[str, dict[str, Any]] = {}
+    for member in members:
+        key, _, rest = member.partition("=")
+        value, _, kind = rest.partition(";")
+        if "%" in value:
+            value = _decode(key, value)
+        if not kind:
+            plain[key] = value
+            continue
+        store, dot, name = key.partition(".")
+        values = stores.get(store)
+        if values is None:
+            if not dot or not name or not _STORE_NAME.fullmatch(store):
+                raise BaggageError(f"store member {key!r} is not 'store.key'")
+            values = stores[store] = {}
+        elif not name:
+            raise BaggageError(f"store member {key!r} is not 'store.key'")
+        values[name] = value if kind == STORE_PROPERTY else _typed(key, value, JSON_TYPE)
     return plain, stores
 
 
@@ -238,17 +283,27 @@ _encoded_stores: dict[tuple[str, int], tuple[FrozenMapping, tuple[str, ...]]] = 
 
 
 def _store_members(store: str, values: FrozenMapping) -> Iterator[str]:
+    unchanged = _UNCHANGED.fullmatch
     for key, value in values.items():
-        if not _TOKEN.fullmatch(key):
-            raise TypeError(
-                f"ContextStore {store!r} key {key!r} cannot cross a process boundary: "
-                "keys must be W3C baggage tokens (letters, digits, !#$%&'*+-.^_`|~)"
-            )
+        if key not in _token_keys:
+            if not _TOKEN.fullmatch(key):
+                raise TypeError(
+                    f"ContextStore {store!r} key {key!r} cannot cross a process boundary: "
+                    "keys must be W3C baggage tokens (letters, digits, !#$%&'*+-.^_`|~)"
+                )
+            if len(_token_keys) < _TOKEN_KEYS_MAX:
+                _token_keys.add(key)
         if type(value) is str:
-            yield f"{store}.{key}={encode_value(value)};{STORE_PROPERTY}"
+            text = value if unchanged(value) else encode_value(value)
+            yield f"{store}.{key}={text};{STORE_PROPERTY}"
         else:
             text = _to_json(store, key, value)
             yield f"{store}.{key}={encode_value(text)};{STORE_PROPERTY}={JSON_TYPE}"
+
+
+# Store keys are few and fixed in code: each is checked once, not per hand-off.
+_TOKEN_KEYS_MAX = 4096
+_token_keys: set[str] = set()
 
 
 def _json_default(value: object) -> object:

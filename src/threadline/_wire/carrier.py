@@ -278,12 +278,11 @@ def extract_context(get: Getter, context: Context | None = None) -> Context:
             for name, items in stores.items():
                 entries[store_key(name)] = FrozenMapping(items, name, frozenset(items))
             if plain:
-                # loaded once plain baggage is met (~6 ms a bootstrapped child mostly never pays)
-                from opentelemetry import baggage as otel_baggage  # noqa: PLC0415
-
                 # OpenTelemetry's baggage is a dict under this key; its API sets one at a time
-                key = getattr(otel_baggage, "_BAGGAGE_KEY", None)
+                key = _baggage_key or _load_baggage_key()
                 if key is None:  # (an OpenTelemetry without it: its API, member by member)
+                    from opentelemetry import baggage as otel_baggage  # noqa: PLC0415
+
                     ctx = Context({**ctx, **entries})
                     entries = {}
                     for name, value in plain.items():
@@ -295,6 +294,21 @@ def extract_context(get: Getter, context: Context | None = None) -> Context:
                     else:
                         entries[key] = dict(plain)
     return Context({**ctx, **entries}) if entries else ctx
+
+
+_baggage_key: str | None = None
+
+
+def _load_baggage_key() -> str | None:
+    """OpenTelemetry's baggage key, its module loaded once plain baggage is met.
+
+    (About 6 ms that a bootstrapped child mostly never pays.)
+    """
+    global _baggage_key  # noqa: PLW0603 - found once
+    from opentelemetry import baggage as otel_baggage  # noqa: PLC0415
+
+    _baggage_key = getattr(otel_baggage, "_BAGGAGE_KEY", None)
+    return _baggage_key
 
 
 def _read(get: Getter, field: str) -> Sequence[str]:

@@ -16,8 +16,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry.propagators.textmap import Getter, Setter, TextMapPropagator
 
@@ -36,8 +35,7 @@ __all__ = ["DEFAULT", "Formats", "configured_formats", "extract_formats", "injec
 _logger = logging.getLogger("threadline")
 
 
-@dataclass(frozen=True)
-class Formats:
+class Formats(NamedTuple):
     """The formats in use: W3C trace fields, W3C baggage (with the stores), other propagators."""
 
     trace: bool
