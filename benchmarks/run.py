@@ -73,6 +73,7 @@ PROFILES = {
     "aiohttp, context only": ("profile_http.py", ["context"]),
     "aiohttp, a span per request": ("profile_http.py", ["span"]),
     "aiohttp, contrib": ("profile_http.py", ["contrib"]),
+    "aiohttp, ddtrace": ("profile_http.py", ["ddtrace"]),
     "ASGI, empty middleware": ("profile_http.py", ["--bench", "asgi", "empty"]),
     "ASGI, context only": ("profile_http.py", ["--bench", "asgi", "context"]),
     "ASGI, a span per request": ("profile_http.py", ["--bench", "asgi", "span"]),
