@@ -308,8 +308,8 @@ class Tracker:
     def snapshot(self) -> dict[str, Any]:
         """The requests in flight, slowest first, as plain data (what ``/requests`` serves)."""
         now, wall = time.monotonic(), time.time()
-        # (list() of a dict's values is one step under the GIL: the hook may go on meanwhile)
-        requests = sorted(list(self._requests.values()), key=lambda r: r.started)
+        # (sorted() copies the values in one step under the GIL: the hook may go on meanwhile)
+        requests = sorted(self._requests.values(), key=lambda r: r.started)
         for request in requests:
             _refresh(request.resource)
         shown = [_request_data(request, now, wall) for request in requests]
@@ -372,7 +372,7 @@ def _with_span(context: Context, span: Any) -> Context:
 
 def _request_data(request: _Request, now: float, wall: float) -> dict[str, Any]:
     resource = request.resource
-    items = sorted(list(request.items.values()), key=lambda item: item.started)
+    items = sorted(request.items.values(), key=lambda item: item.started)
     return {
         "id": resource.id,
         "request_id": resource.request_id,
