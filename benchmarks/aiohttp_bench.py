@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,11 @@ VARIANTS = {
     ),
     "live-on": Variant(
         "threadline, context only, the live view served (nobody watching)",
+        reference="context",
+        target=">= 0.95x",
+    ),
+    "live-watched": Variant(
+        "threadline, context only, the live view served and watched (polled every second)",
         reference="context",
     ),
     "sdkspan": Variant("a minimal span middleware", reference="bare"),
@@ -126,8 +132,8 @@ def serve(name: str, port_file: str, endpoint: str | None, count_file: str | Non
     if kind == "live":
         from threadline import live
 
-        if name == "live-on":
-            live.serve()
+        if name != "live-off":
+            Path(f"{port_file}.view").write_text(live.serve().url)  # (what a poller reads)
     if variant.handler == "work":
         _set_up_logging(kind)
 
@@ -404,12 +410,38 @@ def _listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _wait_until(ready: Any, what: str) -> None:
+def _wait_until(ready: Any, what: str) -> Any:
     deadline = time.monotonic() + 30
-    while not ready():
+    while not (found := ready()):
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} did not start")
         time.sleep(0.05)
+    return found
+
+
+def _watch(name: str, folder: str, done: threading.Event) -> None:
+    """For live-watched: read its live view every second, from here, until *done*."""
+    if name != "live-watched":
+        return
+    view = Path(folder, f"{name}.view")
+    url = _wait_until(lambda: view.exists() and view.read_text(), "the live view")
+    threading.Thread(target=_poll, args=(f"{url}/requests", done), daemon=True).start()
+
+
+def _poll(url: str, done: threading.Event) -> None:
+    while not done.wait(1.0):
+        _read_view(url, done)
+
+
+def _read_view(url: str, done: threading.Event) -> None:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=30) as answer:  # noqa: S310 - loopback
+            answer.read()
+    except OSError:
+        if not done.is_set():  # (after it: the server is stopping)
+            raise
 
 
 # --------------------------------------------------------------------------- the load
@@ -491,9 +523,11 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
         names = [n for n in names if VARIANTS[n].handler != "otlp"]
     collectors = {n: Collector(binary, folder, n) for n in names if binary and "otlp" in n}
     servers, urls = {}, {}
+    watched = threading.Event()
     try:
         for name in names:
             servers[name], urls[name] = _start_server(name, folder, collectors.get(name))
+            _watch(name, folder, watched)
         for name in names:  # warm up
             load(urls[name], 1.0 if rounds > 1 else 0.3)
         loads: dict[str, list[Load]] = {name: [] for name in names}
@@ -512,6 +546,7 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
             if name in collectors and use_wrk and _dropped(folder, name, servers, collectors)
         }
     finally:
+        watched.set()
         for server in servers.values():
             server.send_signal(signal.SIGTERM)
         for server in servers.values():

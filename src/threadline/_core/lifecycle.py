@@ -441,7 +441,15 @@ def create(kind: str, where: str, *, request: bool = False) -> Resource | None:
             with _lock:
                 _open[request_id] = _open.get(request_id, 0) + 1
     if _inits and not resource._silent:
-        _call(_inits, "init", resource, trigger)
+        if _guarding:
+            _call(_inits, "init", resource, trigger)
+        else:  # threadline's own hooks only: inline, on every request's path
+            for hook, function in _inits:
+                # (a try per callback: one callback's error must not skip the others)
+                try:
+                    function(resource, trigger)
+                except BaseException:  # noqa: BLE001, PERF203 - reported, never the app's
+                    _failed(hook, "init", resource)
     return resource
 
 
@@ -483,7 +491,8 @@ def after(resource: Resource, token: Token[Resource | None]) -> None:
 
 def destroy(resource: Resource, *_: object) -> None:
     """Call the ``destroy`` hooks once; for a request, report what it leaves running."""
-    with _lock:
+    _lock.acquire()  # (not `with`: this is every resource's end)
+    try:
         if resource.destroyed:
             return
         resource.destroyed = True
@@ -492,8 +501,18 @@ def destroy(resource: Resource, *_: object) -> None:
         else:
             left = None
             resource._values = None
+    finally:
+        _lock.release()
     if _destroys and not resource._silent:
-        _call(_destroys, "destroy", resource)
+        if _guarding:
+            _call(_destroys, "destroy", resource)
+        else:  # threadline's own hooks only: inline, on every request's path
+            for hook, function in _destroys:
+                # (a try per callback: one callback's error must not skip the others)
+                try:
+                    function(resource)
+                except BaseException:  # noqa: BLE001, PERF203 - reported, never the app's
+                    _failed(hook, "destroy", resource)
     if left:
         running = [r for r in left.values() if r.type != "scope" and not r.destroyed]
         report = watchers.outlived
@@ -636,11 +655,15 @@ def _call(
         try:
             function(resource, *args)
         except BaseException:  # noqa: BLE001 - a hook's error is reported, never the app's
-            with contextlib.suppress(Exception):  # a logging filter that raises: still counted
-                hook._failed(name, resource)
+            _failed(hook, name, resource)
         finally:
             if guarded:
                 _calling.on = False
+
+
+def _failed(hook: Hook, name: str, resource: Resource) -> None:
+    with contextlib.suppress(Exception):  # a logging filter that raises: still counted
+        hook._failed(name, resource)
 
 
 def enter_scope(scope: Any, key: str, outer: Any, value: Any) -> Any:

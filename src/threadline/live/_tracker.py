@@ -82,16 +82,18 @@ class _Item:
         self.context = context
 
 
-class _Request:
-    """One request in flight: when it began (monotonic seconds), what it made."""
+class _Made:
+    """What one request in flight made: its resources, and how many did not fit."""
 
-    __slots__ = ("dropped", "items", "resource", "started")
+    __slots__ = ("dropped", "items")
 
-    def __init__(self, resource: lifecycle.Resource, started: float) -> None:
-        self.resource = resource
-        self.started = started
+    def __init__(self) -> None:
         self.items: dict[int, _Item] = {}
         self.dropped = 0
+
+
+_NOTHING = _Made()
+"""What a request that made nothing made (never changed)."""
 
 
 class _Left:
@@ -125,7 +127,10 @@ class Tracker:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._requests: dict[int, _Request] = {}
+        # the requests in flight by their resource's id, each with when it began (monotonic),
+        # and what each made once it made something
+        self._requests: dict[int, tuple[lifecycle.Resource, float]] = {}
+        self._made: dict[int, _Made] = {}
         self._outlived: dict[int, _Left] = {}
         self._failed: list[_Left] = []
         self._spans: dict[int, tuple[str, str, _Left]] = {}  # span id -> (name, where, left)
@@ -168,6 +173,7 @@ class Tracker:
             else:
                 loop.call_soon_threadsafe(untrack_tasks, loop)
         self._requests.clear()
+        self._made.clear()
 
     def _watch_here(self, now: float) -> None:
         """Track the tasks of the running loop, and the spans of the global SDK provider."""
@@ -193,56 +199,60 @@ class Tracker:
 
     def _init(self, resource: lifecycle.Resource, trigger: lifecycle.Resource | None) -> None:
         if resource.request:
-            self._begin(resource)
+            now = time.monotonic()
+            if now >= self._next_look or asyncio._get_running_loop() is not self._last_loop:
+                self._watch_here(now)
+            if len(self._requests) < MAX_REQUESTS:
+                self._requests[resource.id] = (resource, now)
+            else:
+                with self._lock:
+                    self.dropped["requests"] += 1
             return
         owner = resource._owner  # the request it was made under, however deep
         if owner is None or resource.type == "scope":
             return
-        request = self._requests.get(owner.id)
-        if request is None:
+        if owner.id not in self._requests:
             return
-        if len(request.items) >= MAX_RESOURCES:
+        made = self._made.get(owner.id)
+        if made is None:
+            made = self._made.setdefault(owner.id, _Made())
+            if owner.id not in self._requests:  # it ended meanwhile, on another thread
+                self._made.pop(owner.id, None)
+                return
+        if len(made.items) >= MAX_RESOURCES:
             with self._lock:
-                request.dropped += 1
+                made.dropped += 1
             return
-        request.items[resource.id] = _Item(resource, get_current())
-
-    def _begin(self, request: lifecycle.Resource) -> None:
-        now = time.monotonic()
-        self._watch_here(now)
-        if len(self._requests) >= MAX_REQUESTS:
-            with self._lock:
-                self.dropped["requests"] += 1
-        else:
-            self._requests[request.id] = _Request(request, now)
+        made.items[resource.id] = _Item(resource, get_current())
 
     def _destroy(self, resource: lifecycle.Resource) -> None:
         if resource.request:
-            request = self._requests.pop(resource.id, None)
-            if request is not None and request.items:
-                for running in list(request.items.values()):
-                    if running.ended is None:
-                        self._keep_outlived(running, request)
+            if self._requests.pop(resource.id, None) is not None and self._made:
+                made = self._made.pop(resource.id, None)
+                if made is not None:
+                    for running in list(made.items.values()):
+                        if running.ended is None:
+                            self._keep_outlived(running, resource)
             return
         owner = resource._owner
         if owner is None:
             return
         if self._outlived:
             self._outlived.pop(resource.id, None)
-        request = self._requests.get(owner.id)
-        item = None if request is None else request.items.get(resource.id)
+        made = self._made.get(owner.id)
+        item = None if made is None else made.items.get(resource.id)
         if item is not None:
             item.ended = time.monotonic()
         if resource._future is not None:
             self._check_outcome(resource, item, owner)
 
-    def _keep_outlived(self, item: _Item, request: _Request) -> None:
+    def _keep_outlived(self, item: _Item, request: lifecycle.Resource) -> None:
         if len(self._outlived) >= MAX_LEAKS:
             with self._lock:
                 self.dropped["outlived"] += 1
             return
         what = _what(item.resource)
-        self._outlived[item.resource.id] = _Left(what, item, request.resource, item.context)
+        self._outlived[item.resource.id] = _Left(what, item, request, item.context)
 
     def _check_outcome(
         self, resource: lifecycle.Resource, item: _Item | None, owner: lifecycle.Resource
@@ -309,10 +319,13 @@ class Tracker:
         """The requests in flight, slowest first, as plain data (what ``/requests`` serves)."""
         now, wall = time.monotonic(), time.time()
         # (sorted() copies the values in one step under the GIL: the hook may go on meanwhile)
-        requests = sorted(self._requests.values(), key=lambda r: r.started)
-        for request in requests:
-            _refresh(request.resource)
-        shown = [_request_data(request, now, wall) for request in requests]
+        requests = sorted(self._requests.values(), key=lambda request: request[1])
+        for resource, _ in requests:
+            _refresh(resource)
+        shown = [
+            _request_data(resource, started, self._made.get(resource.id, _NOTHING), now, wall)
+            for resource, started in requests
+        ]
         return {
             "time": wall,
             "requests": shown,
@@ -370,26 +383,27 @@ def _with_span(context: Context, span: Any) -> Context:
     return set_span_in_context(span, context)
 
 
-def _request_data(request: _Request, now: float, wall: float) -> dict[str, Any]:
-    resource = request.resource
-    items = sorted(request.items.values(), key=lambda item: item.started)
+def _request_data(
+    resource: lifecycle.Resource, started: float, made: _Made, now: float, wall: float
+) -> dict[str, Any]:
+    items = sorted(made.items.values(), key=lambda item: item.started)
     return {
         "id": resource.id,
         "request_id": resource.request_id,
         "type": resource.type,
         "name": resource.name,
         "location": resource.location,
-        "started": wall - (now - request.started),
-        "age": now - request.started,
+        "started": wall - (now - started),
+        "age": now - started,
         "running": sum(1 for item in items if item.ended is None),
-        "dropped": request.dropped,
+        "dropped": made.dropped,
         "resources": [
             {
                 "id": item.resource.id,
                 "type": item.resource.type,
                 "name": item.resource.name,
                 "location": item.resource.location,
-                "start": item.started - request.started,
+                "start": item.started - started,
                 "duration": None if item.ended is None else item.ended - item.started,
             }
             for item in items
