@@ -40,6 +40,7 @@ __all__ = [
     "forget_requests",
     "future_of",
     "in_library",
+    "lazy_names",
     "location",
     "refresh",
     "retrieved",
@@ -74,6 +75,9 @@ _guarding = False
 # False while every enabled hook asked only for requests and what is made under one
 # (threadline's own) and no watcher runs: work outside any request is then no resource.
 _outside = False
+lazy_names = False
+"""True while only threadline's own hooks listen (the live view) and no watcher runs: a
+resource's name may wait until a reader asks for it, who calls `refresh` first."""
 around = False
 """True while a task's work needs ``before`` and ``after`` around it: a hook with either is
 enabled, or a watcher (the loss detector) runs. Otherwise a tracked task only has to be the
@@ -308,7 +312,7 @@ def set_watchers(change: int) -> None:
 
 def _update() -> None:
     """Rebuild the flags and the callbacks' tuples from the hooks and watchers (under the lock)."""
-    global active, around, _guarding, _outside  # noqa: PLW0603 - replaced whole, read without a lock
+    global active, around, lazy_names, _guarding, _outside  # noqa: PLW0603 - replaced whole, read without a lock
     global _inits, _befores, _afters, _destroys  # noqa: PLW0603 - the same
     _inits = tuple((hook, hook._init) for hook in _hooks if hook._init is not None)
     _befores = tuple((hook, hook._before) for hook in _hooks if hook._before is not None)
@@ -318,6 +322,7 @@ def _update() -> None:
     _outside = _watching > 0 or not all(hook._requests_only for hook in _hooks)
     around = bool(_befores or _afters) or _watching > 0
     active = bool(_hooks) or _watching > 0
+    lazy_names = bool(_hooks) and not _outside
     if _watching <= 0:
         _live.clear()
 
