@@ -58,8 +58,11 @@ def track_tasks(loop: asyncio.AbstractEventLoop | None = None) -> None:
     given_context = _takes_context(previous)
 
     def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
-        if not (_hooks.active and asyncio.iscoroutine(coro) and _hooks.wanted()):
-            return _make(previous, loop, coro, kwargs)
+        # (every task of the loop passes here: the cheapest checks first, no call more)
+        if not (_hooks.active and _hooks.wanted() and asyncio.iscoroutine(coro)):
+            if previous is None:
+                return asyncio.Task(coro, loop=loop, **kwargs)
+            return previous(loop, coro, **kwargs)
         resource = _hooks.create("task", _hooks.location(1))
         if resource is None:  # (the hooks changed since `wanted`)
             return _make(previous, loop, coro, kwargs)
