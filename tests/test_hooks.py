@@ -329,6 +329,7 @@ class TestHttp:
         assert server.request
         assert request_id == server.request_id  # made in the request's own context
         assert f"{HERE}:{handler.__code__.co_firstlineno}" == server.location
+        assert "GET /" == server.name  # named at once for a hook of yours (not when looked at)
         assert (line_of("mark:client-get"), "h1") == (client.location, client.request_id)
 
 
