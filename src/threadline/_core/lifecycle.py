@@ -146,7 +146,9 @@ class Resource:
             a new ``request_id``).
         name: what it is, for people (``"GET /items/{id}"`` for an HTTP
             request or call), or None; it may change while the resource lives
-            (a route known after routing).
+            (a route known after routing). While the live view is the only
+            listener, an HTTP request's name is worked out when the view is
+            read (`refresh`), and is None until then.
 
     .. versionadded:: 0.1
     """
@@ -293,6 +295,10 @@ def create_hook(
 
 def current() -> Resource | None:
     """Return the resource whose work runs here, or None (Node's ``executionAsyncResource``).
+
+    While the live view is the only listener (no hook of yours, no loss
+    detector), work outside any request is no resource: there, this answers
+    the resource current where that work was made, or None.
 
     .. versionadded:: 0.1
     """
