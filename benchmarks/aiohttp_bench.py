@@ -42,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,11 @@ VARIANTS = {
     "live-on": Variant(
         "threadline, context only, the live view served (nobody watching)",
         reference="context",
+        target=">= 0.95x",
+    ),
+    "live-watched": Variant(
+        "threadline, context only, the live view served and watched (polled every second)",
+        reference="context",
     ),
     "sdkspan": Variant(
         "an SDK-span middleware (start_span + attach), a plain access line", reference="bare"
@@ -186,8 +192,8 @@ def serve(name: str, port_file: str, agent: str | None) -> None:
     if kind == "live":
         from threadline import live
 
-        if name == "live-on":
-            live.serve()
+        if name != "live-off":
+            Path(f"{port_file}.view").write_text(live.serve().url)  # (what a poller reads)
     access_log = _set_up_logging(name, kind, variant.handler)
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
@@ -501,12 +507,38 @@ def _listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _wait_until(ready: Any, what: str) -> None:
+def _wait_until(ready: Any, what: str) -> Any:
     deadline = time.monotonic() + 30
-    while not ready():
+    while not (found := ready()):
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} did not start")
         time.sleep(0.05)
+    return found
+
+
+def _watch(name: str, folder: str, done: threading.Event) -> None:
+    """For live-watched: read its live view every second, from here, until *done*."""
+    if name != "live-watched":
+        return
+    view = Path(folder, f"{name}.view")
+    url = _wait_until(lambda: view.exists() and view.read_text(), "the live view")
+    threading.Thread(target=_poll, args=(f"{url}/requests", done), daemon=True).start()
+
+
+def _poll(url: str, done: threading.Event) -> None:
+    while not done.wait(1.0):
+        _read_view(url, done)
+
+
+def _read_view(url: str, done: threading.Event) -> None:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=30) as answer:  # noqa: S310 - loopback
+            answer.read()
+    except OSError:
+        if not done.is_set():  # (after it: the server is stopping)
+            raise
 
 
 # --------------------------------------------------------------------------- the load
@@ -606,10 +638,12 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
     servers, urls = {}, {}
     agents = {name: _start_sink(folder, name) for name in names if name.startswith("ddtrace")}
     sent = dict.fromkeys(names, 0)  # requests answered, warm-up included
+    watched = threading.Event()
     try:
         for name in names:
             agent = agents[name][1] if name in agents else None
             servers[name], urls[name] = _start_server(name, folder, agent)
+            _watch(name, folder, watched)
         for name in names if rounds > 1 else ():  # warm up (a smoke run has no figures to keep)
             sent[name] += load(urls[name], 1.0).requests
         loads: dict[str, list[Load]] = {name: [] for name in names}
@@ -624,6 +658,7 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
                 loads[name].append(done)
                 sent[name] += done.requests
     finally:
+        watched.set()
         for server in servers.values():
             server.send_signal(signal.SIGTERM)
         for server in servers.values():

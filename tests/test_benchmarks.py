@@ -118,6 +118,7 @@ def report(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
                 "threadline, context only",
                 "the live view's module loaded but not served",
                 "the live view served (nobody watching)",
+                "the live view served and watched",
                 "an SDK-span middleware",
                 "threadline, a span per request",
                 "contrib aiohttp-server, a span per request",

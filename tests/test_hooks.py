@@ -206,6 +206,53 @@ class TestTasks:
         for resource in tasks:
             recorder.check_order(resource)
 
+    @pytest.mark.skipif(sys.version_info < (3, 11), reason="a task's context= is 3.11's")
+    async def test_no_before_or_after_no_wrapper(self) -> None:
+        """No before/after hook: a task runs its own coroutine, `current` still its resource."""
+        made: list[hooks.Resource] = []
+        hook = hooks.create_hook(init=lambda resource, _: made.append(resource)).enable()
+        hooks.track_tasks()
+        try:
+
+            async def child() -> hooks.Resource | None:
+                await asyncio.sleep(0)
+                return hooks.current()
+
+            with tl.request.scope(request_id="t1"):
+                coro = child()
+                task = asyncio.create_task(coro)
+            ran_in = await task
+            await asyncio.sleep(0)  # the done callback (destroy) runs
+        finally:
+            hooks.untrack_tasks()
+            hook.disable()
+        assert coro is task.get_coro()
+        (resource,) = [r for r in made if r.type == "task"]
+        assert resource is ran_in
+        assert resource.destroyed
+
+    async def test_a_hook_sees_tasks_outside_any_request_beside_the_live_view(self) -> None:
+        """The live view alone skips work outside any request; a hook of yours still gets it."""
+        from threadline import live
+
+        async def child() -> hooks.Resource | None:
+            return hooks.current()
+
+        made: list[hooks.Resource] = []
+        with live.serve():
+            hooks.track_tasks()
+            try:
+                assert await asyncio.create_task(child()) is None  # no resource: not a request's
+                hook = hooks.create_hook(init=lambda resource, _: made.append(resource)).enable()
+                try:
+                    ran_in = await asyncio.create_task(child())
+                finally:
+                    hook.disable()
+            finally:
+                hooks.untrack_tasks()
+        (resource,) = [r for r in made if r.type == "task"]
+        assert resource is ran_in
+
     async def test_untrack_restores_the_factory(self) -> None:
         """untrack_tasks puts back the loop's own task factory."""
         loop = asyncio.get_running_loop()
@@ -282,6 +329,7 @@ class TestHttp:
         assert server.request
         assert request_id == server.request_id  # made in the request's own context
         assert f"{HERE}:{handler.__code__.co_firstlineno}" == server.location
+        assert "GET /" == server.name  # named at once for a hook of yours (not when looked at)
         assert (line_of("mark:client-get"), "h1") == (client.location, client.request_id)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import sys
 import weakref
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -40,9 +41,12 @@ def track_tasks(loop: asyncio.AbstractEventLoop | None = None) -> None:
     Wraps the loop's task factory (any factory already set keeps working
     inside the wrapper) until `untrack_tasks`. While no hook is enabled and
     the loss detector is off, the wrapper only calls the factory it wraps.
-    A tracked task runs its coroutine inside a small wrapper coroutine (what
-    ``task.get_coro()`` returns), which calls ``before`` and ``after``.
-    Calling it again for the same loop does nothing.
+    While an enabled hook has a ``before`` or an ``after`` callback, or the
+    loss detector runs, a tracked task runs its coroutine inside a small
+    wrapper coroutine (what ``task.get_coro()`` returns) which calls them;
+    otherwise (on Python 3.11 and later) the task runs its own coroutine in
+    a context where `current` answers its resource. Calling it again for the
+    same loop does nothing.
 
     .. versionadded:: 0.1
     """
@@ -51,14 +55,26 @@ def track_tasks(loop: asyncio.AbstractEventLoop | None = None) -> None:
         return
     previous = loop.get_task_factory()
     _tracked[loop] = previous
+    given_context = _takes_context(previous)
 
     def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
-        if not (_hooks.active and asyncio.iscoroutine(coro)):
-            return _make(previous, loop, coro, kwargs)
+        # (every task of the loop passes here: the cheapest checks first, no call more)
+        if not (_hooks.active and _hooks.wanted() and asyncio.iscoroutine(coro)):
+            if previous is None:
+                return asyncio.Task(coro, loop=loop, **kwargs)
+            return previous(loop, coro, **kwargs)
         resource = _hooks.create("task", _hooks.location(1))
-        task = _make(previous, loop, _run(resource, coro), kwargs)
+        if resource is None:  # (the hooks changed since `wanted`)
+            return _make(previous, loop, coro, kwargs)
+        if _hooks.around or not given_context or "context" in kwargs:
+            # (a context the caller gave is the task's own: the wrapper sets `current` in it)
+            task = _make(previous, loop, _run(resource, coro), kwargs)
+            task.add_done_callback(functools.partial(_finished, resource, coro))
+        else:
+            kwargs["context"] = _hooks.context_for(resource)
+            task = _make(previous, loop, coro, kwargs)
+            task.add_done_callback(functools.partial(_hooks.destroy, resource))
         _hooks.set_future(resource, task)
-        task.add_done_callback(functools.partial(_finished, resource, coro))
         return task
 
     factory._threadline_tracks = previous  # type: ignore[attr-defined]
@@ -87,6 +103,19 @@ def untrack_tasks(loop: asyncio.AbstractEventLoop | None = None) -> None:
     previous = _tracked.pop(loop)
     if hasattr(loop.get_task_factory(), "_threadline_tracks"):
         loop.set_task_factory(previous)
+
+
+def _takes_context(previous: Any) -> bool:
+    """Whether a task can be made with ``context=`` through *previous* (None: `asyncio.Task`)."""
+    if sys.version_info < (3, 11):
+        return False
+    if previous is None:
+        return True
+    try:
+        parameters = inspect.signature(previous).parameters.values()
+    except (TypeError, ValueError):  # a callable with no signature to read: not asked
+        return False
+    return any(p.name == "context" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def _make(previous: Any, loop: asyncio.AbstractEventLoop, coro: Any, kwargs: Any) -> Any:

@@ -8,6 +8,7 @@ detector runs: with neither, hooks cost one module attribute read per hand-off.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import itertools
 import logging
 import os
@@ -26,8 +27,10 @@ __all__ = [
     "Resource",
     "active",
     "after",
+    "around",
     "before",
     "began",
+    "context_for",
     "create",
     "create_hook",
     "current",
@@ -37,6 +40,7 @@ __all__ = [
     "forget_requests",
     "future_of",
     "in_library",
+    "lazy_names",
     "location",
     "refresh",
     "retrieved",
@@ -59,14 +63,40 @@ _current: ContextVar[Resource | None] = ContextVar("threadline.resource", defaul
 _ids = itertools.count(1)
 _lock = threading.Lock()
 _hooks: tuple[Hook, ...] = ()
+# The enabled hooks' callbacks of each kind, as (hook, function) pairs, rebuilt (under the lock)
+# whenever a hook is enabled or disabled, so that a resource's path reads one tuple per step.
+_inits: tuple[tuple[Hook, InitHook], ...] = ()
+_befores: tuple[tuple[Hook, ResourceHook], ...] = ()
+_afters: tuple[tuple[Hook, ResourceHook], ...] = ()
+_destroys: tuple[tuple[Hook, ResourceHook], ...] = ()
+# True while an enabled hook may make resources from its callbacks (any hook made by
+# `create_hook`): only then is the thread-local guard against re-entering read and set.
+_guarding = False
+# False while every enabled hook asked only for requests and what is made under one
+# (threadline's own) and no watcher runs: work outside any request is then no resource.
+_outside = False
+lazy_names = False
+"""True while only threadline's own hooks listen (the live view) and no watcher runs: a
+resource's name may wait until a reader asks for it, who calls `refresh` first."""
+around = False
+"""True while a task's work needs ``before`` and ``after`` around it: a hook with either is
+enabled, or a watcher (the loss detector) runs. Otherwise a tracked task only has to be the
+resource `current` answers inside it (`context_for`)."""
 _REQUEST_KEY = store_key("request")
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _STDLIB = os.path.dirname(os.path.abspath(os.__file__)) + os.sep
 # resources still running, by the id of the request resource they belong to
 _live: dict[int, dict[int, Resource]] = {}
-# set on a thread while one of its hook callbacks runs: a callback is plain sync code, so
-# nothing else runs on that thread meanwhile, and what the callback does fires no hook
-_calling = threading.local()
+
+
+class _Calling(threading.local):
+    # set on a thread while one of its guarded hook callbacks runs: a callback is plain sync
+    # code, so nothing else runs on that thread meanwhile, and what the callback does fires no
+    # hook (a class attribute: reading it on a thread that never set it raises nothing)
+    on = False
+
+
+_calling = _Calling()
 
 
 class _Watchers:
@@ -116,7 +146,9 @@ class Resource:
             a new ``request_id``).
         name: what it is, for people (``"GET /items/{id}"`` for an HTTP
             request or call), or None; it may change while the resource lives
-            (a route known after routing).
+            (a route known after routing). While the live view is the only
+            listener, an HTTP request's name is worked out when the view is
+            read (`refresh`), and is None until then.
 
     .. versionadded:: 0.1
     """
@@ -152,7 +184,7 @@ class Resource:
         self._refresh: Callable[[], None] | None = None
         self._values: list[object] | None = None  # what a request set (bleed watch on)
         # made by a hook callback: no callback is called for it, init to destroy
-        self._silent = getattr(_calling, "on", False)
+        self._silent = _guarding and _calling.on
         self._owner: Resource | None = (
             None if trigger is None else trigger if trigger.request else trigger._owner
         )
@@ -170,7 +202,16 @@ class Hook:
     .. versionadded:: 0.1
     """
 
-    __slots__ = ("_after", "_before", "_destroy", "_init", "_reported", "errors")
+    __slots__ = (
+        "_after",
+        "_before",
+        "_destroy",
+        "_guarded",
+        "_init",
+        "_reported",
+        "_requests_only",
+        "errors",
+    )
 
     def __init__(
         self,
@@ -178,11 +219,19 @@ class Hook:
         before: ResourceHook | None,
         after: ResourceHook | None,
         destroy: ResourceHook | None,
+        *,
+        guarded: bool = True,
+        requests_only: bool = False,
     ) -> None:
         self._init = init
         self._before = before
         self._after = after
         self._destroy = destroy
+        # False only for threadline's own hooks, whose callbacks make no resources: they run
+        # without the thread-local guard that keeps a callback's own resources silent
+        self._guarded = guarded
+        # True: called only for requests and the resources made under one (threadline's own)
+        self._requests_only = requests_only
         self._reported: set[str] = set()
         self.errors = 0
         """How many times a callback of this hook raised (each was logged once per callback)."""
@@ -247,6 +296,10 @@ def create_hook(
 def current() -> Resource | None:
     """Return the resource whose work runs here, or None (Node's ``executionAsyncResource``).
 
+    While the live view is the only listener (no hook of yours, no loss
+    detector), work outside any request is no resource: there, this answers
+    the resource current where that work was made, or None.
+
     .. versionadded:: 0.1
     """
     return _current.get()
@@ -264,9 +317,19 @@ def set_watchers(change: int) -> None:
 
 
 def _update() -> None:
-    global active  # noqa: PLW0603 - the one flag every boundary reads
+    """Rebuild the flags and the callbacks' tuples from the hooks and watchers (under the lock)."""
+    global active, around, lazy_names, _guarding, _outside  # noqa: PLW0603 - replaced whole, read without a lock
+    global _inits, _befores, _afters, _destroys  # noqa: PLW0603 - the same
+    _inits = tuple((hook, hook._init) for hook in _hooks if hook._init is not None)
+    _befores = tuple((hook, hook._before) for hook in _hooks if hook._before is not None)
+    _afters = tuple((hook, hook._after) for hook in _hooks if hook._after is not None)
+    _destroys = tuple((hook, hook._destroy) for hook in _hooks if hook._destroy is not None)
+    _guarding = any(hook._guarded for hook in _hooks)
+    _outside = _watching > 0 or not all(hook._requests_only for hook in _hooks)
+    around = bool(_befores or _afters) or _watching > 0
     active = bool(_hooks) or _watching > 0
-    if not active:
+    lazy_names = bool(_hooks) and not _outside
+    if _watching <= 0:
         _live.clear()
 
 
@@ -352,26 +415,64 @@ def in_library(name: str, skip: tuple[str, ...] = ()) -> bool:
     return name.startswith(_STDLIB) and "-packages" not in name[len(_STDLIB) :]
 
 
-def create(kind: str, where: str, *, request: bool = False) -> Resource:
-    """Make a resource here (the caller checked `active`) and call the ``init`` hooks."""
+def wanted() -> bool:
+    """Whether work handed over here would be a resource (the caller checked `active`).
+
+    False only outside any request while no hook nor watcher wants such work
+    (`Hook` ``requests_only``): a boundary may then skip finding its place.
+    """
+    if _outside:
+        return True
     trigger = _current.get()
+    return trigger is not None and (trigger.request or trigger._owner is not None)
+
+
+def create(kind: str, where: str, *, request: bool = False) -> Resource | None:
+    """Make a resource here (the caller checked `active`) and call the ``init`` hooks.
+
+    None instead for work outside any request while no hook nor watcher
+    wants it (see `wanted`): not a resource, nothing to call.
+    """
+    trigger = _current.get()
+    if not (_outside or request) and (
+        trigger is None or not (trigger.request or trigger._owner is not None)
+    ):
+        return None
     value = get_current().get(_REQUEST_KEY)
     request_id = value.get("request_id") if value is not None else None  # type: ignore[attr-defined]
     resource = Resource(kind, trigger, where, request_id, request)
-    owner = resource._owner
-    if owner is not None and not owner.destroyed:
-        with _lock:
-            _live.setdefault(owner.id, {})[resource.id] = resource
-    # the bleed watch counts the requests in flight; work made in an ended request's context
-    # is that request's own (outlived, not bled): only where it runs is checked, in `before`
-    if request and request_id is not None and watchers.bleed is not None:
-        with _lock:
-            _open[request_id] = _open.get(request_id, 0) + 1
-    if not resource._silent:
-        for hook in _hooks:
-            if hook._init is not None:
-                _guarded(hook, "init", hook._init, resource, trigger)
+    if _watching > 0:
+        owner = resource._owner
+        if owner is not None and not owner.destroyed:
+            with _lock:
+                _live.setdefault(owner.id, {})[resource.id] = resource
+        # the bleed watch counts the requests in flight; work made in an ended request's
+        # context is that request's own (outlived, not bled): only where it runs is checked
+        if request and request_id is not None and watchers.bleed is not None:
+            with _lock:
+                _open[request_id] = _open.get(request_id, 0) + 1
+    if _inits and not resource._silent:
+        if _guarding:
+            _call(_inits, "init", resource, trigger)
+        else:  # threadline's own hooks only: inline, on every request's path
+            for hook, function in _inits:
+                # (a try per callback: one callback's error must not skip the others)
+                try:
+                    function(resource, trigger)
+                except BaseException:  # noqa: BLE001, PERF203 - reported, never the app's
+                    _failed(hook, "init", resource)
     return resource
+
+
+def context_for(resource: Resource) -> contextvars.Context:
+    """A copy of the current `contextvars` context in which `current` answers *resource*.
+
+    For work that runs in a context of its own from start to end (an asyncio
+    task given it), while no ``before`` or ``after`` is needed (not `around`).
+    """
+    context = contextvars.copy_context()
+    context.run(_current.set, resource)
+    return context
 
 
 def before(resource: Resource) -> Token[Resource | None]:
@@ -384,49 +485,75 @@ def before(resource: Resource) -> Token[Resource | None]:
         found = value.get("request_id") if value is not None else None  # type: ignore[attr-defined]
         if found != resource.request_id:
             _check_request_id(resource, found, bleed)
-    _call(resource, "before")
+    if _befores and not resource._silent:
+        _call(_befores, "before", resource)
     return token
 
 
 def after(resource: Resource, token: Token[Resource | None]) -> None:
     """Call the ``after`` hooks, then put back the resource current before `before`."""
-    _call(resource, "after")
-    # ValueError: it ended in another context than it began (a generator closed elsewhere)
-    with contextlib.suppress(ValueError):
+    if _afters and not resource._silent:
+        _call(_afters, "after", resource)
+    try:  # noqa: SIM105 - inline, no with: this is every resource's way out
         _current.reset(token)
+    except ValueError:  # it ended in another context than it began (a generator closed elsewhere)
+        pass
 
 
 def destroy(resource: Resource, *_: object) -> None:
     """Call the ``destroy`` hooks once; for a request, report what it leaves running."""
-    with _lock:
+    _lock.acquire()  # (not `with`: this is every resource's end)
+    try:
         if resource.destroyed:
             return
         resource.destroyed = True
-        owner = resource._owner
-        if owner is not None:
-            _live.get(owner.id, {}).pop(resource.id, None)
-        left = _live.pop(resource.id, None) if resource.request else None
-        request_id = resource.request_id
-        if resource.request and request_id is not None and request_id in _open:
-            still = _open.pop(request_id) - 1
-            if still:
-                _open[request_id] = still
-            else:
-                _ended[request_id] = resource.location
-                _ended.move_to_end(request_id)
-                if len(_ended) > ENDED_KEPT:
-                    _ended.popitem(last=False)
-        if resource.request and resource._values:
-            for value in resource._values:
-                _ended_values[id(value)] = (value, request_id or "?", resource.location)
-            while len(_ended_values) > ENDED_KEPT:
-                _ended_values.popitem(last=False)
+        if _watching > 0 or _live:
+            left = _forget(resource)
+        else:
+            left = None
             resource._values = None
-    _call(resource, "destroy")
-    running = [r for r in (left or {}).values() if r.type != "scope" and not r.destroyed]
-    report = watchers.outlived
-    if running and report is not None:
-        report(resource, running)
+    finally:
+        _lock.release()
+    if _destroys and not resource._silent:
+        if _guarding:
+            _call(_destroys, "destroy", resource)
+        else:  # threadline's own hooks only: inline, on every request's path
+            for hook, function in _destroys:
+                # (a try per callback: one callback's error must not skip the others)
+                try:
+                    function(resource)
+                except BaseException:  # noqa: BLE001, PERF203 - reported, never the app's
+                    _failed(hook, "destroy", resource)
+    if left:
+        running = [r for r in left.values() if r.type != "scope" and not r.destroyed]
+        report = watchers.outlived
+        if running and report is not None:
+            report(resource, running)
+
+
+def _forget(resource: Resource) -> dict[int, Resource] | None:
+    """The watchers' bookkeeping of a resource that ends (under the lock): what it left running."""
+    owner = resource._owner
+    if owner is not None:
+        _live.get(owner.id, {}).pop(resource.id, None)
+    left = _live.pop(resource.id, None) if resource.request else None
+    request_id = resource.request_id
+    if resource.request and request_id is not None and request_id in _open:
+        still = _open.pop(request_id) - 1
+        if still:
+            _open[request_id] = still
+        else:
+            _ended[request_id] = resource.location
+            _ended.move_to_end(request_id)
+            if len(_ended) > ENDED_KEPT:
+                _ended.popitem(last=False)
+    if resource.request and resource._values:
+        for value in resource._values:
+            _ended_values[id(value)] = (value, request_id or "?", resource.location)
+        while len(_ended_values) > ENDED_KEPT:
+            _ended_values.popitem(last=False)
+    resource._values = None
+    return left
 
 
 def began(resource: Resource | None, ambient: Context) -> None:
@@ -516,30 +643,38 @@ def run(resource: Resource, fn: Callable[..., T], /, *args: Any, **kwargs: Any) 
         after(resource, token)
 
 
-def _call(resource: Resource, callback: str) -> None:
-    if resource._silent or getattr(_calling, "on", False):
-        return
-    for hook in _hooks:
-        function = getattr(hook, "_" + callback)
-        if function is not None:
-            _guarded(hook, callback, function, resource)
+def _call(
+    callbacks: tuple[tuple[Hook, Callable[..., object]], ...],
+    name: str,
+    resource: Resource,
+    *args: Any,
+) -> None:
+    """Call each of *callbacks* with *resource* (and *args*); report whatever one raises.
 
-
-def _guarded(hook: Hook, callback: str, function: Callable[..., object], *args: Any) -> None:
-    """Call one hook callback with the thread's hooks off; report whatever it raises.
-
+    A guarded hook's callback runs with the thread's hooks off (what it does
+    fires no hook); none runs while a guarded callback runs on this thread.
     BaseException too: the docs promise a hook's error never reaches the
     application, and a KeyboardInterrupt or SystemExit raised here would
     leave a scope or a resource half entered.
     """
-    _calling.on = True
-    try:
-        function(*args)
-    except BaseException:  # noqa: BLE001 - a hook's error is reported, never the app's
-        with contextlib.suppress(Exception):  # a logging filter that raises: still counted
-            hook._failed(callback, args[0])
-    finally:
-        _calling.on = False
+    if _guarding and _calling.on:
+        return
+    for hook, function in callbacks:
+        guarded = hook._guarded
+        if guarded:
+            _calling.on = True
+        try:
+            function(resource, *args)
+        except BaseException:  # noqa: BLE001 - a hook's error is reported, never the app's
+            _failed(hook, name, resource)
+        finally:
+            if guarded:
+                _calling.on = False
+
+
+def _failed(hook: Hook, name: str, resource: Resource) -> None:
+    with contextlib.suppress(Exception):  # a logging filter that raises: still counted
+        hook._failed(name, resource)
 
 
 def enter_scope(scope: Any, key: str, outer: Any, value: Any) -> Any:
@@ -555,6 +690,8 @@ def enter_scope(scope: Any, key: str, outer: Any, value: Any) -> Any:
         before_id = outer.get("request_id") if outer is not None else None
         request = value.get("request_id") not in (None, before_id)
     resource = create("scope", location(2), request=request)
+    if resource is None:
+        return None
     bleed = watchers.bleed
     if bleed is not None:
         owner = resource if request else resource._owner

@@ -194,7 +194,11 @@ class ServerExchange(Generic[R]):
         )
         arrival.__enter__()
         resource = arrival.resource
-        if resource is not None:
+        if resource is None:
+            return self
+        if lifecycle.lazy_names:  # only the live view listens: named when it looks
+            lifecycle.set_refresh(resource, self._name_for_view)
+        else:
             reader, request = self._reader, self._request
             resource.name = server_span_name(
                 reader.method(request), self.route or reader.path(request)
@@ -337,6 +341,15 @@ class ServerExchange(Generic[R]):
                 self._name_resource(route, location)
 
         lifecycle.set_refresh(resource, refresh)
+
+    def _name_for_view(self) -> None:
+        """Name the resource by the path, then by the route once routed (the live view asks)."""
+        resource = self._arrival.resource
+        if resource is not None and resource.name is None:
+            reader, request, known = self._reader, self._request, self._route
+            route = known if isinstance(known, str) and known else reader.path(request)
+            resource.name = server_span_name(reader.method(request), route)
+        self._follow_route()
 
     def _follow_route(self) -> None:
         """The route and handler, once the app routed the request (the live view asks)."""

@@ -5,6 +5,13 @@ While the live view is on, one `threadline.hooks` hook records each request
 began, whether it still runs. A request leaves the table when it ends; what
 it left running, the failures nobody retrieved and the spans never ended
 stay for `leaks`. Every table is capped, and what did not fit is counted.
+
+The hook runs on every request of the service, watched or not, so it does
+little: plain dict operations (each atomic under the GIL: no lock on its
+path; the lock guards only the drop counters and `forget_leaks`), the
+monotonic clock, and the resources' own owners (`lifecycle.Resource`'s
+request); the wall-clock time, the names and what a reader sees are worked
+out when someone reads.
 """
 
 from __future__ import annotations
@@ -75,17 +82,18 @@ class _Item:
         self.context = context
 
 
-class _Request:
-    """One request in flight: when it began (monotonic, and wall-clock), what it made."""
+class _Made:
+    """What one request in flight made: its resources, and how many did not fit."""
 
-    __slots__ = ("dropped", "items", "resource", "started", "wall")
+    __slots__ = ("dropped", "items")
 
-    def __init__(self, resource: lifecycle.Resource) -> None:
-        self.resource = resource
-        self.started = time.monotonic()
-        self.wall = time.time()
+    def __init__(self) -> None:
         self.items: dict[int, _Item] = {}
         self.dropped = 0
+
+
+_NOTHING = _Made()
+"""What a request that made nothing made (never changed)."""
 
 
 class _Left:
@@ -119,8 +127,10 @@ class Tracker:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._requests: dict[int, _Request] = {}
-        self._owner: dict[int, int] = {}  # a resource's id -> its request's resource id
+        # the requests in flight by their resource's id, each with when it began (monotonic),
+        # and what each made once it made something
+        self._requests: dict[int, tuple[lifecycle.Resource, float]] = {}
+        self._made: dict[int, _Made] = {}
         self._outlived: dict[int, _Left] = {}
         self._failed: list[_Left] = []
         self._spans: dict[int, tuple[str, str, _Left]] = {}  # span id -> (name, where, left)
@@ -131,7 +141,10 @@ class Tracker:
         self._last_loop: Any = None
         self._last_provider: Any = None
         self._next_look = 0.0
-        self._hook = lifecycle.create_hook(init=self._init, destroy=self._destroy)
+        # (its callbacks make no resources: no thread-local guard around them)
+        self._hook = lifecycle.Hook(
+            self._init, None, None, self._destroy, guarded=False, requests_only=True
+        )
 
     # -- switching ----------------------------------------------------------------------------
 
@@ -141,7 +154,7 @@ class Tracker:
         self.dropped["requests"] = 0  # a view served afresh counts afresh
         lifecycle.watch_retrieval = True
         self._hook.enable()
-        self._watch_here()
+        self._watch_here(time.monotonic())
 
     def disable(self) -> None:
         """Stop tracking; put back the loops' task factories; forget the requests in flight."""
@@ -159,11 +172,10 @@ class Tracker:
                 untrack_tasks(loop)
             else:
                 loop.call_soon_threadsafe(untrack_tasks, loop)
-        with self._lock:
-            self._requests.clear()
-            self._owner.clear()
+        self._requests.clear()
+        self._made.clear()
 
-    def _watch_here(self) -> None:
+    def _watch_here(self, now: float) -> None:
         """Track the tasks of the running loop, and the spans of the global SDK provider."""
         loop = asyncio._get_running_loop()
         if loop is not None and loop is not self._last_loop:
@@ -171,7 +183,6 @@ class Tracker:
             if loop not in self._loops and not tracking(loop):
                 self._loops.add(loop)
                 track_tasks(loop)
-        now = time.monotonic()
         if now < self._next_look:
             return
         # a provider set later is found within a second (asking costs an environment lookup)
@@ -188,63 +199,63 @@ class Tracker:
 
     def _init(self, resource: lifecycle.Resource, trigger: lifecycle.Resource | None) -> None:
         if resource.request:
-            self._begin(resource)
-        elif trigger is not None:
-            self._add(resource, trigger)
-
-    def _begin(self, request: lifecycle.Resource) -> None:
-        self._watch_here()
-        with self._lock:
-            if len(self._requests) >= MAX_REQUESTS:
-                self.dropped["requests"] += 1
+            now = time.monotonic()
+            if now >= self._next_look or asyncio._get_running_loop() is not self._last_loop:
+                self._watch_here(now)
+            if len(self._requests) < MAX_REQUESTS:
+                self._requests[resource.id] = (resource, now)
             else:
-                self._requests[request.id] = _Request(request)
-
-    def _add(self, resource: lifecycle.Resource, trigger: lifecycle.Resource) -> None:
-        with self._lock:
-            owner = trigger.id if trigger.id in self._requests else self._owner.get(trigger.id)
-            if owner is None:
+                with self._lock:
+                    self.dropped["requests"] += 1
+            return
+        owner = resource._owner  # the request it was made under, however deep
+        if owner is None or resource.type == "scope":
+            return
+        if owner.id not in self._requests:
+            return
+        made = self._made.get(owner.id)
+        if made is None:
+            made = self._made.setdefault(owner.id, _Made())
+            if owner.id not in self._requests:  # it ended meanwhile, on another thread
+                self._made.pop(owner.id, None)
                 return
-            self._owner[resource.id] = owner
-            if resource.type == "scope":
-                return
-            request = self._requests.get(owner)
-            if request is None:
-                return
-            if len(request.items) >= MAX_RESOURCES:
-                request.dropped += 1
-                return
-            request.items[resource.id] = _Item(resource, get_current())
+        if len(made.items) >= MAX_RESOURCES:
+            with self._lock:
+                made.dropped += 1
+            return
+        made.items[resource.id] = _Item(resource, get_current())
 
     def _destroy(self, resource: lifecycle.Resource) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if resource.request:
-                request = self._requests.pop(resource.id, None)
-                if request is None:
-                    return
-                for running in request.items.values():
-                    if running.ended is None:
-                        self._keep_outlived(running, request)
-                return
-            owner = self._owner.pop(resource.id, None)
+        if resource.request:
+            if self._requests.pop(resource.id, None) is not None and self._made:
+                made = self._made.pop(resource.id, None)
+                if made is not None:
+                    for running in list(made.items.values()):
+                        if running.ended is None:
+                            self._keep_outlived(running, resource)
+            return
+        owner = resource._owner
+        if owner is None:
+            return
+        if self._outlived:
             self._outlived.pop(resource.id, None)
-            request = None if owner is None else self._requests.get(owner)
-            item = None if request is None else request.items.get(resource.id)
-            if item is not None:
-                item.ended = now
-        if item is not None or owner is not None:
-            self._check_outcome(resource, item, request)
+        made = self._made.get(owner.id)
+        item = None if made is None else made.items.get(resource.id)
+        if item is not None:
+            item.ended = time.monotonic()
+        if resource._future is not None:
+            self._check_outcome(resource, item, owner)
 
-    def _keep_outlived(self, item: _Item, request: _Request) -> None:
+    def _keep_outlived(self, item: _Item, request: lifecycle.Resource) -> None:
         if len(self._outlived) >= MAX_LEAKS:
-            self.dropped["outlived"] += 1
+            with self._lock:
+                self.dropped["outlived"] += 1
             return
         what = _what(item.resource)
-        self._outlived[item.resource.id] = _Left(what, item, request.resource, item.context)
+        self._outlived[item.resource.id] = _Left(what, item, request, item.context)
 
     def _check_outcome(
-        self, resource: lifecycle.Resource, item: _Item | None, request: _Request | None
+        self, resource: lifecycle.Resource, item: _Item | None, owner: lifecycle.Resource
     ) -> None:
         """A task or job that failed: remember its exception until someone retrieves it."""
         future = lifecycle.future_of(resource)
@@ -269,15 +280,14 @@ class Tracker:
             def retrieved() -> bool:
                 return seen[0]
 
-        owner = None if request is None else request.resource
         context = item.context if item is not None else get_current()
         left = _Left(_what(resource), item, owner, context, repr(error))
         left.retrieved = retrieved
-        with self._lock:
-            if len(self._failed) >= MAX_LEAKS:
+        if len(self._failed) >= MAX_LEAKS:
+            with self._lock:
                 self.dropped["unretrieved"] += 1
-                return
-            self._failed.append(left)
+            return
+        self._failed.append(left)
 
     # -- spans --------------------------------------------------------------------------------
 
@@ -286,51 +296,48 @@ class Tracker:
         where = lifecycle.location(2, _OPENTELEMETRY)
         request = self._request_of()
         left = _Left("span", None, request, _with_span(context, span))
-        with self._lock:
-            if len(self._spans) >= MAX_LEAKS:
+        if len(self._spans) >= MAX_LEAKS:
+            with self._lock:
                 self.dropped["unended"] += 1
-                return
-            self._spans[span.context.span_id] = (span.name, where, left)
+            return
+        self._spans[span.context.span_id] = (span.name, where, left)
 
     def span_ended(self, span: Any) -> None:
-        with self._lock:
-            self._spans.pop(span.context.span_id, None)
+        self._spans.pop(span.context.span_id, None)
 
     def _request_of(self) -> lifecycle.Resource | None:
         """The request the resource running here belongs to, if it is in flight."""
         current = lifecycle.current()
         if current is None:
             return None
-        with self._lock:
-            owner = current.id if current.id in self._requests else self._owner.get(current.id)
-            request = None if owner is None else self._requests.get(owner)
-            return None if request is None else request.resource
+        owner = current if current.request else current._owner
+        return owner if owner is not None and owner.id in self._requests else None
 
     # -- what the view and leaks read --------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
         """The requests in flight, slowest first, as plain data (what ``/requests`` serves)."""
         now, wall = time.monotonic(), time.time()
-        with self._lock:
-            requests = sorted(self._requests.values(), key=lambda r: r.started)
-        for request in requests:  # (outside the lock: it reads the request's framework)
-            _refresh(request.resource)
-        with self._lock:
-            shown = [_request_data(request, now) for request in requests]
-            dropped = self.dropped["requests"]
+        # (sorted() copies the values in one step under the GIL: the hook may go on meanwhile)
+        requests = sorted(self._requests.values(), key=lambda request: request[1])
+        for resource, _ in requests:
+            _refresh(resource)
+        shown = [
+            _request_data(resource, started, self._made.get(resource.id, _NOTHING), now, wall)
+            for resource, started in requests
+        ]
         return {
             "time": wall,
             "requests": shown,
-            "dropped_requests": dropped,
+            "dropped_requests": self.dropped["requests"],
             "limits": {"requests": MAX_REQUESTS, "resources": MAX_RESOURCES},
         }
 
     def leaks(self) -> list[tuple[Leak, Context]]:
         """What requests left behind, each with the context to report it in."""
-        with self._lock:
-            outlived = list(self._outlived.values())
-            failed = list(self._failed)
-            spans = list(self._spans.values())
+        outlived = list(self._outlived.values())
+        failed = list(self._failed)
+        spans = list(self._spans.values())
         found = [(_leak("outlived", left), left.context) for left in outlived]
         found += [
             (_leak("unretrieved", left), left.context) for left in failed if not left.retrieved()
@@ -376,26 +383,27 @@ def _with_span(context: Context, span: Any) -> Context:
     return set_span_in_context(span, context)
 
 
-def _request_data(request: _Request, now: float) -> dict[str, Any]:
-    resource = request.resource
-    items = sorted(request.items.values(), key=lambda item: item.started)
+def _request_data(
+    resource: lifecycle.Resource, started: float, made: _Made, now: float, wall: float
+) -> dict[str, Any]:
+    items = sorted(made.items.values(), key=lambda item: item.started)
     return {
         "id": resource.id,
         "request_id": resource.request_id,
         "type": resource.type,
         "name": resource.name,
         "location": resource.location,
-        "started": request.wall,
-        "age": now - request.started,
+        "started": wall - (now - started),
+        "age": now - started,
         "running": sum(1 for item in items if item.ended is None),
-        "dropped": request.dropped,
+        "dropped": made.dropped,
         "resources": [
             {
                 "id": item.resource.id,
                 "type": item.resource.type,
                 "name": item.resource.name,
                 "location": item.resource.location,
-                "start": item.started - request.started,
+                "start": item.started - started,
                 "duration": None if item.ended is None else item.ended - item.started,
             }
             for item in items
