@@ -633,18 +633,39 @@ def measure(rounds: int, quick: bool) -> dict[str, list[float]]:
     return samples
 
 
+TARGETS = {"extract-miss": "<= 0.5x"}
+"""Budgets (DESIGN.md) on a ratio to the row's reference."""
+SCOPE_OVER_BARE = 0.5e-6
+"""The budget of `scope()` (DESIGN.md): at most this over a bare ContextVar set + reset."""
+
+
 def results(samples: dict[str, list[float]]) -> list[Result]:
-    """One Result per benchmark, its reference named by label."""
-    return [
+    """One Result per benchmark, its reference named by label; the budgets' rows judged."""
+    made = [
         Result(
             "micro",
             bench.label,
             samples[name],
             TIME,
             reference=BENCHES[bench.reference].label if bench.reference else None,
+            target=TARGETS.get(name),
         )
         for name, bench in BENCHES.items()
     ]
+    if samples.get("scope") and samples.get("var-set"):
+        over = [
+            scope - bare for scope, bare in zip(samples["scope"], samples["var-set"], strict=False)
+        ]
+        made.append(
+            Result(
+                "micro",
+                "tl.request.scope() enter+exit, over a bare ContextVar set+reset (each round)",
+                over,
+                TIME,
+                limit=SCOPE_OVER_BARE,
+            )
+        )
+    return made
 
 
 def per_op(seconds: float) -> str:
