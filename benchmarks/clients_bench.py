@@ -1,11 +1,14 @@
-"""httpx and requests calls, a CLIENT span each: threadline's `instrument` against contrib's.
+"""aiohttp, httpx and requests calls, a CLIENT span each: threadline's against contrib's.
 
 A raw asyncio HTTP/1.1 server (keep-alive, a fixed ``ok`` answer, no parsing
 beyond the end of the headers) runs in a process of its own pinned to core 1;
-the benchmark process, pinned to core 0, calls it with an `httpx.AsyncClient`
-and a `requests.Session` over one kept-alive connection each. Per client:
-the bare client (the absolute cost), threadline's `instrument`, and
-OpenTelemetry's instrumentation (``HTTPXClientInstrumentor.instrument_client``;
+the benchmark process, pinned to core 0, calls it with an
+`aiohttp.ClientSession`, an `httpx.AsyncClient` and a `requests.Session` over
+one kept-alive connection each. Per client: the bare client (the absolute
+cost), threadline's instrumentation (``threadline.aiohttp.trace_config()``
+in the session's ``trace_configs``; ``instrument``), and OpenTelemetry's
+(``opentelemetry.instrumentation.aiohttp_client.create_trace_config()`` the
+same way; ``HTTPXClientInstrumentor.instrument_client``;
 ``RequestsInstrumentor``, which patches every session, instrumented for its
 own batches only). Each call is made in the caller's context as a user has it:
 a recording span current and a `threadline.request` scope with a request id
@@ -58,6 +61,16 @@ class Variant:
 
 
 VARIANTS = {
+    "aiohttp-bare": Variant("aiohttp.ClientSession, bare"),
+    "aiohttp-threadline": Variant(
+        "aiohttp.ClientSession, threadline.aiohttp.trace_config, a span per call",
+        reference="aiohttp-contrib",
+        target=">= 1.5x",
+    ),
+    "aiohttp-contrib": Variant(
+        "aiohttp.ClientSession, contrib aiohttp_client.create_trace_config, a span per call",
+        reference="aiohttp-bare",
+    ),
     "httpx-bare": Variant("httpx.AsyncClient, bare"),
     "httpx-threadline": Variant(
         "httpx.AsyncClient, threadline.httpx.instrument, a span per call",
@@ -166,13 +179,24 @@ def _batches(
     Callable[[], Awaitable[None]],
 ]:
     """Each variant's batch of calls, what runs before and after some, and what closes them."""
+    import aiohttp
     import httpx
     import requests
+    from opentelemetry.instrumentation.aiohttp_client import create_trace_config
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
+    import threadline.aiohttp
     import threadline.httpx
     import threadline.requests
+
+    aiohttp_sessions = {
+        "aiohttp-bare": aiohttp.ClientSession(),
+        "aiohttp-threadline": aiohttp.ClientSession(
+            trace_configs=[threadline.aiohttp.trace_config()]
+        ),
+        "aiohttp-contrib": aiohttp.ClientSession(trace_configs=[create_trace_config()]),
+    }
 
     clients = {
         "httpx-bare": httpx.AsyncClient(),
@@ -186,6 +210,15 @@ def _batches(
         "requests-contrib": requests.Session(),
     }
     contrib = RequestsInstrumentor()
+
+    def with_aiohttp(session: aiohttp.ClientSession) -> Batch:
+        async def batch(calls: int) -> None:
+            for _ in range(calls):
+                async with session.get(url) as answer:
+                    if await answer.read() != b"ok":
+                        raise RuntimeError(f"{url} answered {answer.status}")
+
+        return batch
 
     def with_httpx(client: httpx.AsyncClient) -> Batch:
         async def batch(calls: int) -> None:
@@ -205,12 +238,15 @@ def _batches(
 
         return batch
 
-    batches = {name: with_httpx(client) for name, client in clients.items()}
+    batches = {name: with_aiohttp(session) for name, session in aiohttp_sessions.items()}
+    batches.update({name: with_httpx(client) for name, client in clients.items()})
     batches.update({name: with_requests(session) for name, session in sessions.items()})
     # it patches every session: instrumented for its own batches only, outside the timing
     around = {"requests-contrib": (contrib.instrument, contrib.uninstrument)}
 
     async def close() -> None:
+        for aiohttp_session in aiohttp_sessions.values():
+            await aiohttp_session.close()
         for client in clients.values():
             await client.aclose()
         for session in sessions.values():

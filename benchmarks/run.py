@@ -102,6 +102,7 @@ PACKAGES = (
     "opentelemetry-exporter-otlp-proto-http",
     "aiohttp",
     "opentelemetry-instrumentation-aiohttp-server",
+    "opentelemetry-instrumentation-aiohttp-client",
     "opentelemetry-instrumentation-logging",
     "ddtrace",
     "fastapi",

@@ -154,6 +154,9 @@ def report(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
         (
             "clients_bench.py",
             (
+                "aiohttp.ClientSession, bare",
+                "aiohttp.ClientSession, threadline.aiohttp.trace_config",
+                "aiohttp.ClientSession, contrib aiohttp_client.create_trace_config",
                 "httpx.AsyncClient, bare",
                 "httpx.AsyncClient, threadline.httpx.instrument",
                 "httpx.AsyncClient, contrib HTTPXClientInstrumentor",
