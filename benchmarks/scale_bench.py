@@ -14,7 +14,7 @@ Three series, each measured side by side with its baseline in one run:
 - **concurrency**: a real aiohttp server (its own process, pinned to core 0),
   bare and with `threadline.aiohttp.setup` (context only), loaded by wrk
   (pinned to core 1) with 1 to 64 connections, every request with a fresh
-  ``traceparent``, a 3-member ``baggage`` and an ``X-Request-ID``; the
+  ``traceparent``, a 3-member ``baggage`` and an ``X-Request-ID`` (aiohttp_bench's); the
   figure is the server process's CPU time per request (`/proc` times).
 - **workers**: a spawn `tl.ProcessPoolExecutor` with 1 to 16 workers, a
   burst of trivial jobs submitted in a request scope then all awaited; jobs
@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from _report import TIME, Result, ratio, write_results
+from aiohttp_bench import LUA  # the user's workload: a fresh traceparent and request id each
 
 import threadline as tl
 from threadline._core.context import get_current
@@ -176,26 +177,6 @@ def key_results(samples: dict[str, list[float]], counts: Sequence[int]) -> list[
 
 
 # --------------------------------------------------------------------------- concurrency
-
-LUA = """\
-local hex = "0123456789abcdef"
-local function id(n)
-  local t = {}
-  for i = 1, n do
-    local r = math.random(1, 16)
-    t[i] = hex:sub(r, r)
-  end
-  return table.concat(t)
-end
-request = function()
-  wrk.headers["traceparent"] = "00-" .. id(32) .. "-" .. id(16) .. "-01"
-  wrk.headers["baggage"] = "tenant=acme,plan=pro,region=eu-west-1"
-  wrk.headers["X-Request-ID"] =
-    id(8) .. "-" .. id(4) .. "-4" .. id(3) .. "-a" .. id(3) .. "-" .. id(12)
-  return wrk.format(nil, nil)
-end
-"""
-"""A fresh trace id, parent span id and request id per request: no cache is hit by repetition."""
 
 SERVERS = {"bare": "bare aiohttp", "threadline": "threadline.aiohttp.setup, context only"}
 

@@ -277,6 +277,7 @@ def test_scale_results_and_plots(
     """The scale rows: a slope per key judged by its limit, with a per-op row per key count;
     the plots are PNGs written where asked."""
     pytest.importorskip("matplotlib")
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # as run: it imports aiohttp_bench's workload
     spec = importlib.util.spec_from_file_location("scale_bench", BENCHMARKS / "scale_bench.py")
     assert spec is not None
     assert spec.loader is not None
