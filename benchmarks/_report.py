@@ -207,6 +207,21 @@ def per_operation(result: Result) -> float:
     return result.median if result.unit == TIME else 1 / result.median
 
 
+def rate_table(results: list[Result], unit: str = "requests/s") -> str:
+    """A benchmark's own summary of *results*: each median, its ratio to its reference, notes."""
+    by_label = {result.variant: result for result in results}
+    rows = [f"| variant | {unit} | ratio | to | notes |", "|---|---:|---:|---|---|"]
+    for result in results:
+        reference = by_label.get(result.reference or "")
+        shown = f"{ratio(result, reference):.2f}x" if reference else ""
+        notes = ", ".join(f"{key} {value}" for key, value in result.notes.items())
+        rows.append(
+            f"| {result.variant} | {result.median:.0f} | {shown} "
+            f"| {result.reference or ''} | {notes} |"
+        )
+    return "\n".join(rows)
+
+
 def write_results(path: str | Path, results: list[Result]) -> None:
     """Write *results* as JSON to *path* (what `run.py` reads)."""
     Path(path).write_text(json.dumps([asdict(result) for result in results], indent=1))

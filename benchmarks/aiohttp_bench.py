@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _report import RATE, Result, ratio, write_results
+from _report import RATE, Result, rate_table, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARK = "aiohttp"
@@ -809,19 +809,9 @@ def main(argv: list[str] | None = None) -> int:
     results = measure(args.only or list(VARIANTS), rounds, seconds, use_wrk)
     if args.json:
         write_results(args.json, results)
-    by_label = {result.variant: result for result in results}
     loader = f"wrk -t1 -c{CONNECTIONS}" if use_wrk else "Python aiohttp client, 8 at a time"
     print(f"load: {loader}, traceparent + baggage (3) + X-Request-ID per request")
-    print("| variant | requests/s | ratio | to | notes |")
-    print("|---|---:|---:|---|---|")
-    for result in results:
-        reference = by_label.get(result.reference or "")
-        shown = f"{ratio(result, reference):.2f}x" if reference else ""
-        notes = ", ".join(f"{key} {value}" for key, value in result.notes.items())
-        print(
-            f"| {result.variant} | {result.median:.0f} | {shown} "
-            f"| {result.reference or ''} | {notes} |"
-        )
+    print(rate_table(results, "requests/s"))
     return 0
 
 

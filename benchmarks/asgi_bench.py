@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _report import RATE, Result, ratio, write_results
+from _report import RATE, Result, rate_table, write_results
 from aiohttp_bench import (
     BAGGAGE,
     CONNECTIONS,
@@ -489,18 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     results = measure(args.only or list(VARIANTS), rounds, seconds)
     if args.json:
         write_results(args.json, results)
-    by_label = {result.variant: result for result in results}
     print(f"load: wrk -t1 -c{CONNECTIONS}, traceparent + baggage (3) + X-Request-ID per request")
-    print("| variant | requests/s | ratio | to | notes |")
-    print("|---|---:|---:|---|---|")
-    for result in results:
-        reference = by_label.get(result.reference or "")
-        shown = f"{ratio(result, reference):.2f}x" if reference else ""
-        notes = ", ".join(f"{key} {value}" for key, value in result.notes.items())
-        print(
-            f"| {result.variant} | {result.median:.0f} | {shown} "
-            f"| {result.reference or ''} | {notes} |"
-        )
+    print(rate_table(results, "requests/s"))
     return 0
 
 

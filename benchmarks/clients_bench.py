@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _report import RATE, Result, ratio, write_results
+from _report import RATE, Result, rate_table, write_results
 from aiohttp_bench import _listening, _wait_until
 
 BENCHMARK = "clients"
@@ -374,17 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     results = measure(args.only or list(VARIANTS), rounds, calls)
     if args.json:
         write_results(args.json, results)
-    by_label = {result.variant: result for result in results}
-    print("| variant | calls/s | ratio | to | notes |")  # per second, then per CPU-second
-    print("|---|---:|---:|---|---|")
-    for result in results:
-        reference = by_label.get(result.reference or "")
-        shown = f"{ratio(result, reference):.2f}x" if reference else ""
-        notes = ", ".join(f"{key} {value}" for key, value in result.notes.items())
-        print(
-            f"| {result.variant} | {result.median:.0f} | {shown} "
-            f"| {result.reference or ''} | {notes} |"
-        )
+    print(rate_table(results, "calls/s"))  # per second, then per CPU-second
     return 0
 
 

@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _report import RATE, Result, ratio, write_results
+from _report import RATE, Result, rate_table, write_results
 from aiohttp_bench import (
     CONNECTIONS,
     LUA,
@@ -581,18 +581,8 @@ def main(argv: list[str] | None = None) -> int:
     results = measure(args.only or list(VARIANTS), rounds, seconds, binary)
     if args.json:
         write_results(args.json, results)
-    by_label = {result.variant: result for result in results}
     print(f"load: wrk -t1 -c{CONNECTIONS}, traceparent + baggage (3) + X-Request-ID per request")
-    print("| variant | median | ratio | to | notes |")
-    print("|---|---:|---:|---|---|")
-    for result in results:
-        reference = by_label.get(result.reference or "")
-        shown = f"{ratio(result, reference):.2f}x" if reference else ""
-        notes = ", ".join(f"{key} {value}" for key, value in result.notes.items())
-        print(
-            f"| {result.variant} | {result.median:.0f} | {shown} "
-            f"| {result.reference or ''} | {notes} |"
-        )
+    print(rate_table(results, "median"))
     return 0
 
 
