@@ -208,17 +208,24 @@ def serve(name: str, port_file: str, agent: str | None) -> None:
             from ddtrace.contrib.aiohttp import trace_app
 
             trace_app(app, service="bench")
-        runner = web.AppRunner(app, **access_log)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        Path(port_file).write_text(str(runner.addresses[0][1]))  # noqa: ASYNC240 - once, at start
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        await stop.wait()
-        await runner.cleanup()
+        await serve_until_sigterm(app, port_file, **access_log)
 
     asyncio.run(main())
+
+
+async def serve_until_sigterm(app: Any, port_file: str, **runner_options: Any) -> None:
+    """Serve *app* on a free loopback port, written to *port_file*, until SIGTERM."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app, **runner_options)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    Path(port_file).write_text(str(runner.addresses[0][1]))  # noqa: ASYNC240 - once, at start
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await runner.cleanup()
 
 
 def _handler(handler: str, kind: str) -> Any:

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from _report import TIME, Result, ratio, write_results
-from aiohttp_bench import LUA  # the user's workload: a fresh traceparent and request id each
+from aiohttp_bench import LUA, _cpu_of, serve_until_sigterm  # the user's workload, its server
 
 import threadline as tl
 from threadline._core.context import get_current
@@ -201,22 +201,9 @@ def serve(name: str, port_file: str) -> None:
 
             threadline.aiohttp.setup(app)
         app.router.add_get("/hello/{name}", ok)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        Path(port_file).write_text(str(runner.addresses[0][1]))  # noqa: ASYNC240 - once, at start
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        await stop.wait()
-        await runner.cleanup()
+        await serve_until_sigterm(app, port_file, access_log=None)
 
     asyncio.run(main())
-
-
-def _cpu_of(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def _wrk(url: str, connections: int, seconds: int, script: str) -> int:
