@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import os
 import random
@@ -44,6 +45,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -639,37 +641,35 @@ def load_with_python(url: str, seconds: float) -> Load:
 
 
 def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> list[Result]:
-    """Start every server, load them round by round in shuffled order, stop them."""
+    """Load the variants round by round in shuffled order, each round a fresh server process.
+
+    A server process of the same code runs 10-15% faster or slower than another
+    one (where its memory landed, its hash seed): kept for the whole run, that
+    luck would be one variant's for every round. Started afresh each round (and
+    warmed up), the luck is spread over the rounds, and the interval shows it.
+    """
     load = load_with_wrk if use_wrk else load_with_python
     folder = tempfile.mkdtemp()
-    servers, urls = {}, {}
     agents = {name: _start_sink(folder, name) for name in names if name.startswith("ddtrace")}
     sent = dict.fromkeys(names, 0)  # requests answered, warm-up included
-    watched = threading.Event()
+    loads: dict[str, list[Load]] = {name: [] for name in names}
+    order = list(names)
     try:
-        for name in names:
-            agent = agents[name][1] if name in agents else None
-            servers[name], urls[name] = _start_server(name, folder, agent)
-            _watch(name, folder, watched)
-        for name in names if rounds > 1 else ():  # warm up (a smoke run has no figures to keep)
-            sent[name] += load(urls[name], 1.0).requests
-        loads: dict[str, list[Load]] = {name: [] for name in names}
-        order = list(names)
         for _ in range(rounds):
             random.shuffle(order)
             for name in order:
-                before = _cpu_seconds(servers[name].pid)
-                done = load(urls[name], seconds)
-                after = _cpu_seconds(servers[name].pid)
+                agent = agents[name][1] if name in agents else None
+                start = functools.partial(_start_server, name, folder, agent)
+                with fresh_server(name, folder, start) as (server, url):
+                    if rounds > 1:  # warm up (a smoke run has no figures to keep)
+                        sent[name] += load(url, WARM_UP).requests
+                    before = _cpu_seconds(server.pid)
+                    done = load(url, seconds)
+                    after = _cpu_seconds(server.pid)
                 done.cpu = {key: after[key] - before.get(key, 0.0) for key in after}
                 loads[name].append(done)
                 sent[name] += done.requests
     finally:
-        watched.set()
-        for server in servers.values():
-            server.send_signal(signal.SIGTERM)
-        for server in servers.values():
-            server.wait(60)
         for process, _ in agents.values():  # after the servers: their last traces are in
             process.send_signal(signal.SIGTERM)
             process.wait(30)
@@ -775,6 +775,28 @@ def _start_server(
     process = subprocess.Popen(command)
     _wait_until(lambda: port_file.exists() and port_file.read_text(), f"server {name}")
     return process, f"http://127.0.0.1:{port_file.read_text()}/hello/world"
+
+
+WARM_UP = 1.0
+"""Seconds of load each fresh server gets before its round is measured."""
+
+
+@contextlib.contextmanager
+def fresh_server(
+    name: str, folder: str, start: Callable[[], tuple[subprocess.Popen[bytes], str]]
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A server of *name* from *start* (and live-watched's poller), stopped after the block."""
+    for stale in (name, f"{name}.view"):  # the last round's port and view files
+        Path(folder, stale).unlink(missing_ok=True)
+    server, url = start()
+    watched = threading.Event()
+    try:
+        _watch(name, folder, watched)
+        yield server, url
+    finally:
+        watched.set()
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
 
 
 def _start_sink(folder: str, name: str = "agent") -> tuple[subprocess.Popen[bytes], str]:

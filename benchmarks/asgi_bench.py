@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import argparse
 import contextvars
+import functools
 import os
 import random
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -49,6 +49,7 @@ from aiohttp_bench import (
     LOGS_ENV,
     LUA,
     THREADLINE_FORMAT,
+    WARM_UP,
     Load,
     _cpu_notes,
     _cpu_seconds,
@@ -56,6 +57,7 @@ from aiohttp_bench import (
     _listening,
     _wait_until,
     discarding_pipeline,
+    fresh_server,
     per_cpu_second,
 )
 
@@ -411,31 +413,26 @@ def _start_server(name: str, folder: str) -> tuple[subprocess.Popen[bytes], str]
 
 
 def measure(names: list[str], rounds: int, seconds: float) -> list[Result]:
-    """Start every server, load them round by round in shuffled order, stop them."""
+    """Load the variants round by round in shuffled order, each round a fresh server process
+    (as `aiohttp_bench.measure` does, and why)."""
     folder = tempfile.mkdtemp()
     script = Path(folder, "headers.lua")
     script.write_text(LUA)
-    servers, urls = {}, {}
     loads: dict[str, list[Load]] = {name: [] for name in names}
+    order = list(names)
     try:
-        for name in names:
-            servers[name], urls[name] = _start_server(name, folder)
-        for name in names:  # warm up
-            load(urls[name], 1.0, str(script))
-        order = list(names)
         for _ in range(rounds):
             random.shuffle(order)
             for name in order:
-                before = _cpu_seconds(servers[name].pid)
-                done = load(urls[name], seconds, str(script))
-                after = _cpu_seconds(servers[name].pid)
+                start = functools.partial(_start_server, name, folder)
+                with fresh_server(name, folder, start) as (server, url):
+                    load(url, WARM_UP, str(script))
+                    before = _cpu_seconds(server.pid)
+                    done = load(url, seconds, str(script))
+                    after = _cpu_seconds(server.pid)
                 done.cpu = {key: after[key] - before.get(key, 0.0) for key in after}
                 loads[name].append(done)
     finally:
-        for server in servers.values():
-            server.send_signal(signal.SIGTERM)
-        for server in servers.values():
-            server.wait(60)
         shutil.rmtree(folder, ignore_errors=True)
     results = []
     for name in names:  # per second of the clock, then per CPU-second of the server
