@@ -59,6 +59,7 @@ BAGGAGE = "request.user_id=u-4711;tl,tenant=acme,region=eu-west-1"
 """The incoming baggage: 3 members, the first a threadline caller's user id (as it sends it)."""
 
 LUA = f"""\
+math.randomseed(os.time() * 1000 + math.floor(os.clock() * 1e6))
 local hex = "0123456789abcdef"
 local function id(n)
   local t = {{}}
@@ -76,7 +77,8 @@ request = function()
   return wrk.format(nil, nil)
 end
 """
-"""A fresh trace id, parent span id and request id per request: no cache is hit by repetition."""
+"""A fresh trace id, parent span id and request id per request, seeded per run of wrk
+(LuaJIT's own seed is fixed): no cache is hit by repetition."""
 
 LOGS_ENV = "THREADLINE_BENCH_LOGS"
 """A folder: each server writes its log lines to NAME.log there instead of os.devnull."""
