@@ -135,6 +135,24 @@ class TestServerExchange:
         (record,) = caplog.records
         assert "/items/{item_id}" == record.route  # type: ignore[attr-defined]
 
+    def test_a_record_factory_that_sets_the_lines_fields(
+        self, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A record factory that sets route, status or duration leaves the access line whole."""
+        made = logging.getLogRecordFactory()
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = made(*args, **kwargs)
+            record.__dict__.update(route="?", http_status=0, duration_ms=-1.0)
+            return record
+
+        monkeypatch.setattr(logging, "_logRecordFactory", factory)
+        with caplog.at_level(logging.INFO, "threadline.http"), exchange({}) as served:
+            served.finish(200)
+        (record,) = caplog.records
+        assert ("/r/{x}", 200) == (record.route, record.http_status)  # type: ignore[attr-defined]
+        assert record.duration_ms >= 0  # type: ignore[attr-defined]
+
     def test_another_error_policy(self, spans: Spans) -> None:
         """The options say what status is an error (here every 4xx too)."""
         with exchange({}, is_error=lambda status: status >= 400) as served:
