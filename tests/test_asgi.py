@@ -38,6 +38,7 @@ from tests.http_contract import (
 )
 from tests.http_contract import Response as Answer
 from threadline._core.context import attach, get_current, span_key
+from threadline.asgi._reader import READER
 
 LEAKY = contextvars.ContextVar("leaky", default=None)
 
@@ -737,3 +738,29 @@ def test_whatever_the_headers_the_request_is_served(
     ids = [value for name, value in sent[0]["headers"] if name == b"x-request-id"]
     assert [seen[0].encode()] == ids
     assert re.fullmatch(rb"[A-Za-z0-9._:+/=@-]{1,128}", ids[0])
+
+
+class TestReader:
+    def test_every_header_asked_for(self) -> None:
+        """Each header asked for has all its values, whether threadline reads it or another does."""
+        scope = {
+            "headers": [
+                (b"traceparent", b"a"),
+                (bytearray(b"x-b3-traceid"), b"b"),
+                (b"baggage", b"c"),
+                (b"host", b"h"),
+                (bytearray(b"baggage"), b"d"),
+            ]
+        }
+        get_all = READER.headers(scope)
+        found = {
+            name: get_all(name, ())
+            for name in ("traceparent", "baggage", "x-b3-traceid", "tracestate", "x-other")
+        }
+        assert {
+            "traceparent": [b"a"],
+            "baggage": [b"c", b"d"],
+            "x-b3-traceid": [b"b"],
+            "tracestate": (),
+            "x-other": (),
+        } == found

@@ -29,6 +29,7 @@ from threadline._http.semconv import (
     method_attributes,
     redacted_query,
     server_address,
+    server_attributes,
     server_span_name,
     text,
     without_credentials,
@@ -133,6 +134,24 @@ class TestServerExchange:
         )
         (record,) = caplog.records
         assert "/items/{item_id}" == record.route  # type: ignore[attr-defined]
+
+    def test_a_record_factory_that_sets_the_lines_fields(
+        self, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A record factory that sets route, status or duration leaves the access line whole."""
+        made = logging.getLogRecordFactory()
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = made(*args, **kwargs)
+            record.__dict__.update(route="?", http_status=0, duration_ms=-1.0)
+            return record
+
+        monkeypatch.setattr(logging, "_logRecordFactory", factory)
+        with caplog.at_level(logging.INFO, "threadline.http"), exchange({}) as served:
+            served.finish(200)
+        (record,) = caplog.records
+        assert ("/r/{x}", 200) == (record.route, record.http_status)  # type: ignore[attr-defined]
+        assert record.duration_ms >= 0  # type: ignore[attr-defined]
 
     def test_another_error_policy(self, spans: Spans) -> None:
         """The options say what status is an error (here every 4xx too)."""
@@ -298,6 +317,23 @@ class TestSemanticConventions:
     def test_server_address(self, host: str | None, split: tuple[str, int | None]) -> None:
         """The Host header split into name (IPv6 without brackets) and port."""
         assert split == server_address(host)
+
+    @given(st.lists(st.one_of(st.text(max_size=20), st.binary(max_size=20)), max_size=80))
+    def test_the_address_of_each_host(self, hosts: list[str | bytes]) -> None:
+        """Each request's span has its own Host header's name and port, however many hosts came."""
+        for host in [*hosts, *hosts]:  # each seen twice: the second may be remembered
+            fields = FIELDS._replace(host=host)
+            attributes = server_attributes("GET", None, "/", fields, "r-1")[1]
+            name, port = server_address(text(host)) if host else ("", None)
+            expected = {"server.address": name} if name else {}
+            if port is not None:
+                expected["server.port"] = port
+            seen = {
+                key: attributes[key]
+                for key in ("server.address", "server.port")
+                if key in attributes
+            }
+            assert expected == seen
 
     @pytest.mark.parametrize(
         ("url", "shown"),

@@ -41,6 +41,9 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) 
 }
 
 
+_SCALARS = frozenset({int, float, bool})
+
+
 def _store(store: ContextStore | str) -> ContextStore:
     if isinstance(store, ContextStore):
         return store
@@ -163,6 +166,8 @@ class ContextFilter(logging.Filter):
             elif type(value) is str:
                 if not value.isprintable():  # may have come in as baggage
                     value = escape_controls(value)  # never a raw control char
+            elif type(value) in _SCALARS:  # (a user id): no walk through the ABCs below
+                pass
             elif isinstance(value, (Mapping, list, tuple)):
                 value = safe_value(value)  # its strings escaped too, at any depth
             target[key] = value

@@ -37,17 +37,22 @@ def log_access(
         status if status is not None else "-",
         duration_ms,
     )
-    extra = {"http_status": status, "duration_ms": round(duration_ms, 3), "route": route}
     if type(logger) is logging.Logger and logging._srcfile:
         # What Logger.info does, but the record's place (here) is known: no walk up the
-        # stack to find it, a sixth of the line's cost.
+        # stack to find it, a sixth of the line's cost; and the three fields set at once,
+        # where makeRecord checks each of an extra's keys against the record's.
         if logger.isEnabledFor(logging.INFO):
             line = sys._getframe().f_lineno  # this line, where findCaller would stop
-            record = logger.makeRecord(
-                logger.name, logging.INFO, _FILE, line, _FORMAT, args, None, "log_access", extra
+            record = logging.getLogRecordFactory()(
+                logger.name, logging.INFO, _FILE, line, _FORMAT, args, None, "log_access", None
             )
+            fields = record.__dict__
+            fields["http_status"] = status
+            fields["duration_ms"] = round(duration_ms, 3)
+            fields["route"] = route
             logger.handle(record)
         return
+    extra = {"http_status": status, "duration_ms": round(duration_ms, 3), "route": route}
     logger.info(_FORMAT, *args, extra=extra)
 
 

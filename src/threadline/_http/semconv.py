@@ -118,7 +118,7 @@ def server_attributes(
         attributes["http.route"] = route
     if fields.query:
         attributes["url.query"] = redacted_query(text(fields.query))
-    name, port = server_address(text(fields.host) if fields.host else None)
+    name, port = _address_of(fields.host) if fields.host else ("", None)
     if name:
         attributes["server.address"] = name
     if port is not None:
@@ -128,6 +128,22 @@ def server_attributes(
     if fields.user_agent:
         attributes["user_agent.original"] = text(fields.user_agent)
     return _named(shown, route), attributes
+
+
+_addresses: dict[str | bytes, tuple[str, int | None]] = {}
+"""`server_address` of the ``Host`` values seen, for the next request with the same one."""
+_MAX_ADDRESSES = 64  # a server answers to a few names; others (any client may send any) not kept
+
+
+def _address_of(host: str | bytes) -> tuple[str, int | None]:
+    if type(host) is not str and type(host) is not bytes:  # (a subclass may hash as it likes)
+        return server_address(text(host))
+    found = _addresses.get(host)
+    if found is None:
+        found = server_address(text(host))
+        if len(_addresses) < _MAX_ADDRESSES:
+            _addresses[host] = found
+    return found
 
 
 def client_attributes(

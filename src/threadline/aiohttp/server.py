@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion10, HttpVersion11, web
 from aiohttp.typedefs import Handler, Middleware
 
 from .._boundary.coexistence import contrib_loaded, is_contrib
@@ -210,7 +210,7 @@ class _Reader:
             request.host,
             request.remote,
             request.headers.get("User-Agent"),
-            f"{version.major}.{version.minor}",
+            _PROTOCOLS.get(version) or f"{version.major}.{version.minor}",
         )
 
     def location(self, request: web.Request) -> str:
@@ -218,5 +218,8 @@ class _Reader:
         code = getattr(getattr(request.match_info, "handler", None), "__code__", None)
         return f"{code.co_filename}:{code.co_firstlineno}" if code is not None else request.path
 
+
+_PROTOCOLS = {HttpVersion10: "1.0", HttpVersion11: "1.1"}
+"""``network.protocol.version`` of the versions aiohttp serves, made once."""
 
 _READER = _Reader()

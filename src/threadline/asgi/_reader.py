@@ -85,7 +85,10 @@ def code_location(handler: object) -> str | None:
 
 
 class _Headers:
-    """One request's headers, indexed by name when first asked (the exchange asks ~6 times)."""
+    """One request's headers, the ones threadline reads indexed when first asked (asked ~6 times).
+
+    Any other name (another propagator's field) is looked for when asked.
+    """
 
     __slots__ = ("_headers", "_index")
 
@@ -98,13 +101,20 @@ class _Headers:
         key = NAMES.get(name)
         if key is None:
             key = NAMES[name] = name.lower().encode("latin-1")
+        if key not in INDEXED:
+            return _all(self._headers, key) or default
         index = self._index
         if index is None:
             index = self._index = _indexed(self._headers)
         return index.get(key, default)
 
 
+INDEXED = frozenset({b"traceparent", b"tracestate", b"baggage", b"x-request-id"})
+"""The headers every request is asked for (the trace context, baggage, request id)."""
+
+
 def _indexed(headers: Iterable[tuple[bytes, bytes]]) -> dict[bytes, list[bytes]]:
+    # one pass, keeping only what is asked: the rest of a request's headers cost a look-up each
     index: dict[bytes, list[bytes]] = {}
     for field, value in headers:
         name = field
@@ -112,12 +122,17 @@ def _indexed(headers: Iterable[tuple[bytes, bytes]]) -> dict[bytes, list[bytes]]
             if not isinstance(name, (bytearray, memoryview)):
                 continue  # not a header name ASGI allows: never one asked for
             name = bytes(name)
-        values = index.get(name)
-        if values is None:
-            index[name] = [value]
-        else:
-            values.append(value)
+        if name in INDEXED:
+            values = index.get(name)
+            if values is None:
+                index[name] = [value]
+            else:
+                values.append(value)
     return index
+
+
+def _all(headers: Iterable[tuple[bytes, bytes]], key: bytes) -> list[bytes]:
+    return [value for field, value in headers if field == key]
 
 
 def _first(headers: Iterable[tuple[bytes, bytes]], key: bytes) -> bytes | None:

@@ -23,7 +23,7 @@ from .._http.access import log_unhandled
 from .._http.server import ServerExchange
 from .._telemetry.spans import record_error, start_boundary_span
 from ._reader import NAMES, READER, Scope, route_of
-from ._stepped import rest_in, run_in, steps_of
+from ._stepped import first_step, rest_in, run_in
 
 __all__ = ["ACCESS_LOG", "Response", "answers_errors_itself", "with_headers"]
 
@@ -73,9 +73,8 @@ class Response:
     async def receive(self) -> _Message:
         """The server's receive, run in the context the request arrived in."""
         arrived = self._arrived
-        steps = steps_of(arrived.run(self._receive))
         try:
-            yielded = arrived.run(steps.send, None)
+            steps, yielded = arrived.run(first_step, self._receive)
         except StopIteration as stop:
             message: _Message = stop.value
             return message
@@ -101,9 +100,8 @@ class Response:
             last = True
         # (most sends finish in one step: no generator then)
         arrived = self._arrived
-        steps = steps_of(arrived.run(self._send, message))
         try:
-            yielded = arrived.run(steps.send, None)
+            steps, yielded = arrived.run(first_step, self._send, message)
         except StopIteration:
             pass
         else:

@@ -16,7 +16,7 @@ from contextvars import Context, copy_context
 from functools import partial
 from typing import Any
 
-__all__ = ["Guard", "guarded", "rest_in", "run_in", "steps_of"]
+__all__ = ["Guard", "first_step", "guarded", "rest_in", "run_in", "steps_of"]
 
 _Message = MutableMapping[str, Any]
 _Receive = Callable[[], Awaitable[_Message]]
@@ -29,6 +29,16 @@ _STEPPABLE = (types.CoroutineType, types.GeneratorType)
 def steps_of(awaitable: Any) -> Any:
     """What to step *awaitable* through: a coroutine (or generator-based one) is its own."""
     return awaitable if type(awaitable) in _STEPPABLE else awaitable.__await__()
+
+
+def first_step(fn: Callable[..., Awaitable[Any]], *args: Any) -> tuple[Any, Any]:
+    """Call ``fn(*args)`` and take the first step of it: its steps and what that yielded.
+
+    Raises `StopIteration` (with the result) when it finished in that step, as most
+    sends do. Run through `contextvars.Context.run`: both in one call.
+    """
+    steps = steps_of(fn(*args))
+    return steps, steps.send(None)
 
 
 @types.coroutine
@@ -52,9 +62,8 @@ def run_in(
     context: Context, fn: Callable[..., Awaitable[Any]], *args: Any
 ) -> Generator[Any, Any, Any]:
     """Await ``fn(*args)`` with each of its steps run in *context* (a `contextvars.Context`)."""
-    steps = steps_of(context.run(fn, *args))
     try:
-        yielded = context.run(steps.send, None)
+        steps, yielded = context.run(first_step, fn, *args)
     except StopIteration as stop:
         return stop.value
     return (yield from rest_in(context, steps, yielded))
