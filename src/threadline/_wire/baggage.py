@@ -145,13 +145,26 @@ def _parse_plain_shape(text: str) -> tuple[dict[str, str], dict[str, dict[str, A
         store, dot, name = key.partition(".")
         values = stores.get(store)
         if values is None:
-            if not dot or not name or not _STORE_NAME.fullmatch(store):
+            if not dot or not name or not (store in _store_names or _is_store_name(store)):
                 raise BaggageError(f"store member {key!r} is not 'store.key'")
             values = stores[store] = {}
         elif not name:
             raise BaggageError(f"store member {key!r} is not 'store.key'")
         values[name] = value if kind == STORE_PROPERTY else _typed(key, value, JSON_TYPE)
     return plain, stores
+
+
+# Store names are few: each is checked by the grammar once, not per carrier.
+_STORE_NAMES_MAX = 1024
+_store_names: set[str] = set()
+
+
+def _is_store_name(name: str) -> bool:
+    if _STORE_NAME.fullmatch(name) is None:
+        return False
+    if len(_store_names) < _STORE_NAMES_MAX:
+        _store_names.add(name)
+    return True
 
 
 def _parse_member(member: str) -> tuple[str, str, dict[str, str | None]]:

@@ -94,7 +94,8 @@ def extract(carrier: Mapping[str, str | Sequence[str]], context: Context | None 
     The context is built on *context* (default: an empty one). A *carrier*
     that is not a mapping is a `TypeError`: the type is the caller's choice.
     """
-    require_carrier(carrier, "items", "extract()")
+    if type(carrier) is not dict:
+        require_carrier(carrier, "items", "extract()")
     return Snapshot(extract_context(_mapping_getter(carrier), context))
 
 
@@ -262,7 +263,7 @@ def extract_context(get: Getter, context: Context | None = None) -> Context:
     dropped unread and counted as ``{field}.too_large``, whichever carrier
     it came in.
     """
-    ctx = Context() if context is None else context
+    ctx = _EMPTY if context is None else context
     # what came, gathered first: the new context is built once
     entries: dict[str, object] = {}
     span_context = _extract_span_context(get)
@@ -293,9 +294,12 @@ def extract_context(get: Getter, context: Context | None = None) -> Context:
                         entries[key] = {**held, **plain}
                     else:
                         entries[key] = dict(plain)
-    return Context({**ctx, **entries}) if entries else ctx
+    if not entries:
+        return Context() if ctx is _EMPTY else ctx
+    return Context({**ctx, **entries}) if ctx else Context(entries)
 
 
+_EMPTY = Context()  # read only: what a context built on nothing starts from
 _baggage_key: str | None = None
 
 
@@ -343,11 +347,42 @@ def _extract_span_context(get: Getter) -> SpanContext | None:
             record_drop("tracestate.invalid", why)
         else:
             trace_state = ParsedTraceState(members)
+    if _DIRECT_SPAN_CONTEXT:
+        # (ids the strict parser accepted: non-zero, 128 and 64 bits, so valid)
+        return _new_tuple(SpanContext, (trace_id, span_id, True, _FLAGS[flags], trace_state, True))
     return SpanContext(trace_id, span_id, True, _FLAGS[flags], trace_state)
 
 
 _NO_TRACE_STATE = TraceState()  # immutable: one serves every span context without one
 _FLAGS = tuple(TraceFlags(flags) for flags in range(4))  # the known flags: 2 bits
+_new_tuple = tuple.__new__
+
+
+def _span_context_is_its_fields() -> bool:
+    """True if the installed API's `SpanContext` is the tuple of its fields and nothing more.
+
+    Its ``__new__`` (opentelemetry-api 1.x) only adds ``is_valid``, the ids'
+    range, to the tuple; where that still holds, a span context of ids the
+    strict parser accepted is made as that tuple directly, without the
+    check again. Any other layout takes the public constructor.
+    """
+    fields = (1, 2, True, _FLAGS[1], _NO_TRACE_STATE, True)
+    made = SpanContext(1, 2, True, _FLAGS[1], _NO_TRACE_STATE)
+    direct = _new_tuple(SpanContext, fields)
+    try:
+        read = (made.trace_id, made.span_id, made.is_remote, made.trace_flags)
+        read += (made.trace_state, made.is_valid)
+        return (
+            type(made) is SpanContext
+            and tuple(made) == fields
+            and read == fields
+            and getattr(made, "__dict__", None) == getattr(direct, "__dict__", None)
+        )
+    except (AttributeError, TypeError):  # pragma: no cover - another API's layout
+        return False
+
+
+_DIRECT_SPAN_CONTEXT = _span_context_is_its_fields()
 
 
 class ParsedTraceState(TraceState):
@@ -365,22 +400,49 @@ class ParsedTraceState(TraceState):
 def _mapping_getter(carrier: Mapping[str, str | Sequence[str]]) -> Getter:
     # Every key is looked at, so "traceparent" and "Traceparent" side by side
     # count as the duplicate they are.
+    if type(carrier) is dict:
+        keys = list(carrier)
+        try:
+            lower_case = list(map(str.lower, keys)) == keys
+        except TypeError:  # a key that is not text: the general way skips it
+            lower_case = False
+        if lower_case:  # (what tl.inject writes): no other spelling can be there
+            return lambda field: _text_values(field, carrier.get(field, _ABSENT))
     lowered = _lower_keys(carrier.items())
     return lambda field: lowered.get(field, ())
 
 
+def _text_values(field: str, value: object) -> Sequence[str]:
+    """*field*'s value as its text values, as `_lower_keys` reads it (what is not text, counted)."""
+    if type(value) is str:
+        return (value,)
+    if value is _ABSENT:
+        return ()
+    return _lower_keys(((field, value),)).get(field, ())  # type: ignore[arg-type]
+
+
+_ABSENT = object()
+
+
 def _lower_keys(items: Iterable[tuple[str, str | Sequence[str]]]) -> dict[str, list[str]]:
+    """The carrier's own fields among *items*, by lower-case name; other keys are skipped."""
     lowered: dict[str, list[str]] = {}
     for key, value in items:
         if not isinstance(key, str):
             continue
-        if isinstance(value, str):
-            values: Sequence[str] = (value,)
-        elif isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
-            values = value
-        else:  # bytes, None, numbers: what came is not text, so it cannot be W3C text
-            if key.lower() in FIELDS:
-                record_drop(f"{key.lower()}.not_text", f"a {type(value).__name__} in {key}")
+        field = key.lower()
+        if field not in FIELDS:
             continue
-        lowered.setdefault(key.lower(), []).extend(values)
+        if isinstance(value, str):
+            values = [value]
+        elif isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+            values = list(value)
+        else:  # bytes, None, numbers: what came is not text, so it cannot be W3C text
+            record_drop(f"{field}.not_text", f"a {type(value).__name__} in {key}")
+            continue
+        held = lowered.get(field)
+        if held is None:
+            lowered[field] = values
+        else:
+            held.extend(values)
     return lowered
