@@ -228,6 +228,12 @@ def _depth(text: str) -> int:
     return deepest
 
 
+# One decoder, made once: json.loads with options makes (and compiles the scanner of) a new one per call.
+_decode_json = json.JSONDecoder(
+    parse_constant=_reject_constant, parse_float=_finite_float, object_pairs_hook=_object
+).decode
+
+
 def _typed(key: str, value: str, kind: str | None) -> Any:
     if kind is None:
         return value
@@ -237,12 +243,7 @@ def _typed(key: str, value: str, kind: str | None) -> Any:
     if _depth(value) > MAX_DEPTH:
         raise BaggageError(f"store member {key!r} nests deeper than {MAX_DEPTH}")
     try:
-        loaded = json.loads(
-            value,
-            parse_constant=_reject_constant,
-            parse_float=_finite_float,
-            object_pairs_hook=_object,
-        )
+        loaded = _decode_json(value)
     except ValueError as exc:  # json.JSONDecodeError and BaggageError both are
         raise BaggageError(f"store member {key!r} is not JSON: {exc}") from None
     if _ESCAPED_SURROGATE.search(value) and not _is_text(loaded):

@@ -407,18 +407,19 @@ def _mapping_getter(carrier: Mapping[str, str | Sequence[str]]) -> Getter:
         except TypeError:  # a key that is not text: the general way skips it
             lower_case = False
         if lower_case:  # (what tl.inject writes): no other spelling can be there
-            return lambda field: _text_values(field, carrier.get(field, _ABSENT))
+
+            def get(field: str) -> Sequence[str]:
+                value = carrier.get(field, _ABSENT)
+                if type(value) is str:
+                    return (value,)
+                if value is _ABSENT:
+                    return ()
+                # (a list of lines, or what is not text: read, or counted, as below)
+                return _lower_keys(((field, value),)).get(field, ())  # type: ignore[arg-type]
+
+            return get
     lowered = _lower_keys(carrier.items())
     return lambda field: lowered.get(field, ())
-
-
-def _text_values(field: str, value: object) -> Sequence[str]:
-    """*field*'s value as its text values, as `_lower_keys` reads it (what is not text, counted)."""
-    if type(value) is str:
-        return (value,)
-    if value is _ABSENT:
-        return ()
-    return _lower_keys(((field, value),)).get(field, ())  # type: ignore[arg-type]
 
 
 _ABSENT = object()
