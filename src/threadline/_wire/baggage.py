@@ -228,7 +228,7 @@ def _depth(text: str) -> int:
     return deepest
 
 
-# One decoder, made once: json.loads with options makes (and compiles the scanner of) a new one per call.
+# One decoder, made once: json.loads given options makes a new one (and its scanner) per call.
 _decode_json = json.JSONDecoder(
     parse_constant=_reject_constant, parse_float=_finite_float, object_pairs_hook=_object
 ).decode

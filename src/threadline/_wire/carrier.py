@@ -370,8 +370,8 @@ def _span_context_is_its_fields() -> bool:
     made = SpanContext(1, 2, True, _FLAGS[1], _NO_TRACE_STATE)
     direct = _new_tuple(SpanContext, fields)
     try:
-        read = (made.trace_id, made.span_id, made.is_remote, made.trace_flags)
-        read += (made.trace_state, made.is_valid)
+        read: tuple[object, ...] = (made.trace_id, made.span_id, made.is_remote)
+        read += (made.trace_flags, made.trace_state, made.is_valid)
         return (
             type(made) is SpanContext
             and tuple(made) == fields
@@ -407,17 +407,15 @@ def _mapping_getter(carrier: Mapping[str, str | Sequence[str]]) -> Getter:
         except TypeError:  # a key that is not text: the general way skips it
             lower_case = False
         if lower_case:  # (what tl.inject writes): no other spelling can be there
-
-            def get(field: str) -> Sequence[str]:
+            text: dict[str, tuple[str]] = {}
+            for field in FIELDS:
                 value = carrier.get(field, _ABSENT)
                 if type(value) is str:
-                    return (value,)
-                if value is _ABSENT:
-                    return ()
-                # (a list of lines, or what is not text: read, or counted, as below)
-                return _lower_keys(((field, value),)).get(field, ())  # type: ignore[arg-type]
-
-            return get
+                    text[field] = (value,)
+                elif value is not _ABSENT:  # lines, or what is not text: the general way
+                    break
+            else:
+                return lambda field: text.get(field, ())
     lowered = _lower_keys(carrier.items())
     return lambda field: lowered.get(field, ())
 
