@@ -17,7 +17,7 @@ from opentelemetry.trace import (
     get_current_span,
 )
 
-from .._core.context import Context, get_current, span_key, store_key
+from .._core.context import STORE_KEY_PREFIX, Context, get_current, span_key
 from .._core.drops import record_drop
 from .._core.snapshot import Snapshot
 from .._core.stores import store_values
@@ -94,7 +94,11 @@ def extract(carrier: Mapping[str, str | Sequence[str]], context: Context | None 
     The context is built on *context* (default: an empty one). A *carrier*
     that is not a mapping is a `TypeError`: the type is the caller's choice.
     """
-    if type(carrier) is not dict:
+    if type(carrier) is dict:
+        fields = _plain_fields(carrier)
+        if fields is not None:
+            return Snapshot(_context_of(fields[0], fields[1], fields[2], context))
+    else:
         require_carrier(carrier, "items", "extract()")
     return Snapshot(extract_context(_mapping_getter(carrier), context))
 
@@ -263,21 +267,35 @@ def extract_context(get: Getter, context: Context | None = None) -> Context:
     dropped unread and counted as ``{field}.too_large``, whichever carrier
     it came in.
     """
+    return _context_of(_read(get, TRACEPARENT), get, _read(get, BAGGAGE), context)
+
+
+def _context_of(
+    parents: Sequence[str],
+    states: Getter | Sequence[str],
+    baggages: Sequence[str],
+    context: Context | None,
+) -> Context:
+    """The context of these fields' values (each within its limit), built once on *context*.
+
+    *states* are the tracestate's values, or the getter to read them with
+    once a valid traceparent needs them.
+    """
     ctx = _EMPTY if context is None else context
     # what came, gathered first: the new context is built once
     entries: dict[str, object] = {}
-    span_context = _extract_span_context(get)
-    if span_context is not None:
-        entries[span_key()] = NonRecordingSpan(span_context)
-    headers = _read(get, BAGGAGE)
-    if headers:
+    if parents:
+        span_context = _span_context(parents, states)
+        if span_context is not None:
+            entries[span_key()] = NonRecordingSpan(span_context)
+    if baggages:
         try:
-            plain, stores = _baggage.parse(headers)
+            plain, stores = _baggage.parse(baggages)
         except _baggage.BaggageError as exc:
             record_drop("baggage.invalid", str(exc))
         else:
             for name, items in stores.items():
-                entries[store_key(name)] = FrozenMapping(items, name, frozenset(items))
+                entries[STORE_KEY_PREFIX + name] = FrozenMapping(items, name, frozenset(items))
             if plain:
                 # OpenTelemetry's baggage is a dict under this key; its API sets one at a time
                 key = _baggage_key or _load_baggage_key()
@@ -327,10 +345,7 @@ def _read(get: Getter, field: str) -> Sequence[str]:
     return values
 
 
-def _extract_span_context(get: Getter) -> SpanContext | None:
-    parents = _read(get, TRACEPARENT)
-    if not parents:
-        return None
+def _span_context(parents: Sequence[str], states: Getter | Sequence[str]) -> SpanContext | None:
     if len(parents) > 1:
         record_drop("traceparent.duplicate", f"{len(parents)} traceparent fields")
         return None
@@ -340,7 +355,8 @@ def _extract_span_context(get: Getter) -> SpanContext | None:
         return None
     trace_id, span_id, flags = parsed
     trace_state = _NO_TRACE_STATE
-    states = _read(get, TRACESTATE)
+    if not isinstance(states, tuple):
+        states = _read(states, TRACESTATE)  # type: ignore[arg-type]
     if states:
         members, why = parse_tracestate(list(states))
         if members is None:
@@ -397,30 +413,37 @@ class ParsedTraceState(TraceState):
         self._dict = dict(members)
 
 
+def _plain_fields(carrier: dict[str, object]) -> list[tuple[str, ...]] | None:
+    """The (traceparent, tracestate, baggage) values of a dict whose keys are all lower-case
+    text and whose fields are each one text within its limit (what `inject` writes); None for
+    any other, which the general reader takes (and counts what it drops)."""
+    keys = list(carrier)
+    try:
+        if list(map(str.lower, keys)) != keys:  # another spelling may be there
+            return None
+    except TypeError:  # a key that is not text
+        return None
+    found: list[tuple[str, ...]] = []
+    for field, limit in _LIMITS:
+        value = carrier.get(field, _ABSENT)
+        if type(value) is str and len(value) <= limit:
+            found.append((value,))
+        elif value is _ABSENT:
+            found.append(())
+        else:
+            return None
+    return found
+
+
+_LIMITS = tuple(FIELD_LIMITS.items())  # in the order of FIELDS
+_ABSENT = object()
+
+
 def _mapping_getter(carrier: Mapping[str, str | Sequence[str]]) -> Getter:
     # Every key is looked at, so "traceparent" and "Traceparent" side by side
     # count as the duplicate they are.
-    if type(carrier) is dict:
-        keys = list(carrier)
-        try:
-            lower_case = list(map(str.lower, keys)) == keys
-        except TypeError:  # a key that is not text: the general way skips it
-            lower_case = False
-        if lower_case:  # (what tl.inject writes): no other spelling can be there
-            text: dict[str, tuple[str]] = {}
-            for field in FIELDS:
-                value = carrier.get(field, _ABSENT)
-                if type(value) is str:
-                    text[field] = (value,)
-                elif value is not _ABSENT:  # lines, or what is not text: the general way
-                    break
-            else:
-                return lambda field: text.get(field, ())
     lowered = _lower_keys(carrier.items())
     return lambda field: lowered.get(field, ())
-
-
-_ABSENT = object()
 
 
 def _lower_keys(items: Iterable[tuple[str, str | Sequence[str]]]) -> dict[str, list[str]]:
