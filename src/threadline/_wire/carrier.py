@@ -297,24 +297,30 @@ def _context_of(
             for name, items in stores.items():
                 entries[STORE_KEY_PREFIX + name] = FrozenMapping(items, name, frozenset(items))
             if plain:
-                # OpenTelemetry's baggage is a dict under this key; its API sets one at a time
-                key = _baggage_key or _load_baggage_key()
-                if key is None:  # (an OpenTelemetry without it: its API, member by member)
-                    from opentelemetry import baggage as otel_baggage  # noqa: PLC0415
-
-                    ctx = Context({**ctx, **entries})
-                    entries = {}
-                    for name, value in plain.items():
-                        ctx = otel_baggage.set_baggage(name, value, ctx)
-                else:
-                    held = ctx.get(key)
-                    if isinstance(held, Mapping) and held:
-                        entries[key] = {**held, **plain}
-                    else:
-                        entries[key] = dict(plain)
+                ctx = _with_plain_baggage(plain, ctx, entries)
     if not entries:
         return Context() if ctx is _EMPTY else ctx
     return Context({**ctx, **entries}) if ctx else Context(entries)
+
+
+def _with_plain_baggage(plain: dict[str, str], ctx: Context, entries: dict[str, object]) -> Context:
+    """Add *plain* to *entries* as OpenTelemetry's baggage on *ctx*; return the base to build on."""
+    # OpenTelemetry's baggage is a dict under this key; its API sets one at a time
+    key = _baggage_key or _load_baggage_key()
+    if key is None:  # (an OpenTelemetry without it: its API, member by member)
+        from opentelemetry import baggage as otel_baggage  # noqa: PLC0415
+
+        ctx = Context({**ctx, **entries})
+        entries.clear()
+        for name, value in plain.items():
+            ctx = otel_baggage.set_baggage(name, value, ctx)
+        return ctx
+    held = ctx.get(key)
+    if isinstance(held, Mapping) and held:
+        entries[key] = {**held, **plain}
+    else:
+        entries[key] = dict(plain)
+    return ctx
 
 
 _EMPTY = Context()  # read only: what a context built on nothing starts from
@@ -414,9 +420,12 @@ class ParsedTraceState(TraceState):
 
 
 def _plain_fields(carrier: dict[str, object]) -> list[tuple[str, ...]] | None:
-    """The (traceparent, tracestate, baggage) values of a dict whose keys are all lower-case
-    text and whose fields are each one text within its limit (what `inject` writes); None for
-    any other, which the general reader takes (and counts what it drops)."""
+    """The (traceparent, tracestate, baggage) values of a dict as `inject` writes it, or None.
+
+    That is: every key lower-case text, each field one text within its
+    limit. Any other carrier is None, for the general reader (which counts
+    what it drops).
+    """
     keys = list(carrier)
     try:
         if list(map(str.lower, keys)) != keys:  # another spelling may be there
