@@ -422,15 +422,11 @@ class ParsedTraceState(TraceState):
 def _plain_fields(carrier: dict[str, object]) -> list[tuple[str, ...]] | None:
     """The (traceparent, tracestate, baggage) values of a dict as `inject` writes it, or None.
 
-    That is: every key lower-case text, each field one text within its
-    limit. Any other carrier is None, for the general reader (which counts
+    That is: no key but the fields' own lower-case names, each field one
+    text within its limit. Any other carrier is None, for the general reader (which counts
     what it drops).
     """
-    keys = list(carrier)
-    try:
-        if list(map(str.lower, keys)) != keys:  # another spelling may be there
-            return None
-    except TypeError:  # a key that is not text
+    if not _FIELD_NAMES.issuperset(carrier):  # another key, or another spelling, may be there
         return None
     found: list[tuple[str, ...]] = []
     for field, limit in _LIMITS:
@@ -445,6 +441,7 @@ def _plain_fields(carrier: dict[str, object]) -> list[tuple[str, ...]] | None:
 
 
 _LIMITS = tuple(FIELD_LIMITS.items())  # in the order of FIELDS
+_FIELD_NAMES = frozenset(FIELDS)
 _ABSENT = object()
 
 
