@@ -287,7 +287,7 @@ def _context_of(
     if parents:
         span_context = _span_context(parents, states)
         if span_context is not None:
-            entries[span_key()] = NonRecordingSpan(span_context)
+            entries[_SPAN_KEY] = NonRecordingSpan(span_context)
     if baggages:
         try:
             plain, stores = _baggage.parse(baggages)
@@ -323,6 +323,7 @@ def _with_plain_baggage(plain: dict[str, str], ctx: Context, entries: dict[str, 
     return ctx
 
 
+_SPAN_KEY = span_key()  # (opentelemetry.trace is loaded here already)
 _EMPTY = Context()  # read only: what a context built on nothing starts from
 _baggage_key: str | None = None
 
