@@ -80,10 +80,7 @@ def parse(headers: Sequence[str]) -> tuple[dict[str, str], dict[str, dict[str, A
     # (what _parse does, inline: this is every request's first hand-off)
     if len(text) > MAX_BYTES:
         raise BaggageError(f"baggage is {len(text)} bytes, more than {MAX_BYTES}")
-    if _PLAIN_SHAPE.fullmatch(text):
-        parsed = _parse_plain_shape(text)
-    else:
-        parsed = _parse_members(text)
+    parsed = (_parse_plain_shape if _PLAIN_SHAPE.fullmatch(text) else _parse_members)(text)
     if len(text) <= PARSED_TEXT_MAX:
         if len(_parsed) >= PARSED_MAX:
             _parsed.clear()  # (one call, safe between threads; a busy one refills it)
