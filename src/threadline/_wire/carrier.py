@@ -420,30 +420,36 @@ class ParsedTraceState(TraceState):
         self._dict = dict(members)
 
 
-def _plain_fields(carrier: dict[str, object]) -> list[tuple[str, ...]] | None:
+def _plain_fields(carrier: dict[str, object]) -> tuple[tuple[str, ...], ...] | None:
     """The (traceparent, tracestate, baggage) values of a dict as `inject` writes it, or None.
 
     That is: no key but the fields' own lower-case names, each field one
-    text within its limit. Any other carrier is None, for the general reader (which counts
-    what it drops).
+    text within its limit. Any other carrier is None, for the general
+    reader (which counts what it drops).
     """
     if not _FIELD_NAMES.issuperset(carrier):  # another key, or another spelling, may be there
         return None
-    found: list[tuple[str, ...]] = []
-    for field, limit in _LIMITS:
-        value = carrier.get(field, _ABSENT)
-        if type(value) is str and len(value) <= limit:
-            found.append((value,))
-        elif value is _ABSENT:
-            found.append(())
-        else:
+    for value in carrier.values():
+        if type(value) is not str:
             return None
-    return found
+    texts: dict[str, str] = carrier  # type: ignore[assignment] # (every value is a str: checked)
+    parent = texts.get(TRACEPARENT)
+    state = texts.get(TRACESTATE)
+    members = texts.get(BAGGAGE)
+    if (
+        len(parent or "") > MAX_TRACEPARENT_CHARS
+        or len(state or "") > MAX_TRACESTATE_CHARS
+        or len(members or "") > _baggage.MAX_BYTES
+    ):
+        return None
+    return (
+        () if parent is None else (parent,),
+        () if state is None else (state,),
+        () if members is None else (members,),
+    )
 
 
-_LIMITS = tuple(FIELD_LIMITS.items())  # in the order of FIELDS
 _FIELD_NAMES = frozenset(FIELDS)
-_ABSENT = object()
 
 
 def _mapping_getter(carrier: Mapping[str, str | Sequence[str]]) -> Getter:
