@@ -43,7 +43,6 @@ _SAFE = "".join(
 # What quote(value, safe=_SAFE) leaves as it is: those very characters, ASCII
 _UNCHANGED = re.compile(r"[\x21\x23-\x24\x26-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_JSON_OPENERS = re.compile(r"[\[{]")
 # A \uXXXX escape of a surrogate; a pair is fine, one alone is not text.
 _ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 STORE_PROPERTY = "tl"
@@ -219,7 +218,7 @@ def _object(pairs: list[tuple[str, Any]]) -> FrozenMapping:
 
 def _depth(text: str) -> int:
     """The deepest nesting of lists and objects in JSON *text*, brackets in strings aside."""
-    if len(_JSON_OPENERS.findall(text)) <= MAX_DEPTH:
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
         return 0  # the common case: too few brackets to nest too deep
     depth = deepest = 0
     for char in _JSON_STRING.sub("", text):
@@ -249,7 +248,7 @@ def _typed(key: str, value: str, kind: str | None) -> Any:
         loaded = _decode_json(value)
     except ValueError as exc:  # json.JSONDecodeError and BaggageError both are
         raise BaggageError(f"store member {key!r} is not JSON: {exc}") from None
-    if _ESCAPED_SURROGATE.search(value) and not _is_text(loaded):
+    if "\\" in value and _ESCAPED_SURROGATE.search(value) and not _is_text(loaded):
         raise BaggageError(f"store member {key!r} holds a lone surrogate, not text")
     return freeze(loaded)
 
