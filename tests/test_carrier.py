@@ -13,11 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
 import threadline as tl
 from threadline import diagnostics
+from threadline._core import context as core_context
 from threadline._wire import baggage as baggage_codec
+from threadline._wire import carrier as carrier_codec
 from threadline._wire import tracecontext
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -820,3 +824,83 @@ def test_a_field_that_is_not_text_is_dropped(value: object) -> None:
 def test_fuzz_the_common_traceparent_reads_as_the_general_grammar(traceparent: str) -> None:
     """The fast way for a plain version-00 traceparent decides exactly as the full grammar does."""
     assert tracecontext._parse_any(traceparent) == tracecontext.parse_traceparent(traceparent)
+
+
+class TestOpenTelemetryLayout:
+    """What the extract path assumes of the installed opentelemetry-api, checked so an upgrade
+    that changes it fails here, not in a user's trace."""
+
+    def test_span_contexts_are_made_as_the_installed_api_lays_them_out(self) -> None:
+        # False means the API's SpanContext is no longer the tuple of its fields: extract then
+        # takes the public constructor (correct, slower); look at _span_context_is_its_fields.
+        assert carrier_codec._DIRECT_SPAN_CONTEXT, "SpanContext's layout changed in the API"
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        trace_id=st.integers(1, 2**128 - 1),
+        span_id=st.integers(1, 2**64 - 1),
+        flags=st.integers(0, 255),
+        direct=st.booleans(),
+    )
+    def test_an_extracted_span_context_is_the_public_constructors(
+        self, trace_id: int, span_id: int, flags: int, direct: bool
+    ) -> None:
+        """Made directly or by the constructor, it is what `SpanContext(...)` makes."""
+        header = f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(carrier_codec, "_DIRECT_SPAN_CONTEXT", direct)
+            got = span_context_of(tl.extract({"traceparent": header}))
+        expected = SpanContext(trace_id, span_id, True, TraceFlags(flags & 3), TraceState())
+        assert type(got) is SpanContext
+        assert got == expected
+        read = (got.trace_id, got.span_id, got.is_remote, got.trace_flags, got.is_valid)
+        assert read == (trace_id, span_id, True, flags & 3, True)
+        assert got.trace_state == TraceState()
+        assert trace.NonRecordingSpan(got).get_span_context() is got
+
+    def test_stores_use_the_runtime_context_opentelemetry_uses(self) -> None:
+        """threadline reads and sets OpenTelemetry's own ContextVar: each sees the other."""
+        runtime = otel_context._RUNTIME_CONTEXT
+        if type(runtime) is ContextVarsRuntimeContext:
+            variable = runtime._current_context
+            assert core_context.get_current == variable.get
+            assert core_context.attach == variable.set
+        with tl.request.scope(request_id="r1"):
+            assert otel_context.get_current() is core_context.get_current()
+        token = otel_context.attach(tl.extract({"baggage": "request.request_id=r2;tl"}).context)
+        try:
+            assert tl.request.get() == {"request_id": "r2"}
+        finally:
+            otel_context.detach(token)
+        assert tl.request.get() is None
+
+
+_FIELD_NAMES = st.sampled_from(["traceparent", "Traceparent", "tracestate", "baggage", "x-other"])
+_FIELD_VALUES = st.sampled_from(
+    [VALID, f"00-{TRACE_ID}-{'1' * 16}-00", "vendor=1", "a=1,request.id=r;tl", "bad value"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fields=st.dictionaries(
+        _FIELD_NAMES,
+        _FIELD_VALUES | st.lists(_FIELD_VALUES, max_size=2) | st.sampled_from([None, b"a=1", 42]),
+        max_size=5,
+    )
+)
+def test_fuzz_a_dict_carrier_reads_as_any_other_mapping(fields: dict[str, Any]) -> None:
+    """The direct reading of a dict decides as the general one: same context, same drops."""
+    diagnostics.reset_drop_counts()
+    from_dict = tl.extract(fields)
+    dict_drops = diagnostics.drop_counts()
+    diagnostics.reset_drop_counts()
+    from_mapping = tl.extract(MappingProxyType(fields))
+    assert diagnostics.drop_counts() == dict_drops
+    assert span_context_of(from_dict) == span_context_of(from_mapping)
+    assert dict(from_dict.context.items()).keys() == dict(from_mapping.context.items()).keys()
+    assert baggage.get_all(from_dict.context) == baggage.get_all(from_mapping.context)
+    with from_dict:
+        in_dict = tl.request.get()
+    with from_mapping:
+        assert tl.request.get() == in_dict

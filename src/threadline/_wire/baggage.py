@@ -43,7 +43,6 @@ _SAFE = "".join(
 # What quote(value, safe=_SAFE) leaves as it is: those very characters, ASCII
 _UNCHANGED = re.compile(r"[\x21\x23-\x24\x26-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_JSON_OPENERS = re.compile(r"[\[{]")
 # A \uXXXX escape of a surrogate; a pair is fine, one alone is not text.
 _ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 STORE_PROPERTY = "tl"
@@ -77,7 +76,10 @@ def parse(headers: Sequence[str]) -> tuple[dict[str, str], dict[str, dict[str, A
     parsed = _parsed.get(text)
     if parsed is not None:
         return parsed
-    parsed = _parse(text)
+    # (what _parse does, inline: this is every request's first hand-off)
+    if len(text) > MAX_BYTES:
+        raise BaggageError(f"baggage is {len(text)} bytes, more than {MAX_BYTES}")
+    parsed = (_parse_plain_shape if _PLAIN_SHAPE.fullmatch(text) else _parse_members)(text)
     if len(text) <= PARSED_TEXT_MAX:
         if len(_parsed) >= PARSED_MAX:
             _parsed.clear()  # (one call, safe between threads; a busy one refills it)
@@ -145,13 +147,26 @@ def _parse_plain_shape(text: str) -> tuple[dict[str, str], dict[str, dict[str, A
         store, dot, name = key.partition(".")
         values = stores.get(store)
         if values is None:
-            if not dot or not name or not _STORE_NAME.fullmatch(store):
+            if not dot or not name or not (store in _store_names or _is_store_name(store)):
                 raise BaggageError(f"store member {key!r} is not 'store.key'")
             values = stores[store] = {}
         elif not name:
             raise BaggageError(f"store member {key!r} is not 'store.key'")
         values[name] = value if kind == STORE_PROPERTY else _typed(key, value, JSON_TYPE)
     return plain, stores
+
+
+# Store names are few: each is checked by the grammar once, not per carrier.
+_STORE_NAMES_MAX = 1024
+_store_names: set[str] = set()
+
+
+def _is_store_name(name: str) -> bool:
+    if _STORE_NAME.fullmatch(name) is None:
+        return False
+    if len(_store_names) < _STORE_NAMES_MAX:
+        _store_names.add(name)
+    return True
 
 
 def _parse_member(member: str) -> tuple[str, str, dict[str, str | None]]:
@@ -203,7 +218,7 @@ def _object(pairs: list[tuple[str, Any]]) -> FrozenMapping:
 
 def _depth(text: str) -> int:
     """The deepest nesting of lists and objects in JSON *text*, brackets in strings aside."""
-    if len(_JSON_OPENERS.findall(text)) <= MAX_DEPTH:
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
         return 0  # the common case: too few brackets to nest too deep
     depth = deepest = 0
     for char in _JSON_STRING.sub("", text):
@@ -215,6 +230,12 @@ def _depth(text: str) -> int:
     return deepest
 
 
+# One decoder, made once: json.loads given options makes a new one (and its scanner) per call.
+_decode_json = json.JSONDecoder(
+    parse_constant=_reject_constant, parse_float=_finite_float, object_pairs_hook=_object
+).decode
+
+
 def _typed(key: str, value: str, kind: str | None) -> Any:
     if kind is None:
         return value
@@ -224,15 +245,10 @@ def _typed(key: str, value: str, kind: str | None) -> Any:
     if _depth(value) > MAX_DEPTH:
         raise BaggageError(f"store member {key!r} nests deeper than {MAX_DEPTH}")
     try:
-        loaded = json.loads(
-            value,
-            parse_constant=_reject_constant,
-            parse_float=_finite_float,
-            object_pairs_hook=_object,
-        )
+        loaded = _decode_json(value)
     except ValueError as exc:  # json.JSONDecodeError and BaggageError both are
         raise BaggageError(f"store member {key!r} is not JSON: {exc}") from None
-    if _ESCAPED_SURROGATE.search(value) and not _is_text(loaded):
+    if "\\" in value and _ESCAPED_SURROGATE.search(value) and not _is_text(loaded):
         raise BaggageError(f"store member {key!r} holds a lone surrogate, not text")
     return freeze(loaded)
 

@@ -17,7 +17,7 @@ from opentelemetry.trace import (
     get_current_span,
 )
 
-from .._core.context import Context, get_current, span_key, store_key
+from .._core.context import STORE_KEY_PREFIX, Context, get_current, span_key
 from .._core.drops import record_drop
 from .._core.snapshot import Snapshot
 from .._core.stores import store_values
@@ -94,7 +94,12 @@ def extract(carrier: Mapping[str, str | Sequence[str]], context: Context | None 
     The context is built on *context* (default: an empty one). A *carrier*
     that is not a mapping is a `TypeError`: the type is the caller's choice.
     """
-    require_carrier(carrier, "items", "extract()")
+    if type(carrier) is dict:
+        fields = _plain_fields(carrier)
+        if fields is not None:
+            return Snapshot(_context_of(fields[0], fields[1], fields[2], context))
+    else:
+        require_carrier(carrier, "items", "extract()")
     return Snapshot(extract_context(_mapping_getter(carrier), context))
 
 
@@ -262,40 +267,64 @@ def extract_context(get: Getter, context: Context | None = None) -> Context:
     dropped unread and counted as ``{field}.too_large``, whichever carrier
     it came in.
     """
-    ctx = Context() if context is None else context
+    return _context_of(_read(get, TRACEPARENT), get, _read(get, BAGGAGE), context)
+
+
+def _context_of(
+    parents: Sequence[str],
+    states: Getter | Sequence[str],
+    baggages: Sequence[str],
+    context: Context | None,
+) -> Context:
+    """The context of these fields' values (each within its limit), built once on *context*.
+
+    *states* are the tracestate's values, or the getter to read them with
+    once a valid traceparent needs them.
+    """
+    ctx = _EMPTY if context is None else context
     # what came, gathered first: the new context is built once
     entries: dict[str, object] = {}
-    span_context = _extract_span_context(get)
-    if span_context is not None:
-        entries[span_key()] = NonRecordingSpan(span_context)
-    headers = _read(get, BAGGAGE)
-    if headers:
+    if parents:
+        span_context = _span_context(parents, states)
+        if span_context is not None:
+            entries[_SPAN_KEY] = NonRecordingSpan(span_context)
+    if baggages:
         try:
-            plain, stores = _baggage.parse(headers)
+            plain, stores = _baggage.parse(baggages)
         except _baggage.BaggageError as exc:
             record_drop("baggage.invalid", str(exc))
         else:
             for name, items in stores.items():
-                entries[store_key(name)] = FrozenMapping(items, name, frozenset(items))
+                entries[STORE_KEY_PREFIX + name] = FrozenMapping(items, name, frozenset(items))
             if plain:
-                # OpenTelemetry's baggage is a dict under this key; its API sets one at a time
-                key = _baggage_key or _load_baggage_key()
-                if key is None:  # (an OpenTelemetry without it: its API, member by member)
-                    from opentelemetry import baggage as otel_baggage  # noqa: PLC0415
-
-                    ctx = Context({**ctx, **entries})
-                    entries = {}
-                    for name, value in plain.items():
-                        ctx = otel_baggage.set_baggage(name, value, ctx)
-                else:
-                    held = ctx.get(key)
-                    if isinstance(held, Mapping) and held:
-                        entries[key] = {**held, **plain}
-                    else:
-                        entries[key] = dict(plain)
-    return Context({**ctx, **entries}) if entries else ctx
+                ctx = _with_plain_baggage(plain, ctx, entries)
+    if not entries:
+        return Context() if ctx is _EMPTY else ctx
+    return Context({**ctx, **entries}) if ctx else Context(entries)
 
 
+def _with_plain_baggage(plain: dict[str, str], ctx: Context, entries: dict[str, object]) -> Context:
+    """Add *plain* to *entries* as OpenTelemetry's baggage on *ctx*; return the base to build on."""
+    # OpenTelemetry's baggage is a dict under this key; its API sets one at a time
+    key = _baggage_key or _load_baggage_key()
+    if key is None:  # (an OpenTelemetry without it: its API, member by member)
+        from opentelemetry import baggage as otel_baggage  # noqa: PLC0415
+
+        ctx = Context({**ctx, **entries})
+        entries.clear()
+        for name, value in plain.items():
+            ctx = otel_baggage.set_baggage(name, value, ctx)
+        return ctx
+    held = ctx.get(key)
+    if isinstance(held, Mapping) and held:
+        entries[key] = {**held, **plain}
+    else:
+        entries[key] = dict(plain)
+    return ctx
+
+
+_SPAN_KEY = span_key()  # (opentelemetry.trace is loaded here already)
+_EMPTY = Context()  # read only: what a context built on nothing starts from
 _baggage_key: str | None = None
 
 
@@ -323,10 +352,7 @@ def _read(get: Getter, field: str) -> Sequence[str]:
     return values
 
 
-def _extract_span_context(get: Getter) -> SpanContext | None:
-    parents = _read(get, TRACEPARENT)
-    if not parents:
-        return None
+def _span_context(parents: Sequence[str], states: Getter | Sequence[str]) -> SpanContext | None:
     if len(parents) > 1:
         record_drop("traceparent.duplicate", f"{len(parents)} traceparent fields")
         return None
@@ -336,18 +362,50 @@ def _extract_span_context(get: Getter) -> SpanContext | None:
         return None
     trace_id, span_id, flags = parsed
     trace_state = _NO_TRACE_STATE
-    states = _read(get, TRACESTATE)
+    if not isinstance(states, tuple):
+        states = _read(states, TRACESTATE)  # type: ignore[arg-type]
     if states:
         members, why = parse_tracestate(list(states))
         if members is None:
             record_drop("tracestate.invalid", why)
         else:
             trace_state = ParsedTraceState(members)
+    if _DIRECT_SPAN_CONTEXT:
+        # (ids the strict parser accepted: non-zero, 128 and 64 bits, so valid)
+        return _new_tuple(SpanContext, (trace_id, span_id, True, _FLAGS[flags], trace_state, True))
     return SpanContext(trace_id, span_id, True, _FLAGS[flags], trace_state)
 
 
 _NO_TRACE_STATE = TraceState()  # immutable: one serves every span context without one
 _FLAGS = tuple(TraceFlags(flags) for flags in range(4))  # the known flags: 2 bits
+_new_tuple = tuple.__new__
+
+
+def _span_context_is_its_fields() -> bool:
+    """True if the installed API's `SpanContext` is the tuple of its fields and nothing more.
+
+    Its ``__new__`` (opentelemetry-api 1.x) only adds ``is_valid``, the ids'
+    range, to the tuple; where that still holds, a span context of ids the
+    strict parser accepted is made as that tuple directly, without the
+    check again. Any other layout takes the public constructor.
+    """
+    fields = (1, 2, True, _FLAGS[1], _NO_TRACE_STATE, True)
+    made = SpanContext(1, 2, True, _FLAGS[1], _NO_TRACE_STATE)
+    direct = _new_tuple(SpanContext, fields)
+    try:
+        read: tuple[object, ...] = (made.trace_id, made.span_id, made.is_remote)
+        read += (made.trace_flags, made.trace_state, made.is_valid)
+        return (
+            type(made) is SpanContext
+            and tuple(made) == fields
+            and read == fields
+            and getattr(made, "__dict__", None) == getattr(direct, "__dict__", None)
+        )
+    except (AttributeError, TypeError):  # pragma: no cover - another API's layout
+        return False
+
+
+_DIRECT_SPAN_CONTEXT = _span_context_is_its_fields()
 
 
 class ParsedTraceState(TraceState):
@@ -362,6 +420,38 @@ class ParsedTraceState(TraceState):
         self._dict = dict(members)
 
 
+def _plain_fields(carrier: dict[str, object]) -> tuple[tuple[str, ...], ...] | None:
+    """The (traceparent, tracestate, baggage) values of a dict as `inject` writes it, or None.
+
+    That is: no key but the fields' own lower-case names, each field one
+    text within its limit. Any other carrier is None, for the general
+    reader (which counts what it drops).
+    """
+    if not _FIELD_NAMES.issuperset(carrier):  # another key, or another spelling, may be there
+        return None
+    for value in carrier.values():
+        if type(value) is not str:
+            return None
+    texts: dict[str, str] = carrier  # type: ignore[assignment] # (every value is a str: checked)
+    parent = texts.get(TRACEPARENT)
+    state = texts.get(TRACESTATE)
+    members = texts.get(BAGGAGE)
+    if (
+        len(parent or "") > MAX_TRACEPARENT_CHARS
+        or len(state or "") > MAX_TRACESTATE_CHARS
+        or len(members or "") > _baggage.MAX_BYTES
+    ):
+        return None
+    return (
+        () if parent is None else (parent,),
+        () if state is None else (state,),
+        () if members is None else (members,),
+    )
+
+
+_FIELD_NAMES = frozenset(FIELDS)
+
+
 def _mapping_getter(carrier: Mapping[str, str | Sequence[str]]) -> Getter:
     # Every key is looked at, so "traceparent" and "Traceparent" side by side
     # count as the duplicate they are.
@@ -370,17 +460,24 @@ def _mapping_getter(carrier: Mapping[str, str | Sequence[str]]) -> Getter:
 
 
 def _lower_keys(items: Iterable[tuple[str, str | Sequence[str]]]) -> dict[str, list[str]]:
+    """The carrier's own fields among *items*, by lower-case name; other keys are skipped."""
     lowered: dict[str, list[str]] = {}
     for key, value in items:
         if not isinstance(key, str):
             continue
-        if isinstance(value, str):
-            values: Sequence[str] = (value,)
-        elif isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
-            values = value
-        else:  # bytes, None, numbers: what came is not text, so it cannot be W3C text
-            if key.lower() in FIELDS:
-                record_drop(f"{key.lower()}.not_text", f"a {type(value).__name__} in {key}")
+        field = key.lower()
+        if field not in FIELDS:
             continue
-        lowered.setdefault(key.lower(), []).extend(values)
+        if isinstance(value, str):
+            values = [value]
+        elif isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+            values = list(value)
+        else:  # bytes, None, numbers: what came is not text, so it cannot be W3C text
+            record_drop(f"{field}.not_text", f"a {type(value).__name__} in {key}")
+            continue
+        held = lowered.get(field)
+        if held is None:
+            lowered[field] = values
+        else:
+            held.extend(values)
     return lowered

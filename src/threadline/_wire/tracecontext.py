@@ -24,7 +24,7 @@ _TRACEPARENT = re.compile(
     r"-(?P<flags>[0-9a-f]{2})(?P<rest>-[\x20-\x7e]*)?"
 )
 # a version-00 traceparent, exactly: what nearly every request brings
-_VERSION_00 = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+_VERSION_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _OWS = " \t"
 _KNOWN_FLAGS = 0x03  # sampled (Level 1) and random trace-id (Level 2)
 _TRACESTATE_KEY = re.compile(r"[a-z0-9][a-z0-9_\-*/@]{0,255}")
@@ -45,11 +45,15 @@ def parse_traceparent(header: str) -> tuple[TraceParent | None, str]:
     has exactly four fields, a later version may append ``-``-led fields that
     are ignored; ids are lower-case hex and not all zero.
     """
-    if len(header) == 55 and _VERSION_00.fullmatch(header):  # the common case, checked whole
-        parsed = _valid_version_00(header)
-        if parsed is not None:
-            return parsed, ""
-    return _parse_any(header)
+    if len(header) == 55:  # the common case, checked whole
+        match = _VERSION_00.fullmatch(header)
+        if match is not None:
+            trace_id, span_id, flags = match.groups()
+            trace = int(trace_id, 16)
+            span = int(span_id, 16)
+            if trace and span:
+                return (trace, span, int(flags, 16) & _KNOWN_FLAGS), ""
+    return _parse_any(header)  # (all-zero ids too: said by the general way)
 
 
 def _parse_any(header: str) -> tuple[TraceParent | None, str]:
@@ -68,14 +72,6 @@ def _parse_any(header: str) -> tuple[TraceParent | None, str]:
     if not span_id:
         return None, "parent-id is all zeros"
     return (trace_id, span_id, int(match["flags"], 16) & _KNOWN_FLAGS), ""
-
-
-def _valid_version_00(header: str) -> TraceParent | None:
-    trace_id = int(header[3:35], 16)
-    span_id = int(header[36:52], 16)
-    if trace_id and span_id:
-        return trace_id, span_id, int(header[53:], 16) & _KNOWN_FLAGS
-    return None  # all zeros: said by the general way
 
 
 def format_traceparent(trace_id: int, span_id: int, flags: int) -> str:
