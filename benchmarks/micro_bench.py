@@ -169,12 +169,23 @@ def extracting(inject: Callable[..., object], extract: Callable[..., object]) ->
 
 
 def fresh_contexts(loops: int) -> list[Any]:
-    """*loops* contexts under the current span, each a request scope with a new request id."""
+    """*loops* contexts, each a new span (a new trace) and a request scope with a new request id."""
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
     from threadline._core.context import get_current
 
     made = []
     for number in range(loops):
-        with tl.request.scope(request_id=f"r{number}-{time.perf_counter_ns()}"):
+        span = NonRecordingSpan(
+            SpanContext(
+                random.getrandbits(128) | 1, random.getrandbits(64) | 1, False, TraceFlags(1)
+            )
+        )
+        with (
+            trace.use_span(span),
+            tl.request.scope(request_id=f"r{number}-{time.perf_counter_ns()}"),
+        ):
             made.append(get_current())
     return made
 
