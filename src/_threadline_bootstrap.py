@@ -11,7 +11,7 @@ spans join the parent's trace and its stores hold the parent's values.
 A child that imports ``logging`` first takes the light path: it loads only
 ``opentelemetry.context`` and puts a context in place that is empty until
 something first reads it or logs a record; that first reader (or ``import
-threadline``, or ``opentelemetry.trace``) restores the carrier into that very
+threadline``) restores the carrier into that very
 context, so every thread, task and snapshot that inherited it sees the
 parent's ids. A child that logs nothing, or reads no context, never loads
 threadline or OpenTelemetry's trace API.
@@ -83,8 +83,7 @@ def _on_logging() -> None:
         _enrich_logs()
         return
     _pending.pop("opentelemetry.context", None)  # imported here, restored on first read
-    _pending["opentelemetry.trace"] = _complete
-    _pending["threadline"] = _complete
+    _pending["threadline"] = _complete  # before the program's own threadline.logging.install()
     _patch_basic_config(logging)
     original = logging.getLogRecordFactory()
 
@@ -159,8 +158,7 @@ def _complete() -> None:
         if _state.get("done"):
             return
         _state["done"] = True
-        for name in ("threadline", "opentelemetry.trace"):
-            _pending.pop(name, None)
+        _pending.pop("threadline", None)
         deferred, plain = _state.pop("context", (None, None))
         try:
             light, original = _state.pop("factory", (None, None))
