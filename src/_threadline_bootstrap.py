@@ -11,10 +11,10 @@ spans join the parent's trace and its stores hold the parent's values.
 A child that imports ``logging`` first takes the light path: it loads only
 ``opentelemetry.context`` and puts a context in place that is empty until
 something first reads it or logs a record; that first reader (or ``import
-threadline``) restores the carrier into that very
-context, so every thread, task and snapshot that inherited it sees the
-parent's ids. A child that logs nothing, or reads no context, never loads
-threadline or OpenTelemetry's trace API.
+threadline``) restores the carrier into that very context, so every thread,
+task and snapshot that inherited it sees the parent's ids. A child that logs
+nothing and reads no context never loads threadline or OpenTelemetry's
+trace API.
 """
 
 from __future__ import annotations

@@ -358,7 +358,10 @@ class TestPythonChild:
 
     def test_a_bad_carrier_on_the_light_path_is_reported_when_first_read(self) -> None:
         """Invalid context in the environment is dropped with a warning; the child runs."""
-        code = "import logging\nprint('started')\nimport threadline as tl\nprint(dict(tl.request.get()))\n"
+        code = (
+            "import logging\nprint('started')\n"
+            "import threadline as tl\nprint(dict(tl.request.get()))\n"
+        )
         env = {
             key: value
             for key, value in os.environ.items()
