@@ -340,6 +340,22 @@ class TestPythonChild:
             "SpanContext",
         ] == result.stdout.splitlines()
 
+    def test_a_thread_that_logs_first_restores_the_main_threads_context(self) -> None:
+        """A plain thread's first record restores the main thread's context, not its own."""
+        code = (
+            "import logging, sys, threading\n"
+            "logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n"
+            "thread = threading.Thread(target=logging.info, args=('in a thread',))\n"
+            "thread.start(); thread.join()\n"
+            "logging.info('in main')\n"
+        )
+        result = self.run_bootstrapped(code)
+        assert "" == result.stderr
+        assert [
+            "INFO:root:in a thread request_id=- trace_id=-",
+            "INFO:root:in main request_id=order trace_id=0af7651916cd43dd8448eb211c80319c",
+        ] == result.stdout.splitlines()
+
     def test_opentelemetrys_own_api_reads_the_parents_context_on_the_light_path(self) -> None:
         """A program that reads OpenTelemetry's context first gets the parent's baggage and span."""
         code = (
