@@ -127,7 +127,7 @@ def test_import_is_light() -> None:
 
 
 def test_import_loads_nothing_until_a_name_is_used() -> None:
-    """`import threadline` adds no OpenTelemetry and no `typing`; the first use loads them.
+    """`import threadline` adds no OpenTelemetry and no `typing`; the first use loads OpenTelemetry.
 
     Every public name still resolves (PEP 562), and `dir()` lists them all before any is used.
     """
@@ -137,10 +137,12 @@ def test_import_loads_nothing_until_a_name_is_used() -> None:
         "import threadline\n"
         "added = sorted(set(sys.modules) - before)\n"
         "listed = [n for n in threadline.__all__ if n in dir(threadline)]\n"
-        "threadline.request\n"
-        "print(json.dumps([added, listed, 'opentelemetry.context' in sys.modules]))"
+        "with threadline.request.scope(request_id='r1'):\n"
+        "    threadline.snapshot()\n"
+        "print(json.dumps([added, listed, 'opentelemetry.context' in sys.modules,\n"
+        "    'typing' in sys.modules]))"
     )
-    added, listed, loaded_on_use = json.loads(
+    added, listed, loaded_on_use, typing_on_use = json.loads(
         subprocess.run(
             [sys.executable, "-c", code], check=True, capture_output=True, text=True
         ).stdout
@@ -149,6 +151,7 @@ def test_import_loads_nothing_until_a_name_is_used() -> None:
     assert {"threadline", "__future__"} >= {m for m in added if not m.startswith("encodings")}
     assert tl.__all__ == listed
     assert loaded_on_use
+    assert not typing_on_use  # a store's first use needs no `typing` either
 
 
 def test_log_adapters_import_no_library() -> None:
