@@ -126,6 +126,34 @@ def test_import_is_light() -> None:
     assert "opentelemetry.trace" not in loaded
 
 
+def test_import_loads_nothing_until_a_name_is_used() -> None:
+    """`import threadline` adds no OpenTelemetry and no `typing`; the first use loads OpenTelemetry.
+
+    Every public name still resolves (PEP 562), and `dir()` lists them all before any is used.
+    """
+    code = (
+        "import sys, json\n"
+        "before = set(sys.modules)\n"
+        "import threadline\n"
+        "added = sorted(set(sys.modules) - before)\n"
+        "listed = [n for n in threadline.__all__ if n in dir(threadline)]\n"
+        "with threadline.request.scope(request_id='r1'):\n"
+        "    threadline.snapshot()\n"
+        "print(json.dumps([added, listed, 'opentelemetry.context' in sys.modules,\n"
+        "    'typing' in sys.modules]))"
+    )
+    added, listed, loaded_on_use, typing_on_use = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", code], check=True, capture_output=True, text=True
+        ).stdout
+    )
+    assert [] == [m for m in added if m.startswith(("opentelemetry", "typing"))], added
+    assert {"threadline", "__future__"} >= {m for m in added if not m.startswith("encodings")}
+    assert tl.__all__ == listed
+    assert loaded_on_use
+    assert not typing_on_use  # a store's first use needs no `typing` either
+
+
 def test_log_adapters_import_no_library() -> None:
     """threadline, threadline.structlog and threadline.loguru load neither library, nor the SDK."""
     code = (

@@ -261,6 +261,136 @@ class TestPythonChild:
             "{'tenant': 'acme'}",
         ] == result.stdout.splitlines()
 
+    @staticmethod
+    def run_bootstrapped(code: str, baggage: str = "request.request_id=order;tl") -> Any:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("OTEL_", "THREADLINE_"))
+        }
+        env.update(
+            TRACEPARENT="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", BAGGAGE=baggage
+        )
+        env[subprocess.BOOTSTRAP_ENV] = "1"
+        return std_subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+
+    def test_a_child_that_only_imports_logging_loads_neither_threadline_nor_the_trace_api(
+        self,
+    ) -> None:
+        """The light path: importing logging loads opentelemetry.context only, until first read."""
+        code = (
+            "import logging, sys\n"
+            "def loaded():\n"
+            "    return sorted(m for m in sys.modules if m == 'threadline'\n"
+            "        or m.startswith(('threadline.', 'opentelemetry.trace')))\n"
+            "print(loaded())\n"
+            "logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n"
+            "logging.info('x')\n"
+            "print('threadline.logging' in loaded(), 'opentelemetry.trace' in loaded())\n"
+        )
+        result = self.run_bootstrapped(code)
+        assert "" == result.stderr
+        assert [
+            "[]",
+            "INFO:root:x request_id=order trace_id=0af7651916cd43dd8448eb211c80319c",
+            "True True",
+        ] == result.stdout.splitlines()
+
+    def test_tasks_and_snapshots_made_before_the_first_read_hold_the_parents_context(
+        self,
+    ) -> None:
+        """Whoever reads the context first, every copy of the main thread's context holds it.
+
+        The restore happens on first read, maybe in a task: the task made
+        before it, the main thread after it and the program's spans all see
+        the parent's ids, as when the context was restored at start-up.
+        """
+        code = (
+            "import asyncio, contextvars, logging, sys\n"
+            "early = contextvars.copy_context()\n"
+            "async def other():\n"
+            "    await asyncio.sleep(0)\n"
+            "    import threadline as tl\n"
+            "    print('other task', dict(tl.request.get()))\n"
+            "async def main():\n"
+            "    task = asyncio.create_task(other())\n"
+            "    logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n"
+            "    logging.info('first read, in a task')\n"
+            "    await task\n"
+            "asyncio.run(main())\n"
+            "import threadline as tl\n"
+            "from opentelemetry import trace\n"
+            "print('main', dict(tl.request.get()))\n"
+            "print('early', early.run(lambda: dict(tl.request.get())))\n"
+            "with trace.get_tracer('t').start_as_current_span('s') as span:\n"
+            "    print('span', f'{span.get_span_context().trace_id:032x}')\n"
+            "print(type(trace.get_current_span().get_span_context()).__name__)\n"
+        )
+        result = self.run_bootstrapped(code)
+        assert "" == result.stderr
+        assert [
+            "INFO:root:first read, in a task request_id=order "
+            "trace_id=0af7651916cd43dd8448eb211c80319c",
+            "other task {'request_id': 'order'}",
+            "main {'request_id': 'order'}",
+            "early {'request_id': 'order'}",
+            "span 0af7651916cd43dd8448eb211c80319c",
+            "SpanContext",
+        ] == result.stdout.splitlines()
+
+    def test_a_thread_that_logs_first_restores_the_main_threads_context(self) -> None:
+        """A plain thread's first record restores the main thread's context, not its own."""
+        code = (
+            "import logging, sys, threading\n"
+            "logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n"
+            "thread = threading.Thread(target=logging.info, args=('in a thread',))\n"
+            "thread.start(); thread.join()\n"
+            "logging.info('in main')\n"
+        )
+        result = self.run_bootstrapped(code)
+        assert "" == result.stderr
+        assert [
+            "INFO:root:in a thread request_id=- trace_id=-",
+            "INFO:root:in main request_id=order trace_id=0af7651916cd43dd8448eb211c80319c",
+        ] == result.stdout.splitlines()
+
+    def test_opentelemetrys_own_api_reads_the_parents_context_on_the_light_path(self) -> None:
+        """A program that reads OpenTelemetry's context first gets the parent's baggage and span."""
+        code = (
+            "import logging\n"
+            "from opentelemetry import context\n"
+            "print(sorted(context.get_current()) != [])\n"
+            "from opentelemetry import baggage, trace\n"
+            "print(dict(baggage.get_all()))\n"
+            "print(f'{trace.get_current_span().get_span_context().trace_id:032x}')\n"
+        )
+        result = self.run_bootstrapped(code, baggage="request.request_id=order;tl,tenant=acme")
+        assert "" == result.stderr
+        assert ["True", "{'tenant': 'acme'}", "0af7651916cd43dd8448eb211c80319c"] == (
+            result.stdout.splitlines()
+        )
+
+    def test_a_bad_carrier_on_the_light_path_is_reported_when_first_read(self) -> None:
+        """Invalid context in the environment is dropped with a warning; the child runs."""
+        code = (
+            "import logging\nprint('started')\n"
+            "import threadline as tl\nprint(dict(tl.request.get()))\n"
+        )
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("OTEL_", "THREADLINE_"))
+        }
+        env.update(TRACEPARENT="garbage", BAGGAGE="request.request_id=order;tl")
+        env[subprocess.BOOTSTRAP_ENV] = "1"
+        result = std_subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        assert ["started", "{'request_id': 'order'}"] == result.stdout.splitlines()
+        assert "traceparent.invalid" in result.stderr
+
     def test_the_bootstrap_reads_the_configured_flag_by_its_name(self) -> None:
         """far_side checks THREADLINE_CONFIGURED without loading the settings: the same name."""
         from threadline._boundary import far_side

@@ -1,7 +1,8 @@
 """threadline: one request context across every boundary, as one OpenTelemetry trace.
 
-Importing threadline loads only ``opentelemetry.context``; the names that need
-more of OpenTelemetry load on first use.
+Importing threadline loads nothing else (no OpenTelemetry, not even ``typing``):
+each public name loads what it needs on first use, ``request`` and the
+snapshots ``opentelemetry.context``, the carrier ``opentelemetry.trace``.
 """
 
 # General layout (docs/architecture.md says more). The private layers are
@@ -23,19 +24,21 @@ more of OpenTelemetry load on first use.
 from __future__ import annotations
 
 import os as _os
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
 
-from ._core.snapshot import Snapshot as Snapshot
-from ._core.snapshot import bind as bind
-from ._core.snapshot import snapshot as snapshot
-from ._core.stores import ContextStore as ContextStore
-from ._core.stores import Scope as Scope
-from ._core.stores import request as request
-from ._core.values import FrozenMapping as FrozenMapping
-
+# Every public name loads on first use (PEP 562 below): `import threadline` itself
+# imports no OpenTelemetry and not `typing` (TYPE_CHECKING spelled out, as mypy reads it).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._boundary.processes import ProcessPoolExecutor as ProcessPoolExecutor
+    from ._core.snapshot import Snapshot as Snapshot
+    from ._core.snapshot import bind as bind
+    from ._core.snapshot import snapshot as snapshot
+    from ._core.stores import ContextStore as ContextStore
+    from ._core.stores import Scope as Scope
+    from ._core.stores import request as request
+    from ._core.values import FrozenMapping as FrozenMapping
     from ._patching.stdlib import instrument as instrument
     from ._patching.stdlib import uninstrument as uninstrument
     from ._wire.carrier import extract as extract
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
     from .threads import Thread as Thread
     from .threads import ThreadPoolExecutor as ThreadPoolExecutor
     from .threads import run_in_executor as run_in_executor
+del TYPE_CHECKING
 
 __version__ = "0.1.0.dev0"
 
@@ -69,6 +73,13 @@ __all__ = [
 ]
 
 _LAZY = {
+    "ContextStore": "._core.stores",
+    "FrozenMapping": "._core.values",
+    "Scope": "._core.stores",
+    "Snapshot": "._core.snapshot",
+    "bind": "._core.snapshot",
+    "request": "._core.stores",
+    "snapshot": "._core.snapshot",
     "extract": "._wire.carrier",
     "extract_env": "._wire.environment",
     "inject": "._wire.carrier",
@@ -86,6 +97,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'threadline' has no attribute {name!r}")
+    from importlib import import_module  # noqa: PLC0415 - only when a name is first used
+
     value = getattr(import_module(module, __name__), name)
     globals()[name] = value
     return value

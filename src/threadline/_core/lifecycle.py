@@ -18,7 +18,6 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from contextvars import ContextVar, Token
-from typing import Any, TypeVar
 
 from .context import STORE_KEY_PREFIX, Context, get_current, span_key, store_key
 
@@ -51,7 +50,11 @@ __all__ = [
     "watchers",
 ]
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: `typing` would cost a store's first use ~3 ms
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 InitHook = Callable[["Resource", "Resource | None"], object]
 ResourceHook = Callable[["Resource"], object]
 

@@ -7,7 +7,6 @@ import re
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import Token
-from typing import Any, TypeVar
 
 from . import lifecycle as _hooks
 from .context import (
@@ -31,7 +30,11 @@ __all__ = [
     "with_store_values",
 ]
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: `typing` would cost a store's first use ~3 ms
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _registry: dict[str, ContextStore] = {}
