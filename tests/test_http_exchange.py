@@ -276,6 +276,42 @@ class TestClientExchange:
         assert f"{client.context.span_id:016x}" == headers["traceparent"].split("-")[2]
         assert client.context.trace_state.to_header() == headers["tracestate"]
 
+    @pytest.mark.parametrize(("state", "sent"), [([("mine", "1")], "mine=1"), ([], None)])
+    def test_a_tracestate_the_sampler_chose(
+        self,
+        spans: Spans,
+        monkeypatch: pytest.MonkeyPatch,
+        state: list[tuple[str, str]],
+        sent: str | None,
+    ) -> None:
+        """A sampler that gives the call's span a tracestate of its own: that one goes, or none."""
+        from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+        from opentelemetry.trace import TraceState
+
+        from threadline._telemetry.spans import tracer as threadline_tracer
+
+        class Chooses(Sampler):
+            def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+                return SamplingResult(Decision.RECORD_AND_SAMPLE, None, TraceState(state))
+
+            def get_description(self) -> str:
+                return "chooses"
+
+        monkeypatch.setattr(threadline_tracer(), "sampler", Chooses())
+        parent = tl.extract(
+            {
+                "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                "tracestate": "vendor=a1",
+            }
+        )
+        with parent:
+            call = ClientExchange(ClientOptions(), "GET", "http://h/", "h", 80)
+        headers: dict[str, str] = {}
+        call.write_headers(headers)
+        call.finish(200)
+        assert sent == headers.get("tracestate")
+        assert call.context is not None
+
     def test_another_error_policy(self, spans: Spans, tracer: trace.Tracer) -> None:
         """The options say what status is an error of a call (here only 5xx)."""
         options = ClientOptions(is_error=lambda status: status >= 500)

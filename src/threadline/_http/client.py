@@ -30,7 +30,14 @@ from .._boundary.handoff import hand_off
 from .._core.context import Context, attach, get_current, restore, span_in, span_key
 from .._core.stores import request as request_store
 from .._telemetry.spans import start_boundary_span
-from .._wire.carrier import BAGGAGE, TRACESTATE, inject_span, without_baggage
+from .._wire.carrier import (
+    BAGGAGE,
+    TRACESTATE,
+    inject_context,
+    inject_span,
+    inject_without_failing,
+    without_baggage,
+)
 from .._wire.formats import DEFAULT, configured_formats, inject_formats
 from .hosts import host_of
 from .incoming import REQUEST_ID_HEADER
@@ -190,12 +197,17 @@ def _write_for_span(
     keeps the last context it encoded, so every call made from one context
     encodes its baggage once; only the trace fields are the call's own.
     """
-    fields: dict[str, str] = {}
-    inject_formats(fields, default_setter, caller, DEFAULT, with_baggage=trusted)
-    fields.pop(TRACESTATE, None)  # a child's tracestate is its own span's (a sampler's choice)
-    inject_span(fields.__setitem__, span.get_span_context())
-    for name, value in fields.items():
-        headers[name] = value
+    set_field = headers.__setitem__
+    if trusted:
+        inject_without_failing(set_field, caller)
+    else:
+        inject_context(set_field, caller, with_baggage=False)
+    own = span.get_span_context()
+    parent = span_in(caller)
+    if parent is None or parent.get_span_context().trace_state is not own.trace_state:
+        # a sampler gave the call's span a tracestate of its own (or none)
+        headers.pop(TRACESTATE, None)
+    inject_span(set_field, own)
 
 
 class Sending:
