@@ -252,6 +252,85 @@ class TestClientExchange:
             assert expected == set(headers), url
         call.finish(200)
 
+    def test_calls_from_one_context_each_carry_their_own_span(
+        self, spans: Spans, tracer: trace.Tracer
+    ) -> None:
+        """Calls made in one context: each sends its own CLIENT span as parent, the same baggage."""
+        options = ClientOptions()
+        sent: list[dict[str, str]] = []
+        with tracer.start_as_current_span("caller"), tl.request.scope(request_id="r-1"):
+            for _ in range(3):
+                call = ClientExchange(options, "GET", "http://127.0.0.1/", "127.0.0.1", 80)
+                headers: dict[str, str] = {}
+                call.write_headers(headers)
+                call.finish(200)
+                sent.append(headers)
+            with tl.request.merge(user_id="u-2"):
+                call = ClientExchange(options, "GET", "http://127.0.0.1/", "127.0.0.1", 80)
+                headers = {}
+                call.write_headers(headers)
+                call.finish(200)
+        calls = [s for s in spans.finished() if s.kind == SpanKind.CLIENT]
+        assert [f"{s.context.span_id:016x}" for s in calls] == [
+            h["traceparent"].split("-")[2] for h in [*sent, headers]
+        ]
+        assert 1 == len({h["baggage"] for h in sent})
+        assert "request.user_id=u-2;tl" in headers["baggage"].split(",")
+
+    def test_the_calls_tracestate_is_its_spans(self, spans: Spans) -> None:
+        """Under a remote parent with a tracestate, the call's span (and its header) keep it."""
+        parent = tl.extract(
+            {
+                "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                "tracestate": "vendor=a1,other=b2",
+            }
+        )
+        with parent:
+            call = ClientExchange(ClientOptions(), "GET", "http://h/", "h", 80)
+        headers: dict[str, str] = {}
+        call.write_headers(headers)
+        call.finish(200)
+        (client,) = [s for s in spans.finished() if s.kind == SpanKind.CLIENT]
+        assert "vendor=a1,other=b2" == headers["tracestate"]
+        assert f"{client.context.span_id:016x}" == headers["traceparent"].split("-")[2]
+        assert client.context.trace_state.to_header() == headers["tracestate"]
+
+    @pytest.mark.parametrize(("state", "sent"), [([("mine", "1")], "mine=1"), ([], None)])
+    def test_a_tracestate_the_sampler_chose(
+        self,
+        spans: Spans,
+        monkeypatch: pytest.MonkeyPatch,
+        state: list[tuple[str, str]],
+        sent: str | None,
+    ) -> None:
+        """A sampler that gives the call's span a tracestate of its own: that one goes, or none."""
+        from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+        from opentelemetry.trace import TraceState
+
+        from threadline._telemetry.spans import tracer as threadline_tracer
+
+        class Chooses(Sampler):
+            def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+                return SamplingResult(Decision.RECORD_AND_SAMPLE, None, TraceState(state))
+
+            def get_description(self) -> str:
+                return "chooses"
+
+        monkeypatch.setattr(threadline_tracer(), "sampler", Chooses())
+        parent = tl.extract(
+            {
+                "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                "tracestate": "vendor=a1",
+            }
+        )
+        with parent:
+            call = ClientExchange(ClientOptions(), "GET", "http://h/", "h", 80)
+        headers: dict[str, str] = {}
+        call.write_headers(headers)
+        call.finish(200)
+        assert sent == headers.get("tracestate")
+        assert call.context is not None
+
     def test_another_error_policy(self, spans: Spans, tracer: trace.Tracer) -> None:
         """The options say what status is an error of a call (here only 5xx)."""
         options = ClientOptions(is_error=lambda status: status >= 500)

@@ -140,6 +140,15 @@ class TestHostAllowList:
         allowed = HostAllowList(["*.internal", "partner.example", "10.0.0.5"])
         assert not allowed.allows(host)
 
+    def test_many_hosts_each_decided_by_itself(self) -> None:
+        """Past the hosts it keeps decided, each host is still decided by the list, every time."""
+        allowed = HostAllowList(["*.internal"])
+        for _ in range(2):
+            for index in range(600):
+                assert allowed.allows(f"h{index}.internal")
+                assert not allowed.allows(f"h{index}.example")
+                assert allowed.allows(f"127.0.{index % 256}.1")
+
     @pytest.mark.parametrize(
         ("url", "host"),
         [

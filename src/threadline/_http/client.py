@@ -30,8 +30,15 @@ from .._boundary.handoff import hand_off
 from .._core.context import Context, attach, get_current, restore, span_in, span_key
 from .._core.stores import request as request_store
 from .._telemetry.spans import start_boundary_span
-from .._wire.carrier import BAGGAGE, without_baggage
-from .._wire.formats import configured_formats, inject_formats
+from .._wire.carrier import (
+    BAGGAGE,
+    TRACESTATE,
+    inject_context,
+    inject_span,
+    inject_without_failing,
+    without_baggage,
+)
+from .._wire.formats import DEFAULT, configured_formats, inject_formats
 from .hosts import host_of
 from .incoming import REQUEST_ID_HEADER
 from .options import ClientOptions
@@ -73,7 +80,7 @@ class ClientExchange:
             frame outside threadline and the standard library.
     """
 
-    __slots__ = ("_handoff", "_options", "_other", "_trusted")
+    __slots__ = ("_caller", "_handoff", "_options", "_other", "_trusted")
 
     def __init__(
         self,
@@ -89,6 +96,7 @@ class ClientExchange:
         self._options = options
         self._other = other_makes_it
         self._trusted = options.allowed.allows(host)
+        self._caller = caller = get_current()
 
         def start(context: Context) -> Span | None:
             plan = plan_span("CLIENT", context, spans=options.spans, other_makes_it=other_makes_it)
@@ -99,7 +107,7 @@ class ClientExchange:
                 CLIENT_BOUNDARY, name, kind=SpanKind.CLIENT, attributes=attributes, context=context
             )
 
-        self._handoff = handoff = hand_off(CLIENT_BOUNDARY, where=where, span=start)
+        self._handoff = handoff = hand_off(CLIENT_BOUNDARY, where=where, span=start, context=caller)
         if handoff.resource is not None:
             handoff.resource.name = f"{method} {host or '?'}" + (f":{port}" if port else "")
 
@@ -124,17 +132,22 @@ class ClientExchange:
         keep it back) only to an allowed host. A context whose baggage
         cannot be encoded goes without it, counted.
         """
-        context = self._handoff.context
-        if self._other:
-            # the other instrumentation's span, current where the hop is sent, is its parent
-            span = span_in(get_current())
-            if span is not None:
-                context = Context({**context, span_key(): span})
         trusted = self._trusted
-        inject_formats(headers, default_setter, context, configured_formats(), with_baggage=trusted)
+        formats = configured_formats()
+        own = self._handoff.span
+        if own is not None and formats is DEFAULT and not self._other:
+            _write_for_span(headers, self._caller, own, trusted)
+        else:
+            context = self._handoff.context
+            if self._other:
+                # the other instrumentation's span, current where the hop is sent, is its parent
+                span = span_in(get_current())
+                if span is not None:
+                    context = Context({**context, span_key(): span})
+            inject_formats(headers, default_setter, context, formats, with_baggage=trusted)
         if not (trusted and self._options.send_request_id):
             return
-        value = request_store.get(context)
+        value = request_store.get(self._caller)
         request_id = value.get("request_id") if value is not None else None
         if isinstance(request_id, str) and REQUEST_ID_HEADER not in headers:
             headers[REQUEST_ID_HEADER] = request_id
@@ -173,6 +186,28 @@ class ClientExchange:
         the trace only, and which host gets baggage stays this exchange's decision.
         """
         return Sending(self)
+
+
+def _write_for_span(
+    headers: MutableMapping[str, str], caller: Context, span: Span, trusted: bool
+) -> None:
+    """Write the caller's context into *headers* with the call's own *span* as the parent.
+
+    The caller's context, not the one with the call's span in it: the carrier
+    keeps the last context it encoded, so every call made from one context
+    encodes its baggage once; only the trace fields are the call's own.
+    """
+    set_field = headers.__setitem__
+    if trusted:
+        inject_without_failing(set_field, caller)
+    else:
+        inject_context(set_field, caller, with_baggage=False)
+    own = span.get_span_context()
+    parent = span_in(caller)
+    if parent is None or parent.get_span_context().trace_state is not own.trace_state:
+        # a sampler gave the call's span a tracestate of its own (or none)
+        headers.pop(TRACESTATE, None)
+    inject_span(set_field, own)
 
 
 class Sending:

@@ -10,6 +10,8 @@ from .._core.checks import require_names
 
 __all__ = ["HostAllowList", "host_of"]
 
+_DECIDED_MAX = 256
+
 
 class HostAllowList:
     """Hosts that may receive baggage: loopback, exact names, and ``*.suffix`` patterns.
@@ -21,7 +23,7 @@ class HostAllowList:
             ``*`` anywhere but a leading ``*.``.
     """
 
-    __slots__ = ("_exact", "_suffixes", "hosts")
+    __slots__ = ("_decided", "_exact", "_suffixes", "hosts")
 
     def __init__(self, hosts: Iterable[str], option: str = "baggage_hosts") -> None:
         self.hosts = require_names(option, hosts, "host names")
@@ -35,11 +37,22 @@ class HostAllowList:
                 exact.add(host)
         self._exact = frozenset(exact)
         self._suffixes = tuple(suffixes)
+        self._decided: dict[str, bool] = {}
 
     def allows(self, host: str | None) -> bool:
         """Return True if *host* may receive baggage and the request id."""
         if not host:
             return False
+        # A client calls the same few hosts again and again; parsing an address costs
+        # more than the rest of the decision. Bounded: a crawler's hosts are decided anew.
+        decided = self._decided.get(host)
+        if decided is None:
+            decided = self._decide(host)
+            if len(self._decided) < _DECIDED_MAX:
+                self._decided[host] = decided
+        return decided
+
+    def _decide(self, host: str) -> bool:
         host = host.lower().rstrip(".")
         if host == "localhost" or host in self._exact or host.endswith(self._suffixes):
             return True

@@ -164,6 +164,8 @@ def without_credentials(url: str) -> str:
 
     Everything else is kept byte for byte.
     """
+    if "@" not in url and "?" not in url:  # no user info, no query: most URLs, as they are
+        return url
     url = _with_query_redacted(url)
     scheme, separator, rest = url.partition("://")
     if not separator:
