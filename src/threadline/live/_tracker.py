@@ -27,6 +27,10 @@ from typing import Any
 
 from opentelemetry import trace
 
+# The loop each task is running on (asyncio's own table): whether the loop last seen runs a task
+# here is a dict lookup, where asking for the running loop is a getpid() system call on 3.10/3.11
+_CURRENT_TASKS: dict[Any, Any] = getattr(asyncio.tasks, "_current_tasks", {})
+
 from .._core import lifecycle
 from .._core.context import Context, get_current
 from ..hooks import track_tasks, tracking, untrack_tasks
@@ -139,6 +143,7 @@ class Tracker:
         self._providers: weakref.WeakSet[Any] = weakref.WeakSet()
         self.on = False
         self._last_loop: Any = None
+        self._last_thread = 0  # the thread that loop ran on when it was last seen
         self._last_provider: Any = None
         self._next_look = 0.0
         # (its callbacks make no resources: no thread-local guard around them)
@@ -164,6 +169,7 @@ class Tracker:
         loops = list(self._loops)
         self._loops.clear()
         self._last_loop = self._last_provider = None
+        self._last_thread = 0
         self._next_look = 0.0
         for loop in loops:
             if loop.is_closed():
@@ -178,6 +184,8 @@ class Tracker:
     def _watch_here(self, now: float) -> None:
         """Track the tasks of the running loop, and the spans of the global SDK provider."""
         loop = asyncio._get_running_loop()
+        if loop is not None:
+            self._last_thread = threading.get_ident()
         if loop is not None and loop is not self._last_loop:
             self._last_loop = loop  # (checked per request: most requests meet the same loop)
             if loop not in self._loops and not tracking(loop):
@@ -200,7 +208,13 @@ class Tracker:
     def _init(self, resource: lifecycle.Resource, trigger: lifecycle.Resource | None) -> None:
         if resource.request:
             now = time.monotonic()
-            if now >= self._next_look or asyncio._get_running_loop() is not self._last_loop:
+            # on the loop last seen when that loop runs a task on this thread: this task is its
+            # (one thread runs one loop at a time); else ask which loop runs here
+            if (
+                now >= self._next_look
+                or threading.get_ident() != self._last_thread
+                or _CURRENT_TASKS.get(self._last_loop) is None
+            ):
                 self._watch_here(now)
             if len(self._requests) < MAX_REQUESTS:
                 self._requests[resource.id] = (resource, now)
