@@ -27,13 +27,13 @@ from typing import Any
 
 from opentelemetry import trace
 
-# The loop each task is running on (asyncio's own table): whether the loop last seen runs a task
-# here is a dict lookup, where asking for the running loop is a getpid() system call on 3.10/3.11
-_CURRENT_TASKS: dict[Any, Any] = getattr(asyncio.tasks, "_current_tasks", {})
-
 from .._core import lifecycle
 from .._core.context import Context, get_current
 from ..hooks import track_tasks, tracking, untrack_tasks
+
+# The loop each task is running on (asyncio's own table): whether the loop last seen runs a task
+# here is a dict lookup, where asking for the running loop is a getpid() system call on 3.10/3.11
+_CURRENT_TASKS: dict[Any, Any] = getattr(asyncio.tasks, "_current_tasks", {})
 
 _OPENTELEMETRY = (os.path.dirname(os.path.dirname(os.path.abspath(trace.__file__))) + os.sep,)
 """OpenTelemetry's folder: a span is made where the application called into it."""
