@@ -114,6 +114,26 @@ class TestServe:
         assert not lifecycle.active
         assert before >= set(threading.enumerate())
 
+    @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads Linux's /proc")
+    def test_the_view_thread_sleeps_while_nobody_reads(self, server: live.LiveServer) -> None:
+        """Unread, the view's thread never wakes (no polling), yet answers the next look at once."""
+        (thread,) = [t for t in threading.enumerate() if t.name == "threadline-live"]
+
+        def wakeups() -> int:
+            status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+            return int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+
+        assert [] == requests_of(server.url)
+        before = -1
+        for _ in range(50):  # until it has settled into its wait after that look
+            settled, before = before, wakeups()
+            if settled == before:
+                break
+            threading.Event().wait(0.1)
+        threading.Event().wait(1.0)  # long enough for several polls of a polling server
+        assert before == wakeups()
+        assert [] == requests_of(server.url)
+
     def test_read_only_and_for_loopback_hosts_only(self, server: live.LiveServer) -> None:
         """GET only; an unknown path 404; a Host that is not loopback (DNS rebinding) 403."""
         status, headers, body = fetch(server.url + "/requests")
