@@ -143,7 +143,9 @@ class Tracker:
         self._providers: weakref.WeakSet[Any] = weakref.WeakSet()
         self.on = False
         self._last_loop: Any = None
-        self._last_thread = 0  # the thread that loop ran on when it was last seen
+        # the thread a request last began on and its loop, as one pair (replaced whole: another
+        # thread reads it without a lock)
+        self._seen: tuple[int, Any] = (0, None)
         self._last_provider: Any = None
         self._next_look = 0.0
         # (its callbacks make no resources: no thread-local guard around them)
@@ -169,7 +171,7 @@ class Tracker:
         loops = list(self._loops)
         self._loops.clear()
         self._last_loop = self._last_provider = None
-        self._last_thread = 0
+        self._seen = (0, None)
         self._next_look = 0.0
         for loop in loops:
             if loop.is_closed():
@@ -185,7 +187,7 @@ class Tracker:
         """Track the tasks of the running loop, and the spans of the global SDK provider."""
         loop = asyncio._get_running_loop()
         if loop is not None:
-            self._last_thread = threading.get_ident()
+            self._seen = (threading.get_ident(), loop)
         if loop is not None and loop is not self._last_loop:
             self._last_loop = loop  # (checked per request: most requests meet the same loop)
             if loop not in self._loops and not tracking(loop):
@@ -208,12 +210,13 @@ class Tracker:
     def _init(self, resource: lifecycle.Resource, trigger: lifecycle.Resource | None) -> None:
         if resource.request:
             now = time.monotonic()
-            # on the loop last seen when that loop runs a task on this thread: this task is its
+            # on the loop seen last on this thread when that loop runs a task: this task is its
             # (one thread runs one loop at a time); else ask which loop runs here
+            thread, loop = self._seen
             if (
                 now >= self._next_look
-                or threading.get_ident() != self._last_thread
-                or _CURRENT_TASKS.get(self._last_loop) is None
+                or threading.get_ident() != thread
+                or _CURRENT_TASKS.get(loop) is None
             ):
                 self._watch_here(now)
             if len(self._requests) < MAX_REQUESTS:
