@@ -114,6 +114,26 @@ class TestServe:
         assert not lifecycle.active
         assert before >= set(threading.enumerate())
 
+    @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads Linux's /proc")
+    def test_the_view_thread_sleeps_while_nobody_reads(self, server: live.LiveServer) -> None:
+        """Unread, the view's thread never wakes (no polling), yet answers the next look at once."""
+        (thread,) = [t for t in threading.enumerate() if t.name == "threadline-live"]
+
+        def wakeups() -> int:
+            status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+            return int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+
+        assert [] == requests_of(server.url)
+        before = -1
+        for _ in range(50):  # until it has settled into its wait after that look
+            settled, before = before, wakeups()
+            if settled == before:
+                break
+            threading.Event().wait(0.1)
+        threading.Event().wait(1.0)  # long enough for several polls of a polling server
+        assert before == wakeups()
+        assert [] == requests_of(server.url)
+
     def test_read_only_and_for_loopback_hosts_only(self, server: live.LiveServer) -> None:
         """GET only; an unknown path 404; a Host that is not loopback (DNS rebinding) 403."""
         status, headers, body = fetch(server.url + "/requests")
@@ -934,6 +954,32 @@ class TestLeaks:
         assert 4 == len(record.seen)
         assert {("r-leak", trace_id)} == {(request, trace) for _, request, trace in record.seen}
 
+    def test_the_tasks_of_every_loop_requests_begin_on(self, server: live.LiveServer) -> None:
+        """Loops one after another on a thread, and one on another thread: each one's tasks seen."""
+        failed: list[asyncio.Task[None]] = []
+
+        async def request(request_id: str) -> None:
+            with tl.request.scope(request_id=request_id):
+                await asyncio.create_task(asyncio.sleep(0))
+                failed.append(asyncio.create_task(_raise_value_error()))
+                await asyncio.wait(failed[-1:])
+
+        try:
+            for request_id in ("r-loop-1", "r-loop-2", "r-loop-3"):
+                asyncio.run(request(request_id))  # a new loop each time, on this thread
+            elsewhere = threading.Thread(target=asyncio.run, args=(request("r-thread"),))
+            elsewhere.start()
+            elsewhere.join()
+            asyncio.run(request("r-loop-4"))  # and back on this thread, a new loop again
+            found = live.leaks(log=False)
+        finally:
+            for task in failed:
+                task._log_traceback = False  # type: ignore[attr-defined] # asyncio: said here
+
+        assert ["r-loop-1", "r-loop-2", "r-loop-3", "r-thread", "r-loop-4"] == [
+            leak.request_id for leak in found if leak.kind == "unretrieved"
+        ]
+
     def test_listed_at_exit_in_a_child_interpreter(self, tmp_path: Path) -> None:
         """A program that exits with leaks: each logged at exit, with its place and its request."""
         program = tmp_path / "leaky.py"
@@ -1021,3 +1067,7 @@ def test_the_docs_pictures_of_the_views(request: pytest.FixtureRequest) -> None:
     block = LIVE_DOC.read_text().split("<!-- top:begin -->", 1)[1].split("<!-- top:end -->")[0]
     assert "threadline top at http://127.0.0.1:" in block
     assert "GET /orders/{order}" in block
+
+
+async def _raise_value_error() -> None:
+    raise ValueError("boom")

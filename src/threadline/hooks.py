@@ -28,6 +28,7 @@ from ._core.lifecycle import Hook as Hook
 from ._core.lifecycle import Resource as Resource
 from ._core.lifecycle import create_hook as create_hook
 from ._core.lifecycle import current as current
+from ._core.lifecycle import resource_var
 
 __all__ = ["Hook", "Resource", "create_hook", "current", "track_tasks", "tracking", "untrack_tasks"]
 
@@ -58,8 +59,14 @@ def track_tasks(loop: asyncio.AbstractEventLoop | None = None) -> None:
     given_context = _takes_context(previous)
 
     def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
-        # (every task of the loop passes here: the cheapest checks first, no call more)
-        if not (_hooks.active and _hooks.wanted() and asyncio.iscoroutine(coro)):
+        # (every task of the loop passes here, aiohttp's one per request too: the cheapest
+        # checks first, `wanted()` inline, no call more)
+        trigger = resource_var.get()
+        if not (
+            _hooks.active
+            and (_hooks.outside or (trigger is not None and (trigger.request or trigger._owner)))
+            and asyncio.iscoroutine(coro)
+        ):
             if previous is None:
                 return asyncio.Task(coro, loop=loop, **kwargs)
             return previous(loop, coro, **kwargs)

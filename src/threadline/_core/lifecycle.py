@@ -63,6 +63,8 @@ active = False
 
 _logger = logging.getLogger("threadline")
 _current: ContextVar[Resource | None] = ContextVar("threadline.resource", default=None)
+resource_var = _current
+"""The variable `current` reads (for a task factory that decides inline, as `wanted` does)."""
 _ids = itertools.count(1)
 _lock = threading.Lock()
 _hooks: tuple[Hook, ...] = ()
@@ -75,9 +77,9 @@ _destroys: tuple[tuple[Hook, ResourceHook], ...] = ()
 # True while an enabled hook may make resources from its callbacks (any hook made by
 # `create_hook`): only then is the thread-local guard against re-entering read and set.
 _guarding = False
-# False while every enabled hook asked only for requests and what is made under one
-# (threadline's own) and no watcher runs: work outside any request is then no resource.
-_outside = False
+outside = False
+"""False while every enabled hook asked only for requests and what is made under one
+(threadline's own) and no watcher runs: work outside any request is then no resource."""
 lazy_names = False
 """True while only threadline's own hooks listen (the live view) and no watcher runs: a
 resource's name may wait until a reader asks for it, who calls `refresh` first."""
@@ -321,17 +323,17 @@ def set_watchers(change: int) -> None:
 
 def _update() -> None:
     """Rebuild the flags and the callbacks' tuples from the hooks and watchers (under the lock)."""
-    global active, around, lazy_names, _guarding, _outside  # noqa: PLW0603 - replaced whole, read without a lock
+    global active, around, lazy_names, _guarding, outside  # noqa: PLW0603 - replaced whole, read without a lock
     global _inits, _befores, _afters, _destroys  # noqa: PLW0603 - the same
     _inits = tuple((hook, hook._init) for hook in _hooks if hook._init is not None)
     _befores = tuple((hook, hook._before) for hook in _hooks if hook._before is not None)
     _afters = tuple((hook, hook._after) for hook in _hooks if hook._after is not None)
     _destroys = tuple((hook, hook._destroy) for hook in _hooks if hook._destroy is not None)
     _guarding = any(hook._guarded for hook in _hooks)
-    _outside = _watching > 0 or not all(hook._requests_only for hook in _hooks)
+    outside = _watching > 0 or not all(hook._requests_only for hook in _hooks)
     around = bool(_befores or _afters) or _watching > 0
     active = bool(_hooks) or _watching > 0
-    lazy_names = bool(_hooks) and not _outside
+    lazy_names = bool(_hooks) and not outside
     if _watching <= 0:
         _live.clear()
 
@@ -424,7 +426,7 @@ def wanted() -> bool:
     False only outside any request while no hook nor watcher wants such work
     (`Hook` ``requests_only``): a boundary may then skip finding its place.
     """
-    if _outside:
+    if outside:
         return True
     trigger = _current.get()
     return trigger is not None and (trigger.request or trigger._owner is not None)
@@ -437,7 +439,7 @@ def create(kind: str, where: str, *, request: bool = False) -> Resource | None:
     wants it (see `wanted`): not a resource, nothing to call.
     """
     trigger = _current.get()
-    if not (_outside or request) and (
+    if not (outside or request) and (
         trigger is None or not (trigger.request or trigger._owner is not None)
     ):
         return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import selectors
 import socket
 import threading
 from collections.abc import Callable
@@ -63,20 +64,30 @@ class LiveServer:
         shown = f"[{self.host}]" if ":" in self.host else self.host
         self.url = f"http://{shown}:{self.port}"
         self._on_close = on_close
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name="threadline-live",
-            daemon=True,
-        )
+        # what `close` writes to, to wake the thread: it sleeps in select() without a timeout
+        self._wake, self._woken = socket.socketpair()
+        self._thread = threading.Thread(target=self._serve, name="threadline-live", daemon=True)
         self._thread.start()
+
+    def _serve(self) -> None:
+        """Answer each look as it comes, asleep in between (no polling) until `close`."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._server, selectors.EVENT_READ)
+            selector.register(self._woken, selectors.EVENT_READ)
+            while True:
+                ready = selector.select()
+                if any(key.fileobj is self._woken for key, _ in ready):
+                    return
+                self._server.handle_request()  # (ready: it accepts at once, a thread answers)
 
     def close(self) -> None:
         """Stop serving and close the socket (tracking stops with the last server)."""
         if self._thread.is_alive():
-            self._server.shutdown()
-            self._server.server_close()
+            self._wake.send(b"\0")
             self._thread.join()
+            self._server.server_close()
+            self._wake.close()
+            self._woken.close()
             self._on_close()
 
     def __enter__(self) -> LiveServer:

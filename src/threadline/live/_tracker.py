@@ -31,6 +31,10 @@ from .._core import lifecycle
 from .._core.context import Context, get_current
 from ..hooks import track_tasks, tracking, untrack_tasks
 
+# The loop each task is running on (asyncio's own table): whether the loop last seen runs a task
+# here is a dict lookup, where asking for the running loop is a getpid() system call on 3.10/3.11
+_CURRENT_TASKS: dict[Any, Any] = getattr(asyncio.tasks, "_current_tasks", {})
+
 _OPENTELEMETRY = (os.path.dirname(os.path.dirname(os.path.abspath(trace.__file__))) + os.sep,)
 """OpenTelemetry's folder: a span is made where the application called into it."""
 
@@ -139,6 +143,9 @@ class Tracker:
         self._providers: weakref.WeakSet[Any] = weakref.WeakSet()
         self.on = False
         self._last_loop: Any = None
+        # the thread a request last began on and its loop, as one pair (replaced whole: another
+        # thread reads it without a lock)
+        self._seen: tuple[int, Any] = (0, None)
         self._last_provider: Any = None
         self._next_look = 0.0
         # (its callbacks make no resources: no thread-local guard around them)
@@ -164,6 +171,7 @@ class Tracker:
         loops = list(self._loops)
         self._loops.clear()
         self._last_loop = self._last_provider = None
+        self._seen = (0, None)
         self._next_look = 0.0
         for loop in loops:
             if loop.is_closed():
@@ -178,6 +186,8 @@ class Tracker:
     def _watch_here(self, now: float) -> None:
         """Track the tasks of the running loop, and the spans of the global SDK provider."""
         loop = asyncio._get_running_loop()
+        if loop is not None:
+            self._seen = (threading.get_ident(), loop)
         if loop is not None and loop is not self._last_loop:
             self._last_loop = loop  # (checked per request: most requests meet the same loop)
             if loop not in self._loops and not tracking(loop):
@@ -200,7 +210,14 @@ class Tracker:
     def _init(self, resource: lifecycle.Resource, trigger: lifecycle.Resource | None) -> None:
         if resource.request:
             now = time.monotonic()
-            if now >= self._next_look or asyncio._get_running_loop() is not self._last_loop:
+            # on the loop seen last on this thread when that loop runs a task: this task is its
+            # (one thread runs one loop at a time); else ask which loop runs here
+            thread, loop = self._seen
+            if (
+                now >= self._next_look
+                or threading.get_ident() != thread
+                or _CURRENT_TASKS.get(loop) is None
+            ):
                 self._watch_here(now)
             if len(self._requests) < MAX_REQUESTS:
                 self._requests[resource.id] = (resource, now)
