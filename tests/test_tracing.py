@@ -66,6 +66,34 @@ class TestStoreSpanProcessor:
         assert '{"k": 1}' == attributes[f"{store.name}.meta"]
         assert f"{store.name}.nothing" not in attributes
 
+    def test_an_object_changed_in_the_scope_is_copied_as_it_is_now(
+        self, store: tl.ContextStore
+    ) -> None:
+        """Each span gets the store's values as they are when it starts, a mutable one too."""
+
+        class Box:
+            def __init__(self) -> None:
+                self.n = 1
+
+            def __repr__(self) -> str:
+                return f"Box({self.n})"
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(StoreSpanProcessor(store, {"box": "box", "id": "id"}))
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        box, spans = Box(), provider.get_tracer("t")
+        with store.scope(box=box, id="a"):
+            spans.start_span("first").end()
+            box.n = 2
+            spans.start_span("second").end()
+        with store.scope(id="b"):
+            spans.start_span("third").end()
+        found = {s.name: dict(s.attributes or {}) for s in exporter.get_finished_spans()}
+        assert "a" == found["first"]["id"] == found["second"]["id"]
+        assert found["first"]["box"] != found["second"]["box"]
+        assert {"id": "b"} == found["third"]
+
     def test_values_from_outside_escaped_and_limited(
         self, spans: Spans, tracer: trace.Tracer
     ) -> None:

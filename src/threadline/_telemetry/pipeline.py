@@ -47,6 +47,9 @@ __all__ = ["REQUEST_ATTRIBUTES", "StoreSpanProcessor", "configure", "shutdown"]
 _logger = logging.getLogger("threadline")
 
 
+_SCALARS = frozenset((str, int, float, bool))
+
+
 class StoreSpanProcessor(SpanProcessor):
     """Copy chosen store values onto every span started in their scope.
 
@@ -69,6 +72,8 @@ class StoreSpanProcessor(SpanProcessor):
             attributes = REQUEST_ATTRIBUTES
         self._store = store
         self._attributes = attribute_map("attributes", attributes)
+        self._last: tuple[object, tuple[tuple[str, Any], ...]] | None = None
+        """The last store value copied, and its pairs (replaced whole: any thread reads a pair)."""
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Set the attributes from the store value current where the span starts."""
@@ -83,12 +88,19 @@ class StoreSpanProcessor(SpanProcessor):
     _fills_boundary_spans = on_start
     """Boundary spans start with `_start_attributes`; this ``on_start`` then skips them."""
 
-    def _start_attributes(self, parent_context: Context | None) -> list[tuple[str, Any]]:
+    def _start_attributes(self, parent_context: Context | None) -> Sequence[tuple[str, Any]]:
         """The ``(name, value)`` pairs a span started in *parent_context* gets from the store."""
         values = self._store.get(parent_context if parent_context is not None else get_current())
         if not values:  # outside any scope: nothing to copy
-            return []
-        return chosen_attributes(values, self._attributes, self._store.name)
+            return ()
+        last = self._last
+        if last is not None and last[0] is values:  # every span of one scope: chosen once
+            return last[1]
+        pairs = tuple(chosen_attributes(values, self._attributes, self._store.name))
+        # a store value is immutable, but an object in it may not be: kept for scalars only
+        if all(type(value) in _SCALARS for value in values.values()):
+            self._last = (values, pairs)
+        return pairs
 
     def on_end(self, span: ReadableSpan) -> None:
         """Do nothing: the attributes were set at start."""
