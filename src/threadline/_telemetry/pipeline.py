@@ -98,8 +98,10 @@ class StoreSpanProcessor(SpanProcessor):
             return last[1]
         pairs = tuple(chosen_attributes(values, self._attributes, self._store.name))
         # a store value is immutable, but an object in it may not be: kept for scalars only
-        if all(type(value) in _SCALARS for value in values.values()):
-            self._last = (values, pairs)
+        for value in values.values():
+            if type(value) not in _SCALARS:
+                return pairs
+        self._last = (values, pairs)
         return pairs
 
     def on_end(self, span: ReadableSpan) -> None:
