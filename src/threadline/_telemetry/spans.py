@@ -130,9 +130,11 @@ def start_boundary_span(
     *start_time* (nanoseconds since the epoch) dates a span made after the
     fact, for work whose own process could not report it.
     """
-    span_attributes = {BOUNDARY_ATTRIBUTE: boundary}
-    if attributes:
-        span_attributes.update(attributes)
+    span_attributes: dict[str, Any] = (
+        {BOUNDARY_ATTRIBUTE: boundary, **attributes}
+        if attributes
+        else {BOUNDARY_ATTRIBUTE: boundary}
+    )
     if kind is None:
         from opentelemetry.trace import SpanKind  # noqa: PLC0415 - loaded with any span
 
