@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -61,6 +66,34 @@ class TestStoreSpanProcessor:
         assert '{"k": 1}' == attributes[f"{store.name}.meta"]
         assert f"{store.name}.nothing" not in attributes
 
+    def test_an_object_changed_in_the_scope_is_copied_as_it_is_now(
+        self, store: tl.ContextStore
+    ) -> None:
+        """Each span gets the store's values as they are when it starts, a mutable one too."""
+
+        class Box:
+            def __init__(self) -> None:
+                self.n = 1
+
+            def __repr__(self) -> str:
+                return f"Box({self.n})"
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(StoreSpanProcessor(store, {"box": "box", "id": "id"}))
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        box, spans = Box(), provider.get_tracer("t")
+        with store.scope(box=box, id="a"):
+            spans.start_span("first").end()
+            box.n = 2
+            spans.start_span("second").end()
+        with store.scope(id="b"):
+            spans.start_span("third").end()
+        found = {s.name: dict(s.attributes or {}) for s in exporter.get_finished_spans()}
+        assert "a" == found["first"]["id"] == found["second"]["id"]
+        assert found["first"]["box"] != found["second"]["box"]
+        assert {"id": "b"} == found["third"]
+
     def test_values_from_outside_escaped_and_limited(
         self, spans: Spans, tracer: trace.Tracer
     ) -> None:
@@ -86,6 +119,116 @@ class TestStoreSpanProcessor:
         values = FrozenMapping({"request_id": value, "user_id": 42}, "request")
         expected = [("request.id", attribute_value(value)), ("enduser.id", 42)]
         assert expected == chosen_attributes(values, REQUEST_ATTRIBUTES, "request")
+
+    def test_threadlines_span_and_the_users_carry_the_same(
+        self, spans: Spans, tracer: trace.Tracer
+    ) -> None:
+        """A boundary span of threadline's and a span of the user's get the same store values."""
+        with tl.request.scope(request_id="r1", user_id=42), tracer.start_as_current_span("outer"):
+            with tl.ThreadPoolExecutor(1) as pool:
+                pool.submit(lambda: tracer.start_span("inner").end()).result()
+            tracer.start_span("beside").end()
+        (job,) = [s for s in spans.finished() if s.attributes.get("threadline.boundary")]
+        for span in (job, spans.named("inner"), spans.named("beside"), spans.named("outer")):
+            assert ("r1", 42) == (span.attributes["request.id"], span.attributes["enduser.id"])
+        with tl.request.scope(request_id="r2"), tracer.start_as_current_span("outer2"):
+            with tl.ThreadPoolExecutor(1) as pool:
+                pool.submit(lambda: None).result()
+        job2 = next(s for s in spans.finished() if s.parent == spans.named("outer2").context)
+        assert "r2" == job2.attributes["request.id"]
+        assert "enduser.id" not in job2.attributes
+
+    def test_custom_maps_and_several_processors(self) -> None:
+        """Other stores, custom maps, several processors and a subclass: the same on every span.
+
+        threadline's own spans get the store's attributes at their start, so a
+        sampler sees them too; a subclass that overrides ``on_start`` sets its own after.
+        """
+        program = textwrap.dedent(
+            """
+            import json
+            from opentelemetry import trace
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+            from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+                InMemorySpanExporter,
+            )
+            from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Sampler
+            import threadline as tl
+            from threadline.tracing import StoreSpanProcessor
+
+            seen = {}
+
+            class Seeing(Sampler):
+                def should_sample(self, parent_context, trace_id, name, *args, **kwargs):
+                    attributes = args[1] if len(args) > 1 else kwargs.get("attributes")
+                    seen[name] = sorted(attributes or {})
+                    return ALWAYS_ON.should_sample(parent_context, trace_id, name, *args, **kwargs)
+
+                def get_description(self):
+                    return "seeing"
+
+            class Marking(StoreSpanProcessor):
+                def on_start(self, span, parent_context=None):
+                    super().on_start(span, parent_context)
+                    span.set_attribute("marked", True)
+
+            tenant = tl.ContextStore("tenant")
+            exporter = InMemorySpanExporter()
+            provider = TracerProvider(sampler=Seeing())
+            provider.add_span_processor(StoreSpanProcessor())
+            provider.add_span_processor(
+                StoreSpanProcessor(tenant, {"name": "tenant.name", "plan": "request.id"})
+            )
+            provider.add_span_processor(StoreSpanProcessor(tenant))
+            provider.add_span_processor(Marking(tl.request, {"user_id": "marked.user"}))
+            provider.add_span_processor(SimpleSpanProcessor(exporter))
+            trace.set_tracer_provider(provider)
+            tracer = trace.get_tracer("user")
+
+            def work():
+                pass
+
+            with tl.request.scope(request_id="r1", user_id=7):
+                with tenant.scope(name="acme", plan="gold"), tracer.start_as_current_span("outer"):
+                    with tl.ThreadPoolExecutor(1) as pool:
+                        pool.submit(work).result()
+                    tracer.start_span("user").end()
+            print(json.dumps({
+                "spans": {s.name: dict(s.attributes) for s in exporter.get_finished_spans()},
+                "seen": seen,
+            }))
+            """
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert 0 == done.returncode, done.stderr
+        found = json.loads(done.stdout)
+        store_attributes = {
+            "request.id": "gold",  # the second processor's map, set over the first's
+            "enduser.id": 7,
+            "tenant.name": "acme",
+            "tenant.plan": "gold",
+            "marked.user": 7,
+            "marked": True,
+        }
+        job = found["spans"]["thread work"]
+        assert {"threadline.boundary": "thread", "code.function.name": "work"} | (
+            store_attributes
+        ) == job
+        assert store_attributes == found["spans"]["user"]
+        assert store_attributes == found["spans"]["outer"]
+        # threadline's span had them at its start (the subclass's own come after it)
+        assert [
+            "code.function.name",
+            "enduser.id",
+            "request.id",
+            "tenant.name",
+            "tenant.plan",
+            "threadline.boundary",
+        ] == found["seen"]["thread work"]
+        assert [] == found["seen"]["user"]
 
     def test_needs_a_store(self) -> None:
         """Passing something else is a clear error."""

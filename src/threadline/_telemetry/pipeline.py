@@ -40,10 +40,14 @@ from .alongside import Alongside
 from .attributes import REQUEST_ATTRIBUTES, attribute_map, chosen_attributes
 from .export_pipe import PipeSpanExporter, flush_deadline
 from .exporters import configured_exporters, traces_file
+from .spans import filled_at_start
 
 __all__ = ["REQUEST_ATTRIBUTES", "StoreSpanProcessor", "configure", "shutdown"]
 
 _logger = logging.getLogger("threadline")
+
+
+_SCALARS = frozenset((str, int, float, bool))
 
 
 class StoreSpanProcessor(SpanProcessor):
@@ -53,6 +57,8 @@ class StoreSpanProcessor(SpanProcessor):
     request's ids. By default it copies `REQUEST_ATTRIBUTES` from
     `threadline.request`; for another store, pass ``attributes`` (store key
     to attribute name) or leave it None to copy every key as ``"{store}.{key}"``.
+    threadline's own spans (server, client, jobs, messages) are given these
+    attributes at their start, so that samplers see them too.
 
     .. versionadded:: 0.1
     """
@@ -66,17 +72,37 @@ class StoreSpanProcessor(SpanProcessor):
             attributes = REQUEST_ATTRIBUTES
         self._store = store
         self._attributes = attribute_map("attributes", attributes)
+        self._last: tuple[object, tuple[tuple[str, Any], ...]] | None = None
+        """The last store value copied, and its pairs (replaced whole: any thread reads a pair)."""
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Set the attributes from the store value current where the span starts."""
-        values = self._store.get(parent_context if parent_context is not None else get_current())
-        if not values:  # outside any scope: nothing to copy
+        if filled_at_start(self, parent_context):  # threadline's own span: given at its start
             return
-        pairs = chosen_attributes(values, self._attributes, self._store.name)
+        pairs = self._start_attributes(parent_context)
         if len(pairs) == 1:
             span.set_attribute(*pairs[0])
         elif pairs:  # one call: an SDK span takes its lock once
             span.set_attributes(dict(pairs))
+
+    _fills_boundary_spans = on_start
+    """Boundary spans start with `_start_attributes`; this ``on_start`` then skips them."""
+
+    def _start_attributes(self, parent_context: Context | None) -> Sequence[tuple[str, Any]]:
+        """The ``(name, value)`` pairs a span started in *parent_context* gets from the store."""
+        values = self._store.get(parent_context if parent_context is not None else get_current())
+        if not values:  # outside any scope: nothing to copy
+            return ()
+        last = self._last
+        if last is not None and last[0] is values:  # every span of one scope: chosen once
+            return last[1]
+        pairs = tuple(chosen_attributes(values, self._attributes, self._store.name))
+        # a store value is immutable, but an object in it may not be: kept for scalars only
+        for value in values.values():
+            if type(value) not in _SCALARS:
+                return pairs
+        self._last = (values, pairs)
+        return pairs
 
     def on_end(self, span: ReadableSpan) -> None:
         """Do nothing: the attributes were set at start."""

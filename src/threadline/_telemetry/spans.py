@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -123,25 +124,71 @@ def start_boundary_span(
 
     The span is named *name*, is a child of the span in *context* (default:
     the current one), and has `BOUNDARY_ATTRIBUTE` and *attributes*, all
-    given at the start so that samplers see them. It is not made current.
+    given at the start so that samplers see them; so are the store values
+    that each `StoreSpanProcessor` of the tracer's provider copies (that
+    processor then leaves the span as it is). It is not made current.
     *start_time* (nanoseconds since the epoch) dates a span made after the
     fact, for work whose own process could not report it.
     """
-    span_attributes = {BOUNDARY_ATTRIBUTE: boundary}
-    if attributes:
-        span_attributes.update(attributes)
+    span_attributes: dict[str, Any] = (
+        {BOUNDARY_ATTRIBUTE: boundary, **attributes}
+        if attributes
+        else {BOUNDARY_ATTRIBUTE: boundary}
+    )
     if kind is None:
         from opentelemetry.trace import SpanKind  # noqa: PLC0415 - loaded with any span
 
         kind = SpanKind.INTERNAL
-    return tracer().start_span(
-        name,
-        context=get_current() if context is None else context,
-        kind=kind,
-        attributes=span_attributes,
-        links=links,
-        start_time=start_time,
+    parent = get_current() if context is None else context
+    spans = tracer()
+    fillers = _fillers_of(spans)
+    if not fillers:
+        return spans.start_span(name, parent, kind, span_attributes, links, start_time=start_time)
+    # The store's attributes given at the start, as each processor would set them after
+    # it (in its order, over the boundary's): one pass of the SDK's cleaning, not two.
+    for processor in fillers:
+        span_attributes.update(processor._start_attributes(parent))
+    _starting.span = (parent, fillers)
+    try:
+        return spans.start_span(name, parent, kind, span_attributes, links, start_time=start_time)
+    finally:
+        _starting.span = None
+
+
+class _Starting(threading.local):
+    span: tuple[Context, tuple[Any, ...]] | None = None
+    """The context a span is being started in, and the processors whose attributes it has."""
+
+
+_starting = _Starting()
+_fillers: tuple[object, tuple[Any, ...]] = ((), ())
+"""The last tracer's processors seen, and those among them that fill a boundary span."""
+
+
+def filled_at_start(processor: object, parent_context: Context | None) -> bool:
+    """Return True if the span now starting in *parent_context* has *processor*'s attributes.
+
+    For a processor's ``on_start``: `start_boundary_span` gave them at the start.
+    """
+    starting = _starting.span
+    return starting is not None and starting[0] is parent_context and processor in starting[1]
+
+
+def _fillers_of(spans: Tracer) -> tuple[Any, ...]:
+    # The SDK tracer's processors (a tuple, replaced whole when one is added): those whose
+    # on_start is a store processor's own (`_fills_boundary_spans`), not a subclass's override.
+    global _fillers  # noqa: PLW0603 - replaced whole: any thread reads a consistent pair
+    processors = getattr(getattr(spans, "span_processor", None), "_span_processors", ())
+    seen = _fillers
+    if seen[0] is processors:
+        return seen[1]
+    found = tuple(
+        processor
+        for processor in processors
+        if getattr(type(processor), "_fills_boundary_spans", None) is type(processor).on_start
     )
+    _fillers = (processors, found)
+    return found
 
 
 def job_span(boundary: str, name: str) -> Span:
