@@ -904,3 +904,93 @@ def test_fuzz_a_dict_carrier_reads_as_any_other_mapping(fields: dict[str, Any]) 
         in_dict = tl.request.get()
     with from_mapping:
         assert tl.request.get() == in_dict
+
+
+_NEAR_TRACEPARENTS = st.sampled_from(
+    [
+        VALID,
+        f"00-{TRACE_ID}-{SPAN_ID}-ff",
+        f"00-{'0' * 32}-{SPAN_ID}-01",
+        f"00-{TRACE_ID}-{'0' * 16}-01",
+    ]
+) | st.from_regex(r"0[0-9fF]-[0-9a-fA-F]{31,33}-[0-9a-fA-F]{15,17}-[0-9a-f]{2}", fullmatch=True)
+_NEAR_ONE_MEMBERS = st.from_regex(
+    r"[A-Za-z0-9_.@-]{0,6}\.?[A-Za-z0-9_.%-]{0,6}=([!#-+\--:<-\[\]-~]|%[0-9a-fA-F]{2}|%.?){0,8}"
+    r"(;tl(=json)?|;x)?",
+    fullmatch=True,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    parent=st.none() | _NEAR_TRACEPARENTS,
+    members=st.none() | _NEAR_ONE_MEMBERS,
+    base=st.booleans(),
+)
+def test_fuzz_the_one_member_reading_agrees_with_the_general_one(
+    parent: str | None, members: str | None, base: bool
+) -> None:
+    """A traceparent and a one-member baggage as `inject` writes them, read at once: same result.
+
+    The dict's direct reading takes a valid version-00 traceparent and a store
+    member of plain text by one match each; whatever it does not take goes to
+    the general reader, so every carrier decides as through a read-only mapping.
+    """
+    fields = {
+        name: value
+        for name, value in (("traceparent", parent), ("baggage", members))
+        if value is not None
+    }
+    on = baggage.set_baggage("kept", "1") if base else None
+    diagnostics.reset_drop_counts()
+    direct = tl.extract(fields, on)
+    direct_drops = diagnostics.drop_counts()
+    diagnostics.reset_drop_counts()
+    general = tl.extract(MappingProxyType(fields), on)
+    assert diagnostics.drop_counts() == direct_drops
+    assert span_context_of(direct) == span_context_of(general)
+    assert span_context_of(direct).trace_flags == span_context_of(general).trace_flags
+    assert dict(direct.context).keys() == dict(general.context).keys()
+    assert baggage.get_all(direct.context) == baggage.get_all(general.context)
+    for key, value in direct.context.items():
+        if isinstance(value, baggage_codec.FrozenMapping):
+            other = general.context[key]
+            assert (dict(value), value._owner, value._foreign) == (
+                dict(other),
+                other._owner,
+                other._foreign,
+            )
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.from_regex(r"-?[0-9]{1,30}(\.[0-9]{0,3})?|[0-9٣]{1,3}|0[0-9]{1,3}", fullmatch=True))
+def test_fuzz_a_json_integer_is_read_as_the_json_decoder_reads_it(text: str) -> None:
+    """A store member's JSON number, digits only or not, decodes as `json.loads` decodes it."""
+    try:
+        expected: object = json.loads(text)
+    except ValueError:
+        expected = "refused"
+    assert _read_baggage(lambda value: baggage_codec._typed("k", value, "json"), text) == expected
+    assert type(expected) is type(
+        _read_baggage(lambda value: baggage_codec._typed("k", value, "json"), text)
+    )
+
+
+def test_a_store_member_of_text_alone_arrives_as_the_store_value() -> None:
+    """What inject writes for a scope of one id under a span comes back whole, on a base."""
+    base = baggage.set_baggage("kept", "1")
+    with trace.use_span(remote_parent(flags=1)), tl.request.scope(request_id="r-7"):
+        carrier: dict[str, str] = {}
+        tl.inject(carrier)
+    assert {"traceparent", "baggage"} == carrier.keys()
+    snap = tl.extract(carrier, base)
+    assert {"request_id": "r-7"} == tl.request.get(snap.context)
+    assert {"kept": "1"} == dict(baggage.get_all(snap.context))
+    parent = span_context_of(snap)
+    assert (int(TRACE_ID, 16), int(SPAN_ID, 16), True) == (
+        parent.trace_id,
+        parent.span_id,
+        parent.is_remote,
+    )
+    assert parent.trace_flags.sampled
+    assert {} == diagnostics.drop_counts()

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_BYTES",
     "MAX_DEPTH",
     "MAX_MEMBERS",
+    "ONE_STORE_TEXT",
     "BaggageError",
     "encode",
     "parse",
@@ -57,6 +58,15 @@ _PLAIN_MEMBER = (
 # whole in one match, then split without further checks; anything else (spaces,
 # other properties, empty members) takes the member-by-member reader.
 _PLAIN_SHAPE = re.compile(f"{_PLAIN_MEMBER}(?:,{_PLAIN_MEMBER})*")
+ONE_STORE_TEXT = re.compile(
+    r"([A-Za-z0-9_-]{1,64})\.([!#$%&'*+\-.^_`|~0-9A-Za-z]+)="
+    r"([\x21\x23-\x24\x26-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*);tl"
+)
+"""A baggage of one store member of text with no percent-encoding, ``store.key=value;tl``.
+
+What `threadline.inject` writes for a scope of one plain id, the commonest
+baggage: matched whole, its groups are the store, the key and the value,
+valid as they are (the grammar of `parse`, one member)."""
 
 
 class BaggageError(ValueError):
@@ -241,6 +251,13 @@ def _typed(key: str, value: str, kind: str | None) -> Any:
         return value
     if kind != JSON_TYPE:
         raise BaggageError(f"unknown {STORE_PROPERTY}={kind} on store member {key!r}")
+    if value.isdecimal() and value.isascii() and (value[0] != "0" or len(value) == 1):
+        # a JSON integer of digits only, the commonest typed value (an id, a count):
+        # int() reads it as the decoder does, the same limit on digits included
+        try:
+            return int(value)
+        except ValueError as exc:
+            raise BaggageError(f"store member {key!r} is not JSON: {exc}") from None
     # Checked before decoding: json.loads recurses once per level.
     if _depth(value) > MAX_DEPTH:
         raise BaggageError(f"store member {key!r} nests deeper than {MAX_DEPTH}")

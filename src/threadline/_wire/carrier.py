@@ -26,6 +26,7 @@ from . import baggage as _baggage
 from .tracecontext import (
     MAX_TRACEPARENT_CHARS,
     MAX_TRACESTATE_CHARS,
+    VERSION_00,
     format_traceparent,
     parse_traceparent,
     parse_tracestate,
@@ -97,7 +98,12 @@ def extract(carrier: Mapping[str, str | Sequence[str]], context: Context | None 
     if type(carrier) is dict:
         fields = _plain_fields(carrier)
         if fields is not None:
-            return Snapshot(_context_of(fields[0], fields[1], fields[2], context))
+            parent, state, members = fields
+            if state is None:
+                common = _common_context(parent, members, context)
+                if common is not None:
+                    return Snapshot(common)
+            return Snapshot(_context_of(_values(parent), _values(state), _values(members), context))
     else:
         require_carrier(carrier, "items", "extract()")
     return Snapshot(extract_context(_mapping_getter(carrier), context))
@@ -352,6 +358,43 @@ def _read(get: Getter, field: str) -> Sequence[str]:
     return values
 
 
+def _common_context(
+    parent: str | None, members: str | None, context: Context | None
+) -> Context | None:
+    """The context of what `inject` writes under a span for a scope of one plain id, or None.
+
+    That is: a version-00 ``traceparent`` of valid ids and a ``baggage`` of
+    one store member of text (`_baggage.ONE_STORE_TEXT`), either absent but
+    not both. Each is valid by its one match, so nothing here is dropped:
+    any other field (bad ones included) is None, for the general reader.
+    """
+    entries: dict[str, object] = {}
+    # (the baggage first: of the two, it is the one that more often takes another shape)
+    if members is not None:
+        # (a comma: more members than one, said at once; the match would look further)
+        match = None if "," in members else _baggage.ONE_STORE_TEXT.fullmatch(members)
+        if match is None:
+            return None
+        store, key, value = match.groups()
+        entries[STORE_KEY_PREFIX + store] = FrozenMapping({key: value}, store, frozenset((key,)))
+    if parent is not None:
+        match = VERSION_00.fullmatch(parent)
+        if match is None:
+            return None
+        trace_hex, span_hex, flags = match.groups()
+        trace_id = int(trace_hex, 16)
+        span_id = int(span_hex, 16)
+        if not (trace_id and span_id):
+            return None
+        fields = (trace_id, span_id, True, _FLAGS_OF_TEXT[flags], _NO_TRACE_STATE, True)
+        entries[_SPAN_KEY] = NonRecordingSpan(
+            _new_tuple(SpanContext, fields) if _DIRECT_SPAN_CONTEXT else SpanContext(*fields[:5])
+        )
+    if not entries:
+        return None
+    return Context({**context, **entries}) if context else Context(entries)
+
+
 def _span_context(parents: Sequence[str], states: Getter | Sequence[str]) -> SpanContext | None:
     if len(parents) > 1:
         record_drop("traceparent.duplicate", f"{len(parents)} traceparent fields")
@@ -378,6 +421,7 @@ def _span_context(parents: Sequence[str], states: Getter | Sequence[str]) -> Spa
 
 _NO_TRACE_STATE = TraceState()  # immutable: one serves every span context without one
 _FLAGS = tuple(TraceFlags(flags) for flags in range(4))  # the known flags: 2 bits
+_FLAGS_OF_TEXT = {f"{flags:02x}": _FLAGS[flags & 0x03] for flags in range(256)}
 _new_tuple = tuple.__new__
 
 
@@ -420,12 +464,12 @@ class ParsedTraceState(TraceState):
         self._dict = dict(members)
 
 
-def _plain_fields(carrier: dict[str, object]) -> tuple[tuple[str, ...], ...] | None:
-    """The (traceparent, tracestate, baggage) values of a dict as `inject` writes it, or None.
+def _plain_fields(carrier: dict[str, object]) -> tuple[str | None, str | None, str | None] | None:
+    """The (traceparent, tracestate, baggage) texts of a dict as `inject` writes it, or None.
 
     That is: no key but the fields' own lower-case names, each field one
-    text within its limit. Any other carrier is None, for the general
-    reader (which counts what it drops).
+    text within its limit (an absent one None). Any other carrier is None,
+    for the general reader (which counts what it drops).
     """
     if not _FIELD_NAMES.issuperset(carrier):  # another key, or another spelling, may be there
         return None
@@ -437,16 +481,16 @@ def _plain_fields(carrier: dict[str, object]) -> tuple[tuple[str, ...], ...] | N
     state = texts.get(TRACESTATE)
     members = texts.get(BAGGAGE)
     if (
-        len(parent or "") > MAX_TRACEPARENT_CHARS
-        or len(state or "") > MAX_TRACESTATE_CHARS
-        or len(members or "") > _baggage.MAX_BYTES
+        (parent is not None and len(parent) > MAX_TRACEPARENT_CHARS)
+        or (state is not None and len(state) > MAX_TRACESTATE_CHARS)
+        or (members is not None and len(members) > _baggage.MAX_BYTES)
     ):
         return None
-    return (
-        () if parent is None else (parent,),
-        () if state is None else (state,),
-        () if members is None else (members,),
-    )
+    return parent, state, members
+
+
+def _values(text: str | None) -> tuple[str, ...]:
+    return () if text is None else (text,)
 
 
 _FIELD_NAMES = frozenset(FIELDS)

@@ -14,6 +14,7 @@ __all__ = [
     "MAX_TRACEPARENT_CHARS",
     "MAX_TRACESTATE_CHARS",
     "MAX_TRACESTATE_MEMBERS",
+    "VERSION_00",
     "format_traceparent",
     "parse_traceparent",
     "parse_tracestate",
@@ -23,8 +24,10 @@ _TRACEPARENT = re.compile(
     r"(?P<version>[0-9a-f]{2})-(?P<trace_id>[0-9a-f]{32})-(?P<span_id>[0-9a-f]{16})"
     r"-(?P<flags>[0-9a-f]{2})(?P<rest>-[\x20-\x7e]*)?"
 )
-# a version-00 traceparent, exactly: what nearly every request brings
-_VERSION_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+VERSION_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+"""A version-00 traceparent, exactly (what nearly every request brings): its ids and flags.
+
+The ids may still be all zeros, which is invalid."""
 _OWS = " \t"
 _KNOWN_FLAGS = 0x03  # sampled (Level 1) and random trace-id (Level 2)
 _TRACESTATE_KEY = re.compile(r"[a-z0-9][a-z0-9_\-*/@]{0,255}")
@@ -46,7 +49,7 @@ def parse_traceparent(header: str) -> tuple[TraceParent | None, str]:
     are ignored; ids are lower-case hex and not all zero.
     """
     if len(header) == 55:  # the common case, checked whole
-        match = _VERSION_00.fullmatch(header)
+        match = VERSION_00.fullmatch(header)
         if match is not None:
             trace_id, span_id, flags = match.groups()
             trace = int(trace_id, 16)
