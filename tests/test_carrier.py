@@ -423,10 +423,10 @@ class TestStoreValues:
 
     def test_the_encoded_values_kept_are_bounded(self) -> None:
         """Many requests, one after another: what is kept of their encoding stays bounded."""
-        for number in range(3 * baggage_codec._ENCODED_STORES_MAX):
+        for number in range(3 * carrier_codec.BAGGAGE_TEXTS_MAX):
             with tl.request.scope(request_id=f"r{number}"):
                 tl.inject({})
-        assert len(baggage_codec._encoded_stores) <= baggage_codec._ENCODED_STORES_MAX
+            assert len(carrier_codec._baggage_texts) <= carrier_codec.BAGGAGE_TEXTS_MAX
 
     def test_exited_store_is_not_sent(self) -> None:
         """A store emptied by exit() sends nothing."""
@@ -994,3 +994,82 @@ def test_a_store_member_of_text_alone_arrives_as_the_store_value() -> None:
     )
     assert parent.trace_flags.sampled
     assert {} == diagnostics.drop_counts()
+
+
+class TestBaggageEncodedOncePerValues:
+    """The baggage text is kept by the store values it is made of, whatever context they are in."""
+
+    def test_spans_of_one_request_write_the_same_baggage_encoded_once(self) -> None:
+        """A request's spans change its context, not its stores: the text is encoded once."""
+        tracer = trace.get_tracer("test")
+        with tl.request.scope(request_id="r1", user_id=7):
+            first: dict[str, str] = {}
+            tl.inject(first)
+            baggage_text = first["baggage"]
+            for name in ("a", "b"):
+                with tracer.start_as_current_span(name):
+                    carrier: dict[str, str] = {}
+                    tl.inject(carrier)
+                    assert carrier["baggage"] is baggage_text  # the same text, not encoded again
+        assert "request.request_id=r1;tl,request.user_id=7;tl=json" == baggage_text
+
+    def test_new_values_or_new_opentelemetry_baggage_are_encoded_anew(self) -> None:
+        """Another value of a store, or other plain baggage, is another text."""
+        sent = []
+        with tl.request.scope(request_id="r1"):
+            for ctx in (None, baggage.set_baggage("k", "1"), baggage.set_baggage("k", "2")):
+                carrier: dict[str, str] = {}
+                tl.inject(carrier, ctx if ctx is not None else tl.snapshot().context)
+                sent.append(carrier.get("baggage"))
+            with tl.request.merge(request_id="r2"):
+                carrier = {}
+                tl.inject(carrier)
+                sent.append(carrier["baggage"])
+        assert [
+            "request.request_id=r1;tl",
+            "k=1,request.request_id=r1;tl",
+            "k=2,request.request_id=r1;tl",
+            "request.request_id=r2;tl",
+        ] == sent
+
+    def test_a_dropped_plain_member_is_counted_at_every_hand_off(self) -> None:
+        """What is dropped on the way is not kept: each hand-off counts it again."""
+        with tl.request.scope(request_id="r1"):
+            ctx = baggage.set_baggage("bad name", "1", baggage.set_baggage("ok", "2"))
+            for flags in (0, 1):  # two spans: two contexts of the same values
+                carrier: dict[str, str] = {}
+                tl.inject(carrier, trace.set_span_in_context(remote_parent(flags), ctx))
+                assert "ok=2,request.request_id=r1;tl" == carrier["baggage"]
+        assert 2 == diagnostics.drop_counts()["baggage.outbound_key"]
+
+    def test_the_baggage_alone_is_written_for_a_hand_off_with_its_own_span(self) -> None:
+        """inject_baggage writes the baggage and no trace field; bad values go, counted."""
+        written: dict[str, str] = {}
+        with trace.use_span(remote_parent()), tl.request.scope(request_id="r1"):
+            carrier_codec.inject_baggage(written.__setitem__)
+        assert {"baggage": "request.request_id=r1;tl"} == written
+        unsendable: dict[str, str] = {}
+        with tl.request.scope(request_id="r1", thing=object()):
+            carrier_codec.inject_baggage(unsendable.__setitem__)
+        assert {} == unsendable
+        assert 1 == diagnostics.drop_counts()["baggage.outbound_invalid"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.text(max_size=12))
+def test_fuzz_a_value_left_unencoded_is_one_the_grammar_allows(value: str) -> None:
+    """The quick check of a value needing no percent-encoding decides as the grammar does."""
+    assert bool(baggage_codec._UNCHANGED.fullmatch(value)) is baggage_codec._unchanged(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    trace_id=st.integers(min_value=1, max_value=2**128 - 1),
+    span_id=st.integers(min_value=1, max_value=2**64 - 1),
+    flags=st.integers(min_value=0, max_value=255),
+)
+def test_fuzz_traceparent_formats_as_the_w3c_text(trace_id: int, span_id: int, flags: int) -> None:
+    """The traceparent written is the version-00 text of the ids, known flags only, read back."""
+    text = tracecontext.format_traceparent(trace_id, span_id, flags)
+    assert f"00-{trace_id:032x}-{span_id:016x}-{flags & 3:02x}" == text
+    assert ((trace_id, span_id, flags & 3), "") == tracecontext.parse_traceparent(text)

@@ -42,6 +42,7 @@ __all__ = [
     "extract",
     "extract_context",
     "inject",
+    "inject_baggage",
     "inject_context",
     "inject_span",
     "inject_without_failing",
@@ -145,6 +146,24 @@ def inject_without_failing(set_field: Setter, context: Context | None = None) ->
         inject_context(set_field, context, with_baggage=False)
 
 
+def inject_baggage(set_field: Setter, context: Context | None = None) -> None:
+    """Write only the ``baggage`` of *context* (default: current), never raising for it.
+
+    For a hand-off that writes its own trace fields (`inject_span`): the
+    caller's traceparent is not formatted only to be replaced. A context
+    whose baggage cannot be encoded writes none, counted as
+    ``baggage.outbound_invalid`` (as `inject_without_failing`).
+    """
+    ctx = get_current() if context is None else context
+    try:
+        members = _baggage_members(ctx)
+    except (TypeError, ValueError) as exc:
+        record_drop("baggage.outbound_invalid", str(exc))
+        return
+    if members:
+        set_field(BAGGAGE, members)
+
+
 def inject_span(set_field: Setter, span_context: SpanContext) -> None:
     """Write ``traceparent`` (and ``tracestate``, when it has one) for *span_context*.
 
@@ -203,17 +222,47 @@ def _baggage_members(ctx: Context) -> str:
     stores = store_values(ctx)
     # Until OpenTelemetry's baggage API is loaded no context can hold its baggage.
     otel_baggage = sys.modules.get("opentelemetry.baggage")
-    plain = _valid_plain_baggage(otel_baggage.get_all(ctx)) if otel_baggage is not None else {}
+    held = None if otel_baggage is None else ctx.get(_baggage_key or _load_baggage_key() or "")
+    # what the text is made of, by identity: the values are immutable (and held by the entry)
+    made_of = (*stores, *map(id, stores.values()), id(held))
+    known = _baggage_texts.get(made_of)
+    if known is not None:
+        return known[0]
+    plain: dict[str, str] = {}
+    keep = True
+    if otel_baggage is not None and (held or _baggage_key is None):
+        entries = otel_baggage.get_all(ctx)
+        plain = _valid_plain_baggage(entries)
+        # (a drop counted is counted again next time; baggage under an unknown key is not known)
+        keep = len(plain) == len(entries) and _baggage_key is not None
     if not stores and not plain:
         return ""
     members = list(_baggage.encode(plain, stores))
-    if _within_limits(members):
-        return ",".join(members)
+    text = ",".join(members)
+    if len(members) <= _baggage.MAX_MEMBERS and len(text) <= _baggage.MAX_BYTES:
+        if keep:
+            _keep_baggage(made_of, text, stores, held)
+        return text
     foreign = [True] * len(plain) + [
         key in foreign_keys(value) for value in stores.values() for key in value
     ]
     kept = _trimmed(members, foreign)
     return ",".join(kept)
+
+
+# The baggage text of store values (and OpenTelemetry baggage) encoded, by their
+# identity, whatever context they were in: a request's spans change its context,
+# not its stores, so every hand-off of a request writes the same text. Kept only
+# when nothing was dropped on the way (a drop is counted at every hand-off);
+# each entry holds the values, so their ids are not reused meanwhile.
+BAGGAGE_TEXTS_MAX = 256
+_baggage_texts: dict[tuple[object, ...], tuple[str, object, object]] = {}
+
+
+def _keep_baggage(made_of: tuple[object, ...], text: str, stores: object, held: object) -> None:
+    if len(_baggage_texts) >= BAGGAGE_TEXTS_MAX:
+        _baggage_texts.clear()  # (one call, safe between threads; a busy one refills it)
+    _baggage_texts[made_of] = (text, stores, held)
 
 
 def _within_limits(members: list[str]) -> bool:
