@@ -154,14 +154,24 @@ def inject_baggage(set_field: Setter, context: Context | None = None) -> None:
     whose baggage cannot be encoded writes none, counted as
     ``baggage.outbound_invalid`` (as `inject_without_failing`).
     """
+    global _last_baggage_of  # noqa: PLW0603 - a one-entry cache, replaced whole
     ctx = get_current() if context is None else context
-    try:
-        members = _baggage_members(ctx)
-    except (TypeError, ValueError) as exc:
-        record_drop("baggage.outbound_invalid", str(exc))
-        return
+    last = _last_baggage_of
+    if last is not None and last[0] is ctx:
+        members = last[1]
+    else:
+        try:
+            members = _baggage_members(ctx)
+        except (TypeError, ValueError) as exc:
+            record_drop("baggage.outbound_invalid", str(exc))
+            return
+        _last_baggage_of = (ctx, members)
     if members:
         set_field(BAGGAGE, members)
+
+
+# (every call a context makes: the one context's baggage, as `_encoded` keeps its fields)
+_last_baggage_of: tuple[Context, str] | None = None
 
 
 def inject_span(set_field: Setter, span_context: SpanContext) -> None:
