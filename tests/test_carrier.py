@@ -423,10 +423,10 @@ class TestStoreValues:
 
     def test_the_encoded_values_kept_are_bounded(self) -> None:
         """Many requests, one after another: what is kept of their encoding stays bounded."""
-        for number in range(3 * baggage_codec._ENCODED_STORES_MAX):
+        for number in range(3 * carrier_codec.BAGGAGE_TEXTS_MAX):
             with tl.request.scope(request_id=f"r{number}"):
                 tl.inject({})
-        assert len(baggage_codec._encoded_stores) <= baggage_codec._ENCODED_STORES_MAX
+            assert len(carrier_codec._baggage_texts) <= carrier_codec.BAGGAGE_TEXTS_MAX
 
     def test_exited_store_is_not_sent(self) -> None:
         """A store emptied by exit() sends nothing."""
@@ -904,3 +904,172 @@ def test_fuzz_a_dict_carrier_reads_as_any_other_mapping(fields: dict[str, Any]) 
         in_dict = tl.request.get()
     with from_mapping:
         assert tl.request.get() == in_dict
+
+
+_NEAR_TRACEPARENTS = st.sampled_from(
+    [
+        VALID,
+        f"00-{TRACE_ID}-{SPAN_ID}-ff",
+        f"00-{'0' * 32}-{SPAN_ID}-01",
+        f"00-{TRACE_ID}-{'0' * 16}-01",
+    ]
+) | st.from_regex(r"0[0-9fF]-[0-9a-fA-F]{31,33}-[0-9a-fA-F]{15,17}-[0-9a-f]{2}", fullmatch=True)
+_NEAR_ONE_MEMBERS = st.from_regex(
+    r"[A-Za-z0-9_.@-]{0,6}\.?[A-Za-z0-9_.%-]{0,6}=([!#-+\--:<-\[\]-~]|%[0-9a-fA-F]{2}|%.?){0,8}"
+    r"(;tl(=json)?|;x)?",
+    fullmatch=True,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    parent=st.none() | _NEAR_TRACEPARENTS,
+    members=st.none() | _NEAR_ONE_MEMBERS,
+    base=st.booleans(),
+)
+def test_fuzz_the_one_member_reading_agrees_with_the_general_one(
+    parent: str | None, members: str | None, base: bool
+) -> None:
+    """A traceparent and a one-member baggage as `inject` writes them, read at once: same result.
+
+    The dict's direct reading takes a valid version-00 traceparent and a store
+    member of plain text by one match each; whatever it does not take goes to
+    the general reader, so every carrier decides as through a read-only mapping.
+    """
+    fields = {
+        name: value
+        for name, value in (("traceparent", parent), ("baggage", members))
+        if value is not None
+    }
+    on = baggage.set_baggage("kept", "1") if base else None
+    diagnostics.reset_drop_counts()
+    direct = tl.extract(fields, on)
+    direct_drops = diagnostics.drop_counts()
+    diagnostics.reset_drop_counts()
+    general = tl.extract(MappingProxyType(fields), on)
+    assert diagnostics.drop_counts() == direct_drops
+    assert span_context_of(direct) == span_context_of(general)
+    assert span_context_of(direct).trace_flags == span_context_of(general).trace_flags
+    assert dict(direct.context).keys() == dict(general.context).keys()
+    assert baggage.get_all(direct.context) == baggage.get_all(general.context)
+    for key, value in direct.context.items():
+        if isinstance(value, baggage_codec.FrozenMapping):
+            other = general.context[key]
+            assert (dict(value), value._owner, value._foreign) == (
+                dict(other),
+                other._owner,
+                other._foreign,
+            )
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.from_regex(r"-?[0-9]{1,30}(\.[0-9]{0,3})?|[0-9٣]{1,3}|0[0-9]{1,3}", fullmatch=True))
+def test_fuzz_a_json_integer_is_read_as_the_json_decoder_reads_it(text: str) -> None:
+    """A store member's JSON number, digits only or not, decodes as `json.loads` decodes it."""
+    try:
+        expected: object = json.loads(text)
+    except ValueError:
+        expected = "refused"
+    assert _read_baggage(lambda value: baggage_codec._typed("k", value, "json"), text) == expected
+    assert type(expected) is type(
+        _read_baggage(lambda value: baggage_codec._typed("k", value, "json"), text)
+    )
+
+
+def test_a_store_member_of_text_alone_arrives_as_the_store_value() -> None:
+    """What inject writes for a scope of one id under a span comes back whole, on a base."""
+    base = baggage.set_baggage("kept", "1")
+    with trace.use_span(remote_parent(flags=1)), tl.request.scope(request_id="r-7"):
+        carrier: dict[str, str] = {}
+        tl.inject(carrier)
+    assert {"traceparent", "baggage"} == carrier.keys()
+    snap = tl.extract(carrier, base)
+    assert {"request_id": "r-7"} == tl.request.get(snap.context)
+    assert {"kept": "1"} == dict(baggage.get_all(snap.context))
+    parent = span_context_of(snap)
+    assert (int(TRACE_ID, 16), int(SPAN_ID, 16), True) == (
+        parent.trace_id,
+        parent.span_id,
+        parent.is_remote,
+    )
+    assert parent.trace_flags.sampled
+    assert {} == diagnostics.drop_counts()
+
+
+class TestBaggageEncodedOncePerValues:
+    """The baggage text is kept by the store values it is made of, whatever context they are in."""
+
+    def test_spans_of_one_request_write_the_same_baggage_encoded_once(self) -> None:
+        """A request's spans change its context, not its stores: the text is encoded once."""
+        tracer = trace.get_tracer("test")
+        with tl.request.scope(request_id="r1", user_id=7):
+            first: dict[str, str] = {}
+            tl.inject(first)
+            baggage_text = first["baggage"]
+            for name in ("a", "b"):
+                with tracer.start_as_current_span(name):
+                    carrier: dict[str, str] = {}
+                    tl.inject(carrier)
+                    assert carrier["baggage"] is baggage_text  # the same text, not encoded again
+        assert "request.request_id=r1;tl,request.user_id=7;tl=json" == baggage_text
+
+    def test_new_values_or_new_opentelemetry_baggage_are_encoded_anew(self) -> None:
+        """Another value of a store, or other plain baggage, is another text."""
+        sent = []
+        with tl.request.scope(request_id="r1"):
+            for ctx in (None, baggage.set_baggage("k", "1"), baggage.set_baggage("k", "2")):
+                carrier: dict[str, str] = {}
+                tl.inject(carrier, ctx if ctx is not None else tl.snapshot().context)
+                sent.append(carrier.get("baggage"))
+            with tl.request.merge(request_id="r2"):
+                carrier = {}
+                tl.inject(carrier)
+                sent.append(carrier["baggage"])
+        assert [
+            "request.request_id=r1;tl",
+            "k=1,request.request_id=r1;tl",
+            "k=2,request.request_id=r1;tl",
+            "request.request_id=r2;tl",
+        ] == sent
+
+    def test_a_dropped_plain_member_is_counted_at_every_hand_off(self) -> None:
+        """What is dropped on the way is not kept: each hand-off counts it again."""
+        with tl.request.scope(request_id="r1"):
+            ctx = baggage.set_baggage("bad name", "1", baggage.set_baggage("ok", "2"))
+            for flags in (0, 1):  # two spans: two contexts of the same values
+                carrier: dict[str, str] = {}
+                tl.inject(carrier, trace.set_span_in_context(remote_parent(flags), ctx))
+                assert "ok=2,request.request_id=r1;tl" == carrier["baggage"]
+        assert 2 == diagnostics.drop_counts()["baggage.outbound_key"]
+
+    def test_the_baggage_alone_is_written_for_a_hand_off_with_its_own_span(self) -> None:
+        """inject_baggage writes the baggage and no trace field; bad values go, counted."""
+        written: dict[str, str] = {}
+        with trace.use_span(remote_parent()), tl.request.scope(request_id="r1"):
+            carrier_codec.inject_baggage(written.__setitem__)
+        assert {"baggage": "request.request_id=r1;tl"} == written
+        unsendable: dict[str, str] = {}
+        with tl.request.scope(request_id="r1", thing=object()):
+            carrier_codec.inject_baggage(unsendable.__setitem__)
+        assert {} == unsendable
+        assert 1 == diagnostics.drop_counts()["baggage.outbound_invalid"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.text(max_size=12))
+def test_fuzz_a_value_left_unencoded_is_one_the_grammar_allows(value: str) -> None:
+    """The quick check of a value needing no percent-encoding decides as the grammar does."""
+    assert bool(baggage_codec._UNCHANGED.fullmatch(value)) is baggage_codec._unchanged(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    trace_id=st.integers(min_value=1, max_value=2**128 - 1),
+    span_id=st.integers(min_value=1, max_value=2**64 - 1),
+    flags=st.integers(min_value=0, max_value=255),
+)
+def test_fuzz_traceparent_formats_as_the_w3c_text(trace_id: int, span_id: int, flags: int) -> None:
+    """The traceparent written is the version-00 text of the ids, known flags only, read back."""
+    text = tracecontext.format_traceparent(trace_id, span_id, flags)
+    assert f"00-{trace_id:032x}-{span_id:016x}-{flags & 3:02x}" == text
+    assert ((trace_id, span_id, flags & 3), "") == tracecontext.parse_traceparent(text)

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_BYTES",
     "MAX_DEPTH",
     "MAX_MEMBERS",
+    "ONE_STORE_TEXT",
     "BaggageError",
     "encode",
     "parse",
@@ -41,6 +42,7 @@ _SAFE = "".join(
     chr(c) for c in range(0x21, 0x7F) if chr(c) not in '",;\\%' and not chr(c).isalnum()
 )
 # What quote(value, safe=_SAFE) leaves as it is: those very characters, ASCII
+# (the grammar; `_unchanged` decides the same by str methods)
 _UNCHANGED = re.compile(r"[\x21\x23-\x24\x26-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 # A \uXXXX escape of a surrogate; a pair is fine, one alone is not text.
@@ -57,6 +59,15 @@ _PLAIN_MEMBER = (
 # whole in one match, then split without further checks; anything else (spaces,
 # other properties, empty members) takes the member-by-member reader.
 _PLAIN_SHAPE = re.compile(f"{_PLAIN_MEMBER}(?:,{_PLAIN_MEMBER})*")
+ONE_STORE_TEXT = re.compile(
+    r"([A-Za-z0-9_-]{1,64})\.([!#$%&'*+\-.^_`|~0-9A-Za-z]+)="
+    r"([\x21\x23-\x24\x26-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*);tl"
+)
+"""A baggage of one store member of text with no percent-encoding, ``store.key=value;tl``.
+
+What `threadline.inject` writes for a scope of one plain id, the commonest
+baggage: matched whole, its groups are the store, the key and the value,
+valid as they are (the grammar of `parse`, one member)."""
 
 
 class BaggageError(ValueError):
@@ -241,6 +252,13 @@ def _typed(key: str, value: str, kind: str | None) -> Any:
         return value
     if kind != JSON_TYPE:
         raise BaggageError(f"unknown {STORE_PROPERTY}={kind} on store member {key!r}")
+    if value.isdecimal() and value.isascii() and (value[0] != "0" or len(value) == 1):
+        # a JSON integer of digits only, the commonest typed value (an id, a count):
+        # int() reads it as the decoder does, the same limit on digits included
+        try:
+            return int(value)
+        except ValueError as exc:
+            raise BaggageError(f"store member {key!r} is not JSON: {exc}") from None
     # Checked before decoding: json.loads recurses once per level.
     if _depth(value) > MAX_DEPTH:
         raise BaggageError(f"store member {key!r} nests deeper than {MAX_DEPTH}")
@@ -261,9 +279,17 @@ def _is_text(value: Any) -> bool:
     return True
 
 
+_ESCAPED = frozenset(' "%,;\\')
+
+
+def _unchanged(value: str) -> bool:
+    """True if `encode_value` leaves *value* as it is (`_UNCHANGED`, by str methods: faster)."""
+    return value.isascii() and value.isprintable() and _ESCAPED.isdisjoint(value)
+
+
 def encode_value(value: str) -> str:
     """Percent-encode *value* as a baggage value (UTF-8; ``+`` stays, space is ``%20``)."""
-    if _UNCHANGED.fullmatch(value):
+    if _unchanged(value):
         return value
     from urllib.parse import quote  # noqa: PLC0415 - see _decode
 
@@ -280,26 +306,10 @@ def encode(plain: Mapping[str, str], stores: Mapping[str, FrozenMapping]) -> Ite
     for key, value in plain.items():
         yield f"{key}={encode_value(value)}"
     for store, values in stores.items():
-        cached = _encoded_stores.get((store, id(values)))
-        if cached is not None and cached[0] is values:
-            yield from cached[1]
-            continue
-        members = tuple(_store_members(store, values))
-        if len(_encoded_stores) >= _ENCODED_STORES_MAX:
-            _encoded_stores.clear()
-        _encoded_stores[store, id(values)] = (values, members)
-        yield from members
-
-
-# A store's value is immutable and lives as long as its scope, which may hand
-# off many times (every call, job and child of a request): its members are
-# encoded once. The entry holds the value, so its id is not reused meanwhile.
-_ENCODED_STORES_MAX = 256
-_encoded_stores: dict[tuple[str, int], tuple[FrozenMapping, tuple[str, ...]]] = {}
+        yield from _store_members(store, values)
 
 
 def _store_members(store: str, values: FrozenMapping) -> Iterator[str]:
-    unchanged = _UNCHANGED.fullmatch
     for key, value in values.items():
         if key not in _token_keys:
             if not _TOKEN.fullmatch(key):
@@ -310,7 +320,7 @@ def _store_members(store: str, values: FrozenMapping) -> Iterator[str]:
             if len(_token_keys) < _TOKEN_KEYS_MAX:
                 _token_keys.add(key)
         if type(value) is str:
-            text = value if unchanged(value) else encode_value(value)
+            text = value if _unchanged(value) else encode_value(value)
             yield f"{store}.{key}={text};{STORE_PROPERTY}"
         else:
             text = _to_json(store, key, value)

@@ -26,6 +26,7 @@ from . import baggage as _baggage
 from .tracecontext import (
     MAX_TRACEPARENT_CHARS,
     MAX_TRACESTATE_CHARS,
+    VERSION_00,
     format_traceparent,
     parse_traceparent,
     parse_tracestate,
@@ -41,6 +42,7 @@ __all__ = [
     "extract",
     "extract_context",
     "inject",
+    "inject_baggage",
     "inject_context",
     "inject_span",
     "inject_without_failing",
@@ -97,7 +99,12 @@ def extract(carrier: Mapping[str, str | Sequence[str]], context: Context | None 
     if type(carrier) is dict:
         fields = _plain_fields(carrier)
         if fields is not None:
-            return Snapshot(_context_of(fields[0], fields[1], fields[2], context))
+            parent, state, members = fields
+            if state is None:
+                common = _common_context(parent, members, context)
+                if common is not None:
+                    return Snapshot(common)
+            return Snapshot(_context_of(_values(parent), _values(state), _values(members), context))
     else:
         require_carrier(carrier, "items", "extract()")
     return Snapshot(extract_context(_mapping_getter(carrier), context))
@@ -137,6 +144,34 @@ def inject_without_failing(set_field: Setter, context: Context | None = None) ->
     except (TypeError, ValueError) as exc:
         record_drop("baggage.outbound_invalid", str(exc))
         inject_context(set_field, context, with_baggage=False)
+
+
+def inject_baggage(set_field: Setter, context: Context | None = None) -> None:
+    """Write only the ``baggage`` of *context* (default: current), never raising for it.
+
+    For a hand-off that writes its own trace fields (`inject_span`): the
+    caller's traceparent is not formatted only to be replaced. A context
+    whose baggage cannot be encoded writes none, counted as
+    ``baggage.outbound_invalid`` (as `inject_without_failing`).
+    """
+    global _last_baggage_of  # noqa: PLW0603 - a one-entry cache, replaced whole
+    ctx = get_current() if context is None else context
+    last = _last_baggage_of
+    if last is not None and last[0] is ctx:
+        members = last[1]
+    else:
+        try:
+            members = _baggage_members(ctx)
+        except (TypeError, ValueError) as exc:
+            record_drop("baggage.outbound_invalid", str(exc))
+            return
+        _last_baggage_of = (ctx, members)
+    if members:
+        set_field(BAGGAGE, members)
+
+
+# (every call a context makes: the one context's baggage, as `_encoded` keeps its fields)
+_last_baggage_of: tuple[Context, str] | None = None
 
 
 def inject_span(set_field: Setter, span_context: SpanContext) -> None:
@@ -197,17 +232,47 @@ def _baggage_members(ctx: Context) -> str:
     stores = store_values(ctx)
     # Until OpenTelemetry's baggage API is loaded no context can hold its baggage.
     otel_baggage = sys.modules.get("opentelemetry.baggage")
-    plain = _valid_plain_baggage(otel_baggage.get_all(ctx)) if otel_baggage is not None else {}
+    held = None if otel_baggage is None else ctx.get(_baggage_key or _load_baggage_key() or "")
+    # what the text is made of, by identity: the values are immutable (and held by the entry)
+    made_of = (*stores, *map(id, stores.values()), id(held))
+    known = _baggage_texts.get(made_of)
+    if known is not None:
+        return known[0]
+    plain: dict[str, str] = {}
+    keep = True
+    if otel_baggage is not None and (held or _baggage_key is None):
+        entries = otel_baggage.get_all(ctx)
+        plain = _valid_plain_baggage(entries)
+        # (a drop counted is counted again next time; baggage under an unknown key is not known)
+        keep = len(plain) == len(entries) and _baggage_key is not None
     if not stores and not plain:
         return ""
     members = list(_baggage.encode(plain, stores))
-    if _within_limits(members):
-        return ",".join(members)
+    text = ",".join(members)
+    if len(members) <= _baggage.MAX_MEMBERS and len(text) <= _baggage.MAX_BYTES:
+        if keep:
+            _keep_baggage(made_of, text, stores, held)
+        return text
     foreign = [True] * len(plain) + [
         key in foreign_keys(value) for value in stores.values() for key in value
     ]
     kept = _trimmed(members, foreign)
     return ",".join(kept)
+
+
+# The baggage text of store values (and OpenTelemetry baggage) encoded, by their
+# identity, whatever context they were in: a request's spans change its context,
+# not its stores, so every hand-off of a request writes the same text. Kept only
+# when nothing was dropped on the way (a drop is counted at every hand-off);
+# each entry holds the values, so their ids are not reused meanwhile.
+BAGGAGE_TEXTS_MAX = 256
+_baggage_texts: dict[tuple[object, ...], tuple[str, object, object]] = {}
+
+
+def _keep_baggage(made_of: tuple[object, ...], text: str, stores: object, held: object) -> None:
+    if len(_baggage_texts) >= BAGGAGE_TEXTS_MAX:
+        _baggage_texts.clear()  # (one call, safe between threads; a busy one refills it)
+    _baggage_texts[made_of] = (text, stores, held)
 
 
 def _within_limits(members: list[str]) -> bool:
@@ -352,6 +417,43 @@ def _read(get: Getter, field: str) -> Sequence[str]:
     return values
 
 
+def _common_context(
+    parent: str | None, members: str | None, context: Context | None
+) -> Context | None:
+    """The context of what `inject` writes under a span for a scope of one plain id, or None.
+
+    That is: a version-00 ``traceparent`` of valid ids and a ``baggage`` of
+    one store member of text (`_baggage.ONE_STORE_TEXT`), either absent but
+    not both. Each is valid by its one match, so nothing here is dropped:
+    any other field (bad ones included) is None, for the general reader.
+    """
+    entries: dict[str, object] = {}
+    # (the baggage first: of the two, it is the one that more often takes another shape)
+    if members is not None:
+        # (a comma: more members than one, said at once; the match would look further)
+        match = None if "," in members else _baggage.ONE_STORE_TEXT.fullmatch(members)
+        if match is None:
+            return None
+        store, key, value = match.groups()
+        entries[STORE_KEY_PREFIX + store] = FrozenMapping({key: value}, store, frozenset((key,)))
+    if parent is not None:
+        match = VERSION_00.fullmatch(parent)
+        if match is None:
+            return None
+        trace_hex, span_hex, flags = match.groups()
+        trace_id = int(trace_hex, 16)
+        span_id = int(span_hex, 16)
+        if not (trace_id and span_id):
+            return None
+        fields = (trace_id, span_id, True, _FLAGS_OF_TEXT[flags], _NO_TRACE_STATE, True)
+        entries[_SPAN_KEY] = NonRecordingSpan(
+            _new_tuple(SpanContext, fields) if _DIRECT_SPAN_CONTEXT else SpanContext(*fields[:5])
+        )
+    if not entries:
+        return None
+    return Context({**context, **entries}) if context else Context(entries)
+
+
 def _span_context(parents: Sequence[str], states: Getter | Sequence[str]) -> SpanContext | None:
     if len(parents) > 1:
         record_drop("traceparent.duplicate", f"{len(parents)} traceparent fields")
@@ -378,6 +480,7 @@ def _span_context(parents: Sequence[str], states: Getter | Sequence[str]) -> Spa
 
 _NO_TRACE_STATE = TraceState()  # immutable: one serves every span context without one
 _FLAGS = tuple(TraceFlags(flags) for flags in range(4))  # the known flags: 2 bits
+_FLAGS_OF_TEXT = {f"{flags:02x}": _FLAGS[flags & 0x03] for flags in range(256)}
 _new_tuple = tuple.__new__
 
 
@@ -420,12 +523,12 @@ class ParsedTraceState(TraceState):
         self._dict = dict(members)
 
 
-def _plain_fields(carrier: dict[str, object]) -> tuple[tuple[str, ...], ...] | None:
-    """The (traceparent, tracestate, baggage) values of a dict as `inject` writes it, or None.
+def _plain_fields(carrier: dict[str, object]) -> tuple[str | None, str | None, str | None] | None:
+    """The (traceparent, tracestate, baggage) texts of a dict as `inject` writes it, or None.
 
     That is: no key but the fields' own lower-case names, each field one
-    text within its limit. Any other carrier is None, for the general
-    reader (which counts what it drops).
+    text within its limit (an absent one None). Any other carrier is None,
+    for the general reader (which counts what it drops).
     """
     if not _FIELD_NAMES.issuperset(carrier):  # another key, or another spelling, may be there
         return None
@@ -437,16 +540,16 @@ def _plain_fields(carrier: dict[str, object]) -> tuple[tuple[str, ...], ...] | N
     state = texts.get(TRACESTATE)
     members = texts.get(BAGGAGE)
     if (
-        len(parent or "") > MAX_TRACEPARENT_CHARS
-        or len(state or "") > MAX_TRACESTATE_CHARS
-        or len(members or "") > _baggage.MAX_BYTES
+        (parent is not None and len(parent) > MAX_TRACEPARENT_CHARS)
+        or (state is not None and len(state) > MAX_TRACESTATE_CHARS)
+        or (members is not None and len(members) > _baggage.MAX_BYTES)
     ):
         return None
-    return (
-        () if parent is None else (parent,),
-        () if state is None else (state,),
-        () if members is None else (members,),
-    )
+    return parent, state, members
+
+
+def _values(text: str | None) -> tuple[str, ...]:
+    return () if text is None else (text,)
 
 
 _FIELD_NAMES = frozenset(FIELDS)

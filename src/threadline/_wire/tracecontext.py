@@ -14,6 +14,7 @@ __all__ = [
     "MAX_TRACEPARENT_CHARS",
     "MAX_TRACESTATE_CHARS",
     "MAX_TRACESTATE_MEMBERS",
+    "VERSION_00",
     "format_traceparent",
     "parse_traceparent",
     "parse_tracestate",
@@ -23,8 +24,10 @@ _TRACEPARENT = re.compile(
     r"(?P<version>[0-9a-f]{2})-(?P<trace_id>[0-9a-f]{32})-(?P<span_id>[0-9a-f]{16})"
     r"-(?P<flags>[0-9a-f]{2})(?P<rest>-[\x20-\x7e]*)?"
 )
-# a version-00 traceparent, exactly: what nearly every request brings
-_VERSION_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+VERSION_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+"""A version-00 traceparent, exactly (what nearly every request brings): its ids and flags.
+
+The ids may still be all zeros, which is invalid."""
 _OWS = " \t"
 _KNOWN_FLAGS = 0x03  # sampled (Level 1) and random trace-id (Level 2)
 _TRACESTATE_KEY = re.compile(r"[a-z0-9][a-z0-9_\-*/@]{0,255}")
@@ -46,7 +49,7 @@ def parse_traceparent(header: str) -> tuple[TraceParent | None, str]:
     are ignored; ids are lower-case hex and not all zero.
     """
     if len(header) == 55:  # the common case, checked whole
-        match = _VERSION_00.fullmatch(header)
+        match = VERSION_00.fullmatch(header)
         if match is not None:
             trace_id, span_id, flags = match.groups()
             trace = int(trace_id, 16)
@@ -76,7 +79,15 @@ def _parse_any(header: str) -> tuple[TraceParent | None, str]:
 
 def format_traceparent(trace_id: int, span_id: int, flags: int) -> str:
     """Return the version-00 traceparent for these ids; only known flags are kept."""
-    return f"00-{trace_id:032x}-{span_id:016x}-{flags & _KNOWN_FLAGS:02x}"
+    try:  # (bytes.hex: a third of the time of format() with "032x")
+        trace_hex = trace_id.to_bytes(16, "big").hex()
+        span_hex = span_id.to_bytes(8, "big").hex()
+    except OverflowError:  # ids out of their range (no valid span has them): as they are
+        return f"00-{trace_id:032x}-{span_id:016x}-{flags & _KNOWN_FLAGS:02x}"
+    return f"00-{trace_hex}-{span_hex}-{_FLAGS_TEXT[flags & _KNOWN_FLAGS]}"
+
+
+_FLAGS_TEXT = ("00", "01", "02", "03")
 
 
 def parse_tracestate(headers: list[str]) -> tuple[list[tuple[str, str]] | None, str]:
