@@ -33,9 +33,8 @@ from .._telemetry.spans import start_boundary_span
 from .._wire.carrier import (
     BAGGAGE,
     TRACESTATE,
-    inject_context,
+    inject_baggage,
     inject_span,
-    inject_without_failing,
     without_baggage,
 )
 from .._wire.formats import DEFAULT, configured_formats, inject_formats
@@ -193,15 +192,13 @@ def _write_for_span(
 ) -> None:
     """Write the caller's context into *headers* with the call's own *span* as the parent.
 
-    The caller's context, not the one with the call's span in it: the carrier
-    keeps the last context it encoded, so every call made from one context
-    encodes its baggage once; only the trace fields are the call's own.
+    The caller's baggage, not the one of a context with the call's span in it:
+    the carrier keeps the last context it encoded, so every call made from one
+    context encodes its baggage once; the trace fields are the call's own.
     """
     set_field = headers.__setitem__
-    if trusted:
-        inject_without_failing(set_field, caller)
-    else:
-        inject_context(set_field, caller, with_baggage=False)
+    if trusted:  # the trace fields are the call's span's: the caller's are not formatted
+        inject_baggage(set_field, caller)
     own = span.get_span_context()
     parent = span_in(caller)
     if parent is None or parent.get_span_context().trace_state is not own.trace_state:
