@@ -292,9 +292,10 @@ def _detail(results: list[Result], by_key: dict[tuple[str, str], Result]) -> lis
 def _figure(value: float, unit: str) -> str:
     if unit == RATE:
         return f"{value:,.0f}/s"
-    if value >= 1e-3:
+    size = abs(value)  # (a difference of two times may fall below zero: noise)
+    if size >= 1e-3:
         return f"{value * 1e3:.2f} ms"
-    if value >= 1e-6:
+    if size >= 1e-6:
         return f"{value * 1e6:.2f} µs"
     return f"{value * 1e9:.0f} ns"
 

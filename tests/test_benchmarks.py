@@ -441,7 +441,7 @@ def assert_rendered(results: list[Any], report: ModuleType) -> None:
     assert bounds == len(rows), rows
     verdict = re.compile(r"\| (met|tie|\*\*not met\*\*)( \(too few rounds for 95%\))? \|$")
     for row in rows:
-        assert re.search(r"x? \[[^]]+\] \| [\d,.]+ µs", row), row
+        assert re.search(r"x? \[[^]]+\] \| -?[\d,.]+ µs", row), row
         assert verdict.search(row), row
     section = run.render(results, [], 0.0)
     assert section.startswith(run.BEGIN)
