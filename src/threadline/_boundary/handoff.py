@@ -138,7 +138,6 @@ class Arrival:
         resource_type: str | None = None,
         where: str | Callable[[], str] | None = None,
         request: bool = False,
-        *,
         only_if_current: bool = False,
     ) -> None:
         # (positional parameters: a class called with keywords pays for a dict, per request)

@@ -59,7 +59,7 @@ def fields_of(headers: Headers) -> GetAll:
     """
     if headers is None:
         return _absent
-    if type(headers) is dict or isinstance(headers, Mapping):
+    if type(headers) is not list and (type(headers) is dict or isinstance(headers, Mapping)):
         get = headers.get
 
         def get_all(key: str, default: Sequence[Any]) -> Sequence[Any]:
@@ -119,7 +119,8 @@ class PairSetter(Setter[list[tuple[str, bytes]]]):
 
     def set(self, carrier: list[tuple[str, bytes]], key: str, value: str) -> None:
         """Replace the pairs of *key* in *carrier* by one holding *value*."""
-        carrier[:] = [pair for pair in carrier if pair[0] != key]
+        if carrier:
+            carrier[:] = [pair for pair in carrier if pair[0] != key]
         carrier.append((key, value.encode()))
 
 

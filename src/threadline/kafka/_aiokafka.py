@@ -77,7 +77,8 @@ async def _send(
     except BaseException as error:
         handoff.end(error)
         raise
-    delivery.add_done_callback(functools.partial(_delivered, handoff))
+    if handoff.span is not None or handoff.resource is not None:
+        delivery.add_done_callback(functools.partial(_delivered, handoff))
     return delivery
 
 
