@@ -10,6 +10,7 @@ a raise or a cancellation, batches, and hostile headers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import uuid
@@ -28,7 +29,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 import threadline as tl
 import threadline.kafka
 from tests.broker_consumers import TIMEOUT, LoopThread, Observer, own_context
-from tests.helpers import Spans
+from tests.helpers import Spans, hook_calls
 from tests.messaging_contract import MessagingContract, Seen
 from threadline import diagnostics
 from threadline.logging import ContextFilter
@@ -358,6 +359,36 @@ def test_confluent_interleaved_requests_and_raising_bodies(
     assert OWN == own_context()
     logged = {r.getMessage().split()[-1]: (r.request_id, r.trace_id) for r in lines.records}  # type: ignore[attr-defined]
     assert expected == logged
+
+
+@pytest.mark.parametrize("mode", ["context only", "span", "hooks"])
+@pytest.mark.parametrize("option", ["on_delivery", "callback"])
+def test_confluent_delivery_reports_reach_the_application_and_end_the_publish(
+    confluent: tuple[str, Any, Any], spans: Spans, tracer: trace.Tracer, mode: str, option: str
+) -> None:
+    """The application's delivery callback (``on_delivery=`` or ``callback=``) is called once per
+    message with the message, whether or not the publish has anything of threadline's to end; a
+    PRODUCER span ends, and a ``message.publish`` hook resource is destroyed, at the report."""
+    topic, producer, _ = confluent
+    reported: list[tuple[Any, bytes]] = []
+
+    def report(error: Any, message: Any) -> None:
+        reported.append((error, message.key()))
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(tl.request.scope(request_id="d1"))
+        calls = stack.enter_context(hook_calls()) if mode == "hooks" else []
+        if mode == "span":
+            stack.enter_context(tracer.start_as_current_span("r"))
+        for i in range(3):
+            producer.produce(topic, b"", key=f"k{i}".encode(), **{option: report})
+        assert producer.flush(TIMEOUT) == 0
+        published = [(event, r.request_id) for event, r in calls if r.type == "message.publish"]
+    assert [(None, b"k0"), (None, b"k1"), (None, b"k2")] == reported
+    sent = [s for s in spans.finished() if s.name == f"send {topic}"]
+    assert (3 if mode == "span" else 0) == len(sent)
+    if mode == "hooks":
+        assert [("init", "d1")] * 3 + [("destroy", "d1")] * 3 == sorted(published, reverse=True)
 
 
 def test_confluent_batches_and_with_block(
