@@ -125,6 +125,8 @@ def contrib_after(ours: object, receivers: Iterable[object], integration: str) -
     that span and put the stores on it: an adapter that finds its receiver
     first moves it behind, and leaves this operation's span to them.
     """
+    if CONTRIB[integration] not in sys.modules:  # no receiver of its can exist
+        return False
     found = False
     for receiver in receivers:
         target = receiver() if isinstance(receiver, weakref.ReferenceType) else receiver

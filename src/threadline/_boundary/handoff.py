@@ -131,7 +131,7 @@ class Arrival:
 
     __slots__ = ("_context", "_hooked", "_make", "_only_if_current", "_resource", "_token")
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - see the comment below
         self,
         context: Context | None,
         resource: lifecycle.Resource | None = None,

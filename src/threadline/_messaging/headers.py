@@ -59,7 +59,10 @@ def fields_of(headers: Headers) -> GetAll:
     """
     if headers is None:
         return _absent
-    if type(headers) is not list and (type(headers) is dict or isinstance(headers, Mapping)):
+    kind = type(headers)  # the usual shapes first: an ABC's isinstance costs more
+    if type(headers) is dict or (
+        kind is not list and kind is not tuple and isinstance(headers, Mapping)
+    ):
         get = headers.get
 
         def get_all(key: str, default: Sequence[Any]) -> Sequence[Any]:

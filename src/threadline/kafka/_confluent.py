@@ -39,7 +39,7 @@ class InstrumentedProducer:
 
     def __init__(self, producer: Any) -> None:
         self.producer = producer
-        # (the producer, the one inside OpenTelemetry's proxy if it is one): found once, not per call
+        # (the producer, the one inside OpenTelemetry's proxy if it is one): found once
         self._inner = (producer, _unproxied(producer, "original_producer"))
 
     def __getattr__(self, name: str) -> Any:
