@@ -19,6 +19,7 @@ from opentelemetry.trace import NonRecordingSpan, set_span_in_context
 from .._boundary.coexistence import contrib_method
 from .._boundary.handoff import Handoff
 from .._core.context import attach, get_current, restore
+from .._messaging.consume import Processing
 from .._messaging.headers import PAIRS, fields_of, message_context
 from .._messaging.loop import AsyncConsumerLoop
 from .._messaging.publish import publish
@@ -112,6 +113,10 @@ def _method(consumer: Any, name: str) -> Callable[..., Any]:
     return functools.partial(contrib[1], consumer)
 
 
+def _processing(record: Any) -> Processing:
+    return Processing(record.headers, functools.partial(_records.operation_of, record))
+
+
 def consume(consumer: Any, batch: int | None, timeout: float) -> AsyncConsumerLoop[Any]:
     """The loop over *consumer*'s records (or batches of up to *batch*), until it stops."""
     from aiokafka.errors import (  # type: ignore[import-untyped]  # noqa: PLC0415 - aiokafka only
@@ -127,7 +132,7 @@ def consume(consumer: Any, batch: int | None, timeout: float) -> AsyncConsumerLo
             except ConsumerStoppedError:
                 raise StopAsyncIteration from None
 
-        return AsyncConsumerLoop(fetch, _records.processing)
+        return AsyncConsumerLoop(fetch, _processing)
     getmany = _method(consumer, "getmany")
 
     async def fetch_batch() -> Any:
