@@ -47,6 +47,7 @@ READER = FieldGetter(
 """The one reader of message headers: text or UTF-8 bytes, one value a key, within the limits."""
 
 _NONE: Sequence[Any] = ()
+_PAIR_SHAPES = (list, tuple)
 _EMPTY = Context()
 
 
@@ -59,9 +60,9 @@ def fields_of(headers: Headers) -> GetAll:
     """
     if headers is None:
         return _absent
-    kind = type(headers)  # the usual shapes first: an ABC's isinstance costs more
+    # the usual shapes first: an ABC's isinstance costs more than the rest of this
     if type(headers) is dict or (
-        kind is not list and kind is not tuple and isinstance(headers, Mapping)
+        type(headers) not in _PAIR_SHAPES and isinstance(headers, Mapping)
     ):
         get = headers.get
 
