@@ -23,6 +23,7 @@ from .._messaging.consume import Processing
 from .._messaging.headers import PAIRS, fields_of, message_context
 from .._messaging.loop import AsyncConsumerLoop
 from .._messaging.publish import publish
+from .._messaging.semconv import Operation
 from . import _records
 
 __all__ = ["consume", "instrument"]
@@ -114,7 +115,11 @@ def _method(consumer: Any, name: str) -> Callable[..., Any]:
 
 
 def _processing(record: Any) -> Processing:
-    return Processing(record.headers, functools.partial(_records.operation_of, record))
+    return Processing(record.headers, functools.partial(_operation_of, record))
+
+
+def _operation_of(record: Any) -> Operation:
+    return _records.operation(record.topic, record.partition, record.key, record.offset)
 
 
 def consume(consumer: Any, batch: int | None, timeout: float) -> AsyncConsumerLoop[Any]:

@@ -20,6 +20,7 @@ from .._messaging.consume import Processing
 from .._messaging.headers import PAIRS
 from .._messaging.loop import ConsumerLoop
 from .._messaging.publish import publish
+from .._messaging.semconv import Operation
 from . import _records
 
 __all__ = ["InstrumentedProducer", "consume"]
@@ -132,7 +133,11 @@ def _consumer(consumer: Any, name: str) -> Callable[..., Any]:
 def _processing(message: Any) -> Processing | None:
     if message.error() is not None:
         return None
-    return Processing(message.headers(), functools.partial(_records.operation_of, message))
+    return Processing(message.headers(), functools.partial(_operation_of, message))
+
+
+def _operation_of(message: Any) -> Operation:
+    return _records.operation(message.topic(), message.partition(), message.key(), message.offset())
 
 
 def _batch(messages: list[Any]) -> Processing:
