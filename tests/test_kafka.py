@@ -237,6 +237,49 @@ async def test_aiokafka_batches_are_one_span_linked_to_each_message(
     assert {f"process {topic}"} == {s.name for s in consumers}
 
 
+def _consumer_names(spans: Spans, topic: str) -> dict[str, Any]:
+    (span,) = [s for s in spans.finished() if s.name == f"process {topic}"]
+    names = ("messaging.destination.partition.id", "messaging.kafka.offset")
+    return {
+        name: (span.attributes or {}).get(name)
+        for name in (*names, "messaging.kafka.message.key", "messaging.system")
+    }
+
+
+EXPECTED_NAMES = {
+    "messaging.destination.partition.id": "0",
+    "messaging.kafka.offset": 0,
+    "messaging.kafka.message.key": "k-1",
+    "messaging.system": "kafka",
+}
+
+
+async def test_aiokafka_consumer_span_names_the_partition_offset_and_key(
+    aio: tuple[str, AIOKafkaProducer, AIOKafkaConsumer], tracer: trace.Tracer, spans: Spans
+) -> None:
+    """The CONSUMER span of a record says where it was read: partition, offset, key."""
+    topic, producer, consumer = aio
+    with tracer.start_as_current_span("publisher"):
+        await producer.send_and_wait(topic, b"", key=b"k-1")
+    async for _ in threadline.kafka.consume(consumer):
+        break
+    assert EXPECTED_NAMES == _consumer_names(spans, topic)
+
+
+def test_confluent_consumer_span_names_the_partition_offset_and_key(
+    confluent: tuple[str, Any, Any], tracer: trace.Tracer, spans: Spans
+) -> None:
+    """The CONSUMER span of a message says where it was read: partition, offset, key."""
+    topic, producer, consumer = confluent
+    with tracer.start_as_current_span("publisher"):
+        producer.produce(topic, b"", key=b"k-1")
+    assert producer.flush(TIMEOUT) == 0
+    for message in threadline.kafka.consume(consumer, timeout=0.2):
+        if message.error() is None:
+            break
+    assert EXPECTED_NAMES == _consumer_names(spans, topic)
+
+
 async def test_aiokafka_repeated_and_undecodable_headers_are_dropped_and_the_loop_goes_on(
     aio: tuple[str, AIOKafkaProducer, AIOKafkaConsumer], tracer: trace.Tracer
 ) -> None:
