@@ -237,6 +237,32 @@ async def test_aiokafka_batches_are_one_span_linked_to_each_message(
     assert {f"process {topic}"} == {s.name for s in consumers}
 
 
+@pytest.mark.parametrize("mode", ["context only", "span", "hooks"])
+async def test_aiokafka_the_acknowledgement_ends_the_publish_in_every_mode(
+    aio: tuple[str, AIOKafkaProducer, AIOKafkaConsumer],
+    spans: Spans,
+    tracer: trace.Tracer,
+    mode: str,
+) -> None:
+    """``send`` returns the client's own delivery future, acknowledged as without threadline; a
+    PRODUCER span ends, and a ``message.publish`` hook resource is destroyed, at the ack."""
+    topic, producer, _ = aio
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(tl.request.scope(request_id="a1"))
+        calls = stack.enter_context(hook_calls()) if mode == "hooks" else []
+        if mode == "span":
+            stack.enter_context(tracer.start_as_current_span("r"))
+        deliveries = [await producer.send(topic, b"", key=f"k{i}".encode()) for i in range(3)]
+        metadata = [await delivery for delivery in deliveries]
+        await asyncio.sleep(0)  # a future's done-callbacks run on the loop's next turn
+        published = [(event, r.request_id) for event, r in calls if r.type == "message.publish"]
+    assert [topic] * 3 == [m.topic for m in metadata]
+    sent = [s for s in spans.finished() if s.name == f"send {topic}"]
+    assert (3 if mode == "span" else 0) == len(sent)
+    if mode == "hooks":
+        assert [("init", "a1")] * 3 + [("destroy", "a1")] * 3 == sorted(published, reverse=True)
+
+
 def _consumer_names(spans: Spans, topic: str) -> dict[str, Any]:
     (span,) = [s for s in spans.finished() if s.name == f"process {topic}"]
     names = ("messaging.destination.partition.id", "messaging.kafka.offset")
