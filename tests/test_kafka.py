@@ -10,6 +10,7 @@ a raise or a cancellation, batches, and hostile headers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import uuid
@@ -28,7 +29,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 import threadline as tl
 import threadline.kafka
 from tests.broker_consumers import TIMEOUT, LoopThread, Observer, own_context
-from tests.helpers import Spans
+from tests.helpers import Spans, hook_calls
 from tests.messaging_contract import MessagingContract, Seen
 from threadline import diagnostics
 from threadline.logging import ContextFilter
@@ -236,6 +237,75 @@ async def test_aiokafka_batches_are_one_span_linked_to_each_message(
     assert {f"process {topic}"} == {s.name for s in consumers}
 
 
+@pytest.mark.parametrize("mode", ["context only", "span", "hooks"])
+async def test_aiokafka_the_acknowledgement_ends_the_publish_in_every_mode(
+    aio: tuple[str, AIOKafkaProducer, AIOKafkaConsumer],
+    spans: Spans,
+    tracer: trace.Tracer,
+    mode: str,
+) -> None:
+    """``send`` returns the client's own delivery future, acknowledged as without threadline; a
+    PRODUCER span ends, and a ``message.publish`` hook resource is destroyed, at the ack."""
+    topic, producer, _ = aio
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(tl.request.scope(request_id="a1"))
+        calls = stack.enter_context(hook_calls()) if mode == "hooks" else []
+        if mode == "span":
+            stack.enter_context(tracer.start_as_current_span("r"))
+        deliveries = [await producer.send(topic, b"", key=f"k{i}".encode()) for i in range(3)]
+        metadata = [await delivery for delivery in deliveries]
+        await asyncio.sleep(0)  # a future's done-callbacks run on the loop's next turn
+        published = [(event, r.request_id) for event, r in calls if r.type == "message.publish"]
+    assert [topic] * 3 == [m.topic for m in metadata]
+    sent = [s for s in spans.finished() if s.name == f"send {topic}"]
+    assert (3 if mode == "span" else 0) == len(sent)
+    if mode == "hooks":
+        assert [("init", "a1")] * 3 + [("destroy", "a1")] * 3 == sorted(published, reverse=True)
+
+
+def _consumer_names(spans: Spans, topic: str) -> dict[str, Any]:
+    (span,) = [s for s in spans.finished() if s.name == f"process {topic}"]
+    names = ("messaging.destination.partition.id", "messaging.kafka.offset")
+    return {
+        name: (span.attributes or {}).get(name)
+        for name in (*names, "messaging.kafka.message.key", "messaging.system")
+    }
+
+
+EXPECTED_NAMES = {
+    "messaging.destination.partition.id": "0",
+    "messaging.kafka.offset": 0,
+    "messaging.kafka.message.key": "k-1",
+    "messaging.system": "kafka",
+}
+
+
+async def test_aiokafka_consumer_span_names_the_partition_offset_and_key(
+    aio: tuple[str, AIOKafkaProducer, AIOKafkaConsumer], tracer: trace.Tracer, spans: Spans
+) -> None:
+    """The CONSUMER span of a record says where it was read: partition, offset, key."""
+    topic, producer, consumer = aio
+    with tracer.start_as_current_span("publisher"):
+        await producer.send_and_wait(topic, b"", key=b"k-1")
+    async for _ in threadline.kafka.consume(consumer):
+        break
+    assert EXPECTED_NAMES == _consumer_names(spans, topic)
+
+
+def test_confluent_consumer_span_names_the_partition_offset_and_key(
+    confluent: tuple[str, Any, Any], tracer: trace.Tracer, spans: Spans
+) -> None:
+    """The CONSUMER span of a message says where it was read: partition, offset, key."""
+    topic, producer, consumer = confluent
+    with tracer.start_as_current_span("publisher"):
+        producer.produce(topic, b"", key=b"k-1")
+    assert producer.flush(TIMEOUT) == 0
+    for message in threadline.kafka.consume(consumer, timeout=0.2):
+        if message.error() is None:
+            break
+    assert EXPECTED_NAMES == _consumer_names(spans, topic)
+
+
 async def test_aiokafka_repeated_and_undecodable_headers_are_dropped_and_the_loop_goes_on(
     aio: tuple[str, AIOKafkaProducer, AIOKafkaConsumer], tracer: trace.Tracer
 ) -> None:
@@ -358,6 +428,36 @@ def test_confluent_interleaved_requests_and_raising_bodies(
     assert OWN == own_context()
     logged = {r.getMessage().split()[-1]: (r.request_id, r.trace_id) for r in lines.records}  # type: ignore[attr-defined]
     assert expected == logged
+
+
+@pytest.mark.parametrize("mode", ["context only", "span", "hooks"])
+@pytest.mark.parametrize("option", ["on_delivery", "callback"])
+def test_confluent_delivery_reports_reach_the_application_and_end_the_publish(
+    confluent: tuple[str, Any, Any], spans: Spans, tracer: trace.Tracer, mode: str, option: str
+) -> None:
+    """The application's delivery callback (``on_delivery=`` or ``callback=``) is called once per
+    message with the message, whether or not the publish has anything of threadline's to end; a
+    PRODUCER span ends, and a ``message.publish`` hook resource is destroyed, at the report."""
+    topic, producer, _ = confluent
+    reported: list[tuple[Any, bytes]] = []
+
+    def report(error: Any, message: Any) -> None:
+        reported.append((error, message.key()))
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(tl.request.scope(request_id="d1"))
+        calls = stack.enter_context(hook_calls()) if mode == "hooks" else []
+        if mode == "span":
+            stack.enter_context(tracer.start_as_current_span("r"))
+        for i in range(3):
+            producer.produce(topic, b"", key=f"k{i}".encode(), **{option: report})
+        assert producer.flush(TIMEOUT) == 0
+        published = [(event, r.request_id) for event, r in calls if r.type == "message.publish"]
+    assert [(None, b"k0"), (None, b"k1"), (None, b"k2")] == reported
+    sent = [s for s in spans.finished() if s.name == f"send {topic}"]
+    assert (3 if mode == "span" else 0) == len(sent)
+    if mode == "hooks":
+        assert [("init", "d1")] * 3 + [("destroy", "d1")] * 3 == sorted(published, reverse=True)
 
 
 def test_confluent_batches_and_with_block(

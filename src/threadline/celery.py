@@ -29,7 +29,7 @@ from celery.exceptions import TimeLimitExceeded, WorkerLostError
 from celery.utils.dispatch import Signal
 from opentelemetry.trace import get_current_span
 
-from ._boundary.coexistence import contrib_after, is_contrib
+from ._boundary.coexistence import contrib_after, contrib_loaded, is_contrib
 from ._boundary.far_side import configure_like_parent, flush_tracing
 from ._core import lifecycle
 from ._core.context import get_current
@@ -199,6 +199,8 @@ def _retries(request: Any) -> int:
 
 def _contrib_restores() -> bool:
     """Whether OpenTelemetry's Celery receivers run here (they restore the context themselves)."""
+    if not contrib_loaded("celery"):
+        return False
     for _, receiver in signals.task_postrun.receivers:
         target = receiver() if isinstance(receiver, weakref.ReferenceType) else receiver
         if is_contrib(target, "celery"):

@@ -125,6 +125,8 @@ def contrib_after(ours: object, receivers: Iterable[object], integration: str) -
     that span and put the stores on it: an adapter that finds its receiver
     first moves it behind, and leaves this operation's span to them.
     """
+    if CONTRIB[integration] not in sys.modules:  # no receiver of its can exist
+        return False
     found = False
     for receiver in receivers:
         target = receiver() if isinstance(receiver, weakref.ReferenceType) else receiver
@@ -145,7 +147,13 @@ def contrib_method(
     wraps one instance calls that wrapper with its own function as
     ``wrapped``, so that OpenTelemetry's span (current there) is continued
     rather than doubled; or calls the method it wraps, to pass a span by.
+
+    Asked at every call (an instrumentation enabled later is found), it costs
+    a dictionary lookup while that instrumentation is not imported: no wrapper
+    of its can exist then.
     """
+    if CONTRIB[integration] not in sys.modules:
+        return None
     method = inspect.getattr_static(owner, name, None)
     wrapper = getattr(method, "_self_wrapper", None)
     wrapped = getattr(method, "__wrapped__", None)

@@ -131,14 +131,13 @@ class Arrival:
 
     __slots__ = ("_context", "_hooked", "_make", "_only_if_current", "_resource", "_token")
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - see the comment below
         self,
         context: Context | None,
         resource: lifecycle.Resource | None = None,
         resource_type: str | None = None,
         where: str | Callable[[], str] | None = None,
         request: bool = False,
-        *,
         only_if_current: bool = False,
     ) -> None:
         # (positional parameters: a class called with keywords pays for a dict, per request)

@@ -122,19 +122,19 @@ class Processing:
 
     def begin(self) -> Context:
         """Attach the message's context (with its span) and run the hooks' ``before``; return it."""
-        fields = fields_of(self.headers)
         context, links = self.context, self._links
         if context is None:
-            context, link = message_context(fields, trust=self._trust)
+            context, link = message_context(fields_of(self.headers), trust=self._trust)
             links = [link] if link is not None else None
         if self._retry:
-            link = retry_link(fields)
+            link = retry_link(fields_of(self.headers))
             links = [*(links or ()), link] if link is not None else links
         plan = plan_span(
             "CONSUMER",
             get_current(),
-            other_makes_it=self._other_makes_it,
-            root=not self._trust or self._batch is not None,
+            True,
+            self._other_makes_it,
+            not self._trust or self._batch is not None,
             parent=context,
         )
         if plan.continued is not None:
@@ -146,12 +146,9 @@ class Processing:
             self.span = consumer_span(context, operation, links, batch=self._batch)
             context = Context({**context, span_key(): self.span})
         self.context = context
+        # (positionally: a class called with keywords pays for a dict, per message)
         self._arrival = Arrival(
-            context,
-            resource_type=PROCESS_RESOURCE,
-            where=self._where,
-            request=True,
-            only_if_current=self._only_if_current,
+            context, None, PROCESS_RESOURCE, self._where, True, self._only_if_current
         )
         entered = self._arrival.__enter__()
         resource = self._arrival.resource

@@ -47,6 +47,7 @@ READER = FieldGetter(
 """The one reader of message headers: text or UTF-8 bytes, one value a key, within the limits."""
 
 _NONE: Sequence[Any] = ()
+_PAIR_SHAPES = (list, tuple)
 _EMPTY = Context()
 
 
@@ -59,7 +60,10 @@ def fields_of(headers: Headers) -> GetAll:
     """
     if headers is None:
         return _absent
-    if type(headers) is dict or isinstance(headers, Mapping):
+    # the usual shapes first: an ABC's isinstance costs more than the rest of this
+    if type(headers) is dict or (
+        type(headers) not in _PAIR_SHAPES and isinstance(headers, Mapping)
+    ):
         get = headers.get
 
         def get_all(key: str, default: Sequence[Any]) -> Sequence[Any]:
@@ -119,7 +123,8 @@ class PairSetter(Setter[list[tuple[str, bytes]]]):
 
     def set(self, carrier: list[tuple[str, bytes]], key: str, value: str) -> None:
         """Replace the pairs of *key* in *carrier* by one holding *value*."""
-        carrier[:] = [pair for pair in carrier if pair[0] != key]
+        if carrier:
+            carrier[:] = [pair for pair in carrier if pair[0] != key]
         carrier.append((key, value.encode()))
 
 

@@ -19,9 +19,11 @@ from opentelemetry.trace import NonRecordingSpan, set_span_in_context
 from .._boundary.coexistence import contrib_method
 from .._boundary.handoff import Handoff
 from .._core.context import attach, get_current, restore
+from .._messaging.consume import Processing
 from .._messaging.headers import PAIRS, fields_of, message_context
 from .._messaging.loop import AsyncConsumerLoop
 from .._messaging.publish import publish
+from .._messaging.semconv import Operation
 from . import _records
 
 __all__ = ["consume", "instrument"]
@@ -77,7 +79,8 @@ async def _send(
     except BaseException as error:
         handoff.end(error)
         raise
-    delivery.add_done_callback(functools.partial(_delivered, handoff))
+    if handoff.span is not None or handoff.resource is not None:
+        delivery.add_done_callback(functools.partial(_delivered, handoff))
     return delivery
 
 
@@ -111,6 +114,14 @@ def _method(consumer: Any, name: str) -> Callable[..., Any]:
     return functools.partial(contrib[1], consumer)
 
 
+def _processing(record: Any) -> Processing:
+    return Processing(record.headers, functools.partial(_operation_of, record))
+
+
+def _operation_of(record: Any) -> Operation:
+    return _records.operation(record.topic, record.partition, record.key, record.offset)
+
+
 def consume(consumer: Any, batch: int | None, timeout: float) -> AsyncConsumerLoop[Any]:
     """The loop over *consumer*'s records (or batches of up to *batch*), until it stops."""
     from aiokafka.errors import (  # type: ignore[import-untyped]  # noqa: PLC0415 - aiokafka only
@@ -126,7 +137,7 @@ def consume(consumer: Any, batch: int | None, timeout: float) -> AsyncConsumerLo
             except ConsumerStoppedError:
                 raise StopAsyncIteration from None
 
-        return AsyncConsumerLoop(fetch, _records.processing)
+        return AsyncConsumerLoop(fetch, _processing)
     getmany = _method(consumer, "getmany")
 
     async def fetch_batch() -> Any:

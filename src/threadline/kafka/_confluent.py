@@ -20,6 +20,7 @@ from .._messaging.consume import Processing
 from .._messaging.headers import PAIRS
 from .._messaging.loop import ConsumerLoop
 from .._messaging.publish import publish
+from .._messaging.semconv import Operation
 from . import _records
 
 __all__ = ["InstrumentedProducer", "consume"]
@@ -35,10 +36,12 @@ class InstrumentedProducer:
     ``flush``), failed if the delivery failed.
     """
 
-    __slots__ = ("producer",)
+    __slots__ = ("_inner", "producer")
 
     def __init__(self, producer: Any) -> None:
         self.producer = producer
+        # (the producer, the one inside OpenTelemetry's proxy if it is one): found once
+        self._inner = (producer, _unproxied(producer, "original_producer"))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.producer, name)
@@ -50,7 +53,10 @@ class InstrumentedProducer:
         """Produce as ``Producer.produce`` does, with the current context in the headers."""
         headers = options.pop("headers", None)
         options["headers"] = list(headers.items() if isinstance(headers, dict) else headers or ())
-        producer = _unproxied(self.producer, "original_producer")
+        given, producer = self._inner
+        if given is not self.producer:  # replaced since
+            producer = _unproxied(self.producer, "original_producer")
+            self._inner = (self.producer, producer)
         contrib = contrib_method(type(producer), "produce", _INTEGRATION)
         if contrib is None:
             _produce(producer.produce, topic, value, key, options)
@@ -74,14 +80,16 @@ class InstrumentedProducer:
 def _produce(
     produce: Callable[..., Any], topic: str, value: Any, key: Any, options: dict[str, Any]
 ) -> None:
-    headers = options["headers"]
     handoff = publish(
-        headers,
+        options["headers"],
         functools.partial(_records.operation, topic, options.get("partition"), key),
         setter=PAIRS,
     )
-    reported = options.pop("on_delivery", None) or options.pop("callback", None)
-    options["on_delivery"] = functools.partial(_delivered, handoff, reported)
+    if handoff.span is not None or handoff.resource is not None:
+        reported = options.pop("on_delivery", None) or options.pop("callback", None)
+        options["on_delivery"] = functools.partial(_delivered, handoff, reported)
+    # else the delivery ends nothing of threadline's: no callback of its own, so the client's
+    # delivery reports stay in C (a Python call per message in a burst otherwise)
     try:
         produce(topic, value, key, **options)
     except BaseException as error:
@@ -123,7 +131,13 @@ def _consumer(consumer: Any, name: str) -> Callable[..., Any]:
 
 
 def _processing(message: Any) -> Processing | None:
-    return None if message.error() is not None else _records.processing(message)
+    if message.error() is not None:
+        return None
+    return Processing(message.headers(), functools.partial(_operation_of, message))
+
+
+def _operation_of(message: Any) -> Operation:
+    return _records.operation(message.topic(), message.partition(), message.key(), message.offset())
 
 
 def _batch(messages: list[Any]) -> Processing:

@@ -15,7 +15,7 @@ from .._core.text import escape_controls
 from .._messaging.consume import Processing
 from .._messaging.semconv import Operation
 
-__all__ = ["BOUNDARY", "MAX_KEY_CHARS", "operation", "processing", "read"]
+__all__ = ["BOUNDARY", "MAX_KEY_CHARS", "operation", "operation_of", "processing", "read"]
 
 BOUNDARY = "kafka"
 """``messaging.system`` and ``threadline.boundary`` of Kafka's PRODUCER and CONSUMER spans."""
@@ -55,7 +55,8 @@ def operation(topic: object, partition: object, key: object, offset: object = No
     return Operation(BOUNDARY, destination, attributes=attributes)
 
 
-def _of(message: Any) -> Operation:
+def operation_of(message: Any) -> Operation:
+    """The names of the processing of *message*."""
     return operation(
         read(message, "topic"),
         read(message, "partition"),
@@ -68,7 +69,7 @@ def processing(message: Any) -> Processing:
     """The processing of one message, or of a batch (a list or tuple of messages)."""
     if isinstance(message, (list, tuple)):
         return batch(message)
-    return Processing(read(message, "headers"), functools.partial(_of, message))
+    return Processing(read(message, "headers"), functools.partial(operation_of, message))
 
 
 def batch(messages: Sequence[Any]) -> Processing:
