@@ -133,6 +133,15 @@ VARIANTS = {
         "threadline, context only, the live view served and watched (polled every second)",
         reference="context",
     ),
+    "live-ab": Variant(
+        "threadline, context only, the live view not served (A/B: one server process a round)"
+    ),
+    "live-ab-on": Variant(
+        "threadline, context only, the live view served, nobody watching "
+        "(A/B: the same server process, toggled)",
+        reference="live-ab",
+        target=">= 0.95x",
+    ),
     "sdkspan": Variant(
         "an SDK-span middleware (start_span + attach), a plain access line", reference="bare"
     ),
@@ -196,7 +205,7 @@ def serve(name: str, port_file: str, agent: str | None) -> None:
     if kind == "live":
         from threadline import live
 
-        if name != "live-off":
+        if name not in ("live-off", "live-ab"):
             Path(f"{port_file}.view").write_text(live.serve().url)  # (what a poller reads)
     access_log = _set_up_logging(name, kind, variant.handler)
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
@@ -206,6 +215,8 @@ def serve(name: str, port_file: str, agent: str | None) -> None:
     route = _handler(variant.handler, kind)
 
     async def main() -> None:
+        if name == "live-ab":
+            _toggle_live_on_sigusr1(port_file)
         app = web.Application(middlewares=middlewares)
         app.router.add_get("/hello/{name}", route)
         if kind == "ddtrace":
@@ -215,6 +226,33 @@ def serve(name: str, port_file: str, agent: str | None) -> None:
         await serve_until_sigterm(app, port_file, **access_log)
 
     asyncio.run(main())
+
+
+def _toggle_live_on_sigusr1(port_file: str) -> None:
+    """live-ab: each SIGUSR1 serves the live view, or closes it; PORT_FILE.state says which."""
+    from threadline import live
+
+    served: list[Any] = []
+    state = Path(f"{port_file}.state")
+
+    def toggle() -> None:
+        if served:
+            served.pop().close()
+            state.write_text("off")
+        else:
+            served.append(live.serve())
+            state.write_text("on")
+
+    state.write_text("off")
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, toggle)
+
+
+def _set_live(server: subprocess.Popen[bytes], port_file: Path, wanted: str) -> None:
+    """Bring live-ab's *server* to *wanted* (``on``/``off``) and wait until it says so."""
+    state = Path(f"{port_file}.state")
+    if _wait_until(lambda: state.exists() and state.read_text(), "live-ab's state") != wanted:
+        server.send_signal(signal.SIGUSR1)
+        _wait_until(lambda: state.read_text() == wanted, f"live-ab {wanted}")
 
 
 async def serve_until_sigterm(app: Any, port_file: str, **runner_options: Any) -> None:
@@ -654,8 +692,11 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
     folder = tempfile.mkdtemp()
     agents = {name: _start_sink(folder, name) for name in names if name.startswith("ddtrace")}
     sent = dict.fromkeys(names, 0)  # requests answered, warm-up included
+    if "live-ab" in names or "live-ab-on" in names:  # both, measured in live-ab's rounds
+        names = [name for name in names if not name.startswith("live-ab")]
+        names += ["live-ab", "live-ab-on"]
     loads: dict[str, list[Load]] = {name: [] for name in names}
-    order = list(names)
+    order = [name for name in names if name != "live-ab-on"]
     try:
         for _ in range(rounds):
             random.shuffle(order)
@@ -665,12 +706,17 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
                 with fresh_server(name, folder, start) as (server, url):
                     if rounds > 1:  # warm up (a smoke run has no figures to keep)
                         sent[name] += load(url, WARM_UP).requests
-                    before = _cpu_seconds(server.pid)
-                    done = load(url, seconds)
-                    after = _cpu_seconds(server.pid)
-                done.cpu = {key: after[key] - before.get(key, 0.0) for key in after}
-                loads[name].append(done)
-                sent[name] += done.requests
+                    # live-ab: the view not served and served, in random order, in one process
+                    states = random.sample(list(AB_STATES), 2) if name == "live-ab" else [None]
+                    for state in states:
+                        if state is not None:
+                            _set_live(server, Path(folder, name), state)
+                        before = _cpu_seconds(server.pid)
+                        done = load(url, seconds)
+                        after = _cpu_seconds(server.pid)
+                        done.cpu = {key: after[key] - before.get(key, 0.0) for key in after}
+                        loads[AB_STATES[state] if state else name].append(done)
+                        sent[name] += done.requests
     finally:
         for process, _ in agents.values():  # after the servers: their last traces are in
             process.send_signal(signal.SIGTERM)
@@ -687,6 +733,10 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
     results += [_result(VARIANTS[name], per_cpu_second(loads[name]), {}, CPU) for name in names]
     shutil.rmtree(folder, ignore_errors=True)
     return results
+
+
+AB_STATES = {"off": "live-ab", "on": "live-ab-on"}
+"""live-ab's two states, and the variant each one's rounds are counted under."""
 
 
 def _notes(loads: list[Load]) -> dict[str, str]:
