@@ -7,20 +7,12 @@ program has imported ``logging``, every log record gets the request's ids
 shows them); once it has imported OpenTelemetry (or threadline), the context in
 ``TRACEPARENT``/``TRACESTATE``/``BAGGAGE`` is the main thread's context, so its
 spans join the parent's trace and its stores hold the parent's values.
-
-A child that imports ``logging`` first takes the light path: it loads only
-``opentelemetry.context`` and puts a context in place that is empty until
-something first reads it or logs a record; that first reader (or ``import
-threadline``) restores the carrier into that very context, so every thread,
-task and snapshot that inherited it sees the parent's ids. A child that logs
-nothing and reads no context never loads threadline or OpenTelemetry's
-trace API.
 """
 
 from __future__ import annotations
 
 import sys
-from _thread import RLock, get_ident
+from _thread import get_ident
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs this file's budget
 if TYPE_CHECKING:
@@ -48,7 +40,12 @@ def _restore_context() -> None:
     bound_exit_export()
 
 
-def _patch_basic_config(logging: Any) -> None:
+def _enrich_logs() -> None:
+    import logging  # noqa: PLC0415
+
+    from threadline.logging import install  # noqa: PLC0415
+
+    install()
     basic_config = logging.basicConfig
 
     def basicConfig(**kwargs: Any) -> None:  # noqa: N802 - it stands in for logging.basicConfig
@@ -59,139 +56,10 @@ def _patch_basic_config(logging: Any) -> None:
     logging.basicConfig = basicConfig
 
 
-def _enrich_logs() -> None:
-    import logging  # noqa: PLC0415
-
-    from threadline.logging import install  # noqa: PLC0415
-
-    install()
-    _patch_basic_config(logging)
-
-
-def _on_logging() -> None:
-    """`logging` is imported: the light path where it is correct, else the whole restore now."""
-    import logging  # noqa: PLC0415
-    import os  # noqa: PLC0415
-
-    light = not (
-        "opentelemetry.context" in sys.modules  # restored when its step runs, just after this
-        or "threadline" in sys.modules
-        or os.environ.get("OTEL_PYTHON_CONTEXT")  # another runtime context: as before
-        or os.environ.get("THREADLINE_CONFIGURED")  # the child sets tracing up: as before
-    )
-    if not light:
-        _enrich_logs()
-        return
-    _pending.pop("opentelemetry.context", None)  # imported here, restored on first read
-    _pending["threadline"] = _complete  # before the program's own threadline.logging.install()
-    _patch_basic_config(logging)
-    original = logging.getLogRecordFactory()
-
-    def light_factory(*args: Any, **kwargs: Any) -> Any:
-        first = logging.getLogRecordFactory() is light_factory
-        _complete()
-        # the first record goes through threadline's factory, installed just now
-        factory = logging.getLogRecordFactory() if first else original
-        return factory(*args, **kwargs)
-
-    logging.setLogRecordFactory(light_factory)
-    _state["factory"] = (light_factory, original)
-    _attach_deferred()
-
-
-_state: dict[str, Any] = {}
-_lock = RLock()
-
-
-def _attach_deferred() -> None:
-    from opentelemetry import context  # noqa: PLC0415
-    from opentelemetry.context.context import Context  # noqa: PLC0415
-
-    class Deferred(Context):
-        """The process's context, filled from the carrier when first read, then a plain Context."""
-
-        def __getattribute__(self, name: str) -> Any:
-            if name != "__class__":
-                _complete()
-            return object.__getattribute__(self, name)
-
-        def __getitem__(self, key: str) -> object:
-            _complete()
-            return dict.__getitem__(self, key)
-
-        def __contains__(self, key: object) -> bool:
-            _complete()
-            return dict.__contains__(self, key)
-
-        def __iter__(self) -> Any:
-            _complete()
-            return dict.__iter__(self)
-
-        def __len__(self) -> int:
-            _complete()
-            return dict.__len__(self)
-
-        def __eq__(self, other: object) -> bool:
-            _complete()
-            return dict.__eq__(self, other)
-
-        def __ne__(self, other: object) -> bool:
-            _complete()
-            return dict.__ne__(self, other)
-
-        def __repr__(self) -> str:
-            _complete()
-            return dict.__repr__(self)
-
-        __hash__ = None  # type: ignore[assignment]
-
-    deferred = Deferred()
-    _state["context"] = (deferred, Context)
-    context.attach(deferred)  # never detached: the main thread's context, as the restore's
-
-
-def _complete() -> None:
-    """Restore the carrier into the deferred context and put threadline's logging in: once."""
-    if _state.get("done"):
-        return
-    with _lock:
-        if _state.get("done"):
-            return
-        _state["done"] = True
-        _pending.pop("threadline", None)
-        deferred, plain = _state.pop("context", (None, None))
-        try:
-            light, original = _state.pop("factory", (None, None))
-            import logging  # noqa: PLC0415 - imported already: the light path began there
-
-            if light is not None and logging.getLogRecordFactory() is light:
-                logging.setLogRecordFactory(original)  # threadline's factory goes over the original
-            _enrich_logs()
-            if deferred is not None:
-                import threadline  # noqa: PLC0415
-
-                restored = threadline.extract_env(context=plain()).context
-                dict.update(deferred, restored)
-            from threadline._boundary.far_side import (  # noqa: PLC0415
-                bound_exit_export,
-                configure_like_parent,
-            )
-
-            configure_like_parent()
-            bound_exit_export()
-        except Exception as exc:  # noqa: BLE001 - a child must run even if this fails
-            sys.stderr.write(f"threadline bootstrap: {type(exc).__name__}: {exc}\n")
-        finally:
-            if deferred is not None:
-                deferred.__class__ = plain  # reads cost nothing from now on
-        if not _pending and _watcher in sys.meta_path:
-            sys.meta_path.remove(_watcher)
-
-
 _pending: dict[str, Any] = {
     "opentelemetry.context": _import_threadline,
     "threadline": _restore_context,
-    "logging": _on_logging,
+    "logging": _enrich_logs,
 }
 _ready: list[tuple[str, Any]] = []
 _depth: dict[int, int] = {}

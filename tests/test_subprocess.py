@@ -276,37 +276,11 @@ class TestPythonChild:
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
         )
 
-    def test_a_child_that_only_imports_logging_loads_neither_threadline_nor_the_trace_api(
+    def test_tasks_and_snapshots_made_early_hold_the_parents_context(
         self,
     ) -> None:
-        """The light path: importing logging loads opentelemetry.context only, until first read."""
-        code = (
-            "import logging, sys\n"
-            "def loaded():\n"
-            "    return sorted(m for m in sys.modules if m == 'threadline'\n"
-            "        or m.startswith(('threadline.', 'opentelemetry.trace')))\n"
-            "print(loaded())\n"
-            "logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n"
-            "logging.info('x')\n"
-            "print('threadline.logging' in loaded(), 'opentelemetry.trace' in loaded())\n"
-        )
-        result = self.run_bootstrapped(code)
-        assert "" == result.stderr
-        assert [
-            "[]",
-            "INFO:root:x request_id=order trace_id=0af7651916cd43dd8448eb211c80319c",
-            "True True",
-        ] == result.stdout.splitlines()
-
-    def test_tasks_and_snapshots_made_before_the_first_read_hold_the_parents_context(
-        self,
-    ) -> None:
-        """Whoever reads the context first, every copy of the main thread's context holds it.
-
-        The restore happens on first read, maybe in a task: the task made
-        before it, the main thread after it and the program's spans all see
-        the parent's ids, as when the context was restored at start-up.
-        """
+        """Every copy of the main thread's context holds the parent's: a snapshot taken
+        first thing, a task, the main thread and the program's spans see its ids."""
         code = (
             "import asyncio, contextvars, logging, sys\n"
             "early = contextvars.copy_context()\n"
@@ -341,7 +315,7 @@ class TestPythonChild:
         ] == result.stdout.splitlines()
 
     def test_a_thread_that_logs_first_restores_the_main_threads_context(self) -> None:
-        """A plain thread's first record restores the main thread's context, not its own."""
+        """A plain thread's record has no ids (it starts in an empty context); main's has them."""
         code = (
             "import logging, sys, threading\n"
             "logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n"
@@ -356,8 +330,8 @@ class TestPythonChild:
             "INFO:root:in main request_id=order trace_id=0af7651916cd43dd8448eb211c80319c",
         ] == result.stdout.splitlines()
 
-    def test_opentelemetrys_own_api_reads_the_parents_context_on_the_light_path(self) -> None:
-        """A program that reads OpenTelemetry's context first gets the parent's baggage and span."""
+    def test_opentelemetrys_own_api_reads_the_parents_context(self) -> None:
+        """A program that reads OpenTelemetry's context gets the parent's baggage and span."""
         code = (
             "import logging\n"
             "from opentelemetry import context\n"
@@ -372,7 +346,7 @@ class TestPythonChild:
             result.stdout.splitlines()
         )
 
-    def test_a_bad_carrier_on_the_light_path_is_reported_when_first_read(self) -> None:
+    def test_a_bad_carrier_is_reported_and_the_child_runs(self) -> None:
         """Invalid context in the environment is dropped with a warning; the child runs."""
         code = (
             "import logging\nprint('started')\n"
