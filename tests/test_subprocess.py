@@ -262,7 +262,9 @@ class TestPythonChild:
         ] == result.stdout.splitlines()
 
     @staticmethod
-    def run_bootstrapped(code: str, baggage: str = "request.request_id=order;tl") -> Any:
+    def run_bootstrapped(
+        code: str, baggage: str = "request.request_id=order;tl", **fields: str
+    ) -> Any:
         env = {
             key: value
             for key, value in os.environ.items()
@@ -271,10 +273,99 @@ class TestPythonChild:
         env.update(
             TRACEPARENT="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", BAGGAGE=baggage
         )
+        env.update(fields)
         env[subprocess.BOOTSTRAP_ENV] = "1"
         return std_subprocess.run(
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
         )
+
+    def test_a_child_that_only_imports_logging_loads_neither_threadline_nor_the_trace_api(
+        self,
+    ) -> None:
+        """The light path: importing logging loads opentelemetry.context only, until first read."""
+        code = (
+            "import logging, sys\n"
+            "def loaded():\n"
+            "    return sorted(m for m in sys.modules if m == 'threadline'\n"
+            "        or m.startswith(('threadline.', 'opentelemetry.trace')))\n"
+            "print(loaded())\n"
+            "logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n"
+            "logging.info('x')\n"
+            "print('threadline.logging' in loaded(), 'opentelemetry.trace' in loaded())\n"
+        )
+        result = self.run_bootstrapped(code)
+        assert "" == result.stderr
+        assert [
+            "[]",
+            "INFO:root:x request_id=order trace_id=0af7651916cd43dd8448eb211c80319c",
+            "True True",
+        ] == result.stdout.splitlines()
+
+    @pytest.mark.parametrize("bad", [{"TRACESTATE": "BAD KEY"}, {"TRACEPARENT": "garbage"}])
+    def test_a_bad_field_leaves_every_later_line_its_ids(self, bad: dict[str, str]) -> None:
+        """A field dropped while the context is restored (its warning logged meanwhile): the
+        lines after it still carry what was valid."""
+        code = (
+            "import logging, sys\n"
+            "logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n"
+            "logging.info('first')\n"
+            "logging.info('second')\n"
+        )
+        result = self.run_bootstrapped(code, **bad)
+        lines = [line for line in result.stdout.splitlines() if line.startswith("INFO")]
+        assert 2 == len(lines), result
+        assert "threadline dropped context" in result.stdout  # its warning, at the first read
+        for line in lines:
+            assert "request_id=order" in line, result
+        if "TRACESTATE" in bad:  # the traceparent was valid: the trace goes on
+            assert all("trace_id=0af7651916cd43dd8448eb211c80319c" in line for line in lines)
+
+    def test_threads_that_log_while_the_context_is_restored_get_their_fields(self) -> None:
+        """Several threads log at once as the first records: none goes without its fields;
+        each copy of the main thread's context gets the parent's ids."""
+        code = (
+            "import contextvars, logging, sys, threading\n"
+            "logging.basicConfig(level=logging.INFO, stream=sys.stdout,\n"
+            "    format='%(message)s %(request_id)s')\n"
+            "go = threading.Event()\n"
+            "def worker(i, ctx):\n"
+            "    go.wait()\n"
+            "    ctx.run(logging.info, 'copy %d', i)\n"
+            "def plain(i):\n"
+            "    go.wait()\n"
+            "    logging.info('plain %d', i)\n"
+            "ts = [threading.Thread(target=worker, args=(i, contextvars.copy_context()))\n"
+            "      for i in range(4)]\n"
+            "ts += [threading.Thread(target=plain, args=(i,)) for i in range(4)]\n"
+            "for t in ts: t.start()\n"
+            "go.set()\n"
+            "logging.info('main')\n"
+            "for t in ts: t.join()\n"
+        )
+        result = self.run_bootstrapped(code)
+        assert "" == result.stderr
+        assert sorted(
+            ["main order"]
+            + [f"copy {i} order" for i in range(4)]
+            + [f"plain {i} -" for i in range(4)]
+        ) == sorted(result.stdout.splitlines())
+
+    def test_a_record_factory_set_before_the_first_line_keeps_its_fields(self) -> None:
+        """The application wraps the record factory before it logs: its first line has the ids."""
+        code = (
+            "import logging, sys\n"
+            "logging.basicConfig(level=logging.INFO, stream=sys.stdout,\n"
+            "    format='%(message)s %(request_id)s %(custom)s')\n"
+            "old = logging.getLogRecordFactory()\n"
+            "def factory(*a, **k):\n"
+            "    r = old(*a, **k); r.custom = 'mine'; return r\n"
+            "logging.setLogRecordFactory(factory)\n"
+            "logging.info('first')\n"
+            "logging.info('second')\n"
+        )
+        result = self.run_bootstrapped(code)
+        assert "" == result.stderr
+        assert ["first order mine", "second order mine"] == result.stdout.splitlines()
 
     def test_tasks_and_snapshots_made_early_hold_the_parents_context(
         self,

@@ -292,9 +292,25 @@ def install(*, store: ContextStore | str = request, placeholder: str = PLACEHOLD
     parent, whose handlers write them as their own; it logs from the lowest
     level the parent's loggers had when the pool was made.
     """
+    _install_over(None, store, placeholder)
+
+
+def _install_over(
+    under: Callable[..., logging.LogRecord] | None,
+    store: ContextStore | str = request,
+    placeholder: str = PLACEHOLDER,
+) -> None:
+    """`install`, its factory over *under* (default: the current one), set in one step.
+
+    For the bootstrap: its stand-in factory is replaced by threadline's over
+    the one it stood in for, with no moment where another thread meets neither.
+    """
     global _installed  # noqa: PLW0603 - the process has one record factory
     with _install_lock:
-        previous = _installed[0] if _installed else logging.getLogRecordFactory()
+        if _installed:
+            previous = _installed[0]
+        else:
+            previous = under if under is not None else logging.getLogRecordFactory()
         context_filter = ContextFilter(store=store, placeholder=placeholder)
 
         def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
