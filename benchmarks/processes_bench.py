@@ -21,9 +21,10 @@ opentelemetry.trace"`` and one that imports ``logging`` and logs a line
 (shown, not judged), each bare (threadline's ``.pth`` line installed but
 off) and through `threadline.subprocess.run` with the bootstrap on and a
 carrier (a request scope and a valid span: ``TRACEPARENT`` and ``BAGGAGE``).
-Importing ``logging`` or OpenTelemetry wakes the bootstrap (it loads
-threadline and restores the context, and gives log records their ids);
-``pass`` never wakes it. This environment
+Importing OpenTelemetry wakes the bootstrap (it loads threadline and restores
+the context); importing ``logging`` takes its light path (only
+``opentelemetry.context``), and the first log record restores the whole
+context; ``pass`` never wakes it. This environment
 sets PYTHONDONTWRITEBYTECODE=1, so each child is first run once without it:
 every variant is then measured with its bytecode written, as an installed
 package has. The children run before tracing is set up in this process (a
