@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import types
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -186,8 +188,12 @@ def _theirs() -> None: ...
 _theirs.__module__ = CONTRIB["celery"]
 
 
-def test_contrib_after() -> None:
-    """OpenTelemetry's receiver after ours is found, through weak references too."""
+def test_contrib_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenTelemetry's receiver after ours is found, through weak references too, once its
+    instrumentation is imported (before, no receiver of its can exist: none is looked for)."""
+    monkeypatch.delitem(sys.modules, CONTRIB["celery"], raising=False)
+    assert not contrib_after(_ours, [_ours, weakref.ref(_theirs)], "celery")
+    monkeypatch.setitem(sys.modules, CONTRIB["celery"], types.ModuleType(CONTRIB["celery"]))
     assert contrib_after(_ours, [_ours, weakref.ref(_theirs)], "celery")
     assert not contrib_after(_ours, [_theirs, _ours], "celery")
     assert not contrib_after(_ours, [_ours, _theirs], "aiohttp.server")
