@@ -826,6 +826,30 @@ def test_fuzz_the_common_traceparent_reads_as_the_general_grammar(traceparent: s
     assert tracecontext._parse_any(traceparent) == tracecontext.parse_traceparent(traceparent)
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    trace_id=st.integers(1, 2**128 - 1),
+    span_id=st.integers(1, 2**64 - 1),
+    flags=st.integers(0, 255),
+    direct=st.booleans(),
+)
+def test_an_extracted_span_context_is_the_public_constructors(
+    trace_id: int, span_id: int, flags: int, direct: bool
+) -> None:
+    """Made directly or by the constructor, it is what `SpanContext(...)` makes."""
+    header = f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(carrier_codec, "_DIRECT_SPAN_CONTEXT", direct)
+        got = span_context_of(tl.extract({"traceparent": header}))
+    expected = SpanContext(trace_id, span_id, True, TraceFlags(flags & 3), TraceState())
+    assert type(got) is SpanContext
+    assert got == expected
+    read = (got.trace_id, got.span_id, got.is_remote, got.trace_flags, got.is_valid)
+    assert read == (trace_id, span_id, True, flags & 3, True)
+    assert got.trace_state == TraceState()
+    assert trace.NonRecordingSpan(got).get_span_context() is got
+
+
 class TestOpenTelemetryLayout:
     """What the extract path assumes of the installed opentelemetry-api, checked so an upgrade
     that changes it fails here, not in a user's trace."""
@@ -834,29 +858,6 @@ class TestOpenTelemetryLayout:
         # False means the API's SpanContext is no longer the tuple of its fields: extract then
         # takes the public constructor (correct, slower); look at _span_context_is_its_fields.
         assert carrier_codec._DIRECT_SPAN_CONTEXT, "SpanContext's layout changed in the API"
-
-    @settings(max_examples=300, deadline=None)
-    @given(
-        trace_id=st.integers(1, 2**128 - 1),
-        span_id=st.integers(1, 2**64 - 1),
-        flags=st.integers(0, 255),
-        direct=st.booleans(),
-    )
-    def test_an_extracted_span_context_is_the_public_constructors(
-        self, trace_id: int, span_id: int, flags: int, direct: bool
-    ) -> None:
-        """Made directly or by the constructor, it is what `SpanContext(...)` makes."""
-        header = f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(carrier_codec, "_DIRECT_SPAN_CONTEXT", direct)
-            got = span_context_of(tl.extract({"traceparent": header}))
-        expected = SpanContext(trace_id, span_id, True, TraceFlags(flags & 3), TraceState())
-        assert type(got) is SpanContext
-        assert got == expected
-        read = (got.trace_id, got.span_id, got.is_remote, got.trace_flags, got.is_valid)
-        assert read == (trace_id, span_id, True, flags & 3, True)
-        assert got.trace_state == TraceState()
-        assert trace.NonRecordingSpan(got).get_span_context() is got
 
     def test_stores_use_the_runtime_context_opentelemetry_uses(self) -> None:
         """threadline reads and sets OpenTelemetry's own ContextVar: each sees the other."""
