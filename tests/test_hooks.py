@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import logging
 import multiprocessing
 import sys
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -490,3 +492,87 @@ class TestContract:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pool.submit(job).result()
         assert [] == recorder.of_type("thread.job")
+
+
+class TestOnlyTheLiveViewListening:
+    """While only threadline's own requests-only hook listens (the live view served), a request
+    takes a short way in and out: the same resource, current, ended once."""
+
+    @pytest.fixture
+    def own_hook(self) -> Iterator[list[hooks.Resource]]:
+        """A hook like the live view's tracker (requests only, unguarded): the requests ended."""
+        ended: list[hooks.Resource] = []
+        hook = _hooks.Hook(None, None, None, ended.append, guarded=False, requests_only=True)
+        hook.enable()
+        try:
+            assert _hooks.lazy_names
+            yield ended
+        finally:
+            hook.disable()
+
+    def test_a_request_is_current_inside_and_ended_once(
+        self, own_hook: list[hooks.Resource]
+    ) -> None:
+        with tl.request.scope(request_id="s1"):
+            inside = hooks.current()
+            assert inside is not None
+            assert (inside.type, inside.request, inside.request_id) == ("scope", True, "s1")
+            assert not inside.destroyed
+        assert hooks.current() is None
+        assert [inside] == own_hook
+        assert inside.destroyed
+
+    def test_a_hook_enabled_during_the_request_sees_it_end(
+        self, own_hook: list[hooks.Resource]
+    ) -> None:
+        """A hook of yours enabled while a request runs gets its after and destroy, once each."""
+        found = Recorder()
+        with tl.request.scope(request_id="s2"):
+            request = hooks.current()
+            assert request is not None
+            found.hook.enable()
+        found.hook.disable()
+        assert ["after", "destroy"] == found.sequence(request)
+        assert [request] == own_hook
+        assert hooks.current() is None
+
+    def test_a_request_ended_after_the_live_view_stopped_listening(
+        self, own_hook: list[hooks.Resource]
+    ) -> None:
+        """Hooks all disabled while a request runs: it still ends, and nothing stays current."""
+        with tl.request.scope(request_id="s3"):
+            request = hooks.current()
+            for hook in _hooks._hooks:
+                hook.disable()
+        assert request is not None
+        assert request.destroyed
+        assert hooks.current() is None
+
+    async def test_a_served_request_keeps_nothing_of_its_request_once_ended(
+        self, own_hook: list[hooks.Resource]
+    ) -> None:
+        """Its resource may be kept (a leak record holds it); the request object is not."""
+        seen: list[Any] = []
+
+        async def keep(request: web.Request) -> web.Response:
+            seen.append((hooks.current(), weakref.ref(request)))
+            return web.Response(text="ok")
+
+        app = web.Application(middlewares=[tla.middleware(spans=False)])
+        app.router.add_get("/", keep)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+            async with aiohttp.ClientSession() as session, session.get(url) as response:
+                assert 200 == response.status
+        finally:
+            await runner.cleanup()
+        ((resource, request),) = seen
+        assert resource is not None
+        assert (resource.type, resource.destroyed) == ("http.server", True)
+        assert f"{HERE}:{keep.__code__.co_firstlineno}" == resource.location
+        gc.collect()
+        assert request() is None

@@ -160,6 +160,16 @@ class Arrival:
     def __enter__(self) -> Context:
         context = self._context
         make = self._make
+        if make is not None and make[2] and lifecycle.lazy_names:
+            # a request, while only the live view listens: the short way (nothing to compare)
+            if context is None:
+                context = get_current()
+            else:
+                self._token = attach(context)
+            kind, where, _ = make
+            place = where() if callable(where) else where or lifecycle.location(1)
+            self._resource, self._hooked = lifecycle.enter_request(kind, place)
+            return context  # (`_hooked`: the token `before` would have returned)
         # what was current before: a request that begins here should find no other request in it
         ambient = get_current() if make is not None else None
         if context is None:
@@ -173,7 +183,7 @@ class Arrival:
             if request and ambient is not None:
                 lifecycle.began(self._resource, ambient)
         if self._resource is not None:
-            self._hooked: Any = lifecycle.before(self._resource)
+            self._hooked = lifecycle.before(self._resource)
         return context
 
     def __exit__(
@@ -184,8 +194,12 @@ class Arrival:
     ) -> None:
         resource = self._resource
         if resource is not None:
-            lifecycle.after(resource, self._hooked)
-            if self._make is not None:
+            if self._make is None:
+                lifecycle.after(resource, self._hooked)
+            elif resource.request:
+                lifecycle.exit_request(resource, self._hooked)
+            else:
+                lifecycle.after(resource, self._hooked)
                 lifecycle.destroy(resource)
         token, self._token = self._token, None
         if token is not None and (not self._only_if_current or get_current() is self._context):

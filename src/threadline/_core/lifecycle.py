@@ -29,12 +29,15 @@ __all__ = [
     "around",
     "before",
     "began",
+    "code_place",
     "context_for",
     "create",
     "create_hook",
     "current",
     "destroy",
+    "enter_request",
     "enter_scope",
+    "exit_request",
     "exit_scope",
     "forget_requests",
     "future_of",
@@ -379,7 +382,7 @@ def set_refresh(resource: Resource | None, refresh: Callable[[], None] | None) -
 
     For a request whose route is known only once its framework routed it,
     inside the application: `refresh` calls it before a reader shows them.
-    The owner clears it when the resource ends (it may hold the owner).
+    It is forgotten when the resource is destroyed (it may hold the owner).
     """
     if resource is not None:
         resource._refresh = refresh
@@ -411,6 +414,24 @@ def location(depth: int = 1, skip: tuple[str, ...] = ()) -> str:
             return f"{name}:{frame.f_lineno}"
         frame = frame.f_back
     return "?"
+
+
+_CODE_PLACES: dict[Any, str] = {}
+CODE_PLACES_KEPT = 4096
+"""How many code objects' places `code_place` remembers (then it starts afresh)."""
+
+
+def code_place(code: Any) -> str:
+    """``"file:line"`` where the code object *code* begins.
+
+    Remembered: a handler's is asked on every request while hooks are on.
+    """
+    where = _CODE_PLACES.get(code)
+    if where is None:
+        if len(_CODE_PLACES) >= CODE_PLACES_KEPT:
+            _CODE_PLACES.clear()
+        where = _CODE_PLACES[code] = f"{code.co_filename}:{code.co_firstlineno}"
+    return where
 
 
 def in_library(name: str, skip: tuple[str, ...] = ()) -> bool:
@@ -467,6 +488,49 @@ def create(kind: str, where: str, *, request: bool = False) -> Resource | None:
                 except BaseException:  # noqa: BLE001, PERF203 - reported, never the app's
                     _failed(hook, "init", resource)
     return resource
+
+
+def enter_request(kind: str, where: str) -> tuple[Resource, Token[Resource | None]]:
+    """`create` and `before` for a request, while `lazy_names` (only threadline's own hooks listen).
+
+    The same effects with none of the checks those hooks make unneeded (no
+    watcher runs, no hook is guarded or has a ``before``): this is every
+    request's way in while the live view is served. `exit_request` ends it.
+    """
+    trigger = _current.get()
+    value = get_current().get(_REQUEST_KEY)
+    request_id = value.get("request_id") if value is not None else None  # type: ignore[attr-defined]
+    resource = Resource(kind, trigger, where, request_id, True)
+    for hook, function in _inits:
+        # (a try per callback: one callback's error must not skip the others)
+        try:
+            function(resource, trigger)
+        except BaseException:  # noqa: BLE001, PERF203 - reported, never the app's
+            _failed(hook, "init", resource)
+    return resource, _current.set(resource)
+
+
+def exit_request(resource: Resource, token: Token[Resource | None]) -> None:
+    """`after` and `destroy` for a request `enter_request` made.
+
+    The general way when the hooks changed since it began.
+    """
+    if not lazy_names or resource.destroyed:
+        after(resource, token)
+        destroy(resource)
+        return
+    try:  # noqa: SIM105 - inline, no with: this is every request's way out
+        _current.reset(token)
+    except ValueError:  # it ended in another context than it began
+        pass
+    resource.destroyed = True  # (only its own arrival or scope ends a request)
+    resource._values = None
+    resource._refresh = None  # (it may hold its owner, the request's exchange)
+    for hook, function in _destroys:
+        try:
+            function(resource)
+        except BaseException:  # noqa: BLE001, PERF203 - reported, never the app's
+            _failed(hook, "destroy", resource)
 
 
 def context_for(resource: Resource) -> contextvars.Context:
@@ -529,6 +593,7 @@ def destroy(resource: Resource, *_: object) -> None:
                     function(resource)
                 except BaseException:  # noqa: BLE001, PERF203 - reported, never the app's
                     _failed(hook, "destroy", resource)
+    resource._refresh = None  # (it may hold its owner: a request's exchange)
     if left:
         running = [r for r in left.values() if r.type != "scope" and not r.destroyed]
         report = watchers.outlived
@@ -694,6 +759,8 @@ def enter_scope(scope: Any, key: str, outer: Any, value: Any) -> Any:
     if key == _REQUEST_KEY and value is not None:
         before_id = outer.get("request_id") if outer is not None else None
         request = value.get("request_id") not in (None, before_id)
+    if request and lazy_names:
+        return enter_request("scope", location(2))
     resource = create("scope", location(2), request=request)
     if resource is None:
         return None
@@ -717,5 +784,8 @@ def enter_scope(scope: Any, key: str, outer: Any, value: Any) -> Any:
 def exit_scope(entered: Any) -> None:
     """The scope `enter_scope` returned *entered* for ends: ``after``, then ``destroy``."""
     resource, token = entered
+    if resource.request:
+        exit_request(resource, token)
+        return
     after(resource, token)
     destroy(resource)

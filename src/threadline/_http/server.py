@@ -220,7 +220,6 @@ class ServerExchange(Generic[R]):
         finally:
             if self._user_token is not None:
                 restore(self._user_token)
-            lifecycle.set_refresh(self._arrival.resource, None)  # (it holds this exchange)
             self._arrival.__exit__(kind, error, traceback)
 
     def complete(self) -> None:
