@@ -134,11 +134,12 @@ VARIANTS = {
         reference="context",
     ),
     "live-ab": Variant(
-        "threadline, context only, the live view not served (A/B: one server process a round)"
+        "threadline, context only, the live view not served "
+        "(A/B: alternate half-second phases of one load, one server process)"
     ),
     "live-ab-on": Variant(
         "threadline, context only, the live view served, nobody watching "
-        "(A/B: the same server process, toggled)",
+        "(A/B: the same load and server process, the other phases)",
         reference="live-ab",
         target=">= 0.95x",
     ),
@@ -213,10 +214,18 @@ def serve(name: str, port_file: str, agent: str | None) -> None:
     from aiohttp import web
 
     route = _handler(variant.handler, kind)
+    counted = [0]  # live-ab: requests answered, for its phases
+    if name == "live-ab":
+        handle = route
+
+        async def route(request: web.Request) -> web.Response:
+            counted[0] += 1
+            response: web.Response = await handle(request)
+            return response
 
     async def main() -> None:
         if name == "live-ab":
-            _toggle_live_on_sigusr1(port_file)
+            _alternate_live(port_file, counted)
         app = web.Application(middlewares=middlewares)
         app.router.add_get("/hello/{name}", route)
         if kind == "ddtrace":
@@ -228,31 +237,60 @@ def serve(name: str, port_file: str, agent: str | None) -> None:
     asyncio.run(main())
 
 
-def _toggle_live_on_sigusr1(port_file: str) -> None:
-    """live-ab: each SIGUSR1 serves the live view, or closes it; PORT_FILE.state says which."""
+AB_PHASE = 0.5
+"""live-ab: seconds of each phase (the view served, or not) while one load runs."""
+
+
+def _alternate_live(port_file: str, counted: list[int]) -> None:
+    """live-ab: serve the live view and close it in turn, for AB_PHASE seconds each, until exit.
+
+    Each pair of phases is in random order; after each phase one line goes to
+    PORT_FILE.phases: its state, wall-clock start and end, requests answered
+    and process CPU seconds (all threads), both taken after the switch, so
+    serving and closing the view are not counted in either phase.
+    """
     from threadline import live
 
-    served: list[Any] = []
-    state = Path(f"{port_file}.state")
+    out = Path(f"{port_file}.phases").open("a")  # noqa: SIM115 - open until the server exits
 
-    def toggle() -> None:
-        if served:
-            served.pop().close()
-            state.write_text("off")
-        else:
-            served.append(live.serve())
-            state.write_text("on")
+    async def alternate() -> None:
+        while True:
+            for state in random.sample(list(AB_STATES), 2):
+                served = live.serve() if state == "on" else None
+                began, requests, cpu = time.time(), counted[0], time.process_time()
+                await asyncio.sleep(AB_PHASE)
+                line = (
+                    f"{state} {began} {time.time()} {counted[0] - requests} "
+                    f"{time.process_time() - cpu}\n"
+                )
+                out.write(line)  # (a line a phase: small enough to write from the loop)
+                out.flush()
+                if served is not None:
+                    served.close()
 
-    state.write_text("off")
-    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, toggle)
+    _keep.add(asyncio.get_running_loop().create_task(alternate()))
 
 
-def _set_live(server: subprocess.Popen[bytes], port_file: Path, wanted: str) -> None:
-    """Bring live-ab's *server* to *wanted* (``on``/``off``) and wait until it says so."""
-    state = Path(f"{port_file}.state")
-    if _wait_until(lambda: state.exists() and state.read_text(), "live-ab's state") != wanted:
-        server.send_signal(signal.SIGUSR1)
-        _wait_until(lambda: state.read_text() == wanted, f"live-ab {wanted}")
+_keep: set[Any] = set()
+"""Tasks that run until the server exits (held: the loop keeps only weak references)."""
+
+
+def _ab_loads(port_file: Path, began: float, ended: float) -> dict[str, Load]:
+    """live-ab's two states over the phases wholly inside [*began*, *ended*], each summed."""
+    totals = {state: [0.0, 0, 0.0] for state in AB_STATES}  # seconds, requests, CPU seconds
+    for line in Path(f"{port_file}.phases").read_text().splitlines():
+        state, start, end, requests, cpu = line.split()
+        if began <= float(start) and float(end) <= ended:
+            total = totals[state]
+            total[0] += float(end) - float(start)
+            total[1] += int(requests)
+            total[2] += float(cpu)
+    if not all(total[1] for total in totals.values()):
+        raise RuntimeError(f"live-ab: no whole phase of each state in the load ({totals})")
+    return {
+        state: Load(requests / seconds, requests=int(requests), cpu={"server": cpu})
+        for state, (seconds, requests, cpu) in totals.items()
+    }
 
 
 async def serve_until_sigterm(app: Any, port_file: str, **runner_options: Any) -> None:
@@ -706,17 +744,20 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
                 with fresh_server(name, folder, start) as (server, url):
                     if rounds > 1:  # warm up (a smoke run has no figures to keep)
                         sent[name] += load(url, WARM_UP).requests
-                    # live-ab: the view not served and served, in random order, in one process
-                    states = random.sample(list(AB_STATES), 2) if name == "live-ab" else [None]
-                    for state in states:
-                        if state is not None:
-                            _set_live(server, Path(folder, name), state)
-                        before = _cpu_seconds(server.pid)
-                        done = load(url, seconds)
-                        after = _cpu_seconds(server.pid)
-                        done.cpu = {key: after[key] - before.get(key, 0.0) for key in after}
-                        loads[AB_STATES[state] if state else name].append(done)
+                    if name == "live-ab":  # the server alternates the view itself, in phases
+                        began = time.time()
+                        done = load(url, max(seconds, 8 * AB_PHASE))
+                        phases = _ab_loads(Path(folder, name), began, time.time())
+                        for state, variant in AB_STATES.items():
+                            loads[variant].append(phases[state])
                         sent[name] += done.requests
+                        continue
+                    before = _cpu_seconds(server.pid)
+                    done = load(url, seconds)
+                    after = _cpu_seconds(server.pid)
+                    done.cpu = {key: after[key] - before.get(key, 0.0) for key in after}
+                    loads[name].append(done)
+                    sent[name] += done.requests
     finally:
         for process, _ in agents.values():  # after the servers: their last traces are in
             process.send_signal(signal.SIGTERM)
@@ -736,7 +777,7 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
 
 
 AB_STATES = {"off": "live-ab", "on": "live-ab-on"}
-"""live-ab's two states, and the variant each one's rounds are counted under."""
+"""live-ab's two states, and the variant each one's phases are counted under."""
 
 
 def _notes(loads: list[Load]) -> dict[str, str]:
