@@ -239,15 +239,19 @@ def serve(name: str, port_file: str, agent: str | None) -> None:
 
 AB_PHASE = 0.5
 """live-ab: seconds of each phase (the view served, or not) while one load runs."""
+AB_SETTLE = 0.05
+"""live-ab: seconds after each switch left out of both states (the view's thread starting,
+the first request's look for the loop, what the other state left to collect)."""
 
 
 def _alternate_live(port_file: str, counted: list[int]) -> None:
     """live-ab: serve the live view and close it in turn, for AB_PHASE seconds each, until exit.
 
     Each pair of phases is in random order; after each phase one line goes to
-    PORT_FILE.phases: its state, wall-clock start and end, requests answered
-    and process CPU seconds (all threads), both taken after the switch, so
-    serving and closing the view are not counted in either phase.
+    PORT_FILE.phases: its state, wall-clock start and end, requests begun and
+    process CPU seconds (all threads), taken from AB_SETTLE seconds after the
+    switch, so serving and closing the view and what follows at once are
+    counted in neither state.
     """
     from threadline import live
 
@@ -257,6 +261,7 @@ def _alternate_live(port_file: str, counted: list[int]) -> None:
         while True:
             for state in random.sample(list(AB_STATES), 2):
                 served = live.serve() if state == "on" else None
+                await asyncio.sleep(AB_SETTLE)
                 began, requests, cpu = time.time(), counted[0], time.process_time()
                 await asyncio.sleep(AB_PHASE)
                 line = (
@@ -278,7 +283,8 @@ _keep: set[Any] = set()
 def _ab_loads(port_file: Path, began: float, ended: float) -> dict[str, Load]:
     """live-ab's two states over the phases wholly inside [*began*, *ended*], each summed."""
     totals = {state: [0.0, 0, 0.0] for state in AB_STATES}  # seconds, requests, CPU seconds
-    for line in Path(f"{port_file}.phases").read_text().splitlines():
+    # (the server may be writing the last line: only whole lines are read)
+    for line in Path(f"{port_file}.phases").read_text().split("\n")[:-1]:
         state, start, end, requests, cpu = line.split()
         if began <= float(start) and float(end) <= ended:
             total = totals[state]
@@ -749,6 +755,7 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
                         done = load(url, max(seconds, 8 * AB_PHASE))
                         phases = _ab_loads(Path(folder, name), began, time.time())
                         for state, variant in AB_STATES.items():
+                            phases[state].timeouts = done.timeouts  # (the load's, both states')
                             loads[variant].append(phases[state])
                         sent[name] += done.requests
                         continue

@@ -22,7 +22,9 @@ import threadline.aiohttp as tla
 from tests.helpers import marked_line
 from tests.process_jobs import observe
 from threadline import hooks
+from threadline._boundary.handoff import Arrival
 from threadline._core import lifecycle as _hooks
+from threadline._core.context import get_current
 from threadline.processes import Process
 from threadline.subprocess import Popen
 
@@ -576,3 +578,28 @@ class TestOnlyTheLiveViewListening:
         assert f"{HERE}:{keep.__code__.co_firstlineno}" == resource.location
         gc.collect()
         assert request() is None
+
+    def test_a_hook_enabled_while_a_request_comes_in_gets_every_callback(
+        self, own_hook: list[hooks.Resource]
+    ) -> None:
+        """Enabled between the arrival's look at the hooks and the resource (another thread):
+        the request takes the general way, so the hook gets all four callbacks, guarded."""
+        found = Recorder()
+        guarded: list[bool] = []
+        found.hook = hooks.create_hook(
+            init=lambda resource, trigger: guarded.append(_hooks._calling.on),
+            before=lambda resource: guarded.append(_hooks._calling.on),
+            after=lambda resource: guarded.append(_hooks._calling.on),
+            destroy=lambda resource: guarded.append(_hooks._calling.on),
+        )
+
+        def where() -> str:
+            found.hook.enable()  # (as another thread could, right after the arrival looked)
+            return "app.py:1"
+
+        try:
+            with Arrival(get_current(), None, "message.process", where, True):
+                pass
+        finally:
+            found.hook.disable()
+        assert [True, True, True, True] == guarded

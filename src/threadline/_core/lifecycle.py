@@ -29,7 +29,6 @@ __all__ = [
     "around",
     "before",
     "began",
-    "code_place",
     "context_for",
     "create",
     "create_hook",
@@ -416,24 +415,6 @@ def location(depth: int = 1, skip: tuple[str, ...] = ()) -> str:
     return "?"
 
 
-_CODE_PLACES: dict[Any, str] = {}
-CODE_PLACES_KEPT = 4096
-"""How many code objects' places `code_place` remembers (then it starts afresh)."""
-
-
-def code_place(code: Any) -> str:
-    """``"file:line"`` where the code object *code* begins.
-
-    Remembered: a handler's is asked on every request while hooks are on.
-    """
-    where = _CODE_PLACES.get(code)
-    if where is None:
-        if len(_CODE_PLACES) >= CODE_PLACES_KEPT:
-            _CODE_PLACES.clear()
-        where = _CODE_PLACES[code] = f"{code.co_filename}:{code.co_firstlineno}"
-    return where
-
-
 def in_library(name: str, skip: tuple[str, ...] = ()) -> bool:
     """Whether the file *name* is threadline's, the standard library's, or under *skip*."""
     if name.startswith((PACKAGE_DIR, "<frozen", *skip)):
@@ -497,6 +478,11 @@ def enter_request(kind: str, where: str) -> tuple[Resource, Token[Resource | Non
     watcher runs, no hook is guarded or has a ``before``): this is every
     request's way in while the live view is served. `exit_request` ends it.
     """
+    if not lazy_names or _guarding or _befores:  # the hooks changed since the caller looked
+        made = create(kind, where, request=True)
+        if made is None:  # (never: a request is always a resource)
+            raise RuntimeError(f"threadline: no resource made for a request ({kind})")
+        return made, before(made)
     trigger = _current.get()
     value = get_current().get(_REQUEST_KEY)
     request_id = value.get("request_id") if value is not None else None  # type: ignore[attr-defined]
@@ -526,6 +512,8 @@ def exit_request(resource: Resource, token: Token[Resource | None]) -> None:
     resource.destroyed = True  # (only its own arrival or scope ends a request)
     resource._values = None
     resource._refresh = None  # (it may hold its owner, the request's exchange)
+    if resource._silent:
+        return
     for hook, function in _destroys:
         try:
             function(resource)

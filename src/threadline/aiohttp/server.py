@@ -14,7 +14,6 @@ from aiohttp import HttpVersion10, HttpVersion11, web
 from aiohttp.typedefs import Handler, Middleware
 
 from .._boundary.coexistence import contrib_loaded, is_contrib
-from .._core import lifecycle
 from .._core.checks import require_bool
 from .._http.incoming import GetAll
 from .._http.options import ServerOptions
@@ -217,7 +216,7 @@ class _Reader:
     def location(self, request: web.Request) -> str:
         """Where the request's handler is defined (its resource is made there)."""
         code = getattr(getattr(request.match_info, "handler", None), "__code__", None)
-        return lifecycle.code_place(code) if code is not None else request.path
+        return f"{code.co_filename}:{code.co_firstlineno}" if code is not None else request.path
 
 
 _PROTOCOLS = {HttpVersion10: "1.0", HttpVersion11: "1.1"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
-from .._core import lifecycle
 from .._http.incoming import GetAll
 from .._http.server import ServerFields
 
@@ -82,7 +81,7 @@ def code_location(handler: object) -> str | None:
         code = getattr(inner, "__code__", None)
     if code is None:
         return None
-    return lifecycle.code_place(code)
+    return f"{code.co_filename}:{code.co_firstlineno}"
 
 
 class _Headers:
