@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import gc
 import logging
 import multiprocessing
 import sys
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -307,24 +308,31 @@ async def handler(request: web.Request) -> web.Response:
     return web.json_response({"type": running and running.type, "id": running and running.id})
 
 
+@contextlib.asynccontextmanager
+async def served(app: web.Application) -> AsyncIterator[str]:
+    """*app* on a free loopback port (its base URL), stopped when the block ends."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
 class TestHttp:
     async def test_server_request_and_client_call(self, recorder: Recorder) -> None:
         """A server request runs as an http.server resource; a client call is http.client."""
         app = web.Application(middlewares=[tla.middleware(spans=False)])
         app.router.add_get("/", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        try:
-            url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
-            async with aiohttp.ClientSession(trace_configs=[tla.trace_config()]) as session:
-                with tl.request.scope(request_id="h1"):
-                    async with session.get(url) as response:  # mark:client-get
-                        body = await response.json()
-                        request_id = response.headers["X-Request-ID"]
-        finally:
-            await runner.cleanup()
+        async with (
+            served(app) as url,
+            aiohttp.ClientSession(trace_configs=[tla.trace_config()]) as session,
+        ):
+            with tl.request.scope(request_id="h1"):
+                async with session.get(url + "/") as response:  # mark:client-get
+                    body = await response.json()
+                    request_id = response.headers["X-Request-ID"]
         (server,) = recorder.of_type("http.server")
         (client,) = recorder.of_type("http.client")
         assert {"type": "http.server", "id": server.id} == body
@@ -562,16 +570,12 @@ class TestOnlyTheLiveViewListening:
 
         app = web.Application(middlewares=[tla.middleware(spans=False)])
         app.router.add_get("/", keep)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        try:
-            url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
-            async with aiohttp.ClientSession() as session, session.get(url) as response:
-                assert 200 == response.status
-        finally:
-            await runner.cleanup()
+        async with (
+            served(app) as url,
+            aiohttp.ClientSession() as session,
+            session.get(url + "/") as response,
+        ):
+            assert 200 == response.status
         ((resource, request),) = seen
         assert resource is not None
         assert (resource.type, resource.destroyed) == ("http.server", True)
