@@ -588,9 +588,8 @@ class TestOnlyTheLiveViewListening:
     ) -> None:
         """Enabled between the arrival's look at the hooks and the resource (another thread):
         the request takes the general way, so the hook gets all four callbacks, guarded."""
-        found = Recorder()
         guarded: list[bool] = []
-        found.hook = hooks.create_hook(
+        hook = hooks.create_hook(
             init=lambda resource, trigger: guarded.append(_hooks._calling.on),
             before=lambda resource: guarded.append(_hooks._calling.on),
             after=lambda resource: guarded.append(_hooks._calling.on),
@@ -598,12 +597,12 @@ class TestOnlyTheLiveViewListening:
         )
 
         def where() -> str:
-            found.hook.enable()  # (as another thread could, right after the arrival looked)
+            hook.enable()  # (as another thread could, right after the arrival looked)
             return "app.py:1"
 
         try:
             with Arrival(get_current(), None, "message.process", where, True):
                 pass
         finally:
-            found.hook.disable()
+            hook.disable()
         assert [True, True, True, True] == guarded
