@@ -320,6 +320,159 @@ async def served(app: web.Application) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+class TestRequestsMadeWhenNeeded:
+    """While only the live view listens, a request is a resource only once something needs it:
+    work handed over under it, `current` inside it, the view's look; the view shows it anyway."""
+
+    @pytest.fixture
+    def view(self) -> Iterator[None]:
+        """The live view's tracker listening (no endpoint), then off and forgetting."""
+        from threadline.live._tracker import tracker
+
+        tracker.enable()
+        try:
+            assert _hooks.lazy_names
+            yield
+        finally:
+            tracker.disable()
+            tracker.forget_leaks()
+
+    @staticmethod
+    async def get(app: web.Application, path: str) -> str:
+        async with (
+            served(app) as url,
+            aiohttp.ClientSession() as session,
+            session.get(url + path, headers={"X-Request-ID": "m-1"}) as response,
+        ):
+            assert 200 == response.status
+            return await response.text()
+
+    @staticmethod
+    def app(answer: Any) -> web.Application:
+        app = web.Application(middlewares=[tla.middleware(spans=False)])
+        app.router.add_get("/items/{n}", answer)
+        return app
+
+    async def test_a_request_that_needs_nothing_makes_no_resource(self, view: None) -> None:
+        from threadline import live
+
+        seen: list[Any] = []
+
+        async def answer(request: web.Request) -> web.Response:
+            seen.extend(_hooks.pending_table.values())
+            return web.Response(text="ok")
+
+        await self.get(self.app(answer), "/items/1")
+        (pending,) = seen
+        assert pending._made is None
+        assert {} == _hooks.pending_table
+        assert [] == live.snapshot()["requests"]
+
+    async def test_the_view_shows_it_named_at_its_handler(self, view: None) -> None:
+        from threadline import live
+
+        shown: list[Any] = []
+
+        async def answer(request: web.Request) -> web.Response:
+            shown.extend(live.snapshot()["requests"])  # type: ignore[arg-type]
+            return web.Response(text="ok")
+
+        await self.get(self.app(answer), "/items/2")
+        ((request),) = shown
+        assert ("http.server", "GET /items/{n}", "m-1", []) == (
+            request["type"],
+            request["name"],
+            request["request_id"],
+            request["resources"],
+        )
+        assert f"{HERE}:{answer.__code__.co_firstlineno}" == request["location"]
+        assert [] == live.snapshot()["requests"]
+
+    async def test_current_inside_makes_it_and_keeps_nothing_of_the_request(
+        self, view: None
+    ) -> None:
+        seen: list[Any] = []
+
+        async def answer(request: web.Request) -> web.Response:
+            seen.append((hooks.current(), hooks.current(), weakref.ref(request)))
+            return web.Response(text="ok")
+
+        await self.get(self.app(answer), "/items/3")
+        ((resource, again, request),) = seen
+        assert resource is again
+        assert (resource.type, resource.request, resource.request_id) == (
+            "http.server",
+            True,
+            "m-1",
+        )
+        assert f"{HERE}:{answer.__code__.co_firstlineno}" == resource.location
+        assert resource.destroyed
+        gc.collect()
+        assert request() is None
+
+    async def test_work_handed_over_makes_it_the_works_owner(self, view: None) -> None:
+        from threadline import live
+
+        shown: list[Any] = []
+
+        async def answer(request: web.Request) -> web.Response:
+            gate = asyncio.Event()
+            task = asyncio.create_task(gate.wait())  # mark:made-when-needed
+            shown.extend(live.snapshot()["requests"])  # type: ignore[arg-type]
+            gate.set()
+            await task
+            return web.Response(text="ok")
+
+        await self.get(self.app(answer), "/items/4")
+        ((request),) = shown
+        assert [("task", marked_line(HERE, "mark:made-when-needed"))] == [
+            (made["type"], made["location"]) for made in request["resources"]
+        ]
+        assert [] == live.snapshot()["requests"]
+
+    def test_a_hook_enabled_during_it_sees_it_end(self, view: None) -> None:
+        """As of a resource made before it was enabled: its after and destroy, once each."""
+        found = Recorder()
+        arrival = Arrival(get_current(), None, "http.server", None, True, False, _named)
+        with arrival:
+            assert arrival.resource is None
+            found.hook.enable()
+        found.hook.disable()
+        request = arrival.resource
+        assert request is not None
+        assert ["after", "destroy"] == found.sequence(request)
+        assert hooks.current() is None
+
+    def test_made_by_the_view_while_it_ends_it_is_ended_once(self, view: None) -> None:
+        """The request ends on its own thread while the view's makes its resource."""
+        from threadline import live
+
+        ended: list[Any] = []
+        watch = _hooks.Hook(None, None, None, ended.append, guarded=False, requests_only=True)
+
+        def ends_meanwhile(resource: hooks.Resource) -> None:
+            arrival.__exit__(None, None, None)
+            _named(resource)
+
+        arrival = Arrival(get_current(), None, "http.server", None, True, False, ends_meanwhile)
+        arrival.__enter__()
+        watch.enable()
+        try:
+            made = _hooks.made(arrival)
+        finally:
+            watch.disable()
+        assert made is not None
+        assert made.destroyed
+        assert [made] == ended
+        assert _hooks.made(arrival) is made
+        assert [] == live.snapshot()["requests"]
+        assert hooks.current() is None
+
+
+def _named(resource: hooks.Resource) -> None:
+    resource.name, resource.location = "GET /", "app.py:1"
+
+
 class TestHttp:
     async def test_server_request_and_client_call(self, recorder: Recorder) -> None:
         """A server request runs as an http.server resource; a client call is http.client."""

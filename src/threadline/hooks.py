@@ -64,7 +64,13 @@ def track_tasks(loop: asyncio.AbstractEventLoop | None = None) -> None:
         trigger = resource_var.get()
         if not (
             _hooks.active
-            and (_hooks.outside or (trigger is not None and (trigger.request or trigger._owner)))
+            and (
+                _hooks.outside
+                or (
+                    trigger is not None
+                    and (isinstance(trigger, _hooks.Pending) or trigger.request or trigger._owner)
+                )
+            )
             and asyncio.iscoroutine(coro)
         ):
             if previous is None:

@@ -109,7 +109,7 @@ def hand_off(
     return Handoff(handed, made, resource)
 
 
-class Arrival:
+class Arrival(lifecycle.Pending):
     """Where handed-over work runs: its context attached, the hooks around it, then undone.
 
     ``with Arrival(context): ...`` attaches *context* for the block and puts
@@ -123,13 +123,19 @@ class Arrival:
     request id of the work it runs, and destroys it at the end: a request,
     or a message's processing, that begins here.
 
+    *describe*, for a request: names a resource made for it and says where
+    (its ``name`` and ``location``), now and each time someone looks. With
+    it, while only the live view listens, the request is a
+    `lifecycle.Pending` (this arrival) whose resource is made only when
+    needed: *where* is then not asked.
+
     *only_if_current*: put the context from before back only while *context*
     is still the current one. For work framed by two framework signals,
     where another instrumentation's receiver between them may already have
     put back the context from before both (which must stay).
     """
 
-    __slots__ = ("_context", "_hooked", "_make", "_only_if_current", "_resource", "_token")
+    __slots__ = ("_hooked", "_make", "_only_if_current", "_resource", "_token")
 
     def __init__(  # noqa: PLR0917 - see the comment below
         self,
@@ -139,6 +145,7 @@ class Arrival:
         where: str | Callable[[], str] | None = None,
         request: bool = False,
         only_if_current: bool = False,
+        describe: Callable[[lifecycle.Resource], None] | None = None,
     ) -> None:
         # (positional parameters: a class called with keywords pays for a dict, per request)
         self._context = context
@@ -151,11 +158,15 @@ class Arrival:
         )
         self._only_if_current = only_if_current
         self._token: Token[Context] | None = None
+        self._describe = describe
+        self._made = None
+        self._ended = True  # (False while it is a pending request)
 
     @property
     def resource(self) -> lifecycle.Resource | None:
-        """The lifecycle-hook resource the work runs as, or None."""
-        return self._resource
+        """The lifecycle-hook resource the work runs as, or None (also while not made yet)."""
+        resource = self._resource
+        return resource if resource is not None else self._made
 
     def __enter__(self) -> Context:
         context = self._context
@@ -163,12 +174,20 @@ class Arrival:
         if make is not None and make[2] and lifecycle.lazy_names:
             # a request, while only the live view listens: the short way (nothing to compare)
             if context is None:
-                context = get_current()
+                context = self._context = get_current()
             else:
                 self._token = attach(context)
             kind, where, _ = make
+            describe = self._describe
+            if describe is not None:
+                hooked = lifecycle.enter_pending(self, kind)
+                if hooked is not None:  # its resource is made if needed
+                    self._hooked = hooked
+                    return context
             place = where() if callable(where) else where or lifecycle.location(1)
             self._resource, self._hooked = lifecycle.enter_request(kind, place)
+            if describe is not None:
+                lifecycle.describe(self._resource, describe)
             return context  # (`_hooked`: the token `before` would have returned)
         # what was current before: a request that begins here should find no other request in it
         ambient = get_current() if make is not None else None
@@ -179,9 +198,11 @@ class Arrival:
         if make is not None:
             kind, where, request = make
             place = where() if callable(where) else where or lifecycle.location(1)
-            self._resource = lifecycle.create(kind, place, request=request)
+            self._resource = resource = lifecycle.create(kind, place, request=request)
             if request and ambient is not None:
-                lifecycle.began(self._resource, ambient)
+                lifecycle.began(resource, ambient)
+            if resource is not None and self._describe is not None:
+                lifecycle.describe(resource, self._describe)
         if self._resource is not None:
             self._hooked = lifecycle.before(self._resource)
         return context
@@ -201,6 +222,9 @@ class Arrival:
             else:
                 lifecycle.after(resource, self._hooked)
                 lifecycle.destroy(resource)
+        elif not self._ended:
+            lifecycle.exit_pending(self, self._hooked)
+        self._describe = None  # (it may hold its owner, whose arrival this is)
         token, self._token = self._token, None
         if token is not None and (not self._only_if_current or get_current() is self._context):
             restore(token)

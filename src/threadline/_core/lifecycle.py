@@ -23,6 +23,7 @@ from .context import STORE_KEY_PREFIX, Context, get_current, span_key, store_key
 
 __all__ = [
     "Hook",
+    "Pending",
     "Resource",
     "active",
     "after",
@@ -33,9 +34,12 @@ __all__ = [
     "create",
     "create_hook",
     "current",
+    "describe",
     "destroy",
+    "enter_pending",
     "enter_request",
     "enter_scope",
+    "exit_pending",
     "exit_request",
     "exit_scope",
     "forget_requests",
@@ -43,6 +47,9 @@ __all__ = [
     "in_library",
     "lazy_names",
     "location",
+    "made",
+    "pending_table",
+    "pending_watch",
     "refresh",
     "retrieved",
     "run",
@@ -64,11 +71,12 @@ active = False
 """True while a hook is enabled or a watcher (the loss detector) runs."""
 
 _logger = logging.getLogger("threadline")
-_current: ContextVar[Resource | None] = ContextVar("threadline.resource", default=None)
+_current: ContextVar[Resource | Pending | None] = ContextVar("threadline.resource", default=None)
 resource_var = _current
 """The variable `current` reads (for a task factory that decides inline, as `wanted` does)."""
 _ids = itertools.count(1)
 _lock = threading.Lock()
+_making = threading.RLock()  # a pending request's resource is made once (`made`)
 _hooks: tuple[Hook, ...] = ()
 # The enabled hooks' callbacks of each kind, as (hook, function) pairs, rebuilt (under the lock)
 # whenever a hook is enabled or disabled, so that a resource's path reads one tuple per step.
@@ -176,11 +184,17 @@ class Resource:
         "type",
     )
 
-    def __init__(
-        self, kind: str, trigger: Resource | None, where: str, request_id: str | None, request: bool
+    def __init__(  # noqa: PLR0917 - positional: every resource's way in
+        self,
+        kind: str,
+        trigger: Resource | None,
+        where: str,
+        request_id: str | None,
+        request: bool,
+        known_id: int = 0,
     ) -> None:
         self.type = kind
-        self.id = next(_ids)
+        self.id = known_id or next(_ids)
         self.trigger_id = 0 if trigger is None else trigger.id
         self.location = where
         self.request_id = request_id
@@ -201,6 +215,39 @@ class Resource:
             f"Resource({self.type!r}, id={self.id}, trigger_id={self.trigger_id}, "
             f"location={self.location!r}, request_id={self.request_id!r})"
         )
+
+
+class Pending:
+    """A request begun while only threadline's own hooks listen (`lazy_names`), not yet a resource.
+
+    Its resource is made only once something needs it (`made`): work handed
+    over under it, `current` asked inside it, the live view's look. A
+    request that needs none of these (most, when nobody watches) costs its
+    service no resource and no hook call. `current` reads the pending request
+    as the resource it stands for.
+
+    The arrival that begins a request is its `Pending` (a base class: no
+    object more per request).
+    """
+
+    __slots__ = ("_context", "_describe", "_ended", "_kind", "_made", "_outer", "_pid", "_started")
+
+    _kind: str
+    _ended: bool
+    _outer: Resource | Pending | None  # current where it began: what made it
+    _pid: int  # the id its resource gets
+    _started: float  # monotonic, set by the live view
+
+    def __init__(self, context: Context | None) -> None:
+        self._context = context
+        self._made: Resource | None = None
+        self._describe: Callable[[Resource], None] | None = None
+
+
+pending_watch: Callable[[Pending], None] | None = None
+"""The live view's: told of each request begun as a `Pending` (it keeps `pending_table`)."""
+pending_table: dict[int, Pending] = {}
+"""The live view's requests in flight not yet made resources, by the id each will have."""
 
 
 class Hook:
@@ -309,7 +356,8 @@ def current() -> Resource | None:
 
     .. versionadded:: 0.1
     """
-    return _current.get()
+    found = _current.get()
+    return made(found) if isinstance(found, Pending) else found
 
 
 _watching = 0
@@ -431,7 +479,9 @@ def wanted() -> bool:
     if outside:
         return True
     trigger = _current.get()
-    return trigger is not None and (trigger.request or trigger._owner is not None)
+    return trigger is not None and (
+        isinstance(trigger, Pending) or trigger.request or trigger._owner is not None
+    )
 
 
 def create(kind: str, where: str, *, request: bool = False) -> Resource | None:
@@ -441,6 +491,8 @@ def create(kind: str, where: str, *, request: bool = False) -> Resource | None:
     wants it (see `wanted`): not a resource, nothing to call.
     """
     trigger = _current.get()
+    if isinstance(trigger, Pending):
+        trigger = made(trigger)
     if not (outside or request) and (
         trigger is None or not (trigger.request or trigger._owner is not None)
     ):
@@ -471,7 +523,7 @@ def create(kind: str, where: str, *, request: bool = False) -> Resource | None:
     return resource
 
 
-def enter_request(kind: str, where: str) -> tuple[Resource, Token[Resource | None]]:
+def enter_request(kind: str, where: str) -> tuple[Resource, Token[Resource | Pending | None]]:
     """`create` and `before` for a request, while `lazy_names` (only threadline's own hooks listen).
 
     The same effects with none of the checks those hooks make unneeded (no
@@ -479,11 +531,13 @@ def enter_request(kind: str, where: str) -> tuple[Resource, Token[Resource | Non
     request's way in while the live view is served. `exit_request` ends it.
     """
     if not lazy_names or _guarding or _befores:  # the hooks changed since the caller looked
-        made = create(kind, where, request=True)
-        if made is None:  # (never: a request is always a resource)
+        resource = create(kind, where, request=True)
+        if resource is None:  # (never: a request is always a resource)
             raise RuntimeError(f"threadline: no resource made for a request ({kind})")
-        return made, before(made)
+        return resource, before(resource)
     trigger = _current.get()
+    if isinstance(trigger, Pending):
+        trigger = made(trigger)
     value = get_current().get(_REQUEST_KEY)
     request_id = value.get("request_id") if value is not None else None  # type: ignore[attr-defined]
     resource = Resource(kind, trigger, where, request_id, True)
@@ -496,7 +550,7 @@ def enter_request(kind: str, where: str) -> tuple[Resource, Token[Resource | Non
     return resource, _current.set(resource)
 
 
-def exit_request(resource: Resource, token: Token[Resource | None]) -> None:
+def exit_request(resource: Resource, token: Token[Resource | Pending | None]) -> None:
     """`after` and `destroy` for a request `enter_request` made.
 
     The general way when the hooks changed since it began.
@@ -521,6 +575,101 @@ def exit_request(resource: Resource, token: Token[Resource | None]) -> None:
             _failed(hook, "destroy", resource)
 
 
+def enter_pending(pending: Pending, kind: str) -> Token[Resource | Pending | None] | None:
+    """Begin the request *pending* without a resource: current, told to the live view.
+
+    Only while `lazy_names` and the view watches (`pending_watch`); None
+    otherwise (the hooks changed since the caller looked): the caller takes
+    the general way. `made` makes its resource when needed; `exit_pending`
+    ends it.
+    """
+    watch = pending_watch
+    if not lazy_names or _guarding or _befores or watch is None:
+        return None
+    pending._kind = kind
+    pending._ended = False
+    pending._pid = next(_ids)
+    pending._outer = _current.get()
+    watch(pending)
+    return _current.set(pending)
+
+
+def made(pending: Pending) -> Resource | None:
+    """The resource of the request *pending*, made (and the ``init`` hooks called) the first time.
+
+    None once it ended without one. Any thread may ask (the live view's
+    does): one resource is made, and one that a request ending meanwhile on
+    another thread did not see is destroyed here.
+    """
+    found = pending._made
+    if found is not None or pending._ended:
+        return found
+    return _make(pending, init=True)
+
+
+def _make(pending: Pending, *, init: bool) -> Resource | None:
+    """Make *pending*'s resource; with *init*, call the ``init`` hooks (not once it ended)."""
+    with _making:
+        found = pending._made
+        if found is not None or (init and pending._ended):
+            return found
+        outer = pending._outer
+        trigger = made(outer) if isinstance(outer, Pending) else outer
+        context = pending._context
+        value = None if context is None else context.get(_REQUEST_KEY)
+        request_id = value.get("request_id") if value is not None else None  # type: ignore[attr-defined]
+        found = Resource(pending._kind, trigger, "?", request_id, True, pending._pid)
+        by = pending._describe
+        if by is not None:
+            describe(found, by)
+        pending._made = found  # (before the hooks: one that asks for `current` finds it)
+        if init and _inits and not found._silent:
+            _call(_inits, "init", found, trigger)
+    if init and pending._ended:  # it ended on another thread while this one made it
+        destroy(found)
+    return found
+
+
+def describe(resource: Resource | None, by: Callable[[Resource], None]) -> None:
+    """Name *resource* and say where it is *by* a function of it, now and whenever `refresh` asks.
+
+    The function is forgotten when the resource is destroyed.
+    """
+    if resource is None:
+        return
+    _describe(resource, by)
+    resource._refresh = lambda: _describe(resource, by)
+
+
+def _describe(resource: Resource, by: Callable[[Resource], None]) -> None:
+    try:
+        by(resource)
+    except Exception:  # noqa: BLE001 - a framework's odd request: the resource stays as it was
+        return
+
+
+def exit_pending(pending: Pending, token: Token[Resource | Pending | None]) -> None:
+    """End the request *pending* (`enter_pending`): its resource too, if one was made.
+
+    A hook enabled since it began hears it end (``after``, ``destroy``), as
+    it would of a resource made before it was enabled.
+    """
+    pending._ended = True
+    found = pending._made
+    if found is None and (_afters or _destroys) and not lazy_names:
+        found = _make(pending, init=False)
+    if found is not None and _afters and not found._silent:
+        _call(_afters, "after", found)
+    try:  # noqa: SIM105 - inline, no with: this is every request's way out
+        _current.reset(token)
+    except ValueError:  # it ended in another context than it began
+        pass
+    pending_table.pop(pending._pid, None)
+    pending._describe = None  # (it may hold its owner: the request's exchange)
+    if found is not None:
+        destroy(found)
+
+
 def context_for(resource: Resource) -> contextvars.Context:
     """A copy of the current `contextvars` context in which `current` answers *resource*.
 
@@ -532,7 +681,7 @@ def context_for(resource: Resource) -> contextvars.Context:
     return context
 
 
-def before(resource: Resource) -> Token[Resource | None]:
+def before(resource: Resource) -> Token[Resource | Pending | None]:
     """Make *resource* current and call the ``before`` hooks; `after` takes the token back."""
     token = _current.set(resource)
     bleed = watchers.bleed
@@ -547,7 +696,7 @@ def before(resource: Resource) -> Token[Resource | None]:
     return token
 
 
-def after(resource: Resource, token: Token[Resource | None]) -> None:
+def after(resource: Resource, token: Token[Resource | Pending | None]) -> None:
     """Call the ``after`` hooks, then put back the resource current before `before`."""
     if _afters and not resource._silent:
         _call(_afters, "after", resource)

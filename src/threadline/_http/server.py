@@ -118,6 +118,7 @@ class ServerExchange(Generic[R]):
     __slots__ = (
         "_arrival",
         "_completed",
+        "_handler",
         "_incoming",
         "_inner",
         "_link",
@@ -127,6 +128,7 @@ class ServerExchange(Generic[R]):
         "_reader",
         "_request",
         "_route",
+        "_routed",
         "_settled",
         "_span",
         "_started",
@@ -155,6 +157,8 @@ class ServerExchange(Generic[R]):
         self._incoming = incoming if options.user_id is None else without_incoming_user(incoming)
         self._values: dict[str, Any] = {"request_id": self.request_id, "start_time": started}
         self._route: str | None = _UNKNOWN
+        self._handler: str | None = None  # where the route's handler is, when a router said
+        self._routed: Callable[[], tuple[str | None, str | None]] | None = None
         self._status: int | None = None
         self._settled = False
         self._completed = False
@@ -184,27 +188,16 @@ class ServerExchange(Generic[R]):
             # the span that came is not the current one: OpenTelemetry's middleware, next,
             # makes the SERVER span (not an INTERNAL one under a span it finds current)
             context = Context({**context, span_key(): None})
-        # the resource's type, where (a string, not a bound method: no cycle), a request
-        arrival = self._arrival = Arrival(
-            context,
-            None,
-            SERVER_BOUNDARY,
-            self._reader.location(self._request) if lifecycle.active else None,
-            True,
-        )
-        arrival.__enter__()
-        resource = arrival.resource
-        if resource is None:
-            return self
-        if lifecycle.lazy_names:  # only the live view listens: named when it looks
-            lifecycle.set_refresh(resource, self._name_for_view)
+        # the resource's type, where, a request; named (and placed) by `_show`, which the
+        # arrival forgets when it ends (it holds this exchange); while only the live view
+        # listens, no resource unless needed, and where it is asked only then
+        if lifecycle.active:
+            where = None if lifecycle.lazy_names else self._reader.location(self._request)
+            arrival = Arrival(context, None, SERVER_BOUNDARY, where, True, False, self._show)
         else:
-            reader, request = self._reader, self._request
-            resource.name = server_span_name(
-                reader.method(request), self.route or reader.path(request)
-            )
-            if not self.route:  # routed later, inside the app: a reader asks again
-                lifecycle.set_refresh(resource, self._follow_route)
+            arrival = Arrival(context)
+        self._arrival = arrival
+        arrival.__enter__()
         return self
 
     def __exit__(
@@ -309,19 +302,15 @@ class ServerExchange(Generic[R]):
         *location* (the handler's ``file:line``), else what the reader finds.
         """
         self._route = route
-        if route:
-            self._name_resource(route, location)
+        if location is not None:
+            self._handler = location
+        resource = self._arrival.resource
+        if route and resource is not None:
+            self._show(resource)
         span = self._owned
         if span is not None and route:
             span.update_name(server_span_name(self._reader.method(self._request), route))
             span.set_attribute("http.route", route)
-
-    def _name_resource(self, route: str, location: str | None) -> None:
-        resource = self._arrival.resource
-        if resource is not None:
-            reader, request = self._reader, self._request
-            resource.name = server_span_name(reader.method(request), route)
-            resource.location = location or reader.location(request)
 
     def follow(self, routed: Callable[[], tuple[str | None, str | None]]) -> None:
         """While hooks are on, ask *routed* for the route and handler when the live view looks.
@@ -330,34 +319,25 @@ class ServerExchange(Generic[R]):
         (each None while unknown): for a router that matches inside the app
         (Django). Called in the block.
         """
-        resource = self._arrival.resource
-        if resource is None:
-            return
+        self._routed = routed
 
-        def refresh() -> None:
-            route, location = routed()
-            if route:
-                self._name_resource(route, location)
+    def _show(self, resource: lifecycle.Resource) -> None:
+        """Name *resource* by the route once routed, else by the path; place it at the handler.
 
-        lifecycle.set_refresh(resource, refresh)
-
-    def _name_for_view(self) -> None:
-        """Name the resource by the path, then by the route once routed (the live view asks)."""
-        resource = self._arrival.resource
-        if resource is not None and resource.name is None:
-            reader, request, known = self._reader, self._request, self._route
-            route = known if isinstance(known, str) and known else reader.path(request)
-            resource.name = server_span_name(reader.method(request), route)
-        self._follow_route()
-
-    def _follow_route(self) -> None:
-        """The route and handler, once the app routed the request (the live view asks)."""
-        named = self._route
-        if isinstance(named, str) and named:
-            return
-        route = self._reader.route(self._request)
-        if route:
-            self._name_resource(route, None)
+        What the request's resource is named by, when made and each time the
+        live view looks (`lifecycle.refresh`).
+        """
+        reader, request, known = self._reader, self._request, self._route
+        route = known if isinstance(known, str) and known else None
+        handler = self._handler
+        routed = self._routed
+        if route is None and routed is not None:
+            route, found = routed()
+            handler = handler or found
+        if not route:
+            route = reader.route(request)
+        resource.name = server_span_name(reader.method(request), route or reader.path(request))
+        resource.location = handler or reader.location(request)
 
     @property
     def route(self) -> str | None:

@@ -35,6 +35,9 @@ from ..hooks import track_tasks, tracking, untrack_tasks
 # here is a dict lookup, where asking for the running loop is a getpid() system call on 3.10/3.11
 _CURRENT_TASKS: dict[Any, Any] = getattr(asyncio.tasks, "_current_tasks", {})
 
+_monotonic = time.monotonic
+_get_ident = threading.get_ident
+
 _OPENTELEMETRY = (os.path.dirname(os.path.dirname(os.path.abspath(trace.__file__))) + os.sep,)
 """OpenTelemetry's folder: a span is made where the application called into it."""
 
@@ -134,6 +137,9 @@ class Tracker:
         # the requests in flight by their resource's id, each with when it began (monotonic),
         # and what each made once it made something
         self._requests: dict[int, tuple[lifecycle.Resource, float]] = {}
+        # the requests in flight not made resources yet (`lifecycle.Pending`), by the id each
+        # will have: lifecycle's own table, which it keeps as they end
+        self._pending = lifecycle.pending_table
         self._made: dict[int, _Made] = {}
         self._outlived: dict[int, _Left] = {}
         self._failed: list[_Left] = []
@@ -160,6 +166,7 @@ class Tracker:
         self.on = True
         self.dropped["requests"] = 0  # a view served afresh counts afresh
         lifecycle.watch_retrieval = True
+        lifecycle.pending_watch = self._began
         self._hook.enable()
         self._watch_here(time.monotonic())
 
@@ -167,6 +174,7 @@ class Tracker:
         """Stop tracking; put back the loops' task factories; forget the requests in flight."""
         self.on = False
         lifecycle.watch_retrieval = False
+        lifecycle.pending_watch = None
         self._hook.disable()
         loops = list(self._loops)
         self._loops.clear()
@@ -181,6 +189,7 @@ class Tracker:
             else:
                 loop.call_soon_threadsafe(untrack_tasks, loop)
         self._requests.clear()
+        self._pending.clear()
         self._made.clear()
 
     def _watch_here(self, now: float) -> None:
@@ -207,11 +216,30 @@ class Tracker:
 
     # -- the hook -----------------------------------------------------------------------------
 
+    def _began(self, pending: lifecycle.Pending) -> None:
+        """A request began as a `lifecycle.Pending`: keep it, with when it began."""
+        pending._started = now = _monotonic()
+        # on the loop seen last on this thread when that loop runs a task: this task is its
+        # (one thread runs one loop at a time); else ask which loop runs here
+        thread, loop = self._seen
+        if now >= self._next_look or _get_ident() != thread or _CURRENT_TASKS.get(loop) is None:
+            self._watch_here(now)
+        table = self._pending
+        if len(table) + len(self._requests) < MAX_REQUESTS:
+            table[pending._pid] = pending
+        else:
+            with self._lock:
+                self.dropped["requests"] += 1
+
     def _init(self, resource: lifecycle.Resource, trigger: lifecycle.Resource | None) -> None:
         if resource.request:
+            pending = self._pending.pop(resource.id, None)
+            if pending is not None:  # made for what needed it: kept since it began
+                self._requests[resource.id] = (resource, pending._started)
+                if resource.destroyed:  # (it ended meanwhile, on another thread)
+                    self._requests.pop(resource.id, None)
+                return
             now = time.monotonic()
-            # on the loop seen last on this thread when that loop runs a task: this task is its
-            # (one thread runs one loop at a time); else ask which loop runs here
             thread, loop = self._seen
             if (
                 now >= self._next_look
@@ -219,7 +247,7 @@ class Tracker:
                 or _CURRENT_TASKS.get(loop) is None
             ):
                 self._watch_here(now)
-            if len(self._requests) < MAX_REQUESTS:
+            if len(self._requests) + len(self._pending) < MAX_REQUESTS:
                 self._requests[resource.id] = (resource, now)
             else:
                 with self._lock:
@@ -334,6 +362,8 @@ class Tracker:
 
     def snapshot(self) -> dict[str, Any]:
         """The requests in flight, slowest first, as plain data (what ``/requests`` serves)."""
+        for pending in list(self._pending.values()):  # each now a resource, in `_requests`
+            lifecycle.made(pending)
         now, wall = time.monotonic(), time.time()
         # (sorted() copies the values in one step under the GIL: the hook may go on meanwhile)
         requests = sorted(self._requests.values(), key=lambda request: request[1])
