@@ -162,8 +162,10 @@ class Resource:
         name: what it is, for people (``"GET /items/{id}"`` for an HTTP
             request or call), or None; it may change while the resource lives
             (a route known after routing). While the live view is the only
-            listener, an HTTP request's name is worked out when the view is
-            read (`refresh`), and is None until then.
+            listener, an HTTP request becomes a resource only once something
+            needs it (work it hands over, `current`, the view's look): its
+            name is worked out then, and again when the view is read
+            (`refresh`).
 
     .. versionadded:: 0.1
     """
@@ -352,7 +354,8 @@ def current() -> Resource | None:
 
     While the live view is the only listener (no hook of yours, no loss
     detector), work outside any request is no resource: there, this answers
-    the resource current where that work was made, or None.
+    the resource current where that work was made, or None. Inside an HTTP
+    request begun then, the first call makes the request's resource.
 
     .. versionadded:: 0.1
     """
