@@ -468,6 +468,39 @@ class TestRequestsMadeWhenNeeded:
         assert [] == live.snapshot()["requests"]
         assert hooks.current() is None
 
+    def test_ended_while_the_views_thread_makes_it_it_leaves_the_view(self, view: None) -> None:
+        """The request ends on its thread between its resource made and the view's init."""
+        from threadline import live
+        from threadline.live._tracker import tracker
+
+        reached, go = threading.Event(), threading.Event()
+
+        def park(resource: hooks.Resource, trigger: hooks.Resource | None) -> None:
+            if threading.current_thread().name == "view":  # (as a thread switch there could)
+                reached.set()
+                go.wait(30)
+
+        probe = _hooks.Hook(park, None, None, None, guarded=False, requests_only=True)
+        tracker._hook.disable()
+        probe.enable()
+        tracker._hook.enable()  # (after the probe: its init is called second)
+        arrival = Arrival(get_current(), None, "http.server", None, True, False, _named)
+        try:
+            arrival.__enter__()
+            looking = threading.Thread(target=live.snapshot, name="view")
+            looking.start()
+            assert reached.wait(30)
+            threading.Timer(0.2, go.set).start()
+            arrival.__exit__(None, None, None)
+            looking.join(30)
+        finally:
+            go.set()
+            probe.disable()
+        made = arrival.resource
+        assert made is not None
+        assert made.destroyed
+        assert [] == live.snapshot()["requests"]
+
 
 def _named(resource: hooks.Resource) -> None:
     resource.name, resource.location = "GET /", "app.py:1"

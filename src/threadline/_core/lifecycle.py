@@ -593,7 +593,10 @@ def enter_pending(pending: Pending, kind: str) -> Token[Resource | Pending | Non
     pending._ended = False
     pending._pid = next(_ids)
     pending._outer = _current.get()
-    watch(pending)
+    try:
+        watch(pending)
+    except BaseException:  # noqa: BLE001 - the view's error is never the app's: the general way
+        return None
     return _current.set(pending)
 
 
@@ -661,6 +664,9 @@ def exit_pending(pending: Pending, token: Token[Resource | Pending | None]) -> N
     found = pending._made
     if found is None and (_afters or _destroys) and not lazy_names:
         found = _make(pending, init=False)
+    elif found is not None:
+        with _making:  # (made on another thread, maybe still calling its init hooks: after them)
+            pass
     if found is not None and _afters and not found._silent:
         _call(_afters, "after", found)
     try:  # noqa: SIM105 - inline, no with: this is every request's way out

@@ -249,6 +249,8 @@ class Tracker:
                 self._watch_here(now)
             if len(self._requests) + len(self._pending) < MAX_REQUESTS:
                 self._requests[resource.id] = (resource, now)
+                if resource.destroyed:  # (it ended meanwhile, on another thread)
+                    self._requests.pop(resource.id, None)
             else:
                 with self._lock:
                     self.dropped["requests"] += 1
