@@ -675,6 +675,7 @@ def exit_pending(pending: Pending, token: Token[Resource | Pending | None]) -> N
         pass
     pending_table.pop(pending._pid, None)
     pending._describe = None  # (it may hold its owner: the request's exchange)
+    pending._outer = None
     if found is not None:
         destroy(found)
 
