@@ -430,6 +430,31 @@ class TestRequestsMadeWhenNeeded:
         ]
         assert [] == live.snapshot()["requests"]
 
+    async def test_a_span_it_left_open_is_listed_with_its_request(self, view: None) -> None:
+        """Even when the request ended without ever being made a resource."""
+        from opentelemetry import trace
+
+        from threadline import live
+
+        seen: list[Any] = []
+
+        async def answer(request: web.Request) -> web.Response:
+            trace.get_tracer("tests").start_span("left open")  # mark:left-open
+            seen.extend(_hooks.pending_table.values())
+            return web.Response(text="ok")
+
+        await self.get(self.app(answer), "/items/5")
+        ((pending),) = seen
+        assert pending._made is None
+        (leak,) = live.leaks(log=False)
+        assert (
+            "unended",
+            "span 'left open'",
+            marked_line(HERE, "mark:left-open"),
+            "m-1",
+            f"{HERE}:{answer.__code__.co_firstlineno}",
+        ) == (leak.kind, leak.what, leak.location, leak.request_id, leak.request_location)
+
     def test_a_hook_enabled_during_it_sees_it_end(self, view: None) -> None:
         """As of a resource made before it was enabled: its after and destroy, once each."""
         found = Recorder()

@@ -51,6 +51,8 @@ __all__ = [
     "pending_table",
     "pending_watch",
     "refresh",
+    "request_later",
+    "request_of",
     "retrieved",
     "run",
     "set_future",
@@ -457,13 +459,53 @@ def location(depth: int = 1, skip: tuple[str, ...] = ()) -> str:
     Frames of threadline, of the standard library and of the directories
     *skip* are passed over, so the place is the application's line.
     """
+    known = _in_library.get(skip)
+    if known is None:
+        known = _in_library.setdefault(skip, {})
     frame: Any = sys._getframe(depth + 1)
     while frame is not None:
         name = frame.f_code.co_filename
-        if not in_library(name, skip):
+        library = known.get(name)
+        if library is None:
+            library = known[name] = in_library(name, skip)
+        if not library:
             return f"{name}:{frame.f_lineno}"
         frame = frame.f_back
     return "?"
+
+
+# whether each file is a library's (`in_library`), by the directories skipped, then by file name
+_in_library: dict[tuple[str, ...], dict[str, bool]] = {}
+
+
+def request_later(running: Resource | Pending | None) -> object:
+    """What `request_of` takes, for the resource or request *running*, to ask about it later."""
+    return (running, running._describe) if isinstance(running, Pending) else running
+
+
+def request_of(kept: object) -> tuple[str | None, str | None]:
+    """The request id and place of the request what `request_later` kept belongs to.
+
+    (None, None) outside any request. A request that ended before it was
+    made a resource is described now, by what described it then.
+    """
+    running = kept
+    if isinstance(kept, tuple):
+        pending, by = kept
+        running = made(pending)
+        if running is None:  # ended, never made: named as it would have been
+            context = pending._context
+            value = None if context is None else context.get(_REQUEST_KEY)
+            request_id = value.get("request_id") if value is not None else None
+            if by is None:
+                return request_id, None
+            probe = Resource(pending._kind, None, "?", request_id, True, pending._pid)
+            _describe(probe, by)
+            return request_id, probe.location
+    if not isinstance(running, Resource):
+        return None, None
+    owner = running if running.request else running._owner
+    return (None, None) if owner is None else (owner.request_id, owner.location)
 
 
 def in_library(name: str, skip: tuple[str, ...] = ()) -> bool:

@@ -186,8 +186,9 @@ def _describe(leak: Leak) -> str:
         "unretrieved": "failed and nobody retrieved its exception",
         "unended": "was started and never ended",
     }[leak.kind]
+    began = f" (begun at {leak.request_location})" if leak.request_location is not None else ""
     request = (
-        f"request {escape_controls(repr(leak.request_id))} (begun at {leak.request_location})"
+        f"request {escape_controls(repr(leak.request_id))}{began}"
         if leak.request_id is not None or leak.request_location is not None
         else "no request"
     )

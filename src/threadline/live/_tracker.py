@@ -143,7 +143,8 @@ class Tracker:
         self._made: dict[int, _Made] = {}
         self._outlived: dict[int, _Left] = {}
         self._failed: list[_Left] = []
-        self._spans: dict[int, tuple[str, str, _Left]] = {}  # span id -> (name, where, left)
+        # span id -> (span, the context it began in, where, the resource or request current there)
+        self._spans: dict[int, tuple[Any, Context, str, Any]] = {}
         self.dropped = {"requests": 0, "outlived": 0, "unretrieved": 0, "unended": 0}
         self._loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         self._providers: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -339,26 +340,20 @@ class Tracker:
     # -- spans --------------------------------------------------------------------------------
 
     def span_started(self, span: Any, parent: Context | None) -> None:
-        context = parent if parent is not None else get_current()
-        where = lifecycle.location(2, _OPENTELEMETRY)
-        request = self._request_of()
-        left = _Left("span", None, request, _with_span(context, span))
         if len(self._spans) >= MAX_LEAKS:
             with self._lock:
                 self.dropped["unended"] += 1
             return
-        self._spans[span.context.span_id] = (span.name, where, left)
+        # what a leak needs, kept as it is: worked out only for a span never ended (`leaks`)
+        self._spans[span.context.span_id] = (
+            span,
+            parent if parent is not None else get_current(),
+            lifecycle.location(2, _OPENTELEMETRY),
+            lifecycle.request_later(lifecycle.resource_var.get()),
+        )
 
     def span_ended(self, span: Any) -> None:
         self._spans.pop(span.context.span_id, None)
-
-    def _request_of(self) -> lifecycle.Resource | None:
-        """The request the resource running here belongs to, if it is in flight."""
-        current = lifecycle.current()
-        if current is None:
-            return None
-        owner = current if current.request else current._owner
-        return owner if owner is not None and owner.id in self._requests else None
 
     # -- what the view and leaks read --------------------------------------------------------
 
@@ -391,13 +386,10 @@ class Tracker:
         found += [
             (_leak("unretrieved", left), left.context) for left in failed if not left.retrieved()
         ]
-        found += [
-            (
-                Leak("unended", f"span {name!r}", where, left.request_id, left.request_location),
-                left.context,
-            )
-            for name, where, left in spans
-        ]
+        for span, context, where, running in spans:
+            request_id, request_location = lifecycle.request_of(running)
+            leak = Leak("unended", f"span {span.name!r}", where, request_id, request_location)
+            found.append((leak, _with_span(context, span)))
         return found
 
     def forget_leaks(self) -> None:
