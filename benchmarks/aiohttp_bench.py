@@ -143,6 +143,16 @@ VARIANTS = {
         reference="live-ab",
         target=">= 0.95x",
     ),
+    "live-span-ab": Variant(
+        "threadline, a span per request, the live view not served "
+        "(A/B: alternate half-second phases of one load, one server process)"
+    ),
+    "live-span-ab-on": Variant(
+        "threadline, a span per request, the live view served, nobody watching "
+        "(A/B: the same load and server process, the other phases)",
+        reference="live-span-ab",
+        target=">= 0.95x",
+    ),
     "sdkspan": Variant(
         "an SDK-span middleware (start_span + attach), a plain access line", reference="bare"
     ),
@@ -201,12 +211,12 @@ def serve(name: str, port_file: str, agent: str | None) -> None:
         os.sched_setaffinity(0, {0})  # first: every thread the process starts inherits it
     if kind == "ddtrace":
         _set_up_ddtrace(agent)
-    _set_up_tracing(kind)
+    _set_up_tracing("span" if name.startswith("live-span") else kind)
     middlewares = _middlewares(kind)
     if kind == "live":
         from threadline import live
 
-        if name not in ("live-off", "live-ab"):
+        if name != "live-off" and name not in AB_PAIRS:
             Path(f"{port_file}.view").write_text(live.serve().url)  # (what a poller reads)
     access_log = _set_up_logging(name, kind, variant.handler)
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
@@ -214,8 +224,8 @@ def serve(name: str, port_file: str, agent: str | None) -> None:
     from aiohttp import web
 
     route = _handler(variant.handler, kind)
-    counted = [0]  # live-ab: requests answered, for its phases
-    if name == "live-ab":
+    counted = [0]  # an A/B variant: requests answered, for its phases
+    if name in AB_PAIRS:
         handle = route
 
         async def route(request: web.Request) -> web.Response:
@@ -224,7 +234,7 @@ def serve(name: str, port_file: str, agent: str | None) -> None:
             return response
 
     async def main() -> None:
-        if name == "live-ab":
+        if name in AB_PAIRS:
             _alternate_live(port_file, counted)
         app = web.Application(middlewares=middlewares)
         app.router.add_get("/hello/{name}", route)
@@ -259,7 +269,7 @@ def _alternate_live(port_file: str, counted: list[int]) -> None:
 
     async def alternate() -> None:
         while True:
-            for state in random.sample(list(AB_STATES), 2):
+            for state in random.sample(AB_STATES, 2):
                 served = live.serve() if state == "on" else None
                 await asyncio.sleep(AB_SETTLE)
                 began, requests, cpu = time.time(), counted[0], time.process_time()
@@ -736,11 +746,12 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
     folder = tempfile.mkdtemp()
     agents = {name: _start_sink(folder, name) for name in names if name.startswith("ddtrace")}
     sent = dict.fromkeys(names, 0)  # requests answered, warm-up included
-    if "live-ab" in names or "live-ab-on" in names:  # both, measured in live-ab's rounds
-        names = [name for name in names if not name.startswith("live-ab")]
-        names += ["live-ab", "live-ab-on"]
+    for off, on in AB_PAIRS.items():  # both of a pair, measured in the first one's rounds
+        if off in names or on in names:
+            names = [name for name in names if name not in (off, on)]
+            names += [off, on]
     loads: dict[str, list[Load]] = {name: [] for name in names}
-    order = [name for name in names if name != "live-ab-on"]
+    order = [name for name in names if name not in AB_PAIRS.values()]
     try:
         for _ in range(rounds):
             random.shuffle(order)
@@ -750,11 +761,11 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
                 with fresh_server(name, folder, start) as (server, url):
                     if rounds > 1:  # warm up (a smoke run has no figures to keep)
                         sent[name] += load(url, WARM_UP).requests
-                    if name == "live-ab":  # the server alternates the view itself, in phases
+                    if name in AB_PAIRS:  # the server alternates the view itself, in phases
                         began = time.time()
                         done = load(url, max(seconds, 8 * AB_PHASE))
                         phases = _ab_loads(Path(folder, name), began, time.time())
-                        for state, variant in AB_STATES.items():
+                        for state, variant in zip(AB_STATES, (name, AB_PAIRS[name]), strict=True):
                             phases[state].timeouts = done.timeouts  # (the load's, both states')
                             loads[variant].append(phases[state])
                         sent[name] += done.requests
@@ -783,8 +794,11 @@ def measure(names: list[str], rounds: int, seconds: float, use_wrk: bool) -> lis
     return results
 
 
-AB_STATES = {"off": "live-ab", "on": "live-ab-on"}
-"""live-ab's two states, and the variant each one's phases are counted under."""
+AB_STATES = ("off", "on")
+"""An A/B variant's two states: its phases are counted under the pair's first variant, then
+its second (`AB_PAIRS`)."""
+AB_PAIRS = {"live-ab": "live-ab-on", "live-span-ab": "live-span-ab-on"}
+"""The A/B variants: the view not served, and served, in phases of one server's load."""
 
 
 def _notes(loads: list[Load]) -> dict[str, str]:
