@@ -431,29 +431,46 @@ class TestRequestsMadeWhenNeeded:
         assert [] == live.snapshot()["requests"]
 
     async def test_a_span_it_left_open_is_listed_with_its_request(self, view: None) -> None:
-        """Even when the request ended without ever being made a resource."""
+        """Even when the request ended without ever being made a resource; a span begun
+        in its context after it ended is no request's."""
         from opentelemetry import trace
 
         from threadline import live
 
         seen: list[Any] = []
+        later = asyncio.Event()
+
+        def after_it_ended() -> None:
+            trace.get_tracer("tests").start_span("after")  # mark:after-it-ended
+            later.set()
 
         async def answer(request: web.Request) -> web.Response:
             trace.get_tracer("tests").start_span("left open")  # mark:left-open
             seen.extend(_hooks.pending_table.values())
+            seen.append(weakref.ref(request))
+            asyncio.get_running_loop().call_later(0.05, after_it_ended)
             return web.Response(text="ok")
 
         await self.get(self.app(answer), "/items/5")
-        ((pending),) = seen
+        await asyncio.wait_for(later.wait(), 30)
+        (pending, request) = seen
         assert pending._made is None
-        (leak,) = live.leaks(log=False)
+        gc.collect()
+        assert request() is None  # (the span's record keeps no more than the request's own)
+        found = {leak.what: leak for leak in live.leaks(log=False)}
+        assert {"span 'left open'", "span 'after'"} == set(found)
+        leak, after = found["span 'left open'"], found["span 'after'"]
         assert (
             "unended",
-            "span 'left open'",
             marked_line(HERE, "mark:left-open"),
             "m-1",
             f"{HERE}:{answer.__code__.co_firstlineno}",
-        ) == (leak.kind, leak.what, leak.location, leak.request_id, leak.request_location)
+        ) == (leak.kind, leak.location, leak.request_id, leak.request_location)
+        assert (marked_line(HERE, "mark:after-it-ended"), None, None) == (
+            after.location,
+            after.request_id,
+            after.request_location,
+        )
 
     def test_a_hook_enabled_during_it_sees_it_end(self, view: None) -> None:
         """As of a resource made before it was enabled: its after and destroy, once each."""

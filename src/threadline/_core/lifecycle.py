@@ -234,12 +234,23 @@ class Pending:
     object more per request).
     """
 
-    __slots__ = ("_context", "_describe", "_ended", "_kind", "_made", "_outer", "_pid", "_started")
+    __slots__ = (
+        "_context",
+        "_describe",
+        "_ended",
+        "_kind",
+        "_made",
+        "_outer",
+        "_pid",
+        "_place",
+        "_started",
+    )
 
     _kind: str
     _ended: bool
     _outer: Resource | Pending | None  # current where it began: what made it
     _pid: int  # the id its resource gets
+    _place: str | None  # "" once asked for (`request_later`); where it began, once ended
     _started: float  # monotonic, set by the live view
 
     def __init__(self, context: Context | None) -> None:
@@ -467,7 +478,9 @@ def location(depth: int = 1, skip: tuple[str, ...] = ()) -> str:
         name = frame.f_code.co_filename
         library = known.get(name)
         if library is None:
-            library = known[name] = in_library(name, skip)
+            library = in_library(name, skip)
+            if not name.startswith("<"):  # (code compiled under made-up names: not kept)
+                known[name] = library
         if not library:
             return f"{name}:{frame.f_lineno}"
         frame = frame.f_back
@@ -478,34 +491,33 @@ def location(depth: int = 1, skip: tuple[str, ...] = ()) -> str:
 _in_library: dict[tuple[str, ...], dict[str, bool]] = {}
 
 
-def request_later(running: Resource | Pending | None) -> object:
-    """What `request_of` takes, for the resource or request *running*, to ask about it later."""
-    return (running, running._describe) if isinstance(running, Pending) else running
+def request_later(running: Resource | Pending | None) -> Resource | Pending | None:
+    """What `request_of` takes later for the request *running* (current somewhere) is in.
 
-
-def request_of(kept: object) -> tuple[str | None, str | None]:
-    """The request id and place of the request what `request_later` kept belongs to.
-
-    (None, None) outside any request. A request that ended before it was
-    made a resource is described now, by what described it then.
+    None outside a request in flight. Keeps no more than the request's own
+    record (a pending request then notes its place when it ends).
     """
-    running = kept
-    if isinstance(kept, tuple):
-        pending, by = kept
-        running = made(pending)
-        if running is None:  # ended, never made: named as it would have been
-            context = pending._context
+    if isinstance(running, Pending):
+        if running._ended:
+            return None
+        if running._place is None:
+            running._place = ""
+        return running
+    owner = None if running is None else running if running.request else running._owner
+    return None if owner is None or owner.destroyed else owner
+
+
+def request_of(kept: Resource | Pending | None) -> tuple[str | None, str | None]:
+    """The request id and place of the request `request_later` kept (None, None: none)."""
+    if isinstance(kept, Pending):
+        found = made(kept)
+        if found is None:  # ended, never made a resource: its place noted as it ended
+            context = kept._context
             value = None if context is None else context.get(_REQUEST_KEY)
-            request_id = value.get("request_id") if value is not None else None
-            if by is None:
-                return request_id, None
-            probe = Resource(pending._kind, None, "?", request_id, True, pending._pid)
-            _describe(probe, by)
-            return request_id, probe.location
-    if not isinstance(running, Resource):
-        return None, None
-    owner = running if running.request else running._owner
-    return (None, None) if owner is None else (owner.request_id, owner.location)
+            request_id = value.get("request_id") if value is not None else None  # type: ignore[attr-defined]
+            return request_id, kept._place or None
+        kept = found
+    return (None, None) if kept is None else (kept.request_id, kept.location)
 
 
 def in_library(name: str, skip: tuple[str, ...] = ()) -> bool:
@@ -633,6 +645,7 @@ def enter_pending(pending: Pending, kind: str) -> Token[Resource | Pending | Non
         return None
     pending._kind = kind
     pending._ended = False
+    pending._place = None
     pending._pid = next(_ids)
     pending._outer = _current.get()
     try:
@@ -716,6 +729,12 @@ def exit_pending(pending: Pending, token: Token[Resource | Pending | None]) -> N
     except ValueError:  # it ended in another context than it began
         pass
     pending_table.pop(pending._pid, None)
+    if found is None and pending._place is not None:  # asked for later (`request_later`)
+        by = pending._describe
+        if by is not None:
+            probe = Resource(pending._kind, None, "?", None, True, pending._pid)  # (no hooks)
+            _describe(probe, by)
+            pending._place = probe.location
     pending._describe = None  # (it may hold its owner: the request's exchange)
     pending._outer = None
     if found is not None:
