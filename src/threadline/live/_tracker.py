@@ -2,7 +2,9 @@
 
 While the live view is on, one `threadline.hooks` hook records each request
 (a resource that begins one) and every resource made under it: when it
-began, whether it still runs. A request leaves the table when it ends; what
+began, whether it still runs. An HTTP request that is no resource yet
+(`lifecycle.Pending`) is noted as it begins (`Tracker._began`) and moves to
+the requests' table once made one. A request leaves the table when it ends; what
 it left running, the failures nobody retrieved and the spans never ended
 stay for `leaks`. Every table is capped, and what did not fit is counted.
 
@@ -143,7 +145,7 @@ class Tracker:
         self._made: dict[int, _Made] = {}
         self._outlived: dict[int, _Left] = {}
         self._failed: list[_Left] = []
-        # span id -> (span, the context it began in, where, the resource or request current there)
+        # span id -> (span, the context it began in, where, the request in flight there)
         self._spans: dict[int, tuple[Any, Context, str, Any]] = {}
         self.dropped = {"requests": 0, "outlived": 0, "unretrieved": 0, "unended": 0}
         self._loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
