@@ -56,7 +56,6 @@ __all__ = [
     "retrieved",
     "run",
     "set_future",
-    "set_refresh",
     "set_watchers",
     "watchers",
 ]
@@ -253,10 +252,9 @@ class Pending:
     _place: str | None  # "" once asked for (`request_later`); where it began, once ended
     _started: float  # monotonic, set by the live view
 
-    def __init__(self, context: Context | None) -> None:
-        self._context = context
-        self._made: Resource | None = None
-        self._describe: Callable[[Resource], None] | None = None
+    _context: Context | None  # the context it attached: its request id
+    _made: Resource | None
+    _describe: Callable[[Resource], None] | None
 
 
 pending_watch: Callable[[Pending], None] | None = None
@@ -440,19 +438,8 @@ def retrieved(future: Any) -> list[bool] | None:
     return getattr(future, "_threadline_retrieved", None)
 
 
-def set_refresh(resource: Resource | None, refresh: Callable[[], None] | None) -> None:
-    """Give *resource* what brings its ``name`` and ``location`` up to date (None: nothing).
-
-    For a request whose route is known only once its framework routed it,
-    inside the application: `refresh` calls it before a reader shows them.
-    It is forgotten when the resource is destroyed (it may hold the owner).
-    """
-    if resource is not None:
-        resource._refresh = refresh
-
-
 def refresh(resource: Resource) -> None:
-    """Bring *resource*'s ``name`` and ``location`` up to date (see `set_refresh`)."""
+    """Bring *resource*'s ``name`` and ``location`` up to date (see `describe`)."""
     update = resource._refresh
     if update is not None:
         update()
@@ -512,10 +499,7 @@ def request_of(kept: Resource | Pending | None) -> tuple[str | None, str | None]
     if isinstance(kept, Pending):
         found = made(kept)
         if found is None:  # ended, never made a resource: its place noted as it ended
-            context = kept._context
-            value = None if context is None else context.get(_REQUEST_KEY)
-            request_id = value.get("request_id") if value is not None else None  # type: ignore[attr-defined]
-            return request_id, kept._place or None
+            return _request_id_in(kept._context), kept._place or None
         kept = found
     return (None, None) if kept is None else (kept.request_id, kept.location)
 
@@ -676,9 +660,7 @@ def _make(pending: Pending, *, init: bool) -> Resource | None:
             return found
         outer = pending._outer
         trigger = made(outer) if isinstance(outer, Pending) else outer
-        context = pending._context
-        value = None if context is None else context.get(_REQUEST_KEY)
-        request_id = value.get("request_id") if value is not None else None  # type: ignore[attr-defined]
+        request_id = _request_id_in(pending._context)
         found = Resource(pending._kind, trigger, "?", request_id, True, pending._pid)
         by = pending._describe
         if by is not None:
@@ -689,6 +671,12 @@ def _make(pending: Pending, *, init: bool) -> Resource | None:
     if init and pending._ended:  # it ended on another thread while this one made it
         destroy(found)
     return found
+
+
+def _request_id_in(context: Context | None) -> str | None:
+    """The ``request_id`` of the request store in *context*, or None."""
+    value = None if context is None else context.get(_REQUEST_KEY)
+    return value.get("request_id") if value is not None else None  # type: ignore[attr-defined]
 
 
 def describe(resource: Resource | None, by: Callable[[Resource], None]) -> None:
